@@ -1,0 +1,360 @@
+//! Reads the spanned TOML tree into [`RawConfig`], reporting every shape problem.
+//!
+//! serde's derive stops at the first unknown key; this walker keeps going, so a
+//! config with five mistakes gets five diagnostics in one run.
+
+use super::raw::*;
+use crate::diag::{Diagnostic, Kind, Span, Spanned, OPERATIONS};
+use serde_json::Value;
+use toml::de::{DeTable, DeValue};
+
+type Node<'i> = toml::Spanned<DeValue<'i>>;
+
+const TOP_KEYS: &[&str] = &["event_id", "model"];
+const EVENT_ID_KEYS: &[&str] = &["path", "derive"];
+const DERIVE_KEYS: &[&str] = &["from", "pattern", "template"];
+const MODEL_KEYS: &[&str] = &["name", "key", "on"];
+const BINDING_KEYS: &[&str] = &["key", "optional", "delete", "put", "merge", "increment", "unset"];
+const MAPPING_KEYS: &[&str] = &["path", "missing", "value"];
+
+/// The default place of an event's id.
+pub const DEFAULT_ID_PATH: &str = "$.id";
+
+pub fn read(root: &DeTable<'_>, root_span: Span, diags: &mut Vec<Diagnostic>) -> RawConfig {
+    let mut r = Reader { diags };
+    r.check_keys(root, "the top level", TOP_KEYS);
+    let event_id = match root.get("event_id") {
+        Some(node) => r.event_id(node),
+        None => None,
+    }
+    .unwrap_or_else(|| RawEventId {
+        path: Spanned::new(0..0, DEFAULT_ID_PATH.to_owned()),
+        derive: None,
+    });
+    let mut models = Vec::new();
+    if let Some(node) = root.get("model") {
+        match node.get_ref() {
+            DeValue::Array(items) => {
+                for item in items.iter() {
+                    if let Some(m) = r.model(item) {
+                        models.push(m);
+                    }
+                }
+            }
+            other => r.wrong_type(node.span(), "model", "an array of tables ([[model]])", other),
+        }
+    }
+    if models.is_empty() && !r.diags.iter().any(Diagnostic::is_error) {
+        r.diags
+            .push(Diagnostic::warning(root_span.start..root_span.start, Kind::NoModels));
+    }
+    RawConfig { event_id, models }
+}
+
+struct Reader<'d> {
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+impl Reader<'_> {
+    fn error(&mut self, span: Span, kind: Kind) {
+        self.diags.push(Diagnostic::error(span, kind));
+    }
+
+    fn wrong_type(&mut self, span: Span, key: &str, expected: &'static str, found: &DeValue) {
+        self.error(
+            span,
+            Kind::WrongType {
+                key: key.to_owned(),
+                expected,
+                found: found.type_str(),
+            },
+        );
+    }
+
+    fn check_keys(&mut self, table: &DeTable<'_>, name: &'static str, expected: &'static [&'static str]) {
+        for key in table.keys() {
+            if !expected.contains(&key.get_ref().as_ref()) {
+                self.error(
+                    key.span(),
+                    Kind::UnknownKey {
+                        key: key.get_ref().to_string(),
+                        table: name,
+                        expected,
+                    },
+                );
+            }
+        }
+    }
+
+    fn table<'a, 'i>(&mut self, node: &'a Node<'i>, key: &str) -> Option<&'a DeTable<'i>> {
+        match node.get_ref() {
+            DeValue::Table(t) => Some(t),
+            other => {
+                self.wrong_type(node.span(), key, "a table", other);
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, node: &Node<'_>, key: &str) -> Option<Spanned<String>> {
+        match node.get_ref() {
+            DeValue::String(s) => Some(Spanned::new(node.span(), s.to_string())),
+            other => {
+                self.wrong_type(node.span(), key, "a string", other);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node<'_>, key: &str) -> Option<Spanned<bool>> {
+        match node.get_ref() {
+            DeValue::Boolean(b) => Some(Spanned::new(node.span(), *b)),
+            other => {
+                self.wrong_type(node.span(), key, "true or false", other);
+                None
+            }
+        }
+    }
+
+    fn required_string(
+        &mut self,
+        table: &DeTable<'_>,
+        span: &Span,
+        key: &'static str,
+        table_name: &str,
+    ) -> Option<Spanned<String>> {
+        match table.get(key) {
+            Some(node) => self.string(node, key),
+            None => {
+                self.error(
+                    span.clone(),
+                    Kind::MissingKey {
+                        key,
+                        table: table_name.to_owned(),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    fn event_id(&mut self, node: &Node<'_>) -> Option<RawEventId> {
+        let table = self.table(node, "event_id")?;
+        self.check_keys(table, "[event_id]", EVENT_ID_KEYS);
+        let path = match table.get("path") {
+            Some(p) => self.string(p, "path")?,
+            None => Spanned::new(node.span(), DEFAULT_ID_PATH.to_owned()),
+        };
+        let derive = match table.get("derive") {
+            Some(d) => self.derive(d),
+            None => None,
+        };
+        Some(RawEventId { path, derive })
+    }
+
+    fn derive(&mut self, node: &Node<'_>) -> Option<RawDerive> {
+        let table = self.table(node, "derive")?;
+        self.check_keys(table, "[event_id.derive]", DERIVE_KEYS);
+        let span = node.span();
+        let from = self.required_string(table, &span, "from", "[event_id.derive]");
+        let pattern = self.required_string(table, &span, "pattern", "[event_id.derive]");
+        let template = self.required_string(table, &span, "template", "[event_id.derive]");
+        Some(RawDerive {
+            span,
+            from: from?,
+            pattern: pattern?,
+            template: template?,
+        })
+    }
+
+    fn model(&mut self, node: &Node<'_>) -> Option<RawModel> {
+        let table = self.table(node, "model")?;
+        self.check_keys(table, "[[model]]", MODEL_KEYS);
+        let span = node.span();
+        let name = self.required_string(table, &span, "name", "[[model]]");
+        let key = table.get("key").and_then(|k| self.string(k, "key"));
+        let mut on = Vec::new();
+        if let Some(bindings) = table.get("on") {
+            if let Some(bindings) = self.table(bindings, "on") {
+                for (event_type, binding) in bindings.iter() {
+                    let event_type = Spanned::new(event_type.span(), event_type.get_ref().to_string());
+                    if let Some(b) = self.binding(event_type, binding) {
+                        on.push(b);
+                    }
+                }
+            }
+        }
+        Some(RawModel {
+            span,
+            name: name?,
+            key,
+            on,
+        })
+    }
+
+    fn binding(&mut self, event_type: Spanned<String>, node: &Node<'_>) -> Option<RawBinding> {
+        let table = self.table(node, &event_type.value)?;
+        for key in table.keys() {
+            let name = key.get_ref().as_ref();
+            if BINDING_KEYS.contains(&name) {
+                continue;
+            }
+            let kind = if crate::diag::did_you_mean(name, &["key", "optional"]).is_some() {
+                Kind::UnknownKey {
+                    key: name.to_owned(),
+                    table: "a binding",
+                    expected: BINDING_KEYS,
+                }
+            } else {
+                Kind::UnknownOperation {
+                    name: name.to_owned(),
+                }
+            };
+            self.error(key.span(), kind);
+        }
+        debug_assert!(OPERATIONS.iter().all(|op| BINDING_KEYS.contains(op)));
+        let mut b = RawBinding {
+            key: table.get("key").and_then(|k| self.string(k, "key")),
+            optional: table
+                .get("optional")
+                .and_then(|o| self.boolean(o, "optional"))
+                .is_some_and(|o| o.value),
+            delete: table.get("delete").and_then(|d| self.boolean(d, "delete")),
+            event_type,
+            ..RawBinding::default()
+        };
+        b.put = table.get("put").and_then(|n| self.fields(n, "put"));
+        b.merge = table.get("merge").and_then(|n| self.fields(n, "merge"));
+        b.increment = table.get("increment").and_then(|n| self.fields(n, "increment"));
+        b.unset = table.get("unset").and_then(|n| self.names(n));
+        Some(b)
+    }
+
+    fn fields(&mut self, node: &Node<'_>, op: &str) -> Option<Vec<RawField>> {
+        let table = self.table(node, op)?;
+        let mut fields = Vec::new();
+        for (name, value) in table.iter() {
+            let name = Spanned::new(name.span(), name.get_ref().to_string());
+            if let Some(value) = self.mapping(value, &name.value) {
+                fields.push(RawField { name, value });
+            }
+        }
+        Some(fields)
+    }
+
+    fn names(&mut self, node: &Node<'_>) -> Option<Vec<Spanned<String>>> {
+        match node.get_ref() {
+            DeValue::Array(items) => Some(
+                items
+                    .iter()
+                    .filter_map(|item| self.string(item, "unset"))
+                    .collect(),
+            ),
+            other => {
+                self.wrong_type(node.span(), "unset", "an array of field names", other);
+                None
+            }
+        }
+    }
+
+    fn mapping(&mut self, node: &Node<'_>, field: &str) -> Option<RawMapping> {
+        let span = node.span();
+        match node.get_ref() {
+            DeValue::String(s) => Some(RawMapping::Path {
+                path: Spanned::new(span, s.to_string()),
+                missing: None,
+            }),
+            DeValue::Table(table) => {
+                self.check_keys(table, "a field mapping", MAPPING_KEYS);
+                match (table.get("path"), table.get("value")) {
+                    (Some(path), None) => {
+                        let path = self.string(path, "path")?;
+                        let missing = table.get("missing").and_then(|m| self.missing(m));
+                        Some(RawMapping::Path { path, missing })
+                    }
+                    (None, Some(value)) => Some(RawMapping::Literal {
+                        span: value.span(),
+                        value: self.literal(value)?,
+                    }),
+                    _ => {
+                        self.error(
+                            span,
+                            Kind::MissingKey {
+                                key: "path",
+                                table: format!("the mapping of `{field}` (it needs exactly one of `path` and `value`)"),
+                            },
+                        );
+                        None
+                    }
+                }
+            }
+            _ => Some(RawMapping::Literal {
+                span,
+                value: self.literal(node)?,
+            }),
+        }
+    }
+
+    fn missing(&mut self, node: &Node<'_>) -> Option<Spanned<Missing>> {
+        let word = self.string(node, "missing")?;
+        match Missing::from_word(&word.value) {
+            Some(m) => Some(Spanned::new(word.span, m)),
+            None => {
+                self.error(
+                    word.span,
+                    Kind::UnknownWord {
+                        key: "missing",
+                        word: word.value,
+                        expected: Missing::WORDS,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// A TOML value as the JSON value it stands for.
+    fn literal(&mut self, node: &Node<'_>) -> Option<Value> {
+        Some(match node.get_ref() {
+            DeValue::String(s) => Value::String(s.to_string()),
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => Value::from(n),
+                Err(_) => {
+                    self.error(node.span(), Kind::BadLiteral { reason: "integer out of range" });
+                    return None;
+                }
+            },
+            DeValue::Float(f) => {
+                let parsed = f.as_str().replace('_', "").parse::<f64>().ok();
+                match parsed.and_then(serde_json::Number::from_f64) {
+                    Some(n) => Value::Number(n),
+                    None => {
+                        self.error(
+                            node.span(),
+                            Kind::BadLiteral {
+                                reason: "JSON has no NaN or infinity",
+                            },
+                        );
+                        return None;
+                    }
+                }
+            }
+            DeValue::Boolean(b) => Value::Bool(*b),
+            DeValue::Datetime(d) => Value::String(d.to_string()),
+            DeValue::Array(items) => {
+                let mut out = Vec::new();
+                for item in items.iter() {
+                    out.push(self.literal(item)?);
+                }
+                Value::Array(out)
+            }
+            DeValue::Table(t) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in t.iter() {
+                    out.insert(k.get_ref().to_string(), self.literal(v)?);
+                }
+                Value::Object(out)
+            }
+        })
+    }
+}

@@ -1,0 +1,418 @@
+//! Diagnostics: every problem found in a configuration, as data with a place.
+//!
+//! Loading and compiling push [`Diagnostic`]s into one list instead of stopping
+//! at the first problem; [`Diagnostic::render`] draws each one as
+//! `file:line:col`, the source line and a caret, the way compilers do.
+
+use std::fmt::Write as _;
+use std::ops::Range;
+
+/// A byte range in the configuration text.
+pub type Span = Range<usize>;
+
+/// A value read from the configuration, with the place it was written.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Spanned<T> {
+    pub span: Span,
+    pub value: T,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(span: Span, value: T) -> Self {
+        Spanned { span, value }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// What is wrong. Each kind has a stable code and one message; the fields carry
+/// the specifics so tests and tools can match on them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// The text is not valid TOML.
+    Syntax { message: String },
+    /// A key that this table does not take.
+    UnknownKey {
+        key: String,
+        table: &'static str,
+        expected: &'static [&'static str],
+    },
+    /// A binding names an operation that does not exist.
+    UnknownOperation { name: String },
+    /// A key holds a value of the wrong type.
+    WrongType {
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    /// A required key is absent.
+    MissingKey { key: &'static str, table: String },
+    /// A string that must be one of a fixed set of words.
+    UnknownWord {
+        key: &'static str,
+        word: String,
+        expected: &'static [&'static str],
+    },
+    /// A JSONPath that does not parse.
+    BadJsonPath { path: String, reason: String },
+    /// A mapping string that is not a JSONPath.
+    NotAPath { text: String },
+    /// A path that must select one value can select several.
+    NotSingular { path: String, what: &'static str },
+    /// A path that no event can ever satisfy.
+    NeverMatches { path: String, reason: String },
+    /// Two read models share a name.
+    DuplicateModel { name: String, first_line: usize },
+    /// A read model name that cannot be used.
+    BadName { name: String, reason: &'static str },
+    /// A binding with no operation in it.
+    EmptyBinding { event_type: String },
+    /// `delete` together with operations that write.
+    DeleteWithWrites { event_type: String },
+    /// `delete = false`.
+    DeleteFalse,
+    /// One binding writes the same field twice.
+    FieldWrittenTwice { field: String, first: &'static str },
+    /// A binding without a document key, on the model or the binding.
+    NoKey { model: String, event_type: String },
+    /// `increment` by a literal that is not a number.
+    NotANumber { field: String, found: &'static str },
+    /// A regular expression that does not compile.
+    BadRegex { reason: String },
+    /// A derivation template that names a capture group the pattern lacks.
+    BadTemplate { group: String },
+    /// A literal that has no JSON equivalent (NaN, infinity).
+    BadLiteral { reason: &'static str },
+    /// Warning: the configuration declares no read model.
+    NoModels,
+    /// Warning: a read model reacts to no event type.
+    ModelNeverUpdated { name: String },
+}
+
+impl Kind {
+    /// The stable code of this kind of problem.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Kind::Syntax { .. } => "P0001",
+            Kind::UnknownKey { .. } => "P0002",
+            Kind::UnknownOperation { .. } => "P0003",
+            Kind::WrongType { .. } => "P0004",
+            Kind::MissingKey { .. } => "P0005",
+            Kind::UnknownWord { .. } => "P0006",
+            Kind::BadJsonPath { .. } => "P0007",
+            Kind::NotAPath { .. } => "P0008",
+            Kind::NotSingular { .. } => "P0009",
+            Kind::NeverMatches { .. } => "P0010",
+            Kind::DuplicateModel { .. } => "P0011",
+            Kind::BadName { .. } => "P0012",
+            Kind::EmptyBinding { .. } => "P0013",
+            Kind::DeleteWithWrites { .. } => "P0014",
+            Kind::DeleteFalse => "P0015",
+            Kind::FieldWrittenTwice { .. } => "P0016",
+            Kind::NoKey { .. } => "P0017",
+            Kind::NotANumber { .. } => "P0018",
+            Kind::BadRegex { .. } => "P0019",
+            Kind::BadTemplate { .. } => "P0020",
+            Kind::BadLiteral { .. } => "P0021",
+            Kind::NoModels => "P0100",
+            Kind::ModelNeverUpdated { .. } => "P0101",
+        }
+    }
+
+    /// The one-line message.
+    pub fn message(&self) -> String {
+        match self {
+            Kind::Syntax { message } => format!("invalid TOML: {message}"),
+            Kind::UnknownKey { key, table, .. } => format!("unknown key `{key}` in {table}"),
+            Kind::UnknownOperation { name } => format!("unknown operation `{name}`"),
+            Kind::WrongType {
+                key,
+                expected,
+                found,
+            } => format!("`{key}` must be {expected}, found {found}"),
+            Kind::MissingKey { key, table } => format!("{table} has no `{key}`"),
+            Kind::UnknownWord { key, word, .. } => format!("unknown `{key}` value \"{word}\""),
+            Kind::BadJsonPath { path, reason } => format!("invalid JSONPath `{path}`: {reason}"),
+            Kind::NotAPath { text } => format!("\"{text}\" is not a JSONPath"),
+            Kind::NotSingular { path, what } => {
+                format!("{what} path `{path}` can select more than one value")
+            }
+            Kind::NeverMatches { path, reason } => {
+                format!("JSONPath `{path}` can never match: {reason}")
+            }
+            Kind::DuplicateModel { name, .. } => format!("read model `{name}` is declared twice"),
+            Kind::BadName { name, reason } => format!("read model name \"{name}\" {reason}"),
+            Kind::EmptyBinding { event_type } => {
+                format!("the binding for `{event_type}` has no operation")
+            }
+            Kind::DeleteWithWrites { event_type } => {
+                format!("the binding for `{event_type}` both deletes and writes the document")
+            }
+            Kind::DeleteFalse => "`delete = false` does nothing".to_owned(),
+            Kind::FieldWrittenTwice { field, first } => {
+                format!("field `{field}` is written twice in one binding (first by `{first}`)")
+            }
+            Kind::NoKey { model, event_type } => {
+                format!("read model `{model}` has no document key for `{event_type}`")
+            }
+            Kind::NotANumber { field, found } => {
+                format!("`increment` of `{field}` needs a number or a JSONPath, found {found}")
+            }
+            Kind::BadRegex { reason } => format!("invalid regular expression: {reason}"),
+            Kind::BadTemplate { group } => {
+                format!("template refers to capture group `{group}`, which the pattern does not have")
+            }
+            Kind::BadLiteral { reason } => format!("invalid literal: {reason}"),
+            Kind::NoModels => "no read model is declared".to_owned(),
+            Kind::ModelNeverUpdated { name } => {
+                format!("read model `{name}` reacts to no event type")
+            }
+        }
+    }
+
+    /// A hint printed under the caret, when there is one.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            Kind::UnknownKey { key, expected, .. } => Some(expected_one_of(key, expected)),
+            Kind::UnknownOperation { name } => Some(match synonym(name) {
+                Some(op) => format!("to {}, use `{op}`; {}", name, expected_one_of("", OPERATIONS)),
+                None => expected_one_of(name, OPERATIONS),
+            }),
+            Kind::UnknownWord { word, expected, .. } => Some(expected_one_of(word, expected)),
+            Kind::NotAPath { text } => Some(format!(
+                "a JSONPath starts with `$` (e.g. \"$.payload.{}\"); write a literal string as {{ value = \"{text}\" }}",
+                text.trim_start_matches(['.', '@'])
+            )),
+            Kind::NotSingular { .. } => Some(
+                "use a path of names and indexes only, e.g. \"$.payload.id\" or \"$.items[0]\""
+                    .to_owned(),
+            ),
+            Kind::DuplicateModel { first_line, .. } => {
+                Some(format!("first declared on line {first_line}"))
+            }
+            Kind::EmptyBinding { .. } => Some(expected_one_of("", OPERATIONS)),
+            Kind::DeleteWithWrites { .. } => {
+                Some("a binding either deletes the document or writes to it".to_owned())
+            }
+            Kind::DeleteFalse => Some("write `delete = true`, or remove the line".to_owned()),
+            Kind::NoKey { .. } => Some(
+                "set `key = \"$.payload.id\"` (or another JSONPath) on the model or on this binding"
+                    .to_owned(),
+            ),
+            Kind::BadTemplate { .. } => Some(
+                "refer to groups as $1 or ${name}; write a literal dollar as $$".to_owned(),
+            ),
+            Kind::ModelNeverUpdated { .. } => {
+                Some("add a binding such as [model.on.SomethingHappened]".to_owned())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The operations a binding can hold, in the order they are applied.
+pub const OPERATIONS: &[&str] = &["delete", "put", "merge", "increment", "unset"];
+
+/// Words from other tools that mean one of our operations.
+fn synonym(word: &str) -> Option<&'static str> {
+    Some(match word {
+        "upsert" | "set" | "update" | "patch" => "merge",
+        "insert" | "replace" | "create" => "put",
+        "remove" | "drop" => "delete",
+        "inc" | "incr" | "add" | "sum" => "increment",
+        "unset_fields" | "remove_fields" => "unset",
+        _ => return None,
+    })
+}
+
+fn expected_one_of(found: &str, expected: &[&str]) -> String {
+    let list = expected
+        .iter()
+        .map(|e| format!("`{e}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match did_you_mean(found, expected) {
+        Some(best) => format!("did you mean `{best}`? expected one of {list}"),
+        None => format!("expected one of {list}"),
+    }
+}
+
+/// The closest candidate by edit distance, when it is close enough to be a typo.
+pub fn did_you_mean<'a>(found: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    if found.is_empty() {
+        return None;
+    }
+    candidates
+        .iter()
+        .map(|c| (edit_distance(found, c), *c))
+        .filter(|(d, c)| *d <= c.len().max(found.len()).div_ceil(3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// One problem, at one place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub span: Span,
+    pub kind: Kind,
+}
+
+impl Diagnostic {
+    pub fn error(span: Span, kind: Kind) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            span,
+            kind,
+        }
+    }
+
+    pub fn warning(span: Span, kind: Kind) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            span,
+            kind,
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// Draws the diagnostic against the text it was found in:
+    ///
+    /// ```text
+    /// projections.toml:12:1: error[P0003]: unknown operation `upsert`
+    ///    |
+    /// 12 | upsert = { name = "$.payload.name" }
+    ///    | ^^^^^^ did you mean `put`? expected one of `delete`, `put`, ...
+    /// ```
+    pub fn render(&self, file: &str, source: &str) -> String {
+        let place = Place::of(source, self.span.start);
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut out = format!(
+            "{file}:{}:{}: {severity}[{}]: {}\n",
+            place.line,
+            place.column,
+            self.kind.code(),
+            self.kind.message()
+        );
+        let text = &source[place.line_start..place.line_end];
+        let number = place.line.to_string();
+        let gutter = " ".repeat(number.len());
+        let indent: String = text[..self.span.start - place.line_start]
+            .chars()
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        let end = self.span.end.clamp(self.span.start, place.line_end);
+        let width = source[self.span.start..end].chars().count().max(1);
+        let _ = writeln!(out, "{gutter} |");
+        let _ = writeln!(out, "{number} | {text}");
+        let _ = write!(out, "{gutter} | {indent}{}", "^".repeat(width));
+        if let Some(help) = self.kind.help() {
+            let _ = write!(out, " {help}");
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// A line and column (both from 1, the column in characters) of a byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub line: usize,
+    pub column: usize,
+    pub line_start: usize,
+    pub line_end: usize,
+}
+
+impl Place {
+    pub fn of(source: &str, offset: usize) -> Place {
+        let offset = floor_char_boundary(source, offset.min(source.len()));
+        let line_start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = source[offset..]
+            .find('\n')
+            .map_or(source.len(), |i| offset + i);
+        let line_end = if source[..line_end].ends_with('\r') {
+            line_end - 1
+        } else {
+            line_end
+        }
+        .max(line_start);
+        Place {
+            line: source[..offset].matches('\n').count() + 1,
+            column: source[line_start..offset].chars().count() + 1,
+            line_start,
+            line_end,
+        }
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_count_lines_and_characters_from_one() {
+        let src = "a = 1\nbé = \"x\"\n";
+        assert_eq!(Place::of(src, 0).line, 1);
+        let p = Place::of(src, src.rfind('=').unwrap());
+        assert_eq!((p.line, p.column), (2, 4));
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        assert_eq!(did_you_mean("mrege", OPERATIONS), Some("merge"));
+        assert_eq!(did_you_mean("incremnt", OPERATIONS), Some("increment"));
+        assert_eq!(did_you_mean("replace", OPERATIONS), None);
+        assert_eq!(synonym("upsert"), Some("merge"));
+    }
+
+    #[test]
+    fn render_draws_a_caret_under_the_span() {
+        let src = "[[model]]\nnme = \"x\"\n";
+        let d = Diagnostic::error(
+            10..13,
+            Kind::UnknownKey {
+                key: "nme".into(),
+                table: "[[model]]",
+                expected: &["name", "key", "on"],
+            },
+        );
+        assert_eq!(
+            d.render("p.toml", src),
+            "p.toml:2:1: error[P0002]: unknown key `nme` in [[model]]\n  |\n2 | nme = \"x\"\n  | ^^^ did you mean `name`? expected one of `name`, `key`, `on`\n"
+        );
+    }
+}

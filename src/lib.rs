@@ -1,0 +1,56 @@
+//! A configuration-driven CQRS projector.
+//!
+//! Read models are declared in TOML; [`load`] checks and compiles them into a
+//! [`plan::Plan`] (a routing table from event type to bindings), and
+//! [`apply::apply`] interprets one event against document stores:
+//!
+//! ```
+//! use projector::store::{DocumentStore, MemoryStore};
+//!
+//! let config = r#"
+//!     [[model]]
+//!     name = "user_listing"
+//!     key = "$.payload.id"
+//!     on.UserCreated = { put = { name = "$.payload.name" } }
+//! "#;
+//! let (plan, _warnings) = projector::load(config).expect("a valid config");
+//! let mut stores = vec![MemoryStore::default(); plan.model_count()];
+//! let event = serde_json::json!({"type": "UserCreated", "payload": {"id": "u1", "name": "Ann"}});
+//! let bindings = plan.bindings(plan.event_type("UserCreated").unwrap());
+//! let mut updated = Vec::new();
+//! projector::apply::apply(bindings, &event, &mut stores, &mut updated).unwrap();
+//! assert_eq!(plan.model_name(updated[0]), "user_listing");
+//! assert_eq!(stores[0].get("u1").unwrap()["name"], "Ann");
+//! ```
+//!
+//! The binary wraps this in a JSON-lines protocol on stdin and stdout
+//! ([`server`]), with idempotency by event id ([`engine`]).
+#![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod config;
+pub mod dedup;
+pub mod diag;
+pub mod engine;
+pub mod lines;
+pub mod plan;
+pub mod protocol;
+pub mod server;
+pub mod store;
+pub mod subscriptions;
+
+use diag::Diagnostic;
+use plan::Plan;
+
+/// Parses and compiles configuration text: the one path both `run` and
+/// `validate` take. Returns the plan with its warnings, or every diagnostic
+/// (errors and warnings) when there is any error.
+pub fn load(text: &str) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let plan = config::parse(text, &mut diags).and_then(|raw| plan::compile(&raw, text, &mut diags));
+    diags.sort_by_key(|d| (d.span.start, d.severity));
+    match plan {
+        Some(plan) if !diags.iter().any(Diagnostic::is_error) => Ok((plan, diags)),
+        _ => Err(diags),
+    }
+}

@@ -1,0 +1,190 @@
+//! The `projector` command: `run` (the default) serves the stdio protocol,
+//! `validate` checks configurations. Only this file prints diagnostics and
+//! chooses exit codes.
+
+use clap::{Args, Parser, Subcommand};
+use projector::diag::Diagnostic;
+use projector::engine::Engine;
+use projector::server::{self, Options, DEFAULT_MAX_LINE_BYTES};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The configuration bundled with the binary, used when no `--config` is given
+/// and there is no `./projections.toml`.
+const BUNDLED_CONFIG: &str = include_str!("../projections.toml");
+const DEFAULT_CONFIG: &str = "projections.toml";
+
+/// sysexits.h EX_CONFIG: the configuration is invalid or unreadable.
+const EX_CONFIG: u8 = 78;
+/// sysexits.h EX_IOERR: reading input or writing replies failed.
+const EX_IOERR: u8 = 74;
+
+#[derive(Parser)]
+#[command(
+    name = "projector",
+    version,
+    about = "A configuration-driven CQRS projector",
+    long_about = "A configuration-driven CQRS projector.\n\n\
+        Reads event-bus messages as JSON lines on stdin, applies each event to the read \
+        models declared in projections.toml, skips events whose id was already processed, \
+        and writes one JSON reply line per message on stdout. Logs go to stderr.\n\n\
+        Messages: init, subscribe, unsubscribe, event, query. Without a subcommand, \
+        `projector` is `projector run`.",
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit status: 0 on success, 78 when a configuration is invalid or unreadable, \
+        74 when input or output fails."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the stdio protocol (the default).
+    Run(RunArgs),
+    /// Check configurations without running: report every problem with file:line:col.
+    Validate(ValidateArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The configuration. Default: ./projections.toml, or the bundled one when that file does not exist.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Wrap each reply Maelstrom-style: {"src": <this node>, "dest": <sender>, "body": {...}}.
+    #[arg(long)]
+    envelope: bool,
+    /// Longest input line accepted, in bytes; a longer line gets an error reply and is skipped.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// Configurations to check.
+    #[arg(value_name = "CONFIG", default_value = DEFAULT_CONFIG)]
+    configs: Vec<PathBuf>,
+    /// Fail on warnings too.
+    #[arg(long)]
+    deny_warnings: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Validate(args)) => validate(&args),
+        Some(Command::Run(args)) => run(&args),
+        None => run(&cli.run),
+    }
+}
+
+/// A configuration's name (for messages) and text.
+fn read_config(path: Option<&Path>) -> Result<(String, String), String> {
+    match path {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|text| (path.display().to_string(), text))
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        None => match std::fs::read_to_string(DEFAULT_CONFIG) {
+            Ok(text) => Ok((DEFAULT_CONFIG.to_owned(), text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                eprintln!("projector: no ./{DEFAULT_CONFIG}; using the bundled configuration");
+                Ok((format!("<bundled {DEFAULT_CONFIG}>"), BUNDLED_CONFIG.to_owned()))
+            }
+            Err(e) => Err(format!("cannot read {DEFAULT_CONFIG}: {e}")),
+        },
+    }
+}
+
+fn print_diagnostics(name: &str, text: &str, diags: &[Diagnostic]) {
+    let mut err = io::stderr().lock();
+    for d in diags {
+        let _ = write!(err, "{}", d.render(name, text));
+    }
+}
+
+fn run(args: &RunArgs) -> ExitCode {
+    let (name, text) = match read_config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("projector: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let plan = match projector::load(&text) {
+        Ok((plan, warnings)) => {
+            print_diagnostics(&name, &text, &warnings);
+            plan
+        }
+        Err(diags) => {
+            print_diagnostics(&name, &text, &diags);
+            eprintln!("projector: {name} is invalid; not starting");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let mut engine = Engine::in_memory(plan);
+    let options = Options {
+        envelope: args.envelope,
+        max_line_bytes: args.max_line_bytes,
+    };
+    match server::serve(&mut engine, io::stdin().lock(), io::stdout().lock(), io::stderr(), &options) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our replies went away: nothing left to answer.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("projector: {e}");
+            ExitCode::from(EX_IOERR)
+        }
+    }
+}
+
+fn validate(args: &ValidateArgs) -> ExitCode {
+    let mut failed = false;
+    for path in &args.configs {
+        let (name, text) = match read_config(Some(path)) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("projector: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let (diags, summary) = match projector::load(&text) {
+            Ok((plan, warnings)) => {
+                let summary = format!(
+                    "{name}: ok: {} read models, {} event types",
+                    plan.model_count(),
+                    plan.type_count()
+                );
+                (warnings, Some(summary))
+            }
+            Err(diags) => (diags, None),
+        };
+        print_diagnostics(&name, &text, &diags);
+        let errors = diags.iter().filter(|d| d.is_error()).count();
+        let warnings = diags.len() - errors;
+        match summary {
+            Some(summary) if !(args.deny_warnings && warnings > 0) => println!("{summary}"),
+            _ => {
+                failed = true;
+                eprintln!("{name}: invalid: {}", counts(errors, warnings));
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(EX_CONFIG)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn counts(errors: usize, warnings: usize) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    match warnings {
+        0 => plural(errors, "error"),
+        _ => format!("{}, {}", plural(errors, "error"), plural(warnings, "warning")),
+    }
+}

@@ -1,0 +1,384 @@
+//! Compiles a [`RawConfig`] into a [`Plan`], checking every meaning and
+//! reporting every problem with its place.
+
+use super::binding::{Action, Binding, FieldMap, Missing, Source};
+use super::event_id::{Derive, EventIdRule};
+use super::path::{JsonPath, PathError};
+use super::{ModelId, Plan, TypeId};
+use crate::config::raw::{RawBinding, RawConfig, RawDerive, RawField, RawMapping, RawModel};
+use crate::diag::{Diagnostic, Kind, Place, Span, Spanned};
+use regex::Regex;
+use std::collections::HashMap;
+
+/// Compiles `raw` (read from `source`). Returns the plan when no error was found;
+/// errors and warnings alike are pushed to `diags`.
+pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
+    let errors_before = diags.iter().filter(|d| d.is_error()).count();
+    let mut c = Compiler { source, diags };
+    let event_id = c.event_id(raw);
+
+    let mut models = Vec::new();
+    let mut first_seen: HashMap<&str, &Span> = HashMap::new();
+    let mut types: HashMap<String, TypeId> = HashMap::new();
+    let mut type_names: Vec<String> = Vec::new();
+    let mut routes: Vec<Vec<Binding>> = Vec::new();
+    for (i, model) in raw.models.iter().enumerate() {
+        let id = ModelId(i as u32);
+        c.model_name(model, &mut first_seen);
+        models.push(model.name.value.clone());
+        if model.on.is_empty() {
+            c.diags.push(Diagnostic::warning(
+                model.name.span.clone(),
+                Kind::ModelNeverUpdated {
+                    name: model.name.value.clone(),
+                },
+            ));
+        }
+        for raw_binding in &model.on {
+            let Some(binding) = c.binding(id, model, raw_binding) else {
+                continue;
+            };
+            let ty = *types
+                .entry(raw_binding.event_type.value.clone())
+                .or_insert_with(|| {
+                    type_names.push(raw_binding.event_type.value.clone());
+                    routes.push(Vec::new());
+                    TypeId(type_names.len() as u32 - 1)
+                });
+            routes[ty.0 as usize].push(binding);
+        }
+    }
+    let errors_after = c.diags.iter().filter(|d| d.is_error()).count();
+    if errors_after > errors_before {
+        return None;
+    }
+    Some(Plan {
+        event_id: event_id?,
+        models,
+        types,
+        type_names,
+        routes,
+    })
+}
+
+struct Compiler<'a> {
+    source: &'a str,
+    diags: &'a mut Vec<Diagnostic>,
+}
+
+impl Compiler<'_> {
+    fn error(&mut self, span: Span, kind: Kind) {
+        self.diags.push(Diagnostic::error(span, kind));
+    }
+
+    /// Parses a JSONPath written at `text`, pointing into the string on error.
+    fn path(&mut self, text: &Spanned<String>) -> Option<JsonPath> {
+        match JsonPath::parse(&text.value) {
+            Ok(path) => Some(path),
+            Err(PathError { reason, at }) => {
+                let span = match (at, self.inner(text)) {
+                    (Some(at), Some(inner)) => {
+                        let offset = text.value.char_indices().nth(at).map_or(text.value.len(), |(i, _)| i);
+                        inner.start + offset..inner.start + offset + 1
+                    }
+                    _ => text.span.clone(),
+                };
+                let kind = if text.value.starts_with('$') {
+                    Kind::BadJsonPath {
+                        path: text.value.clone(),
+                        reason,
+                    }
+                } else {
+                    Kind::NotAPath {
+                        text: text.value.clone(),
+                    }
+                };
+                self.error(span, kind);
+                None
+            }
+        }
+    }
+
+    /// A path that must select one value: a document key or an event id.
+    fn singular_path(&mut self, text: &Spanned<String>, what: &'static str) -> Option<JsonPath> {
+        let path = self.path(text)?;
+        if !path.is_singular() {
+            self.error(
+                text.span.clone(),
+                Kind::NotSingular {
+                    path: text.value.clone(),
+                    what,
+                },
+            );
+            return None;
+        }
+        self.never_matches(&path, text)?;
+        Some(path)
+    }
+
+    fn never_matches(&mut self, path: &JsonPath, text: &Spanned<String>) -> Option<()> {
+        match path.never_matches() {
+            Some(reason) => {
+                self.error(
+                    text.span.clone(),
+                    Kind::NeverMatches {
+                        path: text.value.clone(),
+                        reason,
+                    },
+                );
+                None
+            }
+            None => Some(()),
+        }
+    }
+
+    /// The span of a string's contents when it is written without escapes.
+    fn inner(&self, text: &Spanned<String>) -> Option<Span> {
+        let written = self.source.get(text.span.clone())?;
+        let quote = written.chars().next()?;
+        let inner = written.get(1..written.len().checked_sub(1)?)?;
+        ((quote == '"' || quote == '\'') && inner == text.value)
+            .then(|| text.span.start + 1..text.span.end - 1)
+    }
+
+    fn event_id(&mut self, raw: &RawConfig) -> Option<EventIdRule> {
+        let path = self.singular_path(&raw.event_id.path, "event id");
+        let derive = match &raw.event_id.derive {
+            Some(d) => Some(self.derive(d)?),
+            None => None,
+        };
+        Some(EventIdRule { path: path?, derive })
+    }
+
+    fn derive(&mut self, d: &RawDerive) -> Option<Derive> {
+        let from = self.singular_path(&d.from, "derive `from`");
+        let pattern = match Regex::new(&d.pattern.value) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                let reason = e.to_string();
+                let reason = reason.lines().last().unwrap_or_default().trim();
+                let reason = reason.strip_prefix("error: ").unwrap_or(reason).to_owned();
+                self.error(d.pattern.span.clone(), Kind::BadRegex { reason });
+                None
+            }
+        };
+        if let Some(re) = &pattern {
+            for group in template_groups(&d.template.value) {
+                let known = match group.parse::<usize>() {
+                    Ok(n) => n < re.captures_len(),
+                    Err(_) => re.capture_names().flatten().any(|n| n == group),
+                };
+                if !known {
+                    self.error(d.template.span.clone(), Kind::BadTemplate { group });
+                }
+            }
+        }
+        Some(Derive {
+            from: from?,
+            pattern: pattern?,
+            template: d.template.value.clone(),
+        })
+    }
+
+    fn model_name<'r>(&mut self, model: &'r RawModel, first_seen: &mut HashMap<&'r str, &'r Span>) {
+        let name = &model.name;
+        let bad = if name.value.is_empty() {
+            Some("is empty")
+        } else if name.value.chars().any(char::is_control) {
+            Some("contains a control character")
+        } else {
+            None
+        };
+        if let Some(reason) = bad {
+            self.error(
+                name.span.clone(),
+                Kind::BadName {
+                    name: name.value.clone(),
+                    reason,
+                },
+            );
+        }
+        if let Some(first) = first_seen.get(name.value.as_str()) {
+            let first_line = Place::of(self.source, first.start).line;
+            self.error(
+                name.span.clone(),
+                Kind::DuplicateModel {
+                    name: name.value.clone(),
+                    first_line,
+                },
+            );
+        } else {
+            first_seen.insert(&name.value, &name.span);
+        }
+    }
+
+    fn binding(&mut self, model: ModelId, raw_model: &RawModel, b: &RawBinding) -> Option<Binding> {
+        let key = match b.key.as_ref().or(raw_model.key.as_ref()) {
+            Some(key) => self.singular_path(key, "document key"),
+            None => {
+                self.error(
+                    b.event_type.span.clone(),
+                    Kind::NoKey {
+                        model: raw_model.name.value.clone(),
+                        event_type: b.event_type.value.clone(),
+                    },
+                );
+                None
+            }
+        };
+        let action = self.action(b);
+        Some(Binding {
+            model,
+            key: key?,
+            optional: b.optional,
+            action: action?,
+        })
+    }
+
+    fn action<'r>(&mut self, b: &'r RawBinding) -> Option<Action> {
+        let writes = b.put.is_some() || b.merge.is_some() || b.increment.is_some() || b.unset.is_some();
+        match &b.delete {
+            Some(Spanned { span, value: false }) => {
+                self.error(span.clone(), Kind::DeleteFalse);
+                return None;
+            }
+            Some(Spanned { span, value: true }) if writes => {
+                self.error(
+                    span.clone(),
+                    Kind::DeleteWithWrites {
+                        event_type: b.event_type.value.clone(),
+                    },
+                );
+                return None;
+            }
+            Some(_) => return Some(Action::Delete),
+            None if !writes => {
+                self.error(
+                    b.event_type.span.clone(),
+                    Kind::EmptyBinding {
+                        event_type: b.event_type.value.clone(),
+                    },
+                );
+                return None;
+            }
+            None => {}
+        }
+        let mut written: HashMap<&'r str, &'static str> = HashMap::new();
+        let mut ok = true;
+        let mut ops = |fields: &'r [RawField], op: &'static str, missing: Missing, c: &mut Self| {
+            let mut out = Vec::new();
+            for field in fields {
+                ok &= c.written_once(&mut written, &field.name, op);
+                match c.field(field, op, missing) {
+                    Some(f) => out.push(f),
+                    None => ok = false,
+                }
+            }
+            out
+        };
+        let put = b.put.as_deref().map(|f| ops(f, "put", Missing::Null, self));
+        let merge = ops(b.merge.as_deref().unwrap_or_default(), "merge", Missing::Skip, self);
+        let increment = ops(b.increment.as_deref().unwrap_or_default(), "increment", Missing::Skip, self);
+        let mut unset = Vec::new();
+        for name in b.unset.iter().flatten() {
+            ok &= self.written_once(&mut written, name, "unset");
+            unset.push(name.value.clone());
+        }
+        ok.then_some(Action::Write {
+            put,
+            merge,
+            increment,
+            unset,
+        })
+    }
+
+    fn written_once<'r>(
+        &mut self,
+        written: &mut HashMap<&'r str, &'static str>,
+        name: &'r Spanned<String>,
+        op: &'static str,
+    ) -> bool {
+        match written.insert(&name.value, op) {
+            Some(first) => {
+                self.error(
+                    name.span.clone(),
+                    Kind::FieldWrittenTwice {
+                        field: name.value.clone(),
+                        first,
+                    },
+                );
+                false
+            }
+            None => true,
+        }
+    }
+
+    fn field(&mut self, f: &RawField, op: &'static str, default_missing: Missing) -> Option<FieldMap> {
+        let (source, missing) = match &f.value {
+            RawMapping::Path { path, missing } => {
+                let compiled = self.path(path)?;
+                self.never_matches(&compiled, path)?;
+                (
+                    Source::Path(compiled),
+                    missing.as_ref().map_or(default_missing, |m| m.value),
+                )
+            }
+            RawMapping::Literal { span, value } => {
+                if op == "increment" && !value.is_number() {
+                    self.error(
+                        span.clone(),
+                        Kind::NotANumber {
+                            field: f.name.value.clone(),
+                            found: super::type_name(value),
+                        },
+                    );
+                    return None;
+                }
+                (Source::Literal(value.clone()), default_missing)
+            }
+        };
+        Some(FieldMap {
+            field: f.name.value.clone(),
+            source,
+            missing,
+        })
+    }
+}
+
+/// The capture groups a regex replacement template refers to (`$1`, `${name}`).
+fn template_groups(template: &str) -> Vec<String> {
+    let mut groups = Vec::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('$') {
+        rest = &rest[i + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            rest = after;
+        } else if let Some(braced) = rest.strip_prefix('{') {
+            if let Some(end) = braced.find('}') {
+                groups.push(braced[..end].to_owned());
+                rest = &braced[end + 1..];
+            }
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            if end > 0 {
+                groups.push(rest[..end].to_owned());
+            }
+            rest = &rest[end..];
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_groups_follow_regex_replacement_syntax() {
+        assert_eq!(template_groups("evt-$1"), ["1"]);
+        assert_eq!(template_groups("${kind}-${2}x$$3"), ["kind", "2"]);
+        assert!(template_groups("no groups").is_empty());
+    }
+}

@@ -1,0 +1,119 @@
+//! The plan: a checked configuration compiled into a routing table.
+//!
+//! Event types and read models are interned (`TypeId`, `ModelId`), JSONPaths
+//! are parsed once, and each event type maps to its bindings in the order the
+//! read models are declared. The interpreter ([`crate::apply`]) reads only this.
+
+pub mod binding;
+mod compile;
+pub mod event_id;
+pub mod path;
+
+pub use compile::compile;
+
+use binding::Binding;
+use event_id::EventIdRule;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// A read model, by its position in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModelId(pub u32);
+
+/// An event type that at least one read model reacts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TypeId(pub u32);
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub event_id: EventIdRule,
+    models: Vec<String>,
+    types: HashMap<String, TypeId>,
+    type_names: Vec<String>,
+    routes: Vec<Vec<Binding>>,
+}
+
+impl Plan {
+    pub fn model_count(&self) -> usize {
+        self.models.len()
+    }
+
+    pub fn model_name(&self, id: ModelId) -> &str {
+        &self.models[id.0 as usize]
+    }
+
+    pub fn model_names(&self) -> impl Iterator<Item = &str> {
+        self.models.iter().map(String::as_str)
+    }
+
+    pub fn model_by_name(&self, name: &str) -> Option<ModelId> {
+        self.models
+            .iter()
+            .position(|m| m == name)
+            .map(|i| ModelId(i as u32))
+    }
+
+    pub fn event_type(&self, name: &str) -> Option<TypeId> {
+        self.types.get(name).copied()
+    }
+
+    pub fn type_count(&self) -> usize {
+        self.type_names.len()
+    }
+
+    pub fn type_name(&self, id: TypeId) -> &str {
+        &self.type_names[id.0 as usize]
+    }
+
+    /// The bindings of an event type, in model declaration order.
+    pub fn bindings(&self, id: TypeId) -> &[Binding] {
+        &self.routes[id.0 as usize]
+    }
+}
+
+/// A string or number as text: strings as they are, numbers canonically
+/// (integers and integral floats as integers, other floats shortest-exact).
+pub fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (_, Some(u), _) => u.to_string(),
+            (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
+                (f as i64).to_string()
+            }
+            _ => n.to_string(),
+        })),
+        _ => None,
+    }
+}
+
+/// The JSON type of a value, for messages.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_become_canonical_key_text() {
+        let text = |v: Value| scalar_text(&v).map(Cow::into_owned);
+        assert_eq!(text(json!(7)), Some("7".into()));
+        assert_eq!(text(json!(7.0)), Some("7".into()));
+        assert_eq!(text(json!(-2.5)), Some("-2.5".into()));
+        assert_eq!(text(json!(18446744073709551615u64)), Some("18446744073709551615".into()));
+        assert_eq!(text(json!("a")), Some("a".into()));
+        assert_eq!(text(json!(true)), None);
+    }
+}

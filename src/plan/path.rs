@@ -1,0 +1,243 @@
+//! JSONPaths, parsed once at load time.
+//!
+//! A path made of names and indexes only (`$.payload.id`, `$.items[0]`) is
+//! compiled into a direct walk over the event; anything else (wildcards,
+//! slices, filters, descendants) is kept as a parsed jsonpath-rust query.
+
+use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
+use jsonpath_rust::parser::parse_json_path;
+use jsonpath_rust::query::js_path_process;
+use serde_json::Value;
+use std::borrow::Cow;
+
+#[derive(Debug, Clone)]
+pub struct JsonPath {
+    text: String,
+    kind: PathKind,
+}
+
+#[derive(Debug, Clone)]
+enum PathKind {
+    Walk(Vec<Step>),
+    Query(Box<JpQuery>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Key(String),
+    Index(i64),
+}
+
+/// What a path selects in one event.
+#[derive(Debug, PartialEq)]
+pub enum Found<'a> {
+    Nothing,
+    One(&'a Value),
+    /// A non-singular path that selected several values.
+    Many(Vec<&'a Value>),
+}
+
+impl<'a> Found<'a> {
+    /// The selection as one value: several become an array.
+    pub fn into_value(self) -> Option<Cow<'a, Value>> {
+        match self {
+            Found::Nothing => None,
+            Found::One(v) => Some(Cow::Borrowed(v)),
+            Found::Many(vs) => Some(Cow::Owned(Value::Array(
+                vs.into_iter().cloned().collect(),
+            ))),
+        }
+    }
+}
+
+impl JsonPath {
+    /// Parses `text`.
+    pub fn parse(text: &str) -> Result<JsonPath, PathError> {
+        if !text.starts_with('$') {
+            return Err(PathError {
+                reason: "a JSONPath starts with `$`".to_owned(),
+                at: Some(0),
+            });
+        }
+        let query = parse_json_path(text).map_err(|e| PathError::from_parser(&e.to_string()))?;
+        let steps: Option<Vec<Step>> = query
+            .segments
+            .iter()
+            .map(|segment| match segment {
+                Segment::Selector(Selector::Name(name)) => Some(Step::Key(name.clone())),
+                Segment::Selector(Selector::Index(i)) => Some(Step::Index(*i)),
+                _ => None,
+            })
+            .collect();
+        let kind = match steps {
+            Some(steps) => PathKind::Walk(steps),
+            None => PathKind::Query(Box::new(query)),
+        };
+        Ok(JsonPath {
+            text: text.to_owned(),
+            kind,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// True when the path selects at most one value in any document.
+    pub fn is_singular(&self) -> bool {
+        matches!(self.kind, PathKind::Walk(_))
+    }
+
+    /// Why this path can select nothing in any event, if that is so. An event is
+    /// an object whose `type` is a string and whose `id`, when present, is a
+    /// string or a number: nothing lies below either.
+    pub fn never_matches(&self) -> Option<String> {
+        let first_two: Vec<Option<&str>> = match &self.kind {
+            PathKind::Walk(steps) => steps
+                .iter()
+                .take(2)
+                .map(|s| match s {
+                    Step::Key(k) => Some(k.as_str()),
+                    Step::Index(_) => None,
+                })
+                .collect(),
+            PathKind::Query(q) => q
+                .segments
+                .iter()
+                .take(2)
+                .map(|s| match s {
+                    Segment::Selector(Selector::Name(k)) => Some(k.as_str()),
+                    _ => None,
+                })
+                .collect(),
+        };
+        if let PathKind::Walk(steps) = &self.kind {
+            if let Some(Step::Index(_)) = steps.first() {
+                return Some("the event is an object, not an array".to_owned());
+            }
+        }
+        match first_two.as_slice() {
+            [Some(field @ ("type" | "id")), _] => Some(format!(
+                "`$.{field}` is a string or number, which has no fields or elements"
+            )),
+            _ => None,
+        }
+    }
+
+    /// Everything the path selects in `root`.
+    pub fn find<'a>(&self, root: &'a Value) -> Found<'a> {
+        match &self.kind {
+            PathKind::Walk(steps) => match walk(steps, root) {
+                Some(v) => Found::One(v),
+                None => Found::Nothing,
+            },
+            PathKind::Query(q) => match js_path_process(q, root) {
+                Ok(refs) if refs.len() == 1 => Found::One(refs[0].val),
+                Ok(refs) if !refs.is_empty() => Found::Many(refs.into_iter().map(|r| r.val).collect()),
+                _ => Found::Nothing,
+            },
+        }
+    }
+
+    /// The one value a singular path selects.
+    pub fn find_one<'a>(&self, root: &'a Value) -> Option<&'a Value> {
+        match self.find(root) {
+            Found::One(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+fn walk<'a>(steps: &[Step], mut at: &'a Value) -> Option<&'a Value> {
+    for step in steps {
+        at = match (step, at) {
+            (Step::Key(k), Value::Object(m)) => m.get(k)?,
+            (Step::Index(i), Value::Array(a)) => {
+                let i = if *i < 0 { a.len() as i64 + i } else { *i };
+                a.get(usize::try_from(i).ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
+/// Why a JSONPath does not parse, and where (a character index into it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathError {
+    pub reason: String,
+    pub at: Option<usize>,
+}
+
+impl PathError {
+    /// Reads jsonpath-rust's parser message, which pest renders with a
+    /// `--> line:column` marker for the place it stopped.
+    fn from_parser(message: &str) -> PathError {
+        let column = message.split("--> ").nth(1).and_then(|rest| {
+            let place = rest.split_whitespace().next()?;
+            place.split(':').nth(1)?.parse::<usize>().ok()
+        });
+        match column {
+            Some(column) => PathError {
+                reason: format!("unexpected input at character {column}"),
+                at: Some(column - 1),
+            },
+            None => PathError {
+                reason: message.lines().next().unwrap_or(message).to_owned(),
+                at: None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn found(path: &str, doc: &Value) -> Option<Value> {
+        JsonPath::parse(path)
+            .unwrap()
+            .find(doc)
+            .into_value()
+            .map(Cow::into_owned)
+    }
+
+    #[test]
+    fn walks_names_and_indexes() {
+        let doc = json!({"payload": {"id": "u1", "tags": ["a", "b"], "odd key": 1}});
+        assert_eq!(found("$.payload.id", &doc), Some(json!("u1")));
+        assert_eq!(found("$.payload.tags[1]", &doc), Some(json!("b")));
+        assert_eq!(found("$.payload.tags[-1]", &doc), Some(json!("b")));
+        assert_eq!(found("$['payload']['odd key']", &doc), Some(json!(1)));
+        assert_eq!(found("$.payload.nope", &doc), None);
+        assert_eq!(found("$.payload.id.deeper", &doc), None);
+        assert!(JsonPath::parse("$.payload.tags[0]").unwrap().is_singular());
+    }
+
+    #[test]
+    fn queries_select_many_as_an_array() {
+        let doc = json!({"payload": {"items": [{"sku": "a"}, {"sku": "b"}]}});
+        assert_eq!(found("$.payload.items[*].sku", &doc), Some(json!(["a", "b"])));
+        assert_eq!(found("$..sku", &doc), Some(json!(["a", "b"])));
+        assert_eq!(found("$.payload.items[?@.sku == 'b'].sku", &doc), Some(json!("b")));
+        assert!(!JsonPath::parse("$..sku").unwrap().is_singular());
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_path() {
+        assert!(JsonPath::parse("payload.id").is_err());
+        assert!(JsonPath::parse("$.payload.").is_err());
+        assert!(JsonPath::parse("$[").is_err());
+    }
+
+    #[test]
+    fn knows_paths_that_never_match() {
+        let never = |p: &str| JsonPath::parse(p).unwrap().never_matches().is_some();
+        assert!(never("$.type.name"));
+        assert!(never("$.id[0]"));
+        assert!(never("$[0]"));
+        assert!(!never("$.type"));
+        assert!(!never("$.payload.type.name"));
+    }
+}

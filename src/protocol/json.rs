@@ -1,0 +1,164 @@
+//! JSON text in the style of Python's `json.dumps` with its defaults: `", "`
+//! and `": "` separators, `ensure_ascii` escapes, and floats as `repr` prints them.
+
+use serde_json::{Map, Number, Value};
+
+pub fn value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => number(out, n),
+        Value::String(s) => string(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => object(out, map),
+    }
+}
+
+pub fn object(out: &mut Vec<u8>, map: &Map<String, Value>) {
+    out.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        string(out, k);
+        out.extend_from_slice(b": ");
+        value(out, v);
+    }
+    out.push(b'}');
+}
+
+/// A JSON string, with everything outside printable ASCII escaped.
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, c) in s.char_indices() {
+        let escape: Option<&[u8]> = match c {
+            '"' => Some(b"\\\""),
+            '\\' => Some(b"\\\\"),
+            '\n' => Some(b"\\n"),
+            '\r' => Some(b"\\r"),
+            '\t' => Some(b"\\t"),
+            '\u{8}' => Some(b"\\b"),
+            '\u{c}' => Some(b"\\f"),
+            ' '..='~' => continue,
+            _ => None,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        plain = i + c.len_utf8();
+        match escape {
+            Some(e) => out.extend_from_slice(e),
+            None => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
+                }
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
+}
+
+pub fn number(out: &mut Vec<u8>, n: &Number) {
+    if let Some(i) = n.as_i64() {
+        out.extend_from_slice(i.to_string().as_bytes());
+    } else if let Some(u) = n.as_u64() {
+        out.extend_from_slice(u.to_string().as_bytes());
+    } else if let Some(f) = n.as_f64() {
+        float(out, f);
+    }
+}
+
+/// A finite float as Python's `repr`: the shortest digits that read back the
+/// same, in positional form for exponents from -4 to 15, else as `1.5e+16`.
+pub fn float(out: &mut Vec<u8>, f: f64) {
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always writes an exponent");
+    let exp: i32 = exp.parse().expect("an integer exponent");
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    out.extend_from_slice(sign.as_bytes());
+    let text = if !(-4..16).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { "" } else { "." };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{first}{dot}{rest}e{esign}{:02}", exp.abs())
+    } else if exp >= 0 {
+        let int_len = exp as usize + 1;
+        if digits.len() > int_len {
+            format!("{}.{}", &digits[..int_len], &digits[int_len..])
+        } else {
+            format!("{digits}{}.0", "0".repeat(int_len - digits.len()))
+        }
+    } else {
+        format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
+    };
+    out.extend_from_slice(text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text(v: Value) -> String {
+        let mut out = Vec::new();
+        value(&mut out, &v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn separators_and_nesting_follow_python() {
+        assert_eq!(
+            text(json!({"a": [1, "x", null, true], "b": {}})),
+            r#"{"a": [1, "x", null, true], "b": {}}"#
+        );
+    }
+
+    #[test]
+    fn strings_escape_like_ensure_ascii() {
+        assert_eq!(text(json!("é \"q\" \\ \n\t\u{1}\u{7f}")), r#""\u00e9 \"q\" \\ \n\t\u0001\u007f""#);
+        assert_eq!(text(json!("😀")), r#""\ud83d\ude00""#);
+        assert_eq!(text(json!("plain / text")), r#""plain / text""#);
+    }
+
+    #[test]
+    fn floats_print_as_python_repr() {
+        let f = |x: f64| {
+            let mut out = Vec::new();
+            float(&mut out, x);
+            String::from_utf8(out).unwrap()
+        };
+        for (x, want) in [
+            (1.0, "1.0"),
+            (12.5, "12.5"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (1e15, "1000000000000000.0"),
+            (123456.789, "123456.789"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (-2.5e-7, "-2.5e-07"),
+            (-0.0, "-0.0"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+        ] {
+            assert_eq!(f(x), want, "{x:?}");
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The in-memory backend: a hash map per read model.
+
+use super::{Document, DocumentStore};
+use std::collections::HashMap;
+
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    docs: HashMap<String, Document>,
+}
+
+impl DocumentStore for MemoryStore {
+    fn get(&self, key: &str) -> Option<&Document> {
+        self.docs.get(key)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut Document> {
+        self.docs.get_mut(key)
+    }
+
+    fn get_or_create(&mut self, key: &str) -> (&mut Document, bool) {
+        // Look up by &str first so the common case (the document exists)
+        // allocates no key.
+        let created = !self.docs.contains_key(key);
+        if created {
+            self.docs.insert(key.to_owned(), Document::new());
+        }
+        let doc = self.docs.get_mut(key).expect("present: inserted above");
+        (doc, created)
+    }
+
+    fn put(&mut self, key: &str, doc: Document) -> Option<Document> {
+        match self.docs.get_mut(key) {
+            Some(old) => Some(std::mem::replace(old, doc)),
+            None => self.docs.insert(key.to_owned(), doc),
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Document> {
+        self.docs.remove(key)
+    }
+
+    fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    fn page(&self, after: Option<&str>, limit: usize) -> Vec<(&str, &Document)> {
+        let mut page: Vec<(&str, &Document)> = self
+            .docs
+            .iter()
+            .map(|(k, d)| (k.as_str(), d))
+            .filter(|(k, _)| after.is_none_or(|a| *k > a))
+            .collect();
+        if page.len() > limit {
+            page.select_nth_unstable_by(limit, |a, b| a.0.cmp(b.0));
+            page.truncate(limit);
+        }
+        page.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        page
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(v: serde_json::Value) -> Document {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn pages_walk_keys_in_order() {
+        let mut s = MemoryStore::default();
+        for k in ["c", "a", "e", "b", "d"] {
+            s.put(k, doc(json!({"k": k})));
+        }
+        let keys = |p: Vec<(&str, &Document)>| p.into_iter().map(|(k, _)| k.to_owned()).collect::<Vec<_>>();
+        assert_eq!(keys(s.page(None, 2)), ["a", "b"]);
+        assert_eq!(keys(s.page(Some("b"), 2)), ["c", "d"]);
+        assert_eq!(keys(s.page(Some("d"), 10)), ["e"]);
+        assert!(s.page(Some("e"), 10).is_empty());
+    }
+
+    #[test]
+    fn get_or_create_says_when_it_created() {
+        let mut s = MemoryStore::default();
+        assert!(s.get_or_create("k").1);
+        s.get_or_create("k").0.insert("x".into(), json!(1));
+        assert!(!s.get_or_create("k").1);
+        assert_eq!(s.get("k"), Some(&doc(json!({"x": 1}))));
+    }
+}

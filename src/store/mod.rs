@@ -1,0 +1,29 @@
+//! Document stores: keyed JSON documents, one store per read model.
+//!
+//! The interpreter reads and writes through [`DocumentStore`], so a backend
+//! (in memory today) can change without touching how events are applied.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use serde_json::{Map, Value};
+
+/// A read-model document: a JSON object.
+pub type Document = Map<String, Value>;
+
+pub trait DocumentStore {
+    fn get(&self, key: &str) -> Option<&Document>;
+    fn get_mut(&mut self, key: &str) -> Option<&mut Document>;
+    /// The document under `key`, created empty when absent; `true` when created.
+    fn get_or_create(&mut self, key: &str) -> (&mut Document, bool);
+    /// Stores `doc` under `key`, returning the document it replaces.
+    fn put(&mut self, key: &str, doc: Document) -> Option<Document>;
+    fn remove(&mut self, key: &str) -> Option<Document>;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Up to `limit` documents with keys after `after`, in key order.
+    fn page(&self, after: Option<&str>, limit: usize) -> Vec<(&str, &Document)>;
+}
