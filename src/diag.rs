@@ -183,10 +183,16 @@ impl Kind {
                 None => expected_one_of(name, OPERATIONS),
             }),
             Kind::UnknownWord { word, expected, .. } => Some(expected_one_of(word, expected)),
-            Kind::NotAPath { text } => Some(format!(
-                "a JSONPath starts with `$` (e.g. \"$.payload.{}\"); write a literal string as {{ value = \"{text}\" }}",
-                text.trim_start_matches(['.', '@'])
-            )),
+            Kind::NotAPath { text } => {
+                let bare = text.trim_start_matches(['.', '@']);
+                let rooted = ["payload", "type", "id"]
+                    .iter()
+                    .any(|f| bare == *f || bare.starts_with(&format!("{f}.")) || bare.starts_with(&format!("{f}[")));
+                let path = if rooted { format!("$.{bare}") } else { format!("$.payload.{bare}") };
+                Some(format!(
+                    "a JSONPath starts with `$`, as in \"{path}\"; write a literal string as {{ value = \"{text}\" }}"
+                ))
+            }
             Kind::NotSingular { .. } => Some(
                 "use a path of names and indexes only, e.g. \"$.payload.id\" or \"$.items[0]\""
                     .to_owned(),

@@ -66,7 +66,15 @@ impl Reader<'_> {
             Kind::WrongType {
                 key: key.to_owned(),
                 expected,
-                found: found.type_str(),
+                found: match found {
+                    DeValue::String(_) => "a string",
+                    DeValue::Integer(_) => "an integer",
+                    DeValue::Float(_) => "a float",
+                    DeValue::Boolean(_) => "a boolean",
+                    DeValue::Datetime(_) => "a datetime",
+                    DeValue::Array(_) => "an array",
+                    DeValue::Table(_) => "a table",
+                },
             },
         );
     }

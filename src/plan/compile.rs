@@ -34,8 +34,10 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
                 },
             ));
         }
+        // Compiled once per model, so a bad model key is reported once.
+        let model_key = model.key.as_ref().map(|k| c.singular_path(k, "document key"));
         for raw_binding in &model.on {
-            let Some(binding) = c.binding(id, model, raw_binding) else {
+            let Some(binding) = c.binding(id, model, model_key.as_ref(), raw_binding) else {
                 continue;
             };
             let ty = *types
@@ -77,7 +79,7 @@ impl Compiler<'_> {
             Ok(path) => Some(path),
             Err(PathError { reason, at }) => {
                 let span = match (at, self.inner(text)) {
-                    (Some(at), Some(inner)) => {
+                    (Some(at), Some(inner)) if text.value.starts_with('$') => {
                         let offset = text.value.char_indices().nth(at).map_or(text.value.len(), |(i, _)| i);
                         inner.start + offset..inner.start + offset + 1
                     }
@@ -212,10 +214,17 @@ impl Compiler<'_> {
         }
     }
 
-    fn binding(&mut self, model: ModelId, raw_model: &RawModel, b: &RawBinding) -> Option<Binding> {
-        let key = match b.key.as_ref().or(raw_model.key.as_ref()) {
-            Some(key) => self.singular_path(key, "document key"),
-            None => {
+    fn binding(
+        &mut self,
+        model: ModelId,
+        raw_model: &RawModel,
+        model_key: Option<&Option<JsonPath>>,
+        b: &RawBinding,
+    ) -> Option<Binding> {
+        let key = match (&b.key, model_key) {
+            (Some(key), _) => self.singular_path(key, "document key"),
+            (None, Some(key)) => key.clone(),
+            (None, None) => {
                 self.error(
                     b.event_type.span.clone(),
                     Kind::NoKey {
