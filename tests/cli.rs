@@ -1,0 +1,187 @@
+//! Behaviour of the running binary that the stdio cases cannot express:
+//! configs written at test time, byte-level input, an interactive peer, help.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use support::{repo, Run, BIN};
+
+const CREATED: &str = r#"{"type":"event","msg_id":1,"event":{"type":"UserCreated","id":"e1","payload":{"id":"u1","name":"Ann"}}}"#;
+
+#[test]
+fn a_read_model_added_to_the_toml_is_used_without_recompiling() {
+    let bundled = std::fs::read_to_string(repo().join("projections.toml")).unwrap();
+    let extended = format!(
+        "{bundled}\n[[model]]\nname = \"name_lengths\"\nkey = \"$.payload.name\"\non.UserCreated = {{ increment = {{ users = 1 }} }}\n"
+    );
+    Run::new()
+        .config(&extended)
+        .stdin(&[
+            CREATED,
+            r#"{"type":"query","msg_id":2,"model":"name_lengths","key":"Ann"}"#,
+        ])
+        .go()
+        .success()
+        .stdout_is(&[
+            r#"{"type": "read_models_updated", "in_reply_to": 1, "event_id": "e1", "updated_models": ["user_listing", "user_by_email", "name_lengths"]}"#,
+            r#"{"type": "query_result", "in_reply_to": 2, "model": "name_lengths", "key": "Ann", "document": {"users": 1}}"#,
+        ]);
+}
+
+#[test]
+fn without_a_config_file_the_bundled_one_is_used() {
+    Run::new()
+        .in_empty_dir()
+        .stdin(&[r#"{"type":"event","msg_id":1,"event":{"type":"UserCreated","payload":{"id":"user-123","name":"John"}}}"#])
+        .go()
+        .success()
+        .stdout_is(&[r#"{"type": "read_models_updated", "in_reply_to": 1, "event_id": "evt-123", "updated_models": ["user_listing", "user_by_email"]}"#])
+        .stderr_is("projector: no ./projections.toml; using the bundled configuration\n");
+}
+
+#[test]
+fn run_is_the_default_subcommand() {
+    let explicit = Run::new().arg("run").stdin(&[CREATED]).go();
+    let implicit = Run::new().stdin(&[CREATED]).go();
+    explicit.success();
+    assert_eq!(explicit.stdout, implicit.stdout);
+    assert_eq!(explicit.stdout_lines().len(), 1);
+}
+
+#[test]
+fn invalid_utf8_gets_an_error_and_the_next_line_is_served() {
+    let mut input = b"{\"type\":\"init\",\"msg_id\":1,\"node_id\":\"n\xff\"}\n".to_vec();
+    input.extend_from_slice(CREATED.as_bytes());
+    Run::new()
+        .stdin_bytes(&input)
+        .go()
+        .success()
+        .stdout_is(&[
+            r#"{"type": "error", "in_reply_to": null, "code": 12, "text": "input line 1 is not valid UTF-8: bad byte at offset 38"}"#,
+            r#"{"type": "read_models_updated", "in_reply_to": 1, "event_id": "e1", "updated_models": ["user_listing", "user_by_email"]}"#,
+        ]);
+}
+
+#[test]
+fn crlf_endings_and_a_last_line_without_newline_are_served() {
+    let input = format!("{{\"type\":\"init\",\"msg_id\":1}}\r\n\r\n{CREATED}");
+    Run::new()
+        .stdin_bytes(input.as_bytes())
+        .go()
+        .success()
+        .stdout_is(&[
+            r#"{"type": "init_ok", "in_reply_to": 1}"#,
+            r#"{"type": "read_models_updated", "in_reply_to": 1, "event_id": "e1", "updated_models": ["user_listing", "user_by_email"]}"#,
+        ]);
+}
+
+#[test]
+fn a_line_far_over_the_limit_is_skipped_without_losing_the_next() {
+    let huge = format!("{{\"type\":\"init\",\"msg_id\":1,\"pad\":\"{}\"}}", "x".repeat(3_000_000));
+    let out = Run::new()
+        .args(&["--max-line-bytes", "1000000"])
+        .stdin(&[&huge, CREATED])
+        .go();
+    out.success().stdout_is(&[
+        r#"{"type": "error", "in_reply_to": null, "code": 12, "text": "input line 1 is 3000035 bytes long, over the limit of 1000000 bytes (--max-line-bytes)"}"#,
+        r#"{"type": "read_models_updated", "in_reply_to": 1, "event_id": "e1", "updated_models": ["user_listing", "user_by_email"]}"#,
+    ]);
+}
+
+#[test]
+fn warnings_go_to_stderr_and_stdout_stays_protocol_only() {
+    Run::new()
+        .stdin(&[r#"{"type":"subscribe","msg_id":1,"event_types":["OrderPlaced"]}"#])
+        .go()
+        .success()
+        .stdout_is(&[r#"{"type": "subscribed", "in_reply_to": 1, "event_types": ["OrderPlaced"]}"#])
+        .stderr_is("projector: warning: subscribed to \"OrderPlaced\", which no read model reacts to: its events will update nothing\n");
+}
+
+#[test]
+fn a_piped_stream_gets_one_reply_per_message() {
+    let lines: Vec<String> = (0..20_000)
+        .map(|i| format!(r#"{{"type":"event","msg_id":{i},"event":{{"type":"UserCreated","id":"e{}","payload":{{"id":"u{i}"}}}}}}"#, i % 15_000))
+        .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let out = Run::new().stdin(&lines).go();
+    out.success();
+    let replies = out.stdout_lines();
+    assert_eq!(replies.len(), 20_000);
+    assert!(replies[14_999].contains(r#""event_id": "e14999", "updated_models": ["user_listing", "user_by_email"]"#));
+    assert_eq!(
+        replies[15_000],
+        r#"{"type": "event_skipped", "in_reply_to": 15000, "event_id": "e0", "reason": "already_processed"}"#
+    );
+}
+
+/// A peer that sends one line and waits must get its reply without closing stdin.
+#[test]
+fn each_reply_is_flushed_while_the_peer_waits() {
+    let mut child = Command::new(BIN)
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let wait = Duration::from_secs(5);
+    writeln!(stdin, r#"{{"type":"init","msg_id":1,"node_id":"n1"}}"#).unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(rx.recv_timeout(wait).unwrap(), r#"{"type": "init_ok", "in_reply_to": 1}"#);
+    writeln!(stdin, "{CREATED}").unwrap();
+    stdin.flush().unwrap();
+    assert!(rx.recv_timeout(wait).unwrap().starts_with(r#"{"type": "read_models_updated""#));
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_run_quietly() {
+    let mut child = Command::new(BIN)
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let lines = format!("{CREATED}\n").repeat(100_000);
+        let _ = stdin.write_all(lines.as_bytes());
+    });
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with(r#"{"type": "read_models_updated""#));
+    // The reader (stdout) is dropped here, while replies are still coming.
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn help_documents_every_command_and_option() {
+    let out = Run::new().arg("--help").go();
+    out.success();
+    for word in ["validate", "run", "--config", "--envelope", "--max-line-bytes", "projections.toml", "78"] {
+        assert!(out.stdout.contains(word), "--help does not mention {word}:\n{}", out.stdout);
+    }
+    let out = Run::new().args(&["validate", "--help"]).go();
+    for word in ["--deny-warnings", "CONFIG", "file:line:col"] {
+        assert!(out.stdout.contains(word), "validate --help does not mention {word}:\n{}", out.stdout);
+    }
+}
