@@ -268,23 +268,23 @@ fn check<S: DocumentStore>(r: &Resolved<'_>, store: &S) -> Result<Vec<Value>, Ap
         .collect()
 }
 
-/// `base + by`, staying an integer while both are; `None` when not finite.
+/// `base + by`, staying an integer while both are and the sum fits 64 bits;
+/// `None` when the result is not a finite number.
 fn add(base: Option<&Number>, by: &Number) -> Option<Value> {
     let Some(base) = base else {
         return Some(Value::Number(by.clone()));
     };
-    if let (Some(a), Some(b)) = (base.as_i64(), by.as_i64()) {
-        if let Some(sum) = a.checked_add(b) {
+    let int = |n: &Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+    if let (Some(a), Some(b)) = (int(base), int(by)) {
+        let sum = a + b;
+        if let Ok(sum) = i64::try_from(sum) {
+            return Some(Value::from(sum));
+        }
+        if let Ok(sum) = u64::try_from(sum) {
             return Some(Value::from(sum));
         }
     }
-    if let (Some(a), Some(b)) = (base.as_u64(), by.as_u64()) {
-        if let Some(sum) = a.checked_add(b) {
-            return Some(Value::from(sum));
-        }
-    }
-    let sum = base.as_f64()? + by.as_f64()?;
-    Number::from_f64(sum).map(Value::Number)
+    Number::from_f64(base.as_f64()? + by.as_f64()?).map(Value::Number)
 }
 
 /// Makes the write; returns whether the stored document changed.
@@ -475,6 +475,8 @@ mod tests {
         let n = |v: Value| serde_json::from_value::<Number>(v).unwrap();
         assert_eq!(add(Some(&n(json!(i64::MAX))), &n(json!(1))), Some(json!(9223372036854775808u64)));
         assert_eq!(add(Some(&n(json!(-5))), &n(json!(2))), Some(json!(-3)));
+        assert_eq!(add(Some(&n(json!(u64::MAX))), &n(json!(-1))), Some(json!(u64::MAX - 1)));
+        assert_eq!(add(Some(&n(json!(u64::MAX))), &n(json!(1))), Some(json!(1.8446744073709552e19)));
         assert_eq!(add(Some(&n(json!(1.5e308))), &n(json!(1.5e308))), None);
         assert_eq!(add(None, &n(json!(2.5))), Some(json!(2.5)));
     }

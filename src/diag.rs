@@ -87,6 +87,14 @@ pub enum Kind {
     BadTemplate { group: String },
     /// A literal that has no JSON equivalent (NaN, infinity).
     BadLiteral { reason: &'static str },
+    /// A field mapping with both `path` and `value`.
+    PathAndValue { field: String },
+    /// A field mapping with neither `path` nor `value`.
+    NoSource { field: String },
+    /// `missing` on a literal, which is never missing.
+    MissingOnLiteral,
+    /// A key or id path of `$`: the whole event, which is an object.
+    WholeEvent { what: &'static str },
     /// Warning: the configuration declares no read model.
     NoModels,
     /// Warning: a read model reacts to no event type.
@@ -118,6 +126,10 @@ impl Kind {
             Kind::BadRegex { .. } => "P0019",
             Kind::BadTemplate { .. } => "P0020",
             Kind::BadLiteral { .. } => "P0021",
+            Kind::PathAndValue { .. } => "P0022",
+            Kind::NoSource { .. } => "P0023",
+            Kind::MissingOnLiteral => "P0024",
+            Kind::WholeEvent { .. } => "P0025",
             Kind::NoModels => "P0100",
             Kind::ModelNeverUpdated { .. } => "P0101",
         }
@@ -167,6 +179,16 @@ impl Kind {
                 format!("template refers to capture group `{group}`, which the pattern does not have")
             }
             Kind::BadLiteral { reason } => format!("invalid literal: {reason}"),
+            Kind::PathAndValue { field } => {
+                format!("the mapping of `{field}` has both `path` and `value`")
+            }
+            Kind::NoSource { field } => {
+                format!("the mapping of `{field}` has neither `path` nor `value`")
+            }
+            Kind::MissingOnLiteral => "`missing` applies to a `path`, not to a `value`".to_owned(),
+            Kind::WholeEvent { what } => format!(
+                "{what} path `$` selects the whole event, an object, never a string or number"
+            ),
             Kind::NoModels => "no read model is declared".to_owned(),
             Kind::ModelNeverUpdated { name } => {
                 format!("read model `{name}` reacts to no event type")
@@ -211,6 +233,10 @@ impl Kind {
             ),
             Kind::BadTemplate { .. } => Some(
                 "refer to groups as $1 or ${name}; write a literal dollar as $$".to_owned(),
+            ),
+            Kind::PathAndValue { .. } | Kind::NoSource { .. } => Some(
+                "write `{ path = \"$.payload.x\" }` to copy from the event, or `{ value = ... }` for a literal"
+                    .to_owned(),
             ),
             Kind::ModelNeverUpdated { .. } => {
                 Some("add a binding such as [model.on.SomethingHappened]".to_owned())
@@ -312,10 +338,11 @@ impl Diagnostic {
     /// projections.toml:12:1: error[P0003]: unknown operation `upsert`
     ///    |
     /// 12 | upsert = { name = "$.payload.name" }
-    ///    | ^^^^^^ did you mean `put`? expected one of `delete`, `put`, ...
+    ///    | ^^^^^^ to upsert, use `merge`; expected one of `delete`, `put`, ...
     /// ```
-    pub fn render(&self, file: &str, source: &str) -> String {
-        let place = Place::of(source, self.span.start);
+    pub fn render(&self, file: &str, source: &SourceMap<'_>) -> String {
+        let text = source.text;
+        let place = source.place(self.span.start);
         let severity = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
@@ -327,23 +354,62 @@ impl Diagnostic {
             self.kind.code(),
             self.kind.message()
         );
-        let text = &source[place.line_start..place.line_end];
-        let number = place.line.to_string();
-        let gutter = " ".repeat(number.len());
-        let indent: String = text[..self.span.start - place.line_start]
+        // The caret stays on the shown line, even for a span at its line break.
+        let caret_start = floor_char_boundary(text, self.span.start.min(place.line_end)).max(place.line_start);
+        let caret_end = ceil_char_boundary(text, self.span.end.clamp(caret_start, place.line_end));
+        let indent: String = text[place.line_start..caret_start]
             .chars()
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
-        let end = self.span.end.clamp(self.span.start, place.line_end);
-        let width = source[self.span.start..end].chars().count().max(1);
+        let width = text[caret_start..caret_end].chars().count().max(1);
+        let number = place.line.to_string();
+        let gutter = " ".repeat(number.len());
         let _ = writeln!(out, "{gutter} |");
-        let _ = writeln!(out, "{number} | {text}");
+        let _ = writeln!(out, "{number} | {}", &text[place.line_start..place.line_end]);
         let _ = write!(out, "{gutter} | {indent}{}", "^".repeat(width));
         if let Some(help) = self.kind.help() {
             let _ = write!(out, " {help}");
         }
         out.push('\n');
         out
+    }
+}
+
+/// A text with the offsets of its lines, to turn byte offsets into places.
+pub struct SourceMap<'a> {
+    text: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> SourceMap<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        SourceMap { text, line_starts }
+    }
+
+    /// The line and column of a byte offset, and the bounds of its line
+    /// (without the line break).
+    pub fn place(&self, offset: usize) -> Place {
+        let offset = floor_char_boundary(self.text, offset.min(self.text.len()));
+        let index = self.line_starts.partition_point(|start| *start <= offset) - 1;
+        let line_start = self.line_starts[index];
+        let line_end = match self.line_starts.get(index + 1) {
+            Some(next) => next - 1,
+            None => self.text.len(),
+        };
+        let line_end = if self.text[line_start..line_end].ends_with('\r') {
+            line_end - 1
+        } else {
+            line_end
+        };
+        Place {
+            line: index + 1,
+            column: self.text[line_start..offset].chars().count() + 1,
+            line_start,
+            line_end,
+        }
     }
 }
 
@@ -356,31 +422,18 @@ pub struct Place {
     pub line_end: usize,
 }
 
-impl Place {
-    pub fn of(source: &str, offset: usize) -> Place {
-        let offset = floor_char_boundary(source, offset.min(source.len()));
-        let line_start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = source[offset..]
-            .find('\n')
-            .map_or(source.len(), |i| offset + i);
-        let line_end = if source[..line_end].ends_with('\r') {
-            line_end - 1
-        } else {
-            line_end
-        }
-        .max(line_start);
-        Place {
-            line: source[..offset].matches('\n').count() + 1,
-            column: source[line_start..offset].chars().count() + 1,
-            line_start,
-            line_end,
-        }
-    }
-}
-
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
     while !s.is_char_boundary(i) {
         i -= 1;
+    }
+    i
+}
+
+fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i += 1;
     }
     i
 }
@@ -392,9 +445,21 @@ mod tests {
     #[test]
     fn places_count_lines_and_characters_from_one() {
         let src = "a = 1\nbé = \"x\"\n";
-        assert_eq!(Place::of(src, 0).line, 1);
-        let p = Place::of(src, src.rfind('=').unwrap());
+        let map = SourceMap::new(src);
+        assert_eq!(map.place(0).line, 1);
+        let p = map.place(src.rfind('=').unwrap());
         assert_eq!((p.line, p.column), (2, 4));
+        assert_eq!(map.place(src.len()).line, 3);
+    }
+
+    #[test]
+    fn render_survives_spans_at_line_breaks_and_inside_characters() {
+        let kind = || Kind::Syntax { message: "x".into() };
+        for (src, span) in [("\r", 0..1), ("a\r", 1..2), ("a = \"x\r\nb=1\r\n", 7..8), ("k = \"$é\"", 7..8), ("", 0..0)] {
+            let map = SourceMap::new(src);
+            let out = Diagnostic::error(span, kind()).render("f", &map);
+            assert!(out.starts_with("f:"), "{out}");
+        }
     }
 
     #[test]
@@ -417,7 +482,7 @@ mod tests {
             },
         );
         assert_eq!(
-            d.render("p.toml", src),
+            d.render("p.toml", &SourceMap::new(src)),
             "p.toml:2:1: error[P0002]: unknown key `nme` in [[model]]\n  |\n2 | nme = \"x\"\n  | ^^^ did you mean `name`? expected one of `name`, `key`, `on`\n"
         );
     }

@@ -224,7 +224,10 @@ impl<S: DocumentStore> Engine<S> {
         }
         let limit = match body.get("limit") {
             None => Some(DEFAULT_LIST_LIMIT),
-            Some(v) => v.as_u64(),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)),
+            Some(_) => None,
         };
         let Some(limit) = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)) else {
             return malformed(out, "query: \"limit\" must be a non-negative integer");

@@ -8,8 +8,9 @@ const CHUNK: usize = 64 * 1024;
 pub enum Line<'a> {
     /// A line's bytes, without its `\n`.
     Text(&'a [u8]),
-    /// A line over the limit, skipped without being held in memory; its length.
-    TooLong(usize),
+    /// A line over the limit, skipped without being held in memory: its
+    /// length, and whether it held only white space.
+    TooLong { len: usize, blank: bool },
 }
 
 pub struct LineReader<R> {
@@ -45,15 +46,21 @@ impl<R: Read> LineReader<R> {
             if let Some(i) = self.buf[scanned..self.end].iter().position(|b| *b == b'\n') {
                 let (start, end) = (self.start, scanned + i);
                 self.start = end + 1;
-                if end - start > self.max {
-                    return Ok(Some(Line::TooLong(end - start)));
+                let line = &self.buf[start..end];
+                let content = line.strip_suffix(b"\r").unwrap_or(line);
+                if content.len() > self.max {
+                    let blank = content.iter().all(u8::is_ascii_whitespace);
+                    return Ok(Some(Line::TooLong {
+                        len: content.len(),
+                        blank,
+                    }));
                 }
-                return Ok(Some(Line::Text(&self.buf[start..end])));
+                return Ok(Some(Line::Text(line)));
             }
             scanned = self.end;
-            if self.end - self.start > self.max {
-                let len = self.skip_rest_of_line(&mut before_wait)?;
-                return Ok(Some(Line::TooLong(len)));
+            // One more byte than the limit may be the `\r` of a `\r\n`.
+            if self.end - self.start > self.max.saturating_add(1) {
+                return self.skip_rest_of_line(&mut before_wait).map(Some);
             }
             if self.eof {
                 if self.start == self.end {
@@ -82,20 +89,22 @@ impl<R: Read> LineReader<R> {
         }
     }
 
-    /// Drops the buffered part of an overlong line and reads past its end;
-    /// returns the line's whole length.
-    fn skip_rest_of_line(&mut self, before_wait: &mut impl FnMut() -> io::Result<()>) -> io::Result<usize> {
-        let mut len = self.end - self.start;
+    /// Drops the buffered part of an overlong line and reads past its end.
+    fn skip_rest_of_line(&mut self, before_wait: &mut impl FnMut() -> io::Result<()>) -> io::Result<Line<'static>> {
+        let seen = &self.buf[self.start..self.end];
+        let mut len = seen.len();
+        let mut blank = seen.iter().all(u8::is_ascii_whitespace);
+        let mut last = seen.last().copied();
         self.start = 0;
         self.end = 0;
         self.buf.truncate(CHUNK);
         self.buf.shrink_to_fit();
-        loop {
+        let tail = loop {
             before_wait()?;
             let n = match self.inner.read(&mut self.buf) {
                 Ok(0) => {
                     self.eof = true;
-                    return Ok(len);
+                    break &self.buf[..0];
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -104,10 +113,19 @@ impl<R: Read> LineReader<R> {
             if let Some(i) = self.buf[..n].iter().position(|b| *b == b'\n') {
                 self.start = i + 1;
                 self.end = n;
-                return Ok(len + i);
+                break &self.buf[..i];
             }
             len += n;
+            blank &= self.buf[..n].iter().all(u8::is_ascii_whitespace);
+            last = self.buf[..n].last().copied().or(last);
+        };
+        len += tail.len();
+        blank &= tail.iter().all(u8::is_ascii_whitespace);
+        let last = tail.last().copied().or(last);
+        if last == Some(b'\r') {
+            len -= 1;
         }
+        Ok(Line::TooLong { len, blank })
     }
 }
 
@@ -121,7 +139,7 @@ mod tests {
         while let Some(line) = r.next_line(|| Ok(())).unwrap() {
             out.push(match line {
                 Line::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                Line::TooLong(n) => format!("<{n}>"),
+                Line::TooLong { len, blank } => format!("<{len}{}>", if blank { " blank" } else { "" }),
             });
         }
         out
@@ -139,5 +157,12 @@ mod tests {
         let input = format!("ok\n{long}\nafter\n{long}");
         assert_eq!(lines(input.as_bytes(), 1000), ["ok", "<200000>", "after", "<200000>"]);
         assert_eq!(lines(b"12345\n123456\n", 5), ["12345", "<6>"]);
+    }
+
+    #[test]
+    fn the_limit_counts_content_not_the_line_break() {
+        assert_eq!(lines(b"12345\r\n123456\r\n", 5), ["12345\r", "<6>"]);
+        let long = format!("{}\r\nok\n{}\n", "y".repeat(300_000), " ".repeat(300_000));
+        assert_eq!(lines(long.as_bytes(), 1000), ["<300000>", "ok", "<300000 blank>"]);
     }
 }

@@ -3,7 +3,7 @@
 //! chooses exit codes.
 
 use clap::{Args, Parser, Subcommand};
-use projector::diag::Diagnostic;
+use projector::diag::{Diagnostic, SourceMap};
 use projector::engine::Engine;
 use projector::server::{self, Options, DEFAULT_MAX_LINE_BYTES};
 use std::io::{self, Write};
@@ -82,35 +82,52 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a line to stderr. A log that cannot be written is no reason to stop.
+fn log(line: &str) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
 /// A configuration's name (for messages) and text.
 fn read_config(path: Option<&Path>) -> Result<(String, String), String> {
-    match path {
-        Some(path) => std::fs::read_to_string(path)
-            .map(|text| (path.display().to_string(), text))
-            .map_err(|e| format!("cannot read {}: {e}", path.display())),
-        None => match std::fs::read_to_string(DEFAULT_CONFIG) {
-            Ok(text) => Ok((DEFAULT_CONFIG.to_owned(), text)),
+    let (name, bytes) = match path {
+        Some(path) => (path.display().to_string(), std::fs::read(path)),
+        None => match std::fs::read(DEFAULT_CONFIG) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                eprintln!("projector: no ./{DEFAULT_CONFIG}; using the bundled configuration");
-                Ok((format!("<bundled {DEFAULT_CONFIG}>"), BUNDLED_CONFIG.to_owned()))
+                log(&format!("projector: no ./{DEFAULT_CONFIG}; using the bundled configuration"));
+                return Ok((format!("<bundled {DEFAULT_CONFIG}>"), BUNDLED_CONFIG.to_owned()));
             }
-            Err(e) => Err(format!("cannot read {DEFAULT_CONFIG}: {e}")),
+            read => (DEFAULT_CONFIG.to_owned(), read),
         },
+    };
+    let bytes = bytes.map_err(|e| format!("cannot read {name}: {e}"))?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok((name, text)),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes());
+            let place = SourceMap::new(&text).place(at);
+            Err(format!(
+                "{name}:{}:{}: the file is not valid UTF-8 (byte {at})",
+                place.line, place.column
+            ))
+        }
     }
 }
 
 fn print_diagnostics(name: &str, text: &str, diags: &[Diagnostic]) {
-    let mut err = io::stderr().lock();
+    let map = SourceMap::new(text);
+    let mut err = io::BufWriter::new(io::stderr().lock());
     for d in diags {
-        let _ = write!(err, "{}", d.render(name, text));
+        let _ = write!(err, "{}", d.render(name, &map));
     }
+    let _ = err.flush();
 }
 
 fn run(args: &RunArgs) -> ExitCode {
     let (name, text) = match read_config(args.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("projector: {e}");
+            log(&format!("projector: {e}"));
             return ExitCode::from(EX_CONFIG);
         }
     };
@@ -121,7 +138,7 @@ fn run(args: &RunArgs) -> ExitCode {
         }
         Err(diags) => {
             print_diagnostics(&name, &text, &diags);
-            eprintln!("projector: {name} is invalid; not starting");
+            log(&format!("projector: {name} is invalid; not starting"));
             return ExitCode::from(EX_CONFIG);
         }
     };
@@ -135,7 +152,7 @@ fn run(args: &RunArgs) -> ExitCode {
         // The reader of our replies went away: nothing left to answer.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("projector: {e}");
+            log(&format!("projector: {e}"));
             ExitCode::from(EX_IOERR)
         }
     }
@@ -147,7 +164,7 @@ fn validate(args: &ValidateArgs) -> ExitCode {
         let (name, text) = match read_config(Some(path)) {
             Ok(config) => config,
             Err(e) => {
-                eprintln!("projector: {e}");
+                log(&format!("projector: {e}"));
                 failed = true;
                 continue;
             }
@@ -155,9 +172,9 @@ fn validate(args: &ValidateArgs) -> ExitCode {
         let (diags, summary) = match projector::load(&text) {
             Ok((plan, warnings)) => {
                 let summary = format!(
-                    "{name}: ok: {} read models, {} event types",
-                    plan.model_count(),
-                    plan.type_count()
+                    "{name}: ok: {}, {}",
+                    plural(plan.model_count(), "read model"),
+                    plural(plan.type_count(), "event type")
                 );
                 (warnings, Some(summary))
             }
@@ -167,10 +184,13 @@ fn validate(args: &ValidateArgs) -> ExitCode {
         let errors = diags.iter().filter(|d| d.is_error()).count();
         let warnings = diags.len() - errors;
         match summary {
-            Some(summary) if !(args.deny_warnings && warnings > 0) => println!("{summary}"),
+            // A closed stdout does not change the verdict, which the exit code carries.
+            Some(summary) if !(args.deny_warnings && warnings > 0) => {
+                let _ = writeln!(io::stdout(), "{summary}");
+            }
             _ => {
                 failed = true;
-                eprintln!("{name}: invalid: {}", counts(errors, warnings));
+                log(&format!("{name}: invalid: {}", counts(errors, warnings)));
             }
         }
     }
@@ -181,8 +201,11 @@ fn validate(args: &ValidateArgs) -> ExitCode {
     }
 }
 
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
 fn counts(errors: usize, warnings: usize) -> String {
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     match warnings {
         0 => plural(errors, "error"),
         _ => format!("{}, {}", plural(errors, "error"), plural(warnings, "warning")),

@@ -10,7 +10,7 @@ use crate::plan::type_name;
 use crate::protocol::code::MALFORMED_REQUEST;
 use crate::protocol::{json, reply};
 use crate::store::DocumentStore;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::io::{self, BufWriter, Read, Write};
 
 /// The default bound on one input line: 16 MiB.
@@ -50,7 +50,8 @@ pub fn serve<S: DocumentStore>(
         line_no += 1;
         body.clear();
         let envelope = match line {
-            Line::TooLong(len) => {
+            Line::TooLong { blank: true, .. } => continue,
+            Line::TooLong { len, .. } => {
                 let text = format!(
                     "input line {line_no} is {len} bytes long, over the limit of {} bytes (--max-line-bytes)",
                     options.max_line_bytes
@@ -64,24 +65,7 @@ pub fn serve<S: DocumentStore>(
                     continue;
                 }
                 match parse(bytes, line_no) {
-                    Ok(Value::Object(mut message)) => match message.remove("body") {
-                        Some(Value::Object(inner)) => {
-                            engine.handle(&inner, &mut body);
-                            Some(message)
-                        }
-                        Some(other) => {
-                            let text = format!(
-                                "input line {line_no}: the envelope's \"body\" must be an object, found {}",
-                                type_name(&other)
-                            );
-                            reply::error(&mut body, None, MALFORMED_REQUEST, &text);
-                            Some(message)
-                        }
-                        None => {
-                            engine.handle(&message, &mut body);
-                            None
-                        }
-                    },
+                    Ok(Value::Object(message)) => answer(engine, message, line_no, &mut body),
                     Ok(other) => {
                         let text = format!(
                             "input line {line_no} must be a JSON object, found {}",
@@ -98,7 +82,8 @@ pub fn serve<S: DocumentStore>(
             }
         };
         for warning in engine.take_warnings() {
-            writeln!(log, "projector: warning: {warning}")?;
+            // A log that cannot be written is no reason to stop serving.
+            let _ = writeln!(log, "projector: warning: {warning}");
         }
         if options.envelope {
             let envelope = envelope.unwrap_or_default();
@@ -124,12 +109,44 @@ pub fn serve<S: DocumentStore>(
     out.flush()
 }
 
+/// Answers one message, a bare body or an envelope (a `body` and no `type`
+/// of its own); returns the envelope's other fields.
+fn answer<S: DocumentStore>(
+    engine: &mut Engine<S>,
+    mut message: Map<String, Value>,
+    line_no: usize,
+    out: &mut Vec<u8>,
+) -> Option<Map<String, Value>> {
+    let inner = match message.contains_key("type") {
+        true => None,
+        false => message.remove("body"),
+    };
+    match inner {
+        None => {
+            engine.handle(&message, out);
+            None
+        }
+        Some(Value::Object(inner)) => {
+            engine.handle(&inner, out);
+            Some(message)
+        }
+        Some(other) => {
+            let text = format!(
+                "input line {line_no}: the envelope's \"body\" must be an object, found {}",
+                type_name(&other)
+            );
+            reply::error(out, None, MALFORMED_REQUEST, &text);
+            Some(message)
+        }
+    }
+}
+
 /// One line as JSON, or an error text that says what is wrong and where.
 fn parse(bytes: &[u8], line_no: usize) -> Result<Value, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         format!(
-            "input line {line_no} is not valid UTF-8: bad byte at offset {}",
-            e.valid_up_to()
+            "input line {line_no} is not valid UTF-8 at column {}",
+            e.valid_up_to() + 1
         )
     })?;
     serde_json::from_str(text).map_err(|e| {

@@ -60,7 +60,7 @@ fn invalid_utf8_gets_an_error_and_the_next_line_is_served() {
         .go()
         .success()
         .stdout_is(&[
-            r#"{"type": "error", "in_reply_to": null, "code": 12, "text": "input line 1 is not valid UTF-8: bad byte at offset 38"}"#,
+            r#"{"type": "error", "in_reply_to": null, "code": 12, "text": "input line 1 is not valid UTF-8 at column 39"}"#,
             r#"{"type": "read_models_updated", "in_reply_to": 1, "event_id": "e1", "updated_models": ["user_listing", "user_by_email"]}"#,
         ]);
 }
@@ -89,6 +89,21 @@ fn a_line_far_over_the_limit_is_skipped_without_losing_the_next() {
         r#"{"type": "error", "in_reply_to": null, "code": 12, "text": "input line 1 is 3000035 bytes long, over the limit of 1000000 bytes (--max-line-bytes)"}"#,
         r#"{"type": "read_models_updated", "in_reply_to": 1, "event_id": "e1", "updated_models": ["user_listing", "user_by_email"]}"#,
     ]);
+}
+
+#[test]
+fn the_limit_counts_a_line_without_its_line_break_and_blank_lines_stay_blank() {
+    let init = r#"{"type":"init","msg_id":1}"#;
+    let input = format!("{init}\r\n{}\r\n{init}x\r\n", " ".repeat(5_000));
+    Run::new()
+        .args(&["--max-line-bytes", &init.len().to_string()])
+        .stdin_bytes(input.as_bytes())
+        .go()
+        .success()
+        .stdout_is(&[
+            r#"{"type": "init_ok", "in_reply_to": 1}"#,
+            r#"{"type": "error", "in_reply_to": null, "code": 12, "text": "input line 3 is 27 bytes long, over the limit of 26 bytes (--max-line-bytes)"}"#,
+        ]);
 }
 
 #[test]

@@ -33,9 +33,12 @@ pub struct RawDerive {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawModel {
     pub span: Span,
-    pub name: Spanned<String>,
+    /// `None` when absent or not a string (already reported).
+    pub name: Option<Spanned<String>>,
     pub key: Option<Spanned<String>>,
     pub on: Vec<RawBinding>,
+    /// `on` was present but not a table (already reported).
+    pub on_invalid: bool,
 }
 
 /// `[model.on.EventType]`: what one event type does to the model's document.
@@ -49,6 +52,8 @@ pub struct RawBinding {
     pub merge: Option<Vec<RawField>>,
     pub increment: Option<Vec<RawField>>,
     pub unset: Option<Vec<Spanned<String>>>,
+    /// The table had keys that are not operations (already reported).
+    pub has_unknown_keys: bool,
 }
 
 /// `field = <mapping>` inside an operation.

@@ -182,7 +182,9 @@ impl Reader<'_> {
         let name = self.required_string(table, &span, "name", "[[model]]");
         let key = table.get("key").and_then(|k| self.string(k, "key"));
         let mut on = Vec::new();
+        let mut on_invalid = false;
         if let Some(bindings) = table.get("on") {
+            on_invalid = !bindings.get_ref().is_table();
             if let Some(bindings) = self.table(bindings, "on") {
                 for (event_type, binding) in bindings.iter() {
                     let event_type = Spanned::new(event_type.span(), event_type.get_ref().to_string());
@@ -194,19 +196,22 @@ impl Reader<'_> {
         }
         Some(RawModel {
             span,
-            name: name?,
+            name,
             key,
             on,
+            on_invalid,
         })
     }
 
     fn binding(&mut self, event_type: Spanned<String>, node: &Node<'_>) -> Option<RawBinding> {
         let table = self.table(node, &event_type.value)?;
+        let mut has_unknown_keys = false;
         for key in table.keys() {
             let name = key.get_ref().as_ref();
             if BINDING_KEYS.contains(&name) {
                 continue;
             }
+            has_unknown_keys = true;
             let kind = if crate::diag::did_you_mean(name, &["key", "optional"]).is_some() {
                 Kind::UnknownKey {
                     key: name.to_owned(),
@@ -229,6 +234,7 @@ impl Reader<'_> {
                 .is_some_and(|o| o.value),
             delete: table.get("delete").and_then(|d| self.boolean(d, "delete")),
             event_type,
+            has_unknown_keys,
             ..RawBinding::default()
         };
         b.put = table.get("put").and_then(|n| self.fields(n, "put"));
@@ -280,18 +286,23 @@ impl Reader<'_> {
                         let missing = table.get("missing").and_then(|m| self.missing(m));
                         Some(RawMapping::Path { path, missing })
                     }
-                    (None, Some(value)) => Some(RawMapping::Literal {
-                        span: value.span(),
-                        value: self.literal(value)?,
-                    }),
-                    _ => {
-                        self.error(
-                            span,
-                            Kind::MissingKey {
-                                key: "path",
-                                table: format!("the mapping of `{field}` (it needs exactly one of `path` and `value`)"),
-                            },
-                        );
+                    (None, Some(value)) => {
+                        if let Some((key, _)) = table.get_key_value("missing") {
+                            self.error(key.span(), Kind::MissingOnLiteral);
+                        }
+                        Some(RawMapping::Literal {
+                            span: value.span(),
+                            value: self.literal(value)?,
+                        })
+                    }
+                    (Some(_), Some(_)) => {
+                        let field = field.to_owned();
+                        self.error(span, Kind::PathAndValue { field });
+                        None
+                    }
+                    (None, None) => {
+                        let field = field.to_owned();
+                        self.error(span, Kind::NoSource { field });
                         None
                     }
                 }

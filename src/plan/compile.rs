@@ -6,7 +6,7 @@ use super::event_id::{Derive, EventIdRule};
 use super::path::{JsonPath, PathError};
 use super::{ModelId, Plan, TypeId};
 use crate::config::raw::{RawBinding, RawConfig, RawDerive, RawField, RawMapping, RawModel};
-use crate::diag::{Diagnostic, Kind, Place, Span, Spanned};
+use crate::diag::{Diagnostic, Kind, SourceMap, Span, Spanned};
 use regex::Regex;
 use std::collections::HashMap;
 
@@ -14,7 +14,8 @@ use std::collections::HashMap;
 /// errors and warnings alike are pushed to `diags`.
 pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
     let errors_before = diags.iter().filter(|d| d.is_error()).count();
-    let mut c = Compiler { source, diags };
+    let map = SourceMap::new(source);
+    let mut c = Compiler { source, map: &map, diags };
     let event_id = c.event_id(raw);
 
     let mut models = Vec::new();
@@ -24,14 +25,12 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
     let mut routes: Vec<Vec<Binding>> = Vec::new();
     for (i, model) in raw.models.iter().enumerate() {
         let id = ModelId(i as u32);
-        c.model_name(model, &mut first_seen);
-        models.push(model.name.value.clone());
-        if model.on.is_empty() {
+        let name = c.model_name(model, &mut first_seen);
+        models.push(name.to_owned());
+        if model.on.is_empty() && !model.on_invalid {
             c.diags.push(Diagnostic::warning(
-                model.name.span.clone(),
-                Kind::ModelNeverUpdated {
-                    name: model.name.value.clone(),
-                },
+                model.name.as_ref().map_or(model.span.clone(), |n| n.span.clone()),
+                Kind::ModelNeverUpdated { name: name.to_owned() },
             ));
         }
         // Compiled once per model, so a bad model key is reported once.
@@ -65,6 +64,7 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
 
 struct Compiler<'a> {
     source: &'a str,
+    map: &'a SourceMap<'a>,
     diags: &'a mut Vec<Diagnostic>,
 }
 
@@ -80,8 +80,12 @@ impl Compiler<'_> {
             Err(PathError { reason, at }) => {
                 let span = match (at, self.inner(text)) {
                     (Some(at), Some(inner)) if text.value.starts_with('$') => {
-                        let offset = text.value.char_indices().nth(at).map_or(text.value.len(), |(i, _)| i);
-                        inner.start + offset..inner.start + offset + 1
+                        let (offset, width) = text
+                            .value
+                            .char_indices()
+                            .nth(at)
+                            .map_or((text.value.len(), 0), |(i, c)| (i, c.len_utf8()));
+                        inner.start + offset..inner.start + offset + width
                     }
                     _ => text.span.clone(),
                 };
@@ -112,6 +116,10 @@ impl Compiler<'_> {
                     what,
                 },
             );
+            return None;
+        }
+        if path.is_root() {
+            self.error(text.span.clone(), Kind::WholeEvent { what });
             return None;
         }
         self.never_matches(&path, text)?;
@@ -182,8 +190,11 @@ impl Compiler<'_> {
         })
     }
 
-    fn model_name<'r>(&mut self, model: &'r RawModel, first_seen: &mut HashMap<&'r str, &'r Span>) {
-        let name = &model.name;
+    /// Checks a model's name; returns it, or a stand-in for messages when it is absent.
+    fn model_name<'r>(&mut self, model: &'r RawModel, first_seen: &mut HashMap<&'r str, &'r Span>) -> &'r str {
+        let Some(name) = &model.name else {
+            return "?";
+        };
         let bad = if name.value.is_empty() {
             Some("is empty")
         } else if name.value.chars().any(char::is_control) {
@@ -201,7 +212,7 @@ impl Compiler<'_> {
             );
         }
         if let Some(first) = first_seen.get(name.value.as_str()) {
-            let first_line = Place::of(self.source, first.start).line;
+            let first_line = self.map.place(first.start).line;
             self.error(
                 name.span.clone(),
                 Kind::DuplicateModel {
@@ -212,6 +223,7 @@ impl Compiler<'_> {
         } else {
             first_seen.insert(&name.value, &name.span);
         }
+        &name.value
     }
 
     fn binding(
@@ -228,7 +240,7 @@ impl Compiler<'_> {
                 self.error(
                     b.event_type.span.clone(),
                     Kind::NoKey {
-                        model: raw_model.name.value.clone(),
+                        model: raw_model.name.as_ref().map_or("?", |n| &n.value).to_owned(),
                         event_type: b.event_type.value.clone(),
                     },
                 );
@@ -261,6 +273,7 @@ impl Compiler<'_> {
                 return None;
             }
             Some(_) => return Some(Action::Delete),
+            None if !writes && b.has_unknown_keys => return None,
             None if !writes => {
                 self.error(
                     b.event_type.span.clone(),

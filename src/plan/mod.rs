@@ -72,16 +72,21 @@ impl Plan {
     }
 }
 
-/// A string or number as text: strings as they are, numbers canonically
-/// (integers and integral floats as integers, other floats shortest-exact).
+/// A string or number as text: strings as they are, numbers canonically, so
+/// that `7`, `7.0` and `7e0` are one key: integral values below 1e21 in
+/// digits, other numbers as Python's `repr` writes them (`2.5`, `1e+25`).
 pub fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::String(s) => Some(Cow::Borrowed(s)),
         Value::Number(n) => Some(Cow::Owned(match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => i.to_string(),
             (_, Some(u), _) => u.to_string(),
-            (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
-                (f as i64).to_string()
+            (_, _, Some(f)) if f == 0.0 => "0".to_owned(),
+            (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e21 => format!("{f:.0}"),
+            (_, _, Some(f)) => {
+                let mut out = Vec::new();
+                crate::protocol::json::float(&mut out, f);
+                String::from_utf8(out).expect("ASCII digits")
             }
             _ => n.to_string(),
         })),
@@ -111,6 +116,9 @@ mod tests {
         let text = |v: Value| scalar_text(&v).map(Cow::into_owned);
         assert_eq!(text(json!(7)), Some("7".into()));
         assert_eq!(text(json!(7.0)), Some("7".into()));
+        assert_eq!(text(json!(-0.0)), Some("0".into()));
+        assert_eq!(text(json!(1e16)), Some("10000000000000000".into()));
+        assert_eq!(text(json!(1e25)), Some("1e+25".into()));
         assert_eq!(text(json!(-2.5)), Some("-2.5".into()));
         assert_eq!(text(json!(18446744073709551615u64)), Some("18446744073709551615".into()));
         assert_eq!(text(json!("a")), Some("a".into()));

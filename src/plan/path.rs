@@ -83,6 +83,11 @@ impl JsonPath {
         &self.text
     }
 
+    /// True for `$`, the whole document.
+    pub fn is_root(&self) -> bool {
+        matches!(&self.kind, PathKind::Walk(steps) if steps.is_empty())
+    }
+
     /// True when the path selects at most one value in any document.
     pub fn is_singular(&self) -> bool {
         matches!(self.kind, PathKind::Walk(_))

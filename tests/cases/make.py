@@ -310,4 +310,8 @@ case("msg_ids_are_echoed_as_given", [
     ({"type": "init", "node_id": "n1"}, {"type": "init_ok", "in_reply_to": None}),
     ({"type": "init", "msg_id": 1.5, "node_id": "n1"}, {"type": "init_ok", "in_reply_to": 1.5}),
 ])
+case("a_bare_message_may_carry_a_body_field", [
+    ({"type": "init", "msg_id": 7, "node_id": "n1", "body": "hello"}, {"type": "init_ok", "in_reply_to": 7}),
+    ({"type": "subscribe", "msg_id": 8, "event_types": [U], "body": {"type": "init"}}, {"type": "subscribed", "in_reply_to": 8, "event_types": [U]}),
+])
 print(n, "cases")
