@@ -177,7 +177,10 @@ fn resolve<'a>(binding: &'a Binding, event: &'a Value) -> Result<Option<Resolved
             };
             let merge = resolve_fields(model, merge, event)?;
             let mut amounts = Vec::with_capacity(increment.len());
-            for (f, value) in increment.iter().zip(resolve_values(model, increment, event)) {
+            for (f, value) in increment
+                .iter()
+                .zip(resolve_values(model, increment, event))
+            {
                 let Some(value) = value? else { continue };
                 match value {
                     Cow::Borrowed(Value::Number(n)) => amounts.push((f.field.as_str(), n)),
@@ -203,7 +206,11 @@ fn resolve<'a>(binding: &'a Binding, event: &'a Value) -> Result<Option<Resolved
     Ok(Some(Resolved { model, key, write }))
 }
 
-fn resolve_fields<'a>(model: ModelId, fields: &'a [FieldMap], event: &'a Value) -> Result<Fields<'a>, ApplyError> {
+fn resolve_fields<'a>(
+    model: ModelId,
+    fields: &'a [FieldMap],
+    event: &'a Value,
+) -> Result<Fields<'a>, ApplyError> {
     let mut out = Vec::with_capacity(fields.len());
     for (f, value) in fields.iter().zip(resolve_values(model, fields, event)) {
         if let Some(value) = value? {
@@ -242,7 +249,11 @@ fn check<S: DocumentStore>(r: &Resolved<'_>, store: &S) -> Result<Vec<Value>, Ap
     };
     // After a `put` the document holds only the put fields, and a field is
     // never both put and incremented, so increments then start from zero.
-    let current = if put.is_some() { None } else { store.get(&r.key) };
+    let current = if put.is_some() {
+        None
+    } else {
+        store.get(&r.key)
+    };
     increment
         .iter()
         .map(|(field, by)| {
@@ -274,7 +285,11 @@ fn add(base: Option<&Number>, by: &Number) -> Option<Value> {
     let Some(base) = base else {
         return Some(Value::Number(by.clone()));
     };
-    let int = |n: &Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+    let int = |n: &Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
     if let (Some(a), Some(b)) = (int(base), int(by)) {
         let sum = a + b;
         if let Ok(sum) = i64::try_from(sum) {
@@ -298,9 +313,12 @@ fn write<S: DocumentStore>(write: Write<'_>, key: &str, sums: Vec<Value>, store:
     else {
         return store.remove(key).is_some();
     };
-    let sets = merge
-        .into_iter()
-        .chain(increment.into_iter().map(|(f, _)| f).zip(sums.into_iter().map(Cow::Owned)));
+    let sets = merge.into_iter().chain(
+        increment
+            .into_iter()
+            .map(|(f, _)| f)
+            .zip(sums.into_iter().map(Cow::Owned)),
+    );
     if let Some(put) = put {
         let mut doc = Document::new();
         for (field, value) in put.into_iter().chain(sets) {
@@ -345,8 +363,11 @@ mod tests {
     use crate::store::MemoryStore;
     use serde_json::json;
 
+    /// The models an event updated, or the error it was refused with.
+    type Outcome = Result<Vec<String>, String>;
+
     /// Compiles `toml`, applies `events` in order, returns each outcome and the stores.
-    fn run(toml: &str, events: &[Value]) -> (Vec<Result<Vec<String>, String>>, Vec<MemoryStore>, Plan) {
+    fn run(toml: &str, events: &[Value]) -> (Vec<Outcome>, Vec<MemoryStore>, Plan) {
         let plan = crate::load(toml).unwrap_or_else(|d| panic!("{d:?}")).0;
         let mut stores = vec![MemoryStore::default(); plan.model_count()];
         let mut updated = Vec::new();
@@ -355,7 +376,12 @@ mod tests {
             .map(|e| {
                 let ty = plan.event_type(e["type"].as_str().unwrap()).unwrap();
                 apply(plan.bindings(ty), e, &mut stores, &mut updated)
-                    .map(|()| updated.iter().map(|m| plan.model_name(*m).to_owned()).collect())
+                    .map(|()| {
+                        updated
+                            .iter()
+                            .map(|m| plan.model_name(*m).to_owned())
+                            .collect()
+                    })
                     .map_err(|err| err.describe(&plan))
             })
             .collect();
@@ -380,7 +406,10 @@ mod tests {
         let hit = |amount: Value| json!({"type": "Hit", "payload": {"k": "a", "amount": amount}});
         let (out, stores, _) = run(COUNTER, &[hit(json!(2)), hit(json!(3)), hit(json!(0.5))]);
         assert!(out.iter().all(|o| o.as_ref().unwrap() == &["counts"]));
-        assert_eq!(doc(&stores, 0, "a"), Some(json!({"n": 3, "total": 5.5, "last": 0.5})));
+        assert_eq!(
+            doc(&stores, 0, "a"),
+            Some(json!({"n": 3, "total": 5.5, "last": 0.5}))
+        );
     }
 
     #[test]
@@ -444,7 +473,10 @@ mod tests {
             out[1],
             Err("read model \"second\": field \"name\" needs $.payload.name (missing = \"fail\"), which the event does not have".into())
         );
-        assert_eq!(out[2], Ok(vec!["first".into(), "second".into(), "third".into()]));
+        assert_eq!(
+            out[2],
+            Ok(vec!["first".into(), "second".into(), "third".into()])
+        );
         assert_eq!(stores[0].len(), 1);
         assert_eq!(doc(&stores, 2, "7"), Some(json!({"id": "3"})));
     }
@@ -462,7 +494,8 @@ mod tests {
 
     #[test]
     fn a_key_must_be_a_string_or_a_number() {
-        let made = json!({"type": "Made", "payload": {"id": {"nested": 1}, "other": "o", "name": "n"}});
+        let made =
+            json!({"type": "Made", "payload": {"id": {"nested": 1}, "other": "o", "name": "n"}});
         let (out, _, _) = run(TWO_MODELS, &[made]);
         assert_eq!(
             out[0],
@@ -473,10 +506,19 @@ mod tests {
     #[test]
     fn sums_stay_exact_until_they_cannot() {
         let n = |v: Value| serde_json::from_value::<Number>(v).unwrap();
-        assert_eq!(add(Some(&n(json!(i64::MAX))), &n(json!(1))), Some(json!(9223372036854775808u64)));
+        assert_eq!(
+            add(Some(&n(json!(i64::MAX))), &n(json!(1))),
+            Some(json!(9223372036854775808u64))
+        );
         assert_eq!(add(Some(&n(json!(-5))), &n(json!(2))), Some(json!(-3)));
-        assert_eq!(add(Some(&n(json!(u64::MAX))), &n(json!(-1))), Some(json!(u64::MAX - 1)));
-        assert_eq!(add(Some(&n(json!(u64::MAX))), &n(json!(1))), Some(json!(1.8446744073709552e19)));
+        assert_eq!(
+            add(Some(&n(json!(u64::MAX))), &n(json!(-1))),
+            Some(json!(u64::MAX - 1))
+        );
+        assert_eq!(
+            add(Some(&n(json!(u64::MAX))), &n(json!(1))),
+            Some(json!(1.8446744073709552e19))
+        );
         assert_eq!(add(Some(&n(json!(1.5e308))), &n(json!(1.5e308))), None);
         assert_eq!(add(None, &n(json!(2.5))), Some(json!(2.5)));
     }

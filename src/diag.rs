@@ -176,7 +176,9 @@ impl Kind {
             }
             Kind::BadRegex { reason } => format!("invalid regular expression: {reason}"),
             Kind::BadTemplate { group } => {
-                format!("template refers to capture group `{group}`, which the pattern does not have")
+                format!(
+                    "template refers to capture group `{group}`, which the pattern does not have"
+                )
             }
             Kind::BadLiteral { reason } => format!("invalid literal: {reason}"),
             Kind::PathAndValue { field } => {
@@ -355,7 +357,8 @@ impl Diagnostic {
             self.kind.message()
         );
         // The caret stays on the shown line, even for a span at its line break.
-        let caret_start = floor_char_boundary(text, self.span.start.min(place.line_end)).max(place.line_start);
+        let caret_start =
+            floor_char_boundary(text, self.span.start.min(place.line_end)).max(place.line_start);
         let caret_end = ceil_char_boundary(text, self.span.end.clamp(caret_start, place.line_end));
         let indent: String = text[place.line_start..caret_start]
             .chars()
@@ -365,7 +368,11 @@ impl Diagnostic {
         let number = place.line.to_string();
         let gutter = " ".repeat(number.len());
         let _ = writeln!(out, "{gutter} |");
-        let _ = writeln!(out, "{number} | {}", &text[place.line_start..place.line_end]);
+        let _ = writeln!(
+            out,
+            "{number} | {}",
+            &text[place.line_start..place.line_end]
+        );
         let _ = write!(out, "{gutter} | {indent}{}", "^".repeat(width));
         if let Some(help) = self.kind.help() {
             let _ = write!(out, " {help}");
@@ -454,8 +461,16 @@ mod tests {
 
     #[test]
     fn render_survives_spans_at_line_breaks_and_inside_characters() {
-        let kind = || Kind::Syntax { message: "x".into() };
-        for (src, span) in [("\r", 0..1), ("a\r", 1..2), ("a = \"x\r\nb=1\r\n", 7..8), ("k = \"$é\"", 7..8), ("", 0..0)] {
+        let kind = || Kind::Syntax {
+            message: "x".into(),
+        };
+        for (src, span) in [
+            ("\r", 0..1),
+            ("a\r", 1..2),
+            ("a = \"x\r\nb=1\r\n", 7..8),
+            ("k = \"$é\"", 7..8),
+            ("", 0..0),
+        ] {
             let map = SourceMap::new(src);
             let out = Diagnostic::error(span, kind()).render("f", &map);
             assert!(out.starts_with("f:"), "{out}");

@@ -73,10 +73,20 @@ impl<S: DocumentStore> Engine<S> {
         let ty = match body.get("type") {
             Some(Value::String(ty)) => ty.as_str(),
             Some(other) => {
-                let text = format!("the message's \"type\" must be a string, found {}", type_name(other));
+                let text = format!(
+                    "the message's \"type\" must be a string, found {}",
+                    type_name(other)
+                );
                 return error(out, msg_id, MALFORMED_REQUEST, &text);
             }
-            None => return error(out, msg_id, MALFORMED_REQUEST, "the message has no \"type\""),
+            None => {
+                return error(
+                    out,
+                    msg_id,
+                    MALFORMED_REQUEST,
+                    "the message has no \"type\"",
+                )
+            }
         };
         match ty {
             "event" => self.event(body, msg_id, out),
@@ -100,14 +110,23 @@ impl<S: DocumentStore> Engine<S> {
             Some(Value::String(id)) => self.node_id = Some(id.clone()),
             None => {}
             Some(other) => {
-                let text = format!("init: \"node_id\" must be a string, found {}", type_name(other));
+                let text = format!(
+                    "init: \"node_id\" must be a string, found {}",
+                    type_name(other)
+                );
                 return error(out, msg_id, MALFORMED_REQUEST, &text);
             }
         }
         Reply::start(out, "init_ok", msg_id).end();
     }
 
-    fn subscription(&mut self, ty: &str, body: &Map<String, Value>, msg_id: Option<&Value>, out: &mut Vec<u8>) {
+    fn subscription(
+        &mut self,
+        ty: &str,
+        body: &Map<String, Value>,
+        msg_id: Option<&Value>,
+        out: &mut Vec<u8>,
+    ) {
         let names: Option<Vec<&str>> = match body.get("event_types") {
             Some(Value::Array(items)) => items.iter().map(Value::as_str).collect(),
             _ => None,
@@ -128,8 +147,14 @@ impl<S: DocumentStore> Engine<S> {
                 self.subscriptions.unsubscribe(&self.plan, name);
             }
         }
-        let reply = if ty == "subscribe" { "subscribed" } else { "unsubscribed" };
-        Reply::start(out, reply, msg_id).strings("event_types", names).end();
+        let reply = if ty == "subscribe" {
+            "subscribed"
+        } else {
+            "unsubscribed"
+        };
+        Reply::start(out, reply, msg_id)
+            .strings("event_types", names)
+            .end();
     }
 
     fn event(&mut self, body: &Map<String, Value>, msg_id: Option<&Value>, out: &mut Vec<u8>) {
@@ -140,7 +165,10 @@ impl<S: DocumentStore> Engine<S> {
                     Some(Value::String(_)) => {}
                     None => return malformed(out, "the event has no \"type\""),
                     Some(other) => {
-                        let text = format!("the event's \"type\" must be a string, found {}", type_name(other));
+                        let text = format!(
+                            "the event's \"type\" must be a string, found {}",
+                            type_name(other)
+                        );
                         return malformed(out, &text);
                     }
                 }
@@ -174,7 +202,10 @@ impl<S: DocumentStore> Engine<S> {
                 let plan = &self.plan;
                 Reply::start(out, "read_models_updated", msg_id)
                     .str("event_id", &id)
-                    .strings("updated_models", self.updated.iter().map(|m| plan.model_name(*m)))
+                    .strings(
+                        "updated_models",
+                        self.updated.iter().map(|m| plan.model_name(*m)),
+                    )
                     .end();
             }
             Err(e) => {
@@ -209,7 +240,10 @@ impl<S: DocumentStore> Engine<S> {
         let store = &self.stores[model.0 as usize];
         if let Some(key) = body.get("key") {
             let Some(key) = scalar_text(key) else {
-                let text = format!("query: \"key\" must be a string or a number, found {}", type_name(key));
+                let text = format!(
+                    "query: \"key\" must be a string or a number, found {}",
+                    type_name(key)
+                );
                 return malformed(out, &text);
             };
             let doc = store.get(&key);
@@ -224,9 +258,11 @@ impl<S: DocumentStore> Engine<S> {
         }
         let limit = match body.get("limit") {
             None => Some(DEFAULT_LIST_LIMIT),
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)),
+            Some(Value::Number(n)) => n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            }),
             Some(_) => None,
         };
         let Some(limit) = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)) else {
@@ -236,13 +272,19 @@ impl<S: DocumentStore> Engine<S> {
             None | Some(Value::Null) => None,
             Some(v) => match scalar_text(v) {
                 Some(after) => Some(after),
-                None => return malformed(out, "query: \"after\" must be a key (a string or a number)"),
+                None => {
+                    return malformed(out, "query: \"after\" must be a key (a string or a number)")
+                }
             },
         };
         let mut page = store.page(after.as_deref(), limit.saturating_add(1));
         let more = page.len() > limit;
         page.truncate(limit);
-        let next = if more { page.last().map(|(k, _)| *k) } else { None };
+        let next = if more {
+            page.last().map(|(k, _)| *k)
+        } else {
+            None
+        };
         Reply::start(out, "query_result", msg_id)
             .str("model", name)
             .with("documents", |o| {

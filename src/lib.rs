@@ -47,7 +47,8 @@ use plan::Plan;
 /// (errors and warnings) when there is any error.
 pub fn load(text: &str) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let plan = config::parse(text, &mut diags).and_then(|raw| plan::compile(&raw, text, &mut diags));
+    let plan =
+        config::parse(text, &mut diags).and_then(|raw| plan::compile(&raw, text, &mut diags));
     diags.sort_by_key(|d| (d.span.start, d.severity));
     match plan {
         Some(plan) if !diags.iter().any(Diagnostic::is_error) => Ok((plan, diags)),

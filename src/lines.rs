@@ -90,7 +90,10 @@ impl<R: Read> LineReader<R> {
     }
 
     /// Drops the buffered part of an overlong line and reads past its end.
-    fn skip_rest_of_line(&mut self, before_wait: &mut impl FnMut() -> io::Result<()>) -> io::Result<Line<'static>> {
+    fn skip_rest_of_line(
+        &mut self,
+        before_wait: &mut impl FnMut() -> io::Result<()>,
+    ) -> io::Result<Line<'static>> {
         let seen = &self.buf[self.start..self.end];
         let mut len = seen.len();
         let mut blank = seen.iter().all(u8::is_ascii_whitespace);
@@ -139,7 +142,9 @@ mod tests {
         while let Some(line) = r.next_line(|| Ok(())).unwrap() {
             out.push(match line {
                 Line::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                Line::TooLong { len, blank } => format!("<{len}{}>", if blank { " blank" } else { "" }),
+                Line::TooLong { len, blank } => {
+                    format!("<{len}{}>", if blank { " blank" } else { "" })
+                }
             });
         }
         out
@@ -155,7 +160,10 @@ mod tests {
     fn overlong_lines_are_reported_and_skipped() {
         let long = "x".repeat(200_000);
         let input = format!("ok\n{long}\nafter\n{long}");
-        assert_eq!(lines(input.as_bytes(), 1000), ["ok", "<200000>", "after", "<200000>"]);
+        assert_eq!(
+            lines(input.as_bytes(), 1000),
+            ["ok", "<200000>", "after", "<200000>"]
+        );
         assert_eq!(lines(b"12345\n123456\n", 5), ["12345", "<6>"]);
     }
 
@@ -163,6 +171,9 @@ mod tests {
     fn the_limit_counts_content_not_the_line_break() {
         assert_eq!(lines(b"12345\r\n123456\r\n", 5), ["12345\r", "<6>"]);
         let long = format!("{}\r\nok\n{}\n", "y".repeat(300_000), " ".repeat(300_000));
-        assert_eq!(lines(long.as_bytes(), 1000), ["<300000>", "ok", "<300000 blank>"]);
+        assert_eq!(
+            lines(long.as_bytes(), 1000),
+            ["<300000>", "ok", "<300000 blank>"]
+        );
     }
 }

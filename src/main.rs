@@ -93,8 +93,13 @@ fn read_config(path: Option<&Path>) -> Result<(String, String), String> {
         Some(path) => (path.display().to_string(), std::fs::read(path)),
         None => match std::fs::read(DEFAULT_CONFIG) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                log(&format!("projector: no ./{DEFAULT_CONFIG}; using the bundled configuration"));
-                return Ok((format!("<bundled {DEFAULT_CONFIG}>"), BUNDLED_CONFIG.to_owned()));
+                log(&format!(
+                    "projector: no ./{DEFAULT_CONFIG}; using the bundled configuration"
+                ));
+                return Ok((
+                    format!("<bundled {DEFAULT_CONFIG}>"),
+                    BUNDLED_CONFIG.to_owned(),
+                ));
             }
             read => (DEFAULT_CONFIG.to_owned(), read),
         },
@@ -147,7 +152,13 @@ fn run(args: &RunArgs) -> ExitCode {
         envelope: args.envelope,
         max_line_bytes: args.max_line_bytes,
     };
-    match server::serve(&mut engine, io::stdin().lock(), io::stdout().lock(), io::stderr(), &options) {
+    match server::serve(
+        &mut engine,
+        io::stdin().lock(),
+        io::stdout().lock(),
+        io::stderr(),
+        &options,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our replies went away: nothing left to answer.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
@@ -208,6 +219,10 @@ fn plural(n: usize, word: &str) -> String {
 fn counts(errors: usize, warnings: usize) -> String {
     match warnings {
         0 => plural(errors, "error"),
-        _ => format!("{}, {}", plural(errors, "error"), plural(warnings, "warning")),
+        _ => format!(
+            "{}, {}",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        ),
     }
 }

@@ -80,7 +80,10 @@ fn crlf_endings_and_a_last_line_without_newline_are_served() {
 
 #[test]
 fn a_line_far_over_the_limit_is_skipped_without_losing_the_next() {
-    let huge = format!("{{\"type\":\"init\",\"msg_id\":1,\"pad\":\"{}\"}}", "x".repeat(3_000_000));
+    let huge = format!(
+        "{{\"type\":\"init\",\"msg_id\":1,\"pad\":\"{}\"}}",
+        "x".repeat(3_000_000)
+    );
     let out = Run::new()
         .args(&["--max-line-bytes", "1000000"])
         .stdin(&[&huge, CREATED])
@@ -126,7 +129,8 @@ fn a_piped_stream_gets_one_reply_per_message() {
     out.success();
     let replies = out.stdout_lines();
     assert_eq!(replies.len(), 20_000);
-    assert!(replies[14_999].contains(r#""event_id": "e14999", "updated_models": ["user_listing", "user_by_email"]"#));
+    assert!(replies[14_999]
+        .contains(r#""event_id": "e14999", "updated_models": ["user_listing", "user_by_email"]"#));
     assert_eq!(
         replies[15_000],
         r#"{"type": "event_skipped", "in_reply_to": 15000, "event_id": "e0", "reason": "already_processed"}"#
@@ -156,10 +160,16 @@ fn each_reply_is_flushed_while_the_peer_waits() {
     let wait = Duration::from_secs(5);
     writeln!(stdin, r#"{{"type":"init","msg_id":1,"node_id":"n1"}}"#).unwrap();
     stdin.flush().unwrap();
-    assert_eq!(rx.recv_timeout(wait).unwrap(), r#"{"type": "init_ok", "in_reply_to": 1}"#);
+    assert_eq!(
+        rx.recv_timeout(wait).unwrap(),
+        r#"{"type": "init_ok", "in_reply_to": 1}"#
+    );
     writeln!(stdin, "{CREATED}").unwrap();
     stdin.flush().unwrap();
-    assert!(rx.recv_timeout(wait).unwrap().starts_with(r#"{"type": "read_models_updated""#));
+    assert!(rx
+        .recv_timeout(wait)
+        .unwrap()
+        .starts_with(r#"{"type": "read_models_updated""#));
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
@@ -179,7 +189,9 @@ fn a_reader_that_goes_away_ends_the_run_quietly() {
         let _ = stdin.write_all(lines.as_bytes());
     });
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     assert!(first.starts_with(r#"{"type": "read_models_updated""#));
     // The reader (stdout) is dropped here, while replies are still coming.
     let out = child.wait_with_output().unwrap();
@@ -192,11 +204,39 @@ fn a_reader_that_goes_away_ends_the_run_quietly() {
 fn help_documents_every_command_and_option() {
     let out = Run::new().arg("--help").go();
     out.success();
-    for word in ["validate", "run", "--config", "--envelope", "--max-line-bytes", "projections.toml", "78"] {
-        assert!(out.stdout.contains(word), "--help does not mention {word}:\n{}", out.stdout);
+    for word in [
+        "validate",
+        "run",
+        "--config",
+        "--envelope",
+        "--max-line-bytes",
+        "projections.toml",
+        "78",
+    ] {
+        assert!(
+            out.stdout.contains(word),
+            "--help does not mention {word}:\n{}",
+            out.stdout
+        );
     }
     let out = Run::new().args(&["validate", "--help"]).go();
     for word in ["--deny-warnings", "CONFIG", "file:line:col"] {
-        assert!(out.stdout.contains(word), "validate --help does not mention {word}:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains(word),
+            "validate --help does not mention {word}:\n{}",
+            out.stdout
+        );
     }
+}
+
+#[test]
+fn the_readme_example_stream_gives_the_documented_replies() {
+    let input = std::fs::read(repo().join("examples/events.ndjson")).unwrap();
+    let expected = std::fs::read_to_string(repo().join("examples/events.replies")).unwrap();
+    let out = Run::new()
+        .args(&["--config", "projections.toml"])
+        .stdin_bytes(&input)
+        .go();
+    out.success();
+    assert_eq!(out.stdout, expected);
 }

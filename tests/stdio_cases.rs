@@ -11,7 +11,9 @@ use support::{repo, Run};
 fn subset(want: &Value, got: &Value) -> bool {
     match (want, got) {
         (Value::String(s), _) if s == "*" => true,
-        (Value::Object(w), Value::Object(g)) => w.iter().all(|(k, v)| g.get(k).is_some_and(|gv| subset(v, gv))),
+        (Value::Object(w), Value::Object(g)) => w
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|gv| subset(v, gv))),
         _ => want == got,
     }
 }
@@ -20,7 +22,10 @@ fn same(mode: &str, want: &str, got: &str) -> bool {
     if mode == "exact" {
         return want == got;
     }
-    match (serde_json::from_str::<Value>(want), serde_json::from_str::<Value>(got)) {
+    match (
+        serde_json::from_str::<Value>(want),
+        serde_json::from_str::<Value>(got),
+    ) {
         (Ok(w), Ok(g)) if mode == "json" => w == g,
         (Ok(w), Ok(g)) => subset(&w, &g),
         _ => false,
@@ -39,7 +44,12 @@ fn run_cases(dir: &Path) -> (usize, Vec<String>) {
     for path in &paths {
         let case: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let lines = |key: &str| -> Vec<String> {
-            case[key].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_owned()).collect()
+            case[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap().to_owned())
+                .collect()
         };
         let mut run = Run::new();
         let mut args: Vec<String> = case.get("args").map_or_else(Vec::new, |_| lines("args"));
@@ -54,9 +64,16 @@ fn run_cases(dir: &Path) -> (usize, Vec<String>) {
         let input = lines("input");
         let input: Vec<&str> = input.iter().map(String::as_str).collect();
         let out = run.args(&args).stdin(&input).go();
-        let got: Vec<&str> = out.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+        let got: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         let want = lines("expected");
-        let mode = case.get("compare").and_then(Value::as_str).unwrap_or("exact");
+        let mode = case
+            .get("compare")
+            .and_then(Value::as_str)
+            .unwrap_or("exact");
         let name = path.file_name().unwrap().to_string_lossy();
         if got.len() != want.len() || want.iter().zip(&got).any(|(w, g)| !same(mode, w, g)) {
             failures.push(format!(
@@ -73,7 +90,12 @@ fn run_cases(dir: &Path) -> (usize, Vec<String>) {
 fn check(dir: &Path) {
     let (count, failures) = run_cases(dir);
     assert!(count > 0, "no cases in {}", dir.display());
-    assert!(failures.is_empty(), "{} of {count} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -20,7 +20,10 @@ fn golden(path: &Path, got: &str, failures: &mut Vec<String>) {
     }
     let want = std::fs::read_to_string(path).unwrap_or_default();
     if want != got {
-        failures.push(format!("{}:\n--- want\n{want}--- got\n{got}", path.display()));
+        failures.push(format!(
+            "{}:\n--- want\n{want}--- got\n{got}",
+            path.display()
+        ));
     }
 }
 
@@ -71,29 +74,54 @@ fn deny_warnings_fails_on_warnings() {
 #[test]
 fn the_bundled_config_is_valid_and_is_the_default() {
     let ok = "projections.toml: ok: 2 read models, 3 event types";
-    Run::new().args(&["validate"]).go().success().stdout_is(&[ok]).stderr_is("");
-    Run::new().args(&["validate", "projections.toml"]).go().success().stdout_is(&[ok]);
+    Run::new()
+        .args(&["validate"])
+        .go()
+        .success()
+        .stdout_is(&[ok])
+        .stderr_is("");
+    Run::new()
+        .args(&["validate", "projections.toml"])
+        .go()
+        .success()
+        .stdout_is(&[ok]);
 }
 
 #[test]
 fn every_file_is_checked_and_one_bad_file_fails_the_run() {
     let out = Run::new()
-        .args(&["validate", "tests/fixtures/invalid/duplicate_key.toml", "projections.toml", "no/such.toml"])
+        .args(&[
+            "validate",
+            "tests/fixtures/invalid/duplicate_key.toml",
+            "projections.toml",
+            "no/such.toml",
+        ])
         .go();
-    out.code_is(78).stdout_is(&["projections.toml: ok: 2 read models, 3 event types"]);
-    assert!(out.stderr.contains("duplicate_key.toml:3:1: error[P0001]: invalid TOML: duplicate key"));
-    assert!(out.stderr.ends_with("projector: cannot read no/such.toml: No such file or directory (os error 2)\n"));
+    out.code_is(78)
+        .stdout_is(&["projections.toml: ok: 2 read models, 3 event types"]);
+    assert!(out
+        .stderr
+        .contains("duplicate_key.toml:3:1: error[P0001]: invalid TOML: duplicate key"));
+    assert!(out.stderr.ends_with(
+        "projector: cannot read no/such.toml: No such file or directory (os error 2)\n"
+    ));
 }
 
 #[test]
 fn run_refuses_an_invalid_config_with_the_same_messages() {
-    let validate = Run::new().args(&["validate", "tests/fixtures/invalid/bad_jsonpath.toml"]).go();
+    let validate = Run::new()
+        .args(&["validate", "tests/fixtures/invalid/bad_jsonpath.toml"])
+        .go();
     let run = Run::new()
         .args(&["--config", "tests/fixtures/invalid/bad_jsonpath.toml"])
         .stdin(&[r#"{"type":"init","msg_id":1}"#])
         .go();
     run.code_is(78).stdout_is(&[]);
-    let diagnostics = validate.stderr.rsplit_once("tests/fixtures/invalid/bad_jsonpath.toml: invalid").unwrap().0;
+    let diagnostics = validate
+        .stderr
+        .rsplit_once("tests/fixtures/invalid/bad_jsonpath.toml: invalid")
+        .unwrap()
+        .0;
     assert_eq!(
         run.stderr,
         format!("{diagnostics}projector: tests/fixtures/invalid/bad_jsonpath.toml is invalid; not starting\n")
@@ -108,4 +136,25 @@ fn a_config_that_cannot_be_read_is_a_config_error() {
         .code_is(78)
         .stdout_is(&[])
         .stderr_is("projector: cannot read no/such.toml: No such file or directory (os error 2)\n");
+}
+
+#[test]
+fn the_readme_configuration_example_is_valid() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let example = readme
+        .split("```toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let dir = support::TempDir::new();
+    let path = dir.write("readme.toml", example);
+    let out = Run::new().args(&["validate", path.to_str().unwrap()]).go();
+    out.success().stderr_is("");
+    assert!(
+        out.stdout.ends_with(": ok: 2 read models, 5 event types\n"),
+        "{}",
+        out.stdout
+    );
 }

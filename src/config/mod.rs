@@ -3,8 +3,8 @@
 //! This stage checks shapes only (known keys, TOML types) and reports every
 //! problem with its place; [`crate::plan`] then gives the raw config its meaning.
 
-mod read;
 pub mod raw;
+mod read;
 
 pub use read::DEFAULT_ID_PATH;
 

@@ -14,7 +14,15 @@ const TOP_KEYS: &[&str] = &["event_id", "model"];
 const EVENT_ID_KEYS: &[&str] = &["path", "derive"];
 const DERIVE_KEYS: &[&str] = &["from", "pattern", "template"];
 const MODEL_KEYS: &[&str] = &["name", "key", "on"];
-const BINDING_KEYS: &[&str] = &["key", "optional", "delete", "put", "merge", "increment", "unset"];
+const BINDING_KEYS: &[&str] = &[
+    "key",
+    "optional",
+    "delete",
+    "put",
+    "merge",
+    "increment",
+    "unset",
+];
 const MAPPING_KEYS: &[&str] = &["path", "missing", "value"];
 
 /// The default place of an event's id.
@@ -41,12 +49,19 @@ pub fn read(root: &DeTable<'_>, root_span: Span, diags: &mut Vec<Diagnostic>) ->
                     }
                 }
             }
-            other => r.wrong_type(node.span(), "model", "an array of tables ([[model]])", other),
+            other => r.wrong_type(
+                node.span(),
+                "model",
+                "an array of tables ([[model]])",
+                other,
+            ),
         }
     }
     if models.is_empty() && !r.diags.iter().any(Diagnostic::is_error) {
-        r.diags
-            .push(Diagnostic::warning(root_span.start..root_span.start, Kind::NoModels));
+        r.diags.push(Diagnostic::warning(
+            root_span.start..root_span.start,
+            Kind::NoModels,
+        ));
     }
     RawConfig { event_id, models }
 }
@@ -79,7 +94,12 @@ impl Reader<'_> {
         );
     }
 
-    fn check_keys(&mut self, table: &DeTable<'_>, name: &'static str, expected: &'static [&'static str]) {
+    fn check_keys(
+        &mut self,
+        table: &DeTable<'_>,
+        name: &'static str,
+        expected: &'static [&'static str],
+    ) {
         for key in table.keys() {
             if !expected.contains(&key.get_ref().as_ref()) {
                 self.error(
@@ -187,7 +207,8 @@ impl Reader<'_> {
             on_invalid = !bindings.get_ref().is_table();
             if let Some(bindings) = self.table(bindings, "on") {
                 for (event_type, binding) in bindings.iter() {
-                    let event_type = Spanned::new(event_type.span(), event_type.get_ref().to_string());
+                    let event_type =
+                        Spanned::new(event_type.span(), event_type.get_ref().to_string());
                     if let Some(b) = self.binding(event_type, binding) {
                         on.push(b);
                     }
@@ -239,7 +260,9 @@ impl Reader<'_> {
         };
         b.put = table.get("put").and_then(|n| self.fields(n, "put"));
         b.merge = table.get("merge").and_then(|n| self.fields(n, "merge"));
-        b.increment = table.get("increment").and_then(|n| self.fields(n, "increment"));
+        b.increment = table
+            .get("increment")
+            .and_then(|n| self.fields(n, "increment"));
         b.unset = table.get("unset").and_then(|n| self.names(n));
         Some(b)
     }
@@ -339,7 +362,12 @@ impl Reader<'_> {
             DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(n) => Value::from(n),
                 Err(_) => {
-                    self.error(node.span(), Kind::BadLiteral { reason: "integer out of range" });
+                    self.error(
+                        node.span(),
+                        Kind::BadLiteral {
+                            reason: "integer out of range",
+                        },
+                    );
                     return None;
                 }
             },

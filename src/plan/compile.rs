@@ -15,7 +15,11 @@ use std::collections::HashMap;
 pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
     let errors_before = diags.iter().filter(|d| d.is_error()).count();
     let map = SourceMap::new(source);
-    let mut c = Compiler { source, map: &map, diags };
+    let mut c = Compiler {
+        source,
+        map: &map,
+        diags,
+    };
     let event_id = c.event_id(raw);
 
     let mut models = Vec::new();
@@ -29,12 +33,20 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
         models.push(name.to_owned());
         if model.on.is_empty() && !model.on_invalid {
             c.diags.push(Diagnostic::warning(
-                model.name.as_ref().map_or(model.span.clone(), |n| n.span.clone()),
-                Kind::ModelNeverUpdated { name: name.to_owned() },
+                model
+                    .name
+                    .as_ref()
+                    .map_or(model.span.clone(), |n| n.span.clone()),
+                Kind::ModelNeverUpdated {
+                    name: name.to_owned(),
+                },
             ));
         }
         // Compiled once per model, so a bad model key is reported once.
-        let model_key = model.key.as_ref().map(|k| c.singular_path(k, "document key"));
+        let model_key = model
+            .key
+            .as_ref()
+            .map(|k| c.singular_path(k, "document key"));
         for raw_binding in &model.on {
             let Some(binding) = c.binding(id, model, model_key.as_ref(), raw_binding) else {
                 continue;
@@ -157,7 +169,10 @@ impl Compiler<'_> {
             Some(d) => Some(self.derive(d)?),
             None => None,
         };
-        Some(EventIdRule { path: path?, derive })
+        Some(EventIdRule {
+            path: path?,
+            derive,
+        })
     }
 
     fn derive(&mut self, d: &RawDerive) -> Option<Derive> {
@@ -191,7 +206,11 @@ impl Compiler<'_> {
     }
 
     /// Checks a model's name; returns it, or a stand-in for messages when it is absent.
-    fn model_name<'r>(&mut self, model: &'r RawModel, first_seen: &mut HashMap<&'r str, &'r Span>) -> &'r str {
+    fn model_name<'r>(
+        &mut self,
+        model: &'r RawModel,
+        first_seen: &mut HashMap<&'r str, &'r Span>,
+    ) -> &'r str {
         let Some(name) = &model.name else {
             return "?";
         };
@@ -257,7 +276,8 @@ impl Compiler<'_> {
     }
 
     fn action<'r>(&mut self, b: &'r RawBinding) -> Option<Action> {
-        let writes = b.put.is_some() || b.merge.is_some() || b.increment.is_some() || b.unset.is_some();
+        let writes =
+            b.put.is_some() || b.merge.is_some() || b.increment.is_some() || b.unset.is_some();
         match &b.delete {
             Some(Spanned { span, value: false }) => {
                 self.error(span.clone(), Kind::DeleteFalse);
@@ -299,8 +319,18 @@ impl Compiler<'_> {
             out
         };
         let put = b.put.as_deref().map(|f| ops(f, "put", Missing::Null, self));
-        let merge = ops(b.merge.as_deref().unwrap_or_default(), "merge", Missing::Skip, self);
-        let increment = ops(b.increment.as_deref().unwrap_or_default(), "increment", Missing::Skip, self);
+        let merge = ops(
+            b.merge.as_deref().unwrap_or_default(),
+            "merge",
+            Missing::Skip,
+            self,
+        );
+        let increment = ops(
+            b.increment.as_deref().unwrap_or_default(),
+            "increment",
+            Missing::Skip,
+            self,
+        );
         let mut unset = Vec::new();
         for name in b.unset.iter().flatten() {
             ok &= self.written_once(&mut written, name, "unset");
@@ -335,7 +365,12 @@ impl Compiler<'_> {
         }
     }
 
-    fn field(&mut self, f: &RawField, op: &'static str, default_missing: Missing) -> Option<FieldMap> {
+    fn field(
+        &mut self,
+        f: &RawField,
+        op: &'static str,
+        default_missing: Missing,
+    ) -> Option<FieldMap> {
         let (source, missing) = match &f.value {
             RawMapping::Path { path, missing } => {
                 let compiled = self.path(path)?;

@@ -27,14 +27,20 @@ pub enum IdError {
     /// The id field holds something that is not a string or a number.
     NotScalar { path: String, found: &'static str },
     /// No id, and none could be derived.
-    Missing { path: String, derive: Option<String> },
+    Missing {
+        path: String,
+        derive: Option<String>,
+    },
 }
 
 impl std::fmt::Display for IdError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             IdError::NotScalar { path, found } => {
-                write!(f, "the event id at {path} must be a string or a number, found {found}")
+                write!(
+                    f,
+                    "the event id at {path} must be a string or a number, found {found}"
+                )
             }
             IdError::Missing { path, derive: None } => {
                 write!(f, "the event has no id at {path}")
@@ -118,13 +124,21 @@ mod tests {
     fn an_absent_id_is_derived() {
         let e = json!({"payload": {"id": "user-123"}});
         assert_eq!(rule(true).resolve(&e).unwrap(), "evt-123");
-        assert_eq!(rule(true).resolve(&json!({"id": null, "payload": {"id": "a-7"}})).unwrap(), "evt-7");
+        assert_eq!(
+            rule(true)
+                .resolve(&json!({"id": null, "payload": {"id": "a-7"}}))
+                .unwrap(),
+            "evt-7"
+        );
     }
 
     #[test]
     fn no_id_and_nothing_to_derive_is_an_error() {
         assert_eq!(
-            rule(false).resolve(&json!({"payload": {}})).unwrap_err().to_string(),
+            rule(false)
+                .resolve(&json!({"payload": {}}))
+                .unwrap_err()
+                .to_string(),
             "the event has no id at $.id"
         );
         assert_eq!(

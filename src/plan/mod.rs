@@ -81,7 +81,7 @@ pub fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
         Value::Number(n) => Some(Cow::Owned(match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => i.to_string(),
             (_, Some(u), _) => u.to_string(),
-            (_, _, Some(f)) if f == 0.0 => "0".to_owned(),
+            (_, _, Some(0.0)) => "0".to_owned(),
             (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e21 => format!("{f:.0}"),
             (_, _, Some(f)) => {
                 let mut out = Vec::new();
@@ -120,7 +120,10 @@ mod tests {
         assert_eq!(text(json!(1e16)), Some("10000000000000000".into()));
         assert_eq!(text(json!(1e25)), Some("1e+25".into()));
         assert_eq!(text(json!(-2.5)), Some("-2.5".into()));
-        assert_eq!(text(json!(18446744073709551615u64)), Some("18446744073709551615".into()));
+        assert_eq!(
+            text(json!(18446744073709551615u64)),
+            Some("18446744073709551615".into())
+        );
         assert_eq!(text(json!("a")), Some("a".into()));
         assert_eq!(text(json!(true)), None);
     }

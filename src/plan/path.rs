@@ -43,9 +43,7 @@ impl<'a> Found<'a> {
         match self {
             Found::Nothing => None,
             Found::One(v) => Some(Cow::Borrowed(v)),
-            Found::Many(vs) => Some(Cow::Owned(Value::Array(
-                vs.into_iter().cloned().collect(),
-            ))),
+            Found::Many(vs) => Some(Cow::Owned(Value::Array(vs.into_iter().cloned().collect()))),
         }
     }
 }
@@ -138,7 +136,9 @@ impl JsonPath {
             },
             PathKind::Query(q) => match js_path_process(q, root) {
                 Ok(refs) if refs.len() == 1 => Found::One(refs[0].val),
-                Ok(refs) if !refs.is_empty() => Found::Many(refs.into_iter().map(|r| r.val).collect()),
+                Ok(refs) if !refs.is_empty() => {
+                    Found::Many(refs.into_iter().map(|r| r.val).collect())
+                }
                 _ => Found::Nothing,
             },
         }
@@ -223,9 +223,15 @@ mod tests {
     #[test]
     fn queries_select_many_as_an_array() {
         let doc = json!({"payload": {"items": [{"sku": "a"}, {"sku": "b"}]}});
-        assert_eq!(found("$.payload.items[*].sku", &doc), Some(json!(["a", "b"])));
+        assert_eq!(
+            found("$.payload.items[*].sku", &doc),
+            Some(json!(["a", "b"]))
+        );
         assert_eq!(found("$..sku", &doc), Some(json!(["a", "b"])));
-        assert_eq!(found("$.payload.items[?@.sku == 'b'].sku", &doc), Some(json!("b")));
+        assert_eq!(
+            found("$.payload.items[?@.sku == 'b'].sku", &doc),
+            Some(json!("b"))
+        );
         assert!(!JsonPath::parse("$..sku").unwrap().is_singular());
     }
 

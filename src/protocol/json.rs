@@ -84,7 +84,9 @@ pub fn number(out: &mut Vec<u8>, n: &Number) {
 /// same, in positional form for exponents from -4 to 15, else as `1.5e+16`.
 pub fn float(out: &mut Vec<u8>, f: f64) {
     let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always writes an exponent");
+    let (mantissa, exp) = sci
+        .split_once('e')
+        .expect("`{:e}` always writes an exponent");
     let exp: i32 = exp.parse().expect("an integer exponent");
     let (sign, mantissa) = match mantissa.strip_prefix('-') {
         Some(m) => ("-", m),
@@ -131,7 +133,10 @@ mod tests {
 
     #[test]
     fn strings_escape_like_ensure_ascii() {
-        assert_eq!(text(json!("é \"q\" \\ \n\t\u{1}\u{7f}")), r#""\u00e9 \"q\" \\ \n\t\u0001\u007f""#);
+        assert_eq!(
+            text(json!("é \"q\" \\ \n\t\u{1}\u{7f}")),
+            r#""\u00e9 \"q\" \\ \n\t\u0001\u007f""#
+        );
         assert_eq!(text(json!("😀")), r#""\ud83d\ude00""#);
         assert_eq!(text(json!("plain / text")), r#""plain / text""#);
     }

@@ -74,7 +74,9 @@ mod tests {
         for k in ["c", "a", "e", "b", "d"] {
             s.put(k, doc(json!({"k": k})));
         }
-        let keys = |p: Vec<(&str, &Document)>| p.into_iter().map(|(k, _)| k.to_owned()).collect::<Vec<_>>();
+        let keys = |p: Vec<(&str, &Document)>| {
+            p.into_iter().map(|(k, _)| k.to_owned()).collect::<Vec<_>>()
+        };
         assert_eq!(keys(s.page(None, 2)), ["a", "b"]);
         assert_eq!(keys(s.page(Some("b"), 2)), ["c", "d"]);
         assert_eq!(keys(s.page(Some("d"), 10)), ["e"]);

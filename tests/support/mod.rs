@@ -133,7 +133,11 @@ impl Run {
 impl Output {
     pub fn stdout_is(&self, expected: &[&str]) -> &Output {
         let want: String = expected.iter().map(|l| format!("{l}\n")).collect();
-        assert_eq!(self.stdout, want, "stdout differs; stderr was:\n{}", self.stderr);
+        assert_eq!(
+            self.stdout, want,
+            "stdout differs; stderr was:\n{}",
+            self.stderr
+        );
         self
     }
 
@@ -143,7 +147,12 @@ impl Output {
     }
 
     pub fn code_is(&self, code: i32) -> &Output {
-        assert_eq!(self.code, Some(code), "exit code; stderr was:\n{}", self.stderr);
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit code; stderr was:\n{}",
+            self.stderr
+        );
         self
     }
 
