@@ -31,28 +31,28 @@ impl Subscriptions {
     }
 
     pub fn subscribe(&mut self, plan: &Plan, name: &str) {
-        let filter = self.filter.get_or_insert_with(|| Filter {
-            known: vec![false; plan.type_count()],
-            other: HashSet::new(),
-        });
-        match plan.event_type(name) {
-            Some(ty) => filter.known[ty.0 as usize] = true,
-            None => {
-                filter.other.insert(name.to_owned());
-            }
-        }
+        self.set(plan, name, true);
     }
 
     /// Before any subscription, unsubscribing from a type means "every
     /// configured type but this one".
     pub fn unsubscribe(&mut self, plan: &Plan, name: &str) {
+        self.set(plan, name, false);
+    }
+
+    fn set(&mut self, plan: &Plan, name: &str, subscribed: bool) {
+        // The first change starts from the opposite of itself: nothing
+        // subscribed before a subscribe, everything configured before an unsubscribe.
         let filter = self.filter.get_or_insert_with(|| Filter {
-            known: vec![true; plan.type_count()],
+            known: vec![!subscribed; plan.type_count()],
             other: HashSet::new(),
         });
-        match plan.event_type(name) {
-            Some(ty) => filter.known[ty.0 as usize] = false,
-            None => {
+        match (plan.event_type(name), subscribed) {
+            (Some(ty), _) => filter.known[ty.0 as usize] = subscribed,
+            (None, true) => {
+                filter.other.insert(name.to_owned());
+            }
+            (None, false) => {
                 filter.other.remove(name);
             }
         }

@@ -4,10 +4,9 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-use support::{repo, Run, BIN};
+use support::{repo, Run};
 
 const CREATED: &str = r#"{"type":"event","msg_id":1,"event":{"type":"UserCreated","id":"e1","payload":{"id":"u1","name":"Ann"}}}"#;
 
@@ -140,13 +139,7 @@ fn a_piped_stream_gets_one_reply_per_message() {
 /// A peer that sends one line and waits must get its reply without closing stdin.
 #[test]
 fn each_reply_is_flushed_while_the_peer_waits() {
-    let mut child = Command::new(BIN)
-        .current_dir(repo())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = support::spawn();
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -176,13 +169,7 @@ fn each_reply_is_flushed_while_the_peer_waits() {
 
 #[test]
 fn a_reader_that_goes_away_ends_the_run_quietly() {
-    let mut child = Command::new(BIN)
-        .current_dir(repo())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::spawn();
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
         let lines = format!("{CREATED}\n").repeat(100_000);

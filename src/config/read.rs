@@ -4,7 +4,7 @@
 //! config with five mistakes gets five diagnostics in one run.
 
 use super::raw::*;
-use crate::diag::{Diagnostic, Kind, Span, Spanned, OPERATIONS};
+use crate::diag::{Diagnostic, Kind, Span, Spanned};
 use serde_json::Value;
 use toml::de::{DeTable, DeValue};
 
@@ -246,7 +246,6 @@ impl Reader<'_> {
             };
             self.error(key.span(), kind);
         }
-        debug_assert!(OPERATIONS.iter().all(|op| BINDING_KEYS.contains(op)));
         let mut b = RawBinding {
             key: table.get("key").and_then(|k| self.string(k, "key")),
             optional: table

@@ -432,6 +432,101 @@ fn template_groups(template: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    use crate::diag::Kind;
+    use crate::plan::binding::Action;
+
+    fn plan(toml: &str) -> Plan {
+        crate::load(toml).unwrap_or_else(|d| panic!("{d:?}")).0
+    }
+
+    fn kinds(toml: &str) -> Vec<Kind> {
+        crate::load(toml)
+            .err()
+            .expect("an invalid config")
+            .into_iter()
+            .map(|d| d.kind)
+            .collect()
+    }
+
+    #[test]
+    fn routes_list_bindings_in_model_order() {
+        let p = plan(
+            r#"
+            [[model]]
+            name = "a"
+            key = "$.payload.id"
+            on.Second = { delete = true }
+            on.First = { delete = true }
+            [[model]]
+            name = "b"
+            key = "$.payload.id"
+            on.First = { delete = true }
+            "#,
+        );
+        let first = p.event_type("First").unwrap();
+        let models: Vec<&str> = p
+            .bindings(first)
+            .iter()
+            .map(|b| p.model_name(b.model))
+            .collect();
+        assert_eq!(models, ["a", "b"]);
+        assert_eq!(p.type_count(), 2);
+        assert!(p.event_type("Third").is_none());
+    }
+
+    #[test]
+    fn a_binding_key_overrides_the_model_key_and_defaults_fill_in() {
+        let p = plan(
+            r#"
+            [[model]]
+            name = "m"
+            key = "$.payload.id"
+            on.A = { put = { x = "$.payload.x" }, merge = { y = "$.payload.y" }, increment = { n = 1 } }
+            on.B = { key = "$.payload.other", optional = true, unset = ["x"] }
+            "#,
+        );
+        let a = &p.bindings(p.event_type("A").unwrap())[0];
+        let b = &p.bindings(p.event_type("B").unwrap())[0];
+        assert_eq!((a.key.as_str(), a.optional), ("$.payload.id", false));
+        assert_eq!((b.key.as_str(), b.optional), ("$.payload.other", true));
+        let Action::Write {
+            put,
+            merge,
+            increment,
+            ..
+        } = &a.action
+        else {
+            panic!("a write")
+        };
+        assert_eq!(put.as_ref().unwrap()[0].missing, Missing::Null);
+        assert_eq!(merge[0].missing, Missing::Skip);
+        assert_eq!(increment[0].missing, Missing::Skip);
+        assert_eq!(p.event_id.path.as_str(), "$.id");
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let found = kinds(
+            r#"
+            [[model]]
+            name = "m"
+            on.A = { put = { x = "x" } }
+            [[model]]
+            name = "m"
+            key = "$..id"
+            on.B = { delete = true }
+            "#,
+        );
+        assert!(matches!(found[0], Kind::NoKey { .. }), "{found:?}");
+        assert!(matches!(found[1], Kind::NotAPath { .. }), "{found:?}");
+        assert!(
+            matches!(found[2], Kind::DuplicateModel { first_line: 3, .. }),
+            "{found:?}"
+        );
+        assert!(matches!(found[3], Kind::NotSingular { .. }), "{found:?}");
+        assert_eq!(found.len(), 4);
+    }
+
     #[test]
     fn template_groups_follow_regex_replacement_syntax() {
         assert_eq!(template_groups("evt-$1"), ["1"]);

@@ -45,6 +45,18 @@ impl Drop for TempDir {
     }
 }
 
+/// The binary started in the repository with piped stdin, stdout and stderr,
+/// for tests that talk to it while it runs.
+pub fn spawn() -> std::process::Child {
+    Command::new(BIN)
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the projector binary starts")
+}
+
 #[derive(Debug)]
 pub struct Output {
     pub stdout: String,
