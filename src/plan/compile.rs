@@ -441,8 +441,7 @@ mod tests {
 
     fn kinds(toml: &str) -> Vec<Kind> {
         crate::load(toml)
-            .err()
-            .expect("an invalid config")
+            .expect_err("an invalid config")
             .into_iter()
             .map(|d| d.kind)
             .collect()
