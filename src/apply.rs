@@ -119,16 +119,23 @@ enum Write<'a> {
     },
 }
 
+/// A document that an event changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub model: ModelId,
+    pub key: String,
+}
+
 /// Applies `event` through `bindings` to `stores` (indexed by model). On
-/// success, `updated` holds the models whose documents changed, in binding
-/// order; on error, no store has changed.
+/// success, `changed` holds the documents that changed, in binding order (so
+/// in model order, one per model at most); on error, no store has changed.
 pub fn apply<S: DocumentStore>(
     bindings: &[Binding],
     event: &Value,
     stores: &mut [S],
-    updated: &mut Vec<ModelId>,
+    changed: &mut Vec<Change>,
 ) -> Result<(), ApplyError> {
-    updated.clear();
+    changed.clear();
     let mut resolved = Vec::with_capacity(bindings.len());
     for binding in bindings {
         if let Some(r) = resolve(binding, event)? {
@@ -141,7 +148,10 @@ pub fn apply<S: DocumentStore>(
     }
     for (r, sums) in resolved.into_iter().zip(sums) {
         if write(r.write, &r.key, sums, &mut stores[r.model.0 as usize]) {
-            updated.push(r.model);
+            changed.push(Change {
+                model: r.model,
+                key: r.key.into_owned(),
+            });
         }
     }
     Ok(())
@@ -379,7 +389,7 @@ mod tests {
                     .map(|()| {
                         updated
                             .iter()
-                            .map(|m| plan.model_name(*m).to_owned())
+                            .map(|c| plan.model_name(c.model).to_owned())
                             .collect()
                     })
                     .map_err(|err| err.describe(&plan))

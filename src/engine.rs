@@ -2,12 +2,14 @@
 //! processed event ids, the read models, and the dispatch from a message body
 //! to its reply.
 
-use crate::apply::apply;
+use crate::apply::{apply, Change};
 use crate::dedup::Processed;
+use crate::plan::binding::Binding;
 use crate::plan::{scalar_text, type_name, ModelId, Plan};
 use crate::protocol::code::{MALFORMED_REQUEST, NOT_SUPPORTED, PRECONDITION_FAILED};
 use crate::protocol::json;
 use crate::protocol::reply::{error, Reply};
+use crate::state::{Journal, NoJournal, Restored, StateError};
 use crate::store::{DocumentStore, MemoryStore};
 use crate::subscriptions::Subscriptions;
 use serde_json::{Map, Value};
@@ -17,43 +19,88 @@ pub const DEFAULT_LIST_LIMIT: u64 = 100;
 
 const MESSAGE_TYPES: &str = "init, subscribe, unsubscribe, event, query";
 
-pub struct Engine<S = MemoryStore> {
+pub struct Engine {
     plan: Plan,
-    stores: Vec<S>,
+    stores: Vec<MemoryStore>,
     processed: Processed,
     subscriptions: Subscriptions,
+    journal: Box<dyn Journal>,
+    rebuild: Option<Rebuild>,
     node_id: Option<String>,
-    updated: Vec<ModelId>,
+    changes: Vec<Change>,
     warnings: Vec<String>,
 }
 
-impl Engine<MemoryStore> {
-    pub fn in_memory(plan: Plan) -> Self {
-        let stores = vec![MemoryStore::default(); plan.model_count()];
-        Engine::new(plan, stores)
-    }
+/// Models being rebuilt from a log: already processed events are applied to
+/// them once more (and to nothing else), once per id.
+struct Rebuild {
+    /// Per event type, the bindings of the rebuilt models.
+    routes: Vec<Vec<Binding>>,
+    seen: Processed,
 }
 
-impl<S: DocumentStore> Engine<S> {
-    /// An engine over one store per read model, in model order.
-    pub fn new(plan: Plan, stores: Vec<S>) -> Self {
-        assert_eq!(stores.len(), plan.model_count(), "one store per read model");
+/// What a message did to the state, for counting in a replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Skipped,
+    Refused,
+    Other,
+}
+
+impl Engine {
+    /// An engine whose state lives and dies with the process.
+    pub fn in_memory(plan: Plan) -> Self {
+        let restored = Restored {
+            stores: vec![MemoryStore::default(); plan.model_count()],
+            ..Restored::default()
+        };
+        Engine::new(plan, restored, Box::new(NoJournal))
+    }
+
+    /// An engine that starts from `restored` and reports to `journal`.
+    pub fn new(plan: Plan, restored: Restored, journal: Box<dyn Journal>) -> Self {
+        assert_eq!(
+            restored.stores.len(),
+            plan.model_count(),
+            "one store per read model"
+        );
         Engine {
+            subscriptions: Subscriptions::from_names(&plan, restored.subscriptions.as_deref()),
+            stores: restored.stores,
+            processed: restored.processed,
+            journal,
+            rebuild: None,
             plan,
-            stores,
-            processed: Processed::default(),
-            subscriptions: Subscriptions::default(),
             node_id: None,
-            updated: Vec::new(),
+            changes: Vec::new(),
             warnings: Vec::new(),
         }
+    }
+
+    /// From now on, events already processed are applied once more to `models`.
+    pub fn rebuild(&mut self, models: &[ModelId]) {
+        let routes = (0..self.plan.type_count())
+            .map(|ty| {
+                self.plan
+                    .bindings(crate::plan::TypeId(ty as u32))
+                    .iter()
+                    .filter(|b| models.contains(&b.model))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        self.rebuild = Some(Rebuild {
+            routes,
+            seen: Processed::default(),
+        });
     }
 
     pub fn plan(&self) -> &Plan {
         &self.plan
     }
 
-    pub fn store(&self, model: ModelId) -> &S {
+    pub fn store(&self, model: ModelId) -> &MemoryStore {
         &self.stores[model.0 as usize]
     }
 
@@ -67,8 +114,44 @@ impl<S: DocumentStore> Engine<S> {
         std::mem::take(&mut self.warnings)
     }
 
-    /// Answers one message body, writing the reply body to `out`.
-    pub fn handle(&mut self, body: &Map<String, Value>, out: &mut Vec<u8>) {
+    /// Makes every change so far durable (a no-op in memory). Replies to the
+    /// messages handled so far may be written once this returns.
+    pub fn commit(&mut self) -> Result<(), StateError> {
+        self.journal.commit(&self.stores)
+    }
+
+    /// Every read model as `{"model": {"key": document}}`, sorted by model and key.
+    pub fn dump(&self, out: &mut Vec<u8>) {
+        let mut models: Vec<(&str, &MemoryStore)> =
+            self.plan.model_names().zip(&self.stores).collect();
+        models.sort_by_key(|(name, _)| *name);
+        out.push(b'{');
+        for (i, (name, store)) in models.into_iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            json::string(out, name);
+            out.extend_from_slice(b": {");
+            for (j, (key, doc)) in store.page(None, usize::MAX).into_iter().enumerate() {
+                if j > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                json::string(out, key);
+                out.extend_from_slice(b": ");
+                json::object(out, doc);
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"}\n");
+    }
+
+    /// Answers one message body, writing the reply body to `out`. An error
+    /// here is the state failing to record what happened: the caller must stop.
+    pub fn handle(
+        &mut self,
+        body: &Map<String, Value>,
+        out: &mut Vec<u8>,
+    ) -> Result<Outcome, StateError> {
         let msg_id = body.get("msg_id");
         let ty = match body.get("type") {
             Some(Value::String(ty)) => ty.as_str(),
@@ -77,20 +160,22 @@ impl<S: DocumentStore> Engine<S> {
                     "the message's \"type\" must be a string, found {}",
                     type_name(other)
                 );
-                return error(out, msg_id, MALFORMED_REQUEST, &text);
+                error(out, msg_id, MALFORMED_REQUEST, &text);
+                return Ok(Outcome::Refused);
             }
             None => {
-                return error(
+                error(
                     out,
                     msg_id,
                     MALFORMED_REQUEST,
                     "the message has no \"type\"",
-                )
+                );
+                return Ok(Outcome::Refused);
             }
         };
         match ty {
-            "event" => self.event(body, msg_id, out),
-            "subscribe" | "unsubscribe" => self.subscription(ty, body, msg_id, out),
+            "event" => return self.event(body, msg_id, out),
+            "subscribe" | "unsubscribe" => self.subscription(ty, body, msg_id, out)?,
             "query" => self.query(body, msg_id, out),
             "init" => self.init(body, msg_id, out),
             other => {
@@ -100,9 +185,11 @@ impl<S: DocumentStore> Engine<S> {
                     "unsupported message type {}; this projector handles {MESSAGE_TYPES}",
                     String::from_utf8_lossy(&quoted)
                 );
-                error(out, msg_id, NOT_SUPPORTED, &text)
+                error(out, msg_id, NOT_SUPPORTED, &text);
+                return Ok(Outcome::Refused);
             }
         }
+        Ok(Outcome::Other)
     }
 
     fn init(&mut self, body: &Map<String, Value>, msg_id: Option<&Value>, out: &mut Vec<u8>) {
@@ -126,14 +213,15 @@ impl<S: DocumentStore> Engine<S> {
         body: &Map<String, Value>,
         msg_id: Option<&Value>,
         out: &mut Vec<u8>,
-    ) {
+    ) -> Result<(), StateError> {
         let names: Option<Vec<&str>> = match body.get("event_types") {
             Some(Value::Array(items)) => items.iter().map(Value::as_str).collect(),
             _ => None,
         };
         let Some(names) = names else {
             let text = format!("{ty}: \"event_types\" must be an array of event type names");
-            return error(out, msg_id, MALFORMED_REQUEST, &text);
+            error(out, msg_id, MALFORMED_REQUEST, &text);
+            return Ok(());
         };
         for name in &names {
             if ty == "subscribe" {
@@ -147,6 +235,8 @@ impl<S: DocumentStore> Engine<S> {
                 self.subscriptions.unsubscribe(&self.plan, name);
             }
         }
+        let accepted = self.subscriptions.names(&self.plan);
+        self.journal.record_subscriptions(accepted.as_deref())?;
         let reply = if ty == "subscribe" {
             "subscribed"
         } else {
@@ -155,70 +245,98 @@ impl<S: DocumentStore> Engine<S> {
         Reply::start(out, reply, msg_id)
             .strings("event_types", names)
             .end();
+        Ok(())
     }
 
-    fn event(&mut self, body: &Map<String, Value>, msg_id: Option<&Value>, out: &mut Vec<u8>) {
-        let malformed = |out: &mut Vec<u8>, text: &str| error(out, msg_id, MALFORMED_REQUEST, text);
-        let event = match body.get("event") {
-            Some(event @ Value::Object(fields)) => {
-                match fields.get("type") {
-                    Some(Value::String(_)) => {}
-                    None => return malformed(out, "the event has no \"type\""),
-                    Some(other) => {
-                        let text = format!(
-                            "the event's \"type\" must be a string, found {}",
-                            type_name(other)
-                        );
-                        return malformed(out, &text);
-                    }
-                }
-                if !fields.contains_key("payload") {
-                    return malformed(out, "the event has no \"payload\"");
-                }
-                event
-            }
-            Some(other) => {
-                let text = format!("\"event\" must be an object, found {}", type_name(other));
-                return malformed(out, &text);
-            }
-            None => return malformed(out, "the event message has no \"event\""),
+    fn event(
+        &mut self,
+        body: &Map<String, Value>,
+        msg_id: Option<&Value>,
+        out: &mut Vec<u8>,
+    ) -> Result<Outcome, StateError> {
+        let refuse = |out: &mut Vec<u8>, code: u16, text: &str| {
+            error(out, msg_id, code, text);
+            Ok(Outcome::Refused)
+        };
+        let event = match checked_event(body) {
+            Ok(event) => event,
+            Err(text) => return refuse(out, MALFORMED_REQUEST, &text),
         };
         let type_name = event["type"].as_str().unwrap_or_default();
         let id = match self.plan.event_id.resolve(event) {
             Ok(id) => id,
-            Err(e) => return malformed(out, &e.to_string()),
+            Err(e) => return refuse(out, MALFORMED_REQUEST, &e.to_string()),
         };
         if self.processed.contains(&id) {
-            return skipped(out, msg_id, &id, "already_processed");
+            self.reapply_for_rebuild(event, type_name, &id)?;
+            skipped(out, msg_id, &id, "already_processed");
+            return Ok(Outcome::Skipped);
         }
         let ty = self.plan.event_type(type_name);
         if !self.subscriptions.accepts(ty, type_name) {
-            return skipped(out, msg_id, &id, "not_subscribed");
+            skipped(out, msg_id, &id, "not_subscribed");
+            return Ok(Outcome::Skipped);
         }
         let bindings = ty.map_or(&[][..], |ty| self.plan.bindings(ty));
-        match apply(bindings, event, &mut self.stores, &mut self.updated) {
-            Ok(()) => {
-                self.processed.record(&id);
-                let plan = &self.plan;
-                Reply::start(out, "read_models_updated", msg_id)
-                    .str("event_id", &id)
-                    .strings(
-                        "updated_models",
-                        self.updated.iter().map(|m| plan.model_name(*m)),
-                    )
-                    .end();
-            }
+        if let Err(e) = apply(bindings, event, &mut self.stores, &mut self.changes) {
+            let code = if e.is_precondition() {
+                PRECONDITION_FAILED
+            } else {
+                MALFORMED_REQUEST
+            };
+            let text = format!(
+                "event {id} ({type_name}) was not applied, and no read model changed: {}",
+                e.describe(&self.plan)
+            );
+            return refuse(out, code, &text);
+        }
+        self.journal.record_event(Some(&id), &self.changes)?;
+        self.processed.record(&id);
+        if let Some(rebuild) = &mut self.rebuild {
+            rebuild.seen.record(&id);
+        }
+        let plan = &self.plan;
+        Reply::start(out, "read_models_updated", msg_id)
+            .str("event_id", &id)
+            .strings(
+                "updated_models",
+                self.changes.iter().map(|c| plan.model_name(c.model)),
+            )
+            .end();
+        Ok(Outcome::Applied)
+    }
+
+    /// While rebuilding, applies an already processed event to the rebuilt
+    /// models, the first time its id comes by.
+    fn reapply_for_rebuild(
+        &mut self,
+        event: &Value,
+        type_name: &str,
+        id: &str,
+    ) -> Result<(), StateError> {
+        let Some(rebuild) = &mut self.rebuild else {
+            return Ok(());
+        };
+        let Some(ty) = self.plan.event_type(type_name) else {
+            return Ok(());
+        };
+        if rebuild.seen.contains(id) {
+            return Ok(());
+        }
+        rebuild.seen.record(id);
+        match apply(
+            &rebuild.routes[ty.0 as usize],
+            event,
+            &mut self.stores,
+            &mut self.changes,
+        ) {
+            Ok(()) => self.journal.record_event(None, &self.changes),
             Err(e) => {
-                let code = if e.is_precondition() {
-                    PRECONDITION_FAILED
-                } else {
-                    MALFORMED_REQUEST
-                };
-                let text = format!(
-                    "event {id} ({type_name}) was not applied, and no read model changed: {}",
-                    e.describe(&self.plan)
-                );
-                error(out, msg_id, code, &text);
+                let why = e.describe(&self.plan);
+                self.warnings.push(format!(
+                    "rebuild: event {id} ({type_name}) was not applied: {why}"
+                ));
+                Ok(())
             }
         }
     }
@@ -306,6 +424,34 @@ impl<S: DocumentStore> Engine<S> {
             })
             .end();
     }
+}
+
+/// The event of an event message, when it has what every event needs.
+fn checked_event(body: &Map<String, Value>) -> Result<&Value, String> {
+    let event = match body.get("event") {
+        Some(event @ Value::Object(_)) => event,
+        Some(other) => {
+            return Err(format!(
+                "\"event\" must be an object, found {}",
+                type_name(other)
+            ))
+        }
+        None => return Err("the event message has no \"event\"".to_owned()),
+    };
+    match event.get("type") {
+        Some(Value::String(_)) => {}
+        None => return Err("the event has no \"type\"".to_owned()),
+        Some(other) => {
+            return Err(format!(
+                "the event's \"type\" must be a string, found {}",
+                type_name(other)
+            ))
+        }
+    }
+    if event.get("payload").is_none() {
+        return Err("the event has no \"payload\"".to_owned());
+    }
+    Ok(event)
 }
 
 fn skipped(out: &mut Vec<u8>, msg_id: Option<&Value>, id: &str, reason: &str) {

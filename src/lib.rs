@@ -17,9 +17,9 @@
 //! let mut stores = vec![MemoryStore::default(); plan.model_count()];
 //! let event = serde_json::json!({"type": "UserCreated", "payload": {"id": "u1", "name": "Ann"}});
 //! let bindings = plan.bindings(plan.event_type("UserCreated").unwrap());
-//! let mut updated = Vec::new();
-//! projector::apply::apply(bindings, &event, &mut stores, &mut updated).unwrap();
-//! assert_eq!(plan.model_name(updated[0]), "user_listing");
+//! let mut changed = Vec::new();
+//! projector::apply::apply(bindings, &event, &mut stores, &mut changed).unwrap();
+//! assert_eq!(plan.model_name(changed[0].model), "user_listing");
 //! assert_eq!(stores[0].get("u1").unwrap()["name"], "Ann");
 //! ```
 //!
@@ -36,6 +36,7 @@ pub mod lines;
 pub mod plan;
 pub mod protocol;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod subscriptions;
 

@@ -37,10 +37,10 @@ impl<R: Read> LineReader<R> {
     /// The next line, or `None` at the end of input. `before_wait` runs
     /// whenever no complete line is buffered and the reader must read again
     /// (where a reply flush belongs: the peer may be waiting for it).
-    pub fn next_line(
+    pub fn next_line<E: From<io::Error>>(
         &mut self,
-        mut before_wait: impl FnMut() -> io::Result<()>,
-    ) -> io::Result<Option<Line<'_>>> {
+        mut before_wait: impl FnMut() -> Result<(), E>,
+    ) -> Result<Option<Line<'_>>, E> {
         let mut scanned = self.start;
         loop {
             if let Some(i) = self.buf[scanned..self.end].iter().position(|b| *b == b'\n') {
@@ -84,16 +84,16 @@ impl<R: Read> LineReader<R> {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
     /// Drops the buffered part of an overlong line and reads past its end.
-    fn skip_rest_of_line(
+    fn skip_rest_of_line<E: From<io::Error>>(
         &mut self,
-        before_wait: &mut impl FnMut() -> io::Result<()>,
-    ) -> io::Result<Line<'static>> {
+        before_wait: &mut impl FnMut() -> Result<(), E>,
+    ) -> Result<Line<'static>, E> {
         let seen = &self.buf[self.start..self.end];
         let mut len = seen.len();
         let mut blank = seen.iter().all(u8::is_ascii_whitespace);
@@ -111,7 +111,7 @@ impl<R: Read> LineReader<R> {
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             if let Some(i) = self.buf[..n].iter().position(|b| *b == b'\n') {
                 self.start = i + 1;
@@ -139,7 +139,7 @@ mod tests {
     fn lines(input: &[u8], max: usize) -> Vec<String> {
         let mut r = LineReader::new(input, max);
         let mut out = Vec::new();
-        while let Some(line) = r.next_line(|| Ok(())).unwrap() {
+        while let Some(line) = r.next_line(|| Ok::<(), io::Error>(())).unwrap() {
             out.push(match line {
                 Line::Text(t) => String::from_utf8_lossy(t).into_owned(),
                 Line::TooLong { len, blank } => {

@@ -1,11 +1,14 @@
 //! The `projector` command: `run` (the default) serves the stdio protocol,
-//! `validate` checks configurations. Only this file prints diagnostics and
-//! chooses exit codes.
+//! `validate` checks configurations, `replay` applies an event log to a state.
+//! Only this file prints diagnostics and chooses exit codes.
 
 use clap::{Args, Parser, Subcommand};
 use projector::diag::{Diagnostic, SourceMap};
 use projector::engine::Engine;
-use projector::server::{self, Options, DEFAULT_MAX_LINE_BYTES};
+use projector::plan::Plan;
+use projector::server::{self, Options, ServeError, DEFAULT_MAX_LINE_BYTES};
+use projector::state::sqlite::SqliteState;
+use projector::state::StateError;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,10 +33,14 @@ const EX_IOERR: u8 = 74;
         models declared in projections.toml, skips events whose id was already processed, \
         and writes one JSON reply line per message on stdout. Logs go to stderr.\n\n\
         Messages: init, subscribe, unsubscribe, event, query. Without a subcommand, \
-        `projector` is `projector run`.",
+        `projector` is `projector run`. With --state, read models, processed event ids and \
+        subscriptions persist in an SQLite file, and a reply is written only once what it \
+        reports is committed.",
     args_conflicts_with_subcommands = true,
-    after_help = "Exit status: 0 on success, 78 when a configuration is invalid or unreadable, \
-        74 when input or output fails."
+    after_help = "Exit status: 0 on success; 78 when a configuration is invalid or unreadable, \
+        or a state holds stale read models; 65 when a state file is not a projector state or is \
+        damaged; 75 when it is in use by another projector; 74 when input, output or the state \
+        fails."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,6 +55,8 @@ enum Command {
     Run(RunArgs),
     /// Check configurations without running: report every problem with file:line:col.
     Validate(ValidateArgs),
+    /// Apply an event log (the lines `run` takes on stdin) to a state, e.g. to rebuild read models.
+    Replay(ReplayArgs),
 }
 
 #[derive(Args)]
@@ -61,6 +70,35 @@ struct RunArgs {
     /// Longest input line accepted, in bytes; a longer line gets an error reply and is skipped.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
+    /// Keep read models, processed event ids and subscriptions in this SQLite file (created if absent).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+    /// At the end of input, write every read model to FILE as {"model": {"key": document}}, sorted.
+    #[arg(long, value_name = "FILE")]
+    dump: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The configuration. Default: ./projections.toml, or the bundled one when that file does not exist.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The SQLite state to apply the log to (created if absent). Without it, the replay runs in memory.
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+    /// Drop this read model's documents and rebuild it from the log; the other models keep theirs.
+    /// Events the state already processed are applied to it alone. Repeat for several models.
+    #[arg(long, value_name = "MODEL")]
+    rebuild: Vec<String>,
+    /// At the end, write every read model to FILE as {"model": {"key": document}}, sorted.
+    #[arg(long, value_name = "FILE")]
+    dump: Option<PathBuf>,
+    /// Longest log line accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
+    /// The event log: JSON lines, as `run` reads them on stdin.
+    #[arg(value_name = "EVENTS")]
+    log: PathBuf,
 }
 
 #[derive(Args)]
@@ -78,6 +116,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Validate(args)) => validate(&args),
         Some(Command::Run(args)) => run(&args),
+        Some(Command::Replay(args)) => replay(&args),
         None => run(&cli.run),
     }
 }
@@ -128,26 +167,84 @@ fn print_diagnostics(name: &str, text: &str, diags: &[Diagnostic]) {
     let _ = err.flush();
 }
 
-fn run(args: &RunArgs) -> ExitCode {
-    let (name, text) = match read_config(args.config.as_deref()) {
-        Ok(config) => config,
-        Err(e) => {
-            log(&format!("projector: {e}"));
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
-    let plan = match projector::load(&text) {
+/// Reads and compiles the configuration, printing its diagnostics.
+fn load_plan(path: Option<&Path>) -> Result<Plan, ExitCode> {
+    let (name, text) = read_config(path).map_err(|e| {
+        log(&format!("projector: {e}"));
+        ExitCode::from(EX_CONFIG)
+    })?;
+    match projector::load(&text) {
         Ok((plan, warnings)) => {
             print_diagnostics(&name, &text, &warnings);
-            plan
+            Ok(plan)
         }
         Err(diags) => {
             print_diagnostics(&name, &text, &diags);
             log(&format!("projector: {name} is invalid; not starting"));
-            return ExitCode::from(EX_CONFIG);
+            Err(ExitCode::from(EX_CONFIG))
+        }
+    }
+}
+
+/// An engine over the state at `state`, or in memory, rebuilding `rebuild`.
+fn open_engine(plan: Plan, state: Option<&Path>, rebuild: &[String]) -> Result<Engine, ExitCode> {
+    let mut ids = Vec::new();
+    for name in rebuild {
+        match plan.model_by_name(name) {
+            Some(id) => ids.push(id),
+            None => {
+                return Err(state_failed(&StateError::UnknownModel {
+                    name: name.clone(),
+                }))
+            }
+        }
+    }
+    let mut engine = match state {
+        None => Engine::in_memory(plan),
+        Some(path) => {
+            let (journal, restored, notes) =
+                SqliteState::open(path, &plan, rebuild).map_err(|e| state_failed(&e))?;
+            for note in notes {
+                log(&format!("projector: {note}"));
+            }
+            Engine::new(plan, restored, Box::new(journal))
         }
     };
-    let mut engine = Engine::in_memory(plan);
+    if !ids.is_empty() {
+        engine.rebuild(&ids);
+    }
+    Ok(engine)
+}
+
+fn state_failed(e: &StateError) -> ExitCode {
+    log(&format!("projector: {e}"));
+    ExitCode::from(e.exit_code())
+}
+
+fn write_dump(engine: &Engine, path: &Path) -> ExitCode {
+    let mut out = Vec::new();
+    engine.dump(&mut out);
+    match std::fs::write(path, out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log(&format!(
+                "projector: cannot write the dump to {}: {e}",
+                path.display()
+            ));
+            ExitCode::from(EX_IOERR)
+        }
+    }
+}
+
+fn run(args: &RunArgs) -> ExitCode {
+    let plan = match load_plan(args.config.as_deref()) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    let mut engine = match open_engine(plan, args.state.as_deref(), &[]) {
+        Ok(engine) => engine,
+        Err(code) => return code,
+    };
     let options = Options {
         envelope: args.envelope,
         max_line_bytes: args.max_line_bytes,
@@ -159,13 +256,68 @@ fn run(args: &RunArgs) -> ExitCode {
         io::stderr(),
         &options,
     ) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {}
         // The reader of our replies went away: nothing left to answer.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(ServeError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(ServeError::Io(e)) => {
             log(&format!("projector: {e}"));
-            ExitCode::from(EX_IOERR)
+            return ExitCode::from(EX_IOERR);
         }
+        Err(ServeError::State(e)) => return state_failed(&e),
+    }
+    match &args.dump {
+        Some(path) => write_dump(&engine, path),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+fn replay(args: &ReplayArgs) -> ExitCode {
+    let plan = match load_plan(args.config.as_deref()) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    let unreadable = |e: io::Error| {
+        log(&format!(
+            "projector: cannot read {}: {e}",
+            args.log.display()
+        ));
+        ExitCode::from(EX_IOERR)
+    };
+    let total = match std::fs::read(&args.log) {
+        Ok(bytes) => bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty())
+            .count(),
+        Err(e) => return unreadable(e),
+    };
+    let file = match std::fs::File::open(&args.log) {
+        Ok(file) => file,
+        Err(e) => return unreadable(e),
+    };
+    let mut engine = match open_engine(plan, args.state.as_deref(), &args.rebuild) {
+        Ok(engine) => engine,
+        Err(code) => return code,
+    };
+    let options = Options {
+        envelope: false,
+        max_line_bytes: args.max_line_bytes,
+    };
+    let started = std::time::Instant::now();
+    let counts = match server::replay(&mut engine, file, total, io::stderr(), &options) {
+        Ok(counts) => counts,
+        Err(ServeError::State(e)) => return state_failed(&e),
+        Err(ServeError::Io(e)) => return unreadable(e),
+    };
+    log(&format!(
+        "replay: done: {}; {} applied, {} skipped, {} refused",
+        server::progress(counts.messages, total, started),
+        counts.applied,
+        counts.skipped,
+        counts.refused
+    ));
+    match &args.dump {
+        Some(path) => write_dump(&engine, path),
+        None => ExitCode::SUCCESS,
     }
 }
 

@@ -1,20 +1,29 @@
 //! The stdio loop: one message per input line, one reply line per message.
 //!
-//! Replies are buffered and flushed whenever the reader is about to wait for
-//! input, so a peer that sends one line and waits gets its answer at once,
-//! while a piped stream is written in large blocks.
+//! Lines are answered in batches: every line already waiting on stdin (up to
+//! a bound) is handled, the batch is committed (a no-op in memory, one
+//! transaction with `--state`), and only then are its replies written and
+//! flushed. A peer that sends one line and waits gets its answer at once; a
+//! piped stream pays one commit and one write per batch. [`replay`] runs the
+//! same handling over an event log.
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Outcome};
 use crate::lines::{Line, LineReader};
 use crate::plan::type_name;
 use crate::protocol::code::MALFORMED_REQUEST;
 use crate::protocol::{json, reply};
-use crate::store::DocumentStore;
+use crate::state::StateError;
 use serde_json::{Map, Value};
-use std::io::{self, BufWriter, Read, Write};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 /// The default bound on one input line: 16 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// The most messages answered in one batch.
+const MAX_BATCH_MESSAGES: usize = 10_000;
+/// The most reply bytes held back in one batch.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -32,113 +41,253 @@ impl Default for Options {
     }
 }
 
-/// Serves messages from `input` until it ends. Replies go to `output`, log
-/// lines to `log`. Only I/O errors end the loop; a bad message gets an
-/// error reply and the next line is served.
-pub fn serve<S: DocumentStore>(
-    engine: &mut Engine<S>,
-    input: impl Read,
-    output: impl Write,
-    mut log: impl Write,
-    options: &Options,
-) -> io::Result<()> {
-    let mut lines = LineReader::new(input, options.max_line_bytes);
-    let mut out = BufWriter::with_capacity(64 * 1024, output);
-    let mut body = Vec::with_capacity(256);
-    let mut line_no = 0usize;
-    while let Some(line) = lines.next_line(|| out.flush())? {
-        line_no += 1;
-        body.clear();
-        let envelope = match line {
-            Line::TooLong { blank: true, .. } => continue,
+/// Why serving stopped early.
+#[derive(Debug)]
+pub enum ServeError {
+    Io(io::Error),
+    /// The state could not record a batch; its replies were not written.
+    State(StateError),
+}
+
+impl From<io::Error> for ServeError {
+    fn from(e: io::Error) -> Self {
+        ServeError::Io(e)
+    }
+}
+
+impl From<StateError> for ServeError {
+    fn from(e: StateError) -> Self {
+        ServeError::State(e)
+    }
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Io(e) => write!(f, "{e}"),
+            ServeError::State(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Answers lines into a buffer of replies not yet released.
+struct Session<'a, L: Write> {
+    engine: &'a mut Engine,
+    options: &'a Options,
+    log: L,
+    line_no: usize,
+    body: Vec<u8>,
+    pending: Vec<u8>,
+    pending_messages: usize,
+}
+
+impl<L: Write> Session<'_, L> {
+    /// Answers one line (blank lines get no reply); returns what it did.
+    fn line(&mut self, line: Line<'_>) -> Result<Option<Outcome>, StateError> {
+        self.line_no += 1;
+        let line_no = self.line_no;
+        self.body.clear();
+        let (outcome, envelope) = match line {
+            Line::TooLong { blank: true, .. } => return Ok(None),
             Line::TooLong { len, .. } => {
                 let text = format!(
                     "input line {line_no} is {len} bytes long, over the limit of {} bytes (--max-line-bytes)",
-                    options.max_line_bytes
+                    self.options.max_line_bytes
                 );
-                reply::error(&mut body, None, MALFORMED_REQUEST, &text);
-                None
+                reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
+                (Outcome::Refused, None)
             }
             Line::Text(bytes) => {
                 let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
                 if bytes.iter().all(u8::is_ascii_whitespace) {
-                    continue;
+                    return Ok(None);
                 }
                 match parse(bytes, line_no) {
-                    Ok(Value::Object(message)) => answer(engine, message, line_no, &mut body),
+                    Ok(Value::Object(message)) => self.message(message)?,
                     Ok(other) => {
                         let text = format!(
                             "input line {line_no} must be a JSON object, found {}",
                             type_name(&other)
                         );
-                        reply::error(&mut body, None, MALFORMED_REQUEST, &text);
-                        None
+                        reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
+                        (Outcome::Refused, None)
                     }
                     Err(text) => {
-                        reply::error(&mut body, None, MALFORMED_REQUEST, &text);
-                        None
+                        reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
+                        (Outcome::Refused, None)
                     }
                 }
             }
         };
-        for warning in engine.take_warnings() {
+        for warning in self.engine.take_warnings() {
             // A log that cannot be written is no reason to stop serving.
-            let _ = writeln!(log, "projector: warning: {warning}");
+            let _ = writeln!(self.log, "projector: warning: {warning}");
         }
-        if options.envelope {
+        self.release_later(envelope);
+        Ok(Some(outcome))
+    }
+
+    /// Answers a bare body or an envelope (a `body` and no `type` of its
+    /// own); returns the envelope's other fields.
+    fn message(
+        &mut self,
+        mut message: Map<String, Value>,
+    ) -> Result<(Outcome, Option<Map<String, Value>>), StateError> {
+        let inner = match message.contains_key("type") {
+            true => None,
+            false => message.remove("body"),
+        };
+        Ok(match inner {
+            None => (self.engine.handle(&message, &mut self.body)?, None),
+            Some(Value::Object(inner)) => {
+                (self.engine.handle(&inner, &mut self.body)?, Some(message))
+            }
+            Some(other) => {
+                let text = format!(
+                    "input line {}: the envelope's \"body\" must be an object, found {}",
+                    self.line_no,
+                    type_name(&other)
+                );
+                reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
+                (Outcome::Refused, Some(message))
+            }
+        })
+    }
+
+    /// Queues the reply in `body`, wrapped when `--envelope` asks for it.
+    fn release_later(&mut self, envelope: Option<Map<String, Value>>) {
+        let out = &mut self.pending;
+        if self.options.envelope {
             let envelope = envelope.unwrap_or_default();
-            out.write_all(b"{\"src\": ")?;
-            let mut head = Vec::new();
-            let src = match (engine.node_id(), envelope.get("dest")) {
+            let src = match (self.engine.node_id(), envelope.get("dest")) {
                 (Some(node), _) => Value::String(node.to_owned()),
                 (None, Some(dest)) => dest.clone(),
                 (None, None) => Value::String("projector".to_owned()),
             };
-            json::value(&mut head, &src);
-            head.extend_from_slice(b", \"dest\": ");
-            json::value(&mut head, envelope.get("src").unwrap_or(&Value::Null));
-            head.extend_from_slice(b", \"body\": ");
-            out.write_all(&head)?;
-            out.write_all(&body)?;
-            out.write_all(b"}\n")?;
+            out.extend_from_slice(b"{\"src\": ");
+            json::value(out, &src);
+            out.extend_from_slice(b", \"dest\": ");
+            json::value(out, envelope.get("src").unwrap_or(&Value::Null));
+            out.extend_from_slice(b", \"body\": ");
+            out.extend_from_slice(&self.body);
+            out.extend_from_slice(b"}\n");
         } else {
-            out.write_all(&body)?;
-            out.write_all(b"\n")?;
+            out.extend_from_slice(&self.body);
+            out.push(b'\n');
         }
+        self.pending_messages += 1;
     }
-    out.flush()
+
+    fn batch_full(&self) -> bool {
+        self.pending_messages >= MAX_BATCH_MESSAGES || self.pending.len() >= MAX_BATCH_BYTES
+    }
+
+    /// Commits the batch, then writes its replies to `out`.
+    fn release(&mut self, out: &mut impl Write) -> Result<(), ServeError> {
+        self.engine.commit()?;
+        out.write_all(&self.pending)?;
+        out.flush()?;
+        self.pending.clear();
+        self.pending_messages = 0;
+        Ok(())
+    }
 }
 
-/// Answers one message, a bare body or an envelope (a `body` and no `type`
-/// of its own); returns the envelope's other fields.
-fn answer<S: DocumentStore>(
-    engine: &mut Engine<S>,
-    mut message: Map<String, Value>,
-    line_no: usize,
-    out: &mut Vec<u8>,
-) -> Option<Map<String, Value>> {
-    let inner = match message.contains_key("type") {
-        true => None,
-        false => message.remove("body"),
+/// Serves messages from `input` until it ends. Replies go to `output`, log
+/// lines to `log`. A bad message gets an error reply and the next line is
+/// served; only I/O and state errors end the loop early.
+pub fn serve(
+    engine: &mut Engine,
+    input: impl Read,
+    mut output: impl Write,
+    log: impl Write,
+    options: &Options,
+) -> Result<(), ServeError> {
+    let mut lines = LineReader::new(input, options.max_line_bytes);
+    let mut session = Session {
+        engine,
+        options,
+        log,
+        line_no: 0,
+        body: Vec::with_capacity(256),
+        pending: Vec::with_capacity(64 * 1024),
+        pending_messages: 0,
     };
-    match inner {
-        None => {
-            engine.handle(&message, out);
-            None
-        }
-        Some(Value::Object(inner)) => {
-            engine.handle(&inner, out);
-            Some(message)
-        }
-        Some(other) => {
-            let text = format!(
-                "input line {line_no}: the envelope's \"body\" must be an object, found {}",
-                type_name(&other)
-            );
-            reply::error(out, None, MALFORMED_REQUEST, &text);
-            Some(message)
+    while let Some(line) = lines.next_line(|| session.release(&mut output))? {
+        session.line(line)?;
+        if session.batch_full() {
+            session.release(&mut output)?;
         }
     }
+    session.release(&mut output)
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReplayCounts {
+    pub messages: usize,
+    pub applied: usize,
+    pub skipped: usize,
+    pub refused: usize,
+}
+
+/// Applies an event log (the same lines the stdio protocol takes) to the
+/// engine, committing in batches; replies are counted, not written. Reports
+/// progress to `log` about once a second: messages done out of `total`.
+pub fn replay(
+    engine: &mut Engine,
+    input: impl Read,
+    total: usize,
+    mut log: impl Write,
+    options: &Options,
+) -> Result<ReplayCounts, ServeError> {
+    let started = Instant::now();
+    let mut next_report = started + Duration::from_secs(1);
+    let mut counts = ReplayCounts::default();
+    let mut lines = LineReader::new(input, options.max_line_bytes);
+    let mut session = Session {
+        engine,
+        options,
+        log: Vec::new(),
+        line_no: 0,
+        body: Vec::new(),
+        pending: Vec::new(),
+        pending_messages: 0,
+    };
+    while let Some(line) = lines.next_line(|| Ok::<(), ServeError>(()))? {
+        let Some(outcome) = session.line(line)? else {
+            continue;
+        };
+        counts.messages += 1;
+        match outcome {
+            Outcome::Applied => counts.applied += 1,
+            Outcome::Skipped => counts.skipped += 1,
+            Outcome::Refused => {
+                counts.refused += 1;
+                if counts.refused <= 5 {
+                    let text = String::from_utf8_lossy(&session.body).into_owned();
+                    let _ = writeln!(log, "replay: line {}: {text}", session.line_no);
+                }
+            }
+            Outcome::Other => {}
+        }
+        if session.batch_full() {
+            session.release(&mut io::sink())?;
+        }
+        let _ = log.write_all(&std::mem::take(&mut session.log));
+        if Instant::now() >= next_report {
+            next_report += Duration::from_secs(1);
+            let _ = writeln!(log, "replay: {}", progress(session.line_no, total, started));
+        }
+    }
+    session.release(&mut io::sink())?;
+    Ok(counts)
+}
+
+/// `done/total lines, N messages/s`.
+pub fn progress(done: usize, total: usize, started: Instant) -> String {
+    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    format!("{done}/{total} lines, {rate:.0} messages/s")
 }
 
 /// One line as JSON, or an error text that says what is wrong and where.

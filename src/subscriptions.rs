@@ -30,6 +30,32 @@ impl Subscriptions {
         }
     }
 
+    /// The types accepted, sorted; `None` while every type is.
+    pub fn names(&self, plan: &Plan) -> Option<Vec<String>> {
+        let filter = self.filter.as_ref()?;
+        let known = (0..plan.type_count())
+            .filter(|i| filter.known[*i])
+            .map(|i| plan.type_name(TypeId(i as u32)).to_owned());
+        let mut names: Vec<String> = known.chain(filter.other.iter().cloned()).collect();
+        names.sort();
+        Some(names)
+    }
+
+    /// The subscriptions that accept exactly `names` (every type for `None`).
+    pub fn from_names(plan: &Plan, names: Option<&[String]>) -> Self {
+        let mut subscriptions = Subscriptions::default();
+        if let Some(names) = names {
+            subscriptions.filter = Some(Filter {
+                known: vec![false; plan.type_count()],
+                other: HashSet::new(),
+            });
+            for name in names {
+                subscriptions.subscribe(plan, name);
+            }
+        }
+        subscriptions
+    }
+
     pub fn subscribe(&mut self, plan: &Plan, name: &str) {
         self.set(plan, name, true);
     }

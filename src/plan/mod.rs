@@ -6,6 +6,7 @@
 
 pub mod binding;
 mod compile;
+mod definition;
 pub mod event_id;
 pub mod path;
 

@@ -1,0 +1,91 @@
+//! A read model's definition as canonical text, so that a stored state can
+//! tell which models changed since it was written.
+
+use super::binding::{Action, Binding, FieldMap, Missing, Source};
+use super::{ModelId, Plan};
+use serde_json::{json, Map, Value};
+
+impl Plan {
+    /// The model's name, keys, bindings and mappings as compact JSON, with
+    /// event types in sorted order: the same for the same meaning, however
+    /// the TOML is laid out.
+    pub fn model_definition(&self, model: ModelId) -> String {
+        let mut on = Map::new();
+        for (ty, bindings) in self.type_names.iter().zip(&self.routes) {
+            for b in bindings.iter().filter(|b| b.model == model) {
+                on.insert(ty.clone(), binding(b));
+            }
+        }
+        json!({"name": self.model_name(model), "on": on}).to_string()
+    }
+}
+
+fn binding(b: &Binding) -> Value {
+    let mut out = Map::new();
+    out.insert("key".into(), b.key.as_str().into());
+    out.insert("optional".into(), b.optional.into());
+    match &b.action {
+        Action::Delete => {
+            out.insert("delete".into(), true.into());
+        }
+        Action::Write {
+            put,
+            merge,
+            increment,
+            unset,
+        } => {
+            if let Some(put) = put {
+                out.insert("put".into(), fields(put));
+            }
+            out.insert("merge".into(), fields(merge));
+            out.insert("increment".into(), fields(increment));
+            out.insert("unset".into(), unset.clone().into());
+        }
+    }
+    Value::Object(out)
+}
+
+fn fields(fields: &[FieldMap]) -> Value {
+    let mut out: Vec<Value> = fields
+        .iter()
+        .map(|f| {
+            let source = match &f.source {
+                Source::Path(p) => json!({"path": p.as_str()}),
+                Source::Literal(v) => json!({"value": v}),
+            };
+            let missing = match f.missing {
+                Missing::Skip => "skip",
+                Missing::Null => "null",
+                Missing::Fail => "fail",
+            };
+            json!([f.field, source, missing])
+        })
+        .collect();
+    out.sort_by(|a, b| a[0].as_str().cmp(&b[0].as_str()));
+    Value::Array(out)
+}
+
+#[cfg(test)]
+mod tests {
+    fn definitions(toml: &str) -> Vec<String> {
+        let plan = crate::load(toml).unwrap().0;
+        (0..plan.model_count())
+            .map(|i| plan.model_definition(super::ModelId(i as u32)))
+            .collect()
+    }
+
+    #[test]
+    fn layout_does_not_change_a_definition_but_meaning_does() {
+        let a = definitions(
+            "[[model]]\nname = \"m\"\nkey = \"$.payload.id\"\non.B = { delete = true }\non.A = { merge = { x = \"$.payload.x\", y = 1 } }\n",
+        );
+        let b = definitions(
+            "[[model]]\nname = \"m\"\n[model.on.A]\nkey = \"$.payload.id\"\nmerge = { y = 1, x = \"$.payload.x\" }\n[model.on.B]\nkey = \"$.payload.id\"\ndelete = true\n",
+        );
+        let c = definitions(
+            "[[model]]\nname = \"m\"\nkey = \"$.payload.id\"\non.B = { delete = true }\non.A = { merge = { x = \"$.payload.x\", y = 2 } }\n",
+        );
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}

@@ -1,0 +1,449 @@
+//! The SQLite state file behind `--state`.
+//!
+//! Schema (query it with the `sqlite3` shell):
+//!
+//! ```sql
+//! projector_meta(name PRIMARY KEY, value)          -- format, config fingerprint, subscriptions
+//! models(name PRIMARY KEY, definition)             -- each read model's definition when last built
+//! documents(model, key, doc, PRIMARY KEY (model, key))  -- doc is the document as JSON text
+//! processed_events(id PRIMARY KEY)                 -- every event id applied
+//! ```
+//!
+//! The file is opened in WAL mode with `synchronous = FULL` and an exclusive
+//! lock held for the whole run. Events are applied in batches: each event's id
+//! and the documents it changed join the open transaction, and [`Journal::commit`]
+//! commits them together; the engine writes a batch's replies only after that.
+
+use super::{Journal, Restored, Stale, StateError};
+use crate::apply::Change;
+use crate::dedup::Processed;
+use crate::plan::{ModelId, Plan};
+use crate::store::{Document, DocumentStore, MemoryStore};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const FORMAT: &str = "projector-state 1";
+
+const SCHEMA: &str = "
+CREATE TABLE projector_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE models (name TEXT PRIMARY KEY, definition TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE documents (
+    model TEXT NOT NULL,
+    key TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (model, key)
+) WITHOUT ROWID;
+CREATE TABLE processed_events (id TEXT PRIMARY KEY) WITHOUT ROWID;
+";
+
+const TABLES: &[&str] = &["projector_meta", "models", "documents", "processed_events"];
+
+pub struct SqliteState {
+    conn: Connection,
+    path: PathBuf,
+    models: Vec<String>,
+    in_transaction: bool,
+    dirty: HashSet<(ModelId, String)>,
+}
+
+/// What opening a state did, beyond restoring it: lines for the log.
+pub type Notes = Vec<String>;
+
+impl SqliteState {
+    /// Opens (or creates) the state at `path` for `plan`, dropping the
+    /// documents of the models named in `rebuild`. Refuses a file that is not
+    /// a projector state, is damaged, is in use, or holds stale read models.
+    pub fn open(
+        path: &Path,
+        plan: &Plan,
+        rebuild: &[String],
+    ) -> Result<(SqliteState, Restored, Notes), StateError> {
+        for name in rebuild {
+            if plan.model_by_name(name).is_none() {
+                return Err(StateError::UnknownModel { name: name.clone() });
+            }
+        }
+        check_header(path)?;
+        let conn = Connection::open(path).map_err(sql(path, "opening the state"))?;
+        let models = plan.model_names().map(str::to_owned).collect();
+        let state = SqliteState {
+            conn,
+            path: path.to_owned(),
+            models,
+            in_transaction: false,
+            dirty: HashSet::new(),
+        };
+        state.configure()?;
+        state.execute("BEGIN IMMEDIATE", "locking the state")?;
+        let opened = state.check_and_migrate(plan, rebuild);
+        let notes = match opened {
+            Ok(notes) => {
+                state.execute("COMMIT", "recording the read-model definitions")?;
+                notes
+            }
+            Err(e) => {
+                let _ = state.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        };
+        let restored = state.restore(plan)?;
+        Ok((state, restored, notes))
+    }
+
+    fn execute(&self, sql_text: &str, doing: &'static str) -> Result<(), StateError> {
+        self.conn
+            .execute_batch(sql_text)
+            .map_err(sql(&self.path, doing))
+    }
+
+    fn configure(&self) -> Result<(), StateError> {
+        let conn = &self.conn;
+        let path = &self.path;
+        conn.busy_timeout(Duration::ZERO)
+            .map_err(sql(path, "configuring the state"))?;
+        conn.query_row("PRAGMA locking_mode = EXCLUSIVE", [], |_| Ok(()))
+            .map_err(sql(path, "locking the state"))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(sql(path, "opening the state"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StateError::NotAState {
+                path: path.clone(),
+                reason: format!("it cannot be switched to WAL mode (journal mode {mode})"),
+            });
+        }
+        // FULL: a commit reaches the disk before its replies are written, so
+        // a reply survives power loss as well as a crash of the process.
+        self.execute("PRAGMA synchronous = FULL", "configuring the state")
+    }
+
+    /// Inside the opening transaction: checks the file, creates the schema in
+    /// an empty database, and reconciles the stored model definitions.
+    fn check_and_migrate(&self, plan: &Plan, rebuild: &[String]) -> Result<Notes, StateError> {
+        let path = &self.path;
+        let check: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(sql(path, "checking the state"))?;
+        if check != "ok" {
+            return Err(StateError::Corrupt {
+                path: path.clone(),
+                detail: check,
+            });
+        }
+        let tables: HashSet<String> = self
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(sql(path, "reading the schema"))?;
+        if tables.is_empty() {
+            self.execute(SCHEMA, "creating the schema")?;
+            self.conn
+                .execute(
+                    "INSERT INTO projector_meta (name, value) VALUES ('format', ?1)",
+                    [FORMAT],
+                )
+                .map_err(sql(path, "creating the schema"))?;
+        } else if !tables.contains("projector_meta") {
+            return Err(StateError::NotAState {
+                path: path.clone(),
+                reason: "it is an SQLite database without projector tables".to_owned(),
+            });
+        } else {
+            let format = self.meta("format")?.unwrap_or_default();
+            if format != FORMAT {
+                return Err(StateError::NotAState {
+                    path: path.clone(),
+                    reason: format!(
+                        "its format is \"{format}\", and this projector reads \"{FORMAT}\""
+                    ),
+                });
+            }
+            if let Some(missing) = TABLES.iter().find(|t| !tables.contains(**t)) {
+                return Err(StateError::Corrupt {
+                    path: path.clone(),
+                    detail: format!("table {missing} is missing"),
+                });
+            }
+        }
+        self.reconcile_models(plan, rebuild)
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT value FROM projector_meta WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql(&self.path, "reading the state's metadata"))
+    }
+
+    fn reconcile_models(&self, plan: &Plan, rebuild: &[String]) -> Result<Notes, StateError> {
+        let path = &self.path;
+        let stored: HashMap<String, String> = self
+            .conn
+            .prepare("SELECT name, definition FROM models")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(sql(path, "reading the model definitions"))?;
+        let processed_any: bool = self
+            .conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM processed_events)", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql(path, "reading the processed events"))?;
+        let mut stale = Vec::new();
+        let mut notes = Vec::new();
+        let mut fingerprint = Fnv::default();
+        for (i, name) in self.models.iter().enumerate() {
+            let definition = plan.model_definition(ModelId(i as u32));
+            fingerprint.write(definition.as_bytes());
+            let rebuilding = rebuild.contains(name);
+            match stored.get(name) {
+                Some(old) if *old == definition && !rebuilding => continue,
+                Some(_) if !rebuilding => stale.push(Stale::Changed(name.clone())),
+                None if processed_any && !rebuilding => stale.push(Stale::Added(name.clone())),
+                _ => {}
+            }
+            if rebuilding {
+                let dropped = self.drop_documents(name)?;
+                notes.push(format!(
+                    "rebuilding read model \"{name}\": dropped its {dropped} documents"
+                ));
+            }
+            self.conn
+                .execute(
+                    "INSERT INTO models (name, definition) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET definition = excluded.definition",
+                    params![name, definition],
+                )
+                .map_err(sql(path, "recording the model definitions"))?;
+        }
+        if !stale.is_empty() {
+            return Err(StateError::StaleModels {
+                path: path.clone(),
+                models: stale,
+            });
+        }
+        let mut gone: Vec<&String> = stored.keys().filter(|n| !self.models.contains(n)).collect();
+        gone.sort();
+        for name in gone {
+            let dropped = self.drop_documents(name)?;
+            self.conn
+                .execute("DELETE FROM models WHERE name = ?1", [name])
+                .map_err(sql(path, "dropping a removed model"))?;
+            notes.push(format!(
+                "read model \"{name}\" is no longer configured: dropped its {dropped} documents"
+            ));
+        }
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO projector_meta (name, value) VALUES ('config_fingerprint', ?1)",
+                [format!("{:016x}", fingerprint.0)],
+            )
+            .map_err(sql(path, "recording the config fingerprint"))?;
+        Ok(notes)
+    }
+
+    fn drop_documents(&self, model: &str) -> Result<usize, StateError> {
+        self.conn
+            .execute("DELETE FROM documents WHERE model = ?1", [model])
+            .map_err(sql(&self.path, "dropping documents"))
+    }
+
+    fn restore(&self, plan: &Plan) -> Result<Restored, StateError> {
+        let path = &self.path;
+        let reading = sql(path, "reading the state");
+        let mut stores = vec![MemoryStore::default(); plan.model_count()];
+        let mut docs = self
+            .conn
+            .prepare("SELECT model, key, doc FROM documents")
+            .map_err(&reading)?;
+        let mut rows = docs.query([]).map_err(&reading)?;
+        while let Some(row) = rows.next().map_err(&reading)? {
+            let model: String = row.get(0).map_err(&reading)?;
+            let key: String = row.get(1).map_err(&reading)?;
+            let text: String = row.get(2).map_err(&reading)?;
+            let Some(id) = plan.model_by_name(&model) else {
+                continue;
+            };
+            let doc: Document = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+                path: path.clone(),
+                detail: format!("document {model}/{key} is not a JSON object: {e}"),
+            })?;
+            stores[id.0 as usize].put(&key, doc);
+        }
+        let mut processed = Processed::default();
+        let mut ids = self
+            .conn
+            .prepare("SELECT id FROM processed_events")
+            .map_err(&reading)?;
+        let mut rows = ids.query([]).map_err(&reading)?;
+        while let Some(row) = rows.next().map_err(&reading)? {
+            processed.record(&row.get::<_, String>(0).map_err(&reading)?);
+        }
+        let subscriptions = match self.meta("subscriptions")? {
+            Some(text) => Some(
+                serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+                    path: path.clone(),
+                    detail: format!("the stored subscriptions are not a list of names: {e}"),
+                })?,
+            ),
+            None => None,
+        };
+        Ok(Restored {
+            stores,
+            processed,
+            subscriptions,
+        })
+    }
+
+    fn begin(&mut self) -> Result<(), StateError> {
+        if !self.in_transaction {
+            self.execute("BEGIN IMMEDIATE", "starting a transaction")?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+}
+
+impl Journal for SqliteState {
+    fn record_event(&mut self, id: Option<&str>, changes: &[Change]) -> Result<(), StateError> {
+        self.begin()?;
+        if let Some(id) = id {
+            self.conn
+                .prepare_cached("INSERT OR IGNORE INTO processed_events (id) VALUES (?1)")
+                .and_then(|mut s| s.execute([id]))
+                .map_err(sql(&self.path, "recording an event id"))?;
+        }
+        // Documents are written once per batch, as they are at commit time.
+        for change in changes {
+            self.dirty.insert((change.model, change.key.clone()));
+        }
+        Ok(())
+    }
+
+    fn record_subscriptions(&mut self, names: Option<&[String]>) -> Result<(), StateError> {
+        self.begin()?;
+        let result = match names {
+            Some(names) => self.conn.execute(
+                "INSERT OR REPLACE INTO projector_meta (name, value) VALUES ('subscriptions', ?1)",
+                [serde_json::to_string(names).expect("strings serialize")],
+            ),
+            None => self.conn.execute(
+                "DELETE FROM projector_meta WHERE name = 'subscriptions'",
+                [],
+            ),
+        };
+        result
+            .map(drop)
+            .map_err(sql(&self.path, "recording the subscriptions"))
+    }
+
+    fn commit(&mut self, stores: &[MemoryStore]) -> Result<(), StateError> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        let writing = sql(&self.path, "writing documents");
+        {
+            let mut upsert = self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO documents (model, key, doc) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (model, key) DO UPDATE SET doc = excluded.doc",
+                )
+                .map_err(&writing)?;
+            let mut delete = self
+                .conn
+                .prepare_cached("DELETE FROM documents WHERE model = ?1 AND key = ?2")
+                .map_err(&writing)?;
+            for (model, key) in self.dirty.drain() {
+                let name = &self.models[model.0 as usize];
+                match stores[model.0 as usize].get(&key) {
+                    Some(doc) => {
+                        let text = serde_json::to_string(doc).expect("documents serialize");
+                        upsert.execute(params![name, key, text]).map_err(&writing)?;
+                    }
+                    None => {
+                        delete.execute(params![name, key]).map_err(&writing)?;
+                    }
+                }
+            }
+        }
+        self.execute("COMMIT", "committing a batch")?;
+        self.in_transaction = false;
+        Ok(())
+    }
+}
+
+/// Refuses, before SQLite touches it, a non-empty file that is not an SQLite database.
+fn check_header(path: &Path) -> Result<(), StateError> {
+    let mut header = Vec::with_capacity(16);
+    match std::fs::File::open(path) {
+        Ok(file) => {
+            file.take(16)
+                .read_to_end(&mut header)
+                .map_err(|e| StateError::NotAState {
+                    path: path.to_owned(),
+                    reason: format!("it cannot be read: {e}"),
+                })?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StateError::NotAState {
+                path: path.to_owned(),
+                reason: format!("it cannot be opened: {e}"),
+            })
+        }
+    }
+    if header.is_empty() || header == b"SQLite format 3\0" {
+        return Ok(());
+    }
+    Err(StateError::NotAState {
+        path: path.to_owned(),
+        reason: "it is not an SQLite database".to_owned(),
+    })
+}
+
+/// Maps an SQLite error to what it means for a state file.
+fn sql<'p>(path: &'p Path, doing: &'static str) -> impl Fn(rusqlite::Error) -> StateError + 'p {
+    move |error| {
+        let path = path.to_owned();
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StateError::Locked { path }
+            }
+            Some(ErrorCode::NotADatabase) => StateError::NotAState {
+                path,
+                reason: "it is not an SQLite database".to_owned(),
+            },
+            Some(ErrorCode::DatabaseCorrupt) => StateError::Corrupt {
+                path,
+                detail: error.to_string(),
+            },
+            _ => StateError::Sqlite { path, doing, error },
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: a fingerprint that stays the same across builds.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
