@@ -33,7 +33,7 @@ fn same(mode: &str, want: &str, got: &str) -> bool {
 }
 
 /// Runs the cases in `dir`; returns one description per failing case.
-fn run_cases(dir: &Path) -> (usize, Vec<String>) {
+fn run_cases(dir: &Path, durable: bool) -> (usize, Vec<String>) {
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -51,7 +51,11 @@ fn run_cases(dir: &Path) -> (usize, Vec<String>) {
                 .map(|l| l.as_str().unwrap().to_owned())
                 .collect()
         };
-        let mut run = Run::new();
+        let mut run = if durable {
+            Run::new().with_state()
+        } else {
+            Run::new()
+        };
         let mut args: Vec<String> = case.get("args").map_or_else(Vec::new, |_| lines("args"));
         if let Some(config) = case.get("config").and_then(Value::as_str) {
             // `config` passes the file with --config; drop the case's own placeholder pair.
@@ -87,8 +91,8 @@ fn run_cases(dir: &Path) -> (usize, Vec<String>) {
     (paths.len(), failures)
 }
 
-fn check(dir: &Path) {
-    let (count, failures) = run_cases(dir);
+fn check(dir: &Path, durable: bool) {
+    let (count, failures) = run_cases(dir, durable);
     assert!(count > 0, "no cases in {}", dir.display());
     assert!(
         failures.is_empty(),
@@ -100,10 +104,17 @@ fn check(dir: &Path) {
 
 #[test]
 fn our_cases_pass() {
-    check(&repo().join("tests/cases"));
+    check(&repo().join("tests/cases"), false);
 }
 
 #[test]
 fn public_conformance_cases_pass() {
-    check(&repo().join("../shared/conformance/cases"));
+    check(&repo().join("../shared/conformance/cases"), false);
+}
+
+/// The durable backend answers every case exactly as the in-memory one.
+#[test]
+fn every_case_passes_with_a_state_file_too() {
+    check(&repo().join("tests/cases"), true);
+    check(&repo().join("../shared/conformance/cases"), true);
 }

@@ -47,6 +47,32 @@ pub struct SqliteState {
     models: Vec<String>,
     in_transaction: bool,
     dirty: HashSet<(ModelId, String)>,
+    crash: CrashPoint,
+}
+
+/// Fault injection for the crash tests: with `PROJECTOR_TEST_CRASH_AT_STEP=N`
+/// the process aborts, as abruptly as SIGKILL, just before the N-th write step
+/// (a BEGIN, an id insert, a document write or a COMMIT). Walking N over a run
+/// puts a crash between every two writes, which random kills rarely hit.
+struct CrashPoint {
+    at: Option<u64>,
+    steps: u64,
+}
+
+impl CrashPoint {
+    fn from_env() -> Self {
+        let at = std::env::var("PROJECTOR_TEST_CRASH_AT_STEP")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        CrashPoint { at, steps: 0 }
+    }
+
+    fn step(&mut self) {
+        self.steps += 1;
+        if self.at == Some(self.steps) {
+            std::process::abort();
+        }
+    }
 }
 
 /// What opening a state did, beyond restoring it: lines for the log.
@@ -75,10 +101,20 @@ impl SqliteState {
             models,
             in_transaction: false,
             dirty: HashSet::new(),
+            crash: CrashPoint::from_env(),
         };
+        // Read-only checks first: nothing is written to a file that turns out
+        // not to be a projector state (switching to WAL rewrites the header).
+        state
+            .conn
+            .busy_timeout(Duration::ZERO)
+            .map_err(sql(path, "configuring the state"))?;
+        let fresh = state.check()?;
         state.configure()?;
         state.execute("BEGIN IMMEDIATE", "locking the state")?;
-        let opened = state.check_and_migrate(plan, rebuild);
+        let opened = state
+            .create_schema(fresh)
+            .and_then(|()| state.reconcile_models(plan, rebuild));
         let notes = match opened {
             Ok(notes) => {
                 state.execute("COMMIT", "recording the read-model definitions")?;
@@ -120,9 +156,9 @@ impl SqliteState {
         self.execute("PRAGMA synchronous = FULL", "configuring the state")
     }
 
-    /// Inside the opening transaction: checks the file, creates the schema in
-    /// an empty database, and reconciles the stored model definitions.
-    fn check_and_migrate(&self, plan: &Plan, rebuild: &[String]) -> Result<Notes, StateError> {
+    /// Checks, reading only, that the file is empty (returns true) or a
+    /// sound projector state (false).
+    fn check(&self) -> Result<bool, StateError> {
         let path = &self.path;
         let check: String = self
             .conn
@@ -140,36 +176,44 @@ impl SqliteState {
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
             .map_err(sql(path, "reading the schema"))?;
         if tables.is_empty() {
-            self.execute(SCHEMA, "creating the schema")?;
-            self.conn
-                .execute(
-                    "INSERT INTO projector_meta (name, value) VALUES ('format', ?1)",
-                    [FORMAT],
-                )
-                .map_err(sql(path, "creating the schema"))?;
-        } else if !tables.contains("projector_meta") {
+            return Ok(true);
+        }
+        if !tables.contains("projector_meta") {
             return Err(StateError::NotAState {
                 path: path.clone(),
                 reason: "it is an SQLite database without projector tables".to_owned(),
             });
-        } else {
-            let format = self.meta("format")?.unwrap_or_default();
-            if format != FORMAT {
-                return Err(StateError::NotAState {
-                    path: path.clone(),
-                    reason: format!(
-                        "its format is \"{format}\", and this projector reads \"{FORMAT}\""
-                    ),
-                });
-            }
-            if let Some(missing) = TABLES.iter().find(|t| !tables.contains(**t)) {
-                return Err(StateError::Corrupt {
-                    path: path.clone(),
-                    detail: format!("table {missing} is missing"),
-                });
-            }
         }
-        self.reconcile_models(plan, rebuild)
+        let format = self.meta("format")?.unwrap_or_default();
+        if format != FORMAT {
+            return Err(StateError::NotAState {
+                path: path.clone(),
+                reason: format!(
+                    "its format is \"{format}\", and this projector reads \"{FORMAT}\""
+                ),
+            });
+        }
+        if let Some(missing) = TABLES.iter().find(|t| !tables.contains(**t)) {
+            return Err(StateError::Corrupt {
+                path: path.clone(),
+                detail: format!("table {missing} is missing"),
+            });
+        }
+        Ok(false)
+    }
+
+    fn create_schema(&self, fresh: bool) -> Result<(), StateError> {
+        if !fresh {
+            return Ok(());
+        }
+        self.execute(SCHEMA, "creating the schema")?;
+        self.conn
+            .execute(
+                "INSERT INTO projector_meta (name, value) VALUES ('format', ?1)",
+                [FORMAT],
+            )
+            .map(drop)
+            .map_err(sql(&self.path, "creating the schema"))
     }
 
     fn meta(&self, name: &str) -> Result<Option<String>, StateError> {
@@ -304,6 +348,7 @@ impl SqliteState {
 
     fn begin(&mut self) -> Result<(), StateError> {
         if !self.in_transaction {
+            self.crash.step();
             self.execute("BEGIN IMMEDIATE", "starting a transaction")?;
             self.in_transaction = true;
         }
@@ -315,6 +360,7 @@ impl Journal for SqliteState {
     fn record_event(&mut self, id: Option<&str>, changes: &[Change]) -> Result<(), StateError> {
         self.begin()?;
         if let Some(id) = id {
+            self.crash.step();
             self.conn
                 .prepare_cached("INSERT OR IGNORE INTO processed_events (id) VALUES (?1)")
                 .and_then(|mut s| s.execute([id]))
@@ -362,6 +408,7 @@ impl Journal for SqliteState {
                 .prepare_cached("DELETE FROM documents WHERE model = ?1 AND key = ?2")
                 .map_err(&writing)?;
             for (model, key) in self.dirty.drain() {
+                self.crash.step();
                 let name = &self.models[model.0 as usize];
                 match stores[model.0 as usize].get(&key) {
                     Some(doc) => {
@@ -374,6 +421,7 @@ impl Journal for SqliteState {
                 }
             }
         }
+        self.crash.step();
         self.execute("COMMIT", "committing a batch")?;
         self.in_transaction = false;
         Ok(())

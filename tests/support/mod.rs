@@ -99,6 +99,12 @@ impl Run {
         self.args(&["--config", path.to_str().unwrap()])
     }
 
+    /// Keeps the state in a fresh SQLite file (`--state`).
+    pub fn with_state(self) -> Run {
+        let path = self.dir.path().join("state.db");
+        self.args(&["--state", path.to_str().unwrap()])
+    }
+
     /// Runs in an empty temporary directory instead of the repository.
     pub fn in_empty_dir(mut self) -> Run {
         self.cwd = self.dir.path().to_owned();
