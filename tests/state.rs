@@ -510,3 +510,43 @@ fn crashed_between_any_two_writes_every_event_is_applied_exactly_once() {
     let mut rng = Rng(seed);
     exactly_once_despite(30, || Stop::CrashAtStep(1 + rng.below(500)), seed);
 }
+
+#[test]
+fn a_removed_model_has_its_documents_dropped_and_rebuild_needs_a_known_model() {
+    let dir = TempDir::new();
+    let state = state_arg(&dir);
+    Run::new()
+        .args(&["--state", &state])
+        .stdin(&[CREATED])
+        .go()
+        .success();
+    let only_listing = r#"
+[[model]]
+name = "user_listing"
+key = "$.payload.id"
+on.UserCreated = { put = { id = "$.payload.id", name = "$.payload.name", email = "$.payload.email" } }
+on.UserUpdated = { merge = { id = "$.payload.id", name = "$.payload.name", email = "$.payload.email" } }
+on.UserDeleted = { delete = true }
+"#;
+    Run::new()
+        .config(only_listing)
+        .args(&["--state", &state])
+        .go()
+        .success()
+        .stderr_is("projector: read model \"user_by_email\" is no longer configured: dropped its 1 documents\n");
+    let log = dir.write("events.ndjson", &format!("{CREATED}\n"));
+    Run::new()
+        .args(&[
+            "replay",
+            "--state",
+            &state,
+            "--rebuild",
+            "nope",
+            log.to_str().unwrap(),
+        ])
+        .go()
+        .code_is(78)
+        .stderr_is(
+            "projector: --rebuild nope: the configuration declares no read model \"nope\"\n",
+        );
+}
