@@ -1,15 +1,27 @@
 //! The interpreter: applies one event to the read models bound to its type.
 //!
 //! An event is applied to all its read models or to none. Application runs in
-//! three phases: resolve every binding against the event (keys, field values),
-//! check every write against the stored documents, and only then write. The
-//! first two phases change nothing, so any failure leaves every store as it was.
+//! three phases: resolve every binding against the event (conditions, keys,
+//! field values), check every write against the stored documents (computing
+//! what each operation will do), and only then write. The first two phases
+//! change nothing, so any failure leaves every store as it was.
 
-use crate::plan::binding::{Action, Binding, FieldMap, Missing, Source};
+use crate::fields::{self, Lookup};
+use crate::plan::binding::{Action, Binding, Condition, FieldMap, FieldOp, FieldPath, Key, MetaField, Missing, Part, Source, Test};
 use crate::plan::{scalar_text, type_name, ModelId, Plan};
 use crate::store::{Document, DocumentStore};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
+use std::cmp::Ordering;
+
+/// What is known about an event beyond its fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta<'a> {
+    pub id: &'a str,
+    pub event_type: &'a str,
+    /// The message's position in the stream, from 1.
+    pub position: u64,
+}
 
 /// Why an event could not be applied. Nothing was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,11 +47,12 @@ pub enum ApplyError {
         source: String,
         found: &'static str,
     },
-    /// An increment of a stored field that holds something other than a number.
-    FieldNotNumeric {
+    /// A stored field holds a value the operation cannot work on.
+    FieldHolds {
         model: ModelId,
         key: String,
         field: String,
+        op: &'static str,
         found: &'static str,
     },
     /// An increment whose result is not a finite number.
@@ -55,7 +68,7 @@ impl ApplyError {
     pub fn is_precondition(&self) -> bool {
         matches!(
             self,
-            ApplyError::FieldNotNumeric { .. } | ApplyError::Overflow { .. }
+            ApplyError::FieldHolds { .. } | ApplyError::Overflow { .. }
         )
     }
 
@@ -83,13 +96,14 @@ impl ApplyError {
                 "read model \"{}\": increment of \"{field}\" by {source} needs a number, found {found}",
                 name(model)
             ),
-            ApplyError::FieldNotNumeric {
+            ApplyError::FieldHolds {
                 model,
                 key,
                 field,
+                op,
                 found,
             } => format!(
-                "read model \"{}\": cannot increment field \"{field}\" of document \"{key}\", which holds {found}",
+                "read model \"{}\": cannot {op} field \"{field}\" of document \"{key}\", which holds {found}",
                 name(model)
             ),
             ApplyError::Overflow { model, key, field } => format!(
@@ -100,7 +114,12 @@ impl ApplyError {
     }
 }
 
-type Fields<'a> = Vec<(&'a str, Cow<'a, Value>)>;
+/// A document that an event changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub model: ModelId,
+    pub key: String,
+}
 
 /// One binding, resolved against one event: nothing left to look up.
 struct Resolved<'a> {
@@ -112,18 +131,25 @@ struct Resolved<'a> {
 enum Write<'a> {
     Delete,
     Update {
-        put: Option<Fields<'a>>,
-        merge: Fields<'a>,
-        increment: Vec<(&'a str, &'a Number)>,
-        unset: &'a [String],
+        put: Option<Vec<(&'a FieldPath, Cow<'a, Value>)>>,
+        ops: Vec<(FieldOp, &'a FieldPath, Cow<'a, Value>)>,
+        unset: &'a [FieldPath],
     },
 }
 
-/// A document that an event changed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub model: ModelId,
-    pub key: String,
+/// What one field operation will do, decided against the stored document.
+enum Effect {
+    Set(Value),
+    Push(Value),
+    RemoveAll(Value),
+    Keep,
+}
+
+/// The checked form of a write: the new document for a `put`, and each
+/// operation's effect.
+struct Plan2 {
+    put: Option<Document>,
+    effects: Vec<Effect>,
 }
 
 /// Applies `event` through `bindings` to `stores` (indexed by model). On
@@ -132,22 +158,23 @@ pub struct Change {
 pub fn apply<S: DocumentStore>(
     bindings: &[Binding],
     event: &Value,
+    meta: &Meta<'_>,
     stores: &mut [S],
     changed: &mut Vec<Change>,
 ) -> Result<(), ApplyError> {
     changed.clear();
     let mut resolved = Vec::with_capacity(bindings.len());
     for binding in bindings {
-        if let Some(r) = resolve(binding, event)? {
+        if let Some(r) = resolve(binding, event, meta)? {
             resolved.push(r);
         }
     }
-    let mut sums = Vec::with_capacity(resolved.len());
+    let mut checked = Vec::with_capacity(resolved.len());
     for r in &resolved {
-        sums.push(check(r, &stores[r.model.0 as usize])?);
+        checked.push(check(r, &stores[r.model.0 as usize])?);
     }
-    for (r, sums) in resolved.into_iter().zip(sums) {
-        if write(r.write, &r.key, sums, &mut stores[r.model.0 as usize]) {
+    for (r, checked) in resolved.into_iter().zip(checked) {
+        if write(r.write, &r.key, checked, &mut stores[r.model.0 as usize]) {
             changed.push(Change {
                 model: r.model,
                 key: r.key.into_owned(),
@@ -157,58 +184,61 @@ pub fn apply<S: DocumentStore>(
     Ok(())
 }
 
-fn resolve<'a>(binding: &'a Binding, event: &'a Value) -> Result<Option<Resolved<'a>>, ApplyError> {
+fn resolve<'a>(binding: &'a Binding, event: &'a Value, meta: &Meta<'a>) -> Result<Option<Resolved<'a>>, ApplyError> {
     let model = binding.model;
-    let key = match binding.key.find_one(event) {
-        None | Some(Value::Null) if binding.optional => return Ok(None),
-        None | Some(Value::Null) => {
+    if !binding.when.iter().all(|c| holds(c, event)) {
+        return Ok(None);
+    }
+    let key = match resolve_key(&binding.key, event) {
+        Ok(Some(key)) => key,
+        Ok(None) if binding.optional => return Ok(None),
+        Ok(None) => {
             return Err(ApplyError::MissingKey {
                 model,
                 path: binding.key.as_str().to_owned(),
             })
         }
-        Some(v) => scalar_text(v).ok_or_else(|| ApplyError::BadKey {
-            model,
-            path: binding.key.as_str().to_owned(),
-            found: type_name(v),
-        })?,
+        Err((path, found)) => return Err(ApplyError::BadKey { model, path, found }),
     };
     let write = match &binding.action {
         Action::Delete => Write::Delete,
-        Action::Write {
-            put,
-            merge,
-            increment,
-            unset,
-        } => {
+        Action::Write { put, ops, unset } => {
             let put = match put {
-                Some(fields) => Some(resolve_fields(model, fields, event)?),
+                Some(fields) => {
+                    let mut out = Vec::with_capacity(fields.len());
+                    for f in fields {
+                        if let Some(v) = value(model, f, event, meta)? {
+                            out.push((&f.field, v));
+                        }
+                    }
+                    Some(out)
+                }
                 None => None,
             };
-            let merge = resolve_fields(model, merge, event)?;
-            let mut amounts = Vec::with_capacity(increment.len());
-            for (f, value) in increment
-                .iter()
-                .zip(resolve_values(model, increment, event))
-            {
-                let Some(value) = value? else { continue };
-                match value {
-                    Cow::Borrowed(Value::Number(n)) => amounts.push((f.field.as_str(), n)),
-                    Cow::Borrowed(Value::Null) | Cow::Owned(Value::Null) => {}
-                    other => {
-                        return Err(ApplyError::NotANumber {
-                            model,
-                            field: f.field.clone(),
-                            source: f.source.describe(),
-                            found: type_name(&other),
-                        })
+            let mut resolved_ops = Vec::with_capacity(ops.len());
+            for (op, f) in ops {
+                let Some(v) = value(model, f, event, meta)? else {
+                    continue;
+                };
+                if *op == FieldOp::Increment {
+                    match v.as_ref() {
+                        Value::Number(_) => {}
+                        Value::Null => continue,
+                        other => {
+                            return Err(ApplyError::NotANumber {
+                                model,
+                                field: f.field.text.clone(),
+                                source: f.source.describe(),
+                                found: type_name(other),
+                            })
+                        }
                     }
                 }
+                resolved_ops.push((*op, &f.field, v));
             }
             Write::Update {
                 put,
-                merge,
-                increment: amounts,
+                ops: resolved_ops,
                 unset,
             }
         }
@@ -216,77 +246,172 @@ fn resolve<'a>(binding: &'a Binding, event: &'a Value) -> Result<Option<Resolved
     Ok(Some(Resolved { model, key, write }))
 }
 
-fn resolve_fields<'a>(
-    model: ModelId,
-    fields: &'a [FieldMap],
-    event: &'a Value,
-) -> Result<Fields<'a>, ApplyError> {
-    let mut out = Vec::with_capacity(fields.len());
-    for (f, value) in fields.iter().zip(resolve_values(model, fields, event)) {
-        if let Some(value) = value? {
-            out.push((f.field.as_str(), value));
+/// The key's text; `None` when a path in it finds nothing; the path and what
+/// it found when that is not a string or a number.
+fn resolve_key<'a>(key: &'a Key, event: &'a Value) -> Result<Option<Cow<'a, str>>, (String, &'static str)> {
+    let part = |path: &'a crate::plan::path::JsonPath| match path.find_one(event) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => scalar_text(v)
+            .map(Some)
+            .ok_or_else(|| (path.as_str().to_owned(), type_name(v))),
+    };
+    match key {
+        Key::Path(path) => part(path),
+        Key::Template { parts, .. } => {
+            let mut text = String::new();
+            for p in parts {
+                match p {
+                    Part::Text(t) => text.push_str(t),
+                    Part::Path(path) => match part(path)? {
+                        Some(t) => text.push_str(&t),
+                        None => return Ok(None),
+                    },
+                }
+            }
+            Ok(Some(Cow::Owned(text)))
         }
     }
-    Ok(out)
 }
 
-/// Each mapping's value in `event`, after its missing-data policy: `None` to skip.
-fn resolve_values<'a>(
-    model: ModelId,
-    fields: &'a [FieldMap],
-    event: &'a Value,
-) -> impl Iterator<Item = Result<Option<Cow<'a, Value>>, ApplyError>> + 'a {
-    fields.iter().map(move |f| match &f.source {
+/// Whether a `when` condition holds for the event.
+fn holds(c: &Condition, event: &Value) -> bool {
+    let found = c.path.find(event).into_value();
+    let found = found.as_deref().filter(|v| !v.is_null());
+    let ordered = |want: &Value, accept: fn(Ordering) -> bool| {
+        found.and_then(|v| compare(v, want)).is_some_and(accept)
+    };
+    match &c.test {
+        Test::Exists(expected) => found.is_some() == *expected,
+        Test::Eq(want) => found.is_some_and(|v| same(v, want)),
+        Test::Ne(want) => !found.is_some_and(|v| same(v, want)),
+        Test::In(options) => found.is_some_and(|v| options.iter().any(|o| same(v, o))),
+        Test::Lt(want) => ordered(want, Ordering::is_lt),
+        Test::Le(want) => ordered(want, Ordering::is_le),
+        Test::Gt(want) => ordered(want, Ordering::is_gt),
+        Test::Ge(want) => ordered(want, Ordering::is_ge),
+    }
+}
+
+/// Equality with numbers compared by value (`1` equals `1.0`).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(_), Value::Number(_)) => compare(a, b) == Some(Ordering::Equal),
+        _ => a == b,
+    }
+}
+
+/// The order of two numbers or two strings; `None` for anything else.
+fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => Some(x.cmp(&y)),
+            _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        },
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        _ => None,
+    }
+}
+
+/// A mapping's value in `event`, after its missing-data policy: `None` to skip.
+fn value<'a>(model: ModelId, f: &'a FieldMap, event: &'a Value, meta: &Meta<'a>) -> Result<Option<Cow<'a, Value>>, ApplyError> {
+    match &f.source {
         Source::Literal(v) => Ok(Some(Cow::Borrowed(v))),
+        Source::Meta(field) => Ok(Some(Cow::Owned(match field {
+            MetaField::EventId => Value::String(meta.id.to_owned()),
+            MetaField::EventType => Value::String(meta.event_type.to_owned()),
+            MetaField::Position => Value::from(meta.position),
+        }))),
         Source::Path(path) => match (path.find(event).into_value(), f.missing) {
             (Some(v), _) => Ok(Some(v)),
             (None, Missing::Skip) => Ok(None),
             (None, Missing::Null) => Ok(Some(Cow::Owned(Value::Null))),
             (None, Missing::Fail) => Err(ApplyError::MissingField {
                 model,
-                field: f.field.clone(),
+                field: f.field.text.clone(),
                 path: path.as_str().to_owned(),
             }),
         },
-    })
+    }
 }
 
-/// Checks a resolved write against the stored document and computes the new
-/// value of every incremented field.
-fn check<S: DocumentStore>(r: &Resolved<'_>, store: &S) -> Result<Vec<Value>, ApplyError> {
-    let Write::Update { put, increment, .. } = &r.write else {
-        return Ok(Vec::new());
+/// Checks a resolved write against the stored document and decides what
+/// each operation does.
+fn check<S: DocumentStore>(r: &Resolved<'_>, store: &S) -> Result<Plan2, ApplyError> {
+    let Write::Update { put, ops, .. } = &r.write else {
+        return Ok(Plan2 {
+            put: None,
+            effects: Vec::new(),
+        });
     };
-    // After a `put` the document holds only the put fields, and a field is
-    // never both put and incremented, so increments then start from zero.
-    let current = if put.is_some() {
-        None
-    } else {
-        store.get(&r.key)
+    let put = put.as_ref().map(|fields| {
+        let mut doc = Document::new();
+        for (field, v) in fields {
+            fields::set(&mut doc, &field.segments, v.clone().into_owned());
+        }
+        doc
+    });
+    let empty = Document::new();
+    let base = match &put {
+        Some(doc) => doc,
+        None => store.get(&r.key).unwrap_or(&empty),
     };
-    increment
-        .iter()
-        .map(|(field, by)| {
-            let base = current.and_then(|doc| doc.get(*field));
-            let base = match base {
-                None | Some(Value::Null) => None,
-                Some(Value::Number(n)) => Some(n),
-                Some(other) => {
-                    return Err(ApplyError::FieldNotNumeric {
-                        model: r.model,
-                        key: r.key.to_string(),
-                        field: field.to_string(),
-                        found: type_name(other),
-                    })
-                }
-            };
-            add(base, by).ok_or_else(|| ApplyError::Overflow {
-                model: r.model,
-                key: r.key.to_string(),
-                field: field.to_string(),
-            })
-        })
-        .collect()
+    let mut effects = Vec::with_capacity(ops.len());
+    for (op, field, v) in ops {
+        let holds = |found: &Value| ApplyError::FieldHolds {
+            model: r.model,
+            key: r.key.to_string(),
+            field: field.text.clone(),
+            op: op.name(),
+            found: type_name(found),
+        };
+        let current = match fields::get(base, &field.segments) {
+            Lookup::Found(c) => Some(c),
+            Lookup::Absent => None,
+            Lookup::Blocked { found, .. } => return Err(holds(found)),
+        };
+        let v = v.as_ref();
+        let effect = match (op, current) {
+            (FieldOp::Merge, _) => Effect::Set(v.clone()),
+            (FieldOp::SetIfAbsent, None) => Effect::Set(v.clone()),
+            (FieldOp::SetIfAbsent, Some(_)) => Effect::Keep,
+            (FieldOp::Increment, current) => {
+                let base = match current {
+                    None => None,
+                    Some(Value::Number(n)) => Some(n),
+                    Some(other) => return Err(holds(other)),
+                };
+                let Value::Number(by) = v else {
+                    unreachable!("resolve keeps only numeric increments")
+                };
+                Effect::Set(add(base, by).ok_or_else(|| ApplyError::Overflow {
+                    model: r.model,
+                    key: r.key.to_string(),
+                    field: field.text.clone(),
+                })?)
+            }
+            (FieldOp::Max | FieldOp::Min, None) => Effect::Set(v.clone()),
+            (FieldOp::Max | FieldOp::Min, Some(c)) => match compare(v, c) {
+                Some(Ordering::Greater) if *op == FieldOp::Max => Effect::Set(v.clone()),
+                Some(Ordering::Less) if *op == FieldOp::Min => Effect::Set(v.clone()),
+                Some(_) => Effect::Keep,
+                None => return Err(holds(c)),
+            },
+            (FieldOp::Append | FieldOp::AddToSet, None) => Effect::Set(Value::Array(vec![v.clone()])),
+            (FieldOp::Append, Some(Value::Array(_))) => Effect::Push(v.clone()),
+            (FieldOp::AddToSet, Some(Value::Array(items))) => match items.iter().any(|i| same(i, v)) {
+                true => Effect::Keep,
+                false => Effect::Push(v.clone()),
+            },
+            (FieldOp::Remove, None) => Effect::Keep,
+            (FieldOp::Remove, Some(Value::Array(items))) => match items.iter().any(|i| same(i, v)) {
+                true => Effect::RemoveAll(v.clone()),
+                false => Effect::Keep,
+            },
+            (FieldOp::Append | FieldOp::AddToSet | FieldOp::Remove, Some(other)) => return Err(holds(other)),
+        };
+        effects.push(effect);
+    }
+    Ok(Plan2 { put, effects })
 }
 
 /// `base + by`, staying an integer while both are and the sum fits 64 bits;
@@ -295,11 +420,7 @@ fn add(base: Option<&Number>, by: &Number) -> Option<Value> {
     let Some(base) = base else {
         return Some(Value::Number(by.clone()));
     };
-    let int = |n: &Number| {
-        n.as_i64()
-            .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from))
-    };
+    let int = |n: &Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
     if let (Some(a), Some(b)) = (int(base), int(by)) {
         let sum = a + b;
         if let Ok(sum) = i64::try_from(sum) {
@@ -313,26 +434,14 @@ fn add(base: Option<&Number>, by: &Number) -> Option<Value> {
 }
 
 /// Makes the write; returns whether the stored document changed.
-fn write<S: DocumentStore>(write: Write<'_>, key: &str, sums: Vec<Value>, store: &mut S) -> bool {
-    let Write::Update {
-        put,
-        merge,
-        increment,
-        unset,
-    } = write
-    else {
+fn write<S: DocumentStore>(write: Write<'_>, key: &str, checked: Plan2, store: &mut S) -> bool {
+    let Write::Update { ops, unset, .. } = write else {
         return store.remove(key).is_some();
     };
-    let sets = merge.into_iter().chain(
-        increment
-            .into_iter()
-            .map(|(f, _)| f)
-            .zip(sums.into_iter().map(Cow::Owned)),
-    );
-    if let Some(put) = put {
-        let mut doc = Document::new();
-        for (field, value) in put.into_iter().chain(sets) {
-            doc.insert(field.to_owned(), value.into_owned());
+    let fields = ops.iter().map(|(_, field, _)| *field);
+    if let Some(mut doc) = checked.put {
+        for (field, effect) in fields.zip(checked.effects) {
+            apply_effect(&mut doc, field, effect);
         }
         // `unset` names no put field (the plan forbids it), so it has nothing to remove.
         let changed = store.get(key) != Some(&doc);
@@ -341,28 +450,47 @@ fn write<S: DocumentStore>(write: Write<'_>, key: &str, sums: Vec<Value>, store:
         }
         return changed;
     }
-    let mut sets = sets.peekable();
-    if sets.peek().is_none() {
-        // Only removals: never create a document for them.
+    let writes = checked.effects.iter().any(|e| !matches!(e, Effect::Keep));
+    if !writes {
+        // Only removals (or nothing): never create a document for them.
         return match store.get_mut(key) {
             Some(doc) => unset_fields(doc, unset),
             None => false,
         };
     }
     let (doc, mut changed) = store.get_or_create(key);
-    for (field, value) in sets {
-        if doc.get(field) != Some(value.as_ref()) {
-            doc.insert(field.to_owned(), value.into_owned());
-            changed = true;
-        }
+    for (field, effect) in fields.zip(checked.effects) {
+        changed |= apply_effect(doc, field, effect);
     }
     unset_fields(doc, unset) || changed
 }
 
-fn unset_fields(doc: &mut Document, fields: &[String]) -> bool {
+fn apply_effect(doc: &mut Document, field: &FieldPath, effect: Effect) -> bool {
+    match effect {
+        Effect::Keep => false,
+        Effect::Set(v) => fields::set(doc, &field.segments, v),
+        Effect::Push(v) => match fields::slot(doc, &field.segments) {
+            Some(Value::Array(items)) => {
+                items.push(v);
+                true
+            }
+            _ => false,
+        },
+        Effect::RemoveAll(v) => match fields::slot(doc, &field.segments) {
+            Some(Value::Array(items)) => {
+                let before = items.len();
+                items.retain(|i| !same(i, &v));
+                items.len() != before
+            }
+            _ => false,
+        },
+    }
+}
+
+fn unset_fields(doc: &mut Document, unset: &[FieldPath]) -> bool {
     let mut changed = false;
-    for f in fields {
-        changed |= doc.remove(f).is_some();
+    for f in unset {
+        changed |= fields::remove(doc, &f.segments);
     }
     changed
 }
@@ -385,7 +513,12 @@ mod tests {
             .iter()
             .map(|e| {
                 let ty = plan.event_type(e["type"].as_str().unwrap()).unwrap();
-                apply(plan.bindings(ty), e, &mut stores, &mut updated)
+                let meta = Meta {
+                    id: "e",
+                    event_type: "t",
+                    position: 1,
+                };
+                apply(plan.bindings(ty), e, &meta, &mut stores, &mut updated)
                     .map(|()| {
                         updated
                             .iter()

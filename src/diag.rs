@@ -4,6 +4,7 @@
 //! at the first problem; [`Diagnostic::render`] draws each one as
 //! `file:line:col`, the source line and a caret, the way compilers do.
 
+use crate::config::raw::Test;
 use std::fmt::Write as _;
 use std::ops::Range;
 
@@ -95,6 +96,30 @@ pub enum Kind {
     MissingOnLiteral,
     /// A key or id path of `$`: the whole event, which is an object.
     WholeEvent { what: &'static str },
+    /// A condition with no test, or with several.
+    ConditionTests { found: usize },
+    /// A string that must hold JSON and does not.
+    BadJson { reason: String },
+    /// An expectation with neither `document` nor `absent = true`, or both.
+    ExpectationShape,
+    /// A key template with an unclosed `{` or an empty `{}`.
+    BadKeyTemplate { reason: &'static str },
+    /// One binding writes a field and a field inside it.
+    FieldOverlap { field: String, other: String },
+    /// Two bindings of a model write one field as values of different types.
+    TypeConflict {
+        model: String,
+        field: String,
+        first: &'static str,
+        first_line: usize,
+        second: &'static str,
+    },
+    /// A test names a read model the configuration does not declare.
+    UnknownTestModel { name: String },
+    /// Warning: a test sends an event type no read model reacts to.
+    EventTypeUnused { event_type: String },
+    /// Warning: a required key that the configuration itself treats as optional elsewhere.
+    KeyMayBeMissing { path: String, model: String, event_type: String },
     /// Warning: the configuration declares no read model.
     NoModels,
     /// Warning: a read model reacts to no event type.
@@ -130,8 +155,17 @@ impl Kind {
             Kind::NoSource { .. } => "P0023",
             Kind::MissingOnLiteral => "P0024",
             Kind::WholeEvent { .. } => "P0025",
+            Kind::ConditionTests { .. } => "P0026",
+            Kind::BadJson { .. } => "P0027",
+            Kind::ExpectationShape => "P0028",
+            Kind::BadKeyTemplate { .. } => "P0029",
+            Kind::FieldOverlap { .. } => "P0030",
+            Kind::TypeConflict { .. } => "P0031",
+            Kind::UnknownTestModel { .. } => "P0032",
             Kind::NoModels => "P0100",
             Kind::ModelNeverUpdated { .. } => "P0101",
+            Kind::EventTypeUnused { .. } => "P0102",
+            Kind::KeyMayBeMissing { .. } => "P0103",
         }
     }
 
@@ -182,11 +216,45 @@ impl Kind {
             }
             Kind::BadLiteral { reason } => format!("invalid literal: {reason}"),
             Kind::PathAndValue { field } => {
-                format!("the mapping of `{field}` has both `path` and `value`")
+                format!("the mapping of `{field}` has more than one of `path`, `value` and `meta`")
             }
             Kind::NoSource { field } => {
-                format!("the mapping of `{field}` has neither `path` nor `value`")
+                format!("the mapping of `{field}` has none of `path`, `value` and `meta`")
             }
+            Kind::ConditionTests { found: 0 } => "the condition has no test".to_owned(),
+            Kind::ConditionTests { found } => {
+                format!("the condition has {found} tests; write one condition per test")
+            }
+            Kind::BadJson { reason } => format!("invalid JSON: {reason}"),
+            Kind::ExpectationShape => {
+                "an expectation needs either `document` or `absent = true`".to_owned()
+            }
+            Kind::BadKeyTemplate { reason } => format!("invalid key template: {reason}"),
+            Kind::FieldOverlap { field, other } => {
+                format!("field `{field}` is written together with `{other}`, which contains it")
+            }
+            Kind::TypeConflict {
+                model,
+                field,
+                first,
+                first_line,
+                second,
+            } => format!(
+                "field `{field}` of read model `{model}` is written as {second} here and as {first} on line {first_line}"
+            ),
+            Kind::UnknownTestModel { name } => {
+                format!("the configuration declares no read model `{name}`")
+            }
+            Kind::EventTypeUnused { event_type } => {
+                format!("no read model reacts to `{event_type}`")
+            }
+            Kind::KeyMayBeMissing {
+                path,
+                model,
+                event_type,
+            } => format!(
+                "the key of `{model}` on `{event_type}`, {path}, may be missing: this configuration reads it as optional elsewhere, and an event without it will be refused"
+            ),
             Kind::MissingOnLiteral => "`missing` applies to a `path`, not to a `value`".to_owned(),
             Kind::WholeEvent { what } => format!(
                 "{what} path `$` selects the whole event, an object, never a string or number"
@@ -202,6 +270,10 @@ impl Kind {
     pub fn help(&self) -> Option<String> {
         match self {
             Kind::UnknownKey { key, expected, .. } => Some(expected_one_of(key, expected)),
+            Kind::WrongType { key, found, .. } if key == "remove" && *found == "a boolean" => Some(
+                "`remove` takes elements out of lists; to remove the document, write `delete = true`"
+                    .to_owned(),
+            ),
             Kind::UnknownOperation { name } => Some(match synonym(name) {
                 Some(op) => format!("to {}, use `{op}`; {}", name, expected_one_of("", OPERATIONS)),
                 None => expected_one_of(name, OPERATIONS),
@@ -236,8 +308,35 @@ impl Kind {
             Kind::BadTemplate { .. } => Some(
                 "refer to groups as $1 or ${name}; write a literal dollar as $$".to_owned(),
             ),
-            Kind::PathAndValue { .. } | Kind::NoSource { .. } => Some(
-                "write `{ path = \"$.payload.x\" }` to copy from the event, or `{ value = ... }` for a literal"
+            Kind::PathAndValue { .. } => Some(
+                "write `{ path = \"$.payload.x\" }` to copy from the event, `{ value = ... }` for a literal, or `{ meta = \"event_id\" }`"
+                    .to_owned(),
+            ),
+            Kind::NoSource { field } => Some(format!(
+                "write `{{ path = \"$.payload.x\" }}`, `{{ value = ... }}` or `{{ meta = \"event_id\" }}`; to write a field inside `{field}`, quote its dotted name: \"{field}.x\" = ..."
+            )),
+            Kind::ConditionTests { .. } => Some(format!(
+                "a condition is {{ path = \"$.payload.x\", <test> = ... }} with one test of {}; give `when` an array for several",
+                Test::WORDS.join(", ")
+            )),
+            Kind::ExpectationShape => Some(
+                "{ model = \"m\", key = \"k\", document = { ... } }, or { model = \"m\", key = \"k\", absent = true }"
+                    .to_owned(),
+            ),
+            Kind::BadKeyTemplate { .. } => Some(
+                "a template writes each path in braces: \"{$.payload.tenant}/{$.payload.id}\"".to_owned(),
+            ),
+            Kind::FieldOverlap { .. } => {
+                Some("write the inner field, or the whole object, not both".to_owned())
+            }
+            Kind::TypeConflict { .. } => Some(
+                "every binding of a model should write a field as the same type of value".to_owned(),
+            ),
+            Kind::EventTypeUnused { .. } => {
+                Some("its events will be acknowledged and change nothing".to_owned())
+            }
+            Kind::KeyMayBeMissing { .. } => Some(
+                "add `optional = true` to skip this model for such events, or `missing = \"fail\"` where it is read"
                     .to_owned(),
             ),
             Kind::ModelNeverUpdated { .. } => {
@@ -249,15 +348,33 @@ impl Kind {
 }
 
 /// The operations a binding can hold, in the order they are applied.
-pub const OPERATIONS: &[&str] = &["delete", "put", "merge", "increment", "unset"];
+pub const OPERATIONS: &[&str] = &[
+    "delete",
+    "put",
+    "merge",
+    "set_if_absent",
+    "increment",
+    "max",
+    "min",
+    "append",
+    "add_to_set",
+    "remove",
+    "unset",
+];
 
 /// Words from other tools that mean one of our operations.
 fn synonym(word: &str) -> Option<&'static str> {
     Some(match word {
         "upsert" | "set" | "update" | "patch" => "merge",
         "insert" | "replace" | "create" => "put",
-        "remove" | "drop" => "delete",
+        "drop" | "destroy" => "delete",
         "inc" | "incr" | "add" | "sum" => "increment",
+        "push" => "append",
+        "pull" => "remove",
+        "addToSet" | "add_unique" => "add_to_set",
+        "setOnInsert" | "set_default" | "default" => "set_if_absent",
+        "maximum" => "max",
+        "minimum" => "min",
         "unset_fields" | "remove_fields" => "unset",
         _ => return None,
     })

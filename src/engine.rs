@@ -2,7 +2,7 @@
 //! processed event ids, the read models, and the dispatch from a message body
 //! to its reply.
 
-use crate::apply::{apply, Change};
+use crate::apply::{apply, Change, Meta};
 use crate::dedup::Processed;
 use crate::plan::binding::Binding;
 use crate::plan::{scalar_text, type_name, ModelId, Plan};
@@ -29,6 +29,8 @@ pub struct Engine {
     node_id: Option<String>,
     changes: Vec<Change>,
     warnings: Vec<String>,
+    /// Messages handled so far: the position of the current one.
+    position: u64,
 }
 
 /// Models being rebuilt from a log: already processed events are applied to
@@ -75,6 +77,7 @@ impl Engine {
             node_id: None,
             changes: Vec::new(),
             warnings: Vec::new(),
+            position: 0,
         }
     }
 
@@ -278,7 +281,12 @@ impl Engine {
             return Ok(Outcome::Skipped);
         }
         let bindings = ty.map_or(&[][..], |ty| self.plan.bindings(ty));
-        if let Err(e) = apply(bindings, event, &mut self.stores, &mut self.changes) {
+        let meta = Meta {
+            id: &id,
+            event_type: type_name,
+            position: self.position,
+        };
+        if let Err(e) = apply(bindings, event, &meta, &mut self.stores, &mut self.changes) {
             let code = if e.is_precondition() {
                 PRECONDITION_FAILED
             } else {
@@ -324,9 +332,15 @@ impl Engine {
             return Ok(());
         }
         rebuild.seen.record(id);
+        let meta = Meta {
+            id,
+            event_type: type_name,
+            position: self.position,
+        };
         match apply(
             &rebuild.routes[ty.0 as usize],
             event,
+            &meta,
             &mut self.stores,
             &mut self.changes,
         ) {

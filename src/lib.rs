@@ -18,7 +18,8 @@
 //! let event = serde_json::json!({"type": "UserCreated", "payload": {"id": "u1", "name": "Ann"}});
 //! let bindings = plan.bindings(plan.event_type("UserCreated").unwrap());
 //! let mut changed = Vec::new();
-//! projector::apply::apply(bindings, &event, &mut stores, &mut changed).unwrap();
+//! let meta = projector::apply::Meta { id: "e1", event_type: "UserCreated", position: 1 };
+//! projector::apply::apply(bindings, &event, &meta, &mut stores, &mut changed).unwrap();
 //! assert_eq!(plan.model_name(changed[0].model), "user_listing");
 //! assert_eq!(stores[0].get("u1").unwrap()["name"], "Ann");
 //! ```
@@ -32,6 +33,7 @@ pub mod config;
 pub mod dedup;
 pub mod diag;
 pub mod engine;
+pub mod fields;
 pub mod lines;
 pub mod plan;
 pub mod protocol;

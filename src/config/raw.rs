@@ -11,6 +11,29 @@ use serde_json::Value;
 pub struct RawConfig {
     pub event_id: RawEventId,
     pub models: Vec<RawModel>,
+    pub tests: Vec<RawTest>,
+}
+
+/// `[[tests]]`: events in, documents (and replies) expected out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTest {
+    pub span: Span,
+    pub name: Spanned<String>,
+    /// Each event as a JSON object.
+    pub events: Vec<Spanned<Value>>,
+    pub expect: Vec<RawExpectation>,
+    /// Per event, the fields its reply must have.
+    pub replies: Option<Vec<Spanned<Value>>>,
+}
+
+/// One expected document, or its absence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawExpectation {
+    pub span: Span,
+    pub model: Spanned<String>,
+    pub key: Spanned<String>,
+    /// `None`: the document must not exist.
+    pub document: Option<Value>,
 }
 
 /// `[event_id]`: where an event's id is found.
@@ -47,13 +70,92 @@ pub struct RawBinding {
     pub event_type: Spanned<String>,
     pub key: Option<Spanned<String>>,
     pub optional: bool,
+    pub when: Vec<RawCondition>,
     pub delete: Option<Spanned<bool>>,
     pub put: Option<Vec<RawField>>,
-    pub merge: Option<Vec<RawField>>,
-    pub increment: Option<Vec<RawField>>,
+    /// Field operations, in the order they are written.
+    pub ops: Vec<(Spanned<FieldOp>, Vec<RawField>)>,
     pub unset: Option<Vec<Spanned<String>>>,
     /// The table had keys that are not operations (already reported).
     pub has_unknown_keys: bool,
+}
+
+/// The operations that write a value into one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldOp {
+    /// Set the field.
+    Merge,
+    /// Set the field only when the document does not have it.
+    SetIfAbsent,
+    /// Add a number, starting from 0.
+    Increment,
+    /// Keep the larger of the field and the value.
+    Max,
+    /// Keep the smaller of the field and the value.
+    Min,
+    /// Add the value at the end of a list, starting from `[]`.
+    Append,
+    /// Append the value unless the list already holds it.
+    AddToSet,
+    /// Remove every element equal to the value from a list.
+    Remove,
+}
+
+impl FieldOp {
+    pub const ALL: &'static [FieldOp] = &[
+        FieldOp::Merge,
+        FieldOp::SetIfAbsent,
+        FieldOp::Increment,
+        FieldOp::Max,
+        FieldOp::Min,
+        FieldOp::Append,
+        FieldOp::AddToSet,
+        FieldOp::Remove,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldOp::Merge => "merge",
+            FieldOp::SetIfAbsent => "set_if_absent",
+            FieldOp::Increment => "increment",
+            FieldOp::Max => "max",
+            FieldOp::Min => "min",
+            FieldOp::Append => "append",
+            FieldOp::AddToSet => "add_to_set",
+            FieldOp::Remove => "remove",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<FieldOp> {
+        FieldOp::ALL.iter().copied().find(|op| op.name() == name)
+    }
+}
+
+/// `when = { path = "...", <test> = ... }`: a binding applies only if it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawCondition {
+    pub span: Span,
+    pub path: Spanned<String>,
+    pub test: Spanned<Test>,
+}
+
+/// A test on the value a condition's path selects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    /// `exists = true`: the path selects something (not null); `false`: it does not.
+    Exists(bool),
+    Eq(Value),
+    Ne(Value),
+    Lt(Value),
+    Le(Value),
+    Gt(Value),
+    Ge(Value),
+    /// The value equals one of these.
+    In(Vec<Value>),
+}
+
+impl Test {
+    pub const WORDS: &'static [&'static str] = &["exists", "eq", "ne", "lt", "le", "gt", "ge", "in"];
 }
 
 /// `field = <mapping>` inside an operation.
@@ -73,6 +175,36 @@ pub enum RawMapping {
     },
     /// `{ value = "literal" }`, or a bare number, boolean or array.
     Literal { span: Span, value: Value },
+    /// `{ meta = "event_id" }`: something known about the event beyond its fields.
+    Meta { span: Span, field: MetaField },
+}
+
+/// Event metadata a mapping can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaField {
+    /// The event's id, as found or derived.
+    EventId,
+    /// The event's type.
+    EventType,
+    /// The message's position in the stream: 1 for the first message read.
+    Position,
+}
+
+impl MetaField {
+    pub const WORDS: &'static [&'static str] = &["event_id", "event_type", "position"];
+
+    pub fn from_word(word: &str) -> Option<MetaField> {
+        match word {
+            "event_id" => Some(MetaField::EventId),
+            "event_type" => Some(MetaField::EventType),
+            "position" => Some(MetaField::Position),
+            _ => None,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        Self::WORDS[self as usize]
+    }
 }
 
 /// What a mapping does when its path finds nothing in the event.

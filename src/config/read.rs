@@ -10,20 +10,30 @@ use toml::de::{DeTable, DeValue};
 
 type Node<'i> = toml::Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["event_id", "model"];
+const TOP_KEYS: &[&str] = &["event_id", "model", "tests"];
 const EVENT_ID_KEYS: &[&str] = &["path", "derive"];
 const DERIVE_KEYS: &[&str] = &["from", "pattern", "template"];
 const MODEL_KEYS: &[&str] = &["name", "key", "on"];
 const BINDING_KEYS: &[&str] = &[
     "key",
     "optional",
+    "when",
     "delete",
     "put",
     "merge",
+    "set_if_absent",
     "increment",
+    "max",
+    "min",
+    "append",
+    "add_to_set",
+    "remove",
     "unset",
 ];
-const MAPPING_KEYS: &[&str] = &["path", "missing", "value"];
+const MAPPING_KEYS: &[&str] = &["path", "missing", "value", "meta"];
+const CONDITION_KEYS: &[&str] = &["path", "exists", "eq", "ne", "lt", "le", "gt", "ge", "in"];
+const TEST_KEYS: &[&str] = &["name", "events", "expect", "replies"];
+const EXPECT_KEYS: &[&str] = &["model", "key", "document", "absent"];
 
 /// The default place of an event's id.
 pub const DEFAULT_ID_PATH: &str = "$.id";
@@ -57,13 +67,24 @@ pub fn read(root: &DeTable<'_>, root_span: Span, diags: &mut Vec<Diagnostic>) ->
             ),
         }
     }
+    let mut tests = Vec::new();
+    if let Some(node) = root.get("tests") {
+        match node.get_ref() {
+            DeValue::Array(items) => tests.extend(items.iter().filter_map(|item| r.test(item))),
+            other => r.wrong_type(node.span(), "tests", "an array of tables ([[tests]])", other),
+        }
+    }
     if models.is_empty() && !r.diags.iter().any(Diagnostic::is_error) {
         r.diags.push(Diagnostic::warning(
             root_span.start..root_span.start,
             Kind::NoModels,
         ));
     }
-    RawConfig { event_id, models }
+    RawConfig {
+        event_id,
+        models,
+        tests,
+    }
 }
 
 struct Reader<'d> {
@@ -257,13 +278,163 @@ impl Reader<'_> {
             has_unknown_keys,
             ..RawBinding::default()
         };
+        if let Some(when) = table.get("when") {
+            b.when = self.conditions(when);
+        }
         b.put = table.get("put").and_then(|n| self.fields(n, "put"));
-        b.merge = table.get("merge").and_then(|n| self.fields(n, "merge"));
-        b.increment = table
-            .get("increment")
-            .and_then(|n| self.fields(n, "increment"));
+        for (name, node) in table.iter() {
+            if let Some(op) = FieldOp::from_name(name.get_ref()) {
+                match self.fields(node, op.name()) {
+                    Some(fields) => b.ops.push((Spanned::new(name.span(), op), fields)),
+                    // Reported; the binding is not also "without operation".
+                    None => b.has_unknown_keys = true,
+                }
+            }
+        }
         b.unset = table.get("unset").and_then(|n| self.names(n));
         Some(b)
+    }
+
+    /// `when`: one condition table, or an array of them that must all hold.
+    fn conditions(&mut self, node: &Node<'_>) -> Vec<RawCondition> {
+        match node.get_ref() {
+            DeValue::Table(_) => self.condition(node).into_iter().collect(),
+            DeValue::Array(items) => items.iter().filter_map(|item| self.condition(item)).collect(),
+            other => {
+                self.wrong_type(node.span(), "when", "a condition table or an array of them", other);
+                Vec::new()
+            }
+        }
+    }
+
+    fn condition(&mut self, node: &Node<'_>) -> Option<RawCondition> {
+        let table = self.table(node, "when")?;
+        self.check_keys(table, "a condition", CONDITION_KEYS);
+        let span = node.span();
+        let path = self.required_string(table, &span, "path", "the condition");
+        let tests: Vec<_> = table
+            .iter()
+            .filter(|(k, _)| Test::WORDS.contains(&k.get_ref().as_ref()))
+            .collect();
+        let [(word, value)] = tests.as_slice() else {
+            self.error(span, Kind::ConditionTests { found: tests.len() });
+            return None;
+        };
+        let test = match word.get_ref().as_ref() {
+            "exists" => Test::Exists(self.boolean(value, "exists")?.value),
+            "in" => match self.literal(value)? {
+                Value::Array(items) => Test::In(items),
+                _ => {
+                    self.wrong_type(value.span(), "in", "an array of values", value.get_ref());
+                    return None;
+                }
+            },
+            word => {
+                let v = self.literal(value)?;
+                match word {
+                    "eq" => Test::Eq(v),
+                    "ne" => Test::Ne(v),
+                    "lt" => Test::Lt(v),
+                    "le" => Test::Le(v),
+                    "gt" => Test::Gt(v),
+                    _ => Test::Ge(v),
+                }
+            }
+        };
+        Some(RawCondition {
+            span,
+            path: path?,
+            test: Spanned::new(value.span(), test),
+        })
+    }
+
+    fn test(&mut self, node: &Node<'_>) -> Option<RawTest> {
+        let table = self.table(node, "tests")?;
+        self.check_keys(table, "[[tests]]", TEST_KEYS);
+        let span = node.span();
+        let name = self.required_string(table, &span, "name", "[[tests]]");
+        let events = match table.get("events") {
+            Some(events) => self.json_list(events, "events")?,
+            None => {
+                let table = "[[tests]]".to_owned();
+                self.error(span.clone(), Kind::MissingKey { key: "events", table });
+                return None;
+            }
+        };
+        let mut expect = Vec::new();
+        if let Some(node) = table.get("expect") {
+            match node.get_ref() {
+                DeValue::Array(items) => expect.extend(items.iter().filter_map(|item| self.expectation(item))),
+                other => self.wrong_type(node.span(), "expect", "an array of expectations", other),
+            }
+        }
+        let replies = match table.get("replies") {
+            Some(replies) => Some(self.json_list(replies, "replies")?),
+            None => None,
+        };
+        Some(RawTest {
+            span,
+            name: name?,
+            events,
+            expect,
+            replies,
+        })
+    }
+
+    /// An array of JSON objects, each written as a TOML table or as JSON text
+    /// (the way to write `null`).
+    fn json_list(&mut self, node: &Node<'_>, key: &str) -> Option<Vec<Spanned<Value>>> {
+        let DeValue::Array(items) = node.get_ref() else {
+            self.wrong_type(node.span(), key, "an array of tables or JSON strings", node.get_ref());
+            return None;
+        };
+        let mut out = Vec::new();
+        for item in items.iter() {
+            out.push(Spanned::new(item.span(), self.json_object(item, key)?));
+        }
+        Some(out)
+    }
+
+    fn json_object(&mut self, node: &Node<'_>, key: &str) -> Option<Value> {
+        let value = match node.get_ref() {
+            DeValue::String(text) => match serde_json::from_str::<Value>(text) {
+                Ok(v) => v,
+                Err(e) => {
+                    let reason = format!("not valid JSON: {e}");
+                    self.error(node.span(), Kind::BadJson { reason });
+                    return None;
+                }
+            },
+            _ => self.literal(node)?,
+        };
+        if !value.is_object() {
+            self.wrong_type(node.span(), key, "a table or a JSON object", node.get_ref());
+            return None;
+        }
+        Some(value)
+    }
+
+    fn expectation(&mut self, node: &Node<'_>) -> Option<RawExpectation> {
+        let table = self.table(node, "expect")?;
+        self.check_keys(table, "an expectation", EXPECT_KEYS);
+        let span = node.span();
+        let model = self.required_string(table, &span, "model", "the expectation");
+        let key = self.required_string(table, &span, "key", "the expectation");
+        let absent = table.get("absent").and_then(|a| self.boolean(a, "absent"));
+        let document = match (table.get("document"), absent) {
+            (Some(doc), None) => Some(self.json_object(doc, "document")?),
+            (None, Some(Spanned { value: true, .. })) => None,
+            _ => {
+                self.error(span.clone(), Kind::ExpectationShape);
+                return None;
+            }
+        };
+        Some(RawExpectation {
+            span,
+            model: model?,
+            key: key?,
+            document,
+        })
     }
 
     fn fields(&mut self, node: &Node<'_>, op: &str) -> Option<Vec<RawField>> {
@@ -302,29 +473,51 @@ impl Reader<'_> {
             }),
             DeValue::Table(table) => {
                 self.check_keys(table, "a field mapping", MAPPING_KEYS);
-                match (table.get("path"), table.get("value")) {
-                    (Some(path), None) => {
-                        let path = self.string(path, "path")?;
+                let sources: Vec<&str> = ["path", "value", "meta"]
+                    .into_iter()
+                    .filter(|k| table.contains_key(*k))
+                    .collect();
+                match sources.as_slice() {
+                    ["path"] => {
+                        let path = self.string(table.get("path")?, "path")?;
                         let missing = table.get("missing").and_then(|m| self.missing(m));
                         Some(RawMapping::Path { path, missing })
                     }
-                    (None, Some(value)) => {
+                    [one] => {
                         if let Some((key, _)) = table.get_key_value("missing") {
                             self.error(key.span(), Kind::MissingOnLiteral);
                         }
-                        Some(RawMapping::Literal {
-                            span: value.span(),
-                            value: self.literal(value)?,
-                        })
+                        let node = table.get(*one)?;
+                        if *one == "value" {
+                            return Some(RawMapping::Literal {
+                                span: node.span(),
+                                value: self.literal(node)?,
+                            });
+                        }
+                        let word = self.string(node, "meta")?;
+                        match MetaField::from_word(&word.value) {
+                            Some(field) => Some(RawMapping::Meta { span: word.span, field }),
+                            None => {
+                                self.error(
+                                    word.span,
+                                    Kind::UnknownWord {
+                                        key: "meta",
+                                        word: word.value,
+                                        expected: MetaField::WORDS,
+                                    },
+                                );
+                                None
+                            }
+                        }
                     }
-                    (Some(_), Some(_)) => {
-                        let field = field.to_owned();
-                        self.error(span, Kind::PathAndValue { field });
-                        None
-                    }
-                    (None, None) => {
+                    [] => {
                         let field = field.to_owned();
                         self.error(span, Kind::NoSource { field });
+                        None
+                    }
+                    _ => {
+                        let field = field.to_owned();
+                        self.error(span, Kind::PathAndValue { field });
                         None
                     }
                 }

@@ -2,46 +2,114 @@
 
 use super::path::JsonPath;
 use super::ModelId;
-pub use crate::config::raw::Missing;
+pub use crate::config::raw::{FieldOp, MetaField, Missing, Test};
 use serde_json::Value;
 
 #[derive(Debug, Clone)]
 pub struct Binding {
     pub model: ModelId,
-    /// Selects the document key; always a singular path.
-    pub key: JsonPath,
+    pub key: Key,
     /// When the key is missing: skip this model (true) or refuse the event (false).
     pub optional: bool,
+    /// The binding applies only when every condition holds.
+    pub when: Vec<Condition>,
     pub action: Action,
+}
+
+/// How a document key is made from an event.
+#[derive(Debug, Clone)]
+pub enum Key {
+    /// One singular path.
+    Path(JsonPath),
+    /// Text with paths in braces: `"{$.payload.tenant}/{$.payload.id}"`.
+    Template { text: String, parts: Vec<Part> },
+}
+
+#[derive(Debug, Clone)]
+pub enum Part {
+    Text(String),
+    Path(JsonPath),
+}
+
+impl Key {
+    /// The key as written, for messages.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Key::Path(p) => p.as_str(),
+            Key::Template { text, .. } => text,
+        }
+    }
+
+    /// The paths the key reads.
+    pub fn paths(&self) -> Vec<&JsonPath> {
+        match self {
+            Key::Path(p) => vec![p],
+            Key::Template { parts, .. } => parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Path(p) => Some(p),
+                    Part::Text(_) => None,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub path: JsonPath,
+    pub test: Test,
 }
 
 #[derive(Debug, Clone)]
 pub enum Action {
     /// Remove the document.
     Delete,
-    /// Write to the document, creating it when something is written. Applied
-    /// in this order: `put` replaces the document, then `merge` sets fields,
-    /// `increment` adds to numbers, `unset` removes fields.
+    /// Write to the document, creating it when something is written: `put`
+    /// replaces the document, then each field operation writes its field, then
+    /// `unset` removes fields. No two of them touch the same field.
     Write {
         put: Option<Vec<FieldMap>>,
-        merge: Vec<FieldMap>,
-        increment: Vec<FieldMap>,
-        unset: Vec<String>,
+        ops: Vec<(FieldOp, FieldMap)>,
+        unset: Vec<FieldPath>,
     },
 }
 
 /// `field = <source>`.
 #[derive(Debug, Clone)]
 pub struct FieldMap {
-    pub field: String,
+    pub field: FieldPath,
     pub source: Source,
     pub missing: Missing,
+}
+
+/// A field of a document; dots reach into nested objects (`address.city`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPath {
+    pub text: String,
+    pub segments: Vec<String>,
+}
+
+impl FieldPath {
+    pub fn new(text: &str) -> Self {
+        FieldPath {
+            text: text.to_owned(),
+            segments: text.split('.').map(str::to_owned).collect(),
+        }
+    }
+
+    /// True when one field is the other or lies inside it.
+    pub fn overlaps(&self, other: &FieldPath) -> bool {
+        let n = self.segments.len().min(other.segments.len());
+        self.segments[..n] == other.segments[..n]
+    }
 }
 
 #[derive(Debug, Clone)]
 pub enum Source {
     Path(JsonPath),
     Literal(Value),
+    Meta(MetaField),
 }
 
 impl Source {
@@ -50,6 +118,7 @@ impl Source {
         match self {
             Source::Path(p) => p.as_str().to_owned(),
             Source::Literal(v) => v.to_string(),
+            Source::Meta(m) => format!("meta {}", m.word()),
         }
     }
 }

@@ -1,11 +1,11 @@
 //! Compiles a [`RawConfig`] into a [`Plan`], checking every meaning and
 //! reporting every problem with its place.
 
-use super::binding::{Action, Binding, FieldMap, Missing, Source};
+use super::binding::{Action, Binding, Condition, FieldMap, FieldOp, FieldPath, Key, Missing, Part, Source};
 use super::event_id::{Derive, EventIdRule};
 use super::path::{JsonPath, PathError};
 use super::{ModelId, Plan, TypeId};
-use crate::config::raw::{RawBinding, RawConfig, RawDerive, RawField, RawMapping, RawModel};
+use crate::config::raw::{RawBinding, RawCondition, RawConfig, RawDerive, RawField, RawMapping, RawModel};
 use crate::diag::{Diagnostic, Kind, SourceMap, Span, Spanned};
 use regex::Regex;
 use std::collections::HashMap;
@@ -43,10 +43,7 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
             ));
         }
         // Compiled once per model, so a bad model key is reported once.
-        let model_key = model
-            .key
-            .as_ref()
-            .map(|k| c.singular_path(k, "document key"));
+        let model_key = model.key.as_ref().map(|k| c.key(k));
         for raw_binding in &model.on {
             let Some(binding) = c.binding(id, model, model_key.as_ref(), raw_binding) else {
                 continue;
@@ -249,11 +246,11 @@ impl Compiler<'_> {
         &mut self,
         model: ModelId,
         raw_model: &RawModel,
-        model_key: Option<&Option<JsonPath>>,
+        model_key: Option<&Option<Key>>,
         b: &RawBinding,
     ) -> Option<Binding> {
         let key = match (&b.key, model_key) {
-            (Some(key), _) => self.singular_path(key, "document key"),
+            (Some(key), _) => self.key(key),
             (None, Some(key)) => key.clone(),
             (None, None) => {
                 self.error(
@@ -266,18 +263,66 @@ impl Compiler<'_> {
                 None
             }
         };
+        let when: Vec<Option<Condition>> = b.when.iter().map(|c| self.condition(c)).collect();
         let action = self.action(b);
         Some(Binding {
             model,
             key: key?,
             optional: b.optional,
+            when: when.into_iter().collect::<Option<_>>()?,
             action: action?,
         })
     }
 
+    /// A document key: one path, or a template of text and `{path}`s.
+    fn key(&mut self, text: &Spanned<String>) -> Option<Key> {
+        if !text.value.contains('{') {
+            return self.singular_path(text, "document key").map(Key::Path);
+        }
+        let mut parts = Vec::new();
+        let mut rest = text.value.as_str();
+        let bad = |c: &mut Self, reason| {
+            c.error(text.span.clone(), Kind::BadKeyTemplate { reason });
+            None
+        };
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_owned()));
+            }
+            let Some(close) = rest[open..].find('}') else {
+                return bad(self, "a `{` is not closed");
+            };
+            let inner = &rest[open + 1..open + close];
+            if inner.is_empty() {
+                return bad(self, "`{}` names no path");
+            }
+            let path = Spanned::new(text.span.clone(), inner.to_owned());
+            parts.push(Part::Path(self.singular_path(&path, "document key")?));
+            rest = &rest[open + close + 1..];
+        }
+        if rest.contains('}') {
+            return bad(self, "a `}` has no `{`");
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Some(Key::Template {
+            text: text.value.clone(),
+            parts,
+        })
+    }
+
+    fn condition(&mut self, c: &RawCondition) -> Option<Condition> {
+        let path = self.path(&c.path)?;
+        self.never_matches(&path, &c.path)?;
+        Some(Condition {
+            path,
+            test: c.test.value.clone(),
+        })
+    }
+
     fn action<'r>(&mut self, b: &'r RawBinding) -> Option<Action> {
-        let writes =
-            b.put.is_some() || b.merge.is_some() || b.increment.is_some() || b.unset.is_some();
+        let writes = b.put.is_some() || !b.ops.is_empty() || b.unset.is_some();
         match &b.delete {
             Some(Spanned { span, value: false }) => {
                 self.error(span.clone(), Kind::DeleteFalse);
@@ -305,72 +350,70 @@ impl Compiler<'_> {
             }
             None => {}
         }
-        let mut written: HashMap<&'r str, &'static str> = HashMap::new();
+        let mut written: Vec<(&'r Spanned<String>, FieldPath, &'static str)> = Vec::new();
         let mut ok = true;
-        let mut ops = |fields: &'r [RawField], op: &'static str, missing: Missing, c: &mut Self| {
+        let mut put = None;
+        if let Some(fields) = &b.put {
             let mut out = Vec::new();
             for field in fields {
-                ok &= c.written_once(&mut written, &field.name, op);
-                match c.field(field, op, missing) {
+                ok &= self.written_once(&mut written, &field.name, "put");
+                match self.field(field, None) {
                     Some(f) => out.push(f),
                     None => ok = false,
                 }
             }
-            out
-        };
-        let put = b.put.as_deref().map(|f| ops(f, "put", Missing::Null, self));
-        let merge = ops(
-            b.merge.as_deref().unwrap_or_default(),
-            "merge",
-            Missing::Skip,
-            self,
-        );
-        let increment = ops(
-            b.increment.as_deref().unwrap_or_default(),
-            "increment",
-            Missing::Skip,
-            self,
-        );
+            put = Some(out);
+        }
+        let mut ops = Vec::new();
+        for (op, fields) in &b.ops {
+            for field in fields {
+                ok &= self.written_once(&mut written, &field.name, op.value.name());
+                match self.field(field, Some(op.value)) {
+                    Some(f) => ops.push((op.value, f)),
+                    None => ok = false,
+                }
+            }
+        }
         let mut unset = Vec::new();
         for name in b.unset.iter().flatten() {
             ok &= self.written_once(&mut written, name, "unset");
-            unset.push(name.value.clone());
+            unset.push(FieldPath::new(&name.value));
         }
-        ok.then_some(Action::Write {
-            put,
-            merge,
-            increment,
-            unset,
-        })
+        ok.then_some(Action::Write { put, ops, unset })
     }
 
+    /// Checks that no earlier operation of the binding wrote this field, or a
+    /// field inside it or around it.
     fn written_once<'r>(
         &mut self,
-        written: &mut HashMap<&'r str, &'static str>,
+        written: &mut Vec<(&'r Spanned<String>, FieldPath, &'static str)>,
         name: &'r Spanned<String>,
         op: &'static str,
     ) -> bool {
-        match written.insert(&name.value, op) {
-            Some(first) => {
-                self.error(
-                    name.span.clone(),
-                    Kind::FieldWrittenTwice {
-                        field: name.value.clone(),
-                        first,
-                    },
-                );
-                false
+        let path = FieldPath::new(&name.value);
+        let clash = written.iter().find(|(_, other, _)| other.overlaps(&path));
+        let kind = match clash {
+            None => {
+                written.push((name, path, op));
+                return true;
             }
-            None => true,
-        }
+            Some((_, other, first)) if *other == path => Kind::FieldWrittenTwice {
+                field: name.value.clone(),
+                first,
+            },
+            Some((other, ..)) => Kind::FieldOverlap {
+                field: name.value.clone(),
+                other: other.value.clone(),
+            },
+        };
+        self.error(name.span.clone(), kind);
+        false
     }
 
-    fn field(
-        &mut self,
-        f: &RawField,
-        op: &'static str,
-        default_missing: Missing,
-    ) -> Option<FieldMap> {
+    /// A field mapping, for `put` (`op` = None) or a field operation.
+    fn field(&mut self, f: &RawField, op: Option<FieldOp>) -> Option<FieldMap> {
+        // A missing value: `put` writes null, every other operation leaves the field.
+        let default_missing = if op.is_none() { Missing::Null } else { Missing::Skip };
         let (source, missing) = match &f.value {
             RawMapping::Path { path, missing } => {
                 let compiled = self.path(path)?;
@@ -381,7 +424,8 @@ impl Compiler<'_> {
                 )
             }
             RawMapping::Literal { span, value } => {
-                if op == "increment" && !value.is_number() {
+                let numeric = matches!(op, Some(FieldOp::Increment));
+                if numeric && !value.is_number() {
                     self.error(
                         span.clone(),
                         Kind::NotANumber {
@@ -393,9 +437,10 @@ impl Compiler<'_> {
                 }
                 (Source::Literal(value.clone()), default_missing)
             }
+            RawMapping::Meta { field, .. } => (Source::Meta(*field), default_missing),
         };
         Some(FieldMap {
-            field: f.name.value.clone(),
+            field: FieldPath::new(&f.name.value),
             source,
             missing,
         })
@@ -488,18 +533,12 @@ mod tests {
         let b = &p.bindings(p.event_type("B").unwrap())[0];
         assert_eq!((a.key.as_str(), a.optional), ("$.payload.id", false));
         assert_eq!((b.key.as_str(), b.optional), ("$.payload.other", true));
-        let Action::Write {
-            put,
-            merge,
-            increment,
-            ..
-        } = &a.action
-        else {
+        let Action::Write { put, ops, .. } = &a.action else {
             panic!("a write")
         };
         assert_eq!(put.as_ref().unwrap()[0].missing, Missing::Null);
-        assert_eq!(merge[0].missing, Missing::Skip);
-        assert_eq!(increment[0].missing, Missing::Skip);
+        assert_eq!((ops[0].0, ops[0].1.missing), (FieldOp::Merge, Missing::Skip));
+        assert_eq!((ops[1].0, ops[1].1.missing), (FieldOp::Increment, Missing::Skip));
         assert_eq!(p.event_id.path.as_str(), "$.id");
     }
 

@@ -24,41 +24,42 @@ fn binding(b: &Binding) -> Value {
     let mut out = Map::new();
     out.insert("key".into(), b.key.as_str().into());
     out.insert("optional".into(), b.optional.into());
+    let when: Vec<Value> = b
+        .when
+        .iter()
+        .map(|c| json!([c.path.as_str(), format!("{:?}", c.test)]))
+        .collect();
+    out.insert("when".into(), when.into());
     match &b.action {
         Action::Delete => {
             out.insert("delete".into(), true.into());
         }
-        Action::Write {
-            put,
-            merge,
-            increment,
-            unset,
-        } => {
+        Action::Write { put, ops, unset } => {
             if let Some(put) = put {
-                out.insert("put".into(), fields(put));
+                out.insert("put".into(), fields(put.iter().map(|f| ("put", f))));
             }
-            out.insert("merge".into(), fields(merge));
-            out.insert("increment".into(), fields(increment));
-            out.insert("unset".into(), unset.clone().into());
+            out.insert("ops".into(), fields(ops.iter().map(|(op, f)| (op.name(), f))));
+            let unset: Vec<&str> = unset.iter().map(|f| f.text.as_str()).collect();
+            out.insert("unset".into(), unset.into());
         }
     }
     Value::Object(out)
 }
 
-fn fields(fields: &[FieldMap]) -> Value {
+fn fields<'a>(fields: impl Iterator<Item = (&'static str, &'a FieldMap)>) -> Value {
     let mut out: Vec<Value> = fields
-        .iter()
-        .map(|f| {
+        .map(|(op, f)| {
             let source = match &f.source {
                 Source::Path(p) => json!({"path": p.as_str()}),
                 Source::Literal(v) => json!({"value": v}),
+                Source::Meta(m) => json!({"meta": m.word()}),
             };
             let missing = match f.missing {
                 Missing::Skip => "skip",
                 Missing::Null => "null",
                 Missing::Fail => "fail",
             };
-            json!([f.field, source, missing])
+            json!([f.field.text, op, source, missing])
         })
         .collect();
     out.sort_by(|a, b| a[0].as_str().cmp(&b[0].as_str()));
