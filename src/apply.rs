@@ -7,7 +7,10 @@
 //! change nothing, so any failure leaves every store as it was.
 
 use crate::fields::{self, Lookup};
-use crate::plan::binding::{Action, Binding, Condition, FieldMap, FieldOp, FieldPath, Key, MetaField, Missing, Part, Source, Test};
+use crate::plan::binding::{
+    Action, Binding, Condition, FieldMap, FieldOp, FieldPath, Key, MetaField, Missing, Part,
+    Source, Test,
+};
 use crate::plan::{scalar_text, type_name, ModelId, Plan};
 use crate::store::{Document, DocumentStore};
 use serde_json::{Number, Value};
@@ -184,7 +187,11 @@ pub fn apply<S: DocumentStore>(
     Ok(())
 }
 
-fn resolve<'a>(binding: &'a Binding, event: &'a Value, meta: &Meta<'a>) -> Result<Option<Resolved<'a>>, ApplyError> {
+fn resolve<'a>(
+    binding: &'a Binding,
+    event: &'a Value,
+    meta: &Meta<'a>,
+) -> Result<Option<Resolved<'a>>, ApplyError> {
     let model = binding.model;
     if !binding.when.iter().all(|c| holds(c, event)) {
         return Ok(None);
@@ -248,7 +255,10 @@ fn resolve<'a>(binding: &'a Binding, event: &'a Value, meta: &Meta<'a>) -> Resul
 
 /// The key's text; `None` when a path in it finds nothing; the path and what
 /// it found when that is not a string or a number.
-fn resolve_key<'a>(key: &'a Key, event: &'a Value) -> Result<Option<Cow<'a, str>>, (String, &'static str)> {
+fn resolve_key<'a>(
+    key: &'a Key,
+    event: &'a Value,
+) -> Result<Option<Cow<'a, str>>, (String, &'static str)> {
     let part = |path: &'a crate::plan::path::JsonPath| match path.find_one(event) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => scalar_text(v)
@@ -313,7 +323,12 @@ fn compare(a: &Value, b: &Value) -> Option<Ordering> {
 }
 
 /// A mapping's value in `event`, after its missing-data policy: `None` to skip.
-fn value<'a>(model: ModelId, f: &'a FieldMap, event: &'a Value, meta: &Meta<'a>) -> Result<Option<Cow<'a, Value>>, ApplyError> {
+fn value<'a>(
+    model: ModelId,
+    f: &'a FieldMap,
+    event: &'a Value,
+    meta: &Meta<'a>,
+) -> Result<Option<Cow<'a, Value>>, ApplyError> {
     match &f.source {
         Source::Literal(v) => Ok(Some(Cow::Borrowed(v))),
         Source::Meta(field) => Ok(Some(Cow::Owned(match field {
@@ -396,18 +411,26 @@ fn check<S: DocumentStore>(r: &Resolved<'_>, store: &S) -> Result<Plan2, ApplyEr
                 Some(_) => Effect::Keep,
                 None => return Err(holds(c)),
             },
-            (FieldOp::Append | FieldOp::AddToSet, None) => Effect::Set(Value::Array(vec![v.clone()])),
+            (FieldOp::Append | FieldOp::AddToSet, None) => {
+                Effect::Set(Value::Array(vec![v.clone()]))
+            }
             (FieldOp::Append, Some(Value::Array(_))) => Effect::Push(v.clone()),
-            (FieldOp::AddToSet, Some(Value::Array(items))) => match items.iter().any(|i| same(i, v)) {
-                true => Effect::Keep,
-                false => Effect::Push(v.clone()),
-            },
+            (FieldOp::AddToSet, Some(Value::Array(items))) => {
+                match items.iter().any(|i| same(i, v)) {
+                    true => Effect::Keep,
+                    false => Effect::Push(v.clone()),
+                }
+            }
             (FieldOp::Remove, None) => Effect::Keep,
-            (FieldOp::Remove, Some(Value::Array(items))) => match items.iter().any(|i| same(i, v)) {
-                true => Effect::RemoveAll(v.clone()),
-                false => Effect::Keep,
-            },
-            (FieldOp::Append | FieldOp::AddToSet | FieldOp::Remove, Some(other)) => return Err(holds(other)),
+            (FieldOp::Remove, Some(Value::Array(items))) => {
+                match items.iter().any(|i| same(i, v)) {
+                    true => Effect::RemoveAll(v.clone()),
+                    false => Effect::Keep,
+                }
+            }
+            (FieldOp::Append | FieldOp::AddToSet | FieldOp::Remove, Some(other)) => {
+                return Err(holds(other))
+            }
         };
         effects.push(effect);
     }
@@ -420,7 +443,11 @@ fn add(base: Option<&Number>, by: &Number) -> Option<Value> {
     let Some(base) = base else {
         return Some(Value::Number(by.clone()));
     };
-    let int = |n: &Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+    let int = |n: &Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
     if let (Some(a), Some(b)) = (int(base), int(by)) {
         let sum = a + b;
         if let Ok(sum) = i64::try_from(sum) {

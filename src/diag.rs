@@ -119,7 +119,11 @@ pub enum Kind {
     /// Warning: a test sends an event type no read model reacts to.
     EventTypeUnused { event_type: String },
     /// Warning: a required key that the configuration itself treats as optional elsewhere.
-    KeyMayBeMissing { path: String, model: String, event_type: String },
+    KeyMayBeMissing {
+        path: String,
+        model: String,
+        event_type: String,
+    },
     /// Warning: the configuration declares no read model.
     NoModels,
     /// Warning: a read model reacts to no event type.

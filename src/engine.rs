@@ -155,6 +155,7 @@ impl Engine {
         body: &Map<String, Value>,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
+        self.position += 1;
         let msg_id = body.get("msg_id");
         let ty = match body.get("type") {
             Some(Value::String(ty)) => ty.as_str(),

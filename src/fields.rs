@@ -10,7 +10,10 @@ pub enum Lookup<'d> {
     /// The field, or an object on the way to it, is absent (or null).
     Absent,
     /// The object on the way at this depth holds something else.
-    Blocked { depth: usize, found: &'d Value },
+    Blocked {
+        depth: usize,
+        found: &'d Value,
+    },
 }
 
 pub fn get<'d>(doc: &'d Document, path: &[String]) -> Lookup<'d> {
@@ -102,6 +105,12 @@ mod tests {
     #[test]
     fn a_value_on_the_way_blocks_the_path() {
         let d = doc(json!({"a": "text"}));
-        assert_eq!(get(&d, &path("a.b")), Lookup::Blocked { depth: 0, found: &json!("text") });
+        assert_eq!(
+            get(&d, &path("a.b")),
+            Lookup::Blocked {
+                depth: 0,
+                found: &json!("text")
+            }
+        );
     }
 }

@@ -41,6 +41,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
+pub mod testing;
 
 use diag::Diagnostic;
 use plan::Plan;

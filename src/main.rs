@@ -57,6 +57,15 @@ enum Command {
     Validate(ValidateArgs),
     /// Apply an event log (the lines `run` takes on stdin) to a state, e.g. to rebuild read models.
     Replay(ReplayArgs),
+    /// Run the [[tests]] declared in a configuration: events in, documents expected out.
+    Test(TestArgs),
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// The configuration whose tests to run.
+    #[arg(value_name = "CONFIG", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
 }
 
 #[derive(Args)]
@@ -117,6 +126,7 @@ fn main() -> ExitCode {
         Some(Command::Validate(args)) => validate(&args),
         Some(Command::Run(args)) => run(&args),
         Some(Command::Replay(args)) => replay(&args),
+        Some(Command::Test(args)) => test(&args),
         None => run(&cli.run),
     }
 }
@@ -318,6 +328,40 @@ fn replay(args: &ReplayArgs) -> ExitCode {
     match &args.dump {
         Some(path) => write_dump(&engine, path),
         None => ExitCode::SUCCESS,
+    }
+}
+
+fn test(args: &TestArgs) -> ExitCode {
+    let plan = match load_plan(Some(&args.config)) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    let mut out = io::stdout().lock();
+    let (mut passed, mut failed) = (0, 0);
+    for test in &plan.tests {
+        let failures = projector::testing::run(&plan, test);
+        if failures.is_empty() {
+            passed += 1;
+            let _ = writeln!(out, "test {} ... ok", test.name);
+        } else {
+            failed += 1;
+            let _ = writeln!(out, "test {} ... FAILED", test.name);
+            for failure in failures {
+                let _ = writeln!(out, "  {failure}");
+            }
+        }
+    }
+    if plan.tests.is_empty() {
+        log(&format!(
+            "projector: {} declares no [[tests]]",
+            args.config.display()
+        ));
+    }
+    let _ = writeln!(out, "{passed} passed, {failed} failed");
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -155,7 +155,8 @@ pub enum Test {
 }
 
 impl Test {
-    pub const WORDS: &'static [&'static str] = &["exists", "eq", "ne", "lt", "le", "gt", "ge", "in"];
+    pub const WORDS: &'static [&'static str] =
+        &["exists", "eq", "ne", "lt", "le", "gt", "ge", "in"];
 }
 
 /// `field = <mapping>` inside an operation.

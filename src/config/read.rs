@@ -71,7 +71,12 @@ pub fn read(root: &DeTable<'_>, root_span: Span, diags: &mut Vec<Diagnostic>) ->
     if let Some(node) = root.get("tests") {
         match node.get_ref() {
             DeValue::Array(items) => tests.extend(items.iter().filter_map(|item| r.test(item))),
-            other => r.wrong_type(node.span(), "tests", "an array of tables ([[tests]])", other),
+            other => r.wrong_type(
+                node.span(),
+                "tests",
+                "an array of tables ([[tests]])",
+                other,
+            ),
         }
     }
     if models.is_empty() && !r.diags.iter().any(Diagnostic::is_error) {
@@ -299,9 +304,17 @@ impl Reader<'_> {
     fn conditions(&mut self, node: &Node<'_>) -> Vec<RawCondition> {
         match node.get_ref() {
             DeValue::Table(_) => self.condition(node).into_iter().collect(),
-            DeValue::Array(items) => items.iter().filter_map(|item| self.condition(item)).collect(),
+            DeValue::Array(items) => items
+                .iter()
+                .filter_map(|item| self.condition(item))
+                .collect(),
             other => {
-                self.wrong_type(node.span(), "when", "a condition table or an array of them", other);
+                self.wrong_type(
+                    node.span(),
+                    "when",
+                    "a condition table or an array of them",
+                    other,
+                );
                 Vec::new()
             }
         }
@@ -357,14 +370,22 @@ impl Reader<'_> {
             Some(events) => self.json_list(events, "events")?,
             None => {
                 let table = "[[tests]]".to_owned();
-                self.error(span.clone(), Kind::MissingKey { key: "events", table });
+                self.error(
+                    span.clone(),
+                    Kind::MissingKey {
+                        key: "events",
+                        table,
+                    },
+                );
                 return None;
             }
         };
         let mut expect = Vec::new();
         if let Some(node) = table.get("expect") {
             match node.get_ref() {
-                DeValue::Array(items) => expect.extend(items.iter().filter_map(|item| self.expectation(item))),
+                DeValue::Array(items) => {
+                    expect.extend(items.iter().filter_map(|item| self.expectation(item)))
+                }
                 other => self.wrong_type(node.span(), "expect", "an array of expectations", other),
             }
         }
@@ -385,7 +406,12 @@ impl Reader<'_> {
     /// (the way to write `null`).
     fn json_list(&mut self, node: &Node<'_>, key: &str) -> Option<Vec<Spanned<Value>>> {
         let DeValue::Array(items) = node.get_ref() else {
-            self.wrong_type(node.span(), key, "an array of tables or JSON strings", node.get_ref());
+            self.wrong_type(
+                node.span(),
+                key,
+                "an array of tables or JSON strings",
+                node.get_ref(),
+            );
             return None;
         };
         let mut out = Vec::new();
@@ -496,7 +522,10 @@ impl Reader<'_> {
                         }
                         let word = self.string(node, "meta")?;
                         match MetaField::from_word(&word.value) {
-                            Some(field) => Some(RawMapping::Meta { span: word.span, field }),
+                            Some(field) => Some(RawMapping::Meta {
+                                span: word.span,
+                                field,
+                            }),
                             None => {
                                 self.error(
                                     word.span,

@@ -1,11 +1,15 @@
 //! Compiles a [`RawConfig`] into a [`Plan`], checking every meaning and
 //! reporting every problem with its place.
 
-use super::binding::{Action, Binding, Condition, FieldMap, FieldOp, FieldPath, Key, Missing, Part, Source};
+use super::binding::{
+    Action, Binding, Condition, FieldMap, FieldOp, FieldPath, Key, Missing, Part, Source,
+};
 use super::event_id::{Derive, EventIdRule};
 use super::path::{JsonPath, PathError};
 use super::{ModelId, Plan, TypeId};
-use crate::config::raw::{RawBinding, RawCondition, RawConfig, RawDerive, RawField, RawMapping, RawModel};
+use crate::config::raw::{
+    RawBinding, RawCondition, RawConfig, RawDerive, RawField, RawMapping, RawModel,
+};
 use crate::diag::{Diagnostic, Kind, SourceMap, Span, Spanned};
 use regex::Regex;
 use std::collections::HashMap;
@@ -58,17 +62,17 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
             routes[ty.0 as usize].push(binding);
         }
     }
-    let errors_after = c.diags.iter().filter(|d| d.is_error()).count();
-    if errors_after > errors_before {
-        return None;
-    }
-    Some(Plan {
+    let mut plan = Plan {
         event_id: event_id?,
         models,
         types,
         type_names,
         routes,
-    })
+        tests: Vec::new(),
+    };
+    plan.tests = super::config_tests::compile(&raw.tests, &plan, c.diags);
+    let errors_after = c.diags.iter().filter(|d| d.is_error()).count();
+    (errors_after == errors_before).then_some(plan)
 }
 
 struct Compiler<'a> {
@@ -413,7 +417,11 @@ impl Compiler<'_> {
     /// A field mapping, for `put` (`op` = None) or a field operation.
     fn field(&mut self, f: &RawField, op: Option<FieldOp>) -> Option<FieldMap> {
         // A missing value: `put` writes null, every other operation leaves the field.
-        let default_missing = if op.is_none() { Missing::Null } else { Missing::Skip };
+        let default_missing = if op.is_none() {
+            Missing::Null
+        } else {
+            Missing::Skip
+        };
         let (source, missing) = match &f.value {
             RawMapping::Path { path, missing } => {
                 let compiled = self.path(path)?;
@@ -537,8 +545,14 @@ mod tests {
             panic!("a write")
         };
         assert_eq!(put.as_ref().unwrap()[0].missing, Missing::Null);
-        assert_eq!((ops[0].0, ops[0].1.missing), (FieldOp::Merge, Missing::Skip));
-        assert_eq!((ops[1].0, ops[1].1.missing), (FieldOp::Increment, Missing::Skip));
+        assert_eq!(
+            (ops[0].0, ops[0].1.missing),
+            (FieldOp::Merge, Missing::Skip)
+        );
+        assert_eq!(
+            (ops[1].0, ops[1].1.missing),
+            (FieldOp::Increment, Missing::Skip)
+        );
         assert_eq!(p.event_id.path.as_str(), "$.id");
     }
 

@@ -38,7 +38,10 @@ fn binding(b: &Binding) -> Value {
             if let Some(put) = put {
                 out.insert("put".into(), fields(put.iter().map(|f| ("put", f))));
             }
-            out.insert("ops".into(), fields(ops.iter().map(|(op, f)| (op.name(), f))));
+            out.insert(
+                "ops".into(),
+                fields(ops.iter().map(|(op, f)| (op.name(), f))),
+            );
             let unset: Vec<&str> = unset.iter().map(|f| f.text.as_str()).collect();
             out.insert("unset".into(), unset.into());
         }

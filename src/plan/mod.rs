@@ -6,6 +6,7 @@
 
 pub mod binding;
 mod compile;
+pub mod config_tests;
 mod definition;
 pub mod event_id;
 pub mod path;
@@ -33,6 +34,8 @@ pub struct Plan {
     types: HashMap<String, TypeId>,
     type_names: Vec<String>,
     routes: Vec<Vec<Binding>>,
+    /// The config's own `[[tests]]`.
+    pub tests: Vec<config_tests::ConfigTest>,
 }
 
 impl Plan {
