@@ -503,6 +503,30 @@ impl Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// The diagnostic as a JSON object, for editors and CI: code, severity,
+    /// message, help, and the place (1-based line and column, byte span).
+    pub fn to_json(&self, file: &str, source: &SourceMap<'_>) -> serde_json::Value {
+        let start = source.place(self.span.start);
+        let end = source.place(self.span.end.max(self.span.start));
+        serde_json::json!({
+            "file": file,
+            "code": self.kind.code(),
+            "severity": match self.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            },
+            "message": self.kind.message(),
+            "help": self.kind.help(),
+            "line": start.line,
+            "column": start.column,
+            "end_line": end.line,
+            "end_column": end.column,
+            "span": [self.span.start, self.span.end],
+        })
+    }
+}
+
 /// A text with the offsets of its lines, to turn byte offsets into places.
 pub struct SourceMap<'a> {
     text: &'a str,

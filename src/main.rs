@@ -118,6 +118,16 @@ struct ValidateArgs {
     /// Fail on warnings too.
     #[arg(long)]
     deny_warnings: bool,
+    /// How to print diagnostics: `human` (file:line:col, source line and caret, on stderr) or
+    /// `json` (one JSON object per file on stdout: {"file", "valid", "diagnostics": [...]}).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Human,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -371,7 +381,13 @@ fn validate(args: &ValidateArgs) -> ExitCode {
         let (name, text) = match read_config(Some(path)) {
             Ok(config) => config,
             Err(e) => {
-                log(&format!("projector: {e}"));
+                match args.format {
+                    Format::Human => log(&format!("projector: {e}")),
+                    Format::Json => {
+                        let report = serde_json::json!({"file": path.display().to_string(), "valid": false, "error": e});
+                        let _ = writeln!(io::stdout(), "{report}");
+                    }
+                }
                 failed = true;
                 continue;
             }
@@ -387,18 +403,24 @@ fn validate(args: &ValidateArgs) -> ExitCode {
             }
             Err(diags) => (diags, None),
         };
-        print_diagnostics(&name, &text, &diags);
         let errors = diags.iter().filter(|d| d.is_error()).count();
         let warnings = diags.len() - errors;
+        let valid = summary.is_some() && !(args.deny_warnings && warnings > 0);
+        failed |= !valid;
+        if args.format == Format::Json {
+            let map = SourceMap::new(&text);
+            let list: Vec<_> = diags.iter().map(|d| d.to_json(&name, &map)).collect();
+            let report = serde_json::json!({"file": name, "valid": valid, "diagnostics": list});
+            let _ = writeln!(io::stdout(), "{report}");
+            continue;
+        }
+        print_diagnostics(&name, &text, &diags);
         match summary {
             // A closed stdout does not change the verdict, which the exit code carries.
-            Some(summary) if !(args.deny_warnings && warnings > 0) => {
+            Some(summary) if valid => {
                 let _ = writeln!(io::stdout(), "{summary}");
             }
-            _ => {
-                failed = true;
-                log(&format!("{name}: invalid: {}", counts(errors, warnings)));
-            }
+            _ => log(&format!("{name}: invalid: {}", counts(errors, warnings))),
         }
     }
     if failed {

@@ -158,3 +158,20 @@ fn the_readme_configuration_example_is_valid() {
         out.stdout
     );
 }
+
+#[test]
+fn json_format_reports_each_file_on_one_line() {
+    let out = Run::new()
+        .args(&[
+            "validate",
+            "--format",
+            "json",
+            "tests/fixtures/invalid/duplicate_key.toml",
+            "projections.toml",
+        ])
+        .go();
+    out.code_is(78).stderr_is("").stdout_is(&[
+        r#"{"diagnostics":[{"code":"P0001","column":1,"end_column":5,"end_line":3,"file":"tests/fixtures/invalid/duplicate_key.toml","help":null,"line":3,"message":"invalid TOML: duplicate key","severity":"error","span":[25,29]}],"file":"tests/fixtures/invalid/duplicate_key.toml","valid":false}"#,
+        r#"{"diagnostics":[],"file":"projections.toml","valid":true}"#,
+    ]);
+}

@@ -414,11 +414,13 @@ impl Reader<'_> {
             );
             return None;
         };
-        let mut out = Vec::new();
-        for item in items.iter() {
-            out.push(Spanned::new(item.span(), self.json_object(item, key)?));
-        }
-        Some(out)
+        // Every bad item is reported; the good ones are kept.
+        Some(
+            items
+                .iter()
+                .filter_map(|item| Some(Spanned::new(item.span(), self.json_object(item, key)?)))
+                .collect(),
+        )
     }
 
     fn json_object(&mut self, node: &Node<'_>, key: &str) -> Option<Value> {
@@ -426,7 +428,7 @@ impl Reader<'_> {
             DeValue::String(text) => match serde_json::from_str::<Value>(text) {
                 Ok(v) => v,
                 Err(e) => {
-                    let reason = format!("not valid JSON: {e}");
+                    let reason = e.to_string();
                     self.error(node.span(), Kind::BadJson { reason });
                     return None;
                 }

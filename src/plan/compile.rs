@@ -71,6 +71,8 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
         tests: Vec::new(),
     };
     plan.tests = super::config_tests::compile(&raw.tests, &plan, c.diags);
+    super::types::check_field_types(raw, &map, c.diags);
+    super::types::check_keys_may_be_missing(raw, c.diags);
     let errors_after = c.diags.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then_some(plan)
 }

@@ -49,7 +49,7 @@ pub fn compile(raw: &[RawTest], plan: &Plan, diags: &mut Vec<Diagnostic>) -> Vec
                         event.span.clone(),
                         Kind::MissingKey {
                             key: "type",
-                            table: "the test event (a string)".to_owned(),
+                            table: "the test event".to_owned(),
                         },
                     ));
                 }
