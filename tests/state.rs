@@ -273,7 +273,7 @@ fn changed_models_are_refused_until_rebuilt_from_the_log() {
     out.success();
     assert!(
         out.stderr
-            .contains("rebuilding read model \"orders\": dropped its"),
+            .contains("rebuilding read model \"orders\": dropped "),
         "{}",
         out.stderr
     );
@@ -533,7 +533,11 @@ on.UserDeleted = { delete = true }
         .args(&["--state", &state])
         .go()
         .success()
-        .stderr_is("projector: read model \"user_by_email\" is no longer configured: dropped its 1 documents\n");
+        .stderr_is(concat!(
+            "projector: read model \"long_sessions\" is no longer configured: dropped 0 documents\n",
+            "projector: read model \"user_activity\" is no longer configured: dropped 0 documents\n",
+            "projector: read model \"user_by_email\" is no longer configured: dropped 1 document\n",
+        ));
     let log = dir.write("events.ndjson", &format!("{CREATED}\n"));
     Run::new()
         .args(&[

@@ -73,7 +73,7 @@ fn deny_warnings_fails_on_warnings() {
 
 #[test]
 fn the_bundled_config_is_valid_and_is_the_default() {
-    let ok = "projections.toml: ok: 2 read models, 3 event types";
+    let ok = "projections.toml: ok: 4 read models, 5 event types";
     Run::new()
         .args(&["validate"])
         .go()
@@ -98,7 +98,7 @@ fn every_file_is_checked_and_one_bad_file_fails_the_run() {
         ])
         .go();
     out.code_is(78)
-        .stdout_is(&["projections.toml: ok: 2 read models, 3 event types"]);
+        .stdout_is(&["projections.toml: ok: 4 read models, 5 event types"]);
     assert!(out
         .stderr
         .contains("duplicate_key.toml:3:1: error[P0001]: invalid TOML: duplicate key"));

@@ -256,7 +256,8 @@ impl SqliteState {
             if rebuilding {
                 let dropped = self.drop_documents(name)?;
                 notes.push(format!(
-                    "rebuilding read model \"{name}\": dropped its {dropped} documents"
+                    "rebuilding read model \"{name}\": dropped {}",
+                    documents(dropped)
                 ));
             }
             self.conn
@@ -281,7 +282,8 @@ impl SqliteState {
                 .execute("DELETE FROM models WHERE name = ?1", [name])
                 .map_err(sql(path, "dropping a removed model"))?;
             notes.push(format!(
-                "read model \"{name}\" is no longer configured: dropped its {dropped} documents"
+                "read model \"{name}\" is no longer configured: dropped {}",
+                documents(dropped)
             ));
         }
         self.conn
@@ -426,6 +428,10 @@ impl Journal for SqliteState {
         self.in_transaction = false;
         Ok(())
     }
+}
+
+fn documents(n: usize) -> String {
+    format!("{n} document{}", if n == 1 { "" } else { "s" })
 }
 
 /// Refuses, before SQLite touches it, a non-empty file that is not an SQLite database.

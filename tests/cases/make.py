@@ -271,7 +271,7 @@ case("query_lists_documents_in_key_order_with_paging", [
     ({"type": "query", "msg_id": 6, "model": "user_listing", "limit": 0}, lst(6, "user_listing", {}, 3, None)),
 ])
 case("query_errors", [
-    ({"type": "query", "msg_id": 1, "model": "users"}, err(1, 12, 'query: unknown read model "users"; the read models are: user_listing, user_by_email')),
+    ({"type": "query", "msg_id": 1, "model": "users"}, err(1, 12, 'query: unknown read model "users"; the read models are: user_listing, user_by_email, user_activity, long_sessions')),
     ({"type": "query", "msg_id": 2}, err(2, 12, 'query: "model" must name a read model')),
     ({"type": "query", "msg_id": 3, "model": "user_listing", "key": ["u1"]}, err(3, 12, 'query: "key" must be a string or a number, found an array')),
     ({"type": "query", "msg_id": 4, "model": "user_listing", "limit": -1}, err(4, 12, 'query: "limit" must be a non-negative integer')),
