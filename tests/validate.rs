@@ -139,7 +139,7 @@ fn a_config_that_cannot_be_read_is_a_config_error() {
 }
 
 #[test]
-fn the_readme_configuration_example_is_valid() {
+fn the_readme_configuration_example_is_valid_and_passes_its_test() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let example = readme
         .split("```toml\n")
@@ -152,6 +152,11 @@ fn the_readme_configuration_example_is_valid() {
     let path = dir.write("readme.toml", example);
     let out = Run::new().args(&["validate", path.to_str().unwrap()]).go();
     out.success().stderr_is("");
+    Run::new()
+        .args(&["test", path.to_str().unwrap()])
+        .go()
+        .success()
+        .stdout_is(&["test an order is counted ... ok", "1 passed, 0 failed"]);
     assert!(
         out.stdout.ends_with(": ok: 2 read models, 5 event types\n"),
         "{}",

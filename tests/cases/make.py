@@ -314,4 +314,66 @@ case("a_bare_message_may_carry_a_body_field", [
     ({"type": "init", "msg_id": 7, "node_id": "n1", "body": "hello"}, {"type": "init_ok", "in_reply_to": 7}),
     ({"type": "subscribe", "msg_id": 8, "event_types": [U], "body": {"type": "init"}}, {"type": "subscribed", "in_reply_to": 8, "event_types": [U]}),
 ])
+# ---- the projection language: conditions, templates, field operations ----
+LANG = '''
+[[model]]
+name = "carts"
+key = "{$.payload.tenant}/{$.payload.cart}"
+[model.on.ItemAdded]
+append = { items = "$.payload.sku" }
+add_to_set = { skus = "$.payload.sku" }
+max = { top_price = "$.payload.price" }
+min = { low_price = "$.payload.price" }
+set_if_absent = { opened_by = { meta = "event_id" } }
+merge = { "totals.last_position" = { meta = "position" }, "totals.last_type" = { meta = "event_type" } }
+increment = { "totals.count" = 1 }
+[model.on.ItemRemoved]
+remove = { items = "$.payload.sku" }
+increment = { "totals.count" = -1 }
+[model.on.CartLabelled]
+merge = { items = "$.payload.label", top_price = "$.payload.label" }
+
+[[model]]
+name = "vip_items"
+key = "$.payload.sku"
+[model.on.ItemAdded]
+when = [{ path = "$.payload.price", gt = 100 }, { path = "$.payload.tier", in = ["gold", "platinum"] }]
+put = { price = "$.payload.price" }
+'''
+C = "carts"
+def item(r, eid, typ, **p):
+    payload = {"tenant": "t1", "cart": "c1"}
+    payload.update(p)
+    return ev(r, typ, payload, id=eid)
+case("list_and_extreme_operations", [
+    (item(1, "e1", "ItemAdded", sku="a", price=30), updated(1, "e1", ["carts"])),
+    (item(2, "e2", "ItemAdded", sku="b", price=5.5), updated(2, "e2", ["carts"])),
+    (item(3, "e3", "ItemAdded", sku="a", price=20), updated(3, "e3", ["carts"])),
+    (item(4, "e4", "ItemRemoved", sku="a"), updated(4, "e4", ["carts"])),
+    (item(5, "e5", "ItemRemoved", sku="zz"), updated(5, "e5", ["carts"])),
+    (q(6, C, "t1/c1"), doc(6, C, "t1/c1", {"items": ["b"], "low_price": 5.5, "opened_by": "e1", "skus": ["a", "b"],
+                                           "top_price": 30, "totals": {"count": 1, "last_position": 3, "last_type": "ItemAdded"}})),
+], config=LANG)
+case("conditions_decide_which_models_an_event_updates", [
+    (item(1, "e1", "ItemAdded", sku="a", price=300, tier="gold"), updated(1, "e1", ["carts", "vip_items"])),
+    (item(2, "e2", "ItemAdded", sku="b", price=300, tier="silver"), updated(2, "e2", ["carts"])),
+    (item(3, "e3", "ItemAdded", sku="c", price=100, tier="gold"), updated(3, "e3", ["carts"])),
+    (item(4, "e4", "ItemAdded", sku="d", tier="gold"), updated(4, "e4", ["carts"])),
+    (q(5, "vip_items", "a"), doc(5, "vip_items", "a", {"price": 300})),
+    (q(6, "vip_items", "b"), doc(6, "vip_items", "b", None)),
+], config=LANG)
+case("a_key_template_needs_every_part", [
+    (ev(1, "ItemAdded", {"tenant": "t1", "sku": "a"}, id="e1"),
+     err(1, 12, 'event e1 (ItemAdded) was not applied, and no read model changed: read model "carts" needs a document key at {$.payload.tenant}/{$.payload.cart}, which the event does not have')),
+    (ev(2, "ItemAdded", {"tenant": "t1", "cart": 7, "sku": "a"}, id="e1"), updated(2, "e1", ["carts"])),
+    (q(3, C, "t1/7"), doc(3, C, "t1/7", {"items": ["a"], "opened_by": "e1", "skus": ["a"], "totals": {"count": 1, "last_position": 2, "last_type": "ItemAdded"}})),
+], config=LANG)
+case("list_and_extreme_operations_refuse_stored_values_of_another_type", [
+    (item(1, "e1", "CartLabelled", label="gift"), updated(1, "e1", ["carts"])),
+    (item(2, "e2", "ItemAdded", sku="a", price=3),
+     err(2, 22, 'event e2 (ItemAdded) was not applied, and no read model changed: read model "carts": cannot append field "items" of document "t1/c1", which holds a string')),
+    (item(3, "e3", "ItemRemoved", sku="a"),
+     err(3, 22, 'event e3 (ItemRemoved) was not applied, and no read model changed: read model "carts": cannot remove field "items" of document "t1/c1", which holds a string')),
+    (q(4, C, "t1/c1"), doc(4, C, "t1/c1", {"items": "gift", "top_price": "gift"})),
+], config=LANG)
 print(n, "cases")
