@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Benchmark projector against its peers on the users-orders workload.
+
+Generates a stream with ../shared/bench/gen_events.py, checks that projector's
+replies and read models equal the Python reference's (as parsed JSON), then
+times, alternating on the same input file: projector in memory, projector
+--state (durable, group commit), the plain Python reference, the hand-written
+Rust projector and its floor (parse and reply only). The Rust peers are built
+in a temporary copy outside the repository.
+
+Prints, for each: the median wall time over the runs, messages/s, peak RSS,
+and the ratios of projector to the hand-written projector and to the floor.
+With --ids N it also measures the memory that N distinct processed ids cost.
+
+Usage: bench/run.sh [--events N] [--runs R] [--ids N] [--no-python]
+Not part of the tests or CI: it takes minutes and needs a quiet machine.
+"""
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED = REPO.parent / "shared" / "bench"
+CONFIG = HERE / "users-orders.toml"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def build(tmp: pathlib.Path) -> dict:
+    """Builds projector and the Rust peers; returns the binaries."""
+    sh(["cargo", "build", "--release", "--quiet"], cwd=REPO)
+    peers = tmp / "handwritten-rs"
+    shutil.copytree(SHARED / "peers" / "handwritten-rs", peers, ignore=shutil.ignore_patterns("target"))
+    sh(["cargo", "build", "--release", "--quiet"], cwd=peers)
+    return {
+        "projector": REPO / "target" / "release" / "projector",
+        "handwritten": peers / "target" / "release" / "handwritten-projector",
+        "floor": peers / "target" / "release" / "floor",
+    }
+
+
+def timed(cmd, stdin_path, stdout=subprocess.DEVNULL):
+    """Runs cmd under GNU time; returns (wall seconds, peak RSS in KiB)."""
+    with open(stdin_path, "rb") as stdin, tempfile.NamedTemporaryFile("r") as report:
+        sh(["/usr/bin/time", "-f", "%e %M", "-o", report.name] + [str(c) for c in cmd], stdin=stdin, stdout=stdout)
+        wall, rss = report.read().split()
+    return float(wall), int(rss)
+
+
+def lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def check_correctness(bins, events, tmp) -> None:
+    """projector (in memory and durable) must answer and build what the reference does."""
+    ref_out, ref_dump = tmp / "ref.out", tmp / "ref.json"
+    with open(events) as stdin, open(ref_out, "w") as out:
+        sh([sys.executable, SHARED / "peers" / "reference_projector.py", "--dump", ref_dump], stdin=stdin, stdout=out)
+    reference = lines(ref_out)
+    ref_models = json.loads(ref_dump.read_text())
+    for mode in ("memory", "state"):
+        out, dump = tmp / f"{mode}.out", tmp / f"{mode}.json"
+        cmd = [bins["projector"], "--config", CONFIG, "--envelope", "--dump", dump]
+        if mode == "state":
+            cmd += ["--state", tmp / "check.db"]
+        with open(events) as stdin, open(out, "w") as stdout:
+            sh([str(c) for c in cmd], stdin=stdin, stdout=stdout)
+        replies = lines(out)
+        if len(replies) != len(reference):
+            sys.exit(f"refusing to time: {mode}: {len(replies)} replies, the reference gave {len(reference)}")
+        for i, (got, want) in enumerate(zip(replies, reference)):
+            if got != want:
+                sys.exit(f"refusing to time: {mode}: reply {i + 1} differs:\n  projector {got}\n  reference {want}")
+        if json.loads(dump.read_text()) != ref_models:
+            sys.exit(f"refusing to time: {mode}: the read models differ from the reference's")
+    print(f"correct: {len(reference)} replies and {sum(map(len, ref_models.values()))} documents "
+          "equal the reference's, in memory and with --state")
+
+
+def measure_ids(bins, count: int, tmp) -> None:
+    """Peak RSS of a run holding `count` distinct processed ids, less a run holding none."""
+    def stream(n, path):
+        with open(path, "w") as f:
+            for i in range(n):
+                f.write('{"type":"event","msg_id":%d,"event":{"type":"Ping","id":"evt-%d","payload":{}}}\n' % (i, i))
+    empty, full = tmp / "ids0.ndjson", tmp / "ids.ndjson"
+    stream(1, empty)
+    stream(count, full)
+    _, base = timed([bins["projector"], "--config", CONFIG], empty)
+    _, peak = timed([bins["projector"], "--config", CONFIG], full)
+    per_id = (peak - base) * 1024 / count
+    print(f"processed ids: {count} held in {(peak - base) / 1024:.1f} MiB over the baseline: {per_id:.1f} bytes per id")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000, help="distinct events (10%% are redelivered on top)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--ids", type=int, default=0, help="also measure the memory of this many processed ids")
+    ap.add_argument("--no-python", action="store_true", help="skip timing the (slow) Python reference")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="projector-bench-") as tmp:
+        tmp = pathlib.Path(tmp)
+        bins = build(tmp)
+        events = tmp / "events.ndjson"
+        with open(events, "w") as out:
+            sh([sys.executable, SHARED / "gen_events.py", "--events", str(args.events)], stdout=out)
+        messages = sum(1 for _ in open(events))
+        print(f"workload: users-orders, {args.events} events, {messages} messages ({events.stat().st_size >> 20} MiB)")
+        check_correctness(bins, events, tmp)
+
+        state = tmp / "bench.db"
+        contenders = {
+            "projector": [bins["projector"], "--config", CONFIG, "--envelope"],
+            "projector --state": [bins["projector"], "--config", CONFIG, "--envelope", "--state", state],
+            "handwritten-rs": [bins["handwritten"]],
+            "floor": [bins["floor"]],
+        }
+        if not args.no_python:
+            contenders["python reference"] = [sys.executable, SHARED / "peers" / "reference_projector.py"]
+        results = {name: [] for name in contenders}
+        for run in range(args.runs):
+            for name, cmd in contenders.items():
+                for f in tmp.glob("bench.db*"):
+                    f.unlink()
+                results[name].append(timed(cmd, events))
+            print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
+
+        median = {name: statistics.median(w for w, _ in r) for name, r in results.items()}
+        print(f"\n{'':<20}{'median s':>10}{'messages/s':>14}{'peak RSS MiB':>14}")
+        for name, r in results.items():
+            rss = max(m for _, m in r) / 1024
+            print(f"{name:<20}{median[name]:>10.3f}{messages / median[name]:>14,.0f}{rss:>14.1f}")
+        p = median["projector"]
+        print(f"\nprojector / handwritten-rs: {p / median['handwritten-rs']:.2f}x wall time")
+        print(f"projector / floor:          {p / median['floor']:.2f}x wall time")
+        if "python reference" in median:
+            print(f"python reference / projector: {median['python reference'] / p:.1f}x wall time")
+        print(f"durable / in-memory throughput: {p / median['projector --state']:.0%}")
+        if args.ids:
+            measure_ids(bins, args.ids, tmp)
+
+
+if __name__ == "__main__":
+    main()
