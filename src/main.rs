@@ -444,3 +444,6 @@ fn counts(errors: usize, warnings: usize) -> String {
         ),
     }
 }
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
