@@ -34,6 +34,7 @@ pub mod dedup;
 pub mod diag;
 pub mod engine;
 pub mod fields;
+pub mod hash;
 pub mod lines;
 pub mod plan;
 pub mod protocol;

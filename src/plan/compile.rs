@@ -12,6 +12,7 @@ use crate::config::raw::{
 };
 use crate::diag::{Diagnostic, Kind, SourceMap, Span, Spanned};
 use regex::Regex;
+use crate::hash::FastMap;
 use std::collections::HashMap;
 
 /// Compiles `raw` (read from `source`). Returns the plan when no error was found;
@@ -28,7 +29,7 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
 
     let mut models = Vec::new();
     let mut first_seen: HashMap<&str, &Span> = HashMap::new();
-    let mut types: HashMap<String, TypeId> = HashMap::new();
+    let mut types: FastMap<String, TypeId> = FastMap::default();
     let mut type_names: Vec<String> = Vec::new();
     let mut routes: Vec<Vec<Binding>> = Vec::new();
     for (i, model) in raw.models.iter().enumerate() {

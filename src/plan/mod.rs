@@ -18,7 +18,7 @@ use binding::Binding;
 use event_id::EventIdRule;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::collections::HashMap;
+use crate::hash::FastMap;
 
 /// A read model, by its position in the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,7 +32,7 @@ pub struct TypeId(pub u32);
 pub struct Plan {
     pub event_id: EventIdRule,
     models: Vec<String>,
-    types: HashMap<String, TypeId>,
+    types: FastMap<String, TypeId>,
     type_names: Vec<String>,
     routes: Vec<Vec<Binding>>,
     /// The config's own `[[tests]]`.

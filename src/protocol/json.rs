@@ -42,39 +42,44 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut plain = 0;
-    for (i, c) in s.char_indices() {
-        let escape: Option<&[u8]> = match c {
-            '"' => Some(b"\\\""),
-            '\\' => Some(b"\\\\"),
-            '\n' => Some(b"\\n"),
-            '\r' => Some(b"\\r"),
-            '\t' => Some(b"\\t"),
-            '\u{8}' => Some(b"\\b"),
-            '\u{c}' => Some(b"\\f"),
-            ' '..='~' => continue,
-            _ => None,
-        };
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        // Printable ASCII other than the quote and the backslash goes as it is.
+        if (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\' {
+            i += 1;
+            continue;
+        }
         out.extend_from_slice(&bytes[plain..i]);
-        plain = i + c.len_utf8();
-        match escape {
-            Some(e) => out.extend_from_slice(e),
-            None => {
+        let c = s[i..].chars().next().expect("i is at a character boundary");
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            _ => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
                     out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
                 }
             }
         }
+        i += c.len_utf8();
+        plain = i;
     }
     out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
 }
 
 pub fn number(out: &mut Vec<u8>, n: &Number) {
+    use std::io::Write as _;
     if let Some(i) = n.as_i64() {
-        out.extend_from_slice(i.to_string().as_bytes());
+        let _ = write!(out, "{i}");
     } else if let Some(u) = n.as_u64() {
-        out.extend_from_slice(u.to_string().as_bytes());
+        let _ = write!(out, "{u}");
     } else if let Some(f) = n.as_f64() {
         float(out, f);
     }

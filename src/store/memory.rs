@@ -1,11 +1,11 @@
 //! The in-memory backend: a hash map per read model.
 
 use super::{Document, DocumentStore};
-use std::collections::HashMap;
+use crate::hash::FastMap;
 
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    docs: HashMap<String, Document>,
+    docs: FastMap<String, Document>,
 }
 
 impl DocumentStore for MemoryStore {
