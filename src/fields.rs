@@ -49,10 +49,22 @@ pub fn slot<'d>(doc: &'d mut Document, path: &[String]) -> Option<&'d mut Value>
 
 /// Sets a field; returns whether its value changed.
 pub fn set(doc: &mut Document, path: &[String], value: Value) -> bool {
-    if let Lookup::Found(old) = get(doc, path) {
-        if *old == value {
-            return false;
-        }
+    if let [name] = path {
+        // The common case, one lookup when the field exists.
+        return match doc.get_mut(name) {
+            Some(old) if *old == value => false,
+            Some(old) => {
+                *old = value;
+                true
+            }
+            None => {
+                doc.insert(name.clone(), value);
+                true
+            }
+        };
+    }
+    if leaf(doc, path) == Some(&value) {
+        return false;
     }
     match slot(doc, path) {
         Some(slot) => {
@@ -61,6 +73,16 @@ pub fn set(doc: &mut Document, path: &[String], value: Value) -> bool {
         }
         None => false,
     }
+}
+
+/// The value stored at a field, null included.
+fn leaf<'d>(doc: &'d Document, path: &[String]) -> Option<&'d Value> {
+    let (last, parents) = path.split_last()?;
+    let mut at = doc;
+    for segment in parents {
+        at = at.get(segment)?.as_object()?;
+    }
+    at.get(last)
 }
 
 /// Removes a field; returns whether it was there.
@@ -94,6 +116,9 @@ mod tests {
         let mut d = doc(json!({"a": null}));
         assert!(set(&mut d, &path("a.b.c"), json!(1)));
         assert!(!set(&mut d, &path("a.b.c"), json!(1)));
+        assert!(set(&mut d, &path("a.n"), Value::Null));
+        assert!(!set(&mut d, &path("a.n"), Value::Null));
+        assert!(remove(&mut d, &path("a.n")));
         assert_eq!(Value::Object(d.clone()), json!({"a": {"b": {"c": 1}}}));
         assert_eq!(get(&d, &path("a.b.c")), Lookup::Found(&json!(1)));
         assert_eq!(get(&d, &path("a.x.c")), Lookup::Absent);

@@ -11,8 +11,8 @@ use crate::config::raw::{
     RawBinding, RawCondition, RawConfig, RawDerive, RawField, RawMapping, RawModel,
 };
 use crate::diag::{Diagnostic, Kind, SourceMap, Span, Spanned};
-use regex::Regex;
 use crate::hash::FastMap;
+use regex::Regex;
 use std::collections::HashMap;
 
 /// Compiles `raw` (read from `source`). Returns the plan when no error was found;

@@ -14,11 +14,11 @@ mod types;
 
 pub use compile::compile;
 
+use crate::hash::FastMap;
 use binding::Binding;
 use event_id::EventIdRule;
 use serde_json::Value;
 use std::borrow::Cow;
-use crate::hash::FastMap;
 
 /// A read model, by its position in the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
