@@ -31,6 +31,8 @@ pub struct Engine {
     warnings: Vec<String>,
     /// Messages handled so far: the position of the current one.
     position: u64,
+    /// Each model's name as a JSON string, for replies.
+    model_json: Vec<Vec<u8>>,
 }
 
 /// Models being rebuilt from a log: already processed events are applied to
@@ -78,7 +80,22 @@ impl Engine {
             changes: Vec::new(),
             warnings: Vec::new(),
             position: 0,
+            model_json: Vec::new(),
         }
+        .with_model_json()
+    }
+
+    fn with_model_json(mut self) -> Self {
+        self.model_json = self
+            .plan
+            .model_names()
+            .map(|name| {
+                let mut out = Vec::new();
+                json::string(&mut out, name);
+                out
+            })
+            .collect();
+        self
     }
 
     /// From now on, events already processed are applied once more to `models`.
@@ -304,12 +321,14 @@ impl Engine {
         if let Some(rebuild) = &mut self.rebuild {
             rebuild.seen.record(&id);
         }
-        let plan = &self.plan;
+        let names = &self.model_json;
         Reply::start(out, "read_models_updated", msg_id)
             .str("event_id", &id)
-            .strings(
+            .raw_list(
                 "updated_models",
-                self.changes.iter().map(|c| plan.model_name(c.model)),
+                self.changes
+                    .iter()
+                    .map(|c| names[c.model.0 as usize].as_slice()),
             )
             .end();
         Ok(Outcome::Applied)

@@ -43,7 +43,7 @@ impl<R: Read> LineReader<R> {
     ) -> Result<Option<Line<'_>>, E> {
         let mut scanned = self.start;
         loop {
-            if let Some(i) = self.buf[scanned..self.end].iter().position(|b| *b == b'\n') {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[scanned..self.end]) {
                 let (start, end) = (self.start, scanned + i);
                 self.start = end + 1;
                 let line = &self.buf[start..end];
@@ -113,7 +113,7 @@ impl<R: Read> LineReader<R> {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             };
-            if let Some(i) = self.buf[..n].iter().position(|b| *b == b'\n') {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[..n]) {
                 self.start = i + 1;
                 self.end = n;
                 break &self.buf[..i];

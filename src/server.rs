@@ -159,13 +159,12 @@ impl<L: Write> Session<'_, L> {
         let out = &mut self.pending;
         if self.options.envelope {
             let envelope = envelope.unwrap_or_default();
-            let src = match (self.engine.node_id(), envelope.get("dest")) {
-                (Some(node), _) => Value::String(node.to_owned()),
-                (None, Some(dest)) => dest.clone(),
-                (None, None) => Value::String("projector".to_owned()),
-            };
             out.extend_from_slice(b"{\"src\": ");
-            json::value(out, &src);
+            match (self.engine.node_id(), envelope.get("dest")) {
+                (Some(node), _) => json::string(out, node),
+                (None, Some(dest)) => json::value(out, dest),
+                (None, None) => out.extend_from_slice(b"\"projector\""),
+            }
             out.extend_from_slice(b", \"dest\": ");
             json::value(out, envelope.get("src").unwrap_or(&Value::Null));
             out.extend_from_slice(b", \"body\": ");

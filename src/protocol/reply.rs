@@ -54,6 +54,20 @@ impl<'o> Reply<'o> {
         self
     }
 
+    /// A list of items already written as JSON.
+    pub fn raw_list<'s>(mut self, key: &str, items: impl IntoIterator<Item = &'s [u8]>) -> Self {
+        let out = self.key(key);
+        out.push(b'[');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(item);
+        }
+        out.push(b']');
+        self
+    }
+
     /// A field whose value the caller writes as JSON text.
     pub fn with(mut self, key: &str, write: impl FnOnce(&mut Vec<u8>)) -> Self {
         write(self.key(key));
