@@ -351,8 +351,11 @@ impl Kind {
     }
 }
 
-/// The operations a binding can hold, in the order they are applied.
-pub const OPERATIONS: &[&str] = &[
+/// The keys a binding takes: three settings, then the operations.
+pub const BINDING_KEYS: &[&str] = &[
+    "key",
+    "optional",
+    "when",
     "delete",
     "put",
     "merge",
@@ -365,6 +368,9 @@ pub const OPERATIONS: &[&str] = &[
     "remove",
     "unset",
 ];
+
+/// The operations a binding can hold, in the order they are applied.
+pub const OPERATIONS: &[&str] = BINDING_KEYS.split_at(3).1;
 
 /// Words from other tools that mean one of our operations.
 fn synonym(word: &str) -> Option<&'static str> {

@@ -151,16 +151,8 @@ impl Engine {
                 out.extend_from_slice(b", ");
             }
             json::string(out, name);
-            out.extend_from_slice(b": {");
-            for (j, (key, doc)) in store.page(None, usize::MAX).into_iter().enumerate() {
-                if j > 0 {
-                    out.extend_from_slice(b", ");
-                }
-                json::string(out, key);
-                out.extend_from_slice(b": ");
-                json::object(out, doc);
-            }
-            out.push(b'}');
+            out.extend_from_slice(b": ");
+            json::documents(out, store.page(None, usize::MAX));
         }
         out.extend_from_slice(b"}\n");
     }
@@ -439,18 +431,7 @@ impl Engine {
         };
         Reply::start(out, "query_result", msg_id)
             .str("model", name)
-            .with("documents", |o| {
-                o.push(b'{');
-                for (i, (key, doc)) in page.iter().enumerate() {
-                    if i > 0 {
-                        o.extend_from_slice(b", ");
-                    }
-                    json::string(o, key);
-                    o.extend_from_slice(b": ");
-                    json::object(o, doc);
-                }
-                o.push(b'}');
-            })
+            .with("documents", |o| json::documents(o, page.iter().copied()))
             .number("total", store.len() as u64)
             .with("next", |o| match next {
                 Some(k) => json::string(o, k),

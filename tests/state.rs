@@ -65,6 +65,22 @@ fn generated_events(events: usize) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `projector replay --config C --dump DUMP LOG`, in memory.
+fn replay_in_memory(config: &Path, log: &Path, dump: &Path) {
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    Run::new()
+        .args(&[
+            "replay",
+            "--config",
+            &path(config),
+            "--dump",
+            &path(dump),
+            &path(log),
+        ])
+        .go()
+        .success();
+}
+
 fn state_arg(dir: &TempDir) -> String {
     dir.path().join("state.db").to_str().unwrap().to_owned()
 }
@@ -281,17 +297,7 @@ fn changed_models_are_refused_until_rebuilt_from_the_log() {
 
     // The rebuilt state equals a fresh in-memory run of the new config over the log.
     let fresh = dir.path().join("fresh.json");
-    Run::new()
-        .args(&[
-            "replay",
-            "--config",
-            config.to_str().unwrap(),
-            "--dump",
-            fresh.to_str().unwrap(),
-            log.to_str().unwrap(),
-        ])
-        .go()
-        .success();
+    replay_in_memory(&config, &log, &fresh);
     assert_eq!(
         std::fs::read_to_string(&rebuilt).unwrap(),
         std::fs::read_to_string(&fresh).unwrap()
@@ -423,17 +429,7 @@ fn exactly_once_despite(runs: usize, mut stop: impl FnMut() -> Stop, seed: u64) 
     let events = generated_events(3000);
     let log = dir.write("events.ndjson", &events);
     let clean = dir.path().join("clean.json");
-    Run::new()
-        .args(&[
-            "replay",
-            "--config",
-            config.to_str().unwrap(),
-            "--dump",
-            clean.to_str().unwrap(),
-            log.to_str().unwrap(),
-        ])
-        .go()
-        .success();
+    replay_in_memory(&config, &log, &clean);
 
     let (mut replied, mut stopped) = (0, 0);
     for _ in 0..runs {

@@ -4,7 +4,7 @@
 //! config with five mistakes gets five diagnostics in one run.
 
 use super::raw::*;
-use crate::diag::{Diagnostic, Kind, Span, Spanned};
+use crate::diag::{Diagnostic, Kind, Span, Spanned, BINDING_KEYS};
 use serde_json::Value;
 use toml::de::{DeTable, DeValue};
 
@@ -14,22 +14,6 @@ const TOP_KEYS: &[&str] = &["event_id", "model", "tests"];
 const EVENT_ID_KEYS: &[&str] = &["path", "derive"];
 const DERIVE_KEYS: &[&str] = &["from", "pattern", "template"];
 const MODEL_KEYS: &[&str] = &["name", "key", "on"];
-const BINDING_KEYS: &[&str] = &[
-    "key",
-    "optional",
-    "when",
-    "delete",
-    "put",
-    "merge",
-    "set_if_absent",
-    "increment",
-    "max",
-    "min",
-    "append",
-    "add_to_set",
-    "remove",
-    "unset",
-];
 const MAPPING_KEYS: &[&str] = &["path", "missing", "value", "meta"];
 const CONDITION_KEYS: &[&str] = &["path", "exists", "eq", "ne", "lt", "le", "gt", "ge", "in"];
 const TEST_KEYS: &[&str] = &["name", "events", "expect", "replies"];

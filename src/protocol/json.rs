@@ -37,6 +37,23 @@ pub fn object(out: &mut Vec<u8>, map: &Map<String, Value>) {
     out.push(b'}');
 }
 
+/// `{"key": document, ...}`, in the order given.
+pub fn documents<'d>(
+    out: &mut Vec<u8>,
+    docs: impl IntoIterator<Item = (&'d str, &'d Map<String, Value>)>,
+) {
+    out.push(b'{');
+    for (i, (key, doc)) in docs.into_iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        string(out, key);
+        out.extend_from_slice(b": ");
+        object(out, doc);
+    }
+    out.push(b'}');
+}
+
 /// A JSON string, with everything outside printable ASCII escaped.
 pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
