@@ -17,10 +17,12 @@
 use super::{Journal, Restored, Stale, StateError};
 use crate::apply::Change;
 use crate::dedup::Processed;
+use crate::hash::FxHasher;
 use crate::plan::{ModelId, Plan};
 use crate::store::{Document, DocumentStore, MemoryStore};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,7 +48,9 @@ pub struct SqliteState {
     path: PathBuf,
     models: Vec<String>,
     in_transaction: bool,
-    dirty: HashSet<(ModelId, String)>,
+    dirty: HashSet<(ModelId, String), BuildHasherDefault<FxHasher>>,
+    /// Reused to serialize documents.
+    text: Vec<u8>,
     crash: CrashPoint,
 }
 
@@ -100,7 +104,8 @@ impl SqliteState {
             path: path.to_owned(),
             models,
             in_transaction: false,
-            dirty: HashSet::new(),
+            dirty: HashSet::default(),
+            text: Vec::new(),
             crash: CrashPoint::from_env(),
         };
         // Read-only checks first: nothing is written to a file that turns out
@@ -153,7 +158,12 @@ impl SqliteState {
         }
         // FULL: a commit reaches the disk before its replies are written, so
         // a reply survives power loss as well as a crash of the process.
-        self.execute("PRAGMA synchronous = FULL", "configuring the state")
+        // Checkpointing every 64 MiB of WAL instead of 4 MiB copies hot pages
+        // back to the database far less often.
+        self.execute(
+            "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 16384",
+            "configuring the state",
+        )
     }
 
     /// Checks, reading only, that the file is empty (returns true) or a
@@ -414,7 +424,9 @@ impl Journal for SqliteState {
                 let name = &self.models[model.0 as usize];
                 match stores[model.0 as usize].get(&key) {
                     Some(doc) => {
-                        let text = serde_json::to_string(doc).expect("documents serialize");
+                        self.text.clear();
+                        serde_json::to_writer(&mut self.text, doc).expect("documents serialize");
+                        let text = std::str::from_utf8(&self.text).expect("JSON is UTF-8");
                         upsert.execute(params![name, key, text]).map_err(&writing)?;
                     }
                     None => {
