@@ -187,7 +187,16 @@ impl Engine {
             }
         };
         match ty {
-            "event" => return self.event(body, msg_id, out),
+            "event" => {
+                return match body.get("event") {
+                    Some(event) => self.event(event, msg_id, out),
+                    None => {
+                        let text = "the event message has no \"event\"";
+                        error(out, msg_id, MALFORMED_REQUEST, text);
+                        Ok(Outcome::Refused)
+                    }
+                }
+            }
             "subscribe" | "unsubscribe" => self.subscription(ty, body, msg_id, out)?,
             "query" => self.query(body, msg_id, out),
             "init" => self.init(body, msg_id, out),
@@ -261,9 +270,21 @@ impl Engine {
         Ok(())
     }
 
+    /// Answers an event message given its `msg_id` and `event`, parsed by
+    /// the caller: the path a stream of events takes.
+    pub fn handle_event(
+        &mut self,
+        msg_id: Option<&Value>,
+        event: &Value,
+        out: &mut Vec<u8>,
+    ) -> Result<Outcome, StateError> {
+        self.position += 1;
+        self.event(event, msg_id, out)
+    }
+
     fn event(
         &mut self,
-        body: &Map<String, Value>,
+        event: &Value,
         msg_id: Option<&Value>,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
@@ -271,10 +292,9 @@ impl Engine {
             error(out, msg_id, code, text);
             Ok(Outcome::Refused)
         };
-        let event = match checked_event(body) {
-            Ok(event) => event,
-            Err(text) => return refuse(out, MALFORMED_REQUEST, &text),
-        };
+        if let Err(text) = checked_event(event) {
+            return refuse(out, MALFORMED_REQUEST, &text);
+        }
         let type_name = event["type"].as_str().unwrap_or_default();
         let id = match self.plan.event_id.resolve(event) {
             Ok(id) => id,
@@ -441,18 +461,14 @@ impl Engine {
     }
 }
 
-/// The event of an event message, when it has what every event needs.
-fn checked_event(body: &Map<String, Value>) -> Result<&Value, String> {
-    let event = match body.get("event") {
-        Some(event @ Value::Object(_)) => event,
-        Some(other) => {
-            return Err(format!(
-                "\"event\" must be an object, found {}",
-                type_name(other)
-            ))
-        }
-        None => return Err("the event message has no \"event\"".to_owned()),
-    };
+/// Checks that an event has what every event needs.
+fn checked_event(event: &Value) -> Result<(), String> {
+    if !event.is_object() {
+        return Err(format!(
+            "\"event\" must be an object, found {}",
+            type_name(event)
+        ));
+    }
     match event.get("type") {
         Some(Value::String(_)) => {}
         None => return Err("the event has no \"type\"".to_owned()),
@@ -466,7 +482,7 @@ fn checked_event(body: &Map<String, Value>) -> Result<&Value, String> {
     if event.get("payload").is_none() {
         return Err("the event has no \"payload\"".to_owned());
     }
-    Ok(event)
+    Ok(())
 }
 
 fn skipped(out: &mut Vec<u8>, msg_id: Option<&Value>, id: &str, reason: &str) {

@@ -13,7 +13,9 @@ use crate::plan::type_name;
 use crate::protocol::code::MALFORMED_REQUEST;
 use crate::protocol::{json, reply};
 use crate::state::StateError;
+use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
@@ -102,7 +104,22 @@ impl<L: Write> Session<'_, L> {
                 if bytes.iter().all(u8::is_ascii_whitespace) {
                     return Ok(None);
                 }
-                match parse(bytes, line_no) {
+                let text = match std::str::from_utf8(bytes) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        let text = format!(
+                            "input line {line_no} is not valid UTF-8 at column {}",
+                            e.valid_up_to() + 1
+                        );
+                        reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
+                        self.release_later(None);
+                        return Ok(Some(Outcome::Refused));
+                    }
+                };
+                if let Some(answered) = self.event_fast(text)? {
+                    return Ok(Some(answered));
+                }
+                match parse(text, line_no) {
                     Ok(Value::Object(message)) => self.message(message)?,
                     Ok(other) => {
                         let text = format!(
@@ -119,12 +136,60 @@ impl<L: Write> Session<'_, L> {
                 }
             }
         };
+        self.warnings();
+        self.release_later(envelope);
+        Ok(Some(outcome))
+    }
+
+    /// Answers an event message without building the envelope and body as
+    /// JSON trees: only the event is. `None` when the line is anything else
+    /// (another message, or not quite the usual shape), for [`Self::message`].
+    fn event_fast(&mut self, text: &str) -> Result<Option<Outcome>, StateError> {
+        let Ok(line) = serde_json::from_str::<FastLine<'_>>(text) else {
+            return Ok(None);
+        };
+        let (msg_id, event, envelope) = match line {
+            FastLine {
+                ty: Some(ty),
+                event: Some(event),
+                msg_id,
+                ..
+            } if ty == "event" => (msg_id, event, None),
+            FastLine {
+                ty: None,
+                body:
+                    Some(FastBody {
+                        ty,
+                        event: Some(event),
+                        msg_id,
+                    }),
+                src,
+                dest,
+                ..
+            } if ty == "event" => {
+                let string = |s: Option<Cow<'_, str>>| s.map(|s| Value::String(s.into_owned()));
+                let mut envelope = Map::new();
+                if self.options.envelope {
+                    envelope.extend(string(src).map(|s| ("src".to_owned(), s)));
+                    envelope.extend(string(dest).map(|d| ("dest".to_owned(), d)));
+                }
+                (msg_id, event, Some(envelope))
+            }
+            _ => return Ok(None),
+        };
+        let outcome = self
+            .engine
+            .handle_event(msg_id.as_ref(), &event, &mut self.body)?;
+        self.warnings();
+        self.release_later(envelope);
+        Ok(Some(outcome))
+    }
+
+    fn warnings(&mut self) {
         for warning in self.engine.take_warnings() {
             // A log that cannot be written is no reason to stop serving.
             let _ = writeln!(self.log, "projector: warning: {warning}");
         }
-        self.release_later(envelope);
-        Ok(Some(outcome))
     }
 
     /// Answers a bare body or an envelope (a `body` and no `type` of its
@@ -289,14 +354,32 @@ pub fn progress(done: usize, total: usize, started: Instant) -> String {
     format!("{done}/{total} lines, {rate:.0} messages/s")
 }
 
+/// The fields of an event message, an envelope's or a bare body's, with
+/// everything but the event read without allocating where it can be.
+#[derive(Deserialize)]
+struct FastLine<'a> {
+    #[serde(borrow)]
+    src: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    dest: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow)]
+    ty: Option<Cow<'a, str>>,
+    msg_id: Option<Value>,
+    event: Option<Value>,
+    #[serde(borrow)]
+    body: Option<FastBody<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FastBody<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    msg_id: Option<Value>,
+    event: Option<Value>,
+}
+
 /// One line as JSON, or an error text that says what is wrong and where.
-fn parse(bytes: &[u8], line_no: usize) -> Result<Value, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        format!(
-            "input line {line_no} is not valid UTF-8 at column {}",
-            e.valid_up_to() + 1
-        )
-    })?;
+fn parse(text: &str, line_no: usize) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| {
         let message = e.to_string();
         let message = match message.rfind(" at line ") {
