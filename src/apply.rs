@@ -471,11 +471,7 @@ fn write<S: DocumentStore>(write: Write<'_>, key: &str, checked: Plan2, store: &
             apply_effect(&mut doc, field, effect);
         }
         // `unset` names no put field (the plan forbids it), so it has nothing to remove.
-        let changed = store.get(key) != Some(&doc);
-        if changed {
-            store.put(key, doc);
-        }
-        return changed;
+        return store.replace(key, doc);
     }
     let writes = checked.effects.iter().any(|e| !matches!(e, Effect::Keep));
     if !writes {

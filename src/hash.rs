@@ -42,13 +42,30 @@ impl Hasher for FxHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.hash
+        // A multiply only carries differences upwards, and tables index by
+        // the low bits: without this fold, keys that differ only in a word's
+        // high bytes ("user-120", "user-121") would share one bucket chain.
+        let h = self.hash ^ (self.hash >> 32);
+        let h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 32)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_differing_in_a_high_byte_land_in_different_buckets() {
+        let low_bits = |s: &str| {
+            let mut h = FxHasher::default();
+            h.write(s.as_bytes());
+            h.finish() & 0xffff
+        };
+        let buckets: std::collections::HashSet<u64> =
+            (0..10).map(|d| low_bits(&format!("user-12{d}"))).collect();
+        assert_eq!(buckets.len(), 10);
+    }
 
     #[test]
     fn keys_are_found_again() {

@@ -2,6 +2,7 @@
 
 use super::{Document, DocumentStore};
 use crate::hash::FastMap;
+use std::collections::hash_map::Entry;
 
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
@@ -18,14 +19,26 @@ impl DocumentStore for MemoryStore {
     }
 
     fn get_or_create(&mut self, key: &str) -> (&mut Document, bool) {
-        // Look up by &str first so the common case (the document exists)
-        // allocates no key.
-        let created = !self.docs.contains_key(key);
-        if created {
-            self.docs.insert(key.to_owned(), Document::new());
+        // One probe of the table: in a large store each probe is a cache
+        // miss, which costs more than the key copy the entry API needs.
+        match self.docs.entry(key.to_owned()) {
+            Entry::Occupied(doc) => (doc.into_mut(), false),
+            Entry::Vacant(slot) => (slot.insert(Document::new()), true),
         }
-        let doc = self.docs.get_mut(key).expect("present: inserted above");
-        (doc, created)
+    }
+
+    fn replace(&mut self, key: &str, doc: Document) -> bool {
+        match self.docs.entry(key.to_owned()) {
+            Entry::Occupied(mut old) if *old.get() != doc => {
+                old.insert(doc);
+                true
+            }
+            Entry::Occupied(_) => false,
+            Entry::Vacant(slot) => {
+                slot.insert(doc);
+                true
+            }
+        }
     }
 
     fn put(&mut self, key: &str, doc: Document) -> Option<Document> {

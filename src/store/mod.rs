@@ -17,6 +17,8 @@ pub trait DocumentStore {
     fn get_mut(&mut self, key: &str) -> Option<&mut Document>;
     /// The document under `key`, created empty when absent; `true` when created.
     fn get_or_create(&mut self, key: &str) -> (&mut Document, bool);
+    /// Stores `doc` under `key`; returns whether that changed what was stored.
+    fn replace(&mut self, key: &str, doc: Document) -> bool;
     /// Stores `doc` under `key`, returning the document it replaces.
     fn put(&mut self, key: &str, doc: Document) -> Option<Document>;
     fn remove(&mut self, key: &str) -> Option<Document>;
