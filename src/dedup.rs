@@ -9,44 +9,39 @@
 //! one table holds a sixteenth of them twice, not all of them.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::OnceLock;
 
 const SHARDS: usize = 16;
 
 #[derive(Debug, Default)]
 pub struct Processed {
     shards: [HashSet<u128, BuildHasherDefault<Spread>>; SHARDS],
-    keys: Keys,
 }
 
-#[derive(Debug)]
-struct Keys(std::hash::RandomState, std::hash::RandomState);
+/// An event id's 128-bit hash: computed once per event, checked and recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdHash(u128);
 
-impl Default for Keys {
-    fn default() -> Self {
-        Keys(std::hash::RandomState::new(), std::hash::RandomState::new())
+impl IdHash {
+    pub fn of(id: &str) -> IdHash {
+        static KEYS: OnceLock<(RandomState, RandomState)> = OnceLock::new();
+        let (a, b) = KEYS.get_or_init(|| (RandomState::new(), RandomState::new()));
+        IdHash((u128::from(a.hash_one(id)) << 64) | u128::from(b.hash_one(id)))
+    }
+
+    fn shard(self) -> usize {
+        (self.0 >> 124) as usize
     }
 }
 
 impl Processed {
-    fn hash(&self, id: &str) -> u128 {
-        let high = self.keys.0.hash_one(id);
-        let low = self.keys.1.hash_one(id);
-        (u128::from(high) << 64) | u128::from(low)
+    pub fn contains(&self, id: IdHash) -> bool {
+        self.shards[id.shard()].contains(&id.0)
     }
 
-    fn shard(hash: u128) -> usize {
-        (hash >> 124) as usize
-    }
-
-    pub fn contains(&self, id: &str) -> bool {
-        let hash = self.hash(id);
-        self.shards[Self::shard(hash)].contains(&hash)
-    }
-
-    pub fn record(&mut self, id: &str) {
-        let hash = self.hash(id);
-        self.shards[Self::shard(hash)].insert(hash);
+    pub fn record(&mut self, id: IdHash) {
+        self.shards[id.shard()].insert(id.0);
     }
 
     pub fn len(&self) -> usize {
@@ -88,15 +83,16 @@ mod tests {
     #[test]
     fn ids_are_told_apart_and_remembered() {
         let mut p = Processed::default();
-        assert!(!p.contains("evt-1"));
-        p.record("evt-1");
-        p.record("evt-1");
-        assert!(p.contains("evt-1"));
-        assert!(!p.contains("evt-2"));
-        assert!(!p.contains("evt-1 "));
+        let id = IdHash::of;
+        assert!(!p.contains(id("evt-1")));
+        p.record(id("evt-1"));
+        p.record(id("evt-1"));
+        assert!(p.contains(id("evt-1")));
+        assert!(!p.contains(id("evt-2")));
+        assert!(!p.contains(id("evt-1 ")));
         assert_eq!(p.len(), 1);
         for i in 0..100_000 {
-            p.record(&format!("evt-{i}"));
+            p.record(id(&format!("evt-{i}")));
         }
         assert_eq!(p.len(), 100_000);
     }

@@ -3,7 +3,7 @@
 //! to its reply.
 
 use crate::apply::{apply, Change, Meta};
-use crate::dedup::Processed;
+use crate::dedup::{IdHash, Processed};
 use crate::plan::binding::Binding;
 use crate::plan::{scalar_text, type_name, ModelId, Plan};
 use crate::protocol::code::{MALFORMED_REQUEST, NOT_SUPPORTED, PRECONDITION_FAILED};
@@ -300,8 +300,9 @@ impl Engine {
             Ok(id) => id,
             Err(e) => return refuse(out, MALFORMED_REQUEST, &e.to_string()),
         };
-        if self.processed.contains(&id) {
-            self.reapply_for_rebuild(event, type_name, &id)?;
+        let hash = IdHash::of(&id);
+        if self.processed.contains(hash) {
+            self.reapply_for_rebuild(event, type_name, &id, hash)?;
             skipped(out, msg_id, &id, "already_processed");
             return Ok(Outcome::Skipped);
         }
@@ -329,9 +330,9 @@ impl Engine {
             return refuse(out, code, &text);
         }
         self.journal.record_event(Some(&id), &self.changes)?;
-        self.processed.record(&id);
+        self.processed.record(hash);
         if let Some(rebuild) = &mut self.rebuild {
-            rebuild.seen.record(&id);
+            rebuild.seen.record(hash);
         }
         let names = &self.model_json;
         Reply::start(out, "read_models_updated", msg_id)
@@ -353,6 +354,7 @@ impl Engine {
         event: &Value,
         type_name: &str,
         id: &str,
+        hash: IdHash,
     ) -> Result<(), StateError> {
         let Some(rebuild) = &mut self.rebuild else {
             return Ok(());
@@ -360,10 +362,10 @@ impl Engine {
         let Some(ty) = self.plan.event_type(type_name) else {
             return Ok(());
         };
-        if rebuild.seen.contains(id) {
+        if rebuild.seen.contains(hash) {
             return Ok(());
         }
-        rebuild.seen.record(id);
+        rebuild.seen.record(hash);
         let meta = Meta {
             id,
             event_type: type_name,

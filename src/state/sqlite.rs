@@ -16,7 +16,7 @@
 
 use super::{Journal, Restored, Stale, StateError};
 use crate::apply::Change;
-use crate::dedup::Processed;
+use crate::dedup::{IdHash, Processed};
 use crate::hash::FxHasher;
 use crate::plan::{ModelId, Plan};
 use crate::store::{Document, DocumentStore, MemoryStore};
@@ -340,7 +340,7 @@ impl SqliteState {
             .map_err(&reading)?;
         let mut rows = ids.query([]).map_err(&reading)?;
         while let Some(row) = rows.next().map_err(&reading)? {
-            processed.record(&row.get::<_, String>(0).map_err(&reading)?);
+            processed.record(IdHash::of(&row.get::<_, String>(0).map_err(&reading)?));
         }
         let subscriptions = match self.meta("subscriptions")? {
             Some(text) => Some(
