@@ -81,6 +81,15 @@ fn replay_in_memory(config: &Path, log: &Path, dump: &Path) {
         .success();
 }
 
+/// Runs `projector --state STATE` on one UserCreated event; it must succeed.
+fn created_once(state: &str) {
+    Run::new()
+        .args(&["--state", state])
+        .stdin(&[CREATED])
+        .go()
+        .success();
+}
+
 fn state_arg(dir: &TempDir) -> String {
     dir.path().join("state.db").to_str().unwrap().to_owned()
 }
@@ -118,11 +127,7 @@ fn a_restart_resumes_documents_ids_and_subscriptions() {
 fn documents_are_readable_with_plain_sql() {
     let dir = TempDir::new();
     let state = state_arg(&dir);
-    Run::new()
-        .args(&["--state", &state])
-        .stdin(&[CREATED])
-        .go()
-        .success();
+    created_once(&state);
     let db = Connection::open(&state).unwrap();
     let rows: Vec<(String, String)> = db
         .prepare("SELECT key, doc FROM documents WHERE model = 'user_listing'")
@@ -511,11 +516,7 @@ fn crashed_between_any_two_writes_every_event_is_applied_exactly_once() {
 fn a_removed_model_has_its_documents_dropped_and_rebuild_needs_a_known_model() {
     let dir = TempDir::new();
     let state = state_arg(&dir);
-    Run::new()
-        .args(&["--state", &state])
-        .stdin(&[CREATED])
-        .go()
-        .success();
+    created_once(&state);
     let only_listing = r#"
 [[model]]
 name = "user_listing"
