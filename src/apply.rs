@@ -361,7 +361,7 @@ fn check<S: DocumentStore>(r: &Resolved<'_>, store: &S) -> Result<Plan2, ApplyEr
     let put = put.as_ref().map(|fields| {
         let mut doc = Document::new();
         for (field, v) in fields {
-            fields::set(&mut doc, &field.segments, v.clone().into_owned());
+            fields::set(&mut doc, field, v.clone().into_owned());
         }
         doc
     });
@@ -379,7 +379,7 @@ fn check<S: DocumentStore>(r: &Resolved<'_>, store: &S) -> Result<Plan2, ApplyEr
             op: op.name(),
             found: type_name(found),
         };
-        let current = match fields::get(base, &field.segments) {
+        let current = match fields::get(base, field) {
             Lookup::Found(c) => Some(c),
             Lookup::Absent => None,
             Lookup::Blocked { found, .. } => return Err(holds(found)),
@@ -491,15 +491,15 @@ fn write<S: DocumentStore>(write: Write<'_>, key: &str, checked: Plan2, store: &
 fn apply_effect(doc: &mut Document, field: &FieldPath, effect: Effect) -> bool {
     match effect {
         Effect::Keep => false,
-        Effect::Set(v) => fields::set(doc, &field.segments, v),
-        Effect::Push(v) => match fields::slot(doc, &field.segments) {
+        Effect::Set(v) => fields::set(doc, field, v),
+        Effect::Push(v) => match fields::slot(doc, field) {
             Some(Value::Array(items)) => {
                 items.push(v);
                 true
             }
             _ => false,
         },
-        Effect::RemoveAll(v) => match fields::slot(doc, &field.segments) {
+        Effect::RemoveAll(v) => match fields::slot(doc, field) {
             Some(Value::Array(items)) => {
                 let before = items.len();
                 items.retain(|i| !same(i, &v));
@@ -513,7 +513,7 @@ fn apply_effect(doc: &mut Document, field: &FieldPath, effect: Effect) -> bool {
 fn unset_fields(doc: &mut Document, unset: &[FieldPath]) -> bool {
     let mut changed = false;
     for f in unset {
-        changed |= fields::remove(doc, &f.segments);
+        changed |= fields::remove(doc, f);
     }
     changed
 }
@@ -555,7 +555,7 @@ mod tests {
     }
 
     fn doc(stores: &[MemoryStore], model: usize, key: &str) -> Option<Value> {
-        stores[model].get(key).cloned().map(Value::Object)
+        stores[model].get(key).cloned().map(Value::from)
     }
 
     const COUNTER: &str = r#"

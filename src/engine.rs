@@ -417,7 +417,7 @@ impl Engine {
                 .str("model", name)
                 .str("key", &key)
                 .with("document", |o| match doc {
-                    Some(d) => json::object(o, d),
+                    Some(d) => json::document(o, d.iter()),
                     None => o.extend_from_slice(b"null"),
                 })
                 .end();

@@ -1,5 +1,6 @@
 //! Nested fields of a document: `address.city` reaches into `address`.
 
+use crate::plan::binding::FieldPath;
 use crate::store::Document;
 use serde_json::{Map, Value};
 
@@ -16,49 +17,51 @@ pub enum Lookup<'d> {
     },
 }
 
-pub fn get<'d>(doc: &'d Document, path: &[String]) -> Lookup<'d> {
-    let (last, parents) = path.split_last().expect("a field path has a name");
-    let mut at = doc;
-    for (depth, segment) in parents.iter().enumerate() {
-        at = match at.get(segment) {
-            None | Some(Value::Null) => return Lookup::Absent,
-            Some(Value::Object(inner)) => inner,
-            Some(found) => return Lookup::Blocked { depth, found },
+pub fn get<'d>(doc: &'d Document, path: &FieldPath) -> Lookup<'d> {
+    let mut at = match doc.get(&path.head) {
+        None | Some(Value::Null) => return Lookup::Absent,
+        Some(v) => v,
+    };
+    for (depth, segment) in path.segments[1..].iter().enumerate() {
+        at = match at {
+            Value::Object(inner) => match inner.get(segment) {
+                None | Some(Value::Null) => return Lookup::Absent,
+                Some(v) => v,
+            },
+            found => return Lookup::Blocked { depth, found },
         };
     }
-    match at.get(last) {
-        None | Some(Value::Null) => Lookup::Absent,
-        Some(v) => Lookup::Found(v),
-    }
+    Lookup::Found(at)
 }
 
 /// The slot for a field, creating the objects on the way (a null on the way
 /// becomes an object); `None` if one of them holds something else.
-pub fn slot<'d>(doc: &'d mut Document, path: &[String]) -> Option<&'d mut Value> {
-    let (last, parents) = path.split_last().expect("a field path has a name");
-    let mut at = doc;
-    for segment in parents {
-        let next = at.entry(segment.clone()).or_insert(Value::Null);
-        if next.is_null() {
-            *next = Value::Object(Map::new());
+pub fn slot<'d>(doc: &'d mut Document, path: &FieldPath) -> Option<&'d mut Value> {
+    let mut at = doc.slot(path.head);
+    for segment in &path.segments[1..] {
+        if at.is_null() {
+            *at = Value::Object(Map::new());
         }
-        at = next.as_object_mut()?;
+        at = at
+            .as_object_mut()?
+            .entry(segment.clone())
+            .or_insert(Value::Null);
     }
-    Some(at.entry(last.clone()).or_insert(Value::Null))
+    Some(at)
 }
 
 /// Sets a field; returns whether its value changed.
-pub fn set(doc: &mut Document, path: &[String], value: Value) -> bool {
-    if let [name] = path {
+pub fn set(doc: &mut Document, path: &FieldPath, value: Value) -> bool {
+    if path.segments.len() == 1 {
         // The common case, one lookup when the field exists.
-        return match doc.get_mut(name) {
+        return match doc.get_mut(&path.head) {
             Some(old) if *old == value => false,
             Some(old) => {
                 *old = value;
                 true
             }
             None => {
-                doc.insert(name.clone(), value);
+                doc.insert(path.head, value);
                 true
             }
         };
@@ -76,22 +79,26 @@ pub fn set(doc: &mut Document, path: &[String], value: Value) -> bool {
 }
 
 /// The value stored at a field, null included.
-fn leaf<'d>(doc: &'d Document, path: &[String]) -> Option<&'d Value> {
-    let (last, parents) = path.split_last()?;
-    let mut at = doc;
-    for segment in parents {
-        at = at.get(segment)?.as_object()?;
+fn leaf<'d>(doc: &'d Document, path: &FieldPath) -> Option<&'d Value> {
+    let mut at = doc.get(&path.head)?;
+    for segment in &path.segments[1..] {
+        at = at.as_object()?.get(segment)?;
     }
-    at.get(last)
+    Some(at)
 }
 
 /// Removes a field; returns whether it was there.
-pub fn remove(doc: &mut Document, path: &[String]) -> bool {
-    let (last, parents) = path.split_last().expect("a field path has a name");
-    let mut at = doc;
-    for segment in parents {
+pub fn remove(doc: &mut Document, path: &FieldPath) -> bool {
+    let Some((last, inner)) = path.segments[1..].split_last() else {
+        return doc.remove(&path.head).is_some();
+    };
+    let mut at = match doc.get_mut(&path.head) {
+        Some(Value::Object(map)) => map,
+        _ => return false,
+    };
+    for segment in inner {
         match at.get_mut(segment) {
-            Some(Value::Object(inner)) => at = inner,
+            Some(Value::Object(map)) => at = map,
             _ => return false,
         }
     }
@@ -104,11 +111,11 @@ mod tests {
     use serde_json::json;
 
     fn doc(v: Value) -> Document {
-        v.as_object().unwrap().clone()
+        serde_json::from_value(v).unwrap()
     }
 
-    fn path(p: &str) -> Vec<String> {
-        p.split('.').map(str::to_owned).collect()
+    fn path(p: &str) -> FieldPath {
+        FieldPath::new(p)
     }
 
     #[test]
@@ -119,12 +126,12 @@ mod tests {
         assert!(set(&mut d, &path("a.n"), Value::Null));
         assert!(!set(&mut d, &path("a.n"), Value::Null));
         assert!(remove(&mut d, &path("a.n")));
-        assert_eq!(Value::Object(d.clone()), json!({"a": {"b": {"c": 1}}}));
+        assert_eq!(Value::from(d.clone()), json!({"a": {"b": {"c": 1}}}));
         assert_eq!(get(&d, &path("a.b.c")), Lookup::Found(&json!(1)));
         assert_eq!(get(&d, &path("a.x.c")), Lookup::Absent);
         assert!(remove(&mut d, &path("a.b.c")));
         assert!(!remove(&mut d, &path("a.b.c")));
-        assert_eq!(Value::Object(d), json!({"a": {"b": {}}}));
+        assert_eq!(Value::from(d), json!({"a": {"b": {}}}));
     }
 
     #[test]

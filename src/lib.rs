@@ -36,6 +36,7 @@ pub mod engine;
 pub mod fields;
 pub mod hash;
 pub mod lines;
+pub mod name;
 pub mod plan;
 pub mod protocol;
 pub mod server;

@@ -3,6 +3,7 @@
 use super::path::JsonPath;
 use super::ModelId;
 pub use crate::config::raw::{FieldOp, MetaField, Missing, Test};
+use crate::name::Name;
 use serde_json::Value;
 
 #[derive(Debug, Clone)]
@@ -88,13 +89,17 @@ pub struct FieldMap {
 pub struct FieldPath {
     pub text: String,
     pub segments: Vec<String>,
+    /// The first segment, the document's own field, interned.
+    pub head: Name,
 }
 
 impl FieldPath {
     pub fn new(text: &str) -> Self {
+        let segments: Vec<String> = text.split('.').map(str::to_owned).collect();
         FieldPath {
             text: text.to_owned(),
-            segments: text.split('.').map(str::to_owned).collect(),
+            head: Name::new(&segments[0]),
+            segments,
         }
     }
 

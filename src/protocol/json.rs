@@ -1,7 +1,8 @@
 //! JSON text in the style of Python's `json.dumps` with its defaults: `", "`
 //! and `": "` separators, `ensure_ascii` escapes, and floats as `repr` prints them.
 
-use serde_json::{Map, Number, Value};
+use crate::store::Document;
+use serde_json::{Number, Value};
 
 pub fn value(out: &mut Vec<u8>, v: &Value) {
     match v {
@@ -24,9 +25,14 @@ pub fn value(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-pub fn object(out: &mut Vec<u8>, map: &Map<String, Value>) {
+pub fn object<'v>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = (&'v String, &'v Value)>) {
+    document(out, fields.into_iter().map(|(k, v)| (k.as_str(), v)));
+}
+
+/// An object from its fields, in the order given.
+pub fn document<'v>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = (&'v str, &'v Value)>) {
     out.push(b'{');
-    for (i, (k, v)) in map.iter().enumerate() {
+    for (i, (k, v)) in fields.into_iter().enumerate() {
         if i > 0 {
             out.extend_from_slice(b", ");
         }
@@ -38,10 +44,7 @@ pub fn object(out: &mut Vec<u8>, map: &Map<String, Value>) {
 }
 
 /// `{"key": document, ...}`, in the order given.
-pub fn documents<'d>(
-    out: &mut Vec<u8>,
-    docs: impl IntoIterator<Item = (&'d str, &'d Map<String, Value>)>,
-) {
+pub fn documents<'d>(out: &mut Vec<u8>, docs: impl IntoIterator<Item = (&'d str, &'d Document)>) {
     out.push(b'{');
     for (i, (key, doc)) in docs.into_iter().enumerate() {
         if i > 0 {
@@ -49,7 +52,7 @@ pub fn documents<'d>(
         }
         string(out, key);
         out.extend_from_slice(b": ");
-        object(out, doc);
+        document(out, doc.iter());
     }
     out.push(b'}');
 }

@@ -78,7 +78,7 @@ mod tests {
     use serde_json::json;
 
     fn doc(v: serde_json::Value) -> Document {
-        v.as_object().unwrap().clone()
+        serde_json::from_value(v).unwrap()
     }
 
     #[test]
@@ -100,7 +100,9 @@ mod tests {
     fn get_or_create_says_when_it_created() {
         let mut s = MemoryStore::default();
         assert!(s.get_or_create("k").1);
-        s.get_or_create("k").0.insert("x".into(), json!(1));
+        s.get_or_create("k")
+            .0
+            .insert(crate::name::Name::new("x"), json!(1));
         assert!(!s.get_or_create("k").1);
         assert_eq!(s.get("k"), Some(&doc(json!({"x": 1}))));
     }

@@ -3,14 +3,11 @@
 //! The interpreter reads and writes through [`DocumentStore`], so a backend
 //! (in memory today) can change without touching how events are applied.
 
+mod document;
 mod memory;
 
+pub use document::Document;
 pub use memory::MemoryStore;
-
-use serde_json::{Map, Value};
-
-/// A read-model document: a JSON object.
-pub type Document = Map<String, Value>;
 
 pub trait DocumentStore {
     fn get(&self, key: &str) -> Option<&Document>;
