@@ -134,6 +134,22 @@ impl Engine {
         std::mem::take(&mut self.warnings)
     }
 
+    /// Ends the engine as the process exits: the state, if any, is closed;
+    /// the documents and processed ids are left for the operating system to
+    /// reclaim, which takes no time, where freeing them one allocation at a
+    /// time takes a noticeable share of a large run.
+    pub fn close(self) {
+        let Engine {
+            journal,
+            stores,
+            processed,
+            ..
+        } = self;
+        drop(journal);
+        std::mem::forget(stores);
+        std::mem::forget(processed);
+    }
+
     /// Makes every change so far durable (a no-op in memory). Replies to the
     /// messages handled so far may be written once this returns.
     pub fn commit(&mut self) -> Result<(), StateError> {

@@ -285,10 +285,12 @@ fn run(args: &RunArgs) -> ExitCode {
         }
         Err(ServeError::State(e)) => return state_failed(&e),
     }
-    match &args.dump {
+    let code = match &args.dump {
         Some(path) => write_dump(&engine, path),
         None => ExitCode::SUCCESS,
-    }
+    };
+    engine.close();
+    code
 }
 
 fn replay(args: &ReplayArgs) -> ExitCode {
@@ -335,10 +337,12 @@ fn replay(args: &ReplayArgs) -> ExitCode {
         counts.skipped,
         counts.refused
     ));
-    match &args.dump {
+    let code = match &args.dump {
         Some(path) => write_dump(&engine, path),
         None => ExitCode::SUCCESS,
-    }
+    };
+    engine.close();
+    code
 }
 
 fn test(args: &TestArgs) -> ExitCode {
