@@ -6,12 +6,13 @@
 //! what each operation will do), and only then write. The first two phases
 //! change nothing, so any failure leaves every store as it was.
 
+use crate::event::Event;
 use crate::fields::{self, Lookup};
 use crate::plan::binding::{
     Action, Binding, Condition, FieldMap, FieldOp, FieldPath, Key, MetaField, Missing, Part,
     Source, Test,
 };
-use crate::plan::{scalar_text, type_name, ModelId, Plan};
+use crate::plan::{type_name, ModelId, Plan};
 use crate::store::{Document, DocumentStore};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
@@ -165,6 +166,17 @@ pub fn apply<S: DocumentStore>(
     stores: &mut [S],
     changed: &mut Vec<Change>,
 ) -> Result<(), ApplyError> {
+    apply_event(bindings, &Event::from(event), meta, stores, changed)
+}
+
+/// [`apply`] for an event as the interpreter reads it.
+pub fn apply_event<S: DocumentStore>(
+    bindings: &[Binding],
+    event: &Event<'_>,
+    meta: &Meta<'_>,
+    stores: &mut [S],
+    changed: &mut Vec<Change>,
+) -> Result<(), ApplyError> {
     changed.clear();
     let mut resolved = Vec::with_capacity(bindings.len());
     for binding in bindings {
@@ -173,7 +185,7 @@ pub fn apply<S: DocumentStore>(
         }
     }
     let mut checked = Vec::with_capacity(resolved.len());
-    for r in &resolved {
+    for r in &mut resolved {
         checked.push(check(r, &stores[r.model.0 as usize])?);
     }
     for (r, checked) in resolved.into_iter().zip(checked) {
@@ -189,7 +201,7 @@ pub fn apply<S: DocumentStore>(
 
 fn resolve<'a>(
     binding: &'a Binding,
-    event: &'a Value,
+    event: &'a Event<'a>,
     meta: &Meta<'a>,
 ) -> Result<Option<Resolved<'a>>, ApplyError> {
     let model = binding.model;
@@ -257,13 +269,11 @@ fn resolve<'a>(
 /// it found when that is not a string or a number.
 fn resolve_key<'a>(
     key: &'a Key,
-    event: &'a Value,
+    event: &'a Event<'a>,
 ) -> Result<Option<Cow<'a, str>>, (String, &'static str)> {
-    let part = |path: &'a crate::plan::path::JsonPath| match path.find_one(event) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => scalar_text(v)
-            .map(Some)
-            .ok_or_else(|| (path.as_str().to_owned(), type_name(v))),
+    let part = |path: &'a crate::plan::path::JsonPath| {
+        path.text(event)
+            .map_err(|found| (path.as_str().to_owned(), found))
     };
     match key {
         Key::Path(path) => part(path),
@@ -284,8 +294,8 @@ fn resolve_key<'a>(
 }
 
 /// Whether a `when` condition holds for the event.
-fn holds(c: &Condition, event: &Value) -> bool {
-    let found = c.path.find(event).into_value();
+fn holds(c: &Condition, event: &Event<'_>) -> bool {
+    let found = c.path.select(event);
     let found = found.as_deref().filter(|v| !v.is_null());
     let ordered = |want: &Value, accept: fn(Ordering) -> bool| {
         found.and_then(|v| compare(v, want)).is_some_and(accept)
@@ -326,7 +336,7 @@ fn compare(a: &Value, b: &Value) -> Option<Ordering> {
 fn value<'a>(
     model: ModelId,
     f: &'a FieldMap,
-    event: &'a Value,
+    event: &'a Event<'a>,
     meta: &Meta<'a>,
 ) -> Result<Option<Cow<'a, Value>>, ApplyError> {
     match &f.source {
@@ -336,7 +346,7 @@ fn value<'a>(
             MetaField::EventType => Value::String(meta.event_type.to_owned()),
             MetaField::Position => Value::from(meta.position),
         }))),
-        Source::Path(path) => match (path.find(event).into_value(), f.missing) {
+        Source::Path(path) => match (path.select(event), f.missing) {
             (Some(v), _) => Ok(Some(v)),
             (None, Missing::Skip) => Ok(None),
             (None, Missing::Null) => Ok(Some(Cow::Owned(Value::Null))),
@@ -351,30 +361,33 @@ fn value<'a>(
 
 /// Checks a resolved write against the stored document and decides what
 /// each operation does.
-fn check<S: DocumentStore>(r: &Resolved<'_>, store: &S) -> Result<Plan2, ApplyError> {
-    let Write::Update { put, ops, .. } = &r.write else {
+fn check<S: DocumentStore>(r: &mut Resolved<'_>, store: &S) -> Result<Plan2, ApplyError> {
+    let Resolved { model, key, write } = r;
+    let Write::Update { put, ops, .. } = write else {
         return Ok(Plan2 {
             put: None,
             effects: Vec::new(),
         });
     };
-    let put = put.as_ref().map(|fields| {
+    let put = put.as_mut().map(|fields| {
         let mut doc = Document::new();
         for (field, v) in fields {
-            fields::set(&mut doc, field, v.clone().into_owned());
+            fields::set(&mut doc, field, std::mem::take(v).into_owned());
         }
         doc
     });
     let empty = Document::new();
     let base = match &put {
         Some(doc) => doc,
-        None => store.get(&r.key).unwrap_or(&empty),
+        None => store.get(key).unwrap_or(&empty),
     };
     let mut effects = Vec::with_capacity(ops.len());
-    for (op, field, v) in ops {
+    for (op, field, v) in ops.iter_mut() {
+        let (op, field) = (&*op, &**field);
+        let v = std::mem::take(v).into_owned();
         let holds = |found: &Value| ApplyError::FieldHolds {
-            model: r.model,
-            key: r.key.to_string(),
+            model: *model,
+            key: key.to_string(),
             field: field.text.clone(),
             op: op.name(),
             found: type_name(found),
@@ -384,10 +397,9 @@ fn check<S: DocumentStore>(r: &Resolved<'_>, store: &S) -> Result<Plan2, ApplyEr
             Lookup::Absent => None,
             Lookup::Blocked { found, .. } => return Err(holds(found)),
         };
-        let v = v.as_ref();
         let effect = match (op, current) {
-            (FieldOp::Merge, _) => Effect::Set(v.clone()),
-            (FieldOp::SetIfAbsent, None) => Effect::Set(v.clone()),
+            (FieldOp::Merge, _) => Effect::Set(v),
+            (FieldOp::SetIfAbsent, None) => Effect::Set(v),
             (FieldOp::SetIfAbsent, Some(_)) => Effect::Keep,
             (FieldOp::Increment, current) => {
                 let base = match current {
@@ -395,36 +407,34 @@ fn check<S: DocumentStore>(r: &Resolved<'_>, store: &S) -> Result<Plan2, ApplyEr
                     Some(Value::Number(n)) => Some(n),
                     Some(other) => return Err(holds(other)),
                 };
-                let Value::Number(by) = v else {
+                let Value::Number(by) = &v else {
                     unreachable!("resolve keeps only numeric increments")
                 };
                 Effect::Set(add(base, by).ok_or_else(|| ApplyError::Overflow {
-                    model: r.model,
-                    key: r.key.to_string(),
+                    model: *model,
+                    key: key.to_string(),
                     field: field.text.clone(),
                 })?)
             }
-            (FieldOp::Max | FieldOp::Min, None) => Effect::Set(v.clone()),
-            (FieldOp::Max | FieldOp::Min, Some(c)) => match compare(v, c) {
-                Some(Ordering::Greater) if *op == FieldOp::Max => Effect::Set(v.clone()),
-                Some(Ordering::Less) if *op == FieldOp::Min => Effect::Set(v.clone()),
+            (FieldOp::Max | FieldOp::Min, None) => Effect::Set(v),
+            (FieldOp::Max | FieldOp::Min, Some(c)) => match compare(&v, c) {
+                Some(Ordering::Greater) if *op == FieldOp::Max => Effect::Set(v),
+                Some(Ordering::Less) if *op == FieldOp::Min => Effect::Set(v),
                 Some(_) => Effect::Keep,
                 None => return Err(holds(c)),
             },
-            (FieldOp::Append | FieldOp::AddToSet, None) => {
-                Effect::Set(Value::Array(vec![v.clone()]))
-            }
-            (FieldOp::Append, Some(Value::Array(_))) => Effect::Push(v.clone()),
+            (FieldOp::Append | FieldOp::AddToSet, None) => Effect::Set(Value::Array(vec![v])),
+            (FieldOp::Append, Some(Value::Array(_))) => Effect::Push(v),
             (FieldOp::AddToSet, Some(Value::Array(items))) => {
-                match items.iter().any(|i| same(i, v)) {
+                match items.iter().any(|i| same(i, &v)) {
                     true => Effect::Keep,
-                    false => Effect::Push(v.clone()),
+                    false => Effect::Push(v),
                 }
             }
             (FieldOp::Remove, None) => Effect::Keep,
             (FieldOp::Remove, Some(Value::Array(items))) => {
-                match items.iter().any(|i| same(i, v)) {
-                    true => Effect::RemoveAll(v.clone()),
+                match items.iter().any(|i| same(i, &v)) {
+                    true => Effect::RemoveAll(v),
                     false => Effect::Keep,
                 }
             }

@@ -2,8 +2,9 @@
 //! processed event ids, the read models, and the dispatch from a message body
 //! to its reply.
 
-use crate::apply::{apply, Change, Meta};
+use crate::apply::{apply_event, Change, Meta};
 use crate::dedup::{IdHash, Processed};
+use crate::event::{Event, Raw};
 use crate::plan::binding::Binding;
 use crate::plan::{scalar_text, type_name, ModelId, Plan};
 use crate::protocol::code::{MALFORMED_REQUEST, NOT_SUPPORTED, PRECONDITION_FAILED};
@@ -205,7 +206,7 @@ impl Engine {
         match ty {
             "event" => {
                 return match body.get("event") {
-                    Some(event) => self.event(event, msg_id, out),
+                    Some(event) => self.event(&Event::from(event), msg_id, out),
                     None => {
                         let text = "the event message has no \"event\"";
                         error(out, msg_id, MALFORMED_REQUEST, text);
@@ -291,7 +292,7 @@ impl Engine {
     pub fn handle_event(
         &mut self,
         msg_id: Option<&Value>,
-        event: &Value,
+        event: &Event<'_>,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
         self.position += 1;
@@ -300,7 +301,7 @@ impl Engine {
 
     fn event(
         &mut self,
-        event: &Value,
+        event: &Event<'_>,
         msg_id: Option<&Value>,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
@@ -308,11 +309,11 @@ impl Engine {
             error(out, msg_id, code, text);
             Ok(Outcome::Refused)
         };
-        if let Err(text) = checked_event(event) {
-            return refuse(out, MALFORMED_REQUEST, &text);
-        }
-        let type_name = event["type"].as_str().unwrap_or_default();
-        let id = match self.plan.event_id.resolve(event) {
+        let type_name = match checked_event(event.root()) {
+            Ok(type_name) => type_name,
+            Err(text) => return refuse(out, MALFORMED_REQUEST, &text),
+        };
+        let id = match self.plan.event_id.resolve_event(event) {
             Ok(id) => id,
             Err(e) => return refuse(out, MALFORMED_REQUEST, &e.to_string()),
         };
@@ -333,7 +334,7 @@ impl Engine {
             event_type: type_name,
             position: self.position,
         };
-        if let Err(e) = apply(bindings, event, &meta, &mut self.stores, &mut self.changes) {
+        if let Err(e) = apply_event(bindings, event, &meta, &mut self.stores, &mut self.changes) {
             let code = if e.is_precondition() {
                 PRECONDITION_FAILED
             } else {
@@ -367,7 +368,7 @@ impl Engine {
     /// models, the first time its id comes by.
     fn reapply_for_rebuild(
         &mut self,
-        event: &Value,
+        event: &Event<'_>,
         type_name: &str,
         id: &str,
         hash: IdHash,
@@ -387,7 +388,7 @@ impl Engine {
             event_type: type_name,
             position: self.position,
         };
-        match apply(
+        match apply_event(
             &rebuild.routes[ty.0 as usize],
             event,
             &meta,
@@ -480,27 +481,28 @@ impl Engine {
 }
 
 /// Checks that an event has what every event needs.
-fn checked_event(event: &Value) -> Result<(), String> {
-    if !event.is_object() {
+/// Checks that an event has what every event needs; returns its type.
+fn checked_event<'r>(event: &'r Raw<'_>) -> Result<&'r str, String> {
+    if !matches!(event, Raw::Object(_)) {
         return Err(format!(
             "\"event\" must be an object, found {}",
-            type_name(event)
+            event.type_name()
         ));
     }
-    match event.get("type") {
-        Some(Value::String(_)) => {}
+    let type_name = match event.get("type") {
+        Some(Raw::String(ty)) => ty,
         None => return Err("the event has no \"type\"".to_owned()),
         Some(other) => {
             return Err(format!(
                 "the event's \"type\" must be a string, found {}",
-                type_name(other)
+                other.type_name()
             ))
         }
-    }
+    };
     if event.get("payload").is_none() {
         return Err("the event has no \"payload\"".to_owned());
     }
-    Ok(())
+    Ok(type_name)
 }
 
 fn skipped(out: &mut Vec<u8>, msg_id: Option<&Value>, id: &str, reason: &str) {

@@ -33,6 +33,7 @@ pub mod config;
 pub mod dedup;
 pub mod diag;
 pub mod engine;
+pub mod event;
 pub mod fields;
 pub mod hash;
 pub mod lines;

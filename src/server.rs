@@ -8,6 +8,7 @@
 //! same handling over an event log.
 
 use crate::engine::{Engine, Outcome};
+use crate::event::{Event, Raw};
 use crate::lines::{Line, LineReader};
 use crate::plan::type_name;
 use crate::protocol::code::MALFORMED_REQUEST;
@@ -177,9 +178,9 @@ impl<L: Write> Session<'_, L> {
             }
             _ => return Ok(None),
         };
-        let outcome = self
-            .engine
-            .handle_event(msg_id.as_ref(), &event, &mut self.body)?;
+        let outcome =
+            self.engine
+                .handle_event(msg_id.as_ref(), &Event::new(event), &mut self.body)?;
         self.warnings();
         self.release_later(envelope);
         Ok(Some(outcome))
@@ -365,7 +366,8 @@ struct FastLine<'a> {
     #[serde(rename = "type", borrow)]
     ty: Option<Cow<'a, str>>,
     msg_id: Option<Value>,
-    event: Option<Value>,
+    #[serde(borrow)]
+    event: Option<Raw<'a>>,
     #[serde(borrow)]
     body: Option<FastBody<'a>>,
 }
@@ -375,7 +377,8 @@ struct FastBody<'a> {
     #[serde(rename = "type", borrow)]
     ty: Cow<'a, str>,
     msg_id: Option<Value>,
-    event: Option<Value>,
+    #[serde(borrow)]
+    event: Option<Raw<'a>>,
 }
 
 /// One line as JSON, or an error text that says what is wrong and where.

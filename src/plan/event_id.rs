@@ -2,7 +2,7 @@
 //! that derives an id from another field when the event carries none.
 
 use super::path::JsonPath;
-use super::scalar_text;
+use crate::event::Event;
 use regex::Regex;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -56,12 +56,18 @@ impl std::fmt::Display for IdError {
 impl EventIdRule {
     /// The id of `event`, found or derived.
     pub fn resolve<'e>(&self, event: &'e Value) -> Result<Cow<'e, str>, IdError> {
-        match self.path.find_one(event) {
-            None | Some(Value::Null) => {}
-            Some(v) => {
-                return scalar_text(v).ok_or_else(|| IdError::NotScalar {
+        self.resolve_event(&Event::from(event))
+    }
+
+    /// [`Self::resolve`] for an event as the interpreter reads it.
+    pub fn resolve_event<'a>(&self, event: &Event<'a>) -> Result<Cow<'a, str>, IdError> {
+        match self.path.text(event) {
+            Ok(None) => {}
+            Ok(Some(id)) => return Ok(id),
+            Err(found) => {
+                return Err(IdError::NotScalar {
                     path: self.path.as_str().to_owned(),
-                    found: super::type_name(v),
+                    found,
                 })
             }
         }
@@ -72,9 +78,9 @@ impl EventIdRule {
         let Some(d) = &self.derive else {
             return Err(missing(None));
         };
-        let source = match d.from.find_one(event).and_then(scalar_text) {
-            Some(s) => s,
-            None => {
+        let source = match d.from.text(event) {
+            Ok(Some(s)) => s,
+            Ok(None) | Err(_) => {
                 return Err(missing(Some(format!(
                     "none can be derived: {} is not a string or number",
                     d.from.as_str()

@@ -17,7 +17,7 @@ pub use compile::compile;
 use crate::hash::FastMap;
 use binding::Binding;
 use event_id::EventIdRule;
-use serde_json::Value;
+use serde_json::{Number, Value};
 use std::borrow::Cow;
 
 /// A read model, by its position in the configuration.
@@ -83,19 +83,24 @@ impl Plan {
 pub fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Number(n) => Some(Cow::Owned(match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => i.to_string(),
-            (_, Some(u), _) => u.to_string(),
-            (_, _, Some(0.0)) => "0".to_owned(),
-            (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e21 => format!("{f:.0}"),
-            (_, _, Some(f)) => {
-                let mut out = Vec::new();
-                crate::protocol::json::float(&mut out, f);
-                String::from_utf8(out).expect("ASCII digits")
-            }
-            _ => n.to_string(),
-        })),
+        Value::Number(n) => Some(Cow::Owned(number_text(n))),
         _ => None,
+    }
+}
+
+/// A number as [`scalar_text`] writes it.
+pub fn number_text(n: &Number) -> String {
+    match (n.as_i64(), n.as_u64(), n.as_f64()) {
+        (Some(i), _, _) => i.to_string(),
+        (_, Some(u), _) => u.to_string(),
+        (_, _, Some(0.0)) => "0".to_owned(),
+        (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e21 => format!("{f:.0}"),
+        (_, _, Some(f)) => {
+            let mut out = Vec::new();
+            crate::protocol::json::float(&mut out, f);
+            String::from_utf8(out).expect("ASCII digits")
+        }
+        _ => n.to_string(),
     }
 }
 

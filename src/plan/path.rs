@@ -4,6 +4,8 @@
 //! compiled into a direct walk over the event; anything else (wildcards,
 //! slices, filters, descendants) is kept as a parsed jsonpath-rust query.
 
+use super::{scalar_text, type_name};
+use crate::event::{Event, Raw};
 use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
 use jsonpath_rust::parser::parse_json_path;
 use jsonpath_rust::query::js_path_process;
@@ -144,6 +146,34 @@ impl JsonPath {
         }
     }
 
+    /// What the path selects in `event`, as JSON: several values become an array.
+    pub fn select<'e>(&self, event: &'e Event<'_>) -> Option<Cow<'e, Value>> {
+        match &self.kind {
+            PathKind::Walk(steps) => {
+                walk_raw(steps, event.root()).map(|v| Cow::Owned(v.to_value()))
+            }
+            PathKind::Query(_) => self.find(event.tree()).into_value(),
+        }
+    }
+
+    /// The string or number this path selects in `event`, as text (see
+    /// [`scalar_text`]): `None` when it selects nothing, or null, or more
+    /// than one value; what it found when that is neither.
+    pub fn text<'a>(&self, event: &Event<'a>) -> Result<Option<Cow<'a, str>>, &'static str> {
+        match &self.kind {
+            PathKind::Walk(steps) => match walk_raw(steps, event.root()) {
+                None | Some(Raw::Null) => Ok(None),
+                Some(v) => v.scalar_text().map(Some).ok_or(v.type_name()),
+            },
+            PathKind::Query(_) => match self.find_one(event.tree()) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => scalar_text(v)
+                    .map(|t| Some(Cow::Owned(t.into_owned())))
+                    .ok_or(type_name(v)),
+            },
+        }
+    }
+
     /// The one value a singular path selects.
     pub fn find_one<'a>(&self, root: &'a Value) -> Option<&'a Value> {
         match self.find(root) {
@@ -158,6 +188,20 @@ fn walk<'a>(steps: &[Step], mut at: &'a Value) -> Option<&'a Value> {
         at = match (step, at) {
             (Step::Key(k), Value::Object(m)) => m.get(k)?,
             (Step::Index(i), Value::Array(a)) => {
+                let i = if *i < 0 { a.len() as i64 + i } else { *i };
+                a.get(usize::try_from(i).ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
+fn walk_raw<'r, 'a>(steps: &[Step], mut at: &'r Raw<'a>) -> Option<&'r Raw<'a>> {
+    for step in steps {
+        at = match (step, at) {
+            (Step::Key(k), Raw::Object(_)) => at.get(k)?,
+            (Step::Index(i), Raw::Array(a)) => {
                 let i = if *i < 0 { a.len() as i64 + i } else { *i };
                 a.get(usize::try_from(i).ok()?)?
             }
