@@ -1,34 +1,35 @@
 //! The in-memory backend: a hash map per read model.
 
+use super::key::Key;
 use super::{Document, DocumentStore};
 use crate::hash::FastMap;
 use std::collections::hash_map::Entry;
 
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    docs: FastMap<String, Document>,
+    docs: FastMap<Key, Document>,
 }
 
 impl DocumentStore for MemoryStore {
     fn get(&self, key: &str) -> Option<&Document> {
-        self.docs.get(key)
+        self.docs.get(key.as_bytes())
     }
 
     fn get_mut(&mut self, key: &str) -> Option<&mut Document> {
-        self.docs.get_mut(key)
+        self.docs.get_mut(key.as_bytes())
     }
 
     fn get_or_create(&mut self, key: &str) -> (&mut Document, bool) {
         // One probe of the table: in a large store each probe is a cache
-        // miss, which costs more than the key copy the entry API needs.
-        match self.docs.entry(key.to_owned()) {
+        // miss, which costs more than building the key the entry API needs.
+        match self.docs.entry(Key::new(key)) {
             Entry::Occupied(doc) => (doc.into_mut(), false),
             Entry::Vacant(slot) => (slot.insert(Document::new()), true),
         }
     }
 
     fn replace(&mut self, key: &str, doc: Document) -> bool {
-        match self.docs.entry(key.to_owned()) {
+        match self.docs.entry(Key::new(key)) {
             Entry::Occupied(mut old) if *old.get() != doc => {
                 old.insert(doc);
                 true
@@ -42,14 +43,11 @@ impl DocumentStore for MemoryStore {
     }
 
     fn put(&mut self, key: &str, doc: Document) -> Option<Document> {
-        match self.docs.get_mut(key) {
-            Some(old) => Some(std::mem::replace(old, doc)),
-            None => self.docs.insert(key.to_owned(), doc),
-        }
+        self.docs.insert(Key::new(key), doc)
     }
 
     fn remove(&mut self, key: &str) -> Option<Document> {
-        self.docs.remove(key)
+        self.docs.remove(key.as_bytes())
     }
 
     fn len(&self) -> usize {

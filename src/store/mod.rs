@@ -4,6 +4,7 @@
 //! (in memory today) can change without touching how events are applied.
 
 mod document;
+mod key;
 mod memory;
 
 pub use document::Document;
