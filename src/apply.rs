@@ -370,7 +370,7 @@ fn check<S: DocumentStore>(r: &mut Resolved<'_>, store: &S) -> Result<Plan2, App
         });
     };
     let put = put.as_mut().map(|fields| {
-        let mut doc = Document::new();
+        let mut doc = Document::with_capacity(fields.len());
         for (field, v) in fields {
             fields::set(&mut doc, field, std::mem::take(v).into_owned());
         }

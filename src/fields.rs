@@ -18,7 +18,7 @@ pub enum Lookup<'d> {
 }
 
 pub fn get<'d>(doc: &'d Document, path: &FieldPath) -> Lookup<'d> {
-    let mut at = match doc.get(&path.head) {
+    let mut at = match doc.field(path.head) {
         None | Some(Value::Null) => return Lookup::Absent,
         Some(v) => v,
     };
@@ -54,7 +54,7 @@ pub fn slot<'d>(doc: &'d mut Document, path: &FieldPath) -> Option<&'d mut Value
 pub fn set(doc: &mut Document, path: &FieldPath, value: Value) -> bool {
     if path.segments.len() == 1 {
         // The common case, one lookup when the field exists.
-        return match doc.get_mut(&path.head) {
+        return match doc.field_mut(path.head) {
             Some(old) if *old == value => false,
             Some(old) => {
                 *old = value;
@@ -80,7 +80,7 @@ pub fn set(doc: &mut Document, path: &FieldPath, value: Value) -> bool {
 
 /// The value stored at a field, null included.
 fn leaf<'d>(doc: &'d Document, path: &FieldPath) -> Option<&'d Value> {
-    let mut at = doc.get(&path.head)?;
+    let mut at = doc.field(path.head)?;
     for segment in &path.segments[1..] {
         at = at.as_object()?.get(segment)?;
     }
@@ -92,7 +92,7 @@ pub fn remove(doc: &mut Document, path: &FieldPath) -> bool {
     let Some((last, inner)) = path.segments[1..].split_last() else {
         return doc.remove(&path.head).is_some();
     };
-    let mut at = match doc.get_mut(&path.head) {
+    let mut at = match doc.field_mut(path.head) {
         Some(Value::Object(map)) => map,
         _ => return false,
     };

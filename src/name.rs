@@ -4,17 +4,18 @@
 //! Field names come from configurations (and from documents a state file
 //! restores, which those configurations wrote), so the set stays small.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, OnceLock};
 
 /// A field name. Two names are equal exactly when they are the same text,
 /// which, interned, is a pointer comparison.
+/// One pointer wide: a document holds one per field.
 #[derive(Clone, Copy)]
-pub struct Name(&'static str);
+pub struct Name(&'static String);
 
-fn names() -> &'static Mutex<HashSet<&'static str>> {
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+fn names() -> &'static Mutex<HashMap<&'static str, &'static String>> {
+    static NAMES: OnceLock<Mutex<HashMap<&'static str, &'static String>>> = OnceLock::new();
     NAMES.get_or_init(Mutex::default)
 }
 
@@ -25,15 +26,15 @@ impl Name {
         match names.get(text) {
             Some(name) => Name(name),
             None => {
-                let name: &'static str = Box::leak(text.into());
-                names.insert(name);
+                let name: &'static String = Box::leak(Box::new(text.to_owned()));
+                names.insert(name.as_str(), name);
                 Name(name)
             }
         }
     }
 
     pub fn as_str(self) -> &'static str {
-        self.0
+        self.0.as_str()
     }
 }
 
@@ -48,13 +49,13 @@ impl Eq for Name {}
 impl std::ops::Deref for Name {
     type Target = str;
     fn deref(&self) -> &str {
-        self.0
+        self.0.as_str()
     }
 }
 
 impl fmt::Debug for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.0, f)
+        fmt::Debug::fmt(self.0.as_str(), f)
     }
 }
 
@@ -69,5 +70,6 @@ mod tests {
         assert_eq!(a, b);
         assert!(std::ptr::eq(a.as_str(), b.as_str()));
         assert_ne!(a, Name::new("totals"));
+        assert_eq!(std::mem::size_of::<Name>(), 8);
     }
 }

@@ -38,6 +38,24 @@ impl Document {
         self.fields.binary_search_by(|(n, _)| n.as_str().cmp(name))
     }
 
+    /// Where `name` is, or would go: a scan comparing pointers finds it,
+    /// text comparisons place it only when it is absent.
+    fn position_of(&self, name: Name) -> Result<usize, usize> {
+        match self.fields.iter().position(|(n, _)| *n == name) {
+            Some(i) => Ok(i),
+            None => Err(self
+                .fields
+                .partition_point(|(n, _)| n.as_str() < name.as_str())),
+        }
+    }
+
+    /// An empty document with room for `n` fields.
+    pub fn with_capacity(n: usize) -> Self {
+        Document {
+            fields: Vec::with_capacity(n),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.position(name).ok().map(|i| &self.fields[i].1)
     }
@@ -46,9 +64,19 @@ impl Document {
         self.position(name).ok().map(|i| &mut self.fields[i].1)
     }
 
+    /// [`Self::get`] by interned name.
+    pub fn field(&self, name: Name) -> Option<&Value> {
+        self.position_of(name).ok().map(|i| &self.fields[i].1)
+    }
+
+    /// [`Self::get_mut`] by interned name.
+    pub fn field_mut(&mut self, name: Name) -> Option<&mut Value> {
+        self.position_of(name).ok().map(|i| &mut self.fields[i].1)
+    }
+
     /// Sets a field, returning the value it replaces.
     pub fn insert(&mut self, name: Name, value: Value) -> Option<Value> {
-        match self.position(&name) {
+        match self.position_of(name) {
             Ok(i) => Some(std::mem::replace(&mut self.fields[i].1, value)),
             Err(i) => {
                 self.fields.insert(i, (name, value));
@@ -59,7 +87,7 @@ impl Document {
 
     /// The field's value, set to null first when absent.
     pub fn slot(&mut self, name: Name) -> &mut Value {
-        let i = match self.position(&name) {
+        let i = match self.position_of(name) {
             Ok(i) => i,
             Err(i) => {
                 self.fields.insert(i, (name, Value::Null));
