@@ -95,14 +95,31 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
 }
 
 pub fn number(out: &mut Vec<u8>, n: &Number) {
-    use std::io::Write as _;
     if let Some(i) = n.as_i64() {
-        let _ = write!(out, "{i}");
+        if i < 0 {
+            out.push(b'-');
+        }
+        unsigned(out, i.unsigned_abs());
     } else if let Some(u) = n.as_u64() {
-        let _ = write!(out, "{u}");
+        unsigned(out, u);
     } else if let Some(f) = n.as_f64() {
         float(out, f);
     }
+}
+
+/// An unsigned integer in decimal digits.
+pub fn unsigned(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// A finite float as Python's `repr`: the shortest digits that read back the
@@ -146,6 +163,20 @@ mod tests {
         let mut out = Vec::new();
         value(&mut out, &v);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn integers_print_in_full() {
+        for n in [
+            json!(0),
+            json!(7),
+            json!(-7),
+            json!(i64::MIN),
+            json!(u64::MAX),
+            json!(1000),
+        ] {
+            assert_eq!(text(n.clone()), n.to_string());
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl<'o> Reply<'o> {
     }
 
     pub fn number(mut self, key: &str, n: u64) -> Self {
-        self.key(key).extend_from_slice(n.to_string().as_bytes());
+        json::unsigned(self.key(key), n);
         self
     }
 
