@@ -1,5 +1,5 @@
-//! A read-model document: a JSON object held as a short list of fields in
-//! name order, each name interned.
+//! A read-model document: a JSON object held as a short list of fields,
+//! each name interned.
 //!
 //! A read model's documents share a handful of field names, so a document
 //! costs one allocation for its fields (plus what its values hold) rather
@@ -12,7 +12,8 @@ use std::fmt;
 
 #[derive(Clone, Default, PartialEq)]
 pub struct Document {
-    /// Sorted by name, names unique.
+    /// Sorted by [`Name::rank`], names unique: finding a field compares
+    /// integers, never text.
     fields: Vec<(Name, Value)>,
 }
 
@@ -31,22 +32,21 @@ impl Document {
 
     /// The fields in name order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Value)> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v))
+        let mut fields: Vec<(&str, &Value)> =
+            self.fields.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        fields.sort_unstable_by_key(|(n, _)| *n);
+        fields.into_iter()
     }
 
-    fn position(&self, name: &str) -> Result<usize, usize> {
-        self.fields.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    /// Where the field named `name` is.
+    fn find(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|(n, _)| n.as_str() == name)
     }
 
-    /// Where `name` is, or would go: a scan comparing pointers finds it,
-    /// text comparisons place it only when it is absent.
+    /// Where `name` is, or would go.
     fn position_of(&self, name: Name) -> Result<usize, usize> {
-        match self.fields.iter().position(|(n, _)| *n == name) {
-            Some(i) => Ok(i),
-            None => Err(self
-                .fields
-                .partition_point(|(n, _)| n.as_str() < name.as_str())),
-        }
+        self.fields
+            .binary_search_by_key(&name.rank(), |(n, _)| n.rank())
     }
 
     /// An empty document with room for `n` fields.
@@ -57,11 +57,11 @@ impl Document {
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.position(name).ok().map(|i| &self.fields[i].1)
+        self.find(name).map(|i| &self.fields[i].1)
     }
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
-        self.position(name).ok().map(|i| &mut self.fields[i].1)
+        self.find(name).map(|i| &mut self.fields[i].1)
     }
 
     /// [`Self::get`] by interned name.
@@ -98,7 +98,7 @@ impl Document {
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        let i = self.position(name).ok()?;
+        let i = self.find(name)?;
         Some(self.fields.remove(i).1)
     }
 }
@@ -117,7 +117,7 @@ impl From<Map<String, Value>> for Document {
     fn from(map: Map<String, Value>) -> Self {
         let mut fields: Vec<(Name, Value)> =
             map.into_iter().map(|(k, v)| (Name::new(&k), v)).collect();
-        fields.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        fields.sort_unstable_by_key(|(n, _)| n.rank());
         Document { fields }
     }
 }
