@@ -113,7 +113,7 @@ impl<L: Write> Session<'_, L> {
                             e.valid_up_to() + 1
                         );
                         reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
-                        self.release_later(None);
+                        self.release_later(Peers::default());
                         return Ok(Some(Outcome::Refused));
                     }
                 };
@@ -138,7 +138,14 @@ impl<L: Write> Session<'_, L> {
             }
         };
         self.warnings();
-        self.release_later(envelope);
+        let peers = match &envelope {
+            Some(envelope) => Peers {
+                src: envelope.get("src").map(Raw::from),
+                dest: envelope.get("dest").map(Raw::from),
+            },
+            None => Peers::default(),
+        };
+        self.release_later(peers);
         Ok(Some(outcome))
     }
 
@@ -149,13 +156,13 @@ impl<L: Write> Session<'_, L> {
         let Ok(line) = serde_json::from_str::<FastLine<'_>>(text) else {
             return Ok(None);
         };
-        let (msg_id, event, envelope) = match line {
+        let (msg_id, event, peers) = match line {
             FastLine {
                 ty: Some(ty),
                 event: Some(event),
                 msg_id,
                 ..
-            } if ty == "event" => (msg_id, event, None),
+            } if ty == "event" => (msg_id, event, Peers::default()),
             FastLine {
                 ty: None,
                 body:
@@ -168,13 +175,11 @@ impl<L: Write> Session<'_, L> {
                 dest,
                 ..
             } if ty == "event" => {
-                let string = |s: Option<Cow<'_, str>>| s.map(|s| Value::String(s.into_owned()));
-                let mut envelope = Map::new();
-                if self.options.envelope {
-                    envelope.extend(string(src).map(|s| ("src".to_owned(), s)));
-                    envelope.extend(string(dest).map(|d| ("dest".to_owned(), d)));
-                }
-                (msg_id, event, Some(envelope))
+                let peers = Peers {
+                    src: src.map(Raw::String),
+                    dest: dest.map(Raw::String),
+                };
+                (msg_id, event, peers)
             }
             _ => return Ok(None),
         };
@@ -182,7 +187,7 @@ impl<L: Write> Session<'_, L> {
             self.engine
                 .handle_event(msg_id.as_ref(), &Event::new(event), &mut self.body)?;
         self.warnings();
-        self.release_later(envelope);
+        self.release_later(peers);
         Ok(Some(outcome))
     }
 
@@ -221,18 +226,17 @@ impl<L: Write> Session<'_, L> {
     }
 
     /// Queues the reply in `body`, wrapped when `--envelope` asks for it.
-    fn release_later(&mut self, envelope: Option<Map<String, Value>>) {
+    fn release_later(&mut self, peers: Peers<'_>) {
         let out = &mut self.pending;
         if self.options.envelope {
-            let envelope = envelope.unwrap_or_default();
             out.extend_from_slice(b"{\"src\": ");
-            match (self.engine.node_id(), envelope.get("dest")) {
+            match (self.engine.node_id(), &peers.dest) {
                 (Some(node), _) => json::string(out, node),
-                (None, Some(dest)) => json::value(out, dest),
+                (None, Some(dest)) => json::raw(out, dest),
                 (None, None) => out.extend_from_slice(b"\"projector\""),
             }
             out.extend_from_slice(b", \"dest\": ");
-            json::value(out, envelope.get("src").unwrap_or(&Value::Null));
+            json::raw(out, peers.src.as_ref().unwrap_or(&Raw::Null));
             out.extend_from_slice(b", \"body\": ");
             out.extend_from_slice(&self.body);
             out.extend_from_slice(b"}\n");
@@ -353,6 +357,14 @@ pub fn replay(
 pub fn progress(done: usize, total: usize, started: Instant) -> String {
     let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
     format!("{done}/{total} lines, {rate:.0} messages/s")
+}
+
+/// Who sent a message and to whom, from its envelope: the reply goes back
+/// the other way.
+#[derive(Default)]
+struct Peers<'a> {
+    src: Option<Raw<'a>>,
+    dest: Option<Raw<'a>>,
 }
 
 /// The fields of an event message, an envelope's or a bare body's, with

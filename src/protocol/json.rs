@@ -1,6 +1,7 @@
 //! JSON text in the style of Python's `json.dumps` with its defaults: `", "`
 //! and `": "` separators, `ensure_ascii` escapes, and floats as `repr` prints them.
 
+use crate::event::Raw;
 use crate::store::Document;
 use serde_json::{Number, Value};
 
@@ -55,6 +56,14 @@ pub fn documents<'d>(out: &mut Vec<u8>, docs: impl IntoIterator<Item = (&'d str,
         document(out, doc.iter());
     }
     out.push(b'}');
+}
+
+/// A value read from the input: strings written straight from their text.
+pub fn raw(out: &mut Vec<u8>, v: &Raw<'_>) {
+    match v {
+        Raw::String(s) => string(out, s),
+        other => value(out, &other.to_value()),
+    }
 }
 
 /// A JSON string, with everything outside printable ASCII escaped.
