@@ -70,12 +70,16 @@ pub fn raw(out: &mut Vec<u8>, v: &Raw<'_>) {
 pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Most strings need no escapes: one pass without early exits tells.
+    if bytes.iter().fold(true, |all, b| all & verbatim(*b)) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut plain = 0;
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
-        // Printable ASCII other than the quote and the backslash goes as it is.
-        if (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\' {
+        if verbatim(bytes[i]) {
             i += 1;
             continue;
         }
@@ -101,6 +105,11 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
+}
+
+/// Printable ASCII other than the quote and the backslash goes as it is.
+fn verbatim(b: u8) -> bool {
+    (b' '..=b'~').contains(&b) & (b != b'"') & (b != b'\\')
 }
 
 pub fn number(out: &mut Vec<u8>, n: &Number) {

@@ -13,7 +13,7 @@ impl<'o> Reply<'o> {
     /// `msg_id` is answered with `"in_reply_to": null`.
     pub fn start(out: &'o mut Vec<u8>, ty: &str, msg_id: Option<&Value>) -> Self {
         out.extend_from_slice(b"{\"type\": ");
-        json::string(out, ty);
+        name(out, ty);
         out.extend_from_slice(b", \"in_reply_to\": ");
         json::value(out, msg_id.unwrap_or(&Value::Null));
         Reply { out }
@@ -21,7 +21,7 @@ impl<'o> Reply<'o> {
 
     fn key(&mut self, key: &str) -> &mut Vec<u8> {
         self.out.extend_from_slice(b", ");
-        json::string(self.out, key);
+        name(self.out, key);
         self.out.extend_from_slice(b": ");
         self.out
     }
@@ -77,6 +77,14 @@ impl<'o> Reply<'o> {
     pub fn end(self) {
         self.out.push(b'}');
     }
+}
+
+/// A protocol name (a message type or a field), which never needs escaping.
+fn name(out: &mut Vec<u8>, name: &str) {
+    debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'"');
 }
 
 /// `{"type": "error", "in_reply_to": N, "code": C, "text": "..."}`.
