@@ -256,6 +256,16 @@ fn write_dump(engine: &Engine, path: &Path) -> ExitCode {
     }
 }
 
+/// Writes the dump, if one is asked for, and closes the engine.
+fn finish(engine: Engine, dump: Option<&Path>) -> ExitCode {
+    let code = match dump {
+        Some(path) => write_dump(&engine, path),
+        None => ExitCode::SUCCESS,
+    };
+    engine.close();
+    code
+}
+
 fn run(args: &RunArgs) -> ExitCode {
     let plan = match load_plan(args.config.as_deref()) {
         Ok(plan) => plan,
@@ -285,12 +295,7 @@ fn run(args: &RunArgs) -> ExitCode {
         }
         Err(ServeError::State(e)) => return state_failed(&e),
     }
-    let code = match &args.dump {
-        Some(path) => write_dump(&engine, path),
-        None => ExitCode::SUCCESS,
-    };
-    engine.close();
-    code
+    finish(engine, args.dump.as_deref())
 }
 
 fn replay(args: &ReplayArgs) -> ExitCode {
@@ -337,12 +342,7 @@ fn replay(args: &ReplayArgs) -> ExitCode {
         counts.skipped,
         counts.refused
     ));
-    let code = match &args.dump {
-        Some(path) => write_dump(&engine, path),
-        None => ExitCode::SUCCESS,
-    };
-    engine.close();
-    code
+    finish(engine, args.dump.as_deref())
 }
 
 fn test(args: &TestArgs) -> ExitCode {

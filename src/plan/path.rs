@@ -187,24 +187,24 @@ fn walk<'a>(steps: &[Step], mut at: &'a Value) -> Option<&'a Value> {
     for step in steps {
         at = match (step, at) {
             (Step::Key(k), Value::Object(m)) => m.get(k)?,
-            (Step::Index(i), Value::Array(a)) => {
-                let i = if *i < 0 { a.len() as i64 + i } else { *i };
-                a.get(usize::try_from(i).ok()?)?
-            }
+            (Step::Index(i), Value::Array(a)) => element(a, *i)?,
             _ => return None,
         };
     }
     Some(at)
 }
 
+/// An array's element at `i`, counting from the end when negative.
+fn element<T>(items: &[T], i: i64) -> Option<&T> {
+    let i = if i < 0 { items.len() as i64 + i } else { i };
+    items.get(usize::try_from(i).ok()?)
+}
+
 fn walk_raw<'r, 'a>(steps: &[Step], mut at: &'r Raw<'a>) -> Option<&'r Raw<'a>> {
     for step in steps {
         at = match (step, at) {
             (Step::Key(k), Raw::Object(_)) => at.get(k)?,
-            (Step::Index(i), Raw::Array(a)) => {
-                let i = if *i < 0 { a.len() as i64 + i } else { *i };
-                a.get(usize::try_from(i).ok()?)?
-            }
+            (Step::Index(i), Raw::Array(a)) => element(a, *i)?,
             _ => return None,
         };
     }
