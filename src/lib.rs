@@ -36,6 +36,7 @@ pub mod engine;
 pub mod event;
 pub mod fields;
 pub mod hash;
+pub mod input;
 pub mod lines;
 pub mod name;
 pub mod plan;

@@ -1,7 +1,8 @@
 //! Lines from a byte stream, with a bound on their length and a hook that
 //! runs before the reader would wait for more input.
 
-use std::io::{self, ErrorKind, Read};
+use crate::input::Input;
+use std::io::{self, ErrorKind};
 
 const CHUNK: usize = 64 * 1024;
 
@@ -22,7 +23,7 @@ pub struct LineReader<R> {
     eof: bool,
 }
 
-impl<R: Read> LineReader<R> {
+impl<R: Input> LineReader<R> {
     pub fn new(inner: R, max_line_bytes: usize) -> Self {
         LineReader {
             inner,
@@ -35,8 +36,9 @@ impl<R: Read> LineReader<R> {
     }
 
     /// The next line, or `None` at the end of input. `before_wait` runs
-    /// whenever no complete line is buffered and the reader must read again
-    /// (where a reply flush belongs: the peer may be waiting for it).
+    /// whenever no complete line is buffered and no more input is waiting,
+    /// so the read that follows may block (where a reply flush belongs: the
+    /// peer may be waiting for it).
     pub fn next_line<E: From<io::Error>>(
         &mut self,
         mut before_wait: impl FnMut() -> Result<(), E>,
@@ -69,7 +71,9 @@ impl<R: Read> LineReader<R> {
                 let start = std::mem::replace(&mut self.start, self.end);
                 return Ok(Some(Line::Text(&self.buf[start..self.end])));
             }
-            before_wait()?;
+            if !self.inner.ready() {
+                before_wait()?;
+            }
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
                 scanned -= self.start;
@@ -103,7 +107,9 @@ impl<R: Read> LineReader<R> {
         self.buf.truncate(CHUNK);
         self.buf.shrink_to_fit();
         let tail = loop {
-            before_wait()?;
+            if !self.inner.ready() {
+                before_wait()?;
+            }
             let n = match self.inner.read(&mut self.buf) {
                 Ok(0) => {
                     self.eof = true;
@@ -148,6 +154,55 @@ mod tests {
             });
         }
         out
+    }
+
+    /// A stream delivered in `chunks` whose reads return one chunk each,
+    /// ready only while `waiting` chunks have arrived and not been read.
+    struct Trickle {
+        chunks: Vec<&'static [u8]>,
+        waiting: usize,
+    }
+
+    impl io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.chunks.is_empty() {
+                return Ok(0);
+            }
+            let chunk = self.chunks.remove(0);
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.waiting = self.waiting.saturating_sub(1);
+            Ok(chunk.len())
+        }
+    }
+
+    impl Input for Trickle {
+        fn ready(&self) -> bool {
+            self.waiting > 0 || self.chunks.is_empty()
+        }
+    }
+
+    #[test]
+    fn the_hook_runs_only_before_a_read_that_may_wait() {
+        let chunks = vec![&b"a\nb"[..], b"\nc\n", b"d\n", b"e\n"];
+        // The first two chunks are already waiting; the others arrive later.
+        let mut r = LineReader::new(Trickle { chunks, waiting: 2 }, 100);
+        let mut seen = Vec::new();
+        let mut waits = 0;
+        loop {
+            let line = r.next_line(|| {
+                waits += 1;
+                seen.push(format!("wait{waits}"));
+                Ok::<(), io::Error>(())
+            });
+            match line.unwrap() {
+                Some(Line::Text(t)) => seen.push(String::from_utf8_lossy(t).into_owned()),
+                Some(Line::TooLong { .. }) => unreachable!(),
+                None => break,
+            }
+        }
+        // Reading the first chunks waits for nothing; after "c" nothing is
+        // waiting, so the hook runs before each later read.
+        assert_eq!(seen, ["a", "b", "c", "wait1", "d", "wait2", "e"]);
     }
 
     #[test]

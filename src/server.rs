@@ -9,6 +9,7 @@
 
 use crate::engine::{Engine, Outcome};
 use crate::event::{Event, Raw};
+use crate::input::Input;
 use crate::lines::{Line, LineReader};
 use crate::plan::type_name;
 use crate::protocol::code::MALFORMED_REQUEST;
@@ -18,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 /// The default bound on one input line: 16 MiB.
@@ -267,7 +268,7 @@ impl<L: Write> Session<'_, L> {
 /// served; only I/O and state errors end the loop early.
 pub fn serve(
     engine: &mut Engine,
-    input: impl Read,
+    input: impl Input,
     mut output: impl Write,
     log: impl Write,
     options: &Options,
@@ -305,7 +306,7 @@ pub struct ReplayCounts {
 /// progress to `log` about once a second: messages done out of `total`.
 pub fn replay(
     engine: &mut Engine,
-    input: impl Read,
+    input: impl Input,
     total: usize,
     mut log: impl Write,
     options: &Options,
