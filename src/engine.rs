@@ -151,10 +151,18 @@ impl Engine {
         std::mem::forget(processed);
     }
 
-    /// Makes every change so far durable (a no-op in memory). Replies to the
-    /// messages handled so far may be written once this returns.
-    pub fn commit(&mut self) -> Result<(), StateError> {
-        self.journal.commit(&self.stores)
+    /// Hands every change so far to be made durable (a no-op in memory),
+    /// after waiting for the changes handed over before. Returns without
+    /// waiting for these: see [`Engine::wait`].
+    pub fn submit(&mut self) -> Result<(), StateError> {
+        self.journal.submit(&self.stores)
+    }
+
+    /// Waits until every change submitted is durable. Replies to the
+    /// messages handled before the last submit may be written once this
+    /// returns.
+    pub fn wait(&mut self) -> Result<(), StateError> {
+        self.journal.wait()
     }
 
     /// Every read model as `{"model": {"key": document}}`, sorted by model and key.

@@ -7,6 +7,7 @@ use projector::diag::{Diagnostic, SourceMap};
 use projector::engine::Engine;
 use projector::plan::Plan;
 use projector::server::{self, Options, ServeError, DEFAULT_MAX_LINE_BYTES};
+use projector::state::background::Background;
 use projector::state::sqlite::SqliteState;
 use projector::state::StateError;
 use std::io::{self, Write};
@@ -227,7 +228,7 @@ fn open_engine(plan: Plan, state: Option<&Path>, rebuild: &[String]) -> Result<E
             for note in notes {
                 log(&format!("projector: {note}"));
             }
-            Engine::new(plan, restored, Box::new(journal))
+            Engine::new(plan, restored, Box::new(Background::start(journal)))
         }
     };
     if !ids.is_empty() {

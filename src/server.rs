@@ -81,7 +81,10 @@ struct Session<'a, L: Write> {
     log: L,
     line_no: usize,
     body: Vec<u8>,
+    /// Replies to the batch being handled.
     pending: Vec<u8>,
+    /// Replies to the batch handed over to be committed.
+    committing: Vec<u8>,
     pending_messages: usize,
 }
 
@@ -252,13 +255,28 @@ impl<L: Write> Session<'_, L> {
         self.pending_messages >= MAX_BATCH_MESSAGES || self.pending.len() >= MAX_BATCH_BYTES
     }
 
-    /// Commits the batch, then writes its replies to `out`.
-    fn release(&mut self, out: &mut impl Write) -> Result<(), ServeError> {
-        self.engine.commit()?;
-        out.write_all(&self.pending)?;
-        out.flush()?;
-        self.pending.clear();
+    /// Hands the batch over to be committed and holds its replies until it
+    /// is durable; first waits for the batch handed over before, and writes
+    /// its replies to `out`. The next batch is applied while this one
+    /// commits.
+    fn hand_off(&mut self, out: &mut impl Write) -> Result<(), ServeError> {
+        self.engine.wait()?;
+        out.write_all(&self.committing)?;
+        self.committing.clear();
+        self.engine.submit()?;
+        std::mem::swap(&mut self.pending, &mut self.committing);
         self.pending_messages = 0;
+        Ok(())
+    }
+
+    /// Commits everything handled so far, then writes and flushes all the
+    /// replies held back.
+    fn release(&mut self, out: &mut impl Write) -> Result<(), ServeError> {
+        self.hand_off(out)?;
+        self.engine.wait()?;
+        out.write_all(&self.committing)?;
+        out.flush()?;
+        self.committing.clear();
         Ok(())
     }
 }
@@ -281,12 +299,13 @@ pub fn serve(
         line_no: 0,
         body: Vec::with_capacity(256),
         pending: Vec::with_capacity(64 * 1024),
+        committing: Vec::with_capacity(64 * 1024),
         pending_messages: 0,
     };
     while let Some(line) = lines.next_line(|| session.release(&mut output))? {
         session.line(line)?;
         if session.batch_full() {
-            session.release(&mut output)?;
+            session.hand_off(&mut output)?;
         }
     }
     session.release(&mut output)
@@ -322,6 +341,7 @@ pub fn replay(
         line_no: 0,
         body: Vec::new(),
         pending: Vec::new(),
+        committing: Vec::new(),
         pending_messages: 0,
     };
     while let Some(line) = lines.next_line(|| Ok::<(), ServeError>(()))? {
@@ -342,7 +362,7 @@ pub fn replay(
             Outcome::Other => {}
         }
         if session.batch_full() {
-            session.release(&mut io::sink())?;
+            session.hand_off(&mut io::sink())?;
         }
         let _ = log.write_all(&std::mem::take(&mut session.log));
         if Instant::now() >= next_report {

@@ -3,10 +3,14 @@
 //!
 //! The engine applies events to in-memory document stores and reports each
 //! applied event to a [`Journal`]. In memory ([`NoJournal`]) that is all; with
-//! `--state` ([`sqlite::SqliteState`]) the journal writes the event's id and
-//! the documents it changed into the current transaction, and [`Journal::commit`]
-//! makes a whole batch durable at once, before any of its replies is written.
+//! `--state` ([`background::Background`]) the journal records the event's id
+//! and the documents it changed, [`Journal::submit`] hands the batch to a
+//! writer thread that commits it in one transaction ([`sqlite::SqliteState`]),
+//! and [`Journal::wait`] returns once it is durable: only then are the batch's
+//! replies written.
 
+pub mod background;
+pub mod batch;
 pub mod sqlite;
 
 use crate::apply::Change;
@@ -22,9 +26,12 @@ pub trait Journal {
     fn record_event(&mut self, id: Option<&str>, changes: &[Change]) -> Result<(), StateError>;
     /// The subscriptions changed: the accepted types, or `None` for all.
     fn record_subscriptions(&mut self, names: Option<&[String]>) -> Result<(), StateError>;
-    /// Makes everything recorded so far durable, all at once; changed
-    /// documents are written as they are in `stores`.
-    fn commit(&mut self, stores: &[MemoryStore]) -> Result<(), StateError>;
+    /// Hands everything recorded so far to be made durable, all at once;
+    /// changed documents are taken as they are in `stores` now. Waits for
+    /// the batch handed over before, if any, first.
+    fn submit(&mut self, stores: &[MemoryStore]) -> Result<(), StateError>;
+    /// Waits until everything submitted is durable.
+    fn wait(&mut self) -> Result<(), StateError>;
 }
 
 /// The in-memory mode: nothing outlives the process.
@@ -39,7 +46,11 @@ impl Journal for NoJournal {
         Ok(())
     }
 
-    fn commit(&mut self, _: &[MemoryStore]) -> Result<(), StateError> {
+    fn submit(&mut self, _: &[MemoryStore]) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    fn wait(&mut self) -> Result<(), StateError> {
         Ok(())
     }
 }

@@ -10,19 +10,18 @@
 //! ```
 //!
 //! The file is opened in WAL mode with `synchronous = FULL` and an exclusive
-//! lock held for the whole run. Events are applied in batches: each event's id
-//! and the documents it changed join the open transaction, and [`Journal::commit`]
-//! commits them together; the engine writes a batch's replies only after that.
+//! lock held for the whole run. Events are applied in batches, and each
+//! [`Batch`] (its event ids, the documents it changed, the subscriptions) is
+//! written in one transaction; the server writes a batch's replies only after
+//! that has committed.
 
-use super::{Journal, Restored, Stale, StateError};
-use crate::apply::Change;
+use super::batch::Batch;
+use super::{Restored, Stale, StateError};
 use crate::dedup::{IdHash, Processed};
-use crate::hash::FxHasher;
 use crate::plan::{ModelId, Plan};
 use crate::store::{Document, DocumentStore, MemoryStore};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasherDefault;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,10 +46,6 @@ pub struct SqliteState {
     conn: Connection,
     path: PathBuf,
     models: Vec<String>,
-    in_transaction: bool,
-    dirty: HashSet<(ModelId, String), BuildHasherDefault<FxHasher>>,
-    /// Reused to serialize documents.
-    text: Vec<u8>,
     crash: CrashPoint,
 }
 
@@ -103,9 +98,6 @@ impl SqliteState {
             conn,
             path: path.to_owned(),
             models,
-            in_transaction: false,
-            dirty: HashSet::default(),
-            text: Vec::new(),
             crash: CrashPoint::from_env(),
         };
         // Read-only checks first: nothing is written to a file that turns out
@@ -357,42 +349,63 @@ impl SqliteState {
             subscriptions,
         })
     }
-
-    fn begin(&mut self) -> Result<(), StateError> {
-        if !self.in_transaction {
-            self.crash.step();
-            self.execute("BEGIN IMMEDIATE", "starting a transaction")?;
-            self.in_transaction = true;
-        }
-        Ok(())
-    }
 }
 
-impl Journal for SqliteState {
-    fn record_event(&mut self, id: Option<&str>, changes: &[Change]) -> Result<(), StateError> {
-        self.begin()?;
-        if let Some(id) = id {
-            self.crash.step();
-            self.conn
-                .prepare_cached("INSERT OR IGNORE INTO processed_events (id) VALUES (?1)")
-                .and_then(|mut s| s.execute([id]))
-                .map_err(sql(&self.path, "recording an event id"))?;
+impl SqliteState {
+    /// Commits `batch` in one transaction: its event ids, its documents
+    /// (written, or deleted when gone) and its subscriptions.
+    pub fn write(&mut self, batch: &Batch) -> Result<(), StateError> {
+        self.crash.step();
+        self.execute("BEGIN IMMEDIATE", "starting a transaction")?;
+        match self.write_batch(batch) {
+            Ok(()) => {
+                self.crash.step();
+                self.execute("COMMIT", "committing a batch")
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
         }
-        // Documents are written once per batch, as they are at commit time.
-        for change in changes {
-            self.dirty.insert((change.model, change.key.clone()));
-        }
-        Ok(())
     }
 
-    fn record_subscriptions(&mut self, names: Option<&[String]>) -> Result<(), StateError> {
-        self.begin()?;
-        let result = match names {
-            Some(names) => self.conn.execute(
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), StateError> {
+        let conn = &self.conn;
+        let crash = &mut self.crash;
+        let recording = sql(&self.path, "recording an event id");
+        let mut insert = conn
+            .prepare_cached("INSERT OR IGNORE INTO processed_events (id) VALUES (?1)")
+            .map_err(&recording)?;
+        for id in &batch.ids {
+            crash.step();
+            insert.execute([id]).map_err(&recording)?;
+        }
+        let writing = sql(&self.path, "writing documents");
+        let mut upsert = conn
+            .prepare_cached(
+                "INSERT INTO documents (model, key, doc) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (model, key) DO UPDATE SET doc = excluded.doc",
+            )
+            .map_err(&writing)?;
+        let mut delete = conn
+            .prepare_cached("DELETE FROM documents WHERE model = ?1 AND key = ?2")
+            .map_err(&writing)?;
+        for (model, key, text) in &batch.documents {
+            crash.step();
+            let name = &self.models[model.0 as usize];
+            match text {
+                Some(text) => upsert.execute(params![name, key, text]),
+                None => delete.execute(params![name, key]),
+            }
+            .map_err(&writing)?;
+        }
+        let result = match &batch.subscriptions {
+            None => return Ok(()),
+            Some(Some(names)) => conn.execute(
                 "INSERT OR REPLACE INTO projector_meta (name, value) VALUES ('subscriptions', ?1)",
                 [serde_json::to_string(names).expect("strings serialize")],
             ),
-            None => self.conn.execute(
+            Some(None) => conn.execute(
                 "DELETE FROM projector_meta WHERE name = 'subscriptions'",
                 [],
             ),
@@ -400,45 +413,6 @@ impl Journal for SqliteState {
         result
             .map(drop)
             .map_err(sql(&self.path, "recording the subscriptions"))
-    }
-
-    fn commit(&mut self, stores: &[MemoryStore]) -> Result<(), StateError> {
-        if !self.in_transaction {
-            return Ok(());
-        }
-        let writing = sql(&self.path, "writing documents");
-        {
-            let mut upsert = self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO documents (model, key, doc) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (model, key) DO UPDATE SET doc = excluded.doc",
-                )
-                .map_err(&writing)?;
-            let mut delete = self
-                .conn
-                .prepare_cached("DELETE FROM documents WHERE model = ?1 AND key = ?2")
-                .map_err(&writing)?;
-            for (model, key) in self.dirty.drain() {
-                self.crash.step();
-                let name = &self.models[model.0 as usize];
-                match stores[model.0 as usize].get(&key) {
-                    Some(doc) => {
-                        self.text.clear();
-                        serde_json::to_writer(&mut self.text, doc).expect("documents serialize");
-                        let text = std::str::from_utf8(&self.text).expect("JSON is UTF-8");
-                        upsert.execute(params![name, key, text]).map_err(&writing)?;
-                    }
-                    None => {
-                        delete.execute(params![name, key]).map_err(&writing)?;
-                    }
-                }
-            }
-        }
-        self.crash.step();
-        self.execute("COMMIT", "committing a batch")?;
-        self.in_transaction = false;
-        Ok(())
     }
 }
 

@@ -1,0 +1,100 @@
+//! The journal of `--state`: batches are committed on a thread of their own,
+//! so the engine applies the next batch while the database makes the last
+//! one durable. One batch is in flight at most; the server writes a batch's
+//! replies only once [`Journal::wait`] has seen it committed.
+
+use super::batch::Recorder;
+use super::sqlite::SqliteState;
+use super::{Journal, StateError};
+use crate::apply::Change;
+use crate::store::MemoryStore;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::{self, JoinHandle};
+
+pub struct Background {
+    recorder: Recorder,
+    batches: Option<SyncSender<super::batch::Batch>>,
+    results: Receiver<Result<(), StateError>>,
+    in_flight: bool,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Starts the writer thread, which owns `state` from now on.
+    pub fn start(mut state: SqliteState) -> Background {
+        let (batches, inbox) = mpsc::sync_channel(1);
+        let (done, results) = mpsc::sync_channel(1);
+        let writer = thread::Builder::new()
+            .name("state writer".to_owned())
+            .spawn(move || {
+                for batch in inbox {
+                    if done.send(state.write(&batch)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("the state writer thread starts");
+        Background {
+            recorder: Recorder::default(),
+            batches: Some(batches),
+            results,
+            in_flight: false,
+            writer: Some(writer),
+        }
+    }
+
+    /// The writer thread ended without answering: it panicked. The panic
+    /// is passed on.
+    fn writer_gone(&mut self) -> ! {
+        if let Some(Err(panic)) = self.writer.take().map(JoinHandle::join) {
+            std::panic::resume_unwind(panic);
+        }
+        unreachable!("the state writer stops only when the journal is dropped")
+    }
+}
+
+impl Journal for Background {
+    fn record_event(&mut self, id: Option<&str>, changes: &[Change]) -> Result<(), StateError> {
+        self.recorder.event(id, changes);
+        Ok(())
+    }
+
+    fn record_subscriptions(&mut self, names: Option<&[String]>) -> Result<(), StateError> {
+        self.recorder.subscriptions(names);
+        Ok(())
+    }
+
+    fn submit(&mut self, stores: &[MemoryStore]) -> Result<(), StateError> {
+        self.wait()?;
+        if self.recorder.is_empty() {
+            return Ok(());
+        }
+        let batch = self.recorder.take(stores);
+        let sender = self.batches.as_ref().expect("open until dropped");
+        if sender.send(batch).is_err() {
+            self.writer_gone();
+        }
+        self.in_flight = true;
+        Ok(())
+    }
+
+    fn wait(&mut self) -> Result<(), StateError> {
+        if !std::mem::take(&mut self.in_flight) {
+            return Ok(());
+        }
+        match self.results.recv() {
+            Ok(result) => result,
+            Err(_) => self.writer_gone(),
+        }
+    }
+}
+
+impl Drop for Background {
+    /// Lets the writer finish and close the database.
+    fn drop(&mut self) {
+        self.batches = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! What one batch writes to the state: the ids of the events it applied,
+//! the final text of every document it changed, and the subscriptions if
+//! they changed. A batch is collected while its events are applied and
+//! taken, serialized, when it is committed.
+
+use crate::apply::Change;
+use crate::hash::FxHasher;
+use crate::plan::ModelId;
+use crate::store::{DocumentStore, MemoryStore};
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
+
+/// A batch, ready for the database.
+#[derive(Default)]
+pub struct Batch {
+    /// Applied event ids, in order.
+    pub ids: Vec<String>,
+    /// Each changed document once: its model, key and JSON text, or `None`
+    /// when it was deleted.
+    pub documents: Vec<(ModelId, String, Option<String>)>,
+    /// The new subscriptions (`Some(None)`: every type), if they changed.
+    pub subscriptions: Option<Option<Vec<String>>>,
+}
+
+/// Collects a batch while its events are applied.
+#[derive(Default)]
+pub struct Recorder {
+    ids: Vec<String>,
+    dirty: HashSet<(ModelId, String), BuildHasherDefault<FxHasher>>,
+    subscriptions: Option<Option<Vec<String>>>,
+}
+
+impl Recorder {
+    pub fn event(&mut self, id: Option<&str>, changes: &[Change]) {
+        if let Some(id) = id {
+            self.ids.push(id.to_owned());
+        }
+        for change in changes {
+            self.dirty.insert((change.model, change.key.clone()));
+        }
+    }
+
+    pub fn subscriptions(&mut self, names: Option<&[String]>) {
+        self.subscriptions = Some(names.map(<[String]>::to_vec));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.dirty.is_empty() && self.subscriptions.is_none()
+    }
+
+    /// The batch recorded so far, with each changed document as it is in
+    /// `stores` now; the recorder starts over empty.
+    pub fn take(&mut self, stores: &[MemoryStore]) -> Batch {
+        let documents = self
+            .dirty
+            .drain()
+            .map(|(model, key)| {
+                let text = stores[model.0 as usize]
+                    .get(&key)
+                    .map(|doc| serde_json::to_string(doc).expect("documents serialize"));
+                (model, key, text)
+            })
+            .collect();
+        Batch {
+            ids: std::mem::take(&mut self.ids),
+            documents,
+            subscriptions: self.subscriptions.take(),
+        }
+    }
+}
