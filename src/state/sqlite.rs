@@ -151,9 +151,11 @@ impl SqliteState {
         // FULL: a commit reaches the disk before its replies are written, so
         // a reply survives power loss as well as a crash of the process.
         // Checkpointing every 64 MiB of WAL instead of 4 MiB copies hot pages
-        // back to the database far less often.
+        // back to the database far less often. A 64 MiB page cache (SQLite's
+        // default is 2 MiB) keeps the B-tree pages a batch rewrites in
+        // memory instead of reading them back from the file.
         self.execute(
-            "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 16384",
+            "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 16384; PRAGMA cache_size = -65536",
             "configuring the state",
         )
     }
