@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 /// The default bound on one input line: 16 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// The most messages answered in one batch.
-const MAX_BATCH_MESSAGES: usize = 10_000;
+const MAX_BATCH_MESSAGES: usize = 50_000;
 /// The most reply bytes held back in one batch.
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Options {
