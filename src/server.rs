@@ -14,8 +14,8 @@ use crate::lines::{Line, LineReader};
 use crate::plan::type_name;
 use crate::protocol::code::MALFORMED_REQUEST;
 use crate::protocol::{json, reply};
+use crate::scan::{self, Body, Message};
 use crate::state::StateError;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
@@ -157,31 +157,31 @@ impl<L: Write> Session<'_, L> {
     /// JSON trees: only the event is. `None` when the line is anything else
     /// (another message, or not quite the usual shape), for [`Self::message`].
     fn event_fast(&mut self, text: &str) -> Result<Option<Outcome>, StateError> {
-        let Ok(line) = serde_json::from_str::<FastLine<'_>>(text) else {
+        let Some(line) = scan::message(text) else {
             return Ok(None);
         };
         let (msg_id, event, peers) = match line {
-            FastLine {
-                ty: Some(ty),
+            Message {
+                ty: Some("event"),
                 event: Some(event),
                 msg_id,
                 ..
-            } if ty == "event" => (msg_id, event, Peers::default()),
-            FastLine {
+            } => (msg_id, event, Peers::default()),
+            Message {
                 ty: None,
                 body:
-                    Some(FastBody {
-                        ty,
+                    Some(Body {
+                        ty: "event",
                         event: Some(event),
                         msg_id,
                     }),
                 src,
                 dest,
                 ..
-            } if ty == "event" => {
+            } => {
                 let peers = Peers {
-                    src: src.map(Raw::String),
-                    dest: dest.map(Raw::String),
+                    src: src.map(|s| Raw::String(Cow::Borrowed(s))),
+                    dest: dest.map(|s| Raw::String(Cow::Borrowed(s))),
                 };
                 (msg_id, event, peers)
             }
@@ -386,32 +386,6 @@ pub fn progress(done: usize, total: usize, started: Instant) -> String {
 struct Peers<'a> {
     src: Option<Raw<'a>>,
     dest: Option<Raw<'a>>,
-}
-
-/// The fields of an event message, an envelope's or a bare body's, with
-/// everything but the event read without allocating where it can be.
-#[derive(Deserialize)]
-struct FastLine<'a> {
-    #[serde(borrow)]
-    src: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    dest: Option<Cow<'a, str>>,
-    #[serde(rename = "type", borrow)]
-    ty: Option<Cow<'a, str>>,
-    msg_id: Option<Value>,
-    #[serde(borrow)]
-    event: Option<Raw<'a>>,
-    #[serde(borrow)]
-    body: Option<FastBody<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FastBody<'a> {
-    #[serde(rename = "type", borrow)]
-    ty: Cow<'a, str>,
-    msg_id: Option<Value>,
-    #[serde(borrow)]
-    event: Option<Raw<'a>>,
 }
 
 /// One line as JSON, or an error text that says what is wrong and where.

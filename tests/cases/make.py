@@ -287,6 +287,11 @@ case("malformed_lines_get_errors_and_the_next_line_is_served", [
     ({"type": "ping", "msg_id": 7}, err(7, 10, 'unsupported message type "ping"; this projector handles init, subscribe, unsubscribe, event, query')),
     ({"src": "c", "dest": "p", "body": [1]}, err(None, 12, 'input line 8: the envelope\'s "body" must be an object, found an array')),
     (ev(9, U, {"id": "u1"}, id="e1"), updated(9, "e1", ["user_listing", "user_by_email"])),
+    # Shaped like an event message, field by field, but arrays all the same.
+    ({"src": "c", "dest": "p", "body": ["event", 10, {"type": U, "id": "e2", "payload": {"id": "u2"}}]},
+     err(None, 12, 'input line 10: the envelope\'s "body" must be an object, found an array')),
+    ([None, None, "event", 11, {"type": U, "id": "e3", "payload": {"id": "u3"}}, None],
+     err(None, 12, "input line 11 must be a JSON object, found an array")),
 ])
 case("malformed_events", [
     ({"type": "event", "msg_id": 1}, err(1, 12, 'the event message has no "event"')),

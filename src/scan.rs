@@ -1,0 +1,491 @@
+//! A parser for the common line: an event message, as an envelope or a bare
+//! body, whose strings need no unescaping.
+//!
+//! It reads bytes straight into an [`event::Raw`](crate::event::Raw) tree
+//! with strings borrowed from the line. Whatever it does not handle here it
+//! declines (`None`), and the line goes to the general path, which parses it
+//! with serde_json and says what is wrong, if anything. It declines more
+//! than serde_json rejects (escapes, `-0`, integers of 19 digits or more,
+//! deep nesting, repeated envelope fields, bodies that are not objects) and
+//! accepts nothing serde_json rejects, so where it answers the two agree.
+
+use crate::event::Raw;
+use serde_json::{Number, Value};
+use std::borrow::Cow;
+
+/// Nesting deeper than this is left to serde_json (whose limit is 128).
+const MAX_DEPTH: u32 = 100;
+
+/// The fields of an event message, from an envelope or a bare body.
+#[derive(Default)]
+pub struct Message<'a> {
+    pub src: Option<&'a str>,
+    pub dest: Option<&'a str>,
+    /// `type`, when the line is a bare body.
+    pub ty: Option<&'a str>,
+    pub msg_id: Option<Value>,
+    pub event: Option<Raw<'a>>,
+    pub body: Option<Body<'a>>,
+}
+
+/// An envelope's body.
+pub struct Body<'a> {
+    pub ty: &'a str,
+    pub msg_id: Option<Value>,
+    pub event: Option<Raw<'a>>,
+}
+
+/// The line's fields, or `None` when the general path must read it.
+pub fn message(text: &str) -> Option<Message<'_>> {
+    let mut parser = Parser {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+        depth: 0,
+    };
+    let root = parser.value()?;
+    parser.space();
+    if parser.at != parser.bytes.len() {
+        return None;
+    }
+    let Raw::Object(entries) = root else {
+        return None;
+    };
+    let mut message = Message::default();
+    let mut seen = [false; 6];
+    for (key, value) in entries {
+        let fields = ["src", "dest", "type", "msg_id", "event", "body"];
+        let Some(field) = fields.iter().position(|name| *name == key) else {
+            continue;
+        };
+        if std::mem::replace(&mut seen[field], true) {
+            return None;
+        }
+        match field {
+            0 => message.src = optional_str(value)?,
+            1 => message.dest = optional_str(value)?,
+            2 => message.ty = optional_str(value)?,
+            3 => message.msg_id = msg_id(value),
+            4 => message.event = optional(value),
+            _ => message.body = body(value)?,
+        }
+    }
+    Some(message)
+}
+
+fn body(value: Raw<'_>) -> Option<Option<Body<'_>>> {
+    let entries = match value {
+        Raw::Null => return Some(None),
+        Raw::Object(entries) => entries,
+        _ => return None,
+    };
+    let (mut ty, mut msg_id, mut event) = (None, None, None);
+    let mut seen = [false; 3];
+    for (key, value) in entries {
+        let Some(field) = ["type", "msg_id", "event"]
+            .iter()
+            .position(|name| *name == key)
+        else {
+            continue;
+        };
+        if std::mem::replace(&mut seen[field], true) {
+            return None;
+        }
+        match field {
+            0 => ty = Some(optional_str(value)??),
+            1 => msg_id = self::msg_id(value),
+            _ => event = optional(value),
+        }
+    }
+    Some(Some(Body {
+        ty: ty?,
+        msg_id,
+        event,
+    }))
+}
+
+/// A field that may be null; `None` when it is neither null nor a string.
+fn optional_str(value: Raw<'_>) -> Option<Option<&str>> {
+    match value {
+        Raw::Null => Some(None),
+        Raw::String(Cow::Borrowed(s)) => Some(Some(s)),
+        _ => None,
+    }
+}
+
+fn optional(value: Raw<'_>) -> Option<Raw<'_>> {
+    match value {
+        Raw::Null => None,
+        value => Some(value),
+    }
+}
+
+fn msg_id(value: Raw<'_>) -> Option<Value> {
+    optional(value).map(|v| v.to_value())
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+    depth: u32,
+}
+
+impl<'a> Parser<'a> {
+    fn space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// The next byte after white space, consumed.
+    fn next(&mut self) -> Option<u8> {
+        self.space();
+        let b = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn value(&mut self) -> Option<Raw<'a>> {
+        match self.next()? {
+            b'"' => self.string().map(|s| Raw::String(Cow::Borrowed(s))),
+            b'{' => self.nested(Parser::object),
+            b'[' => self.nested(Parser::array),
+            b't' => self.literal(b"rue", Raw::Bool(true)),
+            b'f' => self.literal(b"alse", Raw::Bool(false)),
+            b'n' => self.literal(b"ull", Raw::Null),
+            b'-' | b'0'..=b'9' => self.number().map(Raw::Number),
+            _ => None,
+        }
+    }
+
+    fn nested(&mut self, parse: fn(&mut Self) -> Option<Raw<'a>>) -> Option<Raw<'a>> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
+        let value = parse(self)?;
+        self.depth -= 1;
+        Some(value)
+    }
+
+    /// The rest of an object, after its `{`.
+    fn object(&mut self) -> Option<Raw<'a>> {
+        let mut entries = Vec::with_capacity(4);
+        let mut b = self.next()?;
+        if b == b'}' {
+            return Some(Raw::Object(entries));
+        }
+        loop {
+            if b != b'"' {
+                return None;
+            }
+            let key = self.string()?;
+            if self.next()? != b':' {
+                return None;
+            }
+            entries.push((Cow::Borrowed(key), self.value()?));
+            match self.next()? {
+                b',' => b = self.next()?,
+                b'}' => return Some(Raw::Object(entries)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The rest of an array, after its `[`.
+    fn array(&mut self) -> Option<Raw<'a>> {
+        let mut items = Vec::new();
+        self.space();
+        if self.bytes.get(self.at) == Some(&b']') {
+            self.at += 1;
+            return Some(Raw::Array(items));
+        }
+        loop {
+            items.push(self.value()?);
+            match self.next()? {
+                b',' => {}
+                b']' => return Some(Raw::Array(items)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The rest of a string, after its `"`: one without escapes or control
+    /// characters, which JSON forbids unescaped.
+    fn string(&mut self) -> Option<&'a str> {
+        let start = self.at;
+        let end = start + special(&self.bytes[start..])?;
+        if self.bytes[end] != b'"' {
+            return None;
+        }
+        self.at = end + 1;
+        // Both ends are ASCII quotes, so these are character boundaries.
+        Some(&self.text[start..end])
+    }
+
+    fn literal(&mut self, rest: &[u8], value: Raw<'a>) -> Option<Raw<'a>> {
+        if !self.bytes[self.at..].starts_with(rest) {
+            return None;
+        }
+        self.at += rest.len();
+        Some(value)
+    }
+
+    /// The rest of a number, after its first character. Integers become
+    /// u64 or i64 and anything with a fraction or exponent f64, as in
+    /// serde_json.
+    fn number(&mut self) -> Option<Number> {
+        let start = self.at - 1;
+        let negative = self.bytes[start] == b'-';
+        let first = if negative {
+            self.digit()?
+        } else {
+            self.bytes[start]
+        };
+        if first != b'0' {
+            self.digits();
+        }
+        let mut float = false;
+        if self.bytes.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            self.digit()?;
+            self.digits();
+            float = true;
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(self.at) {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.bytes.get(self.at) {
+                self.at += 1;
+            }
+            self.digit()?;
+            self.digits();
+            float = true;
+        }
+        let text = &self.text[start..self.at];
+        if float {
+            return Number::from_f64(text.parse().ok()?);
+        }
+        let magnitude = text.strip_prefix('-').unwrap_or(text);
+        if magnitude.len() > 18 {
+            return None;
+        }
+        let n: u64 = magnitude.parse().ok()?;
+        match negative {
+            false => Some(n.into()),
+            // serde_json reads `-0` as the float -0.0.
+            true if n == 0 => None,
+            true => Some((-(n as i64)).into()),
+        }
+    }
+
+    fn digit(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.at)?;
+        self.at += 1;
+        b.is_ascii_digit().then_some(b)
+    }
+
+    fn digits(&mut self) {
+        while self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
+            self.at += 1;
+        }
+    }
+}
+
+/// Where the first `"`, `\\` or control character of `bytes` is, looking
+/// at eight bytes at a time.
+fn special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        // A byte's high bit is set where it is zero (or below 0x20), and
+        // possibly in higher bytes after one that is: the lowest is exact.
+        let found = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | x.wrapping_sub(ONES * 0x20) & !x)
+            & HIGH;
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    let rest = chunks.remainder();
+    let at = rest
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    Some(offset + at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tree serde_json's path builds for `text`, when it parses.
+    fn general(text: &str) -> Option<Raw<'_>> {
+        serde_json::from_str(text).ok()
+    }
+
+    fn scanned(text: &str) -> Option<Raw<'_>> {
+        let mut parser = Parser {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+            depth: 0,
+        };
+        let value = parser.value()?;
+        parser.space();
+        (parser.at == text.len()).then_some(value)
+    }
+
+    #[test]
+    fn reads_what_serde_json_reads() {
+        for text in [
+            r#"{"a": [1, -2, 2.5, true, false, null, {}, []], "b": {"c": "plain"}, "a": "last"}"#,
+            " { \"n\" :\t0 , \"m\":[ ] }\r\n",
+            "[0, 10, -10, 1e3, 1E-3, 2.50, -0.0, 0.1e+2, 123456789012345678]",
+            "[18446744073709551615, -9223372036854775808, 1e308, 5e-324, 4.9e-325]",
+            r#""h\u00e9llo" "#,
+            "\"é and 日本\"",
+            "-0",
+        ] {
+            let ours = scanned(text);
+            if ours.is_some() {
+                assert_eq!(ours, general(text), "{text}");
+            }
+        }
+        assert!(scanned("[1, 2.5, {\"k\": \"é\"}]").is_some());
+    }
+
+    #[test]
+    fn numbers_read_as_serde_json_reads_them() {
+        // Numbers of every shape, from a fixed pseudo-random sequence.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            if next(3) == 0 {
+                text.push('-');
+            }
+            for _ in 0..=next(22) {
+                text.push(char::from(b'0' + next(10) as u8));
+            }
+            if next(2) == 0 {
+                text.push('.');
+                for _ in 0..=next(20) {
+                    text.push(char::from(b'0' + next(10) as u8));
+                }
+            }
+            if next(3) == 0 {
+                text.push_str(["e", "E", "e-", "e+"][next(4) as usize]);
+                text.push_str(&next(400).to_string());
+            }
+            let ours = scanned(&text);
+            let theirs = general(&text);
+            assert!(
+                ours.is_none() || ours == theirs,
+                "{text}: {ours:?} {theirs:?}"
+            );
+            assert!(theirs.is_some() || ours.is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn declines_all_that_serde_json_rejects() {
+        for text in [
+            "",
+            "{",
+            "}",
+            "[1,]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{a:1}",
+            "[01]",
+            "[1.]",
+            "[.5]",
+            "[1e]",
+            "[1e+]",
+            "[-]",
+            "[+1]",
+            "[--1]",
+            "[1e400]",
+            "[tru]",
+            "[nul]",
+            "[truex]",
+            "\"unterminated",
+            "\"tab\there\"",
+            "[1] 2",
+            "{\"a\":1}}",
+            "[1 2]",
+            "{\"a\":1 \"b\":2}",
+            "[\"\\x\"]",
+        ] {
+            assert!(general(text).is_none(), "serde_json reads {text:?}");
+            assert!(scanned(text).is_none(), "scanned {text:?}");
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(scanned(&deep).is_none());
+    }
+
+    #[test]
+    fn finds_the_first_quote_backslash_or_control_character() {
+        for (text, at) in [
+            ("abc\"", Some(3)),
+            ("0123456789abcdef\"", Some(16)),
+            ("01234567\\\"", Some(8)),
+            ("ab\tc\"", Some(2)),
+            ("éé日本語 é\"x", Some(16)),
+            ("\u{7f}\u{80}\u{ff}é!#[]~\"", Some(12)),
+            ("no end at all, really", None),
+        ] {
+            assert_eq!(special(text.as_bytes()), at, "{text:?}");
+        }
+        for len in 0..40 {
+            for b in [b'"', b'\\', 0, 0x1f] {
+                let mut bytes = vec![b'x'; len];
+                bytes.push(b);
+                bytes.extend_from_slice(b"\"\\");
+                assert_eq!(special(&bytes), Some(len));
+            }
+        }
+    }
+
+    #[test]
+    fn picks_the_event_fields_of_a_bare_body_or_an_envelope() {
+        let bare =
+            message(r#"{"type":"event","msg_id":3,"event":{"id":"e1"},"extra":[1]}"#).unwrap();
+        assert_eq!((bare.ty, bare.msg_id), (Some("event"), Some(3.into())));
+        assert!(bare.event.is_some() && bare.body.is_none());
+        let wrapped =
+            message(r#"{"src":"c1","dest":"n1","body":{"type":"event","msg_id":null,"event":{}}}"#)
+                .unwrap();
+        assert_eq!((wrapped.src, wrapped.dest), (Some("c1"), Some("n1")));
+        let body = wrapped.body.unwrap();
+        assert_eq!((body.ty, body.msg_id), ("event", None));
+    }
+
+    #[test]
+    fn leaves_odd_messages_to_the_general_path() {
+        for text in [
+            r#"["event", 1]"#,
+            r#"{"type":"event","type":"event"}"#,
+            r#"{"src":1,"body":{"type":"event"}}"#,
+            r#"{"body":["event", 1, {}]}"#,
+            r#"{"body":{"msg_id":1}}"#,
+            r#"{"body":{"type":null}}"#,
+            r#"{"ty\u0070e":"event"}"#,
+            r#"{"type":"event","event":{"id":"a\"b"}}"#,
+        ] {
+            assert!(message(text).is_none(), "{text}");
+        }
+    }
+}
