@@ -298,8 +298,8 @@ pub fn serve(
         log,
         line_no: 0,
         body: Vec::with_capacity(256),
-        pending: Vec::with_capacity(64 * 1024),
-        committing: Vec::with_capacity(64 * 1024),
+        pending: Vec::with_capacity(MAX_BATCH_BYTES + 64 * 1024),
+        committing: Vec::with_capacity(MAX_BATCH_BYTES + 64 * 1024),
         pending_messages: 0,
     };
     while let Some(line) = lines.next_line(|| session.release(&mut output))? {
