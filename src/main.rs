@@ -132,6 +132,12 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    // The allocator asks for transparent huge pages. Where the kernel
+    // compacts memory to find them on the spot (its `defrag = madvise`
+    // default), a growing store stalls in page faults; small pages cost
+    // more faults but no stalls. Failure (an older kernel) changes nothing.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Validate(args)) => validate(&args),
