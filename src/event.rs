@@ -112,6 +112,11 @@ impl<'a> Event<'a> {
         &self.root
     }
 
+    /// The tree the event was made from.
+    pub fn into_root(self) -> Raw<'a> {
+        self.root
+    }
+
     /// The event as a `Value`, built the first time it is asked for.
     pub fn tree(&self) -> &Value {
         self.tree.get_or_init(|| self.root.to_value())

@@ -6,7 +6,7 @@
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use std::fs::File;
-use std::io::{Read, StdinLock};
+use std::io::{Read, Stdin};
 use std::os::fd::AsFd;
 
 /// A byte stream that can say whether input is waiting.
@@ -28,7 +28,7 @@ impl Input for File {
     }
 }
 
-impl Input for StdinLock<'_> {
+impl Input for Stdin {
     fn ready(&self) -> bool {
         polled(self)
     }

@@ -41,6 +41,7 @@ pub mod lines;
 pub mod name;
 pub mod plan;
 pub mod protocol;
+pub mod reader;
 pub mod scan;
 pub mod server;
 pub mod state;

@@ -288,7 +288,7 @@ fn run(args: &RunArgs) -> ExitCode {
     };
     match server::serve(
         &mut engine,
-        io::stdin().lock(),
+        io::stdin(),
         io::stdout().lock(),
         io::stderr(),
         &options,

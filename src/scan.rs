@@ -35,6 +35,51 @@ pub struct Body<'a> {
     pub event: Option<Raw<'a>>,
 }
 
+/// An event message, read: what the engine needs to apply and answer it.
+pub struct EventMessage<'a> {
+    pub msg_id: Option<Value>,
+    pub event: Raw<'a>,
+    /// The envelope's `src` and `dest`, when the line is an envelope.
+    pub src: Option<&'a str>,
+    pub dest: Option<&'a str>,
+}
+
+/// The line as an event message, or `None` when it is another message, or
+/// one the general path must read.
+pub fn event_message(text: &str) -> Option<EventMessage<'_>> {
+    match message(text)? {
+        Message {
+            ty: Some("event"),
+            event: Some(event),
+            msg_id,
+            ..
+        } => Some(EventMessage {
+            msg_id,
+            event,
+            src: None,
+            dest: None,
+        }),
+        Message {
+            ty: None,
+            body:
+                Some(Body {
+                    ty: "event",
+                    event: Some(event),
+                    msg_id,
+                }),
+            src,
+            dest,
+            ..
+        } => Some(EventMessage {
+            msg_id,
+            event,
+            src,
+            dest,
+        }),
+        _ => None,
+    }
+}
+
 /// The line's fields, or `None` when the general path must read it.
 pub fn message(text: &str) -> Option<Message<'_>> {
     let mut parser = Parser {

@@ -10,11 +10,11 @@
 use crate::engine::{Engine, Outcome};
 use crate::event::{Event, Raw};
 use crate::input::Input;
-use crate::lines::{Line, LineReader};
 use crate::plan::type_name;
 use crate::protocol::code::MALFORMED_REQUEST;
 use crate::protocol::{json, reply};
-use crate::scan::{self, Body, Message};
+use crate::reader::{Delivery, Prepared, Reader};
+use crate::scan::EventMessage;
 use crate::state::StateError;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -90,13 +90,13 @@ struct Session<'a, L: Write> {
 
 impl<L: Write> Session<'_, L> {
     /// Answers one line (blank lines get no reply); returns what it did.
-    fn line(&mut self, line: Line<'_>) -> Result<Option<Outcome>, StateError> {
+    fn line(&mut self, line: &mut Prepared<'_>) -> Result<Option<Outcome>, StateError> {
         self.line_no += 1;
         let line_no = self.line_no;
         self.body.clear();
         let (outcome, envelope) = match line {
-            Line::TooLong { blank: true, .. } => return Ok(None),
-            Line::TooLong { len, .. } => {
+            Prepared::Blank => return Ok(None),
+            &mut Prepared::TooLong { len } => {
                 let text = format!(
                     "input line {line_no} is {len} bytes long, over the limit of {} bytes (--max-line-bytes)",
                     self.options.max_line_bytes
@@ -104,42 +104,28 @@ impl<L: Write> Session<'_, L> {
                 reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
                 (Outcome::Refused, None)
             }
-            Line::Text(bytes) => {
-                let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-                if bytes.iter().all(u8::is_ascii_whitespace) {
-                    return Ok(None);
-                }
-                let text = match std::str::from_utf8(bytes) {
-                    Ok(text) => text,
-                    Err(e) => {
-                        let text = format!(
-                            "input line {line_no} is not valid UTF-8 at column {}",
-                            e.valid_up_to() + 1
-                        );
-                        reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
-                        self.release_later(Peers::default());
-                        return Ok(Some(Outcome::Refused));
-                    }
-                };
-                if let Some(answered) = self.event_fast(text)? {
-                    return Ok(Some(answered));
-                }
-                match parse(text, line_no) {
-                    Ok(Value::Object(message)) => self.message(message)?,
-                    Ok(other) => {
-                        let text = format!(
-                            "input line {line_no} must be a JSON object, found {}",
-                            type_name(&other)
-                        );
-                        reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
-                        (Outcome::Refused, None)
-                    }
-                    Err(text) => {
-                        reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
-                        (Outcome::Refused, None)
-                    }
-                }
+            &mut Prepared::NotUtf8 { column } => {
+                let text = format!("input line {line_no} is not valid UTF-8 at column {column}");
+                reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
+                self.release_later(Peers::default());
+                return Ok(Some(Outcome::Refused));
             }
+            Prepared::Event(message) => return self.event(message).map(Some),
+            &mut Prepared::Other(text) => match parse(text, line_no) {
+                Ok(Value::Object(message)) => self.message(message)?,
+                Ok(other) => {
+                    let text = format!(
+                        "input line {line_no} must be a JSON object, found {}",
+                        type_name(&other)
+                    );
+                    reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
+                    (Outcome::Refused, None)
+                }
+                Err(text) => {
+                    reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
+                    (Outcome::Refused, None)
+                }
+            },
         };
         self.warnings();
         let peers = match &envelope {
@@ -153,46 +139,21 @@ impl<L: Write> Session<'_, L> {
         Ok(Some(outcome))
     }
 
-    /// Answers an event message without building the envelope and body as
-    /// JSON trees: only the event is. `None` when the line is anything else
-    /// (another message, or not quite the usual shape), for [`Self::message`].
-    fn event_fast(&mut self, text: &str) -> Result<Option<Outcome>, StateError> {
-        let Some(line) = scan::message(text) else {
-            return Ok(None);
-        };
-        let (msg_id, event, peers) = match line {
-            Message {
-                ty: Some("event"),
-                event: Some(event),
-                msg_id,
-                ..
-            } => (msg_id, event, Peers::default()),
-            Message {
-                ty: None,
-                body:
-                    Some(Body {
-                        ty: "event",
-                        event: Some(event),
-                        msg_id,
-                    }),
-                src,
-                dest,
-                ..
-            } => {
-                let peers = Peers {
-                    src: src.map(|s| Raw::String(Cow::Borrowed(s))),
-                    dest: dest.map(|s| Raw::String(Cow::Borrowed(s))),
-                };
-                (msg_id, event, peers)
-            }
-            _ => return Ok(None),
-        };
-        let outcome =
-            self.engine
-                .handle_event(msg_id.as_ref(), &Event::new(event), &mut self.body)?;
+    /// Answers an event message the reader's scanner read, without JSON
+    /// trees for the envelope and body: only the event is one. The event's
+    /// tree is left in `message`, for the reading thread to free.
+    fn event(&mut self, message: &mut EventMessage<'_>) -> Result<Outcome, StateError> {
+        let event = Event::new(std::mem::replace(&mut message.event, Raw::Null));
+        let outcome = self
+            .engine
+            .handle_event(message.msg_id.as_ref(), &event, &mut self.body);
+        message.event = event.into_root();
         self.warnings();
-        self.release_later(peers);
-        Ok(Some(outcome))
+        self.release_later(Peers {
+            src: message.src.map(|s| Raw::String(Cow::Borrowed(s))),
+            dest: message.dest.map(|s| Raw::String(Cow::Borrowed(s))),
+        });
+        outcome
     }
 
     fn warnings(&mut self) {
@@ -286,12 +247,11 @@ impl<L: Write> Session<'_, L> {
 /// served; only I/O and state errors end the loop early.
 pub fn serve(
     engine: &mut Engine,
-    input: impl Input,
+    input: impl Input + Send + 'static,
     mut output: impl Write,
     log: impl Write,
     options: &Options,
 ) -> Result<(), ServeError> {
-    let mut lines = LineReader::new(input, options.max_line_bytes);
     let mut session = Session {
         engine,
         options,
@@ -302,10 +262,21 @@ pub fn serve(
         committing: Vec::with_capacity(MAX_BATCH_BYTES + 64 * 1024),
         pending_messages: 0,
     };
-    while let Some(line) = lines.next_line(|| session.release(&mut output))? {
-        session.line(line)?;
-        if session.batch_full() {
-            session.hand_off(&mut output)?;
+    let reader = Reader::start(input, options.max_line_bytes);
+    while let Some(delivery) = reader.next() {
+        let Delivery { mut chunk, idle } = delivery?;
+        chunk.with_dependent_mut(|_, lines| {
+            for line in lines {
+                session.line(line)?;
+                if session.batch_full() {
+                    session.hand_off(&mut output)?;
+                }
+            }
+            Ok::<(), ServeError>(())
+        })?;
+        reader.done(chunk);
+        if idle {
+            session.release(&mut output)?;
         }
     }
     session.release(&mut output)
@@ -325,53 +296,79 @@ pub struct ReplayCounts {
 /// progress to `log` about once a second: messages done out of `total`.
 pub fn replay(
     engine: &mut Engine,
-    input: impl Input,
+    input: impl Input + Send + 'static,
     total: usize,
-    mut log: impl Write,
+    log: impl Write,
     options: &Options,
 ) -> Result<ReplayCounts, ServeError> {
     let started = Instant::now();
-    let mut next_report = started + Duration::from_secs(1);
-    let mut counts = ReplayCounts::default();
-    let mut lines = LineReader::new(input, options.max_line_bytes);
-    let mut session = Session {
-        engine,
-        options,
-        log: Vec::new(),
-        line_no: 0,
-        body: Vec::new(),
-        pending: Vec::new(),
-        committing: Vec::new(),
-        pending_messages: 0,
+    let mut replay = Replay {
+        session: Session {
+            engine,
+            options,
+            log: Vec::new(),
+            line_no: 0,
+            body: Vec::new(),
+            pending: Vec::new(),
+            committing: Vec::new(),
+            pending_messages: 0,
+        },
+        counts: ReplayCounts::default(),
+        log,
+        total,
+        started,
+        next_report: started + Duration::from_secs(1),
     };
-    while let Some(line) = lines.next_line(|| Ok::<(), ServeError>(()))? {
-        let Some(outcome) = session.line(line)? else {
-            continue;
-        };
-        counts.messages += 1;
-        match outcome {
-            Outcome::Applied => counts.applied += 1,
-            Outcome::Skipped => counts.skipped += 1,
-            Outcome::Refused => {
-                counts.refused += 1;
-                if counts.refused <= 5 {
-                    let text = String::from_utf8_lossy(&session.body).into_owned();
-                    let _ = writeln!(log, "replay: line {}: {text}", session.line_no);
-                }
-            }
-            Outcome::Other => {}
-        }
-        if session.batch_full() {
-            session.hand_off(&mut io::sink())?;
-        }
-        let _ = log.write_all(&std::mem::take(&mut session.log));
-        if Instant::now() >= next_report {
-            next_report += Duration::from_secs(1);
-            let _ = writeln!(log, "replay: {}", progress(session.line_no, total, started));
-        }
+    let reader = Reader::start(input, options.max_line_bytes);
+    while let Some(delivery) = reader.next() {
+        let Delivery { mut chunk, .. } = delivery?;
+        chunk.with_dependent_mut(|_, lines| lines.iter_mut().try_for_each(|l| replay.line(l)))?;
+        reader.done(chunk);
     }
-    session.release(&mut io::sink())?;
-    Ok(counts)
+    replay.session.release(&mut io::sink())?;
+    Ok(replay.counts)
+}
+
+struct Replay<'a, W: Write> {
+    session: Session<'a, Vec<u8>>,
+    counts: ReplayCounts,
+    log: W,
+    total: usize,
+    started: Instant,
+    next_report: Instant,
+}
+
+impl<W: Write> Replay<'_, W> {
+    /// Applies one line and counts what it did.
+    fn line(&mut self, line: &mut Prepared<'_>) -> Result<(), ServeError> {
+        let session = &mut self.session;
+        if let Some(outcome) = session.line(line)? {
+            let counts = &mut self.counts;
+            counts.messages += 1;
+            match outcome {
+                Outcome::Applied => counts.applied += 1,
+                Outcome::Skipped => counts.skipped += 1,
+                Outcome::Refused => {
+                    counts.refused += 1;
+                    if counts.refused <= 5 {
+                        let text = String::from_utf8_lossy(&session.body);
+                        let _ = writeln!(self.log, "replay: line {}: {text}", session.line_no);
+                    }
+                }
+                Outcome::Other => {}
+            }
+            if session.batch_full() {
+                session.hand_off(&mut io::sink())?;
+            }
+        }
+        let _ = self.log.write_all(&std::mem::take(&mut session.log));
+        if Instant::now() >= self.next_report {
+            self.next_report += Duration::from_secs(1);
+            let done = progress(session.line_no, self.total, self.started);
+            let _ = writeln!(self.log, "replay: {done}");
+        }
+        Ok(())
+    }
 }
 
 /// `done/total lines, N messages/s`.
