@@ -13,10 +13,10 @@ use std::hash::BuildHasherDefault;
 /// A batch, ready for the database.
 #[derive(Default)]
 pub struct Batch {
-    /// Applied event ids, in order.
+    /// The ids of the events applied, sorted.
     pub ids: Vec<String>,
-    /// Each changed document once: its model, key and JSON text, or `None`
-    /// when it was deleted.
+    /// Each changed document once, sorted by model and key: its model, key
+    /// and JSON text, or `None` when it was deleted.
     pub documents: Vec<(ModelId, String, Option<String>)>,
     /// The new subscriptions (`Some(None)`: every type), if they changed.
     pub subscriptions: Option<Option<Vec<String>>>,
@@ -50,8 +50,12 @@ impl Recorder {
 
     /// The batch recorded so far, with each changed document as it is in
     /// `stores` now; the recorder starts over empty.
+    ///
+    /// Ids and documents come sorted, as the database's B-trees order them
+    /// (documents by model, then key): written in that order, consecutive
+    /// writes land on the same or the next page instead of anywhere.
     pub fn take(&mut self, stores: &[MemoryStore]) -> Batch {
-        let documents = self
+        let mut documents: Vec<_> = self
             .dirty
             .drain()
             .map(|(model, key)| {
@@ -61,8 +65,11 @@ impl Recorder {
                 (model, key, text)
             })
             .collect();
+        documents.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.sort_unstable();
         Batch {
-            ids: std::mem::take(&mut self.ids),
+            ids,
             documents,
             subscriptions: self.subscriptions.take(),
         }
