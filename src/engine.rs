@@ -155,7 +155,7 @@ impl Engine {
     /// after waiting for the changes handed over before. Returns without
     /// waiting for these: see [`Engine::wait`].
     pub fn submit(&mut self) -> Result<(), StateError> {
-        self.journal.submit(&self.stores)
+        self.journal.submit()
     }
 
     /// Waits until every change submitted is durable. Replies to the
@@ -354,7 +354,8 @@ impl Engine {
             );
             return refuse(out, code, &text);
         }
-        self.journal.record_event(Some(&id), &self.changes)?;
+        self.journal
+            .record_event(Some(&id), &self.changes, &self.stores)?;
         self.processed.record(hash);
         if let Some(rebuild) = &mut self.rebuild {
             rebuild.seen.record(hash);
@@ -403,7 +404,7 @@ impl Engine {
             &mut self.stores,
             &mut self.changes,
         ) {
-            Ok(()) => self.journal.record_event(None, &self.changes),
+            Ok(()) => self.journal.record_event(None, &self.changes, &self.stores),
             Err(e) => {
                 let why = e.describe(&self.plan);
                 self.warnings.push(format!(

@@ -54,8 +54,13 @@ impl Background {
 }
 
 impl Journal for Background {
-    fn record_event(&mut self, id: Option<&str>, changes: &[Change]) -> Result<(), StateError> {
-        self.recorder.event(id, changes);
+    fn record_event(
+        &mut self,
+        id: Option<&str>,
+        changes: &[Change],
+        stores: &[MemoryStore],
+    ) -> Result<(), StateError> {
+        self.recorder.event(id, changes, stores);
         Ok(())
     }
 
@@ -64,12 +69,12 @@ impl Journal for Background {
         Ok(())
     }
 
-    fn submit(&mut self, stores: &[MemoryStore]) -> Result<(), StateError> {
+    fn submit(&mut self) -> Result<(), StateError> {
         self.wait()?;
         if self.recorder.is_empty() {
             return Ok(());
         }
-        let batch = self.recorder.take(stores);
+        let batch = self.recorder.take();
         let sender = self.batches.as_ref().expect("open until dropped");
         if sender.send(batch).is_err() {
             self.writer_gone();

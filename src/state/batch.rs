@@ -1,13 +1,14 @@
 //! What one batch writes to the state: the ids of the events it applied,
 //! the final text of every document it changed, and the subscriptions if
-//! they changed. A batch is collected while its events are applied and
-//! taken, serialized, when it is committed.
+//! they changed. A batch is collected while its events are applied, each
+//! changed document serialized as the change is recorded, and taken when
+//! it is committed.
 
 use crate::apply::Change;
 use crate::hash::FxHasher;
 use crate::plan::ModelId;
 use crate::store::{DocumentStore, MemoryStore};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
 /// A batch, ready for the database.
@@ -26,17 +27,24 @@ pub struct Batch {
 #[derive(Default)]
 pub struct Recorder {
     ids: Vec<String>,
-    dirty: HashSet<(ModelId, String), BuildHasherDefault<FxHasher>>,
+    /// Each changed document's latest text (`None`: deleted), written when
+    /// the change is recorded, while the document is still in the cache.
+    documents: HashMap<(ModelId, String), Option<String>, BuildHasherDefault<FxHasher>>,
     subscriptions: Option<Option<Vec<String>>>,
 }
 
 impl Recorder {
-    pub fn event(&mut self, id: Option<&str>, changes: &[Change]) {
+    /// Records an applied event: its id, and the documents it changed as
+    /// they are in `stores` now.
+    pub fn event(&mut self, id: Option<&str>, changes: &[Change], stores: &[MemoryStore]) {
         if let Some(id) = id {
             self.ids.push(id.to_owned());
         }
         for change in changes {
-            self.dirty.insert((change.model, change.key.clone()));
+            let doc = stores[change.model.0 as usize].get(&change.key);
+            let text = doc.map(|doc| serde_json::to_string(doc).expect("documents serialize"));
+            self.documents
+                .insert((change.model, change.key.clone()), text);
         }
     }
 
@@ -45,25 +53,19 @@ impl Recorder {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.dirty.is_empty() && self.subscriptions.is_none()
+        self.ids.is_empty() && self.documents.is_empty() && self.subscriptions.is_none()
     }
 
-    /// The batch recorded so far, with each changed document as it is in
-    /// `stores` now; the recorder starts over empty.
+    /// The batch recorded so far; the recorder starts over empty.
     ///
     /// Ids and documents come sorted, as the database's B-trees order them
     /// (documents by model, then key): written in that order, consecutive
     /// writes land on the same or the next page instead of anywhere.
-    pub fn take(&mut self, stores: &[MemoryStore]) -> Batch {
+    pub fn take(&mut self) -> Batch {
         let mut documents: Vec<_> = self
-            .dirty
+            .documents
             .drain()
-            .map(|(model, key)| {
-                let text = stores[model.0 as usize]
-                    .get(&key)
-                    .map(|doc| serde_json::to_string(doc).expect("documents serialize"));
-                (model, key, text)
-            })
+            .map(|((model, key), text)| (model, key, text))
             .collect();
         documents.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut ids = std::mem::take(&mut self.ids);

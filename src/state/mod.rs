@@ -22,14 +22,19 @@ use std::path::PathBuf;
 /// What a journal records, and when it makes it durable.
 pub trait Journal {
     /// An event was applied: `id` (absent when an already processed event is
-    /// re-applied to a model being rebuilt) and the documents it changed.
-    fn record_event(&mut self, id: Option<&str>, changes: &[Change]) -> Result<(), StateError>;
+    /// re-applied to a model being rebuilt) and the documents it changed,
+    /// as they now are in `stores`.
+    fn record_event(
+        &mut self,
+        id: Option<&str>,
+        changes: &[Change],
+        stores: &[MemoryStore],
+    ) -> Result<(), StateError>;
     /// The subscriptions changed: the accepted types, or `None` for all.
     fn record_subscriptions(&mut self, names: Option<&[String]>) -> Result<(), StateError>;
-    /// Hands everything recorded so far to be made durable, all at once;
-    /// changed documents are taken as they are in `stores` now. Waits for
-    /// the batch handed over before, if any, first.
-    fn submit(&mut self, stores: &[MemoryStore]) -> Result<(), StateError>;
+    /// Hands everything recorded so far to be made durable, all at once.
+    /// Waits for the batch handed over before, if any, first.
+    fn submit(&mut self) -> Result<(), StateError>;
     /// Waits until everything submitted is durable.
     fn wait(&mut self) -> Result<(), StateError>;
 }
@@ -38,7 +43,12 @@ pub trait Journal {
 pub struct NoJournal;
 
 impl Journal for NoJournal {
-    fn record_event(&mut self, _: Option<&str>, _: &[Change]) -> Result<(), StateError> {
+    fn record_event(
+        &mut self,
+        _: Option<&str>,
+        _: &[Change],
+        _: &[MemoryStore],
+    ) -> Result<(), StateError> {
         Ok(())
     }
 
@@ -46,7 +56,7 @@ impl Journal for NoJournal {
         Ok(())
     }
 
-    fn submit(&mut self, _: &[MemoryStore]) -> Result<(), StateError> {
+    fn submit(&mut self) -> Result<(), StateError> {
         Ok(())
     }
 
