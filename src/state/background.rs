@@ -3,7 +3,7 @@
 //! one durable. One batch is in flight at most; the server writes a batch's
 //! replies only once [`Journal::wait`] has seen it committed.
 
-use super::batch::Recorder;
+use super::batch::{Batch, Recorder};
 use super::sqlite::SqliteState;
 use super::{Journal, StateError};
 use crate::apply::Change;
@@ -13,8 +13,10 @@ use std::thread::{self, JoinHandle};
 
 pub struct Background {
     recorder: Recorder,
-    batches: Option<SyncSender<super::batch::Batch>>,
-    results: Receiver<Result<(), StateError>>,
+    batches: Option<SyncSender<Batch>>,
+    /// Each batch comes back with its outcome, to be freed on the thread
+    /// that allocated it.
+    results: Receiver<(Result<(), StateError>, Batch)>,
     in_flight: bool,
     writer: Option<JoinHandle<()>>,
 }
@@ -28,7 +30,8 @@ impl Background {
             .name("state writer".to_owned())
             .spawn(move || {
                 for batch in inbox {
-                    if done.send(state.write(&batch)).is_err() {
+                    let result = state.write(&batch);
+                    if done.send((result, batch)).is_err() {
                         break;
                     }
                 }
@@ -88,7 +91,7 @@ impl Journal for Background {
             return Ok(());
         }
         match self.results.recv() {
-            Ok(result) => result,
+            Ok((result, _batch)) => result,
             Err(_) => self.writer_gone(),
         }
     }
