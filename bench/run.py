@@ -88,14 +88,15 @@ def check_correctness(bins, events, tmp) -> None:
 
 
 def measure_ids(bins, count: int, tmp) -> None:
-    """Peak RSS of a run holding `count` distinct processed ids, less a run holding none."""
-    def stream(n, path):
+    """Peak RSS of a run holding `count` distinct processed ids, less that of a run of as many
+    messages that all redeliver one id (the same reading and reply buffers, one id)."""
+    def stream(n, path, distinct):
         with open(path, "w") as f:
             for i in range(n):
-                f.write('{"type":"event","msg_id":%d,"event":{"type":"Ping","id":"evt-%d","payload":{}}}\n' % (i, i))
+                f.write('{"type":"event","msg_id":%d,"event":{"type":"Ping","id":"evt-%d","payload":{}}}\n' % (i, i if distinct else 0))
     empty, full = tmp / "ids0.ndjson", tmp / "ids.ndjson"
-    stream(1, empty)
-    stream(count, full)
+    stream(count, empty, False)
+    stream(count, full, True)
     _, base = timed([bins["projector"], "--config", CONFIG], empty)
     _, peak = timed([bins["projector"], "--config", CONFIG], full)
     per_id = (peak - base) * 1024 / count
@@ -141,13 +142,18 @@ def main() -> None:
         print(f"\n{'':<20}{'median s':>10}{'messages/s':>14}{'peak RSS MiB':>14}")
         for name, r in results.items():
             rss = max(m for _, m in r) / 1024
-            print(f"{name:<20}{median[name]:>10.3f}{messages / median[name]:>14,.0f}{rss:>14.1f}")
-        p = median["projector"]
-        print(f"\nprojector / handwritten-rs: {p / median['handwritten-rs']:.2f}x wall time")
-        print(f"projector / floor:          {p / median['floor']:.2f}x wall time")
-        if "python reference" in median:
-            print(f"python reference / projector: {median['python reference'] / p:.1f}x wall time")
-        print(f"durable / in-memory throughput: {p / median['projector --state']:.0%}")
+            rate = f"{messages / median[name]:,.0f}" if median[name] else "-"
+            print(f"{name:<20}{median[name]:>10.3f}{rate:>14}{rss:>14.1f}")
+        if min(median.values()) == 0:
+            # /usr/bin/time counts in hundredths of a second.
+            print("\nsome runs took under 10 ms: no ratios; use more --events")
+        else:
+            p = median["projector"]
+            print(f"\nprojector / handwritten-rs: {p / median['handwritten-rs']:.2f}x wall time")
+            print(f"projector / floor:          {p / median['floor']:.2f}x wall time")
+            if "python reference" in median:
+                print(f"python reference / projector: {median['python reference'] / p:.1f}x wall time")
+            print(f"durable / in-memory throughput: {p / median['projector --state']:.0%}")
         if args.ids:
             measure_ids(bins, args.ids, tmp)
 
