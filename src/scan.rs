@@ -82,18 +82,7 @@ pub fn event_message(text: &str) -> Option<EventMessage<'_>> {
 
 /// The line's fields, or `None` when the general path must read it.
 pub fn message(text: &str) -> Option<Message<'_>> {
-    let mut parser = Parser {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-        depth: 0,
-    };
-    let root = parser.value()?;
-    parser.space();
-    if parser.at != parser.bytes.len() {
-        return None;
-    }
-    let Raw::Object(entries) = root else {
+    let Raw::Object(entries) = document(text)? else {
         return None;
     };
     let mut message = Message::default();
@@ -167,6 +156,19 @@ fn optional(value: Raw<'_>) -> Option<Raw<'_>> {
 
 fn msg_id(value: Raw<'_>) -> Option<Value> {
     optional(value).map(|v| v.to_value())
+}
+
+/// The whole text as one JSON value, or `None`.
+fn document(text: &str) -> Option<Raw<'_>> {
+    let mut parser = Parser {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+        depth: 0,
+    };
+    let value = parser.value()?;
+    parser.space();
+    (parser.at == text.len()).then_some(value)
 }
 
 struct Parser<'a> {
@@ -376,15 +378,7 @@ mod tests {
     }
 
     fn scanned(text: &str) -> Option<Raw<'_>> {
-        let mut parser = Parser {
-            text,
-            bytes: text.as_bytes(),
-            at: 0,
-            depth: 0,
-        };
-        let value = parser.value()?;
-        parser.space();
-        (parser.at == text.len()).then_some(value)
+        document(text)
     }
 
     #[test]
