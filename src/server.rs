@@ -1,11 +1,13 @@
 //! The stdio loop: one message per input line, one reply line per message.
 //!
-//! Lines are answered in batches: every line already waiting on stdin (up to
+//! Lines arrive read and prepared by the reading thread ([`crate::reader`]).
+//! They are answered in batches: every line already waiting on stdin (up to
 //! a bound) is handled, the batch is committed (a no-op in memory, one
-//! transaction with `--state`), and only then are its replies written and
-//! flushed. A peer that sends one line and waits gets its answer at once; a
-//! piped stream pays one commit and one write per batch. [`replay`] runs the
-//! same handling over an event log.
+//! transaction with `--state`, on the writer thread while the next batch is
+//! handled), and only then are its replies written and flushed. A peer that
+//! sends one line and waits gets its answer at once; a piped stream pays one
+//! commit and one write per batch. [`replay`] runs the same handling over an
+//! event log.
 
 use crate::engine::{Engine, Outcome};
 use crate::event::{Event, Raw};
