@@ -393,11 +393,13 @@ fn check<S: DocumentStore>(r: &mut Resolved<'_>, store: &S) -> Result<Plan2, App
             found: type_name(found),
         };
         let current = match fields::get(base, field) {
-            Lookup::Found(c) => Some(c),
+            // A merge overwrites whatever is there: no need to read it.
+            Lookup::Found(_) if *op == FieldOp::Merge => None,
+            Lookup::Found(c) => Some(c.as_json()),
             Lookup::Absent => None,
-            Lookup::Blocked { found, .. } => return Err(holds(found)),
+            Lookup::Blocked { found, .. } => return Err(holds(&found.as_json())),
         };
-        let effect = match (op, current) {
+        let effect = match (op, current.as_deref()) {
             (FieldOp::Merge, _) => Effect::Set(v),
             (FieldOp::SetIfAbsent, None) => Effect::Set(v),
             (FieldOp::SetIfAbsent, Some(_)) => Effect::Keep,

@@ -1,32 +1,33 @@
 //! Nested fields of a document: `address.city` reaches into `address`.
 
 use crate::plan::binding::FieldPath;
-use crate::store::Document;
+use crate::store::{Document, FieldValue};
 use serde_json::{Map, Value};
 
 /// Where a field path leads in a document.
 #[derive(Debug, PartialEq)]
 pub enum Lookup<'d> {
-    Found(&'d Value),
+    Found(FieldValue<'d>),
     /// The field, or an object on the way to it, is absent (or null).
     Absent,
     /// The object on the way at this depth holds something else.
     Blocked {
         depth: usize,
-        found: &'d Value,
+        found: FieldValue<'d>,
     },
 }
 
 pub fn get<'d>(doc: &'d Document, path: &FieldPath) -> Lookup<'d> {
     let mut at = match doc.field(path.head) {
-        None | Some(Value::Null) => return Lookup::Absent,
+        None => return Lookup::Absent,
+        Some(v) if v.is_null() => return Lookup::Absent,
         Some(v) => v,
     };
     for (depth, segment) in path.segments[1..].iter().enumerate() {
         at = match at {
-            Value::Object(inner) => match inner.get(segment) {
+            FieldValue::Json(Value::Object(inner)) => match inner.get(segment) {
                 None | Some(Value::Null) => return Lookup::Absent,
-                Some(v) => v,
+                Some(v) => FieldValue::Json(v),
             },
             found => return Lookup::Blocked { depth, found },
         };
@@ -54,19 +55,9 @@ pub fn slot<'d>(doc: &'d mut Document, path: &FieldPath) -> Option<&'d mut Value
 pub fn set(doc: &mut Document, path: &FieldPath, value: Value) -> bool {
     if path.segments.len() == 1 {
         // The common case, one lookup when the field exists.
-        return match doc.field_mut(path.head) {
-            Some(old) if *old == value => false,
-            Some(old) => {
-                *old = value;
-                true
-            }
-            None => {
-                doc.insert(path.head, value);
-                true
-            }
-        };
+        return doc.set(path.head, value);
     }
-    if leaf(doc, path) == Some(&value) {
+    if leaf(doc, path).is_some_and(|held| held.holds(&value)) {
         return false;
     }
     match slot(doc, path) {
@@ -79,10 +70,13 @@ pub fn set(doc: &mut Document, path: &FieldPath, value: Value) -> bool {
 }
 
 /// The value stored at a field, null included.
-fn leaf<'d>(doc: &'d Document, path: &FieldPath) -> Option<&'d Value> {
+fn leaf<'d>(doc: &'d Document, path: &FieldPath) -> Option<FieldValue<'d>> {
     let mut at = doc.field(path.head)?;
     for segment in &path.segments[1..] {
-        at = at.as_object()?.get(segment)?;
+        let FieldValue::Json(object) = at else {
+            return None;
+        };
+        at = FieldValue::Json(object.as_object()?.get(segment)?);
     }
     Some(at)
 }
@@ -127,7 +121,10 @@ mod tests {
         assert!(!set(&mut d, &path("a.n"), Value::Null));
         assert!(remove(&mut d, &path("a.n")));
         assert_eq!(Value::from(d.clone()), json!({"a": {"b": {"c": 1}}}));
-        assert_eq!(get(&d, &path("a.b.c")), Lookup::Found(&json!(1)));
+        assert_eq!(
+            get(&d, &path("a.b.c")),
+            Lookup::Found(FieldValue::Json(&json!(1)))
+        );
         assert_eq!(get(&d, &path("a.x.c")), Lookup::Absent);
         assert!(remove(&mut d, &path("a.b.c")));
         assert!(!remove(&mut d, &path("a.b.c")));
@@ -141,7 +138,7 @@ mod tests {
             get(&d, &path("a.b")),
             Lookup::Blocked {
                 depth: 0,
-                found: &json!("text")
+                found: FieldValue::Text("text")
             }
         );
     }

@@ -21,7 +21,8 @@
 //! let meta = projector::apply::Meta { id: "e1", event_type: "UserCreated", position: 1 };
 //! projector::apply::apply(bindings, &event, &meta, &mut stores, &mut changed).unwrap();
 //! assert_eq!(plan.model_name(changed[0].model), "user_listing");
-//! assert_eq!(stores[0].get("u1").unwrap()["name"], "Ann");
+//! let doc = stores[0].get("u1").unwrap();
+//! assert_eq!(doc.get("name").unwrap().to_value(), "Ann");
 //! ```
 //!
 //! The binary wraps this in a JSON-lines protocol on stdin and stdout

@@ -2,7 +2,7 @@
 //! and `": "` separators, `ensure_ascii` escapes, and floats as `repr` prints them.
 
 use crate::event::Raw;
-use crate::store::Document;
+use crate::store::{Document, FieldValue};
 use serde_json::{Number, Value};
 
 pub fn value(out: &mut Vec<u8>, v: &Value) {
@@ -27,11 +27,27 @@ pub fn value(out: &mut Vec<u8>, v: &Value) {
 }
 
 pub fn object<'v>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = (&'v String, &'v Value)>) {
-    document(out, fields.into_iter().map(|(k, v)| (k.as_str(), v)));
+    document(
+        out,
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.as_str(), FieldValue::Json(v))),
+    );
+}
+
+/// A document field's value.
+pub fn field(out: &mut Vec<u8>, v: FieldValue<'_>) {
+    match v {
+        FieldValue::Text(s) => string(out, s),
+        FieldValue::Json(v) => value(out, v),
+    }
 }
 
 /// An object from its fields, in the order given.
-pub fn document<'v>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = (&'v str, &'v Value)>) {
+pub fn document<'v>(
+    out: &mut Vec<u8>,
+    fields: impl IntoIterator<Item = (&'v str, FieldValue<'v>)>,
+) {
     out.push(b'{');
     for (i, (k, v)) in fields.into_iter().enumerate() {
         if i > 0 {
@@ -39,7 +55,7 @@ pub fn document<'v>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = (&'v str
         }
         string(out, k);
         out.extend_from_slice(b": ");
-        value(out, v);
+        field(out, v);
     }
     out.push(b'}');
 }

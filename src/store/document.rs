@@ -3,18 +3,144 @@
 //!
 //! A read model's documents share a handful of field names, so a document
 //! costs one allocation for its fields (plus what its values hold) rather
-//! than a tree node per document and a string per field name.
+//! than a tree node per document and a string per field name. Strings of up
+//! to 22 bytes are held in the field itself.
 
 use crate::name::Name;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 #[derive(Clone, Default, PartialEq)]
 pub struct Document {
     /// Sorted by [`Name::rank`], names unique: finding a field compares
     /// integers, never text.
-    fields: Vec<(Name, Value)>,
+    fields: Vec<(Name, Stored)>,
+}
+
+/// The longest string held inline in a field.
+const SHORT: usize = 22;
+
+/// A field's value as held: a string of up to [`SHORT`] bytes inline, in the
+/// field itself, anything else as JSON. Most strings in read models are
+/// short (ids, names, emails); inline, they cost no allocation, and reading
+/// one (to tell whether a write changes it) costs no second cache miss.
+#[derive(Clone)]
+enum Stored {
+    Short { len: u8, bytes: [u8; SHORT] },
+    Json(Value),
+}
+
+impl Stored {
+    fn new(value: Value) -> Stored {
+        match value {
+            Value::String(s) if s.len() <= SHORT => {
+                let mut bytes = [0; SHORT];
+                bytes[..s.len()].copy_from_slice(s.as_bytes());
+                Stored::Short {
+                    len: s.len() as u8,
+                    bytes,
+                }
+            }
+            value => Stored::Json(value),
+        }
+    }
+
+    fn get(&self) -> FieldValue<'_> {
+        match self {
+            Stored::Short { len, bytes } => FieldValue::Text(
+                std::str::from_utf8(&bytes[..*len as usize]).expect("made from a str"),
+            ),
+            Stored::Json(value) => FieldValue::Json(value),
+        }
+    }
+
+    /// The value as JSON, to be changed in place: an inline string becomes
+    /// a JSON string first.
+    fn json_mut(&mut self) -> &mut Value {
+        if let Stored::Short { .. } = self {
+            let text = self.get().to_value();
+            *self = Stored::Json(text);
+        }
+        match self {
+            Stored::Json(value) => value,
+            Stored::Short { .. } => unreachable!("made JSON above"),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Stored::Json(value) => value,
+            short => short.get().to_value(),
+        }
+    }
+
+    /// Whether this holds `value`, comparing without building anything.
+    fn holds(&self, value: &Value) -> bool {
+        match (self, value) {
+            (Stored::Short { len, bytes }, Value::String(s)) => {
+                &bytes[..*len as usize] == s.as_bytes()
+            }
+            (Stored::Short { .. }, _) => false,
+            (Stored::Json(held), value) => held == value,
+        }
+    }
+}
+
+impl PartialEq for Stored {
+    fn eq(&self, other: &Stored) -> bool {
+        match (self, other) {
+            (Stored::Json(a), b) | (b, Stored::Json(a)) => b.holds(a),
+            (a, b) => a.get() == b.get(),
+        }
+    }
+}
+
+/// A field's value, as a document lends it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldValue<'d> {
+    /// A string held inline.
+    Text(&'d str),
+    Json(&'d Value),
+}
+
+impl<'d> FieldValue<'d> {
+    pub fn to_value(self) -> Value {
+        match self {
+            FieldValue::Text(s) => Value::String(s.to_owned()),
+            FieldValue::Json(value) => value.clone(),
+        }
+    }
+
+    /// The value as JSON: borrowed, or a string made for the occasion.
+    pub fn as_json(self) -> Cow<'d, Value> {
+        match self {
+            FieldValue::Text(s) => Cow::Owned(Value::String(s.to_owned())),
+            FieldValue::Json(value) => Cow::Borrowed(value),
+        }
+    }
+
+    pub fn is_null(self) -> bool {
+        matches!(self, FieldValue::Json(Value::Null))
+    }
+
+    /// Whether this is `value`.
+    pub fn holds(self, value: &Value) -> bool {
+        match self {
+            FieldValue::Text(s) => value.as_str() == Some(s),
+            FieldValue::Json(held) => held == value,
+        }
+    }
+}
+
+impl Serialize for FieldValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FieldValue::Text(text) => s.serialize_str(text),
+            FieldValue::Json(value) => value.serialize(s),
+        }
+    }
 }
 
 impl Document {
@@ -31,9 +157,12 @@ impl Document {
     }
 
     /// The fields in name order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Value)> {
-        let mut fields: Vec<(&str, &Value)> =
-            self.fields.iter().map(|(n, v)| (n.as_str(), v)).collect();
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, FieldValue<'_>)> {
+        let mut fields: Vec<(&str, FieldValue<'_>)> = self
+            .fields
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.get()))
+            .collect();
         fields.sort_unstable_by_key(|(n, _)| *n);
         fields.into_iter()
     }
@@ -56,31 +185,50 @@ impl Document {
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.find(name).map(|i| &self.fields[i].1)
+    pub fn get(&self, name: &str) -> Option<FieldValue<'_>> {
+        self.find(name).map(|i| self.fields[i].1.get())
     }
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
-        self.find(name).map(|i| &mut self.fields[i].1)
+        self.find(name).map(|i| self.fields[i].1.json_mut())
     }
 
     /// [`Self::get`] by interned name.
-    pub fn field(&self, name: Name) -> Option<&Value> {
-        self.position_of(name).ok().map(|i| &self.fields[i].1)
+    pub fn field(&self, name: Name) -> Option<FieldValue<'_>> {
+        self.position_of(name).ok().map(|i| self.fields[i].1.get())
     }
 
     /// [`Self::get_mut`] by interned name.
     pub fn field_mut(&mut self, name: Name) -> Option<&mut Value> {
-        self.position_of(name).ok().map(|i| &mut self.fields[i].1)
+        self.position_of(name)
+            .ok()
+            .map(|i| self.fields[i].1.json_mut())
     }
 
     /// Sets a field, returning the value it replaces.
     pub fn insert(&mut self, name: Name, value: Value) -> Option<Value> {
+        let value = Stored::new(value);
         match self.position_of(name) {
-            Ok(i) => Some(std::mem::replace(&mut self.fields[i].1, value)),
+            Ok(i) => Some(std::mem::replace(&mut self.fields[i].1, value).into_value()),
             Err(i) => {
                 self.fields.insert(i, (name, value));
                 None
+            }
+        }
+    }
+
+    /// Sets a field unless it already holds `value`; returns whether it
+    /// changed.
+    pub fn set(&mut self, name: Name, value: Value) -> bool {
+        match self.position_of(name) {
+            Ok(i) if self.fields[i].1.holds(&value) => false,
+            Ok(i) => {
+                self.fields[i].1 = Stored::new(value);
+                true
+            }
+            Err(i) => {
+                self.fields.insert(i, (name, Stored::new(value)));
+                true
             }
         }
     }
@@ -90,33 +238,25 @@ impl Document {
         let i = match self.position_of(name) {
             Ok(i) => i,
             Err(i) => {
-                self.fields.insert(i, (name, Value::Null));
+                self.fields.insert(i, (name, Stored::Json(Value::Null)));
                 i
             }
         };
-        &mut self.fields[i].1
+        self.fields[i].1.json_mut()
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Value> {
         let i = self.find(name)?;
-        Some(self.fields.remove(i).1)
-    }
-}
-
-impl std::ops::Index<&str> for Document {
-    type Output = Value;
-
-    /// The field's value, or null when absent (as indexing a JSON object does).
-    fn index(&self, name: &str) -> &Value {
-        static NULL: Value = Value::Null;
-        self.get(name).unwrap_or(&NULL)
+        Some(self.fields.remove(i).1.into_value())
     }
 }
 
 impl From<Map<String, Value>> for Document {
     fn from(map: Map<String, Value>) -> Self {
-        let mut fields: Vec<(Name, Value)> =
-            map.into_iter().map(|(k, v)| (Name::new(&k), v)).collect();
+        let mut fields: Vec<(Name, Stored)> = map
+            .into_iter()
+            .map(|(k, v)| (Name::new(&k), Stored::new(v)))
+            .collect();
         fields.sort_unstable_by_key(|(n, _)| n.rank());
         Document { fields }
     }
@@ -126,7 +266,7 @@ impl From<Document> for Map<String, Value> {
     fn from(doc: Document) -> Self {
         doc.fields
             .into_iter()
-            .map(|(n, v)| (n.as_str().to_owned(), v))
+            .map(|(n, v)| (n.as_str().to_owned(), v.into_value()))
             .collect()
     }
 }
@@ -188,8 +328,13 @@ mod tests {
             doc(json!({"y": [2], "x": 1}))
         );
         assert_ne!(doc(json!({"x": 1})), doc(json!({"x": 1, "y": null})));
-        assert_eq!(doc(json!({"x": 1}))["x"], 1);
-        assert_eq!(doc(json!({"x": 1}))["y"], Value::Null);
+        assert_eq!(
+            doc(json!({"x": 1})).get("x"),
+            Some(FieldValue::Json(&json!(1)))
+        );
+        assert_eq!(doc(json!({"x": 1})).get("y"), None);
+        assert_eq!(doc(json!({"s": "short"})), doc(json!({"s": "short"})));
+        assert_ne!(doc(json!({"s": "short"})), doc(json!({"s": "shorter"})));
         assert_eq!(
             Value::from(doc(json!({"b": 1, "a": 2}))),
             json!({"a": 2, "b": 1})
@@ -201,6 +346,26 @@ mod tests {
         let mut d = Document::new();
         assert!(d.slot(Name::new("n")).is_null());
         *d.slot(Name::new("n")) = json!(3);
-        assert_eq!(d.get("n"), Some(&json!(3)));
+        assert_eq!(d.get("n"), Some(FieldValue::Json(&json!(3))));
+    }
+
+    #[test]
+    fn short_strings_are_held_inline_and_read_back_the_same() {
+        assert_eq!(std::mem::size_of::<Stored>(), std::mem::size_of::<Value>());
+        let long = "x".repeat(SHORT + 1);
+        let mut d = doc(json!({"s": "é日本", "e": "", "l": long, "n": 1}));
+        assert_eq!(d.get("s"), Some(FieldValue::Text("é日本")));
+        assert_eq!(d.get("e"), Some(FieldValue::Text("")));
+        assert_eq!(d.get("l"), Some(FieldValue::Json(&json!(long))));
+        assert!(!d.set(Name::new("s"), json!("é日本")));
+        assert!(d.set(Name::new("s"), json!("é日本!")));
+        assert!(d.set(Name::new("n"), json!("1")));
+        // A string changed in place stays equal to the same string inline.
+        d.get_mut("s").unwrap().as_str().unwrap();
+        assert_eq!(d, doc(json!({"s": "é日本!", "e": "", "l": long, "n": "1"})));
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            format!(r#"{{"e":"","l":"{long}","n":"1","s":"é日本!"}}"#)
+        );
     }
 }

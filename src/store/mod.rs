@@ -7,7 +7,7 @@ mod document;
 mod key;
 mod memory;
 
-pub use document::Document;
+pub use document::{Document, FieldValue};
 pub use memory::MemoryStore;
 
 pub trait DocumentStore {
