@@ -48,28 +48,28 @@ pub fn document<'v>(
     out: &mut Vec<u8>,
     fields: impl IntoIterator<Item = (&'v str, FieldValue<'v>)>,
 ) {
-    out.push(b'{');
-    for (i, (k, v)) in fields.into_iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b", ");
-        }
-        string(out, k);
-        out.extend_from_slice(b": ");
-        field(out, v);
-    }
-    out.push(b'}');
+    entries(out, fields, field);
 }
 
 /// `{"key": document, ...}`, in the order given.
 pub fn documents<'d>(out: &mut Vec<u8>, docs: impl IntoIterator<Item = (&'d str, &'d Document)>) {
+    entries(out, docs, |out, doc| document(out, doc.iter()));
+}
+
+/// `{"key": value, ...}`, each value written by `write`.
+fn entries<'k, V>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = (&'k str, V)>,
+    mut write: impl FnMut(&mut Vec<u8>, V),
+) {
     out.push(b'{');
-    for (i, (key, doc)) in docs.into_iter().enumerate() {
+    for (i, (key, v)) in items.into_iter().enumerate() {
         if i > 0 {
             out.extend_from_slice(b", ");
         }
         string(out, key);
         out.extend_from_slice(b": ");
-        document(out, doc.iter());
+        write(out, v);
     }
     out.push(b'}');
 }
