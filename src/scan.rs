@@ -11,7 +11,6 @@
 
 use crate::event::Raw;
 use serde_json::{Number, Value};
-use std::borrow::Cow;
 
 /// Nesting deeper than this is left to serde_json (whose limit is 128).
 const MAX_DEPTH: u32 = 100;
@@ -142,7 +141,7 @@ fn body(value: Raw<'_>) -> Option<Option<Body<'_>>> {
 fn optional_str(value: Raw<'_>) -> Option<Option<&str>> {
     match value {
         Raw::Null => Some(None),
-        Raw::String(Cow::Borrowed(s)) => Some(Some(s)),
+        Raw::String(s) => Some(Some(s)),
         _ => None,
     }
 }
@@ -195,7 +194,7 @@ impl<'a> Parser<'a> {
 
     fn value(&mut self) -> Option<Raw<'a>> {
         match self.next()? {
-            b'"' => self.string().map(|s| Raw::String(Cow::Borrowed(s))),
+            b'"' => self.string().map(Raw::String),
             b'{' => self.nested(Parser::object),
             b'[' => self.nested(Parser::array),
             b't' => self.literal(b"rue", Raw::Bool(true)),
@@ -231,7 +230,7 @@ impl<'a> Parser<'a> {
             if self.next()? != b':' {
                 return None;
             }
-            entries.push((Cow::Borrowed(key), self.value()?));
+            entries.push((key, self.value()?));
             match self.next()? {
                 b',' => b = self.next()?,
                 b'}' => return Some(Raw::Object(entries)),
@@ -372,13 +371,14 @@ fn special(bytes: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    /// The tree serde_json's path builds for `text`, when it parses.
-    fn general(text: &str) -> Option<Raw<'_>> {
+    /// The value serde_json's path reads from `text`, when it parses.
+    fn general(text: &str) -> Option<Value> {
         serde_json::from_str(text).ok()
     }
 
-    fn scanned(text: &str) -> Option<Raw<'_>> {
-        document(text)
+    /// The value the scanner reads from `text`, as a `Value`.
+    fn scanned(text: &str) -> Option<Value> {
+        document(text).map(|raw| raw.to_value())
     }
 
     #[test]

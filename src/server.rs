@@ -19,7 +19,6 @@ use crate::reader::{Delivery, Prepared, Reader};
 use crate::scan::EventMessage;
 use crate::state::StateError;
 use serde_json::{Map, Value};
-use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -152,8 +151,8 @@ impl<L: Write> Session<'_, L> {
         message.event = event.into_root();
         self.warnings();
         self.release_later(Peers {
-            src: message.src.map(|s| Raw::String(Cow::Borrowed(s))),
-            dest: message.dest.map(|s| Raw::String(Cow::Borrowed(s))),
+            src: message.src.map(Raw::String),
+            dest: message.dest.map(Raw::String),
         });
         outcome
     }
