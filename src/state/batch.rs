@@ -77,3 +77,47 @@ impl Recorder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn change(model: u32, key: &str) -> Change {
+        Change {
+            model: ModelId(model),
+            key: key.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_each_document_once_as_last_written_in_tree_order() {
+        let mut stores = vec![MemoryStore::default(), MemoryStore::default()];
+        let doc = |v| serde_json::from_value(v).unwrap();
+        let mut recorder = Recorder::default();
+        assert!(recorder.is_empty());
+
+        stores[1].put("b", doc(json!({"n": 1})));
+        stores[0].put("z", doc(json!({"s": "x"})));
+        recorder.event(Some("e2"), &[change(1, "b"), change(0, "z")], &stores);
+        stores[1].put("b", doc(json!({"n": 2})));
+        stores[1].put("a", doc(json!({"n": 0})));
+        recorder.event(Some("e1"), &[change(1, "b"), change(1, "a")], &stores);
+        stores[0].remove("z");
+        recorder.event(None, &[change(0, "z")], &stores);
+        assert!(!recorder.is_empty());
+
+        let batch = recorder.take();
+        assert_eq!(batch.ids, ["e1", "e2"]);
+        assert_eq!(
+            batch.documents,
+            [
+                (ModelId(0), "z".to_owned(), None),
+                (ModelId(1), "a".to_owned(), Some(r#"{"n":0}"#.to_owned())),
+                (ModelId(1), "b".to_owned(), Some(r#"{"n":2}"#.to_owned())),
+            ]
+        );
+        assert_eq!(batch.subscriptions, None);
+        assert!(recorder.is_empty());
+    }
+}
