@@ -180,3 +180,88 @@ fn prepare(bytes: &[u8], span: Span) -> Prepared<'_> {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// Input in `chunks`, one per read; ready while any of the first
+    /// `waiting` chunks is unread (and at the end).
+    struct Trickle {
+        chunks: Vec<&'static [u8]>,
+        waiting: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.chunks.is_empty() {
+                return Ok(0);
+            }
+            let chunk = self.chunks.remove(0);
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.waiting = self.waiting.saturating_sub(1);
+            Ok(chunk.len())
+        }
+    }
+
+    impl Input for Trickle {
+        fn ready(&self) -> bool {
+            self.waiting > 0 || self.chunks.is_empty()
+        }
+    }
+
+    fn kind(line: &Prepared<'_>) -> String {
+        match line {
+            Prepared::Blank => "blank".to_owned(),
+            Prepared::TooLong { len } => format!("too long {len}"),
+            Prepared::NotUtf8 { column } => format!("not UTF-8 at {column}"),
+            Prepared::Event(m) => format!("event {:?}", m.msg_id),
+            Prepared::Other(text) => format!("other {text}"),
+        }
+    }
+
+    #[test]
+    fn lines_arrive_prepared_in_order_and_a_chunk_before_a_wait_is_idle() {
+        let event = br#"{"type":"event","msg_id":1,"event":{"type":"T","id":"e"}}"#;
+        let first: &'static [u8] = Box::leak(
+            [&event[..], b"\n  \r\n", b"{\"type\":\"init\"}\n", b"\xff\n"]
+                .concat()
+                .into_boxed_slice(),
+        );
+        let second: &'static [u8] = Box::leak(
+            [&[b'7'; 70][..], b"\n0123456789\n"]
+                .concat()
+                .into_boxed_slice(),
+        );
+        let input = Trickle {
+            chunks: vec![first, second, b"[1]"],
+            waiting: 1,
+        };
+        let reader = Reader::start(input, 60);
+        let mut seen = Vec::new();
+        while let Some(delivery) = reader.next() {
+            let Delivery { chunk, idle } = delivery.unwrap();
+            seen.extend(chunk.borrow_dependent().iter().map(kind));
+            seen.push(format!("idle {idle}"));
+            reader.done(chunk);
+        }
+        // After the first chunk of input nothing more is waiting: the lines
+        // so far are sent as idle, and so on before each later read.
+        assert_eq!(
+            seen,
+            [
+                "event Some(Number(1))",
+                "blank",
+                r#"other {"type":"init"}"#,
+                "not UTF-8 at 1",
+                "idle true",
+                "too long 70",
+                "other 0123456789",
+                "idle true",
+                "other [1]",
+                "idle true",
+            ]
+        );
+    }
+}
