@@ -45,6 +45,41 @@ fn polled(fd: &impl AsFd) -> bool {
     matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0)
 }
 
+/// For tests: a stream delivered in `chunks`, one per read, ready only
+/// while some of the first `waiting` chunks are unread (and at the end).
+#[cfg(test)]
+pub struct Trickle {
+    chunks: Vec<&'static [u8]>,
+    waiting: usize,
+}
+
+#[cfg(test)]
+impl Trickle {
+    pub fn new(chunks: Vec<&'static [u8]>, waiting: usize) -> Self {
+        Trickle { chunks, waiting }
+    }
+}
+
+#[cfg(test)]
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.chunks.is_empty() {
+            return Ok(0);
+        }
+        let chunk = self.chunks.remove(0);
+        buf[..chunk.len()].copy_from_slice(chunk);
+        self.waiting = self.waiting.saturating_sub(1);
+        Ok(chunk.len())
+    }
+}
+
+#[cfg(test)]
+impl Input for Trickle {
+    fn ready(&self) -> bool {
+        self.waiting > 0 || self.chunks.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -141,6 +141,7 @@ impl<R: Input> LineReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::Trickle;
 
     fn lines(input: &[u8], max: usize) -> Vec<String> {
         let mut r = LineReader::new(input, max);
@@ -156,36 +157,11 @@ mod tests {
         out
     }
 
-    /// A stream delivered in `chunks` whose reads return one chunk each,
-    /// ready only while `waiting` chunks have arrived and not been read.
-    struct Trickle {
-        chunks: Vec<&'static [u8]>,
-        waiting: usize,
-    }
-
-    impl io::Read for Trickle {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.chunks.is_empty() {
-                return Ok(0);
-            }
-            let chunk = self.chunks.remove(0);
-            buf[..chunk.len()].copy_from_slice(chunk);
-            self.waiting = self.waiting.saturating_sub(1);
-            Ok(chunk.len())
-        }
-    }
-
-    impl Input for Trickle {
-        fn ready(&self) -> bool {
-            self.waiting > 0 || self.chunks.is_empty()
-        }
-    }
-
     #[test]
     fn the_hook_runs_only_before_a_read_that_may_wait() {
         let chunks = vec![&b"a\nb"[..], b"\nc\n", b"d\n", b"e\n"];
         // The first two chunks are already waiting; the others arrive later.
-        let mut r = LineReader::new(Trickle { chunks, waiting: 2 }, 100);
+        let mut r = LineReader::new(Trickle::new(chunks, 2), 100);
         let mut seen = Vec::new();
         let mut waits = 0;
         loop {

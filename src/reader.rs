@@ -184,32 +184,7 @@ fn prepare(bytes: &[u8], span: Span) -> Prepared<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
-
-    /// Input in `chunks`, one per read; ready while any of the first
-    /// `waiting` chunks is unread (and at the end).
-    struct Trickle {
-        chunks: Vec<&'static [u8]>,
-        waiting: usize,
-    }
-
-    impl Read for Trickle {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.chunks.is_empty() {
-                return Ok(0);
-            }
-            let chunk = self.chunks.remove(0);
-            buf[..chunk.len()].copy_from_slice(chunk);
-            self.waiting = self.waiting.saturating_sub(1);
-            Ok(chunk.len())
-        }
-    }
-
-    impl Input for Trickle {
-        fn ready(&self) -> bool {
-            self.waiting > 0 || self.chunks.is_empty()
-        }
-    }
+    use crate::input::Trickle;
 
     fn kind(line: &Prepared<'_>) -> String {
         match line {
@@ -234,10 +209,7 @@ mod tests {
                 .concat()
                 .into_boxed_slice(),
         );
-        let input = Trickle {
-            chunks: vec![first, second, b"[1]"],
-            waiting: 1,
-        };
+        let input = Trickle::new(vec![first, second, b"[1]"], 1);
         let reader = Reader::start(input, 60);
         let mut seen = Vec::new();
         while let Some(delivery) = reader.next() {
