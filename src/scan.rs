@@ -17,21 +17,21 @@ const MAX_DEPTH: u32 = 100;
 
 /// The fields of an event message, from an envelope or a bare body.
 #[derive(Default)]
-pub struct Message<'a> {
-    pub src: Option<&'a str>,
-    pub dest: Option<&'a str>,
+struct Message<'a> {
+    src: Option<&'a str>,
+    dest: Option<&'a str>,
     /// `type`, when the line is a bare body.
-    pub ty: Option<&'a str>,
-    pub msg_id: Option<Value>,
-    pub event: Option<Raw<'a>>,
-    pub body: Option<Body<'a>>,
+    ty: Option<&'a str>,
+    msg_id: Option<Value>,
+    event: Option<Raw<'a>>,
+    body: Option<Body<'a>>,
 }
 
 /// An envelope's body.
-pub struct Body<'a> {
-    pub ty: &'a str,
-    pub msg_id: Option<Value>,
-    pub event: Option<Raw<'a>>,
+struct Body<'a> {
+    ty: &'a str,
+    msg_id: Option<Value>,
+    event: Option<Raw<'a>>,
 }
 
 /// An event message, read: what the engine needs to apply and answer it.
@@ -80,7 +80,7 @@ pub fn event_message(text: &str) -> Option<EventMessage<'_>> {
 }
 
 /// The line's fields, or `None` when the general path must read it.
-pub fn message(text: &str) -> Option<Message<'_>> {
+fn message(text: &str) -> Option<Message<'_>> {
     let Raw::Object(entries) = document(text)? else {
         return None;
     };
