@@ -6,14 +6,14 @@
 //! what each operation will do), and only then write. The first two phases
 //! change nothing, so any failure leaves every store as it was.
 
-use crate::event::Event;
+use crate::event::{Event, Val};
 use crate::fields::{self, Lookup};
 use crate::plan::binding::{
     Action, Binding, Condition, FieldMap, FieldOp, FieldPath, Key, MetaField, Missing, Part,
     Source, Test,
 };
 use crate::plan::{type_name, ModelId, Plan};
-use crate::store::{Document, DocumentStore};
+use crate::store::{Document, DocumentStore, FieldValue};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -122,7 +122,7 @@ impl ApplyError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub model: ModelId,
-    pub key: String,
+    pub key: crate::store::Key,
 }
 
 /// One binding, resolved against one event: nothing left to look up.
@@ -135,25 +135,28 @@ struct Resolved<'a> {
 enum Write<'a> {
     Delete,
     Update {
-        put: Option<Vec<(&'a FieldPath, Cow<'a, Value>)>>,
-        ops: Vec<(FieldOp, &'a FieldPath, Cow<'a, Value>)>,
+        /// The document a `put` makes, built as it is resolved.
+        put: Option<Document>,
+        ops: Vec<Op<'a>>,
         unset: &'a [FieldPath],
     },
 }
 
-/// What one field operation will do, decided against the stored document.
-enum Effect {
-    Set(Value),
+/// A field operation: the value it was given, until the check against the
+/// stored document turns that into what the operation will do.
+struct Op<'a> {
+    op: FieldOp,
+    field: &'a FieldPath,
+    effect: Effect<'a>,
+}
+
+enum Effect<'a> {
+    /// Resolved, not checked yet.
+    Given(Val<'a>),
+    Set(Val<'a>),
     Push(Value),
     RemoveAll(Value),
     Keep,
-}
-
-/// The checked form of a write: the new document for a `put`, and each
-/// operation's effect.
-struct Plan2 {
-    put: Option<Document>,
-    effects: Vec<Effect>,
 }
 
 /// Applies `event` through `bindings` to `stores` (indexed by model). On
@@ -184,15 +187,14 @@ pub fn apply_event<S: DocumentStore>(
             resolved.push(r);
         }
     }
-    let mut checked = Vec::with_capacity(resolved.len());
     for r in &mut resolved {
-        checked.push(check(r, &stores[r.model.0 as usize])?);
+        check(r, &stores[r.model.0 as usize])?;
     }
-    for (r, checked) in resolved.into_iter().zip(checked) {
-        if write(r.write, &r.key, checked, &mut stores[r.model.0 as usize]) {
+    for r in resolved {
+        if write(r.write, &r.key, &mut stores[r.model.0 as usize]) {
             changed.push(Change {
                 model: r.model,
-                key: r.key.into_owned(),
+                key: crate::store::Key::new(&r.key),
             });
         }
     }
@@ -224,13 +226,13 @@ fn resolve<'a>(
         Action::Write { put, ops, unset } => {
             let put = match put {
                 Some(fields) => {
-                    let mut out = Vec::with_capacity(fields.len());
+                    let mut doc = Document::with_capacity(fields.len());
                     for f in fields {
                         if let Some(v) = value(model, f, event, meta)? {
-                            out.push((&f.field, v));
+                            fields::set_val(&mut doc, &f.field, v);
                         }
                     }
-                    Some(out)
+                    Some(doc)
                 }
                 None => None,
             };
@@ -239,21 +241,22 @@ fn resolve<'a>(
                 let Some(v) = value(model, f, event, meta)? else {
                     continue;
                 };
-                if *op == FieldOp::Increment {
-                    match v.as_ref() {
-                        Value::Number(_) => {}
-                        Value::Null => continue,
-                        other => {
-                            return Err(ApplyError::NotANumber {
-                                model,
-                                field: f.field.text.clone(),
-                                source: f.source.describe(),
-                                found: type_name(other),
-                            })
-                        }
+                if *op == FieldOp::Increment && v.as_number().is_none() {
+                    if v.is_null() {
+                        continue;
                     }
+                    return Err(ApplyError::NotANumber {
+                        model,
+                        field: f.field.text.clone(),
+                        source: f.source.describe(),
+                        found: v.type_name(),
+                    });
                 }
-                resolved_ops.push((*op, &f.field, v));
+                resolved_ops.push(Op {
+                    op: *op,
+                    field: &f.field,
+                    effect: Effect::Given(v),
+                });
             }
             Write::Update {
                 put,
@@ -265,8 +268,6 @@ fn resolve<'a>(
     Ok(Some(Resolved { model, key, write }))
 }
 
-/// The key's text; `None` when a path in it finds nothing; the path and what
-/// it found when that is not a string or a number.
 fn resolve_key<'a>(
     key: &'a Key,
     event: &'a Event<'a>,
@@ -338,18 +339,18 @@ fn value<'a>(
     f: &'a FieldMap,
     event: &'a Event<'a>,
     meta: &Meta<'a>,
-) -> Result<Option<Cow<'a, Value>>, ApplyError> {
+) -> Result<Option<Val<'a>>, ApplyError> {
     match &f.source {
-        Source::Literal(v) => Ok(Some(Cow::Borrowed(v))),
-        Source::Meta(field) => Ok(Some(Cow::Owned(match field {
+        Source::Literal(v) => Ok(Some(Val::Json(Cow::Borrowed(v)))),
+        Source::Meta(field) => Ok(Some(Val::Json(Cow::Owned(match field {
             MetaField::EventId => Value::String(meta.id.to_owned()),
             MetaField::EventType => Value::String(meta.event_type.to_owned()),
             MetaField::Position => Value::from(meta.position),
-        }))),
-        Source::Path(path) => match (path.select(event), f.missing) {
+        })))),
+        Source::Path(path) => match (path.select_val(event), f.missing) {
             (Some(v), _) => Ok(Some(v)),
             (None, Missing::Skip) => Ok(None),
-            (None, Missing::Null) => Ok(Some(Cow::Owned(Value::Null))),
+            (None, Missing::Null) => Ok(Some(Val::Json(Cow::Owned(Value::Null)))),
             (None, Missing::Fail) => Err(ApplyError::MissingField {
                 model,
                 field: f.field.text.clone(),
@@ -361,30 +362,21 @@ fn value<'a>(
 
 /// Checks a resolved write against the stored document and decides what
 /// each operation does.
-fn check<S: DocumentStore>(r: &mut Resolved<'_>, store: &S) -> Result<Plan2, ApplyError> {
+fn check<S: DocumentStore>(r: &mut Resolved<'_>, store: &S) -> Result<(), ApplyError> {
     let Resolved { model, key, write } = r;
     let Write::Update { put, ops, .. } = write else {
-        return Ok(Plan2 {
-            put: None,
-            effects: Vec::new(),
-        });
+        return Ok(());
     };
-    let put = put.as_mut().map(|fields| {
-        let mut doc = Document::with_capacity(fields.len());
-        for (field, v) in fields {
-            fields::set(&mut doc, field, std::mem::take(v).into_owned());
-        }
-        doc
-    });
     let empty = Document::new();
-    let base = match &put {
+    let base = match put {
         Some(doc) => doc,
         None => store.get(key).unwrap_or(&empty),
     };
-    let mut effects = Vec::with_capacity(ops.len());
-    for (op, field, v) in ops.iter_mut() {
+    for Op { op, field, effect } in ops.iter_mut() {
         let (op, field) = (&*op, &**field);
-        let v = std::mem::take(v).into_owned();
+        let Effect::Given(v) = std::mem::replace(effect, Effect::Keep) else {
+            unreachable!("each operation is checked once")
+        };
         let holds = |found: &Value| ApplyError::FieldHolds {
             model: *model,
             key: key.to_string(),
@@ -395,62 +387,73 @@ fn check<S: DocumentStore>(r: &mut Resolved<'_>, store: &S) -> Result<Plan2, App
         let current = match fields::get(base, field) {
             // A merge overwrites whatever is there: no need to read it.
             Lookup::Found(_) if *op == FieldOp::Merge => None,
-            Lookup::Found(c) => Some(c.as_json()),
+            Lookup::Found(c) => Some(c),
             Lookup::Absent => None,
             Lookup::Blocked { found, .. } => return Err(holds(&found.as_json())),
         };
-        let effect = match (op, current.as_deref()) {
+        *effect = match (op, current) {
             (FieldOp::Merge, _) => Effect::Set(v),
             (FieldOp::SetIfAbsent, None) => Effect::Set(v),
             (FieldOp::SetIfAbsent, Some(_)) => Effect::Keep,
             (FieldOp::Increment, current) => {
                 let base = match current {
                     None => None,
-                    Some(Value::Number(n)) => Some(n),
-                    Some(other) => return Err(holds(other)),
+                    Some(FieldValue::Json(Value::Number(n))) => Some(n),
+                    Some(other) => return Err(holds(&other.as_json())),
                 };
-                let Value::Number(by) = &v else {
-                    unreachable!("resolve keeps only numeric increments")
-                };
-                Effect::Set(add(base, by).ok_or_else(|| ApplyError::Overflow {
+                let by = v
+                    .as_number()
+                    .expect("resolve keeps only numeric increments");
+                let sum = add(base, by).ok_or_else(|| ApplyError::Overflow {
                     model: *model,
                     key: key.to_string(),
                     field: field.text.clone(),
-                })?)
+                })?;
+                Effect::Set(Val::Json(Cow::Owned(sum)))
             }
-            (FieldOp::Max | FieldOp::Min, None) => Effect::Set(v),
-            (FieldOp::Max | FieldOp::Min, Some(c)) => match compare(&v, c) {
-                Some(Ordering::Greater) if *op == FieldOp::Max => Effect::Set(v),
-                Some(Ordering::Less) if *op == FieldOp::Min => Effect::Set(v),
-                Some(_) => Effect::Keep,
-                None => return Err(holds(c)),
-            },
-            (FieldOp::Append | FieldOp::AddToSet, None) => Effect::Set(Value::Array(vec![v])),
-            (FieldOp::Append, Some(Value::Array(_))) => Effect::Push(v),
-            (FieldOp::AddToSet, Some(Value::Array(items))) => {
-                match items.iter().any(|i| same(i, &v)) {
-                    true => Effect::Keep,
-                    false => Effect::Push(v),
-                }
-            }
-            (FieldOp::Remove, None) => Effect::Keep,
-            (FieldOp::Remove, Some(Value::Array(items))) => {
-                match items.iter().any(|i| same(i, &v)) {
-                    true => Effect::RemoveAll(v),
-                    false => Effect::Keep,
-                }
-            }
-            (FieldOp::Append | FieldOp::AddToSet | FieldOp::Remove, Some(other)) => {
-                return Err(holds(other))
-            }
+            (op, current) => stored_effect(*op, v.into_value(), current.map(FieldValue::as_json))
+                .map_err(|found| holds(&found))?,
         };
-        effects.push(effect);
     }
-    Ok(Plan2 { put, effects })
+    Ok(())
 }
 
-/// `base + by`, staying an integer while both are and the sum fits 64 bits;
-/// `None` when the result is not a finite number.
+/// The effect of the operations that compare with or change what is stored
+/// (max, min and the array operations); the stored value when it is not
+/// one they can work on.
+fn stored_effect<'a>(
+    op: FieldOp,
+    v: Value,
+    current: Option<Cow<'_, Value>>,
+) -> Result<Effect<'a>, Value> {
+    Ok(match (op, current.as_deref()) {
+        (FieldOp::Max | FieldOp::Min, None) => Effect::Set(Val::Json(Cow::Owned(v))),
+        (FieldOp::Max | FieldOp::Min, Some(c)) => match compare(&v, c) {
+            Some(Ordering::Greater) if op == FieldOp::Max => Effect::Set(Val::Json(Cow::Owned(v))),
+            Some(Ordering::Less) if op == FieldOp::Min => Effect::Set(Val::Json(Cow::Owned(v))),
+            Some(_) => Effect::Keep,
+            None => return Err(c.clone()),
+        },
+        (FieldOp::Append | FieldOp::AddToSet, None) => {
+            Effect::Set(Val::Json(Cow::Owned(Value::Array(vec![v]))))
+        }
+        (FieldOp::Append, Some(Value::Array(_))) => Effect::Push(v),
+        (FieldOp::AddToSet, Some(Value::Array(items))) => match items.iter().any(|i| same(i, &v)) {
+            true => Effect::Keep,
+            false => Effect::Push(v),
+        },
+        (FieldOp::Remove, None) => Effect::Keep,
+        (FieldOp::Remove, Some(Value::Array(items))) => match items.iter().any(|i| same(i, &v)) {
+            true => Effect::RemoveAll(v),
+            false => Effect::Keep,
+        },
+        (FieldOp::Merge | FieldOp::SetIfAbsent | FieldOp::Increment, None) => {
+            unreachable!("the caller decides these")
+        }
+        (_, Some(other)) => return Err(other.clone()),
+    })
+}
+
 fn add(base: Option<&Number>, by: &Number) -> Option<Value> {
     let Some(base) = base else {
         return Some(Value::Number(by.clone()));
@@ -473,19 +476,18 @@ fn add(base: Option<&Number>, by: &Number) -> Option<Value> {
 }
 
 /// Makes the write; returns whether the stored document changed.
-fn write<S: DocumentStore>(write: Write<'_>, key: &str, checked: Plan2, store: &mut S) -> bool {
-    let Write::Update { ops, unset, .. } = write else {
+fn write<S: DocumentStore>(write: Write<'_>, key: &str, store: &mut S) -> bool {
+    let Write::Update { put, ops, unset } = write else {
         return store.remove(key).is_some();
     };
-    let fields = ops.iter().map(|(_, field, _)| *field);
-    if let Some(mut doc) = checked.put {
-        for (field, effect) in fields.zip(checked.effects) {
-            apply_effect(&mut doc, field, effect);
+    if let Some(mut doc) = put {
+        for op in ops {
+            apply_effect(&mut doc, op.field, op.effect);
         }
         // `unset` names no put field (the plan forbids it), so it has nothing to remove.
         return store.replace(key, doc);
     }
-    let writes = checked.effects.iter().any(|e| !matches!(e, Effect::Keep));
+    let writes = ops.iter().any(|op| !matches!(op.effect, Effect::Keep));
     if !writes {
         // Only removals (or nothing): never create a document for them.
         return match store.get_mut(key) {
@@ -494,16 +496,17 @@ fn write<S: DocumentStore>(write: Write<'_>, key: &str, checked: Plan2, store: &
         };
     }
     let (doc, mut changed) = store.get_or_create(key);
-    for (field, effect) in fields.zip(checked.effects) {
-        changed |= apply_effect(doc, field, effect);
+    for op in ops {
+        changed |= apply_effect(doc, op.field, op.effect);
     }
     unset_fields(doc, unset) || changed
 }
 
-fn apply_effect(doc: &mut Document, field: &FieldPath, effect: Effect) -> bool {
+fn apply_effect(doc: &mut Document, field: &FieldPath, effect: Effect<'_>) -> bool {
     match effect {
         Effect::Keep => false,
-        Effect::Set(v) => fields::set(doc, field, v),
+        Effect::Given(_) => unreachable!("every operation is checked before the write"),
+        Effect::Set(v) => fields::set_val(doc, field, v),
         Effect::Push(v) => match fields::slot(doc, field) {
             Some(Value::Array(items)) => {
                 items.push(v);

@@ -91,6 +91,51 @@ impl<'a> From<&'a Value> for Raw<'a> {
     }
 }
 
+/// A value found in an event for a document: a node of the event's tree, or
+/// JSON (what the full JSONPath engine selects, a literal, event metadata).
+/// A node becomes a document's value without a `Value` in between, so a
+/// short string goes from the input line into the document's field as it is.
+#[derive(Debug, Clone)]
+pub enum Val<'a> {
+    Node(&'a Raw<'a>),
+    Json(Cow<'a, Value>),
+}
+
+impl Val<'_> {
+    pub fn into_value(self) -> Value {
+        match self {
+            Val::Node(raw) => raw.to_value(),
+            Val::Json(value) => value.into_owned(),
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        match self {
+            Val::Node(raw) => matches!(raw, Raw::Null),
+            Val::Json(value) => value.is_null(),
+        }
+    }
+
+    pub fn as_number(&self) -> Option<&Number> {
+        match self {
+            Val::Node(Raw::Number(n)) => Some(n),
+            Val::Json(value) => match value.as_ref() {
+                Value::Number(n) => Some(n),
+                _ => None,
+            },
+            Val::Node(_) => None,
+        }
+    }
+
+    /// The JSON kind, as error messages name it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Val::Node(raw) => raw.type_name(),
+            Val::Json(value) => crate::plan::type_name(value),
+        }
+    }
+}
+
 /// One event: its tree, and the `Value` form made on demand.
 pub struct Event<'a> {
     root: Raw<'a>,

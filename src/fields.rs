@@ -1,5 +1,6 @@
 //! Nested fields of a document: `address.city` reaches into `address`.
 
+use crate::event::Val;
 use crate::plan::binding::FieldPath;
 use crate::store::{Document, FieldValue};
 use serde_json::{Map, Value};
@@ -66,6 +67,14 @@ pub fn set(doc: &mut Document, path: &FieldPath, value: Value) -> bool {
             true
         }
         None => false,
+    }
+}
+
+/// [`set`] for a value from an event.
+pub fn set_val(doc: &mut Document, path: &FieldPath, value: Val<'_>) -> bool {
+    match path.segments.len() {
+        1 => doc.set_val(path.head, value),
+        _ => set(doc, path, value.into_value()),
     }
 }
 

@@ -5,7 +5,7 @@
 //! slices, filters, descendants) is kept as a parsed jsonpath-rust query.
 
 use super::{scalar_text, type_name};
-use crate::event::{Event, Raw};
+use crate::event::{Event, Raw, Val};
 use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
 use jsonpath_rust::parser::parse_json_path;
 use jsonpath_rust::query::js_path_process;
@@ -153,6 +153,15 @@ impl JsonPath {
                 walk_raw(steps, event.root()).map(|v| Cow::Owned(v.to_value()))
             }
             PathKind::Query(_) => self.find(event.tree()).into_value(),
+        }
+    }
+
+    /// What the path selects in `event`, as a value for a document: a node
+    /// of the event's tree when the path is a walk.
+    pub fn select_val<'e>(&self, event: &'e Event<'_>) -> Option<Val<'e>> {
+        match &self.kind {
+            PathKind::Walk(steps) => walk_raw(steps, event.root()).map(Val::Node),
+            PathKind::Query(_) => self.find(event.tree()).into_value().map(Val::Json),
         }
     }
 

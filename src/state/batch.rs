@@ -41,10 +41,10 @@ impl Recorder {
             self.ids.push(id.to_owned());
         }
         for change in changes {
-            let doc = stores[change.model.0 as usize].get(&change.key);
+            let key = change.key.as_str();
+            let doc = stores[change.model.0 as usize].get(key);
             let text = doc.map(|doc| serde_json::to_string(doc).expect("documents serialize"));
-            self.documents
-                .insert((change.model, change.key.clone()), text);
+            self.documents.insert((change.model, key.to_owned()), text);
         }
     }
 
@@ -86,7 +86,7 @@ mod tests {
     fn change(model: u32, key: &str) -> Change {
         Change {
             model: ModelId(model),
-            key: key.to_owned(),
+            key: crate::store::Key::new(key),
         }
     }
 

@@ -6,6 +6,7 @@
 //! than a tree node per document and a string per field name. Strings of up
 //! to 22 bytes are held in the field itself.
 
+use crate::event::{Raw, Val};
 use crate::name::Name;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -35,15 +36,26 @@ enum Stored {
 impl Stored {
     fn new(value: Value) -> Stored {
         match value {
-            Value::String(s) if s.len() <= SHORT => {
-                let mut bytes = [0; SHORT];
-                bytes[..s.len()].copy_from_slice(s.as_bytes());
-                Stored::Short {
-                    len: s.len() as u8,
-                    bytes,
-                }
-            }
+            Value::String(s) if s.len() <= SHORT => Stored::short(&s),
             value => Stored::Json(value),
+        }
+    }
+
+    /// `text`, which is at most [`SHORT`] bytes long, held inline.
+    fn short(text: &str) -> Stored {
+        let mut bytes = [0; SHORT];
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Stored::Short {
+            len: text.len() as u8,
+            bytes,
+        }
+    }
+
+    /// A value from an event: a short string is copied straight from it.
+    fn from_val(value: Val<'_>) -> Stored {
+        match value {
+            Val::Node(Raw::String(s)) if s.len() <= SHORT => Stored::short(s),
+            value => Stored::new(value.into_value()),
         }
     }
 
@@ -84,6 +96,29 @@ impl Stored {
             }
             (Stored::Short { .. }, _) => false,
             (Stored::Json(held), value) => held == value,
+        }
+    }
+}
+
+impl Stored {
+    /// Whether this holds `value`, comparing without building anything for
+    /// a scalar.
+    fn holds_val(&self, value: &Val<'_>) -> bool {
+        let held = match self {
+            Stored::Short { len, bytes } => {
+                return matches!(value, Val::Node(Raw::String(s)) if &bytes[..*len as usize] == s.as_bytes())
+                    || matches!(value, Val::Json(v) if self.holds(v));
+            }
+            Stored::Json(held) => held,
+        };
+        match (value, held) {
+            (Val::Json(v), held) => held == v.as_ref(),
+            (Val::Node(Raw::String(s)), Value::String(h)) => h == s,
+            (Val::Node(Raw::Number(n)), Value::Number(h)) => h == n,
+            (Val::Node(Raw::Bool(b)), Value::Bool(h)) => h == b,
+            (Val::Node(Raw::Null), Value::Null) => true,
+            (Val::Node(node @ (Raw::Array(_) | Raw::Object(_))), held) => *held == node.to_value(),
+            (Val::Node(_), _) => false,
         }
     }
 }
@@ -233,6 +268,21 @@ impl Document {
         }
     }
 
+    /// [`Self::set`] for a value from an event.
+    pub fn set_val(&mut self, name: Name, value: Val<'_>) -> bool {
+        match self.position_of(name) {
+            Ok(i) if self.fields[i].1.holds_val(&value) => false,
+            Ok(i) => {
+                self.fields[i].1 = Stored::from_val(value);
+                true
+            }
+            Err(i) => {
+                self.fields.insert(i, (name, Stored::from_val(value)));
+                true
+            }
+        }
+    }
+
     /// The field's value, set to null first when absent.
     pub fn slot(&mut self, name: Name) -> &mut Value {
         let i = match self.position_of(name) {
@@ -347,6 +397,43 @@ mod tests {
         assert!(d.slot(Name::new("n")).is_null());
         *d.slot(Name::new("n")) = json!(3);
         assert_eq!(d.get("n"), Some(FieldValue::Json(&json!(3))));
+    }
+
+    #[test]
+    fn a_value_from_an_event_is_stored_and_compared_as_its_json_would_be() {
+        let long = "y".repeat(SHORT + 1);
+        let values = [
+            json!("short"),
+            json!(long),
+            json!(2.5),
+            json!(7),
+            json!(null),
+            json!(true),
+            json!([1, "a"]),
+            json!({"k": "v"}),
+        ];
+        let name = Name::new("f");
+        for value in &values {
+            let raw = Raw::from(value);
+            let mut by_val = Document::new();
+            assert!(by_val.set_val(name, Val::Node(&raw)));
+            let mut by_json = Document::new();
+            by_json.set(name, value.clone());
+            assert_eq!(by_val, by_json, "{value}");
+            for other in &values {
+                let other_raw = Raw::from(other);
+                let mut doc = by_json.clone();
+                assert_eq!(doc.set_val(name, Val::Node(&other_raw)), other != value);
+                let mut doc = by_json.clone();
+                let json = Val::Json(Cow::Borrowed(other));
+                assert_eq!(doc.set_val(name, json), other != value);
+            }
+        }
+        // A short string changed in place is held as JSON, and still compares.
+        let mut doc = Document::new();
+        doc.set(name, json!("short"));
+        doc.get_mut("f");
+        assert!(!doc.set_val(name, Val::Node(&Raw::String("short"))));
     }
 
     #[test]

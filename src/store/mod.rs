@@ -8,6 +8,7 @@ mod key;
 mod memory;
 
 pub use document::{Document, FieldValue};
+pub use key::Key;
 pub use memory::MemoryStore;
 
 pub trait DocumentStore {
