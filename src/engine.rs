@@ -4,7 +4,8 @@
 
 use crate::apply::{apply_event, Change, Meta};
 use crate::dedup::{IdHash, Processed};
-use crate::event::{Event, Raw};
+use crate::digest::{checked_event, Digest};
+use crate::event::Event;
 use crate::plan::binding::Binding;
 use crate::plan::{scalar_text, type_name, ModelId, Plan};
 use crate::protocol::code::{MALFORMED_REQUEST, NOT_SUPPORTED, PRECONDITION_FAILED};
@@ -214,7 +215,7 @@ impl Engine {
         match ty {
             "event" => {
                 return match body.get("event") {
-                    Some(event) => self.event(&Event::from(event), msg_id, out),
+                    Some(event) => self.event(&Event::from(event), None, msg_id, out),
                     None => {
                         let text = "the event message has no \"event\"";
                         error(out, msg_id, MALFORMED_REQUEST, text);
@@ -296,20 +297,23 @@ impl Engine {
     }
 
     /// Answers an event message given its `msg_id` and `event`, parsed by
-    /// the caller: the path a stream of events takes.
+    /// the caller: the path a stream of events takes. `digest`, when given,
+    /// is the event's, made by a [`crate::digest::Digester`] of this plan.
     pub fn handle_event(
         &mut self,
         msg_id: Option<&Value>,
         event: &Event<'_>,
+        digest: Option<Digest>,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
         self.position += 1;
-        self.event(event, msg_id, out)
+        self.event(event, digest, msg_id, out)
     }
 
     fn event(
         &mut self,
         event: &Event<'_>,
+        digest: Option<Digest>,
         msg_id: Option<&Value>,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
@@ -325,13 +329,16 @@ impl Engine {
             Ok(id) => id,
             Err(e) => return refuse(out, MALFORMED_REQUEST, &e.to_string()),
         };
-        let hash = IdHash::of(&id);
+        let hash = digest.map_or_else(|| IdHash::of(&id), |d| d.id);
         if self.processed.contains(hash) {
             self.reapply_for_rebuild(event, type_name, &id, hash)?;
             skipped(out, msg_id, &id, "already_processed");
             return Ok(Outcome::Skipped);
         }
-        let ty = self.plan.event_type(type_name);
+        let ty = match digest {
+            Some(d) => d.ty,
+            None => self.plan.event_type(type_name),
+        };
         if !self.subscriptions.accepts(ty, type_name) {
             skipped(out, msg_id, &id, "not_subscribed");
             return Ok(Outcome::Skipped);
@@ -491,29 +498,6 @@ impl Engine {
 
 /// Checks that an event has what every event needs.
 /// Checks that an event has what every event needs; returns its type.
-fn checked_event<'r>(event: &'r Raw<'_>) -> Result<&'r str, String> {
-    if !matches!(event, Raw::Object(_)) {
-        return Err(format!(
-            "\"event\" must be an object, found {}",
-            event.type_name()
-        ));
-    }
-    let type_name = match event.get("type") {
-        Some(Raw::String(ty)) => ty,
-        None => return Err("the event has no \"type\"".to_owned()),
-        Some(other) => {
-            return Err(format!(
-                "the event's \"type\" must be a string, found {}",
-                other.type_name()
-            ))
-        }
-    };
-    if event.get("payload").is_none() {
-        return Err("the event has no \"payload\"".to_owned());
-    }
-    Ok(type_name)
-}
-
 fn skipped(out: &mut Vec<u8>, msg_id: Option<&Value>, id: &str, reason: &str) {
     Reply::start(out, "event_skipped", msg_id)
         .str("event_id", id)

@@ -33,6 +33,7 @@ pub mod apply;
 pub mod config;
 pub mod dedup;
 pub mod diag;
+pub mod digest;
 pub mod engine;
 pub mod event;
 pub mod fields;

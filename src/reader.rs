@@ -2,12 +2,16 @@
 //! (the UTF-8 check and the event scan) while the engine applies the lines
 //! before them, on the other core.
 //!
+//! With a [`Digester`], it also works out each event's id hash and type.
+//!
 //! Lines travel in [`Chunk`]s: the bytes of a run of lines, read together,
 //! and each line prepared, borrowing from those bytes. A chunk is sent when
 //! it is full, at the end of the input, and whenever no more input is
 //! waiting; the last one says so ([`Delivery::idle`]), because that is when
 //! the replies so far must go out: the peer may be waiting for them.
 
+use crate::digest::{Digest, Digester};
+use crate::event::{Event, Raw};
 use crate::input::Input;
 use crate::lines::{Line, LineReader};
 use crate::scan::{self, EventMessage};
@@ -32,8 +36,9 @@ pub enum Prepared<'a> {
     TooLong { len: usize },
     /// Not UTF-8: the column (from 1) of the first bad byte.
     NotUtf8 { column: usize },
-    /// An event message, read by the scanner.
-    Event(EventMessage<'a>),
+    /// An event message, read by the scanner, and its digest when the
+    /// reader has a digester and the event is well-formed.
+    Event(EventMessage<'a>, Option<Digest>),
     /// Anything else, for the general path.
     Other(&'a str),
 }
@@ -63,8 +68,9 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Starts reading `input` on a thread of its own.
-    pub fn start<R>(input: R, max_line_bytes: usize) -> Reader
+    /// Starts reading `input` on a thread of its own; events are digested
+    /// with `digester`, if given.
+    pub fn start<R>(input: R, max_line_bytes: usize, digester: Option<Digester>) -> Reader
     where
         R: Input + Send + 'static,
     {
@@ -78,6 +84,7 @@ impl Reader {
                     spans: Vec::with_capacity(CHUNK_LINES),
                     sender,
                     returned,
+                    digester,
                 };
                 if let Err(e) = gather.read(input, max_line_bytes) {
                     // The engine may be gone already: then nobody is listening.
@@ -115,6 +122,7 @@ struct Gather {
     sender: SyncSender<io::Result<Delivery>>,
     /// Chunks the engine is done with: their byte buffers are reused.
     returned: Receiver<Chunk>,
+    digester: Option<Digester>,
 }
 
 impl Gather {
@@ -150,8 +158,12 @@ impl Gather {
         let spare = spare.unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES + 4096));
         let bytes = std::mem::replace(&mut self.bytes, spare);
         let spans = std::mem::take(&mut self.spans);
+        let digester = self.digester.as_ref();
         let chunk = Chunk::new(bytes, |bytes| {
-            spans.into_iter().map(|span| prepare(bytes, span)).collect()
+            spans
+                .into_iter()
+                .map(|span| prepare(bytes, span, digester))
+                .collect()
         });
         self.sender
             .send(Ok(Delivery { chunk, idle }))
@@ -159,7 +171,7 @@ impl Gather {
     }
 }
 
-fn prepare(bytes: &[u8], span: Span) -> Prepared<'_> {
+fn prepare<'a>(bytes: &'a [u8], span: Span, digester: Option<&Digester>) -> Prepared<'a> {
     let range = match span {
         Span::TooLong { blank: true, .. } => return Prepared::Blank,
         Span::TooLong { len, .. } => return Prepared::TooLong { len },
@@ -175,7 +187,15 @@ fn prepare(bytes: &[u8], span: Span) -> Prepared<'_> {
             column: e.valid_up_to() + 1,
         },
         Ok(text) => match scan::event_message(text) {
-            Some(event) => Prepared::Event(event),
+            Some(mut message) => {
+                let digest = digester.and_then(|d| {
+                    let event = Event::new(std::mem::replace(&mut message.event, Raw::Null));
+                    let digest = d.digest(&event);
+                    message.event = event.into_root();
+                    digest
+                });
+                Prepared::Event(message, digest)
+            }
             None => Prepared::Other(text),
         },
     }
@@ -191,7 +211,7 @@ mod tests {
             Prepared::Blank => "blank".to_owned(),
             Prepared::TooLong { len } => format!("too long {len}"),
             Prepared::NotUtf8 { column } => format!("not UTF-8 at {column}"),
-            Prepared::Event(m) => format!("event {:?}", m.msg_id),
+            Prepared::Event(m, _) => format!("event {:?}", m.msg_id),
             Prepared::Other(text) => format!("other {text}"),
         }
     }
@@ -210,7 +230,7 @@ mod tests {
                 .into_boxed_slice(),
         );
         let input = Trickle::new(vec![first, second, b"[1]"], 1);
-        let reader = Reader::start(input, 60);
+        let reader = Reader::start(input, 60, None);
         let mut seen = Vec::new();
         while let Some(delivery) = reader.next() {
             let Delivery { chunk, idle } = delivery.unwrap();

@@ -9,6 +9,7 @@
 //! commit and one write per batch. [`replay`] runs the same handling over an
 //! event log.
 
+use crate::digest::{Digest, Digester};
 use crate::engine::{Engine, Outcome};
 use crate::event::{Event, Raw};
 use crate::input::Input;
@@ -111,7 +112,7 @@ impl<L: Write> Session<'_, L> {
                 self.release_later(Peers::default());
                 return Ok(Some(Outcome::Refused));
             }
-            Prepared::Event(message) => return self.event(message).map(Some),
+            Prepared::Event(message, digest) => return self.event(message, *digest).map(Some),
             &mut Prepared::Other(text) => match parse(text, line_no) {
                 Ok(Value::Object(message)) => self.message(message)?,
                 Ok(other) => {
@@ -143,11 +144,15 @@ impl<L: Write> Session<'_, L> {
     /// Answers an event message the reader's scanner read, without JSON
     /// trees for the envelope and body: only the event is one. The event's
     /// tree is left in `message`, for the reading thread to free.
-    fn event(&mut self, message: &mut EventMessage<'_>) -> Result<Outcome, StateError> {
+    fn event(
+        &mut self,
+        message: &mut EventMessage<'_>,
+        digest: Option<Digest>,
+    ) -> Result<Outcome, StateError> {
         let event = Event::new(std::mem::replace(&mut message.event, Raw::Null));
-        let outcome = self
-            .engine
-            .handle_event(message.msg_id.as_ref(), &event, &mut self.body);
+        let outcome =
+            self.engine
+                .handle_event(message.msg_id.as_ref(), &event, digest, &mut self.body);
         message.event = event.into_root();
         self.warnings();
         self.release_later(Peers {
@@ -263,7 +268,8 @@ pub fn serve(
         committing: Vec::with_capacity(MAX_BATCH_BYTES + 64 * 1024),
         pending_messages: 0,
     };
-    let reader = Reader::start(input, options.max_line_bytes);
+    let digester = Digester::new(session.engine.plan());
+    let reader = Reader::start(input, options.max_line_bytes, Some(digester));
     while let Some(delivery) = reader.next() {
         let Delivery { mut chunk, idle } = delivery?;
         chunk.with_dependent_mut(|_, lines| {
@@ -320,7 +326,8 @@ pub fn replay(
         started,
         next_report: started + Duration::from_secs(1),
     };
-    let reader = Reader::start(input, options.max_line_bytes);
+    let digester = Digester::new(replay.session.engine.plan());
+    let reader = Reader::start(input, options.max_line_bytes, Some(digester));
     while let Some(delivery) = reader.next() {
         let Delivery { mut chunk, .. } = delivery?;
         chunk.with_dependent_mut(|_, lines| lines.iter_mut().try_for_each(|l| replay.line(l)))?;
