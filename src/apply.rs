@@ -13,7 +13,7 @@ use crate::plan::binding::{
     Source, Test,
 };
 use crate::plan::{type_name, ModelId, Plan};
-use crate::store::{Document, DocumentStore, FieldValue};
+use crate::store::{Document, DocumentStore, FieldValue, Stored};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -125,35 +125,42 @@ pub struct Change {
     pub key: crate::store::Key,
 }
 
-/// One binding, resolved against one event: nothing left to look up.
-struct Resolved<'a> {
-    model: ModelId,
-    key: Cow<'a, str>,
-    write: Write<'a>,
+/// One binding, resolved against one event: the document's key and what to
+/// write, with every value taken out of the event. It borrows neither the
+/// event nor the plan, so the reading thread can resolve an event ahead of
+/// the engine (see [`crate::digest`]).
+#[derive(Debug)]
+pub struct Resolved {
+    /// The binding's place among its event type's bindings.
+    binding: usize,
+    key: crate::store::Key,
+    write: Write,
 }
 
-enum Write<'a> {
+#[derive(Debug)]
+enum Write {
     Delete,
     Update {
         /// The document a `put` makes, built as it is resolved.
         put: Option<Document>,
-        ops: Vec<Op<'a>>,
-        unset: &'a [FieldPath],
+        ops: Vec<Op>,
     },
 }
 
-/// A field operation: the value it was given, until the check against the
-/// stored document turns that into what the operation will do.
-struct Op<'a> {
-    op: FieldOp,
-    field: &'a FieldPath,
-    effect: Effect<'a>,
+/// A field operation (by its place in the binding's list): the value it was
+/// given, until the check against the stored document turns that into what
+/// the operation will do.
+#[derive(Debug)]
+struct Op {
+    index: usize,
+    effect: Effect,
 }
 
-enum Effect<'a> {
+#[derive(Debug)]
+enum Effect {
     /// Resolved, not checked yet.
-    Given(Val<'a>),
-    Set(Val<'a>),
+    Given(Stored),
+    Set(Stored),
     Push(Value),
     RemoveAll(Value),
     Keep,
@@ -181,37 +188,67 @@ pub fn apply_event<S: DocumentStore>(
     changed: &mut Vec<Change>,
 ) -> Result<(), ApplyError> {
     changed.clear();
+    let mut resolved = resolve(bindings, event, meta)?;
+    apply_resolved(bindings, &mut resolved, stores, changed)
+}
+
+/// The first phase: every binding resolved against the event, in order;
+/// those whose conditions fail or whose optional key is missing are left out.
+pub fn resolve(
+    bindings: &[Binding],
+    event: &Event<'_>,
+    meta: &Meta<'_>,
+) -> Result<Vec<Resolved>, ApplyError> {
     let mut resolved = Vec::with_capacity(bindings.len());
-    for binding in bindings {
-        if let Some(r) = resolve(binding, event, meta)? {
+    for (i, binding) in bindings.iter().enumerate() {
+        if let Some(r) = resolve_binding(i, binding, event, meta)? {
             resolved.push(r);
         }
     }
-    for r in &mut resolved {
-        check(r, &stores[r.model.0 as usize])?;
+    Ok(resolved)
+}
+
+/// The other two phases: checks `resolved` (made by [`resolve`] from these
+/// `bindings`) against the stores, then writes it, taking it out of the
+/// vector. Changed documents are reported as by [`apply`].
+pub fn apply_resolved<S: DocumentStore>(
+    bindings: &[Binding],
+    resolved: &mut Vec<Resolved>,
+    stores: &mut [S],
+    changed: &mut Vec<Change>,
+) -> Result<(), ApplyError> {
+    changed.clear();
+    for r in resolved.iter_mut() {
+        let binding = &bindings[r.binding];
+        check(binding, r, &stores[binding.model.0 as usize])?;
     }
-    for r in resolved {
-        if write(r.write, &r.key, &mut stores[r.model.0 as usize]) {
-            changed.push(Change {
-                model: r.model,
-                key: crate::store::Key::new(&r.key),
-            });
+    for r in resolved.drain(..) {
+        let binding = &bindings[r.binding];
+        let model = binding.model;
+        if write(
+            binding,
+            r.write,
+            r.key.as_str(),
+            &mut stores[model.0 as usize],
+        ) {
+            changed.push(Change { model, key: r.key });
         }
     }
     Ok(())
 }
 
-fn resolve<'a>(
-    binding: &'a Binding,
-    event: &'a Event<'a>,
-    meta: &Meta<'a>,
-) -> Result<Option<Resolved<'a>>, ApplyError> {
+fn resolve_binding(
+    index: usize,
+    binding: &Binding,
+    event: &Event<'_>,
+    meta: &Meta<'_>,
+) -> Result<Option<Resolved>, ApplyError> {
     let model = binding.model;
     if !binding.when.iter().all(|c| holds(c, event)) {
         return Ok(None);
     }
     let key = match resolve_key(&binding.key, event) {
-        Ok(Some(key)) => key,
+        Ok(Some(key)) => crate::store::Key::new(&key),
         Ok(None) if binding.optional => return Ok(None),
         Ok(None) => {
             return Err(ApplyError::MissingKey {
@@ -223,7 +260,7 @@ fn resolve<'a>(
     };
     let write = match &binding.action {
         Action::Delete => Write::Delete,
-        Action::Write { put, ops, unset } => {
+        Action::Write { put, ops, .. } => {
             let put = match put {
                 Some(fields) => {
                     let mut doc = Document::with_capacity(fields.len());
@@ -237,7 +274,7 @@ fn resolve<'a>(
                 None => None,
             };
             let mut resolved_ops = Vec::with_capacity(ops.len());
-            for (op, f) in ops {
+            for (index, (op, f)) in ops.iter().enumerate() {
                 let Some(v) = value(model, f, event, meta)? else {
                     continue;
                 };
@@ -253,21 +290,25 @@ fn resolve<'a>(
                     });
                 }
                 resolved_ops.push(Op {
-                    op: *op,
-                    field: &f.field,
-                    effect: Effect::Given(v),
+                    index,
+                    effect: Effect::Given(Stored::from_val(v)),
                 });
             }
             Write::Update {
                 put,
                 ops: resolved_ops,
-                unset,
             }
         }
     };
-    Ok(Some(Resolved { model, key, write }))
+    Ok(Some(Resolved {
+        binding: index,
+        key,
+        write,
+    }))
 }
 
+/// The key's text; `None` when a path in it finds nothing; the path and what
+/// it found when that is not a string or a number.
 fn resolve_key<'a>(
     key: &'a Key,
     event: &'a Event<'a>,
@@ -362,24 +403,32 @@ fn value<'a>(
 
 /// Checks a resolved write against the stored document and decides what
 /// each operation does.
-fn check<S: DocumentStore>(r: &mut Resolved<'_>, store: &S) -> Result<(), ApplyError> {
-    let Resolved { model, key, write } = r;
-    let Write::Update { put, ops, .. } = write else {
+fn check<S: DocumentStore>(
+    binding: &Binding,
+    r: &mut Resolved,
+    store: &S,
+) -> Result<(), ApplyError> {
+    let model = binding.model;
+    let Resolved { key, write, .. } = r;
+    let (Write::Update { put, ops }, Action::Write { ops: declared, .. }) =
+        (write, &binding.action)
+    else {
         return Ok(());
     };
     let empty = Document::new();
     let base = match put {
         Some(doc) => doc,
-        None => store.get(key).unwrap_or(&empty),
+        None => store.get(key.as_str()).unwrap_or(&empty),
     };
-    for Op { op, field, effect } in ops.iter_mut() {
-        let (op, field) = (&*op, &**field);
+    for Op { index, effect } in ops.iter_mut() {
+        let (op, f) = &declared[*index];
+        let field = &f.field;
         let Effect::Given(v) = std::mem::replace(effect, Effect::Keep) else {
             unreachable!("each operation is checked once")
         };
         let holds = |found: &Value| ApplyError::FieldHolds {
-            model: *model,
-            key: key.to_string(),
+            model,
+            key: key.as_str().to_owned(),
             field: field.text.clone(),
             op: op.name(),
             found: type_name(found),
@@ -405,11 +454,11 @@ fn check<S: DocumentStore>(r: &mut Resolved<'_>, store: &S) -> Result<(), ApplyE
                     .as_number()
                     .expect("resolve keeps only numeric increments");
                 let sum = add(base, by).ok_or_else(|| ApplyError::Overflow {
-                    model: *model,
-                    key: key.to_string(),
+                    model,
+                    key: key.as_str().to_owned(),
                     field: field.text.clone(),
                 })?;
-                Effect::Set(Val::Json(Cow::Owned(sum)))
+                Effect::Set(Stored::new(sum))
             }
             (op, current) => stored_effect(*op, v.into_value(), current.map(FieldValue::as_json))
                 .map_err(|found| holds(&found))?,
@@ -421,21 +470,17 @@ fn check<S: DocumentStore>(r: &mut Resolved<'_>, store: &S) -> Result<(), ApplyE
 /// The effect of the operations that compare with or change what is stored
 /// (max, min and the array operations); the stored value when it is not
 /// one they can work on.
-fn stored_effect<'a>(
-    op: FieldOp,
-    v: Value,
-    current: Option<Cow<'_, Value>>,
-) -> Result<Effect<'a>, Value> {
+fn stored_effect(op: FieldOp, v: Value, current: Option<Cow<'_, Value>>) -> Result<Effect, Value> {
     Ok(match (op, current.as_deref()) {
-        (FieldOp::Max | FieldOp::Min, None) => Effect::Set(Val::Json(Cow::Owned(v))),
+        (FieldOp::Max | FieldOp::Min, None) => Effect::Set(Stored::new(v)),
         (FieldOp::Max | FieldOp::Min, Some(c)) => match compare(&v, c) {
-            Some(Ordering::Greater) if op == FieldOp::Max => Effect::Set(Val::Json(Cow::Owned(v))),
-            Some(Ordering::Less) if op == FieldOp::Min => Effect::Set(Val::Json(Cow::Owned(v))),
+            Some(Ordering::Greater) if op == FieldOp::Max => Effect::Set(Stored::new(v)),
+            Some(Ordering::Less) if op == FieldOp::Min => Effect::Set(Stored::new(v)),
             Some(_) => Effect::Keep,
             None => return Err(c.clone()),
         },
         (FieldOp::Append | FieldOp::AddToSet, None) => {
-            Effect::Set(Val::Json(Cow::Owned(Value::Array(vec![v]))))
+            Effect::Set(Stored::new(Value::Array(vec![v])))
         }
         (FieldOp::Append, Some(Value::Array(_))) => Effect::Push(v),
         (FieldOp::AddToSet, Some(Value::Array(items))) => match items.iter().any(|i| same(i, &v)) {
@@ -454,6 +499,8 @@ fn stored_effect<'a>(
     })
 }
 
+/// `base + by`, staying an integer while both are and the sum fits 64 bits;
+/// `None` when the result is not a finite number.
 fn add(base: Option<&Number>, by: &Number) -> Option<Value> {
     let Some(base) = base else {
         return Some(Value::Number(by.clone()));
@@ -476,13 +523,22 @@ fn add(base: Option<&Number>, by: &Number) -> Option<Value> {
 }
 
 /// Makes the write; returns whether the stored document changed.
-fn write<S: DocumentStore>(write: Write<'_>, key: &str, store: &mut S) -> bool {
-    let Write::Update { put, ops, unset } = write else {
+fn write<S: DocumentStore>(binding: &Binding, write: Write, key: &str, store: &mut S) -> bool {
+    let (
+        Write::Update { put, ops },
+        Action::Write {
+            ops: declared,
+            unset,
+            ..
+        },
+    ) = (write, &binding.action)
+    else {
         return store.remove(key).is_some();
     };
+    let field = |op: &Op| &declared[op.index].1.field;
     if let Some(mut doc) = put {
         for op in ops {
-            apply_effect(&mut doc, op.field, op.effect);
+            apply_effect(&mut doc, field(&op), op.effect);
         }
         // `unset` names no put field (the plan forbids it), so it has nothing to remove.
         return store.replace(key, doc);
@@ -497,16 +553,16 @@ fn write<S: DocumentStore>(write: Write<'_>, key: &str, store: &mut S) -> bool {
     }
     let (doc, mut changed) = store.get_or_create(key);
     for op in ops {
-        changed |= apply_effect(doc, op.field, op.effect);
+        changed |= apply_effect(doc, field(&op), op.effect);
     }
     unset_fields(doc, unset) || changed
 }
 
-fn apply_effect(doc: &mut Document, field: &FieldPath, effect: Effect<'_>) -> bool {
+fn apply_effect(doc: &mut Document, field: &FieldPath, effect: Effect) -> bool {
     match effect {
         Effect::Keep => false,
         Effect::Given(_) => unreachable!("every operation is checked before the write"),
-        Effect::Set(v) => fields::set_val(doc, field, v),
+        Effect::Set(v) => fields::set_stored(doc, field, v),
         Effect::Push(v) => match fields::slot(doc, field) {
             Some(Value::Array(items)) => {
                 items.push(v);

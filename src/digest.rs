@@ -1,37 +1,43 @@
 //! What the engine needs to know about an event before it consults its
-//! state: the hash of the event's id, and its interned type. Both depend only
-//! on the event and the plan, so the reading thread works them out while the
-//! engine applies the events before it.
+//! state: the hash of the event's id, its interned type, and its bindings
+//! resolved (the interpreter's first phase, see [`crate::apply`]). All three
+//! depend only on the event and the plan, so the reading thread works them
+//! out while the engine applies the events before it.
 
+use crate::apply::{self, ApplyError, Meta, Resolved};
 use crate::dedup::IdHash;
 use crate::event::{Event, Raw};
-use crate::hash::FastMap;
-use crate::plan::event_id::EventIdRule;
 use crate::plan::{Plan, TypeId};
 
-/// An event's id hash and type, worked out ahead of the engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An event's id hash, type and resolved bindings, worked out ahead of the
+/// engine.
+#[derive(Debug)]
 pub struct Digest {
     pub id: IdHash,
     /// `None` for a type no read model reacts to.
     pub ty: Option<TypeId>,
+    /// The type's bindings resolved, or why they cannot be; `None` when the
+    /// engine must resolve them itself (a mapping reads the event's
+    /// position in the stream, which only the engine knows).
+    pub resolved: Option<Result<Vec<Resolved>, ApplyError>>,
 }
 
-/// The parts of a plan a digest needs, to be moved to the reading thread.
+/// A copy of the plan, for the reading thread.
 #[derive(Debug, Clone)]
 pub struct Digester {
-    event_id: EventIdRule,
-    types: FastMap<String, TypeId>,
+    plan: Plan,
+    /// Per event type: whether the reader may resolve its bindings.
+    ahead: Vec<bool>,
 }
 
 impl Digester {
     pub fn new(plan: &Plan) -> Digester {
-        let types = (0..plan.type_count() as u32)
-            .map(|i| (plan.type_name(TypeId(i)).to_owned(), TypeId(i)))
+        let ahead = (0..plan.type_count() as u32)
+            .map(|ty| !plan.bindings(TypeId(ty)).iter().any(|b| b.reads_position()))
             .collect();
         Digester {
-            event_id: plan.event_id.clone(),
-            types,
+            plan: plan.clone(),
+            ahead,
         }
     }
 
@@ -39,10 +45,20 @@ impl Digester {
     /// which the engine reports when it comes to it.
     pub fn digest(&self, event: &Event<'_>) -> Option<Digest> {
         let type_name = checked_event(event.root()).ok()?;
-        let id = self.event_id.resolve_event(event).ok()?;
+        let id = self.plan.event_id.resolve_event(event).ok()?;
+        let ty = self.plan.event_type(type_name);
+        let resolved = ty.filter(|ty| self.ahead[ty.0 as usize]).map(|ty| {
+            let meta = Meta {
+                id: &id,
+                event_type: type_name,
+                position: 0,
+            };
+            apply::resolve(self.plan.bindings(ty), event, &meta)
+        });
         Some(Digest {
             id: IdHash::of(&id),
-            ty: self.types.get(type_name).copied(),
+            ty,
+            resolved,
         })
     }
 }
@@ -96,26 +112,30 @@ mod tests {
         .unwrap_or_else(|d| panic!("{d:?}"))
         .0;
         let digester = Digester::new(&plan);
-        let digest = |v: serde_json::Value| digester.digest(&Event::from(&v));
+        let digest = |v: serde_json::Value| {
+            digester
+                .digest(&Event::from(&v))
+                .map(|d| (d.id, d.ty, format!("{:?}", d.resolved)))
+        };
         let made = plan.event_type("Made");
-        assert_eq!(
-            digest(json!({"type": "Made", "id": "e-1", "payload": {}})),
-            Some(Digest {
-                id: IdHash::of("e-1"),
-                ty: made
-            })
+        let (id, ty, resolved) =
+            digest(json!({"type": "Made", "id": "e-1", "payload": {"n": 3}})).unwrap();
+        assert_eq!((id, ty), (IdHash::of("e-1"), made));
+        assert!(
+            resolved.starts_with("Some(Ok([Resolved { binding: 0, key: \"3\""),
+            "{resolved}"
         );
         // A derived id hashes as the id it derives.
         assert_eq!(
-            digest(json!({"type": "Made", "payload": {"n": "x1"}})),
-            digest(json!({"type": "Made", "id": "e-1", "payload": {}}))
+            digest(json!({"type": "Made", "payload": {"n": "x1"}})).map(|d| d.0),
+            Some(IdHash::of("e-1"))
         );
+        // Resolving may fail, and the engine reports that.
+        let (_, _, resolved) = digest(json!({"type": "Made", "id": "e", "payload": {}})).unwrap();
+        assert!(resolved.starts_with("Some(Err(MissingKey"), "{resolved}");
         assert_eq!(
             digest(json!({"type": "Other", "id": 7, "payload": {}})),
-            Some(Digest {
-                id: IdHash::of("7"),
-                ty: None
-            })
+            Some((IdHash::of("7"), None, "None".to_owned()))
         );
         assert_eq!(digest(json!({"type": "Made", "payload": {}})), None);
         assert_eq!(digest(json!({"type": 1, "id": "e", "payload": {}})), None);

@@ -2,7 +2,7 @@
 //! processed event ids, the read models, and the dispatch from a message body
 //! to its reply.
 
-use crate::apply::{apply_event, Change, Meta};
+use crate::apply::{apply_event, apply_resolved, Change, Meta};
 use crate::dedup::{IdHash, Processed};
 use crate::digest::{checked_event, Digest};
 use crate::event::Event;
@@ -303,7 +303,7 @@ impl Engine {
         &mut self,
         msg_id: Option<&Value>,
         event: &Event<'_>,
-        digest: Option<Digest>,
+        digest: Option<&mut Digest>,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
         self.position += 1;
@@ -313,7 +313,7 @@ impl Engine {
     fn event(
         &mut self,
         event: &Event<'_>,
-        digest: Option<Digest>,
+        mut digest: Option<&mut Digest>,
         msg_id: Option<&Value>,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
@@ -329,13 +329,13 @@ impl Engine {
             Ok(id) => id,
             Err(e) => return refuse(out, MALFORMED_REQUEST, &e.to_string()),
         };
-        let hash = digest.map_or_else(|| IdHash::of(&id), |d| d.id);
+        let hash = digest.as_ref().map_or_else(|| IdHash::of(&id), |d| d.id);
         if self.processed.contains(hash) {
             self.reapply_for_rebuild(event, type_name, &id, hash)?;
             skipped(out, msg_id, &id, "already_processed");
             return Ok(Outcome::Skipped);
         }
-        let ty = match digest {
+        let ty = match &digest {
             Some(d) => d.ty,
             None => self.plan.event_type(type_name),
         };
@@ -349,7 +349,14 @@ impl Engine {
             event_type: type_name,
             position: self.position,
         };
-        if let Err(e) = apply_event(bindings, event, &meta, &mut self.stores, &mut self.changes) {
+        let applied = match digest.as_mut().and_then(|d| d.resolved.as_mut()) {
+            Some(Ok(resolved)) => {
+                apply_resolved(bindings, resolved, &mut self.stores, &mut self.changes)
+            }
+            Some(Err(e)) => Err(e.clone()),
+            None => apply_event(bindings, event, &meta, &mut self.stores, &mut self.changes),
+        };
+        if let Err(e) = applied {
             let code = if e.is_precondition() {
                 PRECONDITION_FAILED
             } else {

@@ -2,7 +2,7 @@
 
 use crate::event::Val;
 use crate::plan::binding::FieldPath;
-use crate::store::{Document, FieldValue};
+use crate::store::{Document, FieldValue, Stored};
 use serde_json::{Map, Value};
 
 /// Where a field path leads in a document.
@@ -74,6 +74,14 @@ pub fn set(doc: &mut Document, path: &FieldPath, value: Value) -> bool {
 pub fn set_val(doc: &mut Document, path: &FieldPath, value: Val<'_>) -> bool {
     match path.segments.len() {
         1 => doc.set_val(path.head, value),
+        _ => set(doc, path, value.into_value()),
+    }
+}
+
+/// [`set`] for a value as a document holds it.
+pub fn set_stored(doc: &mut Document, path: &FieldPath, value: Stored) -> bool {
+    match path.segments.len() {
+        1 => doc.set_stored(path.head, value),
         _ => set(doc, path, value.into_value()),
     }
 }

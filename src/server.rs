@@ -112,7 +112,9 @@ impl<L: Write> Session<'_, L> {
                 self.release_later(Peers::default());
                 return Ok(Some(Outcome::Refused));
             }
-            Prepared::Event(message, digest) => return self.event(message, *digest).map(Some),
+            Prepared::Event(message, digest) => {
+                return self.event(message, digest.as_mut()).map(Some)
+            }
             &mut Prepared::Other(text) => match parse(text, line_no) {
                 Ok(Value::Object(message)) => self.message(message)?,
                 Ok(other) => {
@@ -147,7 +149,7 @@ impl<L: Write> Session<'_, L> {
     fn event(
         &mut self,
         message: &mut EventMessage<'_>,
-        digest: Option<Digest>,
+        digest: Option<&mut Digest>,
     ) -> Result<Outcome, StateError> {
         let event = Event::new(std::mem::replace(&mut message.event, Raw::Null));
         let outcome =

@@ -17,6 +17,17 @@ pub struct Binding {
     pub action: Action,
 }
 
+impl Binding {
+    /// Whether a mapping reads the event's position in the stream.
+    pub fn reads_position(&self) -> bool {
+        let Action::Write { put, ops, .. } = &self.action else {
+            return false;
+        };
+        let position = |f: &FieldMap| matches!(f.source, Source::Meta(MetaField::Position));
+        put.iter().flatten().any(position) || ops.iter().any(|(_, f)| position(f))
+    }
+}
+
 /// How a document key is made from an event.
 #[derive(Debug, Clone)]
 pub enum Key {

@@ -9,7 +9,7 @@
 use crate::event::{Raw, Val};
 use crate::name::Name;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -28,13 +28,13 @@ const SHORT: usize = 22;
 /// short (ids, names, emails); inline, they cost no allocation, and reading
 /// one (to tell whether a write changes it) costs no second cache miss.
 #[derive(Clone)]
-enum Stored {
+pub enum Stored {
     Short { len: u8, bytes: [u8; SHORT] },
     Json(Value),
 }
 
 impl Stored {
-    fn new(value: Value) -> Stored {
+    pub fn new(value: Value) -> Stored {
         match value {
             Value::String(s) if s.len() <= SHORT => Stored::short(&s),
             value => Stored::Json(value),
@@ -52,7 +52,7 @@ impl Stored {
     }
 
     /// A value from an event: a short string is copied straight from it.
-    fn from_val(value: Val<'_>) -> Stored {
+    pub fn from_val(value: Val<'_>) -> Stored {
         match value {
             Val::Node(Raw::String(s)) if s.len() <= SHORT => Stored::short(s),
             value => Stored::new(value.into_value()),
@@ -81,10 +81,17 @@ impl Stored {
         }
     }
 
-    fn into_value(self) -> Value {
+    pub fn into_value(self) -> Value {
         match self {
             Stored::Json(value) => value,
             short => short.get().to_value(),
+        }
+    }
+
+    pub fn as_number(&self) -> Option<&Number> {
+        match self {
+            Stored::Json(Value::Number(n)) => Some(n),
+            _ => None,
         }
     }
 
@@ -129,6 +136,12 @@ impl PartialEq for Stored {
             (Stored::Json(a), b) | (b, Stored::Json(a)) => b.holds(a),
             (a, b) => a.get() == b.get(),
         }
+    }
+}
+
+impl fmt::Debug for Stored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.get(), f)
     }
 }
 
@@ -278,6 +291,21 @@ impl Document {
             }
             Err(i) => {
                 self.fields.insert(i, (name, Stored::from_val(value)));
+                true
+            }
+        }
+    }
+
+    /// [`Self::set`] for a value as a document holds it.
+    pub fn set_stored(&mut self, name: Name, value: Stored) -> bool {
+        match self.position_of(name) {
+            Ok(i) if self.fields[i].1 == value => false,
+            Ok(i) => {
+                self.fields[i].1 = value;
+                true
+            }
+            Err(i) => {
+                self.fields.insert(i, (name, value));
                 true
             }
         }

@@ -7,7 +7,7 @@ mod document;
 mod key;
 mod memory;
 
-pub use document::{Document, FieldValue};
+pub use document::{Document, FieldValue, Stored};
 pub use key::Key;
 pub use memory::MemoryStore;
 
