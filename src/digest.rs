@@ -8,12 +8,15 @@ use crate::apply::{self, ApplyError, Meta, Resolved};
 use crate::dedup::IdHash;
 use crate::event::{Event, Raw};
 use crate::plan::{Plan, TypeId};
+use std::borrow::Cow;
 
 /// An event's id hash, type and resolved bindings, worked out ahead of the
 /// engine.
 #[derive(Debug)]
-pub struct Digest {
+pub struct Digest<'a> {
     pub id: IdHash,
+    pub id_text: Cow<'a, str>,
+    pub type_name: &'a str,
     /// `None` for a type no read model reacts to.
     pub ty: Option<TypeId>,
     /// The type's bindings resolved, or why they cannot be; `None` when the
@@ -43,7 +46,7 @@ impl Digester {
 
     /// The event's digest; `None` when the event is malformed or has no id,
     /// which the engine reports when it comes to it.
-    pub fn digest(&self, event: &Event<'_>) -> Option<Digest> {
+    pub fn digest<'a>(&self, event: &Event<'a>) -> Option<Digest<'a>> {
         let type_name = checked_event(event.root()).ok()?;
         let id = self.plan.event_id.resolve_event(event).ok()?;
         let ty = self.plan.event_type(type_name);
@@ -57,6 +60,8 @@ impl Digester {
         });
         Some(Digest {
             id: IdHash::of(&id),
+            id_text: id,
+            type_name,
             ty,
             resolved,
         })
@@ -65,7 +70,7 @@ impl Digester {
 
 /// The event's type name, once the event is known to be an object with a
 /// string `type` and a `payload`; what is wrong with it otherwise.
-pub fn checked_event<'r>(event: &'r Raw<'_>) -> Result<&'r str, String> {
+pub fn checked_event<'a>(event: &Raw<'a>) -> Result<&'a str, String> {
     if !matches!(event, Raw::Object(_)) {
         return Err(format!(
             "\"event\" must be an object, found {}",
@@ -73,7 +78,7 @@ pub fn checked_event<'r>(event: &'r Raw<'_>) -> Result<&'r str, String> {
         ));
     }
     let type_name = match event.get("type") {
-        Some(Raw::String(ty)) => ty,
+        Some(Raw::String(ty)) => *ty,
         None => return Err("the event has no \"type\"".to_owned()),
         Some(other) => {
             return Err(format!(

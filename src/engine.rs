@@ -15,6 +15,7 @@ use crate::state::{Journal, NoJournal, Restored, StateError};
 use crate::store::{DocumentStore, MemoryStore};
 use crate::subscriptions::Subscriptions;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// How many documents a `query` without a `key` returns when it names no `limit`.
 pub const DEFAULT_LIST_LIMIT: u64 = 100;
@@ -303,7 +304,7 @@ impl Engine {
         &mut self,
         msg_id: Option<&Value>,
         event: &Event<'_>,
-        digest: Option<&mut Digest>,
+        digest: Option<&mut Digest<'_>>,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
         self.position += 1;
@@ -313,7 +314,7 @@ impl Engine {
     fn event(
         &mut self,
         event: &Event<'_>,
-        mut digest: Option<&mut Digest>,
+        digest: Option<&mut Digest<'_>>,
         msg_id: Option<&Value>,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
@@ -321,24 +322,40 @@ impl Engine {
             error(out, msg_id, code, text);
             Ok(Outcome::Refused)
         };
-        let type_name = match checked_event(event.root()) {
-            Ok(type_name) => type_name,
-            Err(text) => return refuse(out, MALFORMED_REQUEST, &text),
+        // With a digest the event's tree, built on the reading thread, need
+        // not be read here at all.
+        let (hash, id, type_name, ty, resolved) = match digest {
+            Some(Digest {
+                id,
+                id_text,
+                type_name,
+                ty,
+                resolved,
+            }) => (
+                *id,
+                Cow::Borrowed(&**id_text),
+                *type_name,
+                *ty,
+                resolved.as_mut(),
+            ),
+            None => {
+                let type_name = match checked_event(event.root()) {
+                    Ok(type_name) => type_name,
+                    Err(text) => return refuse(out, MALFORMED_REQUEST, &text),
+                };
+                let id = match self.plan.event_id.resolve_event(event) {
+                    Ok(id) => id,
+                    Err(e) => return refuse(out, MALFORMED_REQUEST, &e.to_string()),
+                };
+                let ty = self.plan.event_type(type_name);
+                (IdHash::of(&id), id, type_name, ty, None)
+            }
         };
-        let id = match self.plan.event_id.resolve_event(event) {
-            Ok(id) => id,
-            Err(e) => return refuse(out, MALFORMED_REQUEST, &e.to_string()),
-        };
-        let hash = digest.as_ref().map_or_else(|| IdHash::of(&id), |d| d.id);
         if self.processed.contains(hash) {
             self.reapply_for_rebuild(event, type_name, &id, hash)?;
             skipped(out, msg_id, &id, "already_processed");
             return Ok(Outcome::Skipped);
         }
-        let ty = match &digest {
-            Some(d) => d.ty,
-            None => self.plan.event_type(type_name),
-        };
         if !self.subscriptions.accepts(ty, type_name) {
             skipped(out, msg_id, &id, "not_subscribed");
             return Ok(Outcome::Skipped);
@@ -349,7 +366,7 @@ impl Engine {
             event_type: type_name,
             position: self.position,
         };
-        let applied = match digest.as_mut().and_then(|d| d.resolved.as_mut()) {
+        let applied = match resolved {
             Some(Ok(resolved)) => {
                 apply_resolved(bindings, resolved, &mut self.stores, &mut self.changes)
             }

@@ -29,6 +29,9 @@ const CHUNK_LINES: usize = 2048;
 const READ_AHEAD: usize = 8;
 
 /// One input line, prepared.
+// Nearly every line of a stream is an event: boxing the large variant would
+// add an allocation per line and save nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Prepared<'a> {
     /// Empty or white space only: it gets no reply.
     Blank,
@@ -38,7 +41,7 @@ pub enum Prepared<'a> {
     NotUtf8 { column: usize },
     /// An event message, read by the scanner, and its digest when the
     /// reader has a digester and the event is well-formed.
-    Event(EventMessage<'a>, Option<Digest>),
+    Event(EventMessage<'a>, Option<Digest<'a>>),
     /// Anything else, for the general path.
     Other(&'a str),
 }

@@ -149,7 +149,7 @@ impl<L: Write> Session<'_, L> {
     fn event(
         &mut self,
         message: &mut EventMessage<'_>,
-        digest: Option<&mut Digest>,
+        digest: Option<&mut Digest<'_>>,
     ) -> Result<Outcome, StateError> {
         let event = Event::new(std::mem::replace(&mut message.event, Raw::Null));
         let outcome =
