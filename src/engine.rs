@@ -153,6 +153,11 @@ impl Engine {
         std::mem::forget(processed);
     }
 
+    /// Whether the state outlives the process.
+    pub fn is_durable(&self) -> bool {
+        self.journal.is_durable()
+    }
+
     /// Hands every change so far to be made durable (a no-op in memory),
     /// after waiting for the changes handed over before. Returns without
     /// waiting for these: see [`Engine::wait`].

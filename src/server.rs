@@ -28,8 +28,12 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// The most messages answered in one batch.
 const MAX_BATCH_MESSAGES: usize = 50_000;
-/// The most reply bytes held back in one batch.
+/// The most reply bytes held back in one batch, when the state is durable:
+/// a batch is one commit.
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// The same in memory, where nothing is committed: replies are written
+/// while they are still in the cache.
+const MAX_MEMORY_BATCH_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -88,6 +92,8 @@ struct Session<'a, L: Write> {
     /// Replies to the batch handed over to be committed.
     committing: Vec<u8>,
     pending_messages: usize,
+    /// The most reply bytes held back in one batch.
+    batch_bytes: usize,
 }
 
 impl<L: Write> Session<'_, L> {
@@ -221,7 +227,7 @@ impl<L: Write> Session<'_, L> {
     }
 
     fn batch_full(&self) -> bool {
-        self.pending_messages >= MAX_BATCH_MESSAGES || self.pending.len() >= MAX_BATCH_BYTES
+        self.pending_messages >= MAX_BATCH_MESSAGES || self.pending.len() >= self.batch_bytes
     }
 
     /// Hands the batch over to be committed and holds its replies until it
@@ -260,15 +266,20 @@ pub fn serve(
     log: impl Write,
     options: &Options,
 ) -> Result<(), ServeError> {
+    let batch_bytes = match engine.is_durable() {
+        true => MAX_BATCH_BYTES,
+        false => MAX_MEMORY_BATCH_BYTES,
+    };
     let mut session = Session {
         engine,
         options,
         log,
         line_no: 0,
         body: Vec::with_capacity(256),
-        pending: Vec::with_capacity(MAX_BATCH_BYTES + 64 * 1024),
-        committing: Vec::with_capacity(MAX_BATCH_BYTES + 64 * 1024),
+        pending: Vec::with_capacity(batch_bytes + 64 * 1024),
+        committing: Vec::with_capacity(batch_bytes + 64 * 1024),
         pending_messages: 0,
+        batch_bytes,
     };
     let digester = Digester::new(session.engine.plan());
     let reader = Reader::start(input, options.max_line_bytes, Some(digester));
@@ -321,6 +332,7 @@ pub fn replay(
             pending: Vec::new(),
             committing: Vec::new(),
             pending_messages: 0,
+            batch_bytes: MAX_BATCH_BYTES,
         },
         counts: ReplayCounts::default(),
         log,

@@ -37,12 +37,21 @@ pub trait Journal {
     fn submit(&mut self) -> Result<(), StateError>;
     /// Waits until everything submitted is durable.
     fn wait(&mut self) -> Result<(), StateError>;
+    /// Whether anything outlives the process: a durable journal commits
+    /// each batch, so it wants few, large ones.
+    fn is_durable(&self) -> bool {
+        true
+    }
 }
 
 /// The in-memory mode: nothing outlives the process.
 pub struct NoJournal;
 
 impl Journal for NoJournal {
+    fn is_durable(&self) -> bool {
+        false
+    }
+
     fn record_event(
         &mut self,
         _: Option<&str>,
