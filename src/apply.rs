@@ -209,11 +209,13 @@ pub fn resolve(
 }
 
 /// The other two phases: checks `resolved` (made by [`resolve`] from these
-/// `bindings`) against the stores, then writes it, taking it out of the
-/// vector. Changed documents are reported as by [`apply`].
+/// `bindings`) against the stores, then writes it. Changed documents are
+/// reported as by [`apply`]. What is written is moved out of `resolved`,
+/// which is spent: the vectors it is left holding are freed with it, by its
+/// owner (the reading thread, for a digest).
 pub fn apply_resolved<S: DocumentStore>(
     bindings: &[Binding],
-    resolved: &mut Vec<Resolved>,
+    resolved: &mut [Resolved],
     stores: &mut [S],
     changed: &mut Vec<Change>,
 ) -> Result<(), ApplyError> {
@@ -222,16 +224,15 @@ pub fn apply_resolved<S: DocumentStore>(
         let binding = &bindings[r.binding];
         check(binding, r, &stores[binding.model.0 as usize])?;
     }
-    for r in resolved.drain(..) {
+    for r in resolved.iter_mut() {
         let binding = &bindings[r.binding];
         let model = binding.model;
-        if write(
-            binding,
-            r.write,
-            r.key.as_str(),
-            &mut stores[model.0 as usize],
-        ) {
-            changed.push(Change { model, key: r.key });
+        let store = &mut stores[model.0 as usize];
+        if write(binding, &mut r.write, r.key.as_str(), store) {
+            changed.push(Change {
+                model,
+                key: r.key.clone(),
+            });
         }
     }
     Ok(())
@@ -523,7 +524,7 @@ fn add(base: Option<&Number>, by: &Number) -> Option<Value> {
 }
 
 /// Makes the write; returns whether the stored document changed.
-fn write<S: DocumentStore>(binding: &Binding, write: Write, key: &str, store: &mut S) -> bool {
+fn write<S: DocumentStore>(binding: &Binding, write: &mut Write, key: &str, store: &mut S) -> bool {
     let (
         Write::Update { put, ops },
         Action::Write {
@@ -536,9 +537,10 @@ fn write<S: DocumentStore>(binding: &Binding, write: Write, key: &str, store: &m
         return store.remove(key).is_some();
     };
     let field = |op: &Op| &declared[op.index].1.field;
-    if let Some(mut doc) = put {
-        for op in ops {
-            apply_effect(&mut doc, field(&op), op.effect);
+    let effect = |op: &mut Op| std::mem::replace(&mut op.effect, Effect::Keep);
+    if let Some(mut doc) = put.take() {
+        for op in ops.iter_mut() {
+            apply_effect(&mut doc, field(op), effect(op));
         }
         // `unset` names no put field (the plan forbids it), so it has nothing to remove.
         return store.replace(key, doc);
@@ -552,8 +554,8 @@ fn write<S: DocumentStore>(binding: &Binding, write: Write, key: &str, store: &m
         };
     }
     let (doc, mut changed) = store.get_or_create(key);
-    for op in ops {
-        changed |= apply_effect(doc, field(&op), op.effect);
+    for op in ops.iter_mut() {
+        changed |= apply_effect(doc, field(op), effect(op));
     }
     unset_fields(doc, unset) || changed
 }

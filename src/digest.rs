@@ -29,19 +29,29 @@ pub struct Digest<'a> {
 #[derive(Debug, Clone)]
 pub struct Digester {
     plan: Plan,
+    /// Whether the engine reads the trees of events it has a resolved
+    /// digest for: it does while it rebuilds models.
+    keep_trees: bool,
     /// Per event type: whether the reader may resolve its bindings.
     ahead: Vec<bool>,
 }
 
 impl Digester {
-    pub fn new(plan: &Plan) -> Digester {
+    /// A digester for `plan`; `keep_trees` when the engine rebuilds models.
+    pub fn new(plan: &Plan, keep_trees: bool) -> Digester {
         let ahead = (0..plan.type_count() as u32)
             .map(|ty| !plan.bindings(TypeId(ty)).iter().any(|b| b.reads_position()))
             .collect();
         Digester {
             plan: plan.clone(),
+            keep_trees,
             ahead,
         }
+    }
+
+    /// Whether the engine needs the tree of an event with this digest.
+    pub fn needs_tree(&self, digest: &Digest<'_>) -> bool {
+        self.keep_trees || digest.resolved.is_none()
     }
 
     /// The event's digest; `None` when the event is malformed or has no id,
@@ -116,7 +126,7 @@ mod tests {
         )
         .unwrap_or_else(|d| panic!("{d:?}"))
         .0;
-        let digester = Digester::new(&plan);
+        let digester = Digester::new(&plan, false);
         let digest = |v: serde_json::Value| {
             digester
                 .digest(&Event::from(&v))

@@ -153,6 +153,11 @@ impl Engine {
         std::mem::forget(processed);
     }
 
+    /// Whether models are being rebuilt (see [`Engine::rebuild`]).
+    pub fn is_rebuilding(&self) -> bool {
+        self.rebuild.is_some()
+    }
+
     /// Whether the state outlives the process.
     pub fn is_durable(&self) -> bool {
         self.journal.is_durable()

@@ -40,7 +40,9 @@ pub enum Prepared<'a> {
     /// Not UTF-8: the column (from 1) of the first bad byte.
     NotUtf8 { column: usize },
     /// An event message, read by the scanner, and its digest when the
-    /// reader has a digester and the event is well-formed.
+    /// reader has a digester and the event is well-formed. When the engine
+    /// will not need the event's tree (see [`Digester::needs_tree`]), the
+    /// message holds null in its place.
     Event(EventMessage<'a>, Option<Digest<'a>>),
     /// Anything else, for the general path.
     Other(&'a str),
@@ -194,7 +196,11 @@ fn prepare<'a>(bytes: &'a [u8], span: Span, digester: Option<&Digester>) -> Prep
                 let digest = digester.and_then(|d| {
                     let event = Event::new(std::mem::replace(&mut message.event, Raw::Null));
                     let digest = d.digest(&event);
-                    message.event = event.into_root();
+                    // A tree no longer needed is freed now, while it is in
+                    // the cache, and its memory is reused for the next one.
+                    if digest.as_ref().is_none_or(|digest| d.needs_tree(digest)) {
+                        message.event = event.into_root();
+                    }
                     digest
                 });
                 Prepared::Event(message, digest)

@@ -281,7 +281,7 @@ pub fn serve(
         pending_messages: 0,
         batch_bytes,
     };
-    let digester = Digester::new(session.engine.plan());
+    let digester = Digester::new(session.engine.plan(), session.engine.is_rebuilding());
     let reader = Reader::start(input, options.max_line_bytes, Some(digester));
     while let Some(delivery) = reader.next() {
         let Delivery { mut chunk, idle } = delivery?;
@@ -340,7 +340,10 @@ pub fn replay(
         started,
         next_report: started + Duration::from_secs(1),
     };
-    let digester = Digester::new(replay.session.engine.plan());
+    let digester = Digester::new(
+        replay.session.engine.plan(),
+        replay.session.engine.is_rebuilding(),
+    );
     let reader = Reader::start(input, options.max_line_bytes, Some(digester));
     while let Some(delivery) = reader.next() {
         let Delivery { mut chunk, .. } = delivery?;
