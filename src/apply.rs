@@ -228,7 +228,7 @@ pub fn apply_resolved<S: DocumentStore>(
         let binding = &bindings[r.binding];
         let model = binding.model;
         let store = &mut stores[model.0 as usize];
-        if write(binding, &mut r.write, r.key.as_str(), store) {
+        if write(binding, &mut r.write, &r.key, store) {
             changed.push(Change {
                 model,
                 key: r.key.clone(),
@@ -419,7 +419,7 @@ fn check<S: DocumentStore>(
     let empty = Document::new();
     let base = match put {
         Some(doc) => doc,
-        None => store.get(key.as_str()).unwrap_or(&empty),
+        None => store.get(key).unwrap_or(&empty),
     };
     for Op { index, effect } in ops.iter_mut() {
         let (op, f) = &declared[*index];
@@ -434,8 +434,13 @@ fn check<S: DocumentStore>(
             op: op.name(),
             found: type_name(found),
         };
+        if *op == FieldOp::Merge && field.segments.len() == 1 {
+            // A merge of a top-level field overwrites whatever is there.
+            *effect = Effect::Set(v);
+            continue;
+        }
         let current = match fields::get(base, field) {
-            // A merge overwrites whatever is there: no need to read it.
+            // A merge overwrites whatever is at the field: no need to read it.
             Lookup::Found(_) if *op == FieldOp::Merge => None,
             Lookup::Found(c) => Some(c),
             Lookup::Absent => None,
@@ -524,7 +529,12 @@ fn add(base: Option<&Number>, by: &Number) -> Option<Value> {
 }
 
 /// Makes the write; returns whether the stored document changed.
-fn write<S: DocumentStore>(binding: &Binding, write: &mut Write, key: &str, store: &mut S) -> bool {
+fn write<S: DocumentStore>(
+    binding: &Binding,
+    write: &mut Write,
+    key: &crate::store::Key,
+    store: &mut S,
+) -> bool {
     let (
         Write::Update { put, ops },
         Action::Write {
@@ -628,7 +638,10 @@ mod tests {
     }
 
     fn doc(stores: &[MemoryStore], model: usize, key: &str) -> Option<Value> {
-        stores[model].get(key).cloned().map(Value::from)
+        stores[model]
+            .get(&crate::store::Key::new(key))
+            .cloned()
+            .map(Value::from)
     }
 
     const COUNTER: &str = r#"

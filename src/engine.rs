@@ -479,7 +479,7 @@ impl Engine {
                 );
                 return malformed(out, &text);
             };
-            let doc = store.get(&key);
+            let doc = store.get(&crate::store::Key::new(&key));
             return Reply::start(out, "query_result", msg_id)
                 .str("model", name)
                 .str("key", &key)

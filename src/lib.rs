@@ -5,7 +5,7 @@
 //! [`apply::apply`] interprets one event against document stores:
 //!
 //! ```
-//! use projector::store::{DocumentStore, MemoryStore};
+//! use projector::store::{DocumentStore, Key, MemoryStore};
 //!
 //! let config = r#"
 //!     [[model]]
@@ -21,7 +21,7 @@
 //! let meta = projector::apply::Meta { id: "e1", event_type: "UserCreated", position: 1 };
 //! projector::apply::apply(bindings, &event, &meta, &mut stores, &mut changed).unwrap();
 //! assert_eq!(plan.model_name(changed[0].model), "user_listing");
-//! let doc = stores[0].get("u1").unwrap();
+//! let doc = stores[0].get(&Key::new("u1")).unwrap();
 //! assert_eq!(doc.get("name").unwrap().to_value(), "Ann");
 //! ```
 //!

@@ -37,7 +37,11 @@ pub fn run(plan: &Plan, test: &ConfigTest) -> Failures {
         let model = plan
             .model_by_name(&e.model)
             .expect("checked when the config was compiled");
-        let got = engine.store(model).get(&e.key).cloned().map(Value::from);
+        let got = engine
+            .store(model)
+            .get(&crate::store::Key::new(&e.key))
+            .cloned()
+            .map(Value::from);
         if got != e.document {
             failures.push(format!(
                 "{}/{}: {}\n{}",

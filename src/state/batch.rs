@@ -41,10 +41,10 @@ impl Recorder {
             self.ids.push(id.to_owned());
         }
         for change in changes {
-            let key = change.key.as_str();
-            let doc = stores[change.model.0 as usize].get(key);
+            let doc = stores[change.model.0 as usize].get(&change.key);
             let text = doc.map(|doc| serde_json::to_string(doc).expect("documents serialize"));
-            self.documents.insert((change.model, key.to_owned()), text);
+            self.documents
+                .insert((change.model, change.key.as_str().to_owned()), text);
         }
     }
 
@@ -103,7 +103,7 @@ mod tests {
         stores[1].put("b", doc(json!({"n": 2})));
         stores[1].put("a", doc(json!({"n": 0})));
         recorder.event(Some("e1"), &[change(1, "b"), change(1, "a")], &stores);
-        stores[0].remove("z");
+        stores[0].remove(&crate::store::Key::new("z"));
         recorder.event(None, &[change(0, "z")], &stores);
         assert!(!recorder.is_empty());
 

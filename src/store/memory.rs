@@ -11,25 +11,25 @@ pub struct MemoryStore {
 }
 
 impl DocumentStore for MemoryStore {
-    fn get(&self, key: &str) -> Option<&Document> {
-        self.docs.get(key.as_bytes())
+    fn get(&self, key: &Key) -> Option<&Document> {
+        self.docs.get(key)
     }
 
-    fn get_mut(&mut self, key: &str) -> Option<&mut Document> {
-        self.docs.get_mut(key.as_bytes())
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Document> {
+        self.docs.get_mut(key)
     }
 
-    fn get_or_create(&mut self, key: &str) -> (&mut Document, bool) {
+    fn get_or_create(&mut self, key: &Key) -> (&mut Document, bool) {
         // One probe of the table: in a large store each probe is a cache
-        // miss, which costs more than building the key the entry API needs.
-        match self.docs.entry(Key::new(key)) {
+        // miss, which costs more than copying the key the entry API needs.
+        match self.docs.entry(key.clone()) {
             Entry::Occupied(doc) => (doc.into_mut(), false),
             Entry::Vacant(slot) => (slot.insert(Document::new()), true),
         }
     }
 
-    fn replace(&mut self, key: &str, doc: Document) -> bool {
-        match self.docs.entry(Key::new(key)) {
+    fn replace(&mut self, key: &Key, doc: Document) -> bool {
+        match self.docs.entry(key.clone()) {
             Entry::Occupied(mut old) if *old.get() != doc => {
                 old.insert(doc);
                 true
@@ -46,8 +46,8 @@ impl DocumentStore for MemoryStore {
         self.docs.insert(Key::new(key), doc)
     }
 
-    fn remove(&mut self, key: &str) -> Option<Document> {
-        self.docs.remove(key.as_bytes())
+    fn remove(&mut self, key: &Key) -> Option<Document> {
+        self.docs.remove(key)
     }
 
     fn len(&self) -> usize {
@@ -97,11 +97,12 @@ mod tests {
     #[test]
     fn get_or_create_says_when_it_created() {
         let mut s = MemoryStore::default();
-        assert!(s.get_or_create("k").1);
-        s.get_or_create("k")
+        let k = Key::new("k");
+        assert!(s.get_or_create(&k).1);
+        s.get_or_create(&k)
             .0
             .insert(crate::name::Name::new("x"), json!(1));
-        assert!(!s.get_or_create("k").1);
-        assert_eq!(s.get("k"), Some(&doc(json!({"x": 1}))));
+        assert!(!s.get_or_create(&k).1);
+        assert_eq!(s.get(&k), Some(&doc(json!({"x": 1}))));
     }
 }

@@ -12,15 +12,15 @@ pub use key::Key;
 pub use memory::MemoryStore;
 
 pub trait DocumentStore {
-    fn get(&self, key: &str) -> Option<&Document>;
-    fn get_mut(&mut self, key: &str) -> Option<&mut Document>;
+    fn get(&self, key: &Key) -> Option<&Document>;
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Document>;
     /// The document under `key`, created empty when absent; `true` when created.
-    fn get_or_create(&mut self, key: &str) -> (&mut Document, bool);
+    fn get_or_create(&mut self, key: &Key) -> (&mut Document, bool);
     /// Stores `doc` under `key`; returns whether that changed what was stored.
-    fn replace(&mut self, key: &str, doc: Document) -> bool;
+    fn replace(&mut self, key: &Key, doc: Document) -> bool;
     /// Stores `doc` under `key`, returning the document it replaces.
     fn put(&mut self, key: &str, doc: Document) -> Option<Document>;
-    fn remove(&mut self, key: &str) -> Option<Document>;
+    fn remove(&mut self, key: &Key) -> Option<Document>;
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
