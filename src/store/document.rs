@@ -271,44 +271,37 @@ impl Document {
     /// Sets a field unless it already holds `value`; returns whether it
     /// changed.
     pub fn set(&mut self, name: Name, value: Value) -> bool {
-        match self.position_of(name) {
-            Ok(i) if self.fields[i].1.holds(&value) => false,
-            Ok(i) => {
-                self.fields[i].1 = Stored::new(value);
-                true
-            }
-            Err(i) => {
-                self.fields.insert(i, (name, Stored::new(value)));
-                true
-            }
-        }
+        self.set_as(name, value, Stored::holds, Stored::new)
     }
 
     /// [`Self::set`] for a value from an event.
     pub fn set_val(&mut self, name: Name, value: Val<'_>) -> bool {
-        match self.position_of(name) {
-            Ok(i) if self.fields[i].1.holds_val(&value) => false,
-            Ok(i) => {
-                self.fields[i].1 = Stored::from_val(value);
-                true
-            }
-            Err(i) => {
-                self.fields.insert(i, (name, Stored::from_val(value)));
-                true
-            }
-        }
+        self.set_as(name, value, Stored::holds_val, Stored::from_val)
     }
 
     /// [`Self::set`] for a value as a document holds it.
     pub fn set_stored(&mut self, name: Name, value: Stored) -> bool {
+        self.set_as(name, value, |held, value| held == value, |value| value)
+    }
+
+    /// [`Self::set`] for a value of any form: `holds` tells whether a field
+    /// already holds it (without building anything), `make` turns it into
+    /// what a field holds.
+    fn set_as<V>(
+        &mut self,
+        name: Name,
+        value: V,
+        holds: fn(&Stored, &V) -> bool,
+        make: fn(V) -> Stored,
+    ) -> bool {
         match self.position_of(name) {
-            Ok(i) if self.fields[i].1 == value => false,
+            Ok(i) if holds(&self.fields[i].1, &value) => false,
             Ok(i) => {
-                self.fields[i].1 = value;
+                self.fields[i].1 = make(value);
                 true
             }
             Err(i) => {
-                self.fields.insert(i, (name, value));
+                self.fields.insert(i, (name, make(value)));
                 true
             }
         }
