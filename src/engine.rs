@@ -307,6 +307,12 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts loading the memory that handling the event of `digest` will
+    /// read first: where its id is looked up among the processed ones.
+    pub fn prefetch(&self, digest: &Digest<'_>) {
+        self.processed.prefetch(digest.id);
+    }
+
     /// Answers an event message given its `msg_id` and `event`, parsed by
     /// the caller: the path a stream of events takes. `digest`, when given,
     /// is the event's, made by a [`crate::digest::Digester`] of this plan.

@@ -35,6 +35,10 @@ const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 /// while they are still in the cache.
 const MAX_MEMORY_BATCH_BYTES: usize = 256 * 1024;
 
+/// How many lines ahead of the one being handled the engine is told what
+/// an event will touch.
+const PREFETCH_AHEAD: usize = 8;
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Wrap each reply as `{"src", "dest", "body"}` instead of printing the body alone.
@@ -286,8 +290,9 @@ pub fn serve(
     while let Some(delivery) = reader.next() {
         let Delivery { mut chunk, idle } = delivery?;
         chunk.with_dependent_mut(|_, lines| {
-            for line in lines {
-                session.line(line)?;
+            for at in 0..lines.len() {
+                prefetch(session.engine, lines, at);
+                session.line(&mut lines[at])?;
                 if session.batch_full() {
                     session.hand_off(&mut output)?;
                 }
@@ -300,6 +305,20 @@ pub fn serve(
         }
     }
     session.release(&mut output)
+}
+
+/// Before line `at` of a chunk is handled, asks the engine to start
+/// loading what the event [`PREFETCH_AHEAD`] lines later will touch (at the
+/// start of a chunk, the events up to it too): by the time the engine gets
+/// there, the memory has arrived, while it handled the lines between.
+fn prefetch(engine: &Engine, lines: &[Prepared<'_>], at: usize) {
+    let from = if at == 0 { 0 } else { at + PREFETCH_AHEAD };
+    let upcoming = lines.iter().take(at + PREFETCH_AHEAD + 1).skip(from);
+    for line in upcoming {
+        if let Prepared::Event(_, Some(digest)) = line {
+            engine.prefetch(digest);
+        }
+    }
 }
 
 /// What a replay did.
@@ -347,7 +366,12 @@ pub fn replay(
     let reader = Reader::start(input, options.max_line_bytes, Some(digester));
     while let Some(delivery) = reader.next() {
         let Delivery { mut chunk, .. } = delivery?;
-        chunk.with_dependent_mut(|_, lines| lines.iter_mut().try_for_each(|l| replay.line(l)))?;
+        chunk.with_dependent_mut(|_, lines| {
+            (0..lines.len()).try_for_each(|at| {
+                prefetch(replay.session.engine, lines, at);
+                replay.line(&mut lines[at])
+            })
+        })?;
         reader.done(chunk);
     }
     replay.session.release(&mut io::sink())?;
