@@ -137,6 +137,14 @@ pub struct Resolved {
     write: Write,
 }
 
+impl Resolved {
+    /// The read model and key of the document this writes, given the
+    /// bindings it was resolved from.
+    pub fn document<'a>(&'a self, bindings: &[Binding]) -> (ModelId, &'a crate::store::Key) {
+        (bindings[self.binding].model, &self.key)
+    }
+}
+
 #[derive(Debug)]
 enum Write {
     Delete,

@@ -308,9 +308,37 @@ impl Engine {
     }
 
     /// Starts loading the memory that handling the event of `digest` will
-    /// read first: where its id is looked up among the processed ones.
+    /// read first: where its id is looked up among the processed ones, and
+    /// where each document it writes is looked up in its store.
     pub fn prefetch(&self, digest: &Digest<'_>) {
         self.processed.prefetch(digest.id);
+        for (model, key) in self.documents(digest) {
+            self.stores[model.0 as usize].prefetch(key);
+        }
+    }
+
+    /// Starts loading the fields of the documents the event of `digest`
+    /// will change, once [`Engine::prefetch`] has loaded where they are.
+    pub fn prefetch_fields(&self, digest: &Digest<'_>) {
+        for (model, key) in self.documents(digest) {
+            if let Some(doc) = self.stores[model.0 as usize].get(key) {
+                doc.prefetch();
+            }
+        }
+    }
+
+    /// The read models and keys of the documents a digest's event writes.
+    fn documents<'a>(
+        &'a self,
+        digest: &'a Digest<'_>,
+    ) -> impl Iterator<Item = (ModelId, &'a crate::store::Key)> + 'a {
+        let resolved = match (digest.ty, &digest.resolved) {
+            (Some(ty), Some(Ok(resolved))) => Some((self.plan.bindings(ty), resolved)),
+            _ => None,
+        };
+        resolved
+            .into_iter()
+            .flat_map(|(bindings, resolved)| resolved.iter().map(|r| r.document(bindings)))
     }
 
     /// Answers an event message given its `msg_id` and `event`, parsed by

@@ -37,7 +37,7 @@ const MAX_MEMORY_BATCH_BYTES: usize = 256 * 1024;
 
 /// How many lines ahead of the one being handled the engine is told what
 /// an event will touch.
-const PREFETCH_AHEAD: usize = 8;
+const PREFETCH_AHEAD: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -308,17 +308,23 @@ pub fn serve(
 }
 
 /// Before line `at` of a chunk is handled, asks the engine to start
-/// loading what the event [`PREFETCH_AHEAD`] lines later will touch (at the
-/// start of a chunk, the events up to it too): by the time the engine gets
-/// there, the memory has arrived, while it handled the lines between.
+/// loading what the events ahead will touch: where their ids and documents
+/// are, [`PREFETCH_AHEAD`] lines ahead, and the fields of those documents,
+/// half as far ahead, when where they are has arrived. By the time the
+/// engine gets to an event, its memory has arrived too, while the engine
+/// handled the lines between.
 fn prefetch(engine: &Engine, lines: &[Prepared<'_>], at: usize) {
-    let from = if at == 0 { 0 } else { at + PREFETCH_AHEAD };
-    let upcoming = lines.iter().take(at + PREFETCH_AHEAD + 1).skip(from);
-    for line in upcoming {
-        if let Prepared::Event(_, Some(digest)) = line {
-            engine.prefetch(digest);
-        }
-    }
+    let digests = |distance: usize| {
+        // At the start of a chunk, the events up to that distance too.
+        let from = if at == 0 { 0 } else { at + distance };
+        let upcoming = lines.iter().take(at + distance + 1).skip(from);
+        upcoming.filter_map(|line| match line {
+            Prepared::Event(_, Some(digest)) => Some(digest),
+            _ => None,
+        })
+    };
+    digests(PREFETCH_AHEAD).for_each(|d| engine.prefetch(d));
+    digests(PREFETCH_AHEAD / 2).for_each(|d| engine.prefetch_fields(d));
 }
 
 /// What a replay did.

@@ -203,6 +203,14 @@ impl Document {
         self.fields.len()
     }
 
+    /// Starts loading the document's fields (see [`crate::prefetch`]).
+    pub fn prefetch(&self) {
+        if let (Some(first), Some(last)) = (self.fields.first(), self.fields.last()) {
+            crate::prefetch::prefetch(first);
+            crate::prefetch::prefetch(last);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
     }

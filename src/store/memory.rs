@@ -1,13 +1,20 @@
-//! The in-memory backend: a hash map per read model.
+//! The in-memory backend: a hash table per read model.
 
 use super::key::Key;
+use super::table::Table;
 use super::{Document, DocumentStore};
-use crate::hash::FastMap;
-use std::collections::hash_map::Entry;
 
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    docs: FastMap<Key, Document>,
+    docs: Table<Document>,
+}
+
+impl MemoryStore {
+    /// Starts loading the slot where the document under `key` is looked
+    /// up (see [`crate::prefetch`]).
+    pub fn prefetch(&self, key: &Key) {
+        self.docs.prefetch(key);
+    }
 }
 
 impl DocumentStore for MemoryStore {
@@ -20,26 +27,16 @@ impl DocumentStore for MemoryStore {
     }
 
     fn get_or_create(&mut self, key: &Key) -> (&mut Document, bool) {
-        // One probe of the table: in a large store each probe is a cache
-        // miss, which costs more than copying the key the entry API needs.
-        match self.docs.entry(key.clone()) {
-            Entry::Occupied(doc) => (doc.into_mut(), false),
-            Entry::Vacant(slot) => (slot.insert(Document::new()), true),
-        }
+        self.docs.get_or_insert_with(key, Document::new)
     }
 
     fn replace(&mut self, key: &Key, doc: Document) -> bool {
-        match self.docs.entry(key.clone()) {
-            Entry::Occupied(mut old) if *old.get() != doc => {
-                old.insert(doc);
-                true
-            }
-            Entry::Occupied(_) => false,
-            Entry::Vacant(slot) => {
-                slot.insert(doc);
-                true
-            }
+        let (stored, created) = self.docs.get_or_insert_with(key, Document::new);
+        if !created && *stored == doc {
+            return false;
         }
+        *stored = doc;
+        true
     }
 
     fn put(&mut self, key: &str, doc: Document) -> Option<Document> {

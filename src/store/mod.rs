@@ -6,6 +6,7 @@
 mod document;
 mod key;
 mod memory;
+mod table;
 
 pub use document::{Document, FieldValue, Stored};
 pub use key::Key;
