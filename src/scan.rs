@@ -165,7 +165,8 @@ fn document(text: &str) -> Option<Raw<'_>> {
         at: 0,
         depth: 0,
     };
-    let value = parser.value()?;
+    let mut value = Raw::Null;
+    parser.value(&mut value)?;
     parser.space();
     (parser.at == text.len()).then_some(value)
 }
@@ -192,35 +193,47 @@ impl<'a> Parser<'a> {
         Some(b)
     }
 
-    fn value(&mut self) -> Option<Raw<'a>> {
-        match self.next()? {
-            b'"' => self.string().map(Raw::String),
-            b'{' => self.nested(Parser::object),
-            b'[' => self.nested(Parser::array),
-            b't' => self.literal(b"rue", Raw::Bool(true)),
-            b'f' => self.literal(b"alse", Raw::Bool(false)),
-            b'n' => self.literal(b"ull", Raw::Null),
-            b'-' | b'0'..=b'9' => self.number().map(Raw::Number),
-            _ => None,
-        }
+    /// Reads a value into `out`, which it is written straight into (an
+    /// entry of the object or array being read): a value returned and then
+    /// moved costs a copy, and a stall when the copy reads what was just
+    /// written in other widths.
+    fn value(&mut self, out: &mut Raw<'a>) -> Option<()> {
+        *out = match self.next()? {
+            b'"' => Raw::String(self.string()?),
+            b'{' => return self.nested(out, Parser::object),
+            b'[' => return self.nested(out, Parser::array),
+            b't' => self.literal(b"rue", Raw::Bool(true))?,
+            b'f' => self.literal(b"alse", Raw::Bool(false))?,
+            b'n' => self.literal(b"ull", Raw::Null)?,
+            b'-' | b'0'..=b'9' => Raw::Number(self.number()?),
+            _ => return None,
+        };
+        Some(())
     }
 
-    fn nested(&mut self, parse: fn(&mut Self) -> Option<Raw<'a>>) -> Option<Raw<'a>> {
+    fn nested(
+        &mut self,
+        out: &mut Raw<'a>,
+        parse: fn(&mut Self, &mut Raw<'a>) -> Option<()>,
+    ) -> Option<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return None;
         }
-        let value = parse(self)?;
+        parse(self, out)?;
         self.depth -= 1;
-        Some(value)
+        Some(())
     }
 
     /// The rest of an object, after its `{`.
-    fn object(&mut self) -> Option<Raw<'a>> {
-        let mut entries = Vec::with_capacity(4);
+    fn object(&mut self, out: &mut Raw<'a>) -> Option<()> {
+        *out = Raw::Object(Vec::with_capacity(4));
+        let Raw::Object(entries) = out else {
+            unreachable!("an object was just written")
+        };
         let mut b = self.next()?;
         if b == b'}' {
-            return Some(Raw::Object(entries));
+            return Some(());
         }
         loop {
             if b != b'"' {
@@ -230,28 +243,35 @@ impl<'a> Parser<'a> {
             if self.next()? != b':' {
                 return None;
             }
-            entries.push((key, self.value()?));
+            // Not `push`, which builds the entry on the stack and copies it.
+            entries.resize_with(entries.len() + 1, || (key, Raw::Null));
+            let (_, value) = entries.last_mut().expect("just pushed");
+            self.value(value)?;
             match self.next()? {
                 b',' => b = self.next()?,
-                b'}' => return Some(Raw::Object(entries)),
+                b'}' => return Some(()),
                 _ => return None,
             }
         }
     }
 
     /// The rest of an array, after its `[`.
-    fn array(&mut self) -> Option<Raw<'a>> {
-        let mut items = Vec::new();
+    fn array(&mut self, out: &mut Raw<'a>) -> Option<()> {
+        *out = Raw::Array(Vec::new());
+        let Raw::Array(items) = out else {
+            unreachable!("an array was just written")
+        };
         self.space();
         if self.bytes.get(self.at) == Some(&b']') {
             self.at += 1;
-            return Some(Raw::Array(items));
+            return Some(());
         }
         loop {
-            items.push(self.value()?);
+            items.resize_with(items.len() + 1, || Raw::Null);
+            self.value(items.last_mut().expect("just pushed"))?;
             match self.next()? {
                 b',' => {}
-                b']' => return Some(Raw::Array(items)),
+                b']' => return Some(()),
                 _ => return None,
             }
         }
