@@ -79,62 +79,36 @@ pub fn event_message(text: &str) -> Option<EventMessage<'_>> {
     }
 }
 
-/// The line's fields, or `None` when the general path must read it.
+/// The line's fields, or `None` when the general path must read it. The
+/// envelope and body are read field by field, not built as trees; only the
+/// values kept are.
 fn message(text: &str) -> Option<Message<'_>> {
-    let Raw::Object(entries) = document(text)? else {
-        return None;
-    };
+    let mut parser = Parser::new(text);
     let mut message = Message::default();
     let mut seen = [false; 6];
-    for (key, value) in entries {
+    if parser.next()? != b'{' {
+        return None;
+    }
+    parser.fields(|parser, key| {
         let fields = ["src", "dest", "type", "msg_id", "event", "body"];
         let Some(field) = fields.iter().position(|name| *name == key) else {
-            continue;
+            return parser.skip();
         };
         if std::mem::replace(&mut seen[field], true) {
             return None;
         }
         match field {
-            0 => message.src = optional_str(value)?,
-            1 => message.dest = optional_str(value)?,
-            2 => message.ty = optional_str(value)?,
-            3 => message.msg_id = msg_id(value),
-            4 => message.event = optional(value),
-            _ => message.body = body(value)?,
+            0 => message.src = optional_str(parser.raw()?)?,
+            1 => message.dest = optional_str(parser.raw()?)?,
+            2 => message.ty = optional_str(parser.raw()?)?,
+            3 => message.msg_id = msg_id(parser.raw()?),
+            4 => parser.optional(&mut message.event)?,
+            _ => message.body = parser.body()?,
         }
-    }
+        Some(())
+    })?;
+    parser.end()?;
     Some(message)
-}
-
-fn body(value: Raw<'_>) -> Option<Option<Body<'_>>> {
-    let entries = match value {
-        Raw::Null => return Some(None),
-        Raw::Object(entries) => entries,
-        _ => return None,
-    };
-    let (mut ty, mut msg_id, mut event) = (None, None, None);
-    let mut seen = [false; 3];
-    for (key, value) in entries {
-        let Some(field) = ["type", "msg_id", "event"]
-            .iter()
-            .position(|name| *name == key)
-        else {
-            continue;
-        };
-        if std::mem::replace(&mut seen[field], true) {
-            return None;
-        }
-        match field {
-            0 => ty = Some(optional_str(value)??),
-            1 => msg_id = self::msg_id(value),
-            _ => event = optional(value),
-        }
-    }
-    Some(Some(Body {
-        ty: ty?,
-        msg_id,
-        event,
-    }))
 }
 
 /// A field that may be null; `None` when it is neither null nor a string.
@@ -146,29 +120,20 @@ fn optional_str(value: Raw<'_>) -> Option<Option<&str>> {
     }
 }
 
-fn optional(value: Raw<'_>) -> Option<Raw<'_>> {
+fn msg_id(value: Raw<'_>) -> Option<Value> {
     match value {
         Raw::Null => None,
-        value => Some(value),
+        value => Some(value.to_value()),
     }
 }
 
-fn msg_id(value: Raw<'_>) -> Option<Value> {
-    optional(value).map(|v| v.to_value())
-}
-
 /// The whole text as one JSON value, or `None`.
+#[cfg(test)]
 fn document(text: &str) -> Option<Raw<'_>> {
-    let mut parser = Parser {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-        depth: 0,
-    };
-    let mut value = Raw::Null;
-    parser.value(&mut value)?;
-    parser.space();
-    (parser.at == text.len()).then_some(value)
+    let mut parser = Parser::new(text);
+    let value = parser.raw()?;
+    parser.end()?;
+    Some(value)
 }
 
 struct Parser<'a> {
@@ -179,6 +144,79 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    fn new(text: &'a str) -> Parser<'a> {
+        Parser {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+            depth: 0,
+        }
+    }
+
+    /// Nothing but white space is left.
+    fn end(&mut self) -> Option<()> {
+        self.space();
+        (self.at == self.text.len()).then_some(())
+    }
+
+    /// The next value, built.
+    fn raw(&mut self) -> Option<Raw<'a>> {
+        let mut value = Raw::Null;
+        self.value(&mut value)?;
+        Some(value)
+    }
+
+    /// The next value, read and dropped.
+    fn skip(&mut self) -> Option<()> {
+        self.raw().map(drop)
+    }
+
+    /// The next value into `out`, or `None` there when it is null.
+    fn optional(&mut self, out: &mut Option<Raw<'a>>) -> Option<()> {
+        let value = out.insert(Raw::Null);
+        self.value(value)?;
+        if let Raw::Null = value {
+            *out = None;
+        }
+        Some(())
+    }
+
+    /// An envelope's body: null or an object.
+    fn body(&mut self) -> Option<Option<Body<'a>>> {
+        self.space();
+        if self.bytes.get(self.at) != Some(&b'{') {
+            return match self.raw()? {
+                Raw::Null => Some(None),
+                _ => None,
+            };
+        }
+        self.at += 1;
+        let (mut ty, mut msg_id, mut event) = (None, None, None);
+        let mut seen = [false; 3];
+        self.fields(|parser, key| {
+            let Some(field) = ["type", "msg_id", "event"]
+                .iter()
+                .position(|name| *name == key)
+            else {
+                return parser.skip();
+            };
+            if std::mem::replace(&mut seen[field], true) {
+                return None;
+            }
+            match field {
+                0 => ty = Some(optional_str(parser.raw()?)??),
+                1 => msg_id = self::msg_id(parser.raw()?),
+                _ => parser.optional(&mut event)?,
+            }
+            Some(())
+        })?;
+        Some(Some(Body {
+            ty: ty?,
+            msg_id,
+            event,
+        }))
+    }
+
     fn space(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
             self.at += 1;
@@ -200,7 +238,7 @@ impl<'a> Parser<'a> {
     fn value(&mut self, out: &mut Raw<'a>) -> Option<()> {
         *out = match self.next()? {
             b'"' => Raw::String(self.string()?),
-            b'{' => return self.nested(out, Parser::object),
+            b'{' => return self.object(out),
             b'[' => return self.nested(out, Parser::array),
             b't' => self.literal(b"rue", Raw::Bool(true))?,
             b'f' => self.literal(b"alse", Raw::Bool(false))?,
@@ -225,34 +263,47 @@ impl<'a> Parser<'a> {
         Some(())
     }
 
-    /// The rest of an object, after its `{`.
+    /// The rest of an object, after its `{`, built as one.
     fn object(&mut self, out: &mut Raw<'a>) -> Option<()> {
         *out = Raw::Object(Vec::with_capacity(4));
         let Raw::Object(entries) = out else {
             unreachable!("an object was just written")
         };
-        let mut b = self.next()?;
-        if b == b'}' {
-            return Some(());
-        }
-        loop {
-            if b != b'"' {
-                return None;
-            }
-            let key = self.string()?;
-            if self.next()? != b':' {
-                return None;
-            }
+        self.fields(|parser, key| {
             // Not `push`, which builds the entry on the stack and copies it.
             entries.resize_with(entries.len() + 1, || (key, Raw::Null));
-            let (_, value) = entries.last_mut().expect("just pushed");
-            self.value(value)?;
-            match self.next()? {
-                b',' => b = self.next()?,
-                b'}' => return Some(()),
-                _ => return None,
+            let (_, value) = entries.last_mut().expect("just added");
+            parser.value(value)
+        })
+    }
+
+    /// The rest of an object, after its `{`: each field is handed to
+    /// `field` after its key, to read the value that follows.
+    fn fields(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
+        let mut b = self.next()?;
+        if b != b'}' {
+            loop {
+                if b != b'"' {
+                    return None;
+                }
+                let key = self.string()?;
+                if self.next()? != b':' {
+                    return None;
+                }
+                field(self, key)?;
+                match self.next()? {
+                    b',' => b = self.next()?,
+                    b'}' => break,
+                    _ => return None,
+                }
             }
         }
+        self.depth -= 1;
+        Some(())
     }
 
     /// The rest of an array, after its `[`.
