@@ -138,6 +138,14 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// Starts loading what the engine reads of this besides itself: its
+    /// operations.
+    pub fn prefetch(&self) {
+        if let Write::Update { ops, .. } = &self.write {
+            crate::prefetch::prefetch_all(ops.as_slice());
+        }
+    }
+
     /// The read model and key of the document this writes, given the
     /// bindings it was resolved from.
     pub fn document<'a>(&'a self, bindings: &[Binding]) -> (ModelId, &'a crate::store::Key) {

@@ -25,6 +25,15 @@ pub struct Digest<'a> {
     pub resolved: Option<Result<Vec<Resolved>, ApplyError>>,
 }
 
+impl Digest<'_> {
+    /// Starts loading the resolved bindings (see [`crate::prefetch`]).
+    pub fn prefetch(&self) {
+        if let Some(Ok(resolved)) = &self.resolved {
+            crate::prefetch::prefetch_all(resolved.as_slice());
+        }
+    }
+}
+
 /// A copy of the plan, for the reading thread.
 #[derive(Debug, Clone)]
 pub struct Digester {

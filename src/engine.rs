@@ -2,7 +2,7 @@
 //! processed event ids, the read models, and the dispatch from a message body
 //! to its reply.
 
-use crate::apply::{apply_event, apply_resolved, Change, Meta};
+use crate::apply::{apply_event, apply_resolved, Change, Meta, Resolved};
 use crate::dedup::{IdHash, Processed};
 use crate::digest::{checked_event, Digest};
 use crate::event::Event;
@@ -308,10 +308,14 @@ impl Engine {
     }
 
     /// Starts loading the memory that handling the event of `digest` will
-    /// read first: where its id is looked up among the processed ones, and
-    /// where each document it writes is looked up in its store.
+    /// read first: where its id is looked up among the processed ones,
+    /// where each document it writes is looked up in its store, and the
+    /// operations resolved for those documents.
     pub fn prefetch(&self, digest: &Digest<'_>) {
         self.processed.prefetch(digest.id);
+        if let Some(Ok(resolved)) = &digest.resolved {
+            resolved.iter().for_each(Resolved::prefetch);
+        }
         for (model, key) in self.documents(digest) {
             self.stores[model.0 as usize].prefetch(key);
         }

@@ -11,6 +11,21 @@
 /// of `value` completes.
 #[inline]
 pub fn prefetch<T>(value: &T) {
+    line(std::ptr::from_ref(value).cast());
+}
+
+/// [`prefetch`] for every cache line `value` spans.
+#[inline]
+pub fn prefetch_all<T: ?Sized>(value: &T) {
+    let start = std::ptr::from_ref(value).cast::<u8>();
+    for offset in (0..std::mem::size_of_val(value)).step_by(64) {
+        line(start.wrapping_add(offset));
+    }
+}
+
+/// The hint for the cache line holding `address`, which is never read.
+#[inline]
+fn line(address: *const u8) {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
     #[allow(unsafe_code)]
     // SAFETY: a prefetch reads no memory the program can observe and cannot
@@ -18,8 +33,8 @@ pub fn prefetch<T>(value: &T) {
     // requires the SSE target feature, which this block is compiled under.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast());
+        _mm_prefetch::<_MM_HINT_T0>(address.cast());
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
-    let _ = value;
+    let _ = address;
 }

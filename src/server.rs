@@ -14,6 +14,7 @@ use crate::engine::{Engine, Outcome};
 use crate::event::{Event, Raw};
 use crate::input::Input;
 use crate::plan::type_name;
+use crate::prefetch::prefetch_all;
 use crate::protocol::code::MALFORMED_REQUEST;
 use crate::protocol::{json, reply};
 use crate::reader::{Delivery, Prepared, Reader};
@@ -36,8 +37,8 @@ const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 const MAX_MEMORY_BATCH_BYTES: usize = 256 * 1024;
 
 /// How many lines ahead of the one being handled the engine is told what
-/// an event will touch.
-const PREFETCH_AHEAD: usize = 16;
+/// an event will touch (see [`prefetch`]).
+const PREFETCH_AHEAD: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -307,22 +308,32 @@ pub fn serve(
     session.release(&mut output)
 }
 
-/// Before line `at` of a chunk is handled, asks the engine to start
-/// loading what the events ahead will touch: where their ids and documents
-/// are, [`PREFETCH_AHEAD`] lines ahead, and the fields of those documents,
-/// half as far ahead, when where they are has arrived. By the time the
-/// engine gets to an event, its memory has arrived too, while the engine
-/// handled the lines between.
+/// Before line `at` of a chunk is handled, asks for the memory that the
+/// lines ahead will be handled with, in stages, each reading what the one
+/// before it loaded:
+/// - 3 × [`PREFETCH_AHEAD`] lines ahead, the line's record, written by the
+///   reading thread on the other core;
+/// - 2 × ahead, its event's resolved bindings, also written there;
+/// - 1 × ahead, where the event's id and documents are looked up, and the
+///   bindings' operations;
+/// - ½ × ahead, the fields of those documents.
+///
+/// By the time the engine gets to an event, its memory has arrived, while
+/// the engine handled the lines between.
 fn prefetch(engine: &Engine, lines: &[Prepared<'_>], at: usize) {
-    let digests = |distance: usize| {
-        // At the start of a chunk, the events up to that distance too.
+    let ahead = |distance: usize| {
+        // At the start of a chunk, every line up to that distance.
         let from = if at == 0 { 0 } else { at + distance };
-        let upcoming = lines.iter().take(at + distance + 1).skip(from);
-        upcoming.filter_map(|line| match line {
+        lines.iter().take(at + distance + 1).skip(from)
+    };
+    let digests = |distance: usize| {
+        ahead(distance).filter_map(|line| match line {
             Prepared::Event(_, Some(digest)) => Some(digest),
             _ => None,
         })
     };
+    ahead(3 * PREFETCH_AHEAD).for_each(prefetch_all);
+    digests(2 * PREFETCH_AHEAD).for_each(Digest::prefetch);
     digests(PREFETCH_AHEAD).for_each(|d| engine.prefetch(d));
     digests(PREFETCH_AHEAD / 2).for_each(|d| engine.prefetch_fields(d));
 }
