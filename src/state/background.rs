@@ -91,7 +91,10 @@ impl Journal for Background {
             return Ok(());
         }
         match self.results.recv() {
-            Ok((result, _batch)) => result,
+            Ok((result, batch)) => {
+                self.recorder.reuse(batch);
+                result
+            }
             Err(_) => self.writer_gone(),
         }
     }

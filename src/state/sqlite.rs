@@ -383,7 +383,7 @@ impl SqliteState {
         let mut insert = conn
             .prepare_cached("INSERT OR IGNORE INTO processed_events (id) VALUES (?1)")
             .map_err(&recording)?;
-        for id in &batch.ids {
+        for id in batch.ids() {
             crash.step();
             insert.execute([id]).map_err(&recording)?;
         }
@@ -397,7 +397,7 @@ impl SqliteState {
         let mut delete = conn
             .prepare_cached("DELETE FROM documents WHERE model = ?1 AND key = ?2")
             .map_err(&writing)?;
-        for (model, key, text) in &batch.documents {
+        for (model, key, text) in batch.documents() {
             crash.step();
             let name = &self.models[model.0 as usize];
             match text {
