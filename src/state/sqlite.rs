@@ -6,8 +6,12 @@
 //! projector_meta(name PRIMARY KEY, value)          -- format, config fingerprint, subscriptions
 //! models(name PRIMARY KEY, definition)             -- each read model's definition when last built
 //! documents(model, key, doc, PRIMARY KEY (model, key))  -- doc is the document as JSON text
-//! processed_events(id PRIMARY KEY)                 -- every event id applied
+//! processed_events(id)                             -- every event id applied
 //! ```
+//!
+//! `processed_events` is read only whole, when a run starts, so it is a
+//! plain table appended to, without an index; files made before hold it as
+//! `(id PRIMARY KEY) WITHOUT ROWID`, which is read and written the same way.
 //!
 //! The file is opened in WAL mode with `synchronous = FULL` and an exclusive
 //! lock held for the whole run. Events are applied in batches, and each
@@ -28,6 +32,9 @@ use std::time::Duration;
 
 const FORMAT: &str = "projector-state 1";
 
+/// Event ids are inserted this many to a statement.
+const IDS_PER_INSERT: usize = 64;
+
 const SCHEMA: &str = "
 CREATE TABLE projector_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE models (name TEXT PRIMARY KEY, definition TEXT NOT NULL) WITHOUT ROWID;
@@ -37,7 +44,7 @@ CREATE TABLE documents (
     doc TEXT NOT NULL,
     PRIMARY KEY (model, key)
 ) WITHOUT ROWID;
-CREATE TABLE processed_events (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE processed_events (id TEXT NOT NULL);
 ";
 
 const TABLES: &[&str] = &["projector_meta", "models", "documents", "processed_events"];
@@ -51,7 +58,7 @@ pub struct SqliteState {
 
 /// Fault injection for the crash tests: with `PROJECTOR_TEST_CRASH_AT_STEP=N`
 /// the process aborts, as abruptly as SIGKILL, just before the N-th write step
-/// (a BEGIN, an id insert, a document write or a COMMIT). Walking N over a run
+/// (a BEGIN, an insert of event ids, a document write or a COMMIT). Walking N over a run
 /// puts a crash between every two writes, which random kills rarely hit.
 struct CrashPoint {
     at: Option<u64>,
@@ -380,12 +387,25 @@ impl SqliteState {
         let conn = &self.conn;
         let crash = &mut self.crash;
         let recording = sql(&self.path, "recording an event id");
-        let mut insert = conn
+        let ids: Vec<&str> = batch.ids().collect();
+        let mut many = conn
+            .prepare_cached(&format!(
+                "INSERT OR IGNORE INTO processed_events (id) VALUES {}",
+                vec!["(?)"; IDS_PER_INSERT].join(", ")
+            ))
+            .map_err(&recording)?;
+        let mut chunks = ids.chunks_exact(IDS_PER_INSERT);
+        for chunk in &mut chunks {
+            crash.step();
+            many.execute(rusqlite::params_from_iter(chunk))
+                .map_err(&recording)?;
+        }
+        let mut one = conn
             .prepare_cached("INSERT OR IGNORE INTO processed_events (id) VALUES (?1)")
             .map_err(&recording)?;
-        for id in batch.ids() {
+        for id in chunks.remainder() {
             crash.step();
-            insert.execute([id]).map_err(&recording)?;
+            one.execute([id]).map_err(&recording)?;
         }
         let writing = sql(&self.path, "writing documents");
         let mut upsert = conn
