@@ -98,10 +98,10 @@ fn message(text: &str) -> Option<Message<'_>> {
             return None;
         }
         match field {
-            0 => message.src = optional_str(parser.raw()?)?,
-            1 => message.dest = optional_str(parser.raw()?)?,
-            2 => message.ty = optional_str(parser.raw()?)?,
-            3 => message.msg_id = msg_id(parser.raw()?),
+            0 => message.src = parser.optional_str()?,
+            1 => message.dest = parser.optional_str()?,
+            2 => message.ty = parser.optional_str()?,
+            3 => message.msg_id = parser.msg_id()?,
             4 => parser.optional(&mut message.event)?,
             _ => message.body = parser.body()?,
         }
@@ -109,22 +109,6 @@ fn message(text: &str) -> Option<Message<'_>> {
     })?;
     parser.end()?;
     Some(message)
-}
-
-/// A field that may be null; `None` when it is neither null nor a string.
-fn optional_str(value: Raw<'_>) -> Option<Option<&str>> {
-    match value {
-        Raw::Null => Some(None),
-        Raw::String(s) => Some(Some(s)),
-        _ => None,
-    }
-}
-
-fn msg_id(value: Raw<'_>) -> Option<Value> {
-    match value {
-        Raw::Null => None,
-        value => Some(value.to_value()),
-    }
 }
 
 /// The whole text as one JSON value, or `None`.
@@ -171,6 +155,41 @@ impl<'a> Parser<'a> {
         self.raw().map(drop)
     }
 
+    /// A field that may be null: `Some(None)` for null, `None` when it is
+    /// neither null nor a string. Read without building a value: one built
+    /// and returned is read back in wider loads than it was written with,
+    /// which stalls.
+    fn optional_str(&mut self) -> Option<Option<&'a str>> {
+        match self.next()? {
+            b'"' => Some(Some(self.string()?)),
+            b'n' => {
+                self.literal(b"ull", ())?;
+                Some(None)
+            }
+            _ => None,
+        }
+    }
+
+    /// A message's `msg_id`, as a JSON value (`None` for null); a number
+    /// or a string is read without building an event value first.
+    fn msg_id(&mut self) -> Option<Option<Value>> {
+        self.space();
+        match self.bytes.get(self.at)? {
+            b'0'..=b'9' | b'-' => {
+                self.at += 1;
+                Some(Some(Value::Number(self.number()?)))
+            }
+            b'"' => {
+                self.at += 1;
+                Some(Some(Value::String(self.string()?.to_owned())))
+            }
+            _ => match self.raw()? {
+                Raw::Null => Some(None),
+                value => Some(Some(value.to_value())),
+            },
+        }
+    }
+
     /// The next value into `out`, or `None` there when it is null.
     fn optional(&mut self, out: &mut Option<Raw<'a>>) -> Option<()> {
         let value = out.insert(Raw::Null);
@@ -204,8 +223,8 @@ impl<'a> Parser<'a> {
                 return None;
             }
             match field {
-                0 => ty = Some(optional_str(parser.raw()?)??),
-                1 => msg_id = self::msg_id(parser.raw()?),
+                0 => ty = Some(parser.optional_str()??),
+                1 => msg_id = parser.msg_id()?,
                 _ => parser.optional(&mut event)?,
             }
             Some(())
@@ -341,7 +360,7 @@ impl<'a> Parser<'a> {
         Some(&self.text[start..end])
     }
 
-    fn literal(&mut self, rest: &[u8], value: Raw<'a>) -> Option<Raw<'a>> {
+    fn literal<T>(&mut self, rest: &[u8], value: T) -> Option<T> {
         if !self.bytes[self.at..].starts_with(rest) {
             return None;
         }
