@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 /// The default bound on one input line: 16 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// The most messages answered in one batch.
-const MAX_BATCH_MESSAGES: usize = 100_000;
+const MAX_BATCH_MESSAGES: usize = 200_000;
 /// The most reply bytes held back in one batch, when the state is durable:
 /// a batch is one commit.
-const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// The same in memory, where nothing is committed: replies are written
 /// while they are still in the cache.
 const MAX_MEMORY_BATCH_BYTES: usize = 256 * 1024;
