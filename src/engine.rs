@@ -568,8 +568,7 @@ impl Engine {
     }
 }
 
-/// Checks that an event has what every event needs.
-/// Checks that an event has what every event needs; returns its type.
+/// The reply to an event that was not applied, and why.
 fn skipped(out: &mut Vec<u8>, msg_id: Option<&Value>, id: &str, reason: &str) {
     Reply::start(out, "event_skipped", msg_id)
         .str("event_id", id)

@@ -85,18 +85,11 @@ pub fn event_message(text: &str) -> Option<EventMessage<'_>> {
 fn message(text: &str) -> Option<Message<'_>> {
     let mut parser = Parser::new(text);
     let mut message = Message::default();
-    let mut seen = [false; 6];
     if parser.next()? != b'{' {
         return None;
     }
-    parser.fields(|parser, key| {
-        let fields = ["src", "dest", "type", "msg_id", "event", "body"];
-        let Some(field) = fields.iter().position(|name| *name == key) else {
-            return parser.skip();
-        };
-        if std::mem::replace(&mut seen[field], true) {
-            return None;
-        }
+    let names = ["src", "dest", "type", "msg_id", "event", "body"];
+    parser.named_fields(names, |parser, field| {
         match field {
             0 => message.src = parser.optional_str()?,
             1 => message.dest = parser.optional_str()?,
@@ -211,17 +204,7 @@ impl<'a> Parser<'a> {
         }
         self.at += 1;
         let (mut ty, mut msg_id, mut event) = (None, None, None);
-        let mut seen = [false; 3];
-        self.fields(|parser, key| {
-            let Some(field) = ["type", "msg_id", "event"]
-                .iter()
-                .position(|name| *name == key)
-            else {
-                return parser.skip();
-            };
-            if std::mem::replace(&mut seen[field], true) {
-                return None;
-            }
+        self.named_fields(["type", "msg_id", "event"], |parser, field| {
             match field {
                 0 => ty = Some(parser.optional_str()??),
                 1 => msg_id = parser.msg_id()?,
@@ -258,7 +241,7 @@ impl<'a> Parser<'a> {
         *out = match self.next()? {
             b'"' => Raw::String(self.string()?),
             b'{' => return self.object(out),
-            b'[' => return self.nested(out, Parser::array),
+            b'[' => return self.nested(|parser| parser.array(out)),
             b't' => self.literal(b"rue", Raw::Bool(true))?,
             b'f' => self.literal(b"alse", Raw::Bool(false))?,
             b'n' => self.literal(b"ull", Raw::Null)?,
@@ -268,18 +251,15 @@ impl<'a> Parser<'a> {
         Some(())
     }
 
-    fn nested(
-        &mut self,
-        out: &mut Raw<'a>,
-        parse: fn(&mut Self, &mut Raw<'a>) -> Option<()>,
-    ) -> Option<()> {
+    /// `parse` one level deeper, within the nesting limit.
+    fn nested<T>(&mut self, parse: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return None;
         }
-        parse(self, out)?;
+        let parsed = parse(self)?;
         self.depth -= 1;
-        Some(())
+        Some(parsed)
     }
 
     /// The rest of an object, after its `{`, built as one.
@@ -299,30 +279,47 @@ impl<'a> Parser<'a> {
     /// The rest of an object, after its `{`: each field is handed to
     /// `field` after its key, to read the value that follows.
     fn fields(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return None;
-        }
-        let mut b = self.next()?;
-        if b != b'}' {
+        self.nested(|parser| {
+            let mut b = parser.next()?;
+            if b == b'}' {
+                return Some(());
+            }
             loop {
                 if b != b'"' {
                     return None;
                 }
-                let key = self.string()?;
-                if self.next()? != b':' {
+                let key = parser.string()?;
+                if parser.next()? != b':' {
                     return None;
                 }
-                field(self, key)?;
-                match self.next()? {
-                    b',' => b = self.next()?,
-                    b'}' => break,
+                field(parser, key)?;
+                match parser.next()? {
+                    b',' => b = parser.next()?,
+                    b'}' => return Some(()),
                     _ => return None,
                 }
             }
-        }
-        self.depth -= 1;
-        Some(())
+        })
+    }
+
+    /// The rest of an object, after its `{`, of which only the fields
+    /// `names` are read: by `field`, given the name's place in `names`.
+    /// Other fields are skipped; a repeated one declines the line.
+    fn named_fields<const N: usize>(
+        &mut self,
+        names: [&str; N],
+        mut field: impl FnMut(&mut Self, usize) -> Option<()>,
+    ) -> Option<()> {
+        let mut seen = [false; N];
+        self.fields(|parser, key| {
+            let Some(at) = names.iter().position(|name| *name == key) else {
+                return parser.skip();
+            };
+            if std::mem::replace(&mut seen[at], true) {
+                return None;
+            }
+            field(parser, at)
+        })
     }
 
     /// The rest of an array, after its `[`.

@@ -58,8 +58,9 @@ pub struct SqliteState {
 
 /// Fault injection for the crash tests: with `PROJECTOR_TEST_CRASH_AT_STEP=N`
 /// the process aborts, as abruptly as SIGKILL, just before the N-th write step
-/// (a BEGIN, an insert of event ids, a document write or a COMMIT). Walking N over a run
-/// puts a crash between every two writes, which random kills rarely hit.
+/// (a BEGIN, an insert of event ids, a document write or a COMMIT). Walking N
+/// over a run puts a crash between every two writes, which random kills
+/// rarely hit.
 struct CrashPoint {
     at: Option<u64>,
     steps: u64,
@@ -163,9 +164,10 @@ impl SqliteState {
         // FULL: a commit reaches the disk before its replies are written, so
         // a reply survives power loss as well as a crash of the process.
         // Checkpointing every 64 MiB of WAL (4,096 pages of 16 KiB) instead
-        // of 1,000 pages copies hot pages back to the database far less often. A 64 MiB page cache (SQLite's
-        // default is 2 MiB) keeps the B-tree pages a batch rewrites in
-        // memory instead of reading them back from the file.
+        // of 1,000 pages copies hot pages back to the database far less
+        // often. A 64 MiB page cache (SQLite's default is 2 MiB) keeps the
+        // B-tree pages a batch rewrites in memory instead of reading them
+        // back from the file.
         self.execute(
             "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 4096; PRAGMA cache_size = -65536",
             "configuring the state",

@@ -105,9 +105,7 @@ impl Stored {
             (Stored::Json(held), value) => held == value,
         }
     }
-}
 
-impl Stored {
     /// Whether this holds `value`, comparing without building anything for
     /// a scalar.
     fn holds_val(&self, value: &Val<'_>) -> bool {

@@ -4,9 +4,7 @@
 //! the key in the slot it already loaded instead of following a pointer to a
 //! separate allocation, which in a large store is a cache miss per probe.
 
-use std::borrow::Borrow;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 
 /// The longest key held inline, in bytes.
 const INLINE: usize = 22;
@@ -48,19 +46,6 @@ impl Key {
             Key::Inline { .. } => std::str::from_utf8(self.as_bytes()).expect("made from text"),
             Key::Heap(text) => text,
         }
-    }
-}
-
-/// Hashes as the key's bytes do, so a map of keys can be searched by bytes.
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl Borrow<[u8]> for Key {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
     }
 }
 
