@@ -82,7 +82,7 @@ replies = [{ updated_models = [] }]
 fn the_users_orders_example_equals_the_reference_projector() {
     let dir = TempDir::new();
     let events = Command::new("python3")
-        .arg(repo().join("../shared/bench/gen_events.py"))
+        .arg(repo().join("tests/shared/gen_events.py"))
         .args(["--events", "20000", "--users", "2000"])
         .output()
         .unwrap();
@@ -92,7 +92,7 @@ fn the_users_orders_example_equals_the_reference_projector() {
 
     let reference = dir.path().join("reference.json");
     let status = Command::new("python3")
-        .arg(repo().join("../shared/bench/peers/reference_projector.py"))
+        .arg(repo().join("tests/shared/reference_projector.py"))
         .args(["--dump", reference.to_str().unwrap()])
         .stdin(std::fs::File::open(&log).unwrap())
         .stdout(Stdio::null())

@@ -1,6 +1,7 @@
 //! Runs every stdio case, ours (tests/cases) and the public ones
-//! (../shared/conformance/cases), against the binary: one fresh process per
-//! case, stdin closed after the input, stdout compared line by line.
+//! (tests/shared/conformance, copied from ../shared/conformance/cases),
+//! against the binary: one fresh process per case, stdin closed after the
+//! input, stdout compared line by line.
 
 mod support;
 
@@ -109,12 +110,12 @@ fn our_cases_pass() {
 
 #[test]
 fn public_conformance_cases_pass() {
-    check(&repo().join("../shared/conformance/cases"), false);
+    check(&repo().join("tests/shared/conformance"), false);
 }
 
 /// The durable backend answers every case exactly as the in-memory one.
 #[test]
 fn every_case_passes_with_a_state_file_too() {
     check(&repo().join("tests/cases"), true);
-    check(&repo().join("../shared/conformance/cases"), true);
+    check(&repo().join("tests/shared/conformance"), true);
 }
