@@ -1,19 +1,81 @@
-//! Input streams that can tell whether a read would wait.
+//! Input streams that can tell whether a read would wait, and that can be
+//! stopped.
 //!
 //! The stdio loop commits a batch when it has handled every line already
 //! waiting; this is how it knows that more are waiting beyond what it has
-//! read so far.
+//! read so far. A [`Stoppable`] stream ends early when told to (on SIGTERM,
+//! say): the lines read so far are handled and answered as at the end of
+//! the input, and a last line cut short is dropped, unanswered.
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
 use std::fs::File;
-use std::io::{Read, Stdin};
-use std::os::fd::AsFd;
+use std::io::{self, Read, Stdin};
+use std::os::fd::{AsFd, OwnedFd};
 
 /// A byte stream that can say whether input is waiting.
 pub trait Input: Read {
     /// True when a read would return at once: bytes are waiting or the
     /// stream has ended. False when it might block, or cannot be told.
     fn ready(&self) -> bool;
+
+    /// True when the stream ended because it was stopped, not at its end:
+    /// a last line without its line break is then cut short, not complete.
+    fn stopped(&self) -> bool {
+        false
+    }
+}
+
+/// A stream that ends as soon as `stop` becomes readable (a byte written
+/// to the other end of a pipe, by a signal handler say), even while a read
+/// waits for input.
+pub struct Stoppable<R> {
+    inner: R,
+    stop: OwnedFd,
+    stopped: bool,
+}
+
+impl<R> Stoppable<R> {
+    pub fn new(inner: R, stop: OwnedFd) -> Self {
+        Stoppable {
+            inner,
+            stop,
+            stopped: false,
+        }
+    }
+}
+
+impl<R: Read + AsFd> Read for Stoppable<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Waits for input or the stop, whichever comes first; the stop wins.
+        while !self.stopped {
+            let mut fds = [
+                PollFd::new(&self.stop, PollFlags::IN),
+                PollFd::new(&self.inner, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if !fds[0].revents().is_empty() {
+                self.stopped = true;
+            } else if !fds[1].revents().is_empty() {
+                return self.inner.read(buf);
+            }
+        }
+        Ok(0)
+    }
+}
+
+impl<R: Input + AsFd> Input for Stoppable<R> {
+    fn ready(&self) -> bool {
+        self.stopped || polled(&self.stop) || self.inner.ready()
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped
+    }
 }
 
 impl Input for &[u8] {

@@ -62,10 +62,11 @@ impl<R: Input> LineReader<R> {
             scanned = self.end;
             // One more byte than the limit may be the `\r` of a `\r\n`.
             if self.end - self.start > self.max.saturating_add(1) {
-                return self.skip_rest_of_line(&mut before_wait).map(Some);
+                return self.skip_rest_of_line(&mut before_wait);
             }
             if self.eof {
-                if self.start == self.end {
+                // A stopped stream's last line was cut short: it is dropped.
+                if self.start == self.end || self.inner.stopped() {
                     return Ok(None);
                 }
                 let start = std::mem::replace(&mut self.start, self.end);
@@ -93,11 +94,12 @@ impl<R: Input> LineReader<R> {
         }
     }
 
-    /// Drops the buffered part of an overlong line and reads past its end.
+    /// Drops the buffered part of an overlong line and reads past its end;
+    /// `None` when the stream was stopped before it.
     fn skip_rest_of_line<E: From<io::Error>>(
         &mut self,
         before_wait: &mut impl FnMut() -> Result<(), E>,
-    ) -> Result<Line<'static>, E> {
+    ) -> Result<Option<Line<'static>>, E> {
         let seen = &self.buf[self.start..self.end];
         let mut len = seen.len();
         let mut blank = seen.iter().all(u8::is_ascii_whitespace);
@@ -134,7 +136,10 @@ impl<R: Input> LineReader<R> {
         if last == Some(b'\r') {
             len -= 1;
         }
-        Ok(Line::TooLong { len, blank })
+        if self.eof && self.inner.stopped() {
+            return Ok(None);
+        }
+        Ok(Some(Line::TooLong { len, blank }))
     }
 }
 

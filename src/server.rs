@@ -261,16 +261,25 @@ impl<L: Write> Session<'_, L> {
     }
 }
 
-/// Serves messages from `input` until it ends. Replies go to `output`, log
-/// lines to `log`. A bad message gets an error reply and the next line is
-/// served; only I/O and state errors end the loop early.
+/// What serving did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// Events applied, every one of them committed and answered.
+    pub applied: usize,
+}
+
+/// Serves messages from `input` until it ends (or is stopped: see
+/// [`crate::input::Stoppable`]). Replies go to `output`, log lines to
+/// `log`. A bad message gets an error reply and the next line is served;
+/// only I/O and state errors end the loop early. Every line read is
+/// answered, after its batch is committed.
 pub fn serve(
     engine: &mut Engine,
     input: impl Input + Send + 'static,
     mut output: impl Write,
     log: impl Write,
     options: &Options,
-) -> Result<(), ServeError> {
+) -> Result<Served, ServeError> {
     let batch_bytes = match engine.is_durable() {
         true => MAX_BATCH_BYTES,
         false => MAX_MEMORY_BATCH_BYTES,
@@ -288,12 +297,15 @@ pub fn serve(
     };
     let digester = Digester::new(session.engine.plan(), session.engine.is_rebuilding());
     let reader = Reader::start(input, options.max_line_bytes, Some(digester));
+    let mut served = Served::default();
     while let Some(delivery) = reader.next() {
         let Delivery { mut chunk, idle } = delivery?;
         chunk.with_dependent_mut(|_, lines| {
             for at in 0..lines.len() {
                 prefetch(session.engine, lines, at);
-                session.line(&mut lines[at])?;
+                if session.line(&mut lines[at])? == Some(Outcome::Applied) {
+                    served.applied += 1;
+                }
                 if session.batch_full() {
                     session.hand_off(&mut output)?;
                 }
@@ -305,7 +317,8 @@ pub fn serve(
             session.release(&mut output)?;
         }
     }
-    session.release(&mut output)
+    session.release(&mut output)?;
+    Ok(served)
 }
 
 /// Before line `at` of a chunk is handled, asks for the memory that the
@@ -339,23 +352,31 @@ fn prefetch(engine: &Engine, lines: &[Prepared<'_>], at: usize) {
 }
 
 /// What a replay did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ReplayCounts {
+    /// Lines read, blank ones too.
+    pub lines: usize,
     pub messages: usize,
     pub applied: usize,
     pub skipped: usize,
     pub refused: usize,
+    /// The lines (from 1) left for after a rebuild.
+    pub deferred: Vec<usize>,
 }
 
 /// Applies an event log (the same lines the stdio protocol takes) to the
 /// engine, committing in batches; replies are counted, not written. Reports
 /// progress to `log` about once a second: messages done out of `total`.
+///
+/// `only`, when given, is the lines a rebuild deferred (sorted): they alone
+/// are counted, the others having been counted by the rebuild's pass.
 pub fn replay(
     engine: &mut Engine,
     input: impl Input + Send + 'static,
     total: usize,
     log: impl Write,
     options: &Options,
+    only: Option<&[usize]>,
 ) -> Result<ReplayCounts, ServeError> {
     let started = Instant::now();
     let mut replay = Replay {
@@ -371,6 +392,7 @@ pub fn replay(
             batch_bytes: MAX_BATCH_BYTES,
         },
         counts: ReplayCounts::default(),
+        only: only.map(|lines| lines.iter().peekable()),
         log,
         total,
         started,
@@ -392,28 +414,36 @@ pub fn replay(
         reader.done(chunk);
     }
     replay.session.release(&mut io::sink())?;
+    replay.counts.lines = replay.session.line_no;
     Ok(replay.counts)
 }
 
-struct Replay<'a, W: Write> {
+struct Replay<'a, 'o, W: Write> {
     session: Session<'a, Vec<u8>>,
     counts: ReplayCounts,
+    only: Option<std::iter::Peekable<std::slice::Iter<'o, usize>>>,
     log: W,
     total: usize,
     started: Instant,
     next_report: Instant,
 }
 
-impl<W: Write> Replay<'_, W> {
+impl<W: Write> Replay<'_, '_, W> {
     /// Applies one line and counts what it did.
     fn line(&mut self, line: &mut Prepared<'_>) -> Result<(), ServeError> {
         let session = &mut self.session;
-        if let Some(outcome) = session.line(line)? {
+        let outcome = session.line(line)?;
+        let counted = match &mut self.only {
+            None => true,
+            Some(only) => only.next_if_eq(&&session.line_no).is_some(),
+        };
+        if let Some(outcome) = outcome.filter(|_| counted) {
             let counts = &mut self.counts;
             counts.messages += 1;
             match outcome {
                 Outcome::Applied => counts.applied += 1,
                 Outcome::Skipped => counts.skipped += 1,
+                Outcome::Deferred => counts.deferred.push(session.line_no),
                 Outcome::Refused => {
                     counts.refused += 1;
                     if counts.refused <= 5 {
@@ -423,9 +453,9 @@ impl<W: Write> Replay<'_, W> {
                 }
                 Outcome::Other => {}
             }
-            if session.batch_full() {
-                session.hand_off(&mut io::sink())?;
-            }
+        }
+        if outcome.is_some() && session.batch_full() {
+            session.hand_off(&mut io::sink())?;
         }
         let _ = self.log.write_all(&std::mem::take(&mut session.log));
         if Instant::now() >= self.next_report {

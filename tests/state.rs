@@ -1,6 +1,6 @@
-//! `--state`: restarts resume, bad files are refused untouched, stale models
-//! are caught, `replay` rebuilds, and a process killed at any instant neither
-//! loses nor doubles an event.
+//! `--state`: restarts resume and say so, the state is readable while a
+//! projector runs, bad files are refused untouched, and a process killed at
+//! any instant neither loses nor doubles an event.
 
 mod support;
 
@@ -11,75 +11,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{repo, Run, TempDir, BIN};
-
-/// The users-orders read models, plus a count of applied events per type.
-const USERS_ORDERS: &str = r#"
-[[model]]
-name = "user_listing"
-key = "$.payload.id"
-on.UserCreated = { put = { id = "$.payload.id", name = "$.payload.name", email = "$.payload.email" } }
-on.UserUpdated = { merge = { id = "$.payload.id", name = "$.payload.name", email = "$.payload.email" } }
-on.UserDeleted = { delete = true }
-
-[[model]]
-name = "orders"
-key = "$.payload.order_id"
-on.OrderPlaced = { put = { order_id = "$.payload.order_id", user_id = "$.payload.user_id", amount = "$.payload.amount" } }
-
-[[model]]
-name = "user_order_stats"
-key = "$.payload.user_id"
-on.OrderPlaced = { increment = { order_count = 1, total_spent = "$.payload.amount" }, merge = { last_order_id = "$.payload.order_id" } }
-
-[[model]]
-name = "applied_per_type"
-key = "$.type"
-on.UserCreated = { increment = { events = 1 } }
-on.UserUpdated = { increment = { events = 1 } }
-on.UserDeleted = { increment = { events = 1 } }
-on.OrderPlaced = { increment = { events = 1 } }
-"#;
-
-const CREATED: &str = r#"{"type":"event","msg_id":1,"event":{"type":"UserCreated","id":"e1","payload":{"id":"u1","name":"Ann"}}}"#;
-
-/// A users-orders stream from the shared generator: every line an envelope.
-fn generated_events(events: usize) -> String {
-    let out = Command::new("python3")
-        .arg(repo().join("../shared/bench/gen_events.py"))
-        .args([
-            "--events",
-            &events.to_string(),
-            "--users",
-            "300",
-            "--seed",
-            "7",
-        ])
-        .output()
-        .expect("python3 runs the event generator");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// `projector replay --config C --dump DUMP LOG`, in memory.
-fn replay_in_memory(config: &Path, log: &Path, dump: &Path) {
-    let path = |p: &Path| p.to_str().unwrap().to_owned();
-    Run::new()
-        .args(&[
-            "replay",
-            "--config",
-            &path(config),
-            "--dump",
-            &path(dump),
-            &path(log),
-        ])
-        .go()
-        .success();
-}
+use support::{
+    generated_events, replay_in_memory, repo, times_masked, Run, TempDir, BIN, CREATED,
+    USERS_ORDERS,
+};
 
 /// Runs `projector --state STATE` on one UserCreated event; it must succeed.
 fn created_once(state: &str) {
@@ -119,8 +54,31 @@ fn a_restart_resumes_documents_ids_and_subscriptions() {
             r#"{"type": "event_skipped", "in_reply_to": 1, "event_id": "e1", "reason": "already_processed"}"#,
             r#"{"type": "event_skipped", "in_reply_to": 2, "event_id": "e2", "reason": "not_subscribed"}"#,
             r#"{"type": "query_result", "in_reply_to": 3, "model": "user_listing", "key": "u1", "document": {"email": null, "id": "u1", "name": "Ann"}}"#,
+        ]);
+}
+
+#[test]
+fn a_start_says_what_it_resumed_in_one_line() {
+    let dir = TempDir::new();
+    let state = state_arg(&dir);
+    let first = Run::new()
+        .args(&["--state", &state])
+        .stdin(&[
+            r#"{"type":"subscribe","msg_id":1,"event_types":["UserCreated","UserDeleted"]}"#,
+            CREATED,
         ])
-        .stderr_is("");
+        .go();
+    first.success();
+    assert_eq!(
+        times_masked(&first.stderr),
+        format!("projector: created the state {state} in <t> s: documents: user_listing 0, user_by_email 0, user_activity 0, long_sessions 0; processed event ids: 0; subscribed to: all event types\n")
+    );
+    let again = Run::new().args(&["--state", &state]).go();
+    again.success();
+    assert_eq!(
+        times_masked(&again.stderr),
+        format!("projector: resumed the state {state} in <t> s: documents: user_listing 1, user_by_email 1, user_activity 0, long_sessions 0; processed event ids: 1; subscribed to: UserCreated, UserDeleted\n")
+    );
 }
 
 #[test]
@@ -184,7 +142,7 @@ fn a_file_that_is_not_a_state_is_refused_untouched() {
     refused(
         &std::fs::read(&other).unwrap(),
         65,
-        "is not a projector state: it is an SQLite database without projector tables",
+        "is not a projector state: it is an SQLite database that a projector did not make",
     );
 }
 
@@ -192,7 +150,7 @@ fn a_file_that_is_not_a_state_is_refused_untouched() {
 fn a_torn_or_garbled_state_is_refused_untouched() {
     let dir = TempDir::new();
     let state = state_arg(&dir);
-    let events = generated_events(3000);
+    let events = generated_events(3000, 300, 7);
     let lines: Vec<&str> = events.lines().collect();
     Run::new()
         .config(USERS_ORDERS)
@@ -242,82 +200,106 @@ fn a_state_in_use_by_another_projector_is_refused() {
     assert!(first.wait().unwrap().success());
 }
 
+/// A projector serving `--state STATE` in the repository, its stdin and
+/// stdout kept for the test to talk to it.
+struct Serving {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Serving {
+    fn start(state: &str) -> Serving {
+        let mut child = Command::new(BIN)
+            .args(["--state", state])
+            .current_dir(repo())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Serving {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Sends a line and waits for its reply: once it is read, what the
+    /// line did is committed.
+    fn send(&mut self, line: &str) -> String {
+        writeln!(self.stdin, "{line}").unwrap();
+        let mut reply = String::new();
+        self.stdout.read_line(&mut reply).unwrap();
+        reply
+    }
+
+    fn finish(self) {
+        drop(self.stdin);
+        let mut child = self.child;
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+fn count(db: &Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
 #[test]
-fn changed_models_are_refused_until_rebuilt_from_the_log() {
+fn other_processes_read_and_back_up_the_state_while_a_projector_runs() {
     let dir = TempDir::new();
     let state = state_arg(&dir);
-    let log = dir.write("events.ndjson", &generated_events(2000));
-    let lines: Vec<String> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    Run::new()
-        .config(USERS_ORDERS)
-        .args(&["--state", &state])
-        .stdin(&lines)
-        .go()
-        .success();
+    let mut serving = Serving::start(&state);
+    assert!(serving.send(CREATED).contains("read_models_updated"));
 
-    // Orders now also keep the amount in cents; the other models are as they were.
-    let changed = USERS_ORDERS.replace(
-        "amount = \"$.payload.amount\" } }",
-        "amount = \"$.payload.amount\", currency = { value = \"EUR\" } } }",
-    );
-    assert_ne!(changed, USERS_ORDERS);
-    let out = Run::new()
-        .config(&changed)
-        .args(&["--state", &state])
-        .stdin(&[CREATED])
-        .go();
-    out.code_is(78).stdout_is(&[]);
-    let expected = format!(
-        "projector: {state} was written with other read-model definitions:\n  orders: its definition changed\nrefusing to run on stale read models; rebuild them from the event log with\n  projector replay --config <CONFIG> --state {state} --rebuild orders <EVENTS.ndjson>\n"
-    );
-    out.stderr_is(&expected);
-
-    let config = dir.write("changed.toml", &changed);
-    let rebuilt = dir.path().join("rebuilt.json");
-    let out = Run::new()
-        .args(&[
-            "replay",
-            "--config",
-            config.to_str().unwrap(),
-            "--state",
+    // Read-only and read-write connections both read the live state.
+    let reader =
+        Connection::open_with_flags(&state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    assert_eq!(count(&reader, "SELECT count(*) FROM documents"), 2);
+    let other = Connection::open(&state).unwrap();
+    assert_eq!(count(&other, "SELECT count(*) FROM processed_events"), 1);
+    if let Ok(out) = Command::new("sqlite3")
+        .args([
+            "-readonly",
             &state,
-            "--rebuild",
-            "orders",
+            "SELECT count(*) FROM documents WHERE model = 'user_listing'",
         ])
-        .args(&["--dump", rebuilt.to_str().unwrap(), log.to_str().unwrap()])
-        .go();
-    out.success();
-    assert!(
-        out.stderr
-            .contains("rebuilding read model \"orders\": dropped "),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("replay: done: "), "{}", out.stderr);
+        .output()
+    {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n", "{out:?}");
+    }
 
-    // The rebuilt state equals a fresh in-memory run of the new config over the log.
-    let fresh = dir.path().join("fresh.json");
-    replay_in_memory(&config, &log, &fresh);
-    assert_eq!(
-        std::fs::read_to_string(&rebuilt).unwrap(),
-        std::fs::read_to_string(&fresh).unwrap()
-    );
-    assert!(std::fs::read_to_string(&rebuilt)
-        .unwrap()
-        .contains("\"currency\": \"EUR\""));
+    // A live backup, while the projector goes on committing.
+    let backup = dir.path().join("backup.db");
+    other
+        .execute("VACUUM INTO ?1", [backup.to_str().unwrap()])
+        .unwrap();
+    let deleted = r#"{"type":"event","msg_id":2,"event":{"type":"UserDeleted","id":"e2","payload":{"id":"u1"}}}"#;
+    assert!(serving.send(deleted).contains("read_models_updated"));
+    assert_eq!(count(&reader, "SELECT count(*) FROM processed_events"), 2);
 
-    // And the state now runs.
+    // A second projector is still refused.
+    let out = Run::new().args(&["--state", &state]).stdin(&[CREATED]).go();
+    out.code_is(75).stdout_is(&[]);
+    drop((reader, other));
+    serving.finish();
+
+    // The backup is a state as it was: a projector resumes from it.
+    let backup = backup.to_str().unwrap();
     Run::new()
-        .config(&changed)
-        .args(&["--state", &state])
-        .stdin(&[CREATED])
+        .args(&["--state", backup])
+        .stdin(&[
+            deleted,
+            r#"{"type":"query","msg_id":3,"model":"user_listing","key":"u1"}"#,
+        ])
         .go()
-        .success();
+        .success()
+        .stdout_is(&[
+            r#"{"type": "read_models_updated", "in_reply_to": 2, "event_id": "e2", "updated_models": ["user_listing", "user_by_email"]}"#,
+            r#"{"type": "query_result", "in_reply_to": 3, "model": "user_listing", "key": "u1", "document": null}"#,
+        ]);
 }
 
 /// Distinct event ids per event type in a stream.
@@ -431,7 +413,7 @@ fn exactly_once_despite(runs: usize, mut stop: impl FnMut() -> Stop, seed: u64) 
     let dir = TempDir::new();
     let state = state_arg(&dir);
     let config = dir.write("users-orders.toml", USERS_ORDERS);
-    let events = generated_events(3000);
+    let events = generated_events(3000, 300, 7);
     let log = dir.write("events.ndjson", &events);
     let clean = dir.path().join("clean.json");
     replay_in_memory(&config, &log, &clean);
@@ -510,44 +492,4 @@ fn crashed_between_any_two_writes_every_event_is_applied_exactly_once() {
     let seed = seed();
     let mut rng = Rng(seed);
     exactly_once_despite(30, || Stop::CrashAtStep(1 + rng.below(500)), seed);
-}
-
-#[test]
-fn a_removed_model_has_its_documents_dropped_and_rebuild_needs_a_known_model() {
-    let dir = TempDir::new();
-    let state = state_arg(&dir);
-    created_once(&state);
-    let only_listing = r#"
-[[model]]
-name = "user_listing"
-key = "$.payload.id"
-on.UserCreated = { put = { id = "$.payload.id", name = "$.payload.name", email = "$.payload.email" } }
-on.UserUpdated = { merge = { id = "$.payload.id", name = "$.payload.name", email = "$.payload.email" } }
-on.UserDeleted = { delete = true }
-"#;
-    Run::new()
-        .config(only_listing)
-        .args(&["--state", &state])
-        .go()
-        .success()
-        .stderr_is(concat!(
-            "projector: read model \"long_sessions\" is no longer configured: dropped 0 documents\n",
-            "projector: read model \"user_activity\" is no longer configured: dropped 0 documents\n",
-            "projector: read model \"user_by_email\" is no longer configured: dropped 1 document\n",
-        ));
-    let log = dir.write("events.ndjson", &format!("{CREATED}\n"));
-    Run::new()
-        .args(&[
-            "replay",
-            "--state",
-            &state,
-            "--rebuild",
-            "nope",
-            log.to_str().unwrap(),
-        ])
-        .go()
-        .code_is(78)
-        .stderr_is(
-            "projector: --rebuild nope: the configuration declares no read model \"nope\"\n",
-        );
 }

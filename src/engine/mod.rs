@@ -2,16 +2,19 @@
 //! processed event ids, the read models, and the dispatch from a message body
 //! to its reply.
 
+mod rebuild;
+
+pub use rebuild::Rebuilt;
+
 use crate::apply::{apply_event, apply_resolved, Change, Meta, Resolved};
 use crate::dedup::{IdHash, Processed};
 use crate::digest::{checked_event, Digest};
 use crate::event::Event;
-use crate::plan::binding::Binding;
 use crate::plan::{scalar_text, type_name, ModelId, Plan};
 use crate::protocol::code::{MALFORMED_REQUEST, NOT_SUPPORTED, PRECONDITION_FAILED};
 use crate::protocol::json;
 use crate::protocol::reply::{error, Reply};
-use crate::state::{Journal, NoJournal, Restored, StateError};
+use crate::state::{Journal, NoJournal, Restored, StateError, Totals};
 use crate::store::{DocumentStore, MemoryStore};
 use crate::subscriptions::Subscriptions;
 use serde_json::{Map, Value};
@@ -28,7 +31,7 @@ pub struct Engine {
     processed: Processed,
     subscriptions: Subscriptions,
     journal: Box<dyn Journal>,
-    rebuild: Option<Rebuild>,
+    rebuild: Option<rebuild::Rebuild>,
     node_id: Option<String>,
     changes: Vec<Change>,
     warnings: Vec<String>,
@@ -38,20 +41,14 @@ pub struct Engine {
     model_json: Vec<Vec<u8>>,
 }
 
-/// Models being rebuilt from a log: already processed events are applied to
-/// them once more (and to nothing else), once per id.
-struct Rebuild {
-    /// Per event type, the bindings of the rebuilt models.
-    routes: Vec<Vec<Binding>>,
-    seen: Processed,
-}
-
 /// What a message did to the state, for counting in a replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
     Skipped,
     Refused,
+    /// Left for after a rebuild (see [`Engine::rebuild`]).
+    Deferred,
     Other,
 }
 
@@ -101,24 +98,6 @@ impl Engine {
         self
     }
 
-    /// From now on, events already processed are applied once more to `models`.
-    pub fn rebuild(&mut self, models: &[ModelId]) {
-        let routes = (0..self.plan.type_count())
-            .map(|ty| {
-                self.plan
-                    .bindings(crate::plan::TypeId(ty as u32))
-                    .iter()
-                    .filter(|b| models.contains(&b.model))
-                    .cloned()
-                    .collect()
-            })
-            .collect();
-        self.rebuild = Some(Rebuild {
-            routes,
-            seen: Processed::default(),
-        });
-    }
-
     pub fn plan(&self) -> &Plan {
         &self.plan
     }
@@ -163,11 +142,24 @@ impl Engine {
         self.journal.is_durable()
     }
 
-    /// Hands every change so far to be made durable (a no-op in memory),
-    /// after waiting for the changes handed over before. Returns without
-    /// waiting for these: see [`Engine::wait`].
+    /// Hands every change so far to be made durable (a no-op in memory,
+    /// and while rebuilding: a rebuild is committed whole by
+    /// [`Engine::swap`]), after waiting for the changes handed over before.
+    /// Returns without waiting for these: see [`Engine::wait`].
     pub fn submit(&mut self) -> Result<(), StateError> {
-        self.journal.submit()
+        if self.rebuild.is_some() {
+            return Ok(());
+        }
+        let totals = Totals {
+            documents: self.stores.iter().map(|s| s.len() as u64).collect(),
+            processed: self.processed.len() as u64,
+        };
+        self.journal.submit(totals)
+    }
+
+    /// Events applied (in memory, or committed with the last batch).
+    pub fn processed_count(&self) -> usize {
+        self.processed.len()
     }
 
     /// Waits until every change submitted is durable. Replies to the
@@ -234,6 +226,9 @@ impl Engine {
                     }
                 }
             }
+            // A rebuild applies only events already processed; what came
+            // after them, subscriptions too, is handled after the swap.
+            "subscribe" | "unsubscribe" if self.rebuild.is_some() => return Ok(Outcome::Deferred),
             "subscribe" | "unsubscribe" => self.subscription(ty, body, msg_id, out)?,
             "query" => self.query(body, msg_id, out),
             "init" => self.init(body, msg_id, out),
@@ -399,8 +394,10 @@ impl Engine {
                 (IdHash::of(&id), id, type_name, ty, None)
             }
         };
+        if self.rebuild.is_some() {
+            return self.rebuild_event(event, hash, &id, type_name, ty, msg_id, out);
+        }
         if self.processed.contains(hash) {
-            self.reapply_for_rebuild(event, type_name, &id, hash)?;
             skipped(out, msg_id, &id, "already_processed");
             return Ok(Outcome::Skipped);
         }
@@ -434,14 +431,17 @@ impl Engine {
             return refuse(out, code, &text);
         }
         self.journal
-            .record_event(Some(&id), &self.changes, &self.stores)?;
+            .record_event(Some((&id, type_name)), &self.changes, &self.stores)?;
         self.processed.record(hash);
-        if let Some(rebuild) = &mut self.rebuild {
-            rebuild.seen.record(hash);
-        }
+        self.updated(out, msg_id, &id);
+        Ok(Outcome::Applied)
+    }
+
+    /// The reply to an applied event: the models it changed.
+    fn updated(&self, out: &mut Vec<u8>, msg_id: Option<&Value>, id: &str) {
         let names = &self.model_json;
         Reply::start(out, "read_models_updated", msg_id)
-            .str("event_id", &id)
+            .str("event_id", id)
             .raw_list(
                 "updated_models",
                 self.changes
@@ -449,49 +449,6 @@ impl Engine {
                     .map(|c| names[c.model.0 as usize].as_slice()),
             )
             .end();
-        Ok(Outcome::Applied)
-    }
-
-    /// While rebuilding, applies an already processed event to the rebuilt
-    /// models, the first time its id comes by.
-    fn reapply_for_rebuild(
-        &mut self,
-        event: &Event<'_>,
-        type_name: &str,
-        id: &str,
-        hash: IdHash,
-    ) -> Result<(), StateError> {
-        let Some(rebuild) = &mut self.rebuild else {
-            return Ok(());
-        };
-        let Some(ty) = self.plan.event_type(type_name) else {
-            return Ok(());
-        };
-        if rebuild.seen.contains(hash) {
-            return Ok(());
-        }
-        rebuild.seen.record(hash);
-        let meta = Meta {
-            id,
-            event_type: type_name,
-            position: self.position,
-        };
-        match apply_event(
-            &rebuild.routes[ty.0 as usize],
-            event,
-            &meta,
-            &mut self.stores,
-            &mut self.changes,
-        ) {
-            Ok(()) => self.journal.record_event(None, &self.changes, &self.stores),
-            Err(e) => {
-                let why = e.describe(&self.plan);
-                self.warnings.push(format!(
-                    "rebuild: event {id} ({type_name}) was not applied: {why}"
-                ));
-                Ok(())
-            }
-        }
     }
 
     fn query(&mut self, body: &Map<String, Value>, msg_id: Option<&Value>, out: &mut Vec<u8>) {

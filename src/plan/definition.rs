@@ -1,5 +1,5 @@
-//! A read model's definition as canonical text, so that a stored state can
-//! tell which models changed since it was written.
+//! A read model's definition, and the event-id rule, as canonical text, so
+//! that a stored state can tell what changed since it was written.
 
 use super::binding::{Action, Binding, FieldMap, Missing, Source};
 use super::{ModelId, Plan};
@@ -17,6 +17,17 @@ impl Plan {
             }
         }
         json!({"name": self.model_name(model), "on": on}).to_string()
+    }
+
+    /// The event-id rule as compact JSON: `{"path": ..., "derive": null}`,
+    /// or with `derive` as `{"from", "pattern", "template"}`. It can be
+    /// compiled again ([`super::event_id::EventIdRule::from_definition`]).
+    pub fn event_id_definition(&self) -> String {
+        let rule = &self.event_id;
+        let derive = rule.derive.as_ref().map(|d| {
+            json!({"from": d.from.as_str(), "pattern": d.pattern.as_str(), "template": d.template})
+        });
+        json!({"path": rule.path.as_str(), "derive": derive}).to_string()
     }
 }
 

@@ -54,6 +54,22 @@ impl std::fmt::Display for IdError {
 }
 
 impl EventIdRule {
+    /// The rule a [`crate::plan::Plan::event_id_definition`] text describes;
+    /// `None` when the text is not one.
+    pub fn from_definition(text: &str) -> Option<EventIdRule> {
+        let rule: Value = serde_json::from_str(text).ok()?;
+        let path = JsonPath::parse(rule.get("path")?.as_str()?).ok()?;
+        let derive = match rule.get("derive")? {
+            Value::Null => None,
+            d => Some(Derive {
+                from: JsonPath::parse(d.get("from")?.as_str()?).ok()?,
+                pattern: Regex::new(d.get("pattern")?.as_str()?).ok()?,
+                template: d.get("template")?.as_str()?.to_owned(),
+            }),
+        };
+        Some(EventIdRule { path, derive })
+    }
+
     /// The id of `event`, found or derived.
     pub fn resolve<'e>(&self, event: &'e Value) -> Result<Cow<'e, str>, IdError> {
         self.resolve_event(&Event::from(event))

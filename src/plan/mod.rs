@@ -71,6 +71,15 @@ impl Plan {
         &self.type_names[id.0 as usize]
     }
 
+    /// The event types a read model reacts to.
+    pub fn model_types(&self, model: ModelId) -> impl Iterator<Item = &str> {
+        self.type_names
+            .iter()
+            .zip(&self.routes)
+            .filter(move |(_, bindings)| bindings.iter().any(|b| b.model == model))
+            .map(|(name, _)| name.as_str())
+    }
+
     /// The bindings of an event type, in model declaration order.
     pub fn bindings(&self, id: TypeId) -> &[Binding] {
         &self.routes[id.0 as usize]

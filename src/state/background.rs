@@ -5,7 +5,7 @@
 
 use super::batch::{Batch, Recorder};
 use super::sqlite::SqliteState;
-use super::{Journal, StateError};
+use super::{Journal, StateError, Swap, Totals};
 use crate::apply::Change;
 use crate::store::MemoryStore;
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -59,11 +59,16 @@ impl Background {
 impl Journal for Background {
     fn record_event(
         &mut self,
-        id: Option<&str>,
+        event: Option<(&str, &str)>,
         changes: &[Change],
         stores: &[MemoryStore],
     ) -> Result<(), StateError> {
-        self.recorder.event(id, changes, stores);
+        self.recorder.event(event, changes, stores);
+        Ok(())
+    }
+
+    fn record_swap(&mut self, swap: Swap, stores: &[MemoryStore]) -> Result<(), StateError> {
+        self.recorder.swap(swap, stores);
         Ok(())
     }
 
@@ -72,12 +77,12 @@ impl Journal for Background {
         Ok(())
     }
 
-    fn submit(&mut self) -> Result<(), StateError> {
+    fn submit(&mut self, totals: Totals) -> Result<(), StateError> {
         self.wait()?;
         if self.recorder.is_empty() {
             return Ok(());
         }
-        let batch = self.recorder.take();
+        let batch = self.recorder.take(totals);
         let sender = self.batches.as_ref().expect("open until dropped");
         if sender.send(batch).is_err() {
             self.writer_gone();

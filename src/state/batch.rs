@@ -1,6 +1,7 @@
-//! What one batch writes to the state: the ids of the events it applied,
-//! the final text of every document it changed, and the subscriptions if
-//! they changed. A batch is collected while its events are applied, each
+//! What one batch writes to the state: the ids and types of the events it
+//! applied, the final text of every document it changed, the subscriptions
+//! if they changed, what the tables hold once it is committed, and a
+//! rebuild's swap. A batch is collected while its events are applied, each
 //! changed document serialized as the change is recorded, and taken when
 //! it is committed.
 //!
@@ -9,6 +10,7 @@
 //! per batch instead of two or three per event. The buffers come back when
 //! the batch is committed, to be filled again.
 
+use super::{Swap, Totals};
 use crate::apply::Change;
 use crate::plan::ModelId;
 use crate::store::{DocumentStore, Key, MemoryStore};
@@ -17,21 +19,28 @@ use std::ops::Range;
 /// A batch, ready for the database.
 #[derive(Default)]
 pub struct Batch {
-    /// Every id's and document's text, one after another.
+    /// Every id's, type's and document's text, one after another.
     text: String,
-    /// The ids of the events applied, sorted: where they are in `text`.
-    ids: Vec<Range<usize>>,
+    /// The ids and types of the events applied, sorted by id: where they
+    /// are in `text`.
+    ids: Vec<(Range<usize>, Range<usize>)>,
     /// Each changed document once, sorted by model and key, with where its
     /// JSON text is (`None`: it was deleted).
     documents: Vec<(ModelId, Key, Option<Range<usize>>)>,
     /// The new subscriptions (`Some(None)`: every type), if they changed.
     pub subscriptions: Option<Option<Vec<String>>>,
+    /// What the tables hold once this batch is committed.
+    pub totals: Totals,
+    /// A rebuild swapped in with this batch.
+    pub swap: Option<Swap>,
 }
 
 impl Batch {
-    /// The ids of the events applied, in sorted order.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.ids.iter().map(|range| &self.text[range.clone()])
+    /// The ids and types of the events applied, in the order of the ids.
+    pub fn ids(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.ids
+            .iter()
+            .map(|(id, ty)| (&self.text[id.clone()], &self.text[ty.clone()]))
     }
 
     /// Each changed document once, by model and key: its model, key and
@@ -49,51 +58,80 @@ impl Batch {
 pub struct Recorder {
     /// The texts, as in [`Batch`].
     text: Vec<u8>,
-    ids: Vec<Range<usize>>,
+    ids: Vec<(Range<usize>, Range<usize>)>,
     /// Every change recorded, in order: the last one of a document counts.
     /// Its text is written when the change is recorded, while the document
     /// is still in the cache.
     documents: Vec<(ModelId, Key, Option<Range<usize>>)>,
     subscriptions: Option<Option<Vec<String>>>,
+    swap: Option<Swap>,
     /// A committed batch, whose buffers the next one is written into.
     spare: Option<Batch>,
 }
 
 impl Recorder {
-    /// Records an applied event: its id, and the documents it changed as
-    /// they are in `stores` now.
-    pub fn event(&mut self, id: Option<&str>, changes: &[Change], stores: &[MemoryStore]) {
-        if let Some(id) = id {
-            let start = self.text.len();
-            self.text.extend_from_slice(id.as_bytes());
-            self.ids.push(start..self.text.len());
+    /// Records an applied event: its id and type, and the documents it
+    /// changed as they are in `stores` now.
+    pub fn event(
+        &mut self,
+        event: Option<(&str, &str)>,
+        changes: &[Change],
+        stores: &[MemoryStore],
+    ) {
+        if let Some((id, ty)) = event {
+            let id = self.push_text(id);
+            let ty = self.push_text(ty);
+            self.ids.push((id, ty));
         }
         for change in changes {
             let doc = stores[change.model.0 as usize].get(&change.key);
-            let text = doc.map(|doc| {
-                let start = self.text.len();
-                serde_json::to_writer(&mut self.text, doc).expect("documents serialize");
-                start..self.text.len()
-            });
-            self.documents
-                .push((change.model, change.key.clone(), text));
+            self.document(change.model, &change.key, doc);
         }
+    }
+
+    fn push_text(&mut self, text: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.extend_from_slice(text.as_bytes());
+        start..self.text.len()
+    }
+
+    fn document(&mut self, model: ModelId, key: &Key, doc: Option<&crate::store::Document>) {
+        let text = doc.map(|doc| {
+            let start = self.text.len();
+            serde_json::to_writer(&mut self.text, doc).expect("documents serialize");
+            start..self.text.len()
+        });
+        self.documents.push((model, key.clone(), text));
     }
 
     pub fn subscriptions(&mut self, names: Option<&[String]>) {
         self.subscriptions = Some(names.map(<[String]>::to_vec));
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.documents.is_empty() && self.subscriptions.is_none()
+    /// Records a rebuild's swap: every document of the rebuilt models.
+    pub fn swap(&mut self, swap: Swap, stores: &[MemoryStore]) {
+        for (model, _) in &swap.models {
+            for (key, doc) in stores[model.0 as usize].page(None, usize::MAX) {
+                self.document(*model, &Key::new(key), Some(doc));
+            }
+        }
+        self.swap = Some(swap);
     }
 
-    /// The batch recorded so far; the recorder starts over empty.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+            && self.documents.is_empty()
+            && self.subscriptions.is_none()
+            && self.swap.is_none()
+    }
+
+    /// The batch recorded so far, with what the tables will hold once it is
+    /// committed; the recorder starts over empty.
     ///
     /// Ids and documents come sorted, as the database's B-trees order them
     /// (documents by model, then key): written in that order, consecutive
     /// writes land on the same or the next page instead of anywhere.
-    pub fn take(&mut self) -> Batch {
+    pub fn take(&mut self, totals: Totals) -> Batch {
         let Batch {
             text: spare_text,
             ids: spare_ids,
@@ -103,9 +141,9 @@ impl Recorder {
         let mut spare_text = spare_text.into_bytes();
         spare_text.clear();
         let text = String::from_utf8(std::mem::replace(&mut self.text, spare_text))
-            .expect("ids and serialized documents are UTF-8");
+            .expect("ids, types and serialized documents are UTF-8");
         let mut ids = std::mem::replace(&mut self.ids, empty(spare_ids));
-        ids.sort_unstable_by(|a, b| text[a.clone()].cmp(&text[b.clone()]));
+        ids.sort_unstable_by(|a, b| text[a.0.clone()].cmp(&text[b.0.clone()]));
         let mut documents = std::mem::replace(&mut self.documents, empty(spare_documents));
         // Latest first, then a stable sort: each document's latest change
         // leads its run, and is the one kept.
@@ -117,6 +155,8 @@ impl Recorder {
             ids,
             documents,
             subscriptions: self.subscriptions.take(),
+            totals,
+            swap: self.swap.take(),
         }
     }
 
@@ -153,16 +193,24 @@ mod tests {
 
         stores[1].put("b", doc(json!({"n": 1})));
         stores[0].put("z", doc(json!({"s": "x"})));
-        recorder.event(Some("e2"), &[change(1, "b"), change(0, "z")], &stores);
+        recorder.event(
+            Some(("e2", "T")),
+            &[change(1, "b"), change(0, "z")],
+            &stores,
+        );
         stores[1].put("b", doc(json!({"n": 2})));
         stores[1].put("a", doc(json!({"n": 0})));
-        recorder.event(Some("e1"), &[change(1, "b"), change(1, "a")], &stores);
+        recorder.event(
+            Some(("e1", "T")),
+            &[change(1, "b"), change(1, "a")],
+            &stores,
+        );
         stores[0].remove(&crate::store::Key::new("z"));
         recorder.event(None, &[change(0, "z")], &stores);
         assert!(!recorder.is_empty());
 
-        let batch = recorder.take();
-        assert_eq!(batch.ids().collect::<Vec<_>>(), ["e1", "e2"]);
+        let batch = recorder.take(Totals::default());
+        assert_eq!(batch.ids().collect::<Vec<_>>(), [("e1", "T"), ("e2", "T")]);
         assert_eq!(
             batch.documents().collect::<Vec<_>>(),
             [
@@ -178,12 +226,12 @@ mod tests {
         // and holds only what was recorded since.
         recorder.reuse(batch);
         stores[0].put("z", doc(json!({"s": "again"})));
-        recorder.event(Some("e3"), &[change(0, "z")], &stores);
+        recorder.event(Some(("e3", "U")), &[change(0, "z")], &stores);
         stores[0].remove(&crate::store::Key::new("z"));
         stores[0].put("z", doc(json!({"s": "last"})));
-        recorder.event(Some("e0"), &[change(0, "z")], &stores);
-        let batch = recorder.take();
-        assert_eq!(batch.ids().collect::<Vec<_>>(), ["e0", "e3"]);
+        recorder.event(Some(("e0", "U")), &[change(0, "z")], &stores);
+        let batch = recorder.take(Totals::default());
+        assert_eq!(batch.ids().collect::<Vec<_>>(), [("e0", "U"), ("e3", "U")]);
         assert_eq!(
             batch.documents().collect::<Vec<_>>(),
             [(ModelId(0), "z", Some(r#"{"s":"last"}"#))]

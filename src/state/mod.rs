@@ -8,33 +8,46 @@
 //! writer thread that commits it in one transaction ([`sqlite::SqliteState`]),
 //! and [`Journal::wait`] returns once it is durable: only then are the batch's
 //! replies written.
+//!
+//! Before a run, what the state holds ([`stored::Stored`]) is compared with
+//! the configuration ([`reconcile::Reconciliation`]), and nothing runs while
+//! a difference is unresolved.
 
 pub mod background;
 pub mod batch;
+pub mod checksum;
+pub mod reconcile;
 pub mod sqlite;
+pub mod stored;
 
 use crate::apply::Change;
 use crate::dedup::Processed;
+use crate::plan::event_id::EventIdRule;
+use crate::plan::ModelId;
 use crate::store::MemoryStore;
+use reconcile::{Reconciliation, RequestError};
 use std::fmt;
 use std::path::PathBuf;
 
 /// What a journal records, and when it makes it durable.
 pub trait Journal {
-    /// An event was applied: `id` (absent when an already processed event is
-    /// re-applied to a model being rebuilt) and the documents it changed,
-    /// as they now are in `stores`.
+    /// An event was applied: its id and type (absent when an already
+    /// processed event is applied to a model being rebuilt), and the
+    /// documents it changed, as they now are in `stores`.
     fn record_event(
         &mut self,
-        id: Option<&str>,
+        event: Option<(&str, &str)>,
         changes: &[Change],
         stores: &[MemoryStore],
     ) -> Result<(), StateError>;
     /// The subscriptions changed: the accepted types, or `None` for all.
     fn record_subscriptions(&mut self, names: Option<&[String]>) -> Result<(), StateError>;
-    /// Hands everything recorded so far to be made durable, all at once.
-    /// Waits for the batch handed over before, if any, first.
-    fn submit(&mut self) -> Result<(), StateError>;
+    /// Rebuilt models replace theirs, whole, as they are in `stores`.
+    fn record_swap(&mut self, swap: Swap, stores: &[MemoryStore]) -> Result<(), StateError>;
+    /// Hands everything recorded so far to be made durable, all at once,
+    /// with what the tables will then hold. Waits for the batch handed over
+    /// before, if any, first.
+    fn submit(&mut self, totals: Totals) -> Result<(), StateError>;
     /// Waits until everything submitted is durable.
     fn wait(&mut self) -> Result<(), StateError>;
     /// Whether anything outlives the process: a durable journal commits
@@ -54,7 +67,7 @@ impl Journal for NoJournal {
 
     fn record_event(
         &mut self,
-        _: Option<&str>,
+        _: Option<(&str, &str)>,
         _: &[Change],
         _: &[MemoryStore],
     ) -> Result<(), StateError> {
@@ -65,13 +78,37 @@ impl Journal for NoJournal {
         Ok(())
     }
 
-    fn submit(&mut self) -> Result<(), StateError> {
+    fn record_swap(&mut self, _: Swap, _: &[MemoryStore]) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    fn submit(&mut self, _: Totals) -> Result<(), StateError> {
         Ok(())
     }
 
     fn wait(&mut self) -> Result<(), StateError> {
         Ok(())
     }
+}
+
+/// What the tables hold once a batch is committed: documents per read
+/// model (by [`ModelId`]) and processed event ids. A state checks its rows
+/// against these when it is read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub documents: Vec<u64>,
+    pub processed: u64,
+}
+
+/// A rebuild, swapped in: committed in one transaction with the batch.
+#[derive(Debug, Clone, Default)]
+pub struct Swap {
+    /// The rebuilt models and their definitions: their documents replace
+    /// the stored ones whole.
+    pub models: Vec<(ModelId, String)>,
+    /// When the processed ids were found anew, by this event-id rule: the
+    /// ids recorded since the last batch replace the stored ones.
+    pub event_id: Option<String>,
 }
 
 /// The state a run starts from.
@@ -83,27 +120,47 @@ pub struct Restored {
     pub subscriptions: Option<Vec<String>>,
 }
 
-/// A read model whose stored documents do not follow the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stale {
-    /// Its definition changed since the state was written.
-    Changed(String),
-    /// It is new, while the state already holds processed events.
-    Added(String),
+/// Models to rebuild from a log, as a state that is opened for it knows them.
+pub struct Rebuilding {
+    /// Their stores start empty.
+    pub models: Vec<ModelId>,
+    /// The processed ids the log must hold: those of the rebuilt models'
+    /// event types, or every one when they are found anew.
+    pub required: Processed,
+    /// When the processed ids are found anew: the rule they were found by.
+    pub old_rule: Option<EventIdRule>,
 }
 
 #[derive(Debug)]
 pub enum StateError {
+    /// The path cannot be opened or created: permissions, a missing directory.
+    CannotOpen {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     /// The file is not a projector state.
     NotAState { path: PathBuf, reason: String },
     /// Another process holds the state.
     Locked { path: PathBuf },
-    /// The database is damaged.
-    Corrupt { path: PathBuf, detail: String },
-    /// Read models changed since the state was written.
-    StaleModels { path: PathBuf, models: Vec<Stale> },
-    /// `--rebuild` names a model the configuration does not declare.
-    UnknownModel { name: String },
+    /// The state is damaged: what was found, naming the table and row.
+    Damaged { path: PathBuf, detail: String },
+    /// The disk is full.
+    DiskFull { path: PathBuf },
+    /// The configuration differs from what the state was built by, and
+    /// the flags given do not resolve it.
+    Mismatch {
+        path: PathBuf,
+        reconciliation: Box<Reconciliation>,
+    },
+    /// A flag names a model it cannot apply to.
+    Request(RequestError),
+    /// A rebuild's log lacks events the state has processed.
+    IncompleteLog {
+        missing: usize,
+        required: usize,
+        models: Vec<String>,
+        rekey: bool,
+    },
     /// Reading or writing the database failed.
     Sqlite {
         path: PathBuf,
@@ -116,10 +173,16 @@ impl StateError {
     /// The exit status for this error (sysexits.h).
     pub fn exit_code(&self) -> u8 {
         match self {
-            StateError::NotAState { .. } | StateError::Corrupt { .. } => 65, // EX_DATAERR
-            StateError::Locked { .. } => 75,                                 // EX_TEMPFAIL
-            StateError::StaleModels { .. } | StateError::UnknownModel { .. } => 78, // EX_CONFIG
-            StateError::Sqlite { .. } => 74,                                 // EX_IOERR
+            StateError::NotAState { .. }
+            | StateError::Damaged { .. }
+            | StateError::IncompleteLog { .. } => 65, // EX_DATAERR
+            StateError::Locked { .. } => 75, // EX_TEMPFAIL
+            StateError::Mismatch { .. } | StateError::Request(_) => 78, // EX_CONFIG
+            StateError::CannotOpen { .. }
+            | StateError::DiskFull { .. }
+            | StateError::Sqlite { .. } => {
+                74 // EX_IOERR
+            }
         }
     }
 }
@@ -127,39 +190,60 @@ impl StateError {
 impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            StateError::CannotOpen { path, error } => {
+                write!(f, "cannot open the state {}: {error}", path.display())
+            }
             StateError::NotAState { path, reason } => {
                 write!(f, "{} is not a projector state: {reason}; it was left untouched", path.display())
             }
             StateError::Locked { path } => write!(
                 f,
-                "{} is in use by another running projector (the database is locked)",
+                "{} is in use by another running projector (it holds the state's lock)",
                 path.display()
             ),
-            StateError::Corrupt { path, detail } => write!(
+            StateError::Damaged { path, detail } => write!(
                 f,
-                "{} is damaged ({detail}); it was left untouched: restore it from a backup, or rebuild it with `projector replay` from the event log",
+                "{} is damaged: {detail}; it was left untouched: restore it from a backup, or build a new state from the event log with `projector replay`",
                 path.display()
             ),
-            StateError::StaleModels { path, models } => {
-                write!(f, "{} was written with other read-model definitions:", path.display())?;
-                let mut names = Vec::new();
-                for stale in models {
-                    let (name, why) = match stale {
-                        Stale::Changed(name) => (name, "its definition changed"),
-                        Stale::Added(name) => (name, "it is new, and events were already processed without it"),
-                    };
-                    write!(f, "\n  {name}: {why}")?;
-                    names.push(format!("--rebuild {name}"));
+            StateError::DiskFull { path } => write!(
+                f,
+                "{}: disk full; the last batch was not committed and its replies were not written",
+                path.display()
+            ),
+            StateError::Mismatch { path, reconciliation } => {
+                let unresolved = reconciliation
+                    .models
+                    .iter()
+                    .filter(|m| !m.resolved)
+                    .map(|m| format!("{} ({})", m.name, m.status.word()));
+                let mut what: Vec<String> = unresolved.collect();
+                if !reconciliation.event_id.resolved {
+                    what.insert(0, "the event-id rule".to_owned());
                 }
                 write!(
                     f,
-                    "\nrefusing to run on stale read models; rebuild them from the event log with\n  projector replay --config <CONFIG> --state {} {} <EVENTS.ndjson>",
+                    "{} does not match the configuration: {}",
                     path.display(),
-                    names.join(" ")
+                    what.join(", ")
                 )
             }
-            StateError::UnknownModel { name } => {
-                write!(f, "--rebuild {name}: the configuration declares no read model \"{name}\"")
+            StateError::Request(e) => write!(f, "{e}"),
+            StateError::IncompleteLog {
+                missing,
+                required,
+                models,
+                rekey,
+            } => {
+                let whose = match rekey {
+                    true => "every event the state has processed".to_owned(),
+                    false => format!("the events the state has processed for {}", models.join(", ")),
+                };
+                write!(
+                    f,
+                    "the log lacks {missing} of the {required} events it must hold to rebuild {}: {whose}; nothing was changed. Rebuild from a log that holds them, or pass --allow-incomplete to build from this one anyway (the rebuilt models will lack what those events did)",
+                    models.join(", ")
+                )
             }
             StateError::Sqlite { path, doing, error } => {
                 write!(f, "{}: {doing} failed: {error}", path.display())

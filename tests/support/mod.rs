@@ -111,6 +111,12 @@ impl Run {
         self
     }
 
+    /// Runs in `dir` instead of the repository.
+    pub fn cwd(mut self, dir: &Path) -> Run {
+        self.cwd = dir.to_owned();
+        self
+    }
+
     pub fn stdin(mut self, lines: &[&str]) -> Run {
         for line in lines {
             self.stdin.extend_from_slice(line.as_bytes());
@@ -181,4 +187,160 @@ impl Output {
     pub fn stdout_lines(&self) -> Vec<&str> {
         self.stdout.lines().collect()
     }
+
+    pub fn stdout_has(&self, text: &str) -> &Output {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}; it was:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn stderr_has(&self, text: &str) -> &Output {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}; it was:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// A users-orders stream from the event generator (tests/shared): every
+/// line an envelope, 10% of events delivered twice.
+pub fn generated_events(events: usize, users: usize, seed: u64) -> String {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/shared/gen_events.py"))
+        .args([
+            "--events",
+            &events.to_string(),
+            "--users",
+            &users.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .output()
+        .expect("python3 runs the event generator");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every document of `model` in the state file, read with SQL: key → JSON text.
+pub fn stored_documents(state: &Path, model: &str) -> std::collections::BTreeMap<String, String> {
+    let db =
+        rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut select = db
+        .prepare("SELECT key, doc FROM documents WHERE model = ?1")
+        .unwrap();
+    let rows = select
+        .query_map([model], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows
+}
+
+/// The definition the state holds for `model`, if any.
+pub fn stored_definition(state: &Path, model: &str) -> Option<String> {
+    let db =
+        rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    db.query_row(
+        "SELECT definition FROM models WHERE name = ?1",
+        [model],
+        |r| r.get(0),
+    )
+    .ok()
+}
+
+/// The event ids the state holds as processed (none when it has no schema yet).
+pub fn stored_ids(state: &Path) -> std::collections::HashSet<String> {
+    let Ok(db) =
+        rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Default::default();
+    };
+    let Ok(mut select) = db.prepare("SELECT id FROM processed_events") else {
+        return Default::default();
+    };
+    let ids = select
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    ids
+}
+
+/// `text` with every duration written as `in 0.12 s` turned into `in <t> s`,
+/// so that lines which say how long something took compare exactly.
+pub fn times_masked(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(" in ") {
+        out.push_str(&rest[..at + 4]);
+        rest = &rest[at + 4..];
+        let digits = rest
+            .find(" s")
+            .filter(|end| rest[..*end].chars().all(|c| c.is_ascii_digit() || c == '.'));
+        if let Some(end) = digits.filter(|end| *end > 0) {
+            out.push_str("<t>");
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The users-orders read models, plus a count of applied events per type.
+pub const USERS_ORDERS: &str = r#"
+[[model]]
+name = "user_listing"
+key = "$.payload.id"
+on.UserCreated = { put = { id = "$.payload.id", name = "$.payload.name", email = "$.payload.email" } }
+on.UserUpdated = { merge = { id = "$.payload.id", name = "$.payload.name", email = "$.payload.email" } }
+on.UserDeleted = { delete = true }
+
+[[model]]
+name = "orders"
+key = "$.payload.order_id"
+on.OrderPlaced = { put = { order_id = "$.payload.order_id", user_id = "$.payload.user_id", amount = "$.payload.amount" } }
+
+[[model]]
+name = "user_order_stats"
+key = "$.payload.user_id"
+on.OrderPlaced = { increment = { order_count = 1, total_spent = "$.payload.amount" }, merge = { last_order_id = "$.payload.order_id" } }
+
+[[model]]
+name = "applied_per_type"
+key = "$.type"
+on.UserCreated = { increment = { events = 1 } }
+on.UserUpdated = { increment = { events = 1 } }
+on.UserDeleted = { increment = { events = 1 } }
+on.OrderPlaced = { increment = { events = 1 } }
+"#;
+
+/// One UserCreated event, id e1, for the bundled `projections.toml`.
+pub const CREATED: &str = r#"{"type":"event","msg_id":1,"event":{"type":"UserCreated","id":"e1","payload":{"id":"u1","name":"Ann"}}}"#;
+
+/// `projector replay --config C --dump DUMP LOG`, in memory.
+pub fn replay_in_memory(config: &Path, log: &Path, dump: &Path) {
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    Run::new()
+        .args(&[
+            "replay",
+            "--config",
+            &path(config),
+            "--dump",
+            &path(dump),
+            &path(log),
+        ])
+        .go()
+        .success();
 }

@@ -1,50 +1,67 @@
 //! The SQLite state file behind `--state`.
 //!
-//! Schema (query it with the `sqlite3` shell):
+//! Schema (query it with the `sqlite3` shell, while a projector runs too):
 //!
 //! ```sql
-//! projector_meta(name PRIMARY KEY, value)          -- format, config fingerprint, subscriptions
-//! models(name PRIMARY KEY, definition)             -- each read model's definition when last built
-//! documents(model, key, doc, PRIMARY KEY (model, key))  -- doc is the document as JSON text
-//! processed_events(id)                             -- every event id applied
+//! projector_meta(name PRIMARY KEY, value, sum)   -- format, event_id rule, rows, subscriptions
+//! models(name PRIMARY KEY, definition, sum)      -- each read model's definition when last built
+//! documents(model, key, doc, sum, PRIMARY KEY (model, key))  -- doc is the document as JSON text
+//! processed_events(id, type, sum)                -- every event id applied, and its type
 //! ```
 //!
-//! `processed_events` is read only whole, when a run starts, so it is a
-//! plain table appended to, without an index; files made before hold it as
-//! `(id PRIMARY KEY) WITHOUT ROWID`, which is read and written the same way.
+//! `sum` is each row's checksum ([`super::checksum`]); `projector_meta`'s
+//! `rows` entry holds how many rows each table had at the last commit. Both
+//! are checked when the state is read back. `processed_events` is read only
+//! whole, when a run starts, so it is a plain table appended to, without an
+//! index. The file's header carries the application id "PRJS" and
+//! `user_version` 2.
 //!
-//! The file is opened in WAL mode with `synchronous = FULL` and an exclusive
-//! lock held for the whole run. Events are applied in batches, and each
-//! [`Batch`] (its event ids, the documents it changed, the subscriptions) is
-//! written in one transaction; the server writes a batch's replies only after
-//! that has committed.
+//! The file is opened in WAL mode with `synchronous = FULL`, so other
+//! processes read it while the projector writes; a projector holds an
+//! advisory lock on it for its whole run ([`file`]). Events are applied in
+//! batches, and each [`Batch`] (its event ids, the documents it changed,
+//! the subscriptions, a rebuild's swap) is written in one transaction; the
+//! server writes a batch's replies only after that has committed.
+
+mod file;
+mod load;
 
 use super::batch::Batch;
-use super::{Restored, Stale, StateError};
+use super::checksum;
+use super::reconcile::{Need, Reconciliation, Request, RequestError};
+use super::stored::Stored;
+use super::{Rebuilding, Restored, StateError};
 use crate::dedup::{IdHash, Processed};
+use crate::plan::event_id::EventIdRule;
 use crate::plan::{ModelId, Plan};
 use crate::store::{Document, DocumentStore, MemoryStore};
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
-use std::collections::{HashMap, HashSet};
-use std::io::Read;
+use file::{Found, Lock};
+use load::Rows;
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, ToSql};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const FORMAT: &str = "projector-state 1";
+pub use file::APPLICATION_ID;
+
+const FORMAT: &str = "projector-state 2";
+/// `PRAGMA user_version` of this format.
+const FORMAT_VERSION: i64 = 2;
 
 /// Event ids are inserted this many to a statement.
 const IDS_PER_INSERT: usize = 64;
 
 const SCHEMA: &str = "
-CREATE TABLE projector_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE models (name TEXT PRIMARY KEY, definition TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE projector_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL, sum INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE models (name TEXT PRIMARY KEY, definition TEXT NOT NULL, sum INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE documents (
     model TEXT NOT NULL,
     key TEXT NOT NULL,
     doc TEXT NOT NULL,
+    sum INTEGER NOT NULL,
     PRIMARY KEY (model, key)
 ) WITHOUT ROWID;
-CREATE TABLE processed_events (id TEXT NOT NULL);
+CREATE TABLE processed_events (id TEXT NOT NULL, type TEXT NOT NULL, sum INTEGER NOT NULL);
 ";
 
 const TABLES: &[&str] = &["projector_meta", "models", "documents", "processed_events"];
@@ -53,7 +70,52 @@ pub struct SqliteState {
     conn: Connection,
     path: PathBuf,
     models: Vec<String>,
+    /// Rows per table as of the last commit.
+    rows: Rows,
     crash: CrashPoint,
+    /// What opening decided to write, when it is committed with the first
+    /// batch: a rebuild's swap.
+    opening: Option<Opening>,
+    /// Declared after `conn`, so that it is released after SQLite closes.
+    _lock: Lock,
+}
+
+/// A state opened for a run.
+pub struct Opened {
+    pub state: SqliteState,
+    pub restored: Restored,
+    /// The models to rebuild from a log, if any were asked for.
+    pub rebuilding: Option<Rebuilding>,
+    pub report: Report,
+}
+
+/// What opening a state found and did, for the log.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// No state was at the path: a new one was made.
+    pub created: bool,
+    /// Documents per configured read model, in declaration order.
+    pub documents: Vec<(String, u64)>,
+    pub processed: u64,
+    /// The accepted event types; `None` for all.
+    pub subscriptions: Option<Vec<String>>,
+    /// Removed read models whose documents are dropped (at once, or with
+    /// a rebuild's swap), and how many.
+    pub dropped: Vec<(String, u64)>,
+}
+
+/// What opening a state writes, beyond what it restores.
+#[derive(Debug, Default)]
+struct Opening {
+    dropped: Vec<(String, u64)>,
+    recorded: Vec<(String, String)>,
+    event_id: Option<String>,
+}
+
+impl Opening {
+    fn is_empty(&self) -> bool {
+        self.dropped.is_empty() && self.recorded.is_empty() && self.event_id.is_none()
+    }
 }
 
 /// Fault injection for the crash tests: with `PROJECTOR_TEST_CRASH_AT_STEP=N`
@@ -82,56 +144,154 @@ impl CrashPoint {
     }
 }
 
-/// What opening a state did, beyond restoring it: lines for the log.
-pub type Notes = Vec<String>;
+/// Everything read back from a state, checked.
+struct Read {
+    stored: Stored,
+    rows: Rows,
+}
 
 impl SqliteState {
-    /// Opens (or creates) the state at `path` for `plan`, dropping the
-    /// documents of the models named in `rebuild`. Refuses a file that is not
-    /// a projector state, is damaged, is in use, or holds stale read models.
-    pub fn open(
-        path: &Path,
-        plan: &Plan,
-        rebuild: &[String],
-    ) -> Result<(SqliteState, Restored, Notes), StateError> {
-        for name in rebuild {
-            if plan.model_by_name(name).is_none() {
-                return Err(StateError::UnknownModel { name: name.clone() });
-            }
+    /// Opens (or creates) the state at `path` for `plan`, locked for this
+    /// process, and restores it. Refuses a file that is not a projector
+    /// state, is damaged or in use, and a state that differs from `plan` in
+    /// a way `request` does not resolve. The documents of the models
+    /// `request` rebuilds are not restored: they are rebuilt.
+    pub fn open(path: &Path, plan: &Plan, request: &Request) -> Result<Opened, StateError> {
+        let rebuilt = rebuilt_models(plan, request)?;
+        let (lock, found) = file::open_locked(path, create_schema)?;
+        if found == Found::OtherSqlite {
+            return Err(not_ours(path));
         }
-        check_header(path)?;
-        let conn = Connection::open(path).map_err(sql(path, "opening the state"))?;
-        let models = plan.model_names().map(str::to_owned).collect();
-        let state = SqliteState {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql(path, "opening the state"))?;
+        let mut state = SqliteState {
             conn,
             path: path.to_owned(),
-            models,
+            models: plan.model_names().map(str::to_owned).collect(),
+            rows: Rows::default(),
             crash: CrashPoint::from_env(),
+            opening: None,
+            _lock: lock,
         };
-        // Read-only checks first: nothing is written to a file that turns out
-        // not to be a projector state (switching to WAL rewrites the header).
-        state
-            .conn
-            .busy_timeout(Duration::ZERO)
-            .map_err(sql(path, "configuring the state"))?;
-        let fresh = state.check()?;
         state.configure()?;
-        state.execute("BEGIN IMMEDIATE", "locking the state")?;
-        let opened = state
-            .create_schema(fresh)
-            .and_then(|()| state.reconcile_models(plan, rebuild));
-        let notes = match opened {
-            Ok(notes) => {
-                state.execute("COMMIT", "recording the read-model definitions")?;
-                notes
-            }
-            Err(e) => {
-                let _ = state.conn.execute_batch("ROLLBACK");
-                return Err(e);
-            }
+        check_schema(&state.conn, path)?;
+
+        let configured_rule = plan.event_id_definition();
+        let mut restored = Restored {
+            stores: vec![MemoryStore::default(); plan.model_count()],
+            ..Restored::default()
         };
-        let restored = state.restore(plan)?;
-        Ok((state, restored, notes))
+        let mut required = Processed::default();
+        let mut rekeyed_rule = None;
+        let read = read(
+            &state.conn,
+            path,
+            |meta| {
+                // Found anew: every processed id must be in the log.
+                let stored_rule = meta.get("event_id");
+                let rekey =
+                    request.rebuild_all && stored_rule.is_some_and(|r| *r != configured_rule);
+                if rekey {
+                    rekeyed_rule = stored_rule.cloned();
+                }
+                let types: HashSet<&str> =
+                    rebuilt.iter().flat_map(|m| plan.model_types(*m)).collect();
+                move |ty: &str| rekey || types.contains(ty)
+            },
+            |id, required_type| {
+                let hash = IdHash::of(id);
+                restored.processed.record(hash);
+                if required_type {
+                    required.record(hash);
+                }
+            },
+            |model, key, text| {
+                let Some(id) = plan.model_by_name(model).filter(|id| !rebuilt.contains(id)) else {
+                    return Ok(());
+                };
+                let doc: Document = serde_json::from_str(text).map_err(|e| {
+                    damaged(path, format!("table documents: the document of read model \"{model}\", key \"{key}\" is not a JSON object: {e}"))
+                })?;
+                restored.stores[id.0 as usize].put(key, doc);
+                Ok(())
+            },
+        )?;
+        let old_rule = match rekeyed_rule {
+            None => None,
+            Some(text) => Some(EventIdRule::from_definition(&text).ok_or_else(|| {
+                damaged(
+                    path,
+                    format!("table projector_meta: the event-id rule is not one: {text}"),
+                )
+            })?),
+        };
+        let reconciliation =
+            Reconciliation::new(plan, &read.stored, request).map_err(StateError::Request)?;
+        if !reconciliation.is_resolved() {
+            return Err(StateError::Mismatch {
+                path: path.to_owned(),
+                reconciliation: Box::new(reconciliation),
+            });
+        }
+        state.rows = read.rows;
+        let opening = SqliteState::opening(plan, &reconciliation, &rebuilt);
+        let dropped = opening.dropped.clone();
+        match rebuilt.is_empty() {
+            true => state.commit_opening(&opening)?,
+            // Committed with the rebuild's swap, or not at all.
+            false => state.opening = Some(opening),
+        }
+        restored.subscriptions = read.stored.subscriptions.clone();
+        let report = Report {
+            created: found == Found::Created,
+            documents: plan
+                .model_names()
+                .map(|name| (name.to_owned(), read.stored.documents_of(name)))
+                .collect(),
+            processed: read.stored.processed_total(),
+            subscriptions: read.stored.subscriptions,
+            dropped,
+        };
+        let rebuilding = (!rebuilt.is_empty()).then(|| Rebuilding {
+            models: rebuilt,
+            required,
+            old_rule,
+        });
+        Ok(Opened {
+            state,
+            restored,
+            rebuilding,
+            report,
+        })
+    }
+
+    /// What the state at `path` holds, reading only; `None` when there is
+    /// no file. It may be in use by a running projector.
+    pub fn inspect(path: &Path) -> Result<Option<Stored>, StateError> {
+        match file::open_for_reading(path)? {
+            None => return Ok(None),
+            Some(Found::OtherSqlite) => return Err(not_ours(path)),
+            Some(_) => {}
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql(path, "opening the state"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(sql(path, "opening the state"))?;
+        check_schema(&conn, path)?;
+        let read = read(
+            &conn,
+            path,
+            |_| |_: &str| false,
+            |_, _| {},
+            |_, _, _| Ok(()),
+        )?;
+        Ok(Some(read.stored))
     }
 
     fn execute(&self, sql_text: &str, doing: &'static str) -> Result<(), StateError> {
@@ -143,22 +303,18 @@ impl SqliteState {
     fn configure(&self) -> Result<(), StateError> {
         let conn = &self.conn;
         let path = &self.path;
-        conn.busy_timeout(Duration::ZERO)
+        // Readers never block a writer in WAL mode; a process that writes
+        // to the file (a `sqlite3` shell in a transaction) is waited for.
+        conn.busy_timeout(Duration::from_secs(5))
             .map_err(sql(path, "configuring the state"))?;
-        // 16 KiB pages (SQLite's default is 4 KiB): a batch's inserts split
-        // and rebalance far fewer B-tree pages. This applies only to a new
-        // file; an existing one keeps the page size it was made with.
-        conn.execute_batch("PRAGMA page_size = 16384")
-            .map_err(sql(path, "configuring the state"))?;
-        conn.query_row("PRAGMA locking_mode = EXCLUSIVE", [], |_| Ok(()))
-            .map_err(sql(path, "locking the state"))?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(sql(path, "opening the state"))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StateError::NotAState {
+            return Err(StateError::Sqlite {
                 path: path.clone(),
-                reason: format!("it cannot be switched to WAL mode (journal mode {mode})"),
+                doing: "switching the state to WAL mode",
+                error: rusqlite::Error::InvalidQuery,
             });
         }
         // FULL: a commit reaches the disk before its replies are written, so
@@ -174,202 +330,91 @@ impl SqliteState {
         )
     }
 
-    /// Checks, reading only, that the file is empty (returns true) or a
-    /// sound projector state (false).
-    fn check(&self) -> Result<bool, StateError> {
-        let path = &self.path;
-        let check: String = self
-            .conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(sql(path, "checking the state"))?;
-        if check != "ok" {
-            return Err(StateError::Corrupt {
-                path: path.clone(),
-                detail: check,
-            });
+    /// What opening decided to write: the definitions of models that
+    /// needed only recording, the event-id rule of a new state, and the
+    /// removed models to drop.
+    fn opening(plan: &Plan, reconciliation: &Reconciliation, rebuilt: &[ModelId]) -> Opening {
+        Opening {
+            dropped: reconciliation
+                .dropped()
+                .map(|m| (m.name.clone(), m.documents))
+                .collect(),
+            recorded: reconciliation
+                .models
+                .iter()
+                .filter(|m| m.need == Need::Record)
+                .filter_map(|m| m.id)
+                .filter(|id| !rebuilt.contains(id))
+                .map(|id| (plan.model_name(id).to_owned(), plan.model_definition(id)))
+                .collect(),
+            event_id: (reconciliation.event_id.need == Need::Record)
+                .then(|| plan.event_id_definition()),
         }
-        let tables: HashSet<String> = self
-            .conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-            .map_err(sql(path, "reading the schema"))?;
-        if tables.is_empty() {
-            return Ok(true);
-        }
-        if !tables.contains("projector_meta") {
-            return Err(StateError::NotAState {
-                path: path.clone(),
-                reason: "it is an SQLite database without projector tables".to_owned(),
-            });
-        }
-        let format = self.meta("format")?.unwrap_or_default();
-        if format != FORMAT {
-            return Err(StateError::NotAState {
-                path: path.clone(),
-                reason: format!(
-                    "its format is \"{format}\", and this projector reads \"{FORMAT}\""
-                ),
-            });
-        }
-        if let Some(missing) = TABLES.iter().find(|t| !tables.contains(**t)) {
-            return Err(StateError::Corrupt {
-                path: path.clone(),
-                detail: format!("table {missing} is missing"),
-            });
-        }
-        Ok(false)
     }
 
-    fn create_schema(&self, fresh: bool) -> Result<(), StateError> {
-        if !fresh {
+    /// Commits `opening` in a transaction of its own.
+    fn commit_opening(&mut self, opening: &Opening) -> Result<(), StateError> {
+        if opening.is_empty() {
             return Ok(());
         }
-        self.execute(SCHEMA, "creating the schema")?;
+        self.execute("BEGIN IMMEDIATE", "recording the read-model definitions")?;
+        match self.write_opening(opening) {
+            Ok(()) => self.execute("COMMIT", "recording the read-model definitions"),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn write_opening(&mut self, opening: &Opening) -> Result<(), StateError> {
+        for (name, _) in &opening.dropped {
+            self.conn
+                .execute("DELETE FROM documents WHERE model = ?1", [name])
+                .and_then(|_| {
+                    self.conn
+                        .execute("DELETE FROM models WHERE name = ?1", [name])
+                })
+                .map_err(sql(&self.path, "dropping a removed model"))?;
+            self.rows.documents.remove(name);
+        }
+        for (name, definition) in &opening.recorded {
+            self.put_definition(name, definition)?;
+            self.rows.documents.entry(name.clone()).or_insert(0);
+        }
+        if let Some(rule) = &opening.event_id {
+            self.put_meta("event_id", rule)?;
+        }
+        self.put_meta("rows", &self.rows.to_json())
+    }
+
+    fn put_meta(&self, name: &str, value: &str) -> Result<(), StateError> {
         self.conn
-            .execute(
-                "INSERT INTO projector_meta (name, value) VALUES ('format', ?1)",
-                [FORMAT],
+            .prepare_cached(
+                "INSERT INTO projector_meta (name, value, sum) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, sum = excluded.sum",
             )
+            .and_then(|mut s| s.execute(params![name, value, checksum::row(&[name, value])]))
             .map(drop)
-            .map_err(sql(&self.path, "creating the schema"))
+            .map_err(sql(&self.path, "recording the state's metadata"))
     }
 
-    fn meta(&self, name: &str) -> Result<Option<String>, StateError> {
+    fn put_definition(&self, name: &str, definition: &str) -> Result<(), StateError> {
         self.conn
-            .query_row(
-                "SELECT value FROM projector_meta WHERE name = ?1",
-                [name],
-                |r| r.get(0),
+            .prepare_cached(
+                "INSERT INTO models (name, definition, sum) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, sum = excluded.sum",
             )
-            .optional()
-            .map_err(sql(&self.path, "reading the state's metadata"))
-    }
-
-    fn reconcile_models(&self, plan: &Plan, rebuild: &[String]) -> Result<Notes, StateError> {
-        let path = &self.path;
-        let stored: HashMap<String, String> = self
-            .conn
-            .prepare("SELECT name, definition FROM models")
-            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-            .map_err(sql(path, "reading the model definitions"))?;
-        let processed_any: bool = self
-            .conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM processed_events)", [], |r| {
-                r.get(0)
+            .and_then(|mut s| {
+                s.execute(params![name, definition, checksum::row(&[name, definition])])
             })
-            .map_err(sql(path, "reading the processed events"))?;
-        let mut stale = Vec::new();
-        let mut notes = Vec::new();
-        let mut fingerprint = Fnv::default();
-        for (i, name) in self.models.iter().enumerate() {
-            let definition = plan.model_definition(ModelId(i as u32));
-            fingerprint.write(definition.as_bytes());
-            let rebuilding = rebuild.contains(name);
-            match stored.get(name) {
-                Some(old) if *old == definition && !rebuilding => continue,
-                Some(_) if !rebuilding => stale.push(Stale::Changed(name.clone())),
-                None if processed_any && !rebuilding => stale.push(Stale::Added(name.clone())),
-                _ => {}
-            }
-            if rebuilding {
-                let dropped = self.drop_documents(name)?;
-                notes.push(format!(
-                    "rebuilding read model \"{name}\": dropped {}",
-                    documents(dropped)
-                ));
-            }
-            self.conn
-                .execute(
-                    "INSERT INTO models (name, definition) VALUES (?1, ?2)
-                     ON CONFLICT (name) DO UPDATE SET definition = excluded.definition",
-                    params![name, definition],
-                )
-                .map_err(sql(path, "recording the model definitions"))?;
-        }
-        if !stale.is_empty() {
-            return Err(StateError::StaleModels {
-                path: path.clone(),
-                models: stale,
-            });
-        }
-        let mut gone: Vec<&String> = stored.keys().filter(|n| !self.models.contains(n)).collect();
-        gone.sort();
-        for name in gone {
-            let dropped = self.drop_documents(name)?;
-            self.conn
-                .execute("DELETE FROM models WHERE name = ?1", [name])
-                .map_err(sql(path, "dropping a removed model"))?;
-            notes.push(format!(
-                "read model \"{name}\" is no longer configured: dropped {}",
-                documents(dropped)
-            ));
-        }
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO projector_meta (name, value) VALUES ('config_fingerprint', ?1)",
-                [format!("{:016x}", fingerprint.0)],
-            )
-            .map_err(sql(path, "recording the config fingerprint"))?;
-        Ok(notes)
+            .map(drop)
+            .map_err(sql(&self.path, "recording the model definitions"))
     }
 
-    fn drop_documents(&self, model: &str) -> Result<usize, StateError> {
-        self.conn
-            .execute("DELETE FROM documents WHERE model = ?1", [model])
-            .map_err(sql(&self.path, "dropping documents"))
-    }
-
-    fn restore(&self, plan: &Plan) -> Result<Restored, StateError> {
-        let path = &self.path;
-        let reading = sql(path, "reading the state");
-        let mut stores = vec![MemoryStore::default(); plan.model_count()];
-        let mut docs = self
-            .conn
-            .prepare("SELECT model, key, doc FROM documents")
-            .map_err(&reading)?;
-        let mut rows = docs.query([]).map_err(&reading)?;
-        while let Some(row) = rows.next().map_err(&reading)? {
-            let model: String = row.get(0).map_err(&reading)?;
-            let key: String = row.get(1).map_err(&reading)?;
-            let text: String = row.get(2).map_err(&reading)?;
-            let Some(id) = plan.model_by_name(&model) else {
-                continue;
-            };
-            let doc: Document = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
-                path: path.clone(),
-                detail: format!("document {model}/{key} is not a JSON object: {e}"),
-            })?;
-            stores[id.0 as usize].put(&key, doc);
-        }
-        let mut processed = Processed::default();
-        let mut ids = self
-            .conn
-            .prepare("SELECT id FROM processed_events")
-            .map_err(&reading)?;
-        let mut rows = ids.query([]).map_err(&reading)?;
-        while let Some(row) = rows.next().map_err(&reading)? {
-            processed.record(IdHash::of(&row.get::<_, String>(0).map_err(&reading)?));
-        }
-        let subscriptions = match self.meta("subscriptions")? {
-            Some(text) => Some(
-                serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
-                    path: path.clone(),
-                    detail: format!("the stored subscriptions are not a list of names: {e}"),
-                })?,
-            ),
-            None => None,
-        };
-        Ok(Restored {
-            stores,
-            processed,
-            subscriptions,
-        })
-    }
-}
-
-impl SqliteState {
     /// Commits `batch` in one transaction: its event ids, its documents
-    /// (written, or deleted when gone) and its subscriptions.
+    /// (written, or deleted when gone), its subscriptions, a rebuild's swap
+    /// and the row counts.
     pub fn write(&mut self, batch: &Batch) -> Result<(), StateError> {
         self.crash.step();
         self.execute("BEGIN IMMEDIATE", "starting a transaction")?;
@@ -386,34 +431,105 @@ impl SqliteState {
     }
 
     fn write_batch(&mut self, batch: &Batch) -> Result<(), StateError> {
+        if let Some(opening) = self.opening.take() {
+            self.write_opening(&opening)?;
+        }
+        if let Some(swap) = &batch.swap {
+            self.crash.step();
+            let clearing = sql(&self.path, "clearing the rebuilt read models");
+            if swap.event_id.is_some() {
+                self.conn
+                    .execute("DELETE FROM processed_events", [])
+                    .map_err(&clearing)?;
+            }
+            for (model, _) in &swap.models {
+                self.conn
+                    .execute(
+                        "DELETE FROM documents WHERE model = ?1",
+                        [&self.models[model.0 as usize]],
+                    )
+                    .map_err(&clearing)?;
+            }
+        }
+        self.write_ids(batch)?;
+        self.write_documents(batch)?;
+        if let Some(swap) = &batch.swap {
+            for (model, definition) in &swap.models {
+                self.put_definition(&self.models[model.0 as usize], definition)?;
+            }
+            if let Some(rule) = &swap.event_id {
+                self.put_meta("event_id", rule)?;
+            }
+        }
+        match &batch.subscriptions {
+            None => {}
+            Some(Some(names)) => {
+                let names = serde_json::to_string(names).expect("strings serialize");
+                self.put_meta("subscriptions", &names)?;
+            }
+            Some(None) => {
+                self.conn
+                    .execute(
+                        "DELETE FROM projector_meta WHERE name = 'subscriptions'",
+                        [],
+                    )
+                    .map_err(sql(&self.path, "recording the subscriptions"))?;
+            }
+        }
+        let mut rows = self.rows.clone();
+        for (name, n) in self.models.iter().zip(&batch.totals.documents) {
+            rows.documents.insert(name.clone(), *n);
+        }
+        rows.processed = batch.totals.processed;
+        self.put_meta("rows", &rows.to_json())?;
+        self.rows = rows;
+        Ok(())
+    }
+
+    fn write_ids(&mut self, batch: &Batch) -> Result<(), StateError> {
         let conn = &self.conn;
         let crash = &mut self.crash;
         let recording = sql(&self.path, "recording an event id");
-        let ids: Vec<&str> = batch.ids().collect();
+        let ids: Vec<(&str, &str)> = batch.ids().collect();
         let mut many = conn
             .prepare_cached(&format!(
-                "INSERT OR IGNORE INTO processed_events (id) VALUES {}",
-                vec!["(?)"; IDS_PER_INSERT].join(", ")
+                "INSERT INTO processed_events (id, type, sum) VALUES {}",
+                vec!["(?, ?, ?)"; IDS_PER_INSERT].join(", ")
             ))
             .map_err(&recording)?;
         let mut chunks = ids.chunks_exact(IDS_PER_INSERT);
+        let mut sums = [0i64; IDS_PER_INSERT];
         for chunk in &mut chunks {
             crash.step();
-            many.execute(rusqlite::params_from_iter(chunk))
-                .map_err(&recording)?;
+            for ((id, ty), sum) in chunk.iter().zip(&mut sums) {
+                *sum = checksum::row(&[id, ty]);
+            }
+            let values: Vec<&dyn ToSql> = chunk
+                .iter()
+                .zip(&sums)
+                .flat_map(|((id, ty), sum)| [id as &dyn ToSql, ty, sum])
+                .collect();
+            many.execute(&*values).map_err(&recording)?;
         }
         let mut one = conn
-            .prepare_cached("INSERT OR IGNORE INTO processed_events (id) VALUES (?1)")
+            .prepare_cached("INSERT INTO processed_events (id, type, sum) VALUES (?1, ?2, ?3)")
             .map_err(&recording)?;
-        for id in chunks.remainder() {
+        for (id, ty) in chunks.remainder() {
             crash.step();
-            one.execute([id]).map_err(&recording)?;
+            one.execute(params![id, ty, checksum::row(&[id, ty])])
+                .map_err(&recording)?;
         }
+        Ok(())
+    }
+
+    fn write_documents(&mut self, batch: &Batch) -> Result<(), StateError> {
+        let conn = &self.conn;
+        let crash = &mut self.crash;
         let writing = sql(&self.path, "writing documents");
         let mut upsert = conn
             .prepare_cached(
-                "INSERT INTO documents (model, key, doc) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (model, key) DO UPDATE SET doc = excluded.doc",
+                "INSERT INTO documents (model, key, doc, sum) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (model, key) DO UPDATE SET doc = excluded.doc, sum = excluded.sum",
             )
             .map_err(&writing)?;
         let mut delete = conn
@@ -423,59 +539,243 @@ impl SqliteState {
             crash.step();
             let name = &self.models[model.0 as usize];
             match text {
-                Some(text) => upsert.execute(params![name, key, text]),
+                Some(text) => {
+                    upsert.execute(params![name, key, text, checksum::row(&[name, key, text])])
+                }
                 None => delete.execute(params![name, key]),
             }
             .map_err(&writing)?;
         }
-        let result = match &batch.subscriptions {
-            None => return Ok(()),
-            Some(Some(names)) => conn.execute(
-                "INSERT OR REPLACE INTO projector_meta (name, value) VALUES ('subscriptions', ?1)",
-                [serde_json::to_string(names).expect("strings serialize")],
-            ),
-            Some(None) => conn.execute(
-                "DELETE FROM projector_meta WHERE name = 'subscriptions'",
-                [],
-            ),
-        };
-        result
-            .map(drop)
-            .map_err(sql(&self.path, "recording the subscriptions"))
+        Ok(())
     }
 }
 
-fn documents(n: usize) -> String {
-    format!("{n} document{}", if n == 1 { "" } else { "s" })
+/// The models `request` rebuilds; an unknown one is refused.
+fn rebuilt_models(plan: &Plan, request: &Request) -> Result<Vec<ModelId>, StateError> {
+    if request.rebuild_all {
+        return Ok((0..plan.model_count() as u32).map(ModelId).collect());
+    }
+    let mut models = Vec::new();
+    for name in &request.rebuild {
+        match plan.model_by_name(name) {
+            Some(id) if !models.contains(&id) => models.push(id),
+            Some(_) => {}
+            None => {
+                return Err(StateError::Request(RequestError::UnknownModel(
+                    name.clone(),
+                )))
+            }
+        }
+    }
+    Ok(models)
 }
 
-/// Refuses, before SQLite touches it, a non-empty file that is not an SQLite database.
-fn check_header(path: &Path) -> Result<(), StateError> {
-    let mut header = Vec::with_capacity(16);
-    match std::fs::File::open(path) {
-        Ok(file) => {
-            file.take(16)
-                .read_to_end(&mut header)
-                .map_err(|e| StateError::NotAState {
-                    path: path.to_owned(),
-                    reason: format!("it cannot be read: {e}"),
-                })?;
+/// Reads a state back in one read transaction, every row checked: hands
+/// each processed id to `id` (with whether `required` holds its type, the
+/// predicate made from the metadata) and each document to `document`.
+fn read<K: Fn(&str) -> bool>(
+    conn: &Connection,
+    path: &Path,
+    required: impl FnOnce(&BTreeMap<String, String>) -> K,
+    mut id: impl FnMut(&str, bool),
+    document: impl FnMut(&str, &str, &str) -> Result<(), StateError>,
+) -> Result<Read, StateError> {
+    conn.execute_batch("BEGIN")
+        .map_err(read_failed(path, "projector_meta"))?;
+    let read = (|| {
+        let meta = load::meta(conn, path)?;
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(damaged(
+                path,
+                format!(
+                    "table projector_meta: the format is {:?}, and this projector reads \"{FORMAT}\"",
+                    meta.get("format")
+                ),
+            ));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
+        let rows = load::committed_rows(&meta, path)?;
+        let definitions = load::definitions(conn, path)?;
+        let required = required(&meta);
+        let mut types: BTreeMap<String, bool> = BTreeMap::new();
+        let processed = load::processed(conn, path, |event, ty| {
+            let is_required = match types.get(ty) {
+                Some(r) => *r,
+                None => *types.entry(ty.to_owned()).or_insert(required(ty)),
+            };
+            id(event, is_required);
+        })?;
+        let documents = load::documents(conn, path, document)?;
+        load::check_counts(path, &rows, &documents, processed.values().sum())?;
+        let subscriptions = match meta.get("subscriptions") {
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                damaged(
+                    path,
+                    format!("table projector_meta: the subscriptions are not a list of names: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        Ok(Read {
+            stored: Stored {
+                event_id: meta.get("event_id").cloned(),
+                definitions,
+                documents,
+                processed,
+                subscriptions,
+            },
+            rows,
+        })
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    read
+}
+
+/// Writes a new state's schema into the file at `temp`, and leaves it
+/// closed, in WAL mode.
+fn create_schema(temp: &Path) -> Result<(), StateError> {
+    let failed = |e| creating(temp, e);
+    let conn = Connection::open(temp).map_err(failed)?;
+    // 16 KiB pages (SQLite's default is 4 KiB): a batch's inserts split
+    // and rebalance far fewer B-tree pages.
+    conn.execute_batch("PRAGMA page_size = 16384")
+        .map_err(failed)?;
+    let rows = Rows::default().to_json();
+    conn.execute_batch(&format!(
+        "BEGIN;
+         PRAGMA application_id = {APPLICATION_ID};
+         PRAGMA user_version = {FORMAT_VERSION};
+         {SCHEMA}
+         COMMIT;"
+    ))
+    .map_err(failed)?;
+    for (name, value) in [("format", FORMAT), ("rows", &rows)] {
+        conn.execute(
+            "INSERT INTO projector_meta (name, value, sum) VALUES (?1, ?2, ?3)",
+            params![name, value, checksum::row(&[name, value])],
+        )
+        .map_err(failed)?;
+    }
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(failed)?;
+    debug_assert_eq!(mode, "wal");
+    conn.close().map_err(|(_, e)| failed(e))
+}
+
+fn creating(temp: &Path, error: rusqlite::Error) -> StateError {
+    let path = temp.to_owned();
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => StateError::DiskFull { path },
+        _ => StateError::Sqlite {
+            path,
+            doing: "creating the state",
+            error,
+        },
+    }
+}
+
+/// Checks, reading only, that the schema is a projector state's: its
+/// format version, its tables, nothing that is not ours (an index on our
+/// tables is allowed), and that SQLite finds its pages sound.
+fn check_schema(conn: &Connection, path: &Path) -> Result<(), StateError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(read_failed(path, "the header"))?;
+    if version != FORMAT_VERSION {
+        return Err(StateError::NotAState {
+            path: path.to_owned(),
+            reason: format!(
+                "its format is version {version}, and this projector reads version {FORMAT_VERSION}"
+            ),
+        });
+    }
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(read_failed(path, "the database"))?;
+    if check != "ok" {
+        return Err(damaged(path, format!("SQLite's quick_check: {check}")));
+    }
+    let objects: Vec<(String, String, String)> = conn
+        .prepare("SELECT type, name, tbl_name FROM sqlite_master")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .map_err(read_failed(path, "the schema"))?;
+    for (kind, name, table) in &objects {
+        let ours = match kind.as_str() {
+            "table" => TABLES.contains(&name.as_str()) || name.starts_with("sqlite_"),
+            "index" => TABLES.contains(&table.as_str()),
+            _ => false,
+        };
+        if !ours {
             return Err(StateError::NotAState {
                 path: path.to_owned(),
-                reason: format!("it cannot be opened: {e}"),
-            })
+                reason: format!("it holds {kind} \"{name}\", which a projector state does not"),
+            });
         }
     }
-    if header.is_empty() || header == b"SQLite format 3\0" {
-        return Ok(());
+    if let Some(missing) = TABLES.iter().find(|t| {
+        !objects
+            .iter()
+            .any(|(kind, name, _)| kind == "table" && name == *t)
+    }) {
+        return Err(damaged(path, format!("table {missing} is missing")));
     }
-    Err(StateError::NotAState {
-        path: path.to_owned(),
-        reason: "it is not an SQLite database".to_owned(),
+    Ok(())
+}
+
+/// The refusal of an SQLite file without our application id: looking
+/// inside, reading only, says whether an earlier projector wrote it.
+fn not_ours(path: &Path) -> StateError {
+    let format: Option<String> = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|c| {
+        c.query_row(
+            "SELECT value FROM projector_meta WHERE name = 'format'",
+            [],
+            |r| r.get(0),
+        )
     })
+    .ok();
+    let reason = match format.as_deref() {
+        Some("projector-state 1") => "it was written by an earlier projector (format 1), whose rows carry no checksums; build a new state from the event log: projector replay --config <CONFIG> --state <NEW STATE> <EVENTS.ndjson>".to_owned(),
+        _ => "it is an SQLite database that a projector did not make".to_owned(),
+    };
+    StateError::NotAState {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+fn damaged(path: &Path, detail: String) -> StateError {
+    StateError::Damaged {
+        path: path.to_owned(),
+        detail,
+    }
+}
+
+/// Maps an SQLite error while reading `what` back: anything but a lock, a
+/// full disk or running out of memory means the file is damaged.
+fn read_failed<'p>(path: &'p Path, what: &'p str) -> impl Fn(rusqlite::Error) -> StateError + 'p {
+    move |error| match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StateError::Locked {
+            path: path.to_owned(),
+        },
+        Some(ErrorCode::DiskFull) => StateError::DiskFull {
+            path: path.to_owned(),
+        },
+        Some(ErrorCode::OutOfMemory | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            StateError::Sqlite {
+                path: path.to_owned(),
+                doing: "reading the state",
+                error,
+            }
+        }
+        _ => damaged(path, format!("reading {what}: {error}")),
+    }
 }
 
 /// Maps an SQLite error to what it means for a state file.
@@ -486,33 +786,12 @@ fn sql<'p>(path: &'p Path, doing: &'static str) -> impl Fn(rusqlite::Error) -> S
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 StateError::Locked { path }
             }
-            Some(ErrorCode::NotADatabase) => StateError::NotAState {
+            Some(ErrorCode::DiskFull) => StateError::DiskFull { path },
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StateError::Damaged {
                 path,
-                reason: "it is not an SQLite database".to_owned(),
-            },
-            Some(ErrorCode::DatabaseCorrupt) => StateError::Corrupt {
-                path,
-                detail: error.to_string(),
+                detail: format!("{doing}: {error}"),
             },
             _ => StateError::Sqlite { path, doing, error },
-        }
-    }
-}
-
-/// FNV-1a, 64 bits: a fingerprint that stays the same across builds.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
     }
 }

@@ -1,0 +1,202 @@
+//! The `projector` command: one file per subcommand, and what they share:
+//! reading the configuration, printing diagnostics, opening the state.
+//! Only this module prints and chooses exit codes.
+
+mod plan;
+mod replay;
+mod run;
+mod signals;
+mod state;
+mod test;
+mod validate;
+
+use clap::{Parser, Subcommand};
+use projector::diag::{Diagnostic, SourceMap};
+use projector::plan::Plan;
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// The configuration bundled with the binary, used in memory when no
+/// `--config` is given and there is no `./projections.toml`.
+const BUNDLED_CONFIG: &str = include_str!("../../projections.toml");
+const DEFAULT_CONFIG: &str = "projections.toml";
+
+/// sysexits.h EX_USAGE: the command line is wrong.
+const EX_USAGE: u8 = 64;
+/// sysexits.h EX_CONFIG: the configuration is invalid or unreadable.
+const EX_CONFIG: u8 = 78;
+/// sysexits.h EX_IOERR: reading input or writing replies failed.
+const EX_IOERR: u8 = 74;
+
+#[derive(Parser)]
+#[command(
+    name = "projector",
+    version,
+    about = "A configuration-driven CQRS projector",
+    long_about = "A configuration-driven CQRS projector.\n\n\
+        Reads event-bus messages as JSON lines on stdin, applies each event to the read \
+        models declared in projections.toml, skips events whose id was already processed, \
+        and writes one JSON reply line per message on stdout. Logs go to stderr.\n\n\
+        Messages: init, subscribe, unsubscribe, event, query. Without a subcommand, \
+        `projector` is `projector run`. With --state, read models, processed event ids and \
+        subscriptions persist in an SQLite file, and a reply is written only once what it \
+        reports is committed. SIGTERM or SIGINT stops reading, answers what was read, \
+        commits and exits 0.",
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit status: 0 on success; 78 when a configuration is invalid or unreadable, \
+        or differs from what a state was built by; 65 when a state file is not a projector \
+        state or is damaged; 75 when it is in use by another projector; 74 when input, output \
+        or the state fails (a full disk too); 64 for a wrong command line."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: run::RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the stdio protocol (the default).
+    Run(run::RunArgs),
+    /// Check configurations without running: report every problem with file:line:col.
+    Validate(validate::ValidateArgs),
+    /// Apply an event log (the lines `run` takes on stdin) to a state, e.g. to rebuild read models.
+    Replay(replay::ReplayArgs),
+    /// Show what starting with a configuration would do to a state: models to rebuild, backfill or drop.
+    Plan(plan::PlanArgs),
+    /// Run the [[tests]] declared in a configuration: events in, documents expected out.
+    Test(test::TestArgs),
+}
+
+/// How a subcommand prints what it reports.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return match usage {
+                true => ExitCode::from(EX_USAGE),
+                false => ExitCode::SUCCESS,
+            };
+        }
+    };
+    match cli.command {
+        Some(Command::Validate(args)) => validate::validate(&args),
+        Some(Command::Run(args)) => run::run(&args),
+        Some(Command::Replay(args)) => replay::replay(&args),
+        Some(Command::Plan(args)) => plan::plan(&args),
+        Some(Command::Test(args)) => test::test(&args),
+        None => run::run(&cli.run),
+    }
+}
+
+/// Writes a line to stderr. A log that cannot be written is no reason to stop.
+fn log(line: &str) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
+/// A configuration's name (for messages) and text. Without a path,
+/// `./projections.toml`, or the bundled configuration where there is none
+/// and `bundled` allows it.
+fn read_config(path: Option<&Path>, bundled: bool) -> Result<(String, String), String> {
+    let (name, bytes) = match path {
+        Some(path) => (path.display().to_string(), std::fs::read(path)),
+        None => match std::fs::read(DEFAULT_CONFIG) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && bundled => {
+                log(&format!(
+                    "projector: no ./{DEFAULT_CONFIG}; using the bundled configuration"
+                ));
+                return Ok((
+                    format!("<bundled {DEFAULT_CONFIG}>"),
+                    BUNDLED_CONFIG.to_owned(),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "no --config given, and there is no ./{DEFAULT_CONFIG}; a state is only ever opened with a configuration named for it (the bundled one is for runs in memory)"
+                ))
+            }
+            read => (DEFAULT_CONFIG.to_owned(), read),
+        },
+    };
+    let bytes = bytes.map_err(|e| format!("cannot read {name}: {e}"))?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok((name, text)),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes());
+            let place = SourceMap::new(&text).place(at);
+            Err(format!(
+                "{name}:{}:{}: the file is not valid UTF-8 (byte {at})",
+                place.line, place.column
+            ))
+        }
+    }
+}
+
+fn print_diagnostics(name: &str, text: &str, diags: &[Diagnostic]) {
+    let map = SourceMap::new(text);
+    let mut err = io::BufWriter::new(io::stderr().lock());
+    for d in diags {
+        let _ = write!(err, "{}", d.render(name, &map));
+    }
+    let _ = err.flush();
+}
+
+/// A configuration, read and compiled.
+struct Loaded {
+    plan: Plan,
+    /// How to name it in a command line: as given, or the default file.
+    name: String,
+}
+
+/// Reads and compiles the configuration, printing its diagnostics; the
+/// bundled one stands in for a missing `./projections.toml` only when
+/// `bundled` allows it.
+fn load_plan(path: Option<&Path>, bundled: bool) -> Result<Loaded, ExitCode> {
+    let (name, text) = read_config(path, bundled).map_err(|e| {
+        log(&format!("projector: {e}"));
+        ExitCode::from(EX_CONFIG)
+    })?;
+    match projector::load(&text) {
+        Ok((plan, warnings)) => {
+            print_diagnostics(&name, &text, &warnings);
+            Ok(Loaded { plan, name })
+        }
+        Err(diags) => {
+            print_diagnostics(&name, &text, &diags);
+            log(&format!("projector: {name} is invalid; not starting"));
+            Err(ExitCode::from(EX_CONFIG))
+        }
+    }
+}
+
+/// A word of a command line, quoted for a POSIX shell where it needs it.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:@%+=,".contains(&b));
+    match plain {
+        true => word.to_owned(),
+        false => format!("'{}'", word.replace('\'', r"'\''")),
+    }
+}
+
+fn path_word(path: &Path) -> String {
+    shell_word(&path.display().to_string())
+}
+
+fn plural(n: impl Into<u64>, word: &str) -> String {
+    let n = n.into();
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}

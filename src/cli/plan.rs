@@ -1,0 +1,341 @@
+//! `projector plan`: what starting with a configuration would do to a
+//! state, like a migration plan. Per read model: unchanged, changed (needs a
+//! rebuild), new (needs a backfill when events of its types were already
+//! processed), removed (its documents would be dropped); and whether the
+//! event-id rule changed. Each difference comes with the command that
+//! resolves it. The same lines explain why `run` and `replay` refuse a
+//! state.
+//!
+//! Exit status: 0 when nothing needs doing, 2 when something does, 78 for
+//! an invalid configuration, and a state's own (65, 74) when it cannot be
+//! read.
+
+use super::{load_plan, log, path_word, plural, shell_word, Format};
+use clap::Args;
+use projector::state::reconcile::{ModelPlan, Need, Reconciliation, Request, RulePlan, Status};
+use projector::state::sqlite::SqliteState;
+use serde_json::{json, Value};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit status when something needs doing.
+const NEEDS_ACTION: u8 = 2;
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// The configuration. Default: ./projections.toml.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The SQLite state to compare it with. It is only read, and may be in use by a running projector.
+    #[arg(long, value_name = "PATH")]
+    state: PathBuf,
+    /// `human` (aligned lines, with commands) or `json` (one object on stdout).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+pub fn plan(args: &PlanArgs) -> ExitCode {
+    let config = match load_plan(args.config.as_deref(), false) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let commands = Commands::new(&config.name, &args.state);
+    let stored = match SqliteState::inspect(&args.state) {
+        Ok(stored) => stored,
+        Err(e) => {
+            log(&format!("projector: {e}"));
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let Some(stored) = stored else {
+        let text = format!(
+            "There is no state at {}: `{}` creates it, with {}. Nothing to do.",
+            args.state.display(),
+            commands.run(&[]),
+            plural(config.plan.model_count() as u64, "read model")
+        );
+        let report = json!({
+            "state": args.state.display().to_string(),
+            "config": config.name,
+            "exists": false,
+            "needs_action": false,
+            "event_id": null,
+            "models": [],
+            "command": null,
+        });
+        print(args.format, &text, &report);
+        return ExitCode::SUCCESS;
+    };
+    let reconciliation = Reconciliation::new(&config.plan, &stored, &Request::default())
+        .expect("a plan without flags names no model");
+    let mut text = format!(
+        "Plan for the state {} with {}:\n",
+        args.state.display(),
+        config.name
+    );
+    text.push_str(&lines(&reconciliation, &commands, false));
+    let all = commands.all(&reconciliation);
+    match &all {
+        None => text.push_str("Nothing to do: `projector run` starts on this state as it is."),
+        Some(all) => {
+            let n = reconciliation
+                .models
+                .iter()
+                .filter(|m| m.need.is_action())
+                .count()
+                + usize::from(reconciliation.event_id.need.is_action());
+            text.push_str(&format!(
+                "{} before `projector run` starts on this state. All at once:\n  {all}",
+                match n {
+                    1 => "1 difference needs a command".to_owned(),
+                    n => format!("{n} differences need a command"),
+                }
+            ));
+        }
+    }
+    let report = json!({
+        "state": args.state.display().to_string(),
+        "config": config.name,
+        "exists": true,
+        "needs_action": reconciliation.needs_action(),
+        "event_id": rule_json(&reconciliation.event_id, &commands),
+        "models": reconciliation.models.iter().map(|m| model_json(m, &commands)).collect::<Vec<_>>(),
+        "command": all,
+    });
+    print(args.format, &text, &report);
+    match reconciliation.needs_action() {
+        true => ExitCode::from(NEEDS_ACTION),
+        false => ExitCode::SUCCESS,
+    }
+}
+
+fn print(format: Format, text: &str, report: &Value) {
+    let mut out = io::stdout().lock();
+    // A closed stdout does not change the verdict, which the exit code carries.
+    let _ = match format {
+        Format::Human => writeln!(out, "{text}"),
+        Format::Json => writeln!(out, "{report}"),
+    };
+}
+
+/// Why `run` or `replay` refuses a state: the differences left unresolved,
+/// and the command that resolves them.
+pub fn refusal(reconciliation: &Reconciliation, config: &str, state: &Path) -> String {
+    let commands = Commands::new(config, state);
+    let mut text = format!(
+        "projector: {} was built by rules other than {config} declares; nothing was changed, and nothing runs until this is resolved:\n",
+        state.display()
+    );
+    text.push_str(&lines(reconciliation, &commands, true));
+    if let Some(all) = commands.all(reconciliation) {
+        text.push_str(&format!("All at once:\n  {all}\n"));
+    }
+    text.push_str(&format!(
+        "(`projector plan --config {} --state {}` shows the whole plan.)",
+        commands.config, commands.state
+    ));
+    text
+}
+
+/// A line per difference (per model and the event-id rule), each followed
+/// by the command that resolves it; only the unresolved ones when
+/// `unresolved`.
+fn lines(r: &Reconciliation, commands: &Commands, unresolved: bool) -> String {
+    let width = r
+        .models
+        .iter()
+        .map(|m| m.name.chars().count())
+        .chain([EVENT_IDS.len()])
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    let mut line = |name: &str, status: Status, text: String, command: Option<String>| {
+        out.push_str(&format!("  {name:<width$}  {:<9}  {text}\n", status.word()));
+        if let Some(command) = command {
+            out.push_str(&format!("  {:<width$}  {:<9}  {command}\n", "", ""));
+        }
+    };
+    let rule = &r.event_id;
+    if !(unresolved && rule.resolved) {
+        line(
+            EVENT_IDS,
+            rule.status,
+            rule_text(rule),
+            rule_command(rule, commands),
+        );
+    }
+    for m in r.models.iter().filter(|m| !(unresolved && m.resolved)) {
+        line(
+            &m.name,
+            m.status,
+            model_text(m, rule),
+            model_command(m, commands),
+        );
+    }
+    out
+}
+
+const EVENT_IDS: &str = "event ids";
+
+fn rule_text(rule: &RulePlan) -> String {
+    let configured = describe_rule(&rule.configured);
+    let stored = rule
+        .stored
+        .as_deref()
+        .map(describe_rule)
+        .unwrap_or_default();
+    match (rule.status, rule.need) {
+        (Status::Changed, Need::Rebuild) => format!(
+            "processed event ids ({}) were found as {stored}; found as {configured} they would all be new: rebuild every read model from the event log, finding the ids anew",
+            rule.processed
+        ),
+        (Status::Changed, _) => format!(
+            "found as {configured} (was {stored}); no event was processed yet: recorded at start"
+        ),
+        (Status::New, _) => format!("found as {configured}: recorded at start"),
+        _ => format!("found as {configured}"),
+    }
+}
+
+fn model_text(m: &ModelPlan, rule: &RulePlan) -> String {
+    let documents = plural(m.documents, "document");
+    let processed = plural(m.processed, "processed event");
+    match (m.status, m.need) {
+        (Status::Unchanged, Need::Nothing) => documents,
+        (_, Need::Rebuild) if rule.need == Need::Rebuild && m.status != Status::Changed => {
+            format!("{documents}: rebuilt with every model, since the event-id rule changed")
+        }
+        (Status::Changed, Need::Rebuild) => format!(
+            "{documents}, built by another definition: rebuild it from the event log"
+        ),
+        (Status::Changed, _) => {
+            "no documents, and no processed events of its types: the new definition is recorded at start"
+                .to_owned()
+        }
+        (Status::New, Need::Backfill) => format!(
+            "{processed} of its types came before it: backfill it from the event log"
+        ),
+        (Status::New, _) => "no processed events of its types: it starts empty".to_owned(),
+        (Status::Removed, _) => format!(
+            "no longer configured; its {documents} would be dropped: drop them explicitly"
+        ),
+        (Status::Unchanged, _) => documents,
+    }
+}
+
+/// An event-id rule's canonical text, as a reader would say it.
+fn describe_rule(text: &str) -> String {
+    let Ok(rule) = serde_json::from_str::<Value>(text) else {
+        return text.to_owned();
+    };
+    let path = rule["path"].as_str().unwrap_or("?");
+    match &rule["derive"] {
+        Value::Object(d) => format!(
+            "{path}, else derived from {} (/{}/ -> {})",
+            d.get("from").and_then(Value::as_str).unwrap_or("?"),
+            d.get("pattern").and_then(Value::as_str).unwrap_or("?"),
+            d.get("template").and_then(Value::as_str).unwrap_or("?"),
+        ),
+        _ => path.to_owned(),
+    }
+}
+
+fn rule_command(rule: &RulePlan, commands: &Commands) -> Option<String> {
+    (rule.need == Need::Rebuild).then(|| commands.replay("--rebuild-all".to_owned()))
+}
+
+fn model_command(m: &ModelPlan, commands: &Commands) -> Option<String> {
+    match m.need {
+        Need::Rebuild if m.status != Status::Changed => None,
+        Need::Rebuild | Need::Backfill => {
+            Some(commands.replay(format!("--rebuild {}", shell_word(&m.name))))
+        }
+        Need::Drop => Some(commands.run(&[&m.name])),
+        Need::Nothing | Need::Record => None,
+    }
+}
+
+fn rule_json(rule: &RulePlan, commands: &Commands) -> Value {
+    let parsed = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    json!({
+        "status": rule.status.word(),
+        "need": rule.need.word(),
+        "stored": rule.stored.as_deref().map(parsed),
+        "configured": parsed(&rule.configured),
+        "processed_events": rule.processed,
+        "command": rule_command(rule, commands),
+    })
+}
+
+fn model_json(m: &ModelPlan, commands: &Commands) -> Value {
+    json!({
+        "name": m.name,
+        "status": m.status.word(),
+        "need": m.need.word(),
+        "documents": m.documents,
+        "processed_events": m.processed,
+        "command": model_command(m, commands),
+    })
+}
+
+/// Command lines for one configuration and state, ready to paste.
+struct Commands {
+    config: String,
+    state: String,
+}
+
+impl Commands {
+    fn new(config: &str, state: &Path) -> Commands {
+        Commands {
+            config: shell_word(config),
+            state: path_word(state),
+        }
+    }
+
+    fn run(&self, drop: &[&str]) -> String {
+        let mut command = format!(
+            "projector run --config {} --state {}",
+            self.config, self.state
+        );
+        for name in drop {
+            command.push_str(&format!(" --drop {}", shell_word(name)));
+        }
+        command
+    }
+
+    fn replay(&self, flags: String) -> String {
+        format!(
+            "projector replay --config {} --state {} {flags} <EVENTS.ndjson>",
+            self.config, self.state
+        )
+    }
+
+    /// One command that resolves every difference, when any needs one.
+    fn all(&self, r: &Reconciliation) -> Option<String> {
+        let drops: Vec<&str> = r
+            .models
+            .iter()
+            .filter(|m| m.need == Need::Drop)
+            .map(|m| m.name.as_str())
+            .collect();
+        let mut flags: Vec<String> = match r.event_id.need {
+            Need::Rebuild => vec!["--rebuild-all".to_owned()],
+            _ => r
+                .models
+                .iter()
+                .filter(|m| matches!(m.need, Need::Rebuild | Need::Backfill))
+                .map(|m| format!("--rebuild {}", shell_word(&m.name)))
+                .collect(),
+        };
+        if flags.is_empty() {
+            return (!drops.is_empty()).then(|| self.run(&drops));
+        }
+        flags.extend(
+            drops
+                .iter()
+                .map(|name| format!("--drop {}", shell_word(name))),
+        );
+        Some(self.replay(flags.join(" ")))
+    }
+}

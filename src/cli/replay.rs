@@ -1,0 +1,203 @@
+//! `projector replay`: apply an event log to a state, and rebuild read
+//! models from it.
+//!
+//! A rebuild takes two passes over the log. The first applies the events
+//! the state already processed to the rebuilt models alone, in memory, and
+//! swaps them in at its end, in one transaction, once the log is found to
+//! hold every event it must. The second applies the events the state had
+//! not processed to every model, as a plain replay does, in batches.
+
+use super::signals::{self, Stop};
+use super::state::{finish, open_engine, refused};
+use super::{load_plan, log, path_word, plural, EX_IOERR};
+use clap::Args;
+use projector::engine::Engine;
+use projector::input::Stoppable;
+use projector::server::{self, Options, ReplayCounts, ServeError, DEFAULT_MAX_LINE_BYTES};
+use projector::state::reconcile::Request;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// The configuration. Default: ./projections.toml; without --state, the bundled one when that
+    /// file does not exist.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The SQLite state to apply the log to (created if absent). Without it, the replay runs in memory.
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+    /// Rebuild this read model from the log, beside the stored one, and swap it in at the end of
+    /// the log: events the state already processed are applied to it alone, once per id; events
+    /// it had not, to every model. Also backfills a new model. Repeat for several models.
+    #[arg(long, value_name = "MODEL", requires = "state")]
+    rebuild: Vec<String>,
+    /// Rebuild every read model, and find the processed event ids anew: what a changed
+    /// [event_id] rule takes.
+    #[arg(long, requires = "state", conflicts_with = "rebuild")]
+    rebuild_all: bool,
+    /// Swap a rebuild in even when the log lacks events the state has processed for the rebuilt
+    /// models' event types (they will lack what those events did).
+    #[arg(long)]
+    allow_incomplete: bool,
+    /// Drop the documents of this read model, which the configuration no longer declares.
+    #[arg(long, value_name = "MODEL", requires = "state")]
+    drop: Vec<String>,
+    /// At the end, write every read model to FILE as {"model": {"key": document}}, sorted.
+    #[arg(long, value_name = "FILE")]
+    dump: Option<PathBuf>,
+    /// Longest log line accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
+    /// The event log: JSON lines, as `run` reads them on stdin.
+    #[arg(value_name = "EVENTS")]
+    log: PathBuf,
+}
+
+pub fn replay(args: &ReplayArgs) -> ExitCode {
+    let stop = Stop::install()
+        .map_err(|e| {
+            log(&format!(
+                "projector: warning: signals will stop the replay at once: {e}"
+            ))
+        })
+        .ok();
+    let config = match load_plan(args.config.as_deref(), args.state.is_none()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let unreadable = |e: io::Error| {
+        log(&format!(
+            "projector: cannot read {}: {e}",
+            args.log.display()
+        ));
+        ExitCode::from(EX_IOERR)
+    };
+    // Lines as the reader counts them: blank ones too, and a last one
+    // without its line break.
+    let total = match std::fs::read(&args.log) {
+        Ok(bytes) => {
+            let breaks = memchr::memchr_iter(b'\n', &bytes).count();
+            breaks + usize::from(bytes.last().is_some_and(|b| *b != b'\n'))
+        }
+        Err(e) => return unreadable(e),
+    };
+    let request = Request {
+        rebuild: args.rebuild.clone(),
+        rebuild_all: args.rebuild_all,
+        drop: args.drop.clone(),
+    };
+    let config_name = config.name.clone();
+    let (mut engine, rebuilding) = match open_engine(config, args.state.as_deref(), &request) {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+    let state = args.state.as_deref().unwrap_or(Path::new(""));
+    let failed = |e: ServeError| match e {
+        ServeError::State(e) => refused(&e, &config_name, state),
+        ServeError::Io(e) => unreadable(e),
+    };
+    let options = Options {
+        envelope: false,
+        max_line_bytes: args.max_line_bytes,
+    };
+    let pass = |engine: &mut Engine, only: Option<&[usize]>| -> Result<ReplayCounts, ServeError> {
+        let file = File::open(&args.log)?;
+        match &stop {
+            Some(stop) => {
+                let input = Stoppable::new(file, stop.fd()?);
+                server::replay(engine, input, total, io::stderr(), &options, only)
+            }
+            None => server::replay(engine, file, total, io::stderr(), &options, only),
+        }
+    };
+    let started = Instant::now();
+    let mut counts;
+    match rebuilding {
+        None => {
+            counts = match pass(&mut engine, None) {
+                Ok(counts) => counts,
+                Err(e) => return failed(e),
+            };
+            if counts.lines < total {
+                let what = format!("; {} committed", plural(counts.applied as u64, "event"));
+                return interrupted(engine, &counts, total, &what);
+            }
+        }
+        Some(rebuilding) => {
+            let models: Vec<String> = rebuilding
+                .models
+                .iter()
+                .map(|m| engine.plan().model_name(*m).to_owned())
+                .collect();
+            let them = if models.len() > 1 { "them" } else { "it" };
+            let models = models.join(", ");
+            log(&format!(
+                "replay: rebuilding {models} from {} beside the stored version; it is swapped in at the end of the log",
+                path_word(&args.log)
+            ));
+            engine.rebuild(rebuilding);
+            counts = match pass(&mut engine, None) {
+                Ok(counts) => counts,
+                Err(e) => return failed(e),
+            };
+            if counts.lines < total {
+                let what = format!(
+                    "; {models} was not rebuilt: the state holds the read models as they were"
+                );
+                return interrupted(engine, &counts, total, &what);
+            }
+            let rebuilt = match engine.swap(args.allow_incomplete) {
+                Ok(rebuilt) => rebuilt,
+                Err(e) => return refused(&e, &config_name, state),
+            };
+            let lacking = match rebuilt.missing {
+                0 => String::new(),
+                n => format!(
+                    " (--allow-incomplete: the log lacked {} the state had processed)",
+                    plural(n as u64, "event")
+                ),
+            };
+            log(&format!(
+                "replay: swapped in {models}: {} applied to {them}{lacking}",
+                plural(counts.applied as u64, "event")
+            ));
+            if !counts.deferred.is_empty() {
+                let after = match pass(&mut engine, Some(&counts.deferred)) {
+                    Ok(after) => after,
+                    Err(e) => return failed(e),
+                };
+                counts.applied += after.applied;
+                counts.skipped += after.skipped;
+                counts.refused += after.refused;
+                if after.lines < total {
+                    let what = format!("; {models} was swapped in; the events the state had not processed were applied up to there");
+                    return interrupted(engine, &after, total, &what);
+                }
+            }
+        }
+    }
+    log(&format!(
+        "replay: done: {}; {} applied, {} skipped, {} refused",
+        server::progress(counts.lines, total, started),
+        counts.applied,
+        counts.skipped,
+        counts.refused
+    ));
+    finish(engine, args.dump.as_deref())
+}
+
+/// A replay stopped by a signal before the end of its log: what was
+/// committed stays; the exit status is 128 + the signal.
+fn interrupted(engine: Engine, counts: &ReplayCounts, total: usize, what: &str) -> ExitCode {
+    let (name, number) = signals::received().unwrap_or(("a signal", 15));
+    log(&format!(
+        "replay: {name}: stopped at line {} of {total}{what}; run the same command again to finish",
+        counts.lines
+    ));
+    engine.close();
+    ExitCode::from(128 + number as u8)
+}

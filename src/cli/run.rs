@@ -1,0 +1,109 @@
+//! `projector run`: serve the stdio protocol until the input ends or a
+//! signal stops it.
+
+use super::signals::{self, Stop};
+use super::state::{finish, open_engine, refused};
+use super::{load_plan, log, plural, EX_IOERR};
+use clap::Args;
+use projector::input::Stoppable;
+use projector::server::{self, Options, ServeError, DEFAULT_MAX_LINE_BYTES};
+use projector::state::reconcile::Request;
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The configuration. Default: ./projections.toml; without --state, the bundled one when that
+    /// file does not exist.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Wrap each reply Maelstrom-style: {"src": <this node>, "dest": <sender>, "body": {...}}.
+    #[arg(long)]
+    envelope: bool,
+    /// Longest input line accepted, in bytes; a longer line gets an error reply and is skipped.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
+    /// Keep read models, processed event ids and subscriptions in this SQLite file (created if absent).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+    /// Drop the documents of this read model, which the configuration no longer declares
+    /// (nothing is dropped otherwise). Repeat for several models.
+    #[arg(long, value_name = "MODEL", requires = "state")]
+    drop: Vec<String>,
+    /// At the end of input, write every read model to FILE as {"model": {"key": document}}, sorted.
+    #[arg(long, value_name = "FILE")]
+    dump: Option<PathBuf>,
+}
+
+pub fn run(args: &RunArgs) -> ExitCode {
+    let stop = match Stop::install() {
+        Ok(stop) => Some(stop),
+        Err(e) => {
+            log(&format!(
+                "projector: warning: signals will stop the run at once: {e}"
+            ));
+            None
+        }
+    };
+    let config = match load_plan(args.config.as_deref(), args.state.is_none()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let request = Request {
+        drop: args.drop.clone(),
+        ..Request::default()
+    };
+    let config_name = config.name.clone();
+    let (mut engine, _) = match open_engine(config, args.state.as_deref(), &request) {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+    let options = Options {
+        envelope: args.envelope,
+        max_line_bytes: args.max_line_bytes,
+    };
+    let input = stop.as_ref().map(Stop::fd).transpose();
+    let served = match input {
+        Ok(Some(fd)) => server::serve(
+            &mut engine,
+            Stoppable::new(io::stdin(), fd),
+            io::stdout().lock(),
+            io::stderr(),
+            &options,
+        ),
+        Ok(None) => server::serve(
+            &mut engine,
+            io::stdin(),
+            io::stdout().lock(),
+            io::stderr(),
+            &options,
+        ),
+        Err(e) => Err(ServeError::Io(e)),
+    };
+    match served {
+        Ok(served) => {
+            if let Some((signal, _)) = signals::received() {
+                let kept = match args.state {
+                    Some(_) => "committed",
+                    None => "applied in memory",
+                };
+                log(&format!(
+                    "projector: {signal}: stopped reading input; {} {kept} and answered in this run; exiting",
+                    plural(served.applied as u64, "event"),
+                ));
+            }
+        }
+        // The reader of our replies went away: nothing left to answer.
+        Err(ServeError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(ServeError::Io(e)) => {
+            log(&format!("projector: {e}"));
+            return ExitCode::from(EX_IOERR);
+        }
+        Err(ServeError::State(e)) => {
+            let state = args.state.as_deref().unwrap_or(std::path::Path::new(""));
+            return refused(&e, &config_name, state);
+        }
+    }
+    finish(engine, args.dump.as_deref())
+}
