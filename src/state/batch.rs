@@ -21,8 +21,8 @@ use std::ops::Range;
 pub struct Batch {
     /// Every id's, type's and document's text, one after another.
     text: String,
-    /// The ids and types of the events applied, sorted by id: where they
-    /// are in `text`.
+    /// The ids and types of the events applied, in the order applied:
+    /// where they are in `text`.
     ids: Vec<(Range<usize>, Range<usize>)>,
     /// Each changed document once, sorted by model and key, with where its
     /// JSON text is (`None`: it was deleted).
@@ -36,7 +36,7 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// The ids and types of the events applied, in the order of the ids.
+    /// The ids and types of the events applied, in the order applied.
     pub fn ids(&self) -> impl Iterator<Item = (&str, &str)> {
         self.ids
             .iter()
@@ -128,9 +128,10 @@ impl Recorder {
     /// The batch recorded so far, with what the tables will hold once it is
     /// committed; the recorder starts over empty.
     ///
-    /// Ids and documents come sorted, as the database's B-trees order them
-    /// (documents by model, then key): written in that order, consecutive
-    /// writes land on the same or the next page instead of anywhere.
+    /// Documents come sorted, as the database's B-tree orders them (by
+    /// model, then key): written in that order, consecutive writes land on
+    /// the same or the next page instead of anywhere. Ids stay in the order
+    /// applied: their table is appended to.
     pub fn take(&mut self, totals: Totals) -> Batch {
         let Batch {
             text: spare_text,
@@ -142,8 +143,7 @@ impl Recorder {
         spare_text.clear();
         let text = String::from_utf8(std::mem::replace(&mut self.text, spare_text))
             .expect("ids, types and serialized documents are UTF-8");
-        let mut ids = std::mem::replace(&mut self.ids, empty(spare_ids));
-        ids.sort_unstable_by(|a, b| text[a.0.clone()].cmp(&text[b.0.clone()]));
+        let ids = std::mem::replace(&mut self.ids, empty(spare_ids));
         let mut documents = std::mem::replace(&mut self.documents, empty(spare_documents));
         // Latest first, then a stable sort: each document's latest change
         // leads its run, and is the one kept.
@@ -210,7 +210,7 @@ mod tests {
         assert!(!recorder.is_empty());
 
         let batch = recorder.take(Totals::default());
-        assert_eq!(batch.ids().collect::<Vec<_>>(), [("e1", "T"), ("e2", "T")]);
+        assert_eq!(batch.ids().collect::<Vec<_>>(), [("e2", "T"), ("e1", "T")]);
         assert_eq!(
             batch.documents().collect::<Vec<_>>(),
             [
@@ -231,7 +231,7 @@ mod tests {
         stores[0].put("z", doc(json!({"s": "last"})));
         recorder.event(Some(("e0", "U")), &[change(0, "z")], &stores);
         let batch = recorder.take(Totals::default());
-        assert_eq!(batch.ids().collect::<Vec<_>>(), [("e0", "U"), ("e3", "U")]);
+        assert_eq!(batch.ids().collect::<Vec<_>>(), [("e3", "U"), ("e0", "U")]);
         assert_eq!(
             batch.documents().collect::<Vec<_>>(),
             [(ModelId(0), "z", Some(r#"{"s":"last"}"#))]

@@ -5,6 +5,7 @@
 
 use super::super::{checksum, StateError};
 use super::{damaged, read_failed};
+use crate::hash::FastMap;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 use std::collections::BTreeMap;
@@ -146,6 +147,29 @@ pub fn definitions(conn: &Connection, path: &Path) -> Result<BTreeMap<String, St
     Ok(definitions)
 }
 
+/// Every event type's code, by name.
+pub fn event_types(conn: &Connection, path: &Path) -> Result<FastMap<String, i64>, StateError> {
+    let mut types = FastMap::default();
+    rows(
+        conn,
+        path,
+        "event_types",
+        "SELECT CAST(code AS TEXT), name, sum FROM event_types",
+        |f| format!("event type {} (\"{}\")", f[0], f[1]),
+        |f| {
+            let code = f[0].parse().map_err(|_| {
+                damaged(
+                    path,
+                    format!("table event_types: the code {:?} is not a number", f[0]),
+                )
+            })?;
+            types.insert(f[1].to_owned(), code);
+            Ok(())
+        },
+    )?;
+    Ok(types)
+}
+
 /// Hands every processed event's id and type to `each`; returns how many
 /// there are of each type.
 pub fn processed(
@@ -158,7 +182,9 @@ pub fn processed(
         conn,
         path,
         "processed_events",
-        "SELECT id, type, sum FROM processed_events",
+        // A code without its type reads as NULL: refused as damage.
+        "SELECT p.id, t.name, p.sum FROM processed_events AS p
+         LEFT JOIN event_types AS t ON t.code = p.type",
         |f| format!("event id \"{}\"", f[0]),
         |f| {
             each(f[0], f[1]);

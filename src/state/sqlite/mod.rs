@@ -6,12 +6,14 @@
 //! projector_meta(name PRIMARY KEY, value, sum)   -- format, event_id rule, rows, subscriptions
 //! models(name PRIMARY KEY, definition, sum)      -- each read model's definition when last built
 //! documents(model, key, doc, sum, PRIMARY KEY (model, key))  -- doc is the document as JSON text
-//! processed_events(id, type, sum)                -- every event id applied, and its type
+//! event_types(code INTEGER PRIMARY KEY, name, sum)  -- the event types seen, numbered
+//! processed_events(id, type, sum)                -- every event id applied, and its type's code
 //! ```
 //!
 //! `sum` is each row's checksum ([`super::checksum`]); `projector_meta`'s
 //! `rows` entry holds how many rows each table had at the last commit. Both
-//! are checked when the state is read back. `processed_events` is read only
+//! are checked when the state is read back. A processed id's checksum covers
+//! its type's name, not its code. `processed_events` is read only
 //! whole, when a run starts, so it is a plain table appended to, without an
 //! index. The file's header carries the application id "PRJS" and
 //! `user_version` 2.
@@ -32,12 +34,13 @@ use super::reconcile::{Need, Reconciliation, Request, RequestError};
 use super::stored::Stored;
 use super::{Rebuilding, Restored, StateError};
 use crate::dedup::{IdHash, Processed};
+use crate::hash::FastMap;
 use crate::plan::event_id::EventIdRule;
 use crate::plan::{ModelId, Plan};
 use crate::store::{Document, DocumentStore, MemoryStore};
 use file::{Found, Lock};
 use load::Rows;
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, ToSql};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,10 +64,17 @@ CREATE TABLE documents (
     sum INTEGER NOT NULL,
     PRIMARY KEY (model, key)
 ) WITHOUT ROWID;
-CREATE TABLE processed_events (id TEXT NOT NULL, type TEXT NOT NULL, sum INTEGER NOT NULL);
+CREATE TABLE event_types (code INTEGER PRIMARY KEY, name TEXT NOT NULL, sum INTEGER NOT NULL);
+CREATE TABLE processed_events (id TEXT NOT NULL, type INTEGER NOT NULL, sum INTEGER NOT NULL);
 ";
 
-const TABLES: &[&str] = &["projector_meta", "models", "documents", "processed_events"];
+const TABLES: &[&str] = &[
+    "projector_meta",
+    "models",
+    "documents",
+    "event_types",
+    "processed_events",
+];
 
 pub struct SqliteState {
     conn: Connection,
@@ -72,6 +82,10 @@ pub struct SqliteState {
     models: Vec<String>,
     /// Rows per table as of the last commit.
     rows: Rows,
+    /// The code of each event type in `event_types`.
+    types: FastMap<String, i64>,
+    /// The statement that inserts [`IDS_PER_INSERT`] processed ids.
+    insert_ids: String,
     crash: CrashPoint,
     /// What opening decided to write, when it is committed with the first
     /// batch: a rebuild's swap.
@@ -148,6 +162,7 @@ impl CrashPoint {
 struct Read {
     stored: Stored,
     rows: Rows,
+    types: FastMap<String, i64>,
 }
 
 impl SqliteState {
@@ -172,6 +187,8 @@ impl SqliteState {
             path: path.to_owned(),
             models: plan.model_names().map(str::to_owned).collect(),
             rows: Rows::default(),
+            types: FastMap::default(),
+            insert_ids: insert_ids(IDS_PER_INSERT),
             crash: CrashPoint::from_env(),
             opening: None,
             _lock: lock,
@@ -237,6 +254,7 @@ impl SqliteState {
             });
         }
         state.rows = read.rows;
+        state.types = read.types;
         let opening = SqliteState::opening(plan, &reconciliation, &rebuilt);
         let dropped = opening.dropped.clone();
         match rebuilt.is_empty() {
@@ -487,39 +505,58 @@ impl SqliteState {
     }
 
     fn write_ids(&mut self, batch: &Batch) -> Result<(), StateError> {
-        let conn = &self.conn;
-        let crash = &mut self.crash;
-        let recording = sql(&self.path, "recording an event id");
-        let ids: Vec<(&str, &str)> = batch.ids().collect();
-        let mut many = conn
-            .prepare_cached(&format!(
-                "INSERT INTO processed_events (id, type, sum) VALUES {}",
-                vec!["(?, ?, ?)"; IDS_PER_INSERT].join(", ")
-            ))
-            .map_err(&recording)?;
-        let mut chunks = ids.chunks_exact(IDS_PER_INSERT);
-        let mut sums = [0i64; IDS_PER_INSERT];
-        for chunk in &mut chunks {
-            crash.step();
-            for ((id, ty), sum) in chunk.iter().zip(&mut sums) {
-                *sum = checksum::row(&[id, ty]);
+        let path = self.path.clone();
+        let recording = sql(&path, "recording an event id");
+        let mut rows = Vec::with_capacity(IDS_PER_INSERT);
+        let mut ids = batch.ids();
+        loop {
+            rows.clear();
+            for (id, ty) in ids.by_ref().take(IDS_PER_INSERT) {
+                rows.push((id, self.type_code(ty)?, checksum::row(&[id, ty])));
             }
-            let values: Vec<&dyn ToSql> = chunk
-                .iter()
-                .zip(&sums)
-                .flat_map(|((id, ty), sum)| [id as &dyn ToSql, ty, sum])
-                .collect();
-            many.execute(&*values).map_err(&recording)?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            self.crash.step();
+            // OR IGNORE: no row can conflict, and a statement that cannot
+            // fail halfway needs no statement journal (a copy of every page
+            // it changes, which a plain multi-row INSERT keeps).
+            let sql_text = match rows.len() {
+                IDS_PER_INSERT => &self.insert_ids,
+                n => &insert_ids(n),
+            };
+            let mut insert = self.conn.prepare_cached(sql_text).map_err(&recording)?;
+            for (i, (id, code, sum)) in rows.iter().enumerate() {
+                insert
+                    .raw_bind_parameter(3 * i + 1, id)
+                    .map_err(&recording)?;
+                insert
+                    .raw_bind_parameter(3 * i + 2, code)
+                    .map_err(&recording)?;
+                insert
+                    .raw_bind_parameter(3 * i + 3, sum)
+                    .map_err(&recording)?;
+            }
+            insert.raw_execute().map_err(&recording)?;
         }
-        let mut one = conn
-            .prepare_cached("INSERT INTO processed_events (id, type, sum) VALUES (?1, ?2, ?3)")
-            .map_err(&recording)?;
-        for (id, ty) in chunks.remainder() {
-            crash.step();
-            one.execute(params![id, ty, checksum::row(&[id, ty])])
-                .map_err(&recording)?;
+    }
+
+    /// The code of an event type, numbered (in this batch's transaction)
+    /// the first time it comes.
+    fn type_code(&mut self, name: &str) -> Result<i64, StateError> {
+        if let Some(code) = self.types.get(name) {
+            return Ok(*code);
         }
-        Ok(())
+        let code = self.types.len() as i64 + 1;
+        let text = code.to_string();
+        self.conn
+            .execute(
+                "INSERT INTO event_types (code, name, sum) VALUES (?1, ?2, ?3)",
+                params![code, name, checksum::row(&[&text, name])],
+            )
+            .map_err(sql(&self.path, "recording an event type"))?;
+        self.types.insert(name.to_owned(), code);
+        Ok(code)
     }
 
     fn write_documents(&mut self, batch: &Batch) -> Result<(), StateError> {
@@ -537,17 +574,30 @@ impl SqliteState {
             .map_err(&writing)?;
         for (model, key, text) in batch.documents() {
             crash.step();
-            let name = &self.models[model.0 as usize];
-            match text {
+            let name = self.models[model.0 as usize].as_str();
+            let statement = match text {
                 Some(text) => {
-                    upsert.execute(params![name, key, text, checksum::row(&[name, key, text])])
+                    upsert.raw_bind_parameter(3, text).map_err(&writing)?;
+                    let sum = checksum::row(&[name, key, text]);
+                    upsert.raw_bind_parameter(4, sum).map_err(&writing)?;
+                    &mut upsert
                 }
-                None => delete.execute(params![name, key]),
-            }
-            .map_err(&writing)?;
+                None => &mut delete,
+            };
+            statement.raw_bind_parameter(1, name).map_err(&writing)?;
+            statement.raw_bind_parameter(2, key).map_err(&writing)?;
+            statement.raw_execute().map_err(&writing)?;
         }
         Ok(())
     }
+}
+
+/// The statement that inserts `n` processed ids.
+fn insert_ids(n: usize) -> String {
+    format!(
+        "INSERT OR IGNORE INTO processed_events (id, type, sum) VALUES {}",
+        vec!["(?, ?, ?)"; n].join(", ")
+    )
 }
 
 /// The models `request` rebuilds; an unknown one is refused.
@@ -595,12 +645,13 @@ fn read<K: Fn(&str) -> bool>(
         }
         let rows = load::committed_rows(&meta, path)?;
         let definitions = load::definitions(conn, path)?;
+        let types = load::event_types(conn, path)?;
         let required = required(&meta);
-        let mut types: BTreeMap<String, bool> = BTreeMap::new();
+        let mut required_types: BTreeMap<String, bool> = BTreeMap::new();
         let processed = load::processed(conn, path, |event, ty| {
-            let is_required = match types.get(ty) {
+            let is_required = match required_types.get(ty) {
                 Some(r) => *r,
-                None => *types.entry(ty.to_owned()).or_insert(required(ty)),
+                None => *required_types.entry(ty.to_owned()).or_insert(required(ty)),
             };
             id(event, is_required);
         })?;
@@ -624,6 +675,7 @@ fn read<K: Fn(&str) -> bool>(
                 subscriptions,
             },
             rows,
+            types,
         })
     })();
     let _ = conn.execute_batch("COMMIT");
