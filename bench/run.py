@@ -12,7 +12,11 @@ Prints, for each: the median wall time over the runs, messages/s, peak RSS,
 and the ratios of projector to the hand-written projector and to the floor.
 With --ids N it also measures the memory that N distinct processed ids cost.
 
-Usage: bench/run.sh [--events N] [--runs R] [--ids N] [--no-python]
+With --baseline BIN it also times another projector binary (an earlier build,
+say) in memory and with --state, alternating with the others, so that a change
+is measured against its baseline in one run on a noisy machine.
+
+Usage: bench/run.sh [--events N] [--runs R] [--ids N] [--no-python] [--baseline BIN]
 Not part of the tests or CI: it takes minutes and needs a quiet machine.
 """
 import argparse
@@ -48,10 +52,11 @@ def build(tmp: pathlib.Path) -> dict:
     }
 
 
-def timed(cmd, stdin_path, stdout=subprocess.DEVNULL):
+def timed(cmd, stdin_path, stdout=subprocess.DEVNULL, stderr=None):
     """Runs cmd under GNU time; returns (wall seconds, peak RSS in KiB)."""
     with open(stdin_path, "rb") as stdin, tempfile.NamedTemporaryFile("r") as report:
-        sh(["/usr/bin/time", "-f", "%e %M", "-o", report.name] + [str(c) for c in cmd], stdin=stdin, stdout=stdout)
+        sh(["/usr/bin/time", "-f", "%e %M", "-o", report.name] + [str(c) for c in cmd],
+           stdin=stdin, stdout=stdout, stderr=stderr)
         wall, rss = report.read().split()
     return float(wall), int(rss)
 
@@ -74,7 +79,8 @@ def check_correctness(bins, events, tmp) -> None:
         if mode == "state":
             cmd += ["--state", tmp / "check.db"]
         with open(events) as stdin, open(out, "w") as stdout:
-            sh([str(c) for c in cmd], stdin=stdin, stdout=stdout)
+            # What a state says on stderr (the state it created) is not a reply.
+            sh([str(c) for c in cmd], stdin=stdin, stdout=stdout, stderr=subprocess.DEVNULL)
         replies = lines(out)
         if len(replies) != len(reference):
             sys.exit(f"refusing to time: {mode}: {len(replies)} replies, the reference gave {len(reference)}")
@@ -109,6 +115,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--ids", type=int, default=0, help="also measure the memory of this many processed ids")
     ap.add_argument("--no-python", action="store_true", help="skip timing the (slow) Python reference")
+    ap.add_argument("--baseline", type=pathlib.Path, help="also time this projector binary, in memory and with --state")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="projector-bench-") as tmp:
@@ -128,6 +135,10 @@ def main() -> None:
             "handwritten-rs": [bins["handwritten"]],
             "floor": [bins["floor"]],
         }
+        if args.baseline:
+            base = args.baseline.resolve()
+            contenders["baseline"] = [base, "--config", CONFIG, "--envelope"]
+            contenders["baseline --state"] = [base, "--config", CONFIG, "--envelope", "--state", state]
         if not args.no_python:
             contenders["python reference"] = [sys.executable, SHARED / "peers" / "reference_projector.py"]
         results = {name: [] for name in contenders}
@@ -135,7 +146,7 @@ def main() -> None:
             for name, cmd in contenders.items():
                 for f in tmp.glob("bench.db*"):
                     f.unlink()
-                results[name].append(timed(cmd, events))
+                results[name].append(timed(cmd, events, stderr=subprocess.DEVNULL))
             print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
 
         median = {name: statistics.median(w for w, _ in r) for name, r in results.items()}
@@ -154,6 +165,11 @@ def main() -> None:
             if "python reference" in median:
                 print(f"python reference / projector: {median['python reference'] / p:.1f}x wall time")
             print(f"durable / in-memory throughput: {p / median['projector --state']:.0%}")
+            if "baseline" in median:
+                b = median["baseline"]
+                print(f"baseline durable / in-memory:   {b / median['baseline --state']:.0%}")
+                print(f"projector / baseline:           {p / b:.2f}x in memory, "
+                      f"{median['projector --state'] / median['baseline --state']:.2f}x with --state")
         if args.ids:
             measure_ids(bins, args.ids, tmp)
 

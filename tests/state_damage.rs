@@ -223,6 +223,18 @@ fn files_that_are_not_projector_states_are_refused_and_never_written() {
         65,
         "is not a projector state: it is an SQLite database that a projector did not make",
     );
+    // Nor is anything created beside one in WAL mode.
+    let wal = b.dir.path().join("wal.db");
+    let db = Connection::open(&wal).unwrap();
+    db.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    db.close().unwrap();
+    refused_untouched(
+        &b,
+        &std::fs::read(&wal).unwrap(),
+        65,
+        "is not a projector state: it is an SQLite database that a projector did not make",
+    );
     refused_untouched(
         &b,
         &edited(&b, "CREATE TABLE notes (text)"),

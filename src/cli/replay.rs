@@ -76,13 +76,8 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         ));
         ExitCode::from(EX_IOERR)
     };
-    // Lines as the reader counts them: blank ones too, and a last one
-    // without its line break.
-    let total = match std::fs::read(&args.log) {
-        Ok(bytes) => {
-            let breaks = memchr::memchr_iter(b'\n', &bytes).count();
-            breaks + usize::from(bytes.last().is_some_and(|b| *b != b'\n'))
-        }
+    let total = match count_lines(&args.log) {
+        Ok(total) => total,
         Err(e) => return unreadable(e),
     };
     let request = Request {
@@ -188,6 +183,25 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         counts.refused
     ));
     finish(engine, args.dump.as_deref())
+}
+
+/// The lines of a log as the reader counts them: blank ones too, and a last
+/// one without its line break.
+fn count_lines(path: &Path) -> io::Result<usize> {
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut lines, mut last) = (0, b'\n');
+    loop {
+        let n = match io::Read::read(&mut file, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        lines += memchr::memchr_iter(b'\n', &buf[..n]).count();
+        last = buf[n - 1];
+    }
+    Ok(lines + usize::from(last != b'\n'))
 }
 
 /// A replay stopped by a signal before the end of its log: what was

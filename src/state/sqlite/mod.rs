@@ -193,8 +193,14 @@ impl SqliteState {
             opening: None,
             _lock: lock,
         };
-        state.configure()?;
+        // Readers never block a writer in WAL mode; a process that writes
+        // to the file (a `sqlite3` shell in a transaction) is waited for.
+        state
+            .conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(sql(path, "opening the state"))?;
         check_schema(&state.conn, path)?;
+        state.configure()?;
 
         let configured_rule = plan.event_id_definition();
         let mut restored = Restored {
@@ -321,10 +327,6 @@ impl SqliteState {
     fn configure(&self) -> Result<(), StateError> {
         let conn = &self.conn;
         let path = &self.path;
-        // Readers never block a writer in WAL mode; a process that writes
-        // to the file (a `sqlite3` shell in a transaction) is waited for.
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(sql(path, "configuring the state"))?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(sql(path, "opening the state"))?;
@@ -778,11 +780,23 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), StateError> {
 }
 
 /// The refusal of an SQLite file without our application id: looking
-/// inside, reading only, says whether an earlier projector wrote it.
+/// inside says whether an earlier projector wrote it. SQLite opens it as
+/// immutable: reading only, without locks and without the files it keeps
+/// beside a database in WAL mode, so nothing is created or changed.
 fn not_ours(path: &Path) -> StateError {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
     let format: Option<String> = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        &uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .and_then(|c| {
         c.query_row(
