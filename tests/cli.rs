@@ -194,10 +194,14 @@ fn help_documents_every_command_and_option() {
     for word in [
         "validate",
         "run",
+        "replay",
+        "plan",
         "--config",
         "--envelope",
         "--max-line-bytes",
+        "--drop",
         "projections.toml",
+        "SIGTERM",
         "78",
     ] {
         assert!(
@@ -214,6 +218,42 @@ fn help_documents_every_command_and_option() {
             out.stdout
         );
     }
+    let out = Run::new().args(&["replay", "--help"]).go();
+    for word in [
+        "--rebuild",
+        "--rebuild-all",
+        "--allow-incomplete",
+        "--drop",
+        "--state",
+    ] {
+        assert!(
+            out.stdout.contains(word),
+            "replay --help lacks {word}:\n{}",
+            out.stdout
+        );
+    }
+    let out = Run::new().args(&["plan", "--help"]).go();
+    for word in ["--state", "--config", "--format"] {
+        assert!(
+            out.stdout.contains(word),
+            "plan --help lacks {word}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn a_wrong_command_line_is_a_usage_error_apart_from_plan_s_2() {
+    Run::new()
+        .args(&["plan", "--no-such-flag"])
+        .go()
+        .code_is(64)
+        .stderr_has("--no-such-flag");
+    Run::new()
+        .args(&["replay", "--rebuild", "m", "log.ndjson"])
+        .go()
+        .code_is(64)
+        .stderr_has("--state");
 }
 
 #[test]

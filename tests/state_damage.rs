@@ -8,7 +8,7 @@ mod support;
 use rusqlite::Connection;
 use std::path::Path;
 use std::process::Command;
-use support::{generated_events, Run, TempDir, BIN, CREATED, USERS_ORDERS};
+use support::{generated_events, Run, SmallDisk, TempDir, BIN, CREATED, USERS_ORDERS};
 
 /// A state built from a generated stream, and what it holds: its dump.
 struct Built {
@@ -322,46 +322,6 @@ fn a_state_that_cannot_be_opened_is_an_io_error_with_the_os_reason() {
 fn rustix_uid_is_root() -> bool {
     let out = Command::new("id").arg("-u").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
-/// A small tmpfs, or `None` where this process may not mount one.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &Path, size: &str) -> Option<SmallDisk> {
-        let at = dir.join("disk");
-        std::fs::create_dir_all(&at).unwrap();
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&at)
-            .output()
-            .ok()?;
-        mounted.status.success().then_some(SmallDisk(at))
-    }
-
-    /// Fills what is left of the disk but `keep` bytes.
-    fn fill(&self, keep: u64) {
-        let stat = Command::new("df")
-            .args(["--output=avail", "-B1"])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        let avail: u64 = String::from_utf8_lossy(&stat.stdout)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let filler = vec![0u8; avail.saturating_sub(keep) as usize];
-        let _ = std::fs::write(self.0.join("filler"), filler);
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
 }
 
 fn files_in(dir: &Path) -> Vec<String> {

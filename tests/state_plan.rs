@@ -61,10 +61,10 @@ fn changing_the_event_id_rule_is_refused_until_the_ids_are_found_anew() {
         .go();
     out.code_is(78).stdout_is(&[]).stderr_is(concat!(
         "projector: s.db was built by rules other than c.toml declares; nothing was changed, and nothing runs until this is resolved:\n",
-        "  event ids  changed    processed event ids (1) were found as $.id; found as $.payload.eid they would all be new: rebuild every read model from the event log, finding the ids anew\n",
-        "                        projector replay --config c.toml --state s.db --rebuild-all <EVENTS.ndjson>\n",
-        "  counts     unchanged  1 document: rebuilt with every model, since the event-id rule changed\n",
-        "  listing    unchanged  1 document: rebuilt with every model, since the event-id rule changed\n",
+        "  [event_id]  changed    processed event ids (1) were found as $.id; found as $.payload.eid they would all be new: rebuild every read model from the event log, finding the ids anew\n",
+        "                         projector replay --config c.toml --state s.db --rebuild-all <EVENTS.ndjson>\n",
+        "  counts      unchanged  1 document: rebuilt with every model, since the event-id rule changed\n",
+        "  listing     unchanged  1 document: rebuilt with every model, since the event-id rule changed\n",
         "All at once:\n",
         "  projector replay --config c.toml --state s.db --rebuild-all <EVENTS.ndjson>\n",
         "(`projector plan --config c.toml --state s.db` shows the whole plan.)\n",
@@ -140,8 +140,8 @@ fn a_model_left_out_of_the_configuration_is_kept_until_dropped_by_name() {
         .go();
     out.code_is(78).stdout_is(&[]).stderr_is(concat!(
         "projector: s.db was built by rules other than c.toml declares; nothing was changed, and nothing runs until this is resolved:\n",
-        "  listing    removed    no longer configured; its 1 document would be dropped: drop them explicitly\n",
-        "                        projector run --config c.toml --state s.db --drop listing\n",
+        "  listing     removed    no longer configured; its 1 document would be dropped: drop them explicitly\n",
+        "                         projector run --config c.toml --state s.db --drop listing\n",
         "All at once:\n",
         "  projector run --config c.toml --state s.db --drop listing\n",
         "(`projector plan --config c.toml --state s.db` shows the whole plan.)\n",
@@ -188,7 +188,7 @@ fn plan_shows_each_difference_with_the_command_that_resolves_it() {
         .go();
     plan.code_is(2).stdout_is(&[
         "Plan for the state s.db with c.toml:",
-        "  event ids   unchanged  found as $.id",
+        "  [event_id]  unchanged  found as $.id",
         "  counts      changed    1 document, built by another definition: rebuild it from the event log",
         "                         projector replay --config c.toml --state s.db --rebuild counts <EVENTS.ndjson>",
         "  last_click  new        1 processed event of its types came before it: backfill it from the event log",
@@ -243,7 +243,7 @@ fn plan_shows_each_difference_with_the_command_that_resolves_it() {
         .success()
         .stdout_is(&[
             "Plan for the state s.db with c.toml:",
-            "  event ids   unchanged  found as $.id",
+            "  [event_id]  unchanged  found as $.id",
             "  counts      unchanged  1 document",
             "  last_click  unchanged  1 document",
             "Nothing to do: `projector run` starts on this state as it is.",
@@ -301,7 +301,7 @@ fn a_model_that_a_rebuild_would_leave_as_it_is_is_recorded_without_one() {
         .args(&["plan", "--config", "c.toml", "--state", "s.db"])
         .go()
         .success()
-        .stdout_has("  refunds    new        no processed events of its types: it starts empty");
+        .stdout_has("  refunds     new        no processed events of its types: it starts empty");
     in_dir(&dir)
         .args(&["--config", "c.toml", "--state", "s.db"])
         .go()
@@ -311,7 +311,7 @@ fn a_model_that_a_rebuild_would_leave_as_it_is_is_recorded_without_one() {
         .args(&["plan", "--config", "c.toml", "--state", "s.db"])
         .go()
         .success()
-        .stdout_has("  refunds    changed    no documents, and no processed events of its types: the new definition is recorded at start");
+        .stdout_has("  refunds     changed    no documents, and no processed events of its types: the new definition is recorded at start");
     in_dir(&dir)
         .args(&["--config", "c.toml", "--state", "s.db"])
         .go()

@@ -176,7 +176,7 @@ fn lines(r: &Reconciliation, commands: &Commands, unresolved: bool) -> String {
     out
 }
 
-const EVENT_IDS: &str = "event ids";
+const EVENT_IDS: &str = "[event_id]";
 
 fn rule_text(rule: &RulePlan) -> String {
     let configured = describe_rule(&rule.configured);

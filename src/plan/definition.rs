@@ -103,4 +103,31 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
+
+    #[test]
+    fn the_event_id_rule_is_recorded_as_text_that_compiles_back_to_it() {
+        let plan = crate::load(
+            "[event_id]\npath = \"$.meta.eid\"\n[event_id.derive]\nfrom = \"$.payload.id\"\npattern = '-([0-9]+)$'\ntemplate = \"e$1\"\n[[model]]\nname = \"m\"\nkey = \"$.payload.id\"\non.A = { delete = true }\n",
+        )
+        .unwrap()
+        .0;
+        let text = plan.event_id_definition();
+        assert_eq!(
+            text,
+            r#"{"derive":{"from":"$.payload.id","pattern":"-([0-9]+)$","template":"e$1"},"path":"$.meta.eid"}"#
+        );
+        let rule = super::super::event_id::EventIdRule::from_definition(&text).unwrap();
+        let event = serde_json::json!({"payload": {"id": "u-42"}});
+        assert_eq!(rule.resolve(&event).unwrap(), "e42");
+        assert!(super::super::event_id::EventIdRule::from_definition("{\"path\": 1}").is_none());
+        let default = crate::load(
+            "[[model]]\nname = \"m\"\nkey = \"$.payload.id\"\non.A = { delete = true }\n",
+        )
+        .unwrap()
+        .0;
+        assert_eq!(
+            default.event_id_definition(),
+            r#"{"derive":null,"path":"$.id"}"#
+        );
+    }
 }

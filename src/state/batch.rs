@@ -237,4 +237,38 @@ mod tests {
             [(ModelId(0), "z", Some(r#"{"s":"last"}"#))]
         );
     }
+
+    #[test]
+    fn a_swap_holds_every_document_of_the_rebuilt_models() {
+        let mut stores = vec![MemoryStore::default(), MemoryStore::default()];
+        let doc = |v| serde_json::from_value(v).unwrap();
+        stores[0].put("k", doc(json!({"a": 1})));
+        stores[1].put("y", doc(json!({"b": 2})));
+        stores[1].put("x", doc(json!({"b": 1})));
+        let mut recorder = Recorder::default();
+        recorder.event(Some(("e9", "T")), &[], &stores);
+        let swap = Swap {
+            models: vec![(ModelId(1), "definition".to_owned())],
+            event_id: Some("rule".to_owned()),
+        };
+        recorder.swap(swap, &stores);
+        let totals = Totals {
+            documents: vec![1, 2],
+            processed: 1,
+        };
+        let batch = recorder.take(totals.clone());
+        assert_eq!(batch.ids().collect::<Vec<_>>(), [("e9", "T")]);
+        assert_eq!(
+            batch.documents().collect::<Vec<_>>(),
+            [
+                (ModelId(1), "x", Some(r#"{"b":1}"#)),
+                (ModelId(1), "y", Some(r#"{"b":2}"#)),
+            ]
+        );
+        let swap = batch.swap.as_ref().unwrap();
+        assert_eq!(swap.models, [(ModelId(1), "definition".to_owned())]);
+        assert_eq!(swap.event_id.as_deref(), Some("rule"));
+        assert_eq!(batch.totals, totals);
+        assert!(recorder.is_empty());
+    }
 }

@@ -344,3 +344,43 @@ pub fn replay_in_memory(config: &Path, log: &Path, dump: &Path) {
         .go()
         .success();
 }
+
+/// A small tmpfs, or `None` where this process may not mount one.
+pub struct SmallDisk(pub PathBuf);
+
+impl SmallDisk {
+    pub fn mount(dir: &Path, size: &str) -> Option<SmallDisk> {
+        let at = dir.join("disk");
+        std::fs::create_dir_all(&at).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output()
+            .ok()?;
+        mounted.status.success().then_some(SmallDisk(at))
+    }
+
+    /// Fills what is left of the disk but `keep` bytes.
+    pub fn fill(&self, keep: u64) {
+        let stat = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        let avail: u64 = String::from_utf8_lossy(&stat.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let filler = vec![0u8; avail.saturating_sub(keep) as usize];
+        let _ = std::fs::write(self.0.join("filler"), filler);
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}

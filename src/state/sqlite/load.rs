@@ -267,3 +267,26 @@ pub fn check_counts(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Rows;
+
+    #[test]
+    fn row_counts_read_back_as_written_and_nothing_else_reads_as_them() {
+        let rows = Rows {
+            documents: [("a".to_owned(), 3), ("b".to_owned(), 0)].into(),
+            processed: 7,
+        };
+        assert_eq!(
+            rows.to_json(),
+            r#"{"documents":{"a":3,"b":0},"processed_events":7}"#
+        );
+        assert_eq!(Rows::from_json(&rows.to_json()), Some(rows));
+        assert_eq!(
+            Rows::from_json(r#"{"documents":{"a":-1},"processed_events":7}"#),
+            None
+        );
+        assert_eq!(Rows::from_json(r#"{"documents":{}}"#), None);
+    }
+}

@@ -53,15 +53,22 @@ const FORMAT_VERSION: i64 = 2;
 
 /// Event ids are inserted this many to a statement.
 const IDS_PER_INSERT: usize = 64;
+/// Documents are written this many to a statement.
+const DOCS_PER_UPSERT: usize = 32;
 
+/// `documents.doc` and `.sum` may not be null in any row the projector
+/// writes (a null one is refused as damage when read back), but are not
+/// declared NOT NULL: a constraint that could fail halfway through a
+/// many-row write would make SQLite keep a statement journal, a copy of
+/// every page the statement changes.
 const SCHEMA: &str = "
 CREATE TABLE projector_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL, sum INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE models (name TEXT PRIMARY KEY, definition TEXT NOT NULL, sum INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE documents (
     model TEXT NOT NULL,
     key TEXT NOT NULL,
-    doc TEXT NOT NULL,
-    sum INTEGER NOT NULL,
+    doc TEXT,
+    sum INTEGER,
     PRIMARY KEY (model, key)
 ) WITHOUT ROWID;
 CREATE TABLE event_types (code INTEGER PRIMARY KEY, name TEXT NOT NULL, sum INTEGER NOT NULL);
@@ -86,6 +93,8 @@ pub struct SqliteState {
     types: FastMap<String, i64>,
     /// The statement that inserts [`IDS_PER_INSERT`] processed ids.
     insert_ids: String,
+    /// The statement that writes [`DOCS_PER_UPSERT`] documents.
+    upsert_documents: String,
     crash: CrashPoint,
     /// What opening decided to write, when it is committed with the first
     /// batch: a rebuild's swap.
@@ -189,6 +198,7 @@ impl SqliteState {
             rows: Rows::default(),
             types: FastMap::default(),
             insert_ids: insert_ids(IDS_PER_INSERT),
+            upsert_documents: upsert_documents(DOCS_PER_UPSERT),
             crash: CrashPoint::from_env(),
             opening: None,
             _lock: lock,
@@ -562,36 +572,66 @@ impl SqliteState {
     }
 
     fn write_documents(&mut self, batch: &Batch) -> Result<(), StateError> {
-        let conn = &self.conn;
-        let crash = &mut self.crash;
-        let writing = sql(&self.path, "writing documents");
-        let mut upsert = conn
-            .prepare_cached(
-                "INSERT INTO documents (model, key, doc, sum) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (model, key) DO UPDATE SET doc = excluded.doc, sum = excluded.sum",
-            )
-            .map_err(&writing)?;
-        let mut delete = conn
-            .prepare_cached("DELETE FROM documents WHERE model = ?1 AND key = ?2")
-            .map_err(&writing)?;
-        for (model, key, text) in batch.documents() {
-            crash.step();
-            let name = self.models[model.0 as usize].as_str();
-            let statement = match text {
-                Some(text) => {
-                    upsert.raw_bind_parameter(3, text).map_err(&writing)?;
-                    let sum = checksum::row(&[name, key, text]);
-                    upsert.raw_bind_parameter(4, sum).map_err(&writing)?;
-                    &mut upsert
+        let path = self.path.clone();
+        let writing = sql(&path, "writing documents");
+        let mut rows: Vec<(&str, &str, &str, i64)> = Vec::with_capacity(DOCS_PER_UPSERT);
+        let mut documents = batch.documents().peekable();
+        while documents.peek().is_some() {
+            rows.clear();
+            while rows.len() < DOCS_PER_UPSERT {
+                let Some((model, key, text)) = documents.next_if(|(_, _, text)| text.is_some())
+                else {
+                    break;
+                };
+                let name = self.models[model.0 as usize].as_str();
+                let text = text.expect("written");
+                rows.push((name, key, text, checksum::row(&[name, key, text])));
+            }
+            if !rows.is_empty() {
+                self.crash.step();
+                let sql_text = match rows.len() {
+                    DOCS_PER_UPSERT => &self.upsert_documents,
+                    n => &upsert_documents(n),
+                };
+                let mut upsert = self.conn.prepare_cached(sql_text).map_err(&writing)?;
+                for (i, (name, key, text, sum)) in rows.iter().enumerate() {
+                    upsert
+                        .raw_bind_parameter(4 * i + 1, name)
+                        .map_err(&writing)?;
+                    upsert
+                        .raw_bind_parameter(4 * i + 2, key)
+                        .map_err(&writing)?;
+                    upsert
+                        .raw_bind_parameter(4 * i + 3, text)
+                        .map_err(&writing)?;
+                    upsert
+                        .raw_bind_parameter(4 * i + 4, sum)
+                        .map_err(&writing)?;
                 }
-                None => &mut delete,
-            };
-            statement.raw_bind_parameter(1, name).map_err(&writing)?;
-            statement.raw_bind_parameter(2, key).map_err(&writing)?;
-            statement.raw_execute().map_err(&writing)?;
+                upsert.raw_execute().map_err(&writing)?;
+            }
+            if let Some((model, key, _)) = documents.next_if(|(_, _, text)| text.is_none()) {
+                self.crash.step();
+                let name = self.models[model.0 as usize].as_str();
+                self.conn
+                    .prepare_cached("DELETE FROM documents WHERE model = ?1 AND key = ?2")
+                    .and_then(|mut delete| delete.execute([name, key]))
+                    .map_err(&writing)?;
+            }
         }
         Ok(())
     }
+}
+
+/// The statement that writes `n` documents, inserting or replacing each.
+/// OR IGNORE: no row can break a constraint, and a statement that cannot
+/// fail halfway needs no statement journal.
+fn upsert_documents(n: usize) -> String {
+    format!(
+        "INSERT OR IGNORE INTO documents (model, key, doc, sum) VALUES {}
+         ON CONFLICT (model, key) DO UPDATE SET doc = excluded.doc, sum = excluded.sum",
+        vec!["(?, ?, ?, ?)"; n].join(", ")
+    )
 }
 
 /// The statement that inserts `n` processed ids.
