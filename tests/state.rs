@@ -12,8 +12,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::{
-    generated_events, replay_in_memory, repo, times_masked, Run, TempDir, BIN, CREATED,
-    USERS_ORDERS,
+    generated_events, replay_in_memory, repo, stored_ids, times_masked, Rng, Run, TempDir, BIN,
+    CREATED, USERS_ORDERS,
 };
 
 /// Runs `projector --state STATE` on one UserCreated event; it must succeed.
@@ -320,19 +320,6 @@ fn distinct_per_type(events: &str) -> HashMap<String, usize> {
     counts
 }
 
-/// A small xorshift generator: the kill points vary from run to run, and the
-/// seed is printed so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// How a run ends early: killed with SIGKILL after a delay, or aborted by the
 /// projector itself just before its n-th write step (PROJECTOR_TEST_CRASH_AT_STEP).
 enum Stop {
@@ -392,20 +379,6 @@ fn deliver(config: &Path, state: &str, events: &str, stop: Stop) -> (Vec<String>
     (reader.join().unwrap(), stopped)
 }
 
-/// The ids in the state (none when it was killed before its schema was made).
-fn processed_ids(state: &str) -> HashSet<String> {
-    let db = Connection::open(state).unwrap();
-    let Ok(mut select) = db.prepare("SELECT id FROM processed_events") else {
-        return HashSet::new();
-    };
-    let ids = select
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    ids
-}
-
 /// Runs the stream `runs` times against one state, stopping each run as
 /// `stop` picks, then once to the end; the read models must equal a clean
 /// in-memory run's and every event must have been applied exactly once.
@@ -423,7 +396,7 @@ fn exactly_once_despite(runs: usize, mut stop: impl FnMut() -> Stop, seed: u64) 
         let (applied, was_stopped) = deliver(&config, &state, &events, stop());
         stopped += usize::from(was_stopped);
         // A reply means durable: whatever was answered as applied is in the state.
-        let durable = processed_ids(&state);
+        let durable = stored_ids(Path::new(&state));
         for id in &applied {
             assert!(
                 durable.contains(id),
@@ -462,20 +435,10 @@ fn exactly_once_despite(runs: usize, mut stop: impl FnMut() -> Stop, seed: u64) 
     );
 }
 
-fn seed() -> u64 {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("crash test seed: {seed}");
-    seed
-}
-
 #[test]
 fn killed_at_random_moments_every_event_is_applied_exactly_once() {
-    let seed = seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("crash test");
+    let seed = rng.0;
     exactly_once_despite(
         30,
         || Stop::KillAfter(Duration::from_millis(rng.below(70))),
@@ -490,7 +453,7 @@ fn killed_at_random_moments_every_event_is_applied_exactly_once() {
 /// commit) while the state still advances a few batches per run.
 #[test]
 fn crashed_between_any_two_writes_every_event_is_applied_exactly_once() {
-    let seed = seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("crash test");
+    let seed = rng.0;
     exactly_once_despite(30, || Stop::CrashAtStep(1 + rng.below(80)), seed);
 }

@@ -8,7 +8,7 @@ mod support;
 use rusqlite::Connection;
 use std::path::Path;
 use std::process::Command;
-use support::{generated_events, Run, SmallDisk, TempDir, BIN, CREATED, USERS_ORDERS};
+use support::{generated_events, Rng, Run, SmallDisk, TempDir, BIN, CREATED, USERS_ORDERS};
 
 /// A state built from a generated stream, and what it holds: its dump.
 struct Built {
@@ -62,27 +62,11 @@ fn dump(config: &Path, state: &Path) -> Result<String, (i32, String)> {
     }
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[test]
 fn a_byte_changed_anywhere_is_refused_or_changes_nothing() {
     let b = built();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("byte flip seed: {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("byte flip");
+    let seed = rng.0;
     let copy = b.dir.path().join("copy.db");
     let (mut refused, mut served) = (0, 0);
     for _ in 0..200 {

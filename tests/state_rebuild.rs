@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 use support::{
-    generated_events, replay_in_memory, stored_definition, stored_documents, stored_ids, Run,
+    generated_events, replay_in_memory, stored_definition, stored_documents, stored_ids, Rng, Run,
     SmallDisk, TempDir, BIN, USERS_ORDERS,
 };
 
@@ -115,6 +115,18 @@ impl Fixture {
         command
     }
 
+    /// Every read model of a state, as `run --dump` writes them.
+    fn dump(&self, state: &Path) -> Value {
+        let dump = self.dir.path().join("dump.json");
+        Run::new()
+            .args(&["--config", self.new.to_str().unwrap()])
+            .args(&["--state", state.to_str().unwrap()])
+            .args(&["--dump", dump.to_str().unwrap()])
+            .go()
+            .success();
+        serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap()
+    }
+
     /// What `config` builds from the first `n` lines of the log, in memory.
     fn expected(&self, config: &Path, n: usize) -> Value {
         let prefix = self
@@ -169,18 +181,7 @@ fn check_old_or_new(f: &Fixture, state: &Path) -> &'static str {
     }
     let held = stored_ids(state);
     let n = processed_prefix(&f.lines, &held);
-    let dump = f.dir.path().join("dump.json");
-    Run::new()
-        .args(&[
-            "--config",
-            f.new.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .args(&["--dump", dump.to_str().unwrap()])
-        .go()
-        .success();
-    let got: Value = serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
+    let got = f.dump(state);
     assert!(
         got == f.expected(&f.new, n),
         "the new version is not what the log's first {n} lines build"
@@ -359,30 +360,8 @@ fn a_rebuild_counts_what_it_applies_and_then_applies_the_new_events_to_every_mod
         .collect();
     out.stderr_has(&format!("; {} applied, ", placed.len() + new.len()));
 
-    let dump = f.dir.path().join("dump.json");
-    Run::new()
-        .args(&[
-            "--config",
-            f.new.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .args(&["--dump", dump.to_str().unwrap()])
-        .go()
-        .success();
-    let got: Value = serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
+    let got = f.dump(&state);
     assert!(got == f.expected(&f.new, f.lines.len()));
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 enum Stop {
@@ -443,18 +422,7 @@ fn stop_a_rebuild(f: &Fixture, stop: Stop, seed: u64) -> &'static str {
         .arg(f.log.to_str().unwrap())
         .go()
         .success();
-    let dump = f.dir.path().join("final.json");
-    Run::new()
-        .args(&[
-            "--config",
-            f.new.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .args(&["--dump", dump.to_str().unwrap()])
-        .go()
-        .success();
-    let got: Value = serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
+    let got = f.dump(&state);
     assert!(
         got == f.expected(&f.new, f.lines.len()),
         "the finished state differs from a clean build (seed {seed})"
@@ -467,13 +435,8 @@ fn stop_a_rebuild(f: &Fixture, stop: Stop, seed: u64) -> &'static str {
 #[test]
 fn a_rebuild_killed_at_any_instant_leaves_the_old_or_the_new_version_whole() {
     let f = Fixture::new(generated(), 3000);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("rebuild crash test seed: {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("rebuild crash test");
+    let seed = rng.0;
     let mut found = BTreeMap::new();
     for trial in 0..36 {
         let stop = match trial % 3 {

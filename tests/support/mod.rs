@@ -384,3 +384,27 @@ impl Drop for SmallDisk {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// A small xorshift generator: what a randomized test draws varies from run
+/// to run, and the seed is printed so that a failure can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A generator seeded from the clock; the seed is printed as `what seed: N`.
+    pub fn seeded(what: &str) -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        eprintln!("{what} seed: {seed}");
+        Rng(seed)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}

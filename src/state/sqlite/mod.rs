@@ -40,7 +40,7 @@ use crate::plan::{ModelId, Plan};
 use crate::store::{Document, DocumentStore, MemoryStore};
 use file::{Found, Lock};
 use load::Rows;
-use rusqlite::{params, Connection, ErrorCode, OpenFlags};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, Statement, ToSql};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -537,19 +537,12 @@ impl SqliteState {
                 IDS_PER_INSERT => &self.insert_ids,
                 n => &insert_ids(n),
             };
-            let mut insert = self.conn.prepare_cached(sql_text).map_err(&recording)?;
-            for (i, (id, code, sum)) in rows.iter().enumerate() {
-                insert
-                    .raw_bind_parameter(3 * i + 1, id)
-                    .map_err(&recording)?;
-                insert
-                    .raw_bind_parameter(3 * i + 2, code)
-                    .map_err(&recording)?;
-                insert
-                    .raw_bind_parameter(3 * i + 3, sum)
-                    .map_err(&recording)?;
-            }
-            insert.raw_execute().map_err(&recording)?;
+            self.conn
+                .prepare_cached(sql_text)
+                .and_then(|mut insert| {
+                    execute_rows(&mut insert, &rows, |(id, code, sum)| [id, code, sum])
+                })
+                .map_err(&recording)?;
         }
     }
 
@@ -593,22 +586,14 @@ impl SqliteState {
                     DOCS_PER_UPSERT => &self.upsert_documents,
                     n => &upsert_documents(n),
                 };
-                let mut upsert = self.conn.prepare_cached(sql_text).map_err(&writing)?;
-                for (i, (name, key, text, sum)) in rows.iter().enumerate() {
-                    upsert
-                        .raw_bind_parameter(4 * i + 1, name)
-                        .map_err(&writing)?;
-                    upsert
-                        .raw_bind_parameter(4 * i + 2, key)
-                        .map_err(&writing)?;
-                    upsert
-                        .raw_bind_parameter(4 * i + 3, text)
-                        .map_err(&writing)?;
-                    upsert
-                        .raw_bind_parameter(4 * i + 4, sum)
-                        .map_err(&writing)?;
-                }
-                upsert.raw_execute().map_err(&writing)?;
+                self.conn
+                    .prepare_cached(sql_text)
+                    .and_then(|mut upsert| {
+                        execute_rows(&mut upsert, &rows, |(name, key, text, sum)| {
+                            [name, key, text, sum]
+                        })
+                    })
+                    .map_err(&writing)?;
             }
             if let Some((model, key, _)) = documents.next_if(|(_, _, text)| text.is_none()) {
                 self.crash.step();
@@ -632,6 +617,21 @@ fn upsert_documents(n: usize) -> String {
          ON CONFLICT (model, key) DO UPDATE SET doc = excluded.doc, sum = excluded.sum",
         vec!["(?, ?, ?, ?)"; n].join(", ")
     )
+}
+
+/// Binds `rows` in place, `N` values each, one row after another, and runs
+/// the statement, which writes them all.
+fn execute_rows<R, const N: usize>(
+    statement: &mut Statement<'_>,
+    rows: &[R],
+    values: impl for<'r> Fn(&'r R) -> [&'r dyn ToSql; N],
+) -> rusqlite::Result<usize> {
+    for (i, row) in rows.iter().enumerate() {
+        for (j, value) in values(row).into_iter().enumerate() {
+            statement.raw_bind_parameter(N * i + j + 1, value)?;
+        }
+    }
+    statement.raw_execute()
 }
 
 /// The statement that inserts `n` processed ids.
