@@ -161,6 +161,10 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
                 plural(counts.applied as u64, "event")
             ));
             if !counts.deferred.is_empty() {
+                log(&format!(
+                    "replay: applying the {} left for after the swap (events the state had not processed, subscription changes)",
+                    plural(counts.deferred.len() as u64, "message")
+                ));
                 let after = match pass(&mut engine, Some(&counts.deferred)) {
                     Ok(after) => after,
                     Err(e) => return failed(e),

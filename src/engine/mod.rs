@@ -157,11 +157,6 @@ impl Engine {
         self.journal.submit(totals)
     }
 
-    /// Events applied (in memory, or committed with the last batch).
-    pub fn processed_count(&self) -> usize {
-        self.processed.len()
-    }
-
     /// Waits until every change submitted is durable. Replies to the
     /// messages handled before the last submit may be written once this
     /// returns.
