@@ -169,37 +169,6 @@ fn a_torn_or_garbled_state_is_refused_untouched() {
     refused(&whole[..10], 65, "is not a projector state");
 }
 
-#[test]
-fn a_state_in_use_by_another_projector_is_refused() {
-    let dir = TempDir::new();
-    let state = state_arg(&dir);
-    let mut first = Command::new(BIN)
-        .args(["--state", &state])
-        .current_dir(repo())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = first.stdin.take().unwrap();
-    writeln!(stdin, "{CREATED}").unwrap();
-    let mut reply = String::new();
-    BufReader::new(first.stdout.take().unwrap())
-        .read_line(&mut reply)
-        .unwrap();
-    assert!(reply.contains("read_models_updated"));
-    let out = Run::new().args(&["--state", &state]).stdin(&[CREATED]).go();
-    out.code_is(75).stdout_is(&[]);
-    assert!(
-        out.stderr
-            .contains("is in use by another running projector"),
-        "{}",
-        out.stderr
-    );
-    drop(stdin);
-    assert!(first.wait().unwrap().success());
-}
-
 /// A projector serving `--state STATE` in the repository, its stdin and
 /// stdout kept for the test to talk to it.
 struct Serving {
@@ -282,7 +251,9 @@ fn other_processes_read_and_back_up_the_state_while_a_projector_runs() {
 
     // A second projector is still refused.
     let out = Run::new().args(&["--state", &state]).stdin(&[CREATED]).go();
-    out.code_is(75).stdout_is(&[]);
+    out.code_is(75)
+        .stdout_is(&[])
+        .stderr_has("is in use by another running projector");
     drop((reader, other));
     serving.finish();
 

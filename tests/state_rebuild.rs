@@ -115,6 +115,15 @@ impl Fixture {
         command
     }
 
+    /// `projector replay --config NEW --state STATE FLAGS... LOG`.
+    fn replay(&self, state: &Path, flags: &[&str], log: &Path) -> Run {
+        Run::new()
+            .args(&["replay", "--config", self.new.to_str().unwrap()])
+            .args(&["--state", state.to_str().unwrap()])
+            .args(flags)
+            .arg(log.to_str().unwrap())
+    }
+
     /// Every read model of a state, as `run --dump` writes them.
     fn dump(&self, state: &Path) -> Value {
         let dump = self.dir.path().join("dump.json");
@@ -275,18 +284,12 @@ fn a_log_that_lacks_processed_events_is_refused_unless_allowed() {
             .count()
     };
     let rebuild = |log: &Path, more: &[&str]| {
-        Run::new()
-            .args(&[
-                "replay",
-                "--config",
-                f.new.to_str().unwrap(),
-                "--state",
-                state.to_str().unwrap(),
-            ])
-            .args(&["--rebuild", "orders"])
-            .args(more)
-            .arg(log.to_str().unwrap())
-            .go()
+        let flags: Vec<&str> = ["--rebuild", "orders"]
+            .iter()
+            .chain(more)
+            .copied()
+            .collect();
+        f.replay(&state, &flags, log).go()
     };
     rebuild(&empty, &[]).code_is(65).stderr_has(&format!(
         "projector: the log lacks {orders_placed} of the {orders_placed} events it must hold to rebuild orders: the events the state has processed for orders; nothing was changed."
@@ -332,16 +335,7 @@ fn a_log_that_lacks_processed_events_is_refused_unless_allowed() {
 fn a_rebuild_counts_what_it_applies_and_then_applies_the_new_events_to_every_model() {
     let f = Fixture::new(generated(), 3000);
     let state = f.state("s.db");
-    let out = Run::new()
-        .args(&[
-            "replay",
-            "--config",
-            f.new.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .args(&["--rebuild", "orders", f.log.to_str().unwrap()])
-        .go();
+    let out = f.replay(&state, &["--rebuild", "orders"], &f.log).go();
     out.success();
     let placed: HashSet<String> = f.lines[..3000]
         .iter()
@@ -410,18 +404,7 @@ fn stop_a_rebuild(f: &Fixture, stop: Stop, seed: u64) -> &'static str {
         "old" => vec!["--rebuild", "orders"],
         _ => vec![],
     };
-    Run::new()
-        .args(&[
-            "replay",
-            "--config",
-            f.new.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .args(&rebuild)
-        .arg(f.log.to_str().unwrap())
-        .go()
-        .success();
+    f.replay(&state, &rebuild, &f.log).go().success();
     let got = f.dump(&state);
     assert!(
         got == f.expected(&f.new, f.lines.len()),
@@ -469,16 +452,7 @@ fn a_rebuild_that_fills_the_disk_leaves_the_old_version_whole() {
     std::fs::write(&state, &f.state).unwrap();
     // Room to open the state, not to write the rebuilt model beside it.
     disk.fill(96 * 1024);
-    let out = Run::new()
-        .args(&[
-            "replay",
-            "--config",
-            f.new.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-        ])
-        .args(&["--rebuild", "orders", f.log.to_str().unwrap()])
-        .go();
+    let out = f.replay(&state, &["--rebuild", "orders"], &f.log).go();
     out.code_is(74).stderr_has("disk full");
     std::fs::remove_file(disk.0.join("filler")).unwrap();
     assert_eq!(check_old_or_new(&f, &state), "old");
