@@ -16,7 +16,10 @@ With --baseline BIN it also times another projector binary (an earlier build,
 say) in memory and with --state, alternating with the others, so that a change
 is measured against its baseline in one run on a noisy machine.
 
+With --subscriptions N it also times N subscribe messages of 10 new types each.
+
 Usage: bench/run.sh [--events N] [--runs R] [--ids N] [--no-python] [--baseline BIN]
+                    [--subscriptions N]
 Not part of the tests or CI: it takes minutes and needs a quiet machine.
 """
 import argparse
@@ -109,6 +112,20 @@ def measure_ids(bins, count: int, tmp) -> None:
     print(f"processed ids: {count} held in {(peak - base) / 1024:.1f} MiB over the baseline: {per_id:.1f} bytes per id")
 
 
+def measure_subscriptions(bins, count: int, tmp) -> None:
+    """Wall time of `count` subscribe messages of 10 new types each, in memory and with --state:
+    the cost of a subscription must not grow with those before it."""
+    path = tmp / "subscribe.ndjson"
+    with open(path, "w") as f:
+        for i in range(count):
+            types = ",".join('"T%d_%d"' % (i, j) for j in range(10))
+            f.write('{"type":"subscribe","msg_id":%d,"event_types":[%s]}\n' % (i, types))
+    state = tmp / "subscribe.db"
+    for mode, extra in (("in memory", []), ("with --state", ["--state", state])):
+        wall, _ = timed([bins["projector"], "--config", CONFIG] + extra, path, stderr=subprocess.DEVNULL)
+        print(f"subscriptions: {count} subscribe messages of 10 new types each, {mode}: {wall:.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000, help="distinct events (10%% are redelivered on top)")
@@ -116,6 +133,7 @@ def main() -> None:
     ap.add_argument("--ids", type=int, default=0, help="also measure the memory of this many processed ids")
     ap.add_argument("--no-python", action="store_true", help="skip timing the (slow) Python reference")
     ap.add_argument("--baseline", type=pathlib.Path, help="also time this projector binary, in memory and with --state")
+    ap.add_argument("--subscriptions", type=int, default=0, help="also time this many subscribe messages of 10 new types each")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="projector-bench-") as tmp:
@@ -172,6 +190,8 @@ def main() -> None:
                       f"{median['projector --state'] / median['baseline --state']:.2f}x with --state")
         if args.ids:
             measure_ids(bins, args.ids, tmp)
+        if args.subscriptions:
+            measure_subscriptions(bins, args.subscriptions, tmp)
 
 
 if __name__ == "__main__":

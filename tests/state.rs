@@ -81,6 +81,41 @@ fn a_start_says_what_it_resumed_in_one_line() {
     );
 }
 
+/// Subscriptions changed by many messages of one batch are recorded as they
+/// stand at its end (once per batch, not once per message).
+#[test]
+fn subscriptions_changed_many_times_in_a_batch_resume_as_they_ended() {
+    let dir = TempDir::new();
+    let state = state_arg(&dir);
+    let mut lines: Vec<String> = (0..2000)
+        .map(|i| format!(r#"{{"type":"subscribe","msg_id":{i},"event_types":["New{i}a","New{i}b"]}}"#))
+        .collect();
+    lines.push(r#"{"type":"subscribe","msg_id":1,"event_types":["UserCreated","UserDeleted"]}"#.to_owned());
+    lines.push(r#"{"type":"unsubscribe","msg_id":2,"event_types":["UserCreated","New7a"]}"#.to_owned());
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    Run::new().args(&["--state", &state]).stdin(&lines).go().success();
+    let stored: String = Connection::open(&state)
+        .unwrap()
+        .query_row("SELECT value FROM projector_meta WHERE name = 'subscriptions'", [], |r| r.get(0))
+        .unwrap();
+    let stored: Vec<String> = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored.len(), 4000);
+    assert!(stored.contains(&"UserDeleted".to_owned()) && stored.contains(&"New7b".to_owned()));
+    assert!(!stored.contains(&"UserCreated".to_owned()) && !stored.contains(&"New7a".to_owned()));
+    Run::new()
+        .args(&["--state", &state])
+        .stdin(&[
+            CREATED,
+            r#"{"type":"event","msg_id":2,"event":{"type":"UserDeleted","id":"e2","payload":{"id":"u1"}}}"#,
+        ])
+        .go()
+        .success()
+        .stdout_is(&[
+            r#"{"type": "event_skipped", "in_reply_to": 1, "event_id": "e1", "reason": "not_subscribed"}"#,
+            r#"{"type": "read_models_updated", "in_reply_to": 2, "event_id": "e2", "updated_models": []}"#,
+        ]);
+}
+
 #[test]
 fn documents_are_readable_with_plain_sql() {
     let dir = TempDir::new();

@@ -30,6 +30,9 @@ pub struct Engine {
     stores: Vec<MemoryStore>,
     processed: Processed,
     subscriptions: Subscriptions,
+    /// The subscriptions changed since the last batch was handed over:
+    /// the next one records them, once, however many messages changed them.
+    subscriptions_changed: bool,
     journal: Box<dyn Journal>,
     rebuild: Option<rebuild::Rebuild>,
     node_id: Option<String>,
@@ -71,6 +74,7 @@ impl Engine {
         );
         Engine {
             subscriptions: Subscriptions::from_names(&plan, restored.subscriptions.as_deref()),
+            subscriptions_changed: false,
             stores: restored.stores,
             processed: restored.processed,
             journal,
@@ -149,6 +153,10 @@ impl Engine {
     pub fn submit(&mut self) -> Result<(), StateError> {
         if self.rebuild.is_some() {
             return Ok(());
+        }
+        if std::mem::take(&mut self.subscriptions_changed) && self.journal.is_durable() {
+            let accepted = self.subscriptions.names(&self.plan);
+            self.journal.record_subscriptions(accepted.as_deref())?;
         }
         let totals = Totals {
             documents: self.stores.iter().map(|s| s.len() as u64).collect(),
@@ -284,8 +292,7 @@ impl Engine {
                 self.subscriptions.unsubscribe(&self.plan, name);
             }
         }
-        let accepted = self.subscriptions.names(&self.plan);
-        self.journal.record_subscriptions(accepted.as_deref())?;
+        self.subscriptions_changed = true;
         let reply = if ty == "subscribe" {
             "subscribed"
         } else {
