@@ -267,3 +267,39 @@ fn the_readme_example_stream_gives_the_documented_replies() {
     out.success();
     assert_eq!(out.stdout, expected);
 }
+
+/// A page holds at most 1,000 documents, whatever `limit` asks for, and
+/// `next` goes on from the last one; a `limit` below 1 is refused.
+#[test]
+fn a_query_page_is_capped_and_next_goes_on_from_it() {
+    let mut lines: Vec<String> = (0..1500)
+        .map(|i| {
+            format!(
+                r#"{{"type":"event","msg_id":{i},"event":{{"type":"UserCreated","id":"e{i}","payload":{{"id":"u{i:04}"}}}}}}"#
+            )
+        })
+        .collect();
+    lines
+        .push(r#"{"type":"query","msg_id":1,"model":"user_listing","limit":100000000}"#.to_owned());
+    lines.push(
+        r#"{"type":"query","msg_id":2,"model":"user_listing","limit":1000,"after":"u0999"}"#
+            .to_owned(),
+    );
+    lines.push(r#"{"type":"query","msg_id":3,"model":"user_listing","limit":0}"#.to_owned());
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let out = Run::new().stdin(&lines).go();
+    out.success();
+    let replies: Vec<serde_json::Value> = out
+        .stdout_lines()
+        .iter()
+        .skip(1500)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(replies[0]["documents"].as_object().unwrap().len(), 1000);
+    assert_eq!(replies[0]["total"], 1500);
+    assert_eq!(replies[0]["next"], "u0999");
+    assert_eq!(replies[1]["documents"].as_object().unwrap().len(), 500);
+    assert_eq!(replies[1]["next"], serde_json::Value::Null);
+    assert_eq!(replies[2]["type"], "error");
+    assert_eq!(replies[2]["code"], 12);
+}

@@ -88,15 +88,29 @@ fn subscriptions_changed_many_times_in_a_batch_resume_as_they_ended() {
     let dir = TempDir::new();
     let state = state_arg(&dir);
     let mut lines: Vec<String> = (0..2000)
-        .map(|i| format!(r#"{{"type":"subscribe","msg_id":{i},"event_types":["New{i}a","New{i}b"]}}"#))
+        .map(|i| {
+            format!(r#"{{"type":"subscribe","msg_id":{i},"event_types":["New{i}a","New{i}b"]}}"#)
+        })
         .collect();
-    lines.push(r#"{"type":"subscribe","msg_id":1,"event_types":["UserCreated","UserDeleted"]}"#.to_owned());
-    lines.push(r#"{"type":"unsubscribe","msg_id":2,"event_types":["UserCreated","New7a"]}"#.to_owned());
+    lines.push(
+        r#"{"type":"subscribe","msg_id":1,"event_types":["UserCreated","UserDeleted"]}"#.to_owned(),
+    );
+    lines.push(
+        r#"{"type":"unsubscribe","msg_id":2,"event_types":["UserCreated","New7a"]}"#.to_owned(),
+    );
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    Run::new().args(&["--state", &state]).stdin(&lines).go().success();
+    Run::new()
+        .args(&["--state", &state])
+        .stdin(&lines)
+        .go()
+        .success();
     let stored: String = Connection::open(&state)
         .unwrap()
-        .query_row("SELECT value FROM projector_meta WHERE name = 'subscriptions'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM projector_meta WHERE name = 'subscriptions'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     let stored: Vec<String> = serde_json::from_str(&stored).unwrap();
     assert_eq!(stored.len(), 4000);

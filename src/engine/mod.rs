@@ -22,6 +22,9 @@ use std::borrow::Cow;
 
 /// How many documents a `query` without a `key` returns when it names no `limit`.
 pub const DEFAULT_LIST_LIMIT: u64 = 100;
+/// The most documents one `query` returns: a larger `limit` is cut to it,
+/// and `next` goes on from there.
+pub const MAX_LIST_LIMIT: u64 = 1000;
 
 const MESSAGE_TYPES: &str = "init, subscribe, unsubscribe, event, query";
 
@@ -495,9 +498,13 @@ impl Engine {
             }),
             Some(_) => None,
         };
-        let Some(limit) = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)) else {
-            return malformed(out, "query: \"limit\" must be a non-negative integer");
+        let Some(limit) = limit.filter(|l| *l >= 1) else {
+            let text = format!(
+                "query: \"limit\" must be a whole number from 1 to {MAX_LIST_LIMIT} (a larger one is cut to {MAX_LIST_LIMIT})"
+            );
+            return malformed(out, &text);
         };
+        let limit = limit.min(MAX_LIST_LIMIT) as usize;
         let after = match body.get("after") {
             None | Some(Value::Null) => None,
             Some(v) => match scalar_text(v) {

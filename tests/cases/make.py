@@ -268,13 +268,14 @@ case("query_lists_documents_in_key_order_with_paging", [
      lst(4, "user_by_email", {"u1": {"email": None, "id": "u1"}, "u2": {"email": None, "id": "u2"}}, 3, "u2")),
     ({"type": "query", "msg_id": 5, "model": "user_by_email", "limit": 2, "after": "u2"},
      lst(5, "user_by_email", {"u3": {"email": None, "id": "u3"}}, 3, None)),
-    ({"type": "query", "msg_id": 6, "model": "user_listing", "limit": 0}, lst(6, "user_listing", {}, 3, None)),
+    ({"type": "query", "msg_id": 6, "model": "user_listing", "limit": 1, "after": "u1"}, lst(6, "user_listing", {"u2": {"email": None, "id": "u2", "name": "B"}}, 3, "u2")),
 ])
 case("query_errors", [
     ({"type": "query", "msg_id": 1, "model": "users"}, err(1, 12, 'query: unknown read model "users"; the read models are: user_listing, user_by_email, user_activity, long_sessions')),
     ({"type": "query", "msg_id": 2}, err(2, 12, 'query: "model" must name a read model')),
     ({"type": "query", "msg_id": 3, "model": "user_listing", "key": ["u1"]}, err(3, 12, 'query: "key" must be a string or a number, found an array')),
-    ({"type": "query", "msg_id": 4, "model": "user_listing", "limit": -1}, err(4, 12, 'query: "limit" must be a non-negative integer')),
+    ({"type": "query", "msg_id": 4, "model": "user_listing", "limit": -1}, err(4, 12, 'query: "limit" must be a whole number from 1 to 1000 (a larger one is cut to 1000)')),
+    ({"type": "query", "msg_id": 5, "model": "user_listing", "limit": 0}, err(5, 12, 'query: "limit" must be a whole number from 1 to 1000 (a larger one is cut to 1000)')),
 ])
 # ---- bad input ------------------------------------------------------------
 case("malformed_lines_get_errors_and_the_next_line_is_served", [
