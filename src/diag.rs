@@ -438,6 +438,9 @@ pub struct Diagnostic {
     pub severity: Severity,
     pub span: Span,
     pub kind: Kind,
+    /// Found in the configuration's `[[tests]]`: it concerns `validate` and
+    /// `test`, and does not keep the read models from being served.
+    pub in_tests: bool,
 }
 
 impl Diagnostic {
@@ -446,6 +449,7 @@ impl Diagnostic {
             severity: Severity::Error,
             span,
             kind,
+            in_tests: false,
         }
     }
 
@@ -454,7 +458,13 @@ impl Diagnostic {
             severity: Severity::Warning,
             span,
             kind,
+            in_tests: false,
         }
+    }
+
+    /// Marks diagnostics as found in `[[tests]]`.
+    pub fn mark_in_tests(diags: &mut [Diagnostic]) {
+        diags.iter_mut().for_each(|d| d.in_tests = true);
     }
 
     pub fn is_error(&self) -> bool {

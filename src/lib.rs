@@ -57,16 +57,40 @@ pub mod testing;
 use diag::Diagnostic;
 use plan::Plan;
 
-/// Parses and compiles configuration text: the one path both `run` and
-/// `validate` take. Returns the plan with its warnings, or every diagnostic
+/// Parses and compiles configuration text: the one path `run`, `validate`
+/// and `test` take. Returns the plan with its warnings, or every diagnostic
 /// (errors and warnings) when there is any error.
 pub fn load(text: &str) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let mut diags = Vec::new();
-    let plan =
-        config::parse(text, &mut diags).and_then(|raw| plan::compile(&raw, text, &mut diags));
-    diags.sort_by_key(|d| (d.span.start, d.severity));
+    let (plan, diags) = compile(text);
     match plan {
         Some(plan) if !diags.iter().any(Diagnostic::is_error) => Ok((plan, diags)),
         _ => Err(diags),
     }
+}
+
+/// [`load`] for serving the read models: what is wrong in the
+/// configuration's `[[tests]]` does not stop it. Returns the plan with the
+/// warnings about its read models, and how many errors its tests have (which
+/// `validate` and `test` report).
+pub fn load_to_serve(text: &str) -> Result<(Plan, Vec<Diagnostic>, usize), Vec<Diagnostic>> {
+    let (plan, diags) = compile(text);
+    let blocking = diags.iter().any(|d| d.is_error() && !d.in_tests);
+    match plan {
+        Some(plan) if !blocking => {
+            let test_errors = diags.iter().filter(|d| d.is_error()).count();
+            let warnings = diags.into_iter().filter(|d| !d.in_tests).collect();
+            Ok((plan, warnings, test_errors))
+        }
+        _ => Err(diags),
+    }
+}
+
+/// Every diagnostic, in the order of the text, and the plan, when the read
+/// models compile.
+fn compile(text: &str) -> (Option<Plan>, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let plan =
+        config::parse(text, &mut diags).and_then(|raw| plan::compile(&raw, text, &mut diags));
+    diags.sort_by_key(|d| (d.span.start, d.severity));
+    (plan, diags)
 }

@@ -303,3 +303,25 @@ fn a_query_page_is_capped_and_next_goes_on_from_it() {
     assert_eq!(replies[2]["type"], "error");
     assert_eq!(replies[2]["code"], 12);
 }
+
+/// A `[[tests]]` entry left behind by a change of the read models is for
+/// `validate` and `test` to report: it does not stop the projector serving.
+#[test]
+fn an_outdated_test_does_not_stop_the_read_models_from_being_served() {
+    let bundled = std::fs::read_to_string(repo().join("projections.toml")).unwrap();
+    let outdated = format!(
+        "{bundled}\n[[tests]]\nname = \"gone\"\nevents = []\nexpect = [{{ model = \"sessions\", key = \"k\", absent = true }}]\n"
+    );
+    let dir = support::TempDir::new();
+    let config = dir.write("c.toml", &outdated);
+    let config = config.to_str().unwrap();
+    Run::new()
+        .args(&["--config", config])
+        .stdin(&[CREATED])
+        .go()
+        .success()
+        .stdout_is(&[r#"{"type": "read_models_updated", "in_reply_to": 1, "event_id": "e1", "updated_models": ["user_listing", "user_by_email"]}"#])
+        .stderr_is(&format!("projector: warning: {config}: [[tests]] with 1 error (`projector validate {config}` shows them); tests do not stop the read models from being served\n"));
+    Run::new().args(&["validate", config]).go().code_is(78);
+    Run::new().args(&["test", config]).go().code_is(78);
+}

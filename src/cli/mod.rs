@@ -159,25 +159,51 @@ struct Loaded {
     name: String,
 }
 
-/// Reads and compiles the configuration, printing its diagnostics; the
-/// bundled one stands in for a missing `./projections.toml` only when
-/// `bundled` allows it.
+/// Reads and compiles the configuration to serve its read models, printing
+/// its diagnostics; the bundled one stands in for a missing
+/// `./projections.toml` only when `bundled` allows it. Errors in its
+/// `[[tests]]` are counted, not shown: they concern `validate` and `test`.
 fn load_plan(path: Option<&Path>, bundled: bool) -> Result<Loaded, ExitCode> {
     let (name, text) = read_config(path, bundled).map_err(|e| {
+        log(&format!("projector: {e}"));
+        ExitCode::from(EX_CONFIG)
+    })?;
+    match projector::load_to_serve(&text) {
+        Ok((plan, warnings, test_errors)) => {
+            print_diagnostics(&name, &text, &warnings);
+            if test_errors > 0 {
+                log(&format!(
+                    "projector: warning: {name}: [[tests]] with {} (`projector validate {}` shows them); tests do not stop the read models from being served",
+                    plural(test_errors as u64, "error"),
+                    shell_word(&name)
+                ));
+            }
+            Ok(Loaded { plan, name })
+        }
+        Err(diags) => invalid(&name, &text, &diags),
+    }
+}
+
+/// Reads and compiles the configuration, its `[[tests]]` too, printing its
+/// diagnostics.
+fn load_checked(path: &Path) -> Result<Plan, ExitCode> {
+    let (name, text) = read_config(Some(path), false).map_err(|e| {
         log(&format!("projector: {e}"));
         ExitCode::from(EX_CONFIG)
     })?;
     match projector::load(&text) {
         Ok((plan, warnings)) => {
             print_diagnostics(&name, &text, &warnings);
-            Ok(Loaded { plan, name })
+            Ok(plan)
         }
-        Err(diags) => {
-            print_diagnostics(&name, &text, &diags);
-            log(&format!("projector: {name} is invalid; not starting"));
-            Err(ExitCode::from(EX_CONFIG))
-        }
+        Err(diags) => invalid(&name, &text, &diags),
     }
+}
+
+fn invalid<T>(name: &str, text: &str, diags: &[Diagnostic]) -> Result<T, ExitCode> {
+    print_diagnostics(name, text, diags);
+    log(&format!("projector: {name} is invalid; not starting"));
+    Err(ExitCode::from(EX_CONFIG))
 }
 
 /// A word of a command line, quoted for a POSIX shell where it needs it.

@@ -1,6 +1,6 @@
 //! `projector test`: run the `[[tests]]` a configuration declares.
 
-use super::{load_plan, log, DEFAULT_CONFIG};
+use super::{load_checked, log, DEFAULT_CONFIG};
 use clap::Args;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -14,8 +14,8 @@ pub struct TestArgs {
 }
 
 pub fn test(args: &TestArgs) -> ExitCode {
-    let plan = match load_plan(Some(&args.config), false) {
-        Ok(config) => config.plan,
+    let plan = match load_checked(&args.config) {
+        Ok(plan) => plan,
         Err(code) => return code,
     };
     let mut out = io::stdout().lock();

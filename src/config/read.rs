@@ -53,6 +53,7 @@ pub fn read(root: &DeTable<'_>, root_span: Span, diags: &mut Vec<Diagnostic>) ->
     }
     let mut tests = Vec::new();
     if let Some(node) = root.get("tests") {
+        let before = r.diags.len();
         match node.get_ref() {
             DeValue::Array(items) => tests.extend(items.iter().filter_map(|item| r.test(item))),
             other => r.wrong_type(
@@ -62,6 +63,7 @@ pub fn read(root: &DeTable<'_>, root_span: Span, diags: &mut Vec<Diagnostic>) ->
                 other,
             ),
         }
+        Diagnostic::mark_in_tests(&mut r.diags[before..]);
     }
     if models.is_empty() && !r.diags.iter().any(Diagnostic::is_error) {
         r.diags.push(Diagnostic::warning(

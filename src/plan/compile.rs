@@ -15,7 +15,8 @@ use crate::hash::FastMap;
 use regex::Regex;
 use std::collections::HashMap;
 
-/// Compiles `raw` (read from `source`). Returns the plan when no error was found;
+/// Compiles `raw` (read from `source`). Returns the plan when no error was
+/// found outside its `[[tests]]` (a test with an error is left out of it);
 /// errors and warnings alike are pushed to `diags`.
 pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
     let errors_before = diags.iter().filter(|d| d.is_error()).count();
@@ -71,10 +72,14 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
         routes,
         tests: Vec::new(),
     };
-    plan.tests = super::config_tests::compile(&raw.tests, &plan, c.diags);
     super::types::check_field_types(raw, &map, c.diags);
     super::types::check_keys_may_be_missing(raw, c.diags);
     let errors_after = c.diags.iter().filter(|d| d.is_error()).count();
+    // The tests are checked last, and their problems marked: a plan whose
+    // read models are sound is returned even when a test is not.
+    let before = c.diags.len();
+    plan.tests = super::config_tests::compile(&raw.tests, &plan, c.diags);
+    Diagnostic::mark_in_tests(&mut c.diags[before..]);
     (errors_after == errors_before).then_some(plan)
 }
 
