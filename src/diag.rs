@@ -61,7 +61,8 @@ pub enum Kind {
     /// A JSONPath that does not parse.
     BadJsonPath { path: String, reason: String },
     /// A mapping string that is not a JSONPath.
-    NotAPath { text: String },
+    /// `numeric`: what the path selects must be a number.
+    NotAPath { text: String, numeric: bool },
     /// A path that must select one value can select several.
     NotSingular { path: String, what: &'static str },
     /// A path that no event can ever satisfy.
@@ -187,7 +188,7 @@ impl Kind {
             Kind::MissingKey { key, table } => format!("{table} has no `{key}`"),
             Kind::UnknownWord { key, word, .. } => format!("unknown `{key}` value \"{word}\""),
             Kind::BadJsonPath { path, reason } => format!("invalid JSONPath `{path}`: {reason}"),
-            Kind::NotAPath { text } => format!("\"{text}\" is not a JSONPath"),
+            Kind::NotAPath { text, .. } => format!("\"{text}\" is not a JSONPath"),
             Kind::NotSingular { path, what } => {
                 format!("{what} path `{path}` can select more than one value")
             }
@@ -278,20 +279,19 @@ impl Kind {
                 "`remove` takes elements out of lists; to remove the document, write `delete = true`"
                     .to_owned(),
             ),
-            Kind::UnknownOperation { name } => Some(match synonym(name) {
-                Some(op) => format!("to {}, use `{op}`; {}", name, expected_one_of("", OPERATIONS)),
-                None => expected_one_of(name, OPERATIONS),
-            }),
+            Kind::UnknownOperation { name } => Some(expected_one_of(name, OPERATIONS)),
             Kind::UnknownWord { word, expected, .. } => Some(expected_one_of(word, expected)),
-            Kind::NotAPath { text } => {
+            Kind::NotAPath { text, numeric } => {
                 let bare = text.trim_start_matches(['.', '@']);
                 let rooted = ["payload", "type", "id"]
                     .iter()
                     .any(|f| bare == *f || bare.starts_with(&format!("{f}.")) || bare.starts_with(&format!("{f}[")));
                 let path = if rooted { format!("$.{bare}") } else { format!("$.payload.{bare}") };
-                Some(format!(
-                    "a JSONPath starts with `$`, as in \"{path}\"; write a literal string as {{ value = \"{text}\" }}"
-                ))
+                let literal = match numeric {
+                    true => "`increment` adds a number (as in n = 1) or the number a path selects, never text".to_owned(),
+                    false => format!("write a literal string as {{ value = \"{text}\" }}"),
+                };
+                Some(format!("a JSONPath starts with `$`, as in \"{path}\"; {literal}"))
             }
             Kind::NotSingular { .. } => Some(
                 "use a path of names and indexes only, e.g. \"$.payload.id\" or \"$.items[0]\""
@@ -386,6 +386,14 @@ fn synonym(word: &str) -> Option<&'static str> {
         "maximum" => "max",
         "minimum" => "min",
         "unset_fields" | "remove_fields" => "unset",
+        // Condition tests.
+        "neq" | "not_eq" | "not_equal" | "not" => "ne",
+        "equals" | "equal" | "is" => "eq",
+        "gte" => "ge",
+        "lte" => "le",
+        "greater" | "above" => "gt",
+        "less" | "below" => "lt",
+        "one_of" | "any_of" => "in",
         _ => return None,
     })
 }
@@ -396,7 +404,9 @@ fn expected_one_of(found: &str, expected: &[&str]) -> String {
         .map(|e| format!("`{e}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    match did_you_mean(found, expected) {
+    // A word other tools use for one of ours first, then a typo's nearest.
+    let alias = synonym(found).filter(|word| expected.contains(word));
+    match alias.or_else(|| did_you_mean(found, expected)) {
         Some(best) => format!("did you mean `{best}`? expected one of {list}"),
         None => format!("expected one of {list}"),
     }

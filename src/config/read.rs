@@ -106,14 +106,18 @@ impl Reader<'_> {
         );
     }
 
+    /// Reports every key of `table` that is not `expected`; returns whether
+    /// all were.
     fn check_keys(
         &mut self,
         table: &DeTable<'_>,
         name: &'static str,
         expected: &'static [&'static str],
-    ) {
+    ) -> bool {
+        let mut known = true;
         for key in table.keys() {
             if !expected.contains(&key.get_ref().as_ref()) {
+                known = false;
                 self.error(
                     key.span(),
                     Kind::UnknownKey {
@@ -124,6 +128,7 @@ impl Reader<'_> {
                 );
             }
         }
+        known
     }
 
     fn table<'a, 'i>(&mut self, node: &'a Node<'i>, key: &str) -> Option<&'a DeTable<'i>> {
@@ -308,7 +313,7 @@ impl Reader<'_> {
 
     fn condition(&mut self, node: &Node<'_>) -> Option<RawCondition> {
         let table = self.table(node, "when")?;
-        self.check_keys(table, "a condition", CONDITION_KEYS);
+        let known = self.check_keys(table, "a condition", CONDITION_KEYS);
         let span = node.span();
         let path = self.required_string(table, &span, "path", "the condition");
         let tests: Vec<_> = table
@@ -316,7 +321,10 @@ impl Reader<'_> {
             .filter(|(k, _)| Test::WORDS.contains(&k.get_ref().as_ref()))
             .collect();
         let [(word, value)] = tests.as_slice() else {
-            self.error(span, Kind::ConditionTests { found: tests.len() });
+            // A misspelt test is reported as an unknown key, not twice.
+            if !tests.is_empty() || known {
+                self.error(span, Kind::ConditionTests { found: tests.len() });
+            }
             return None;
         };
         let test = match word.get_ref().as_ref() {

@@ -78,7 +78,12 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
     // The tests are checked last, and their problems marked: a plan whose
     // read models are sound is returned even when a test is not.
     let before = c.diags.len();
-    plan.tests = super::config_tests::compile(&raw.tests, &plan, c.diags);
+    let declared = raw
+        .models
+        .iter()
+        .flat_map(|m| m.on.iter().map(|b| b.event_type.value.as_str()))
+        .collect();
+    plan.tests = super::config_tests::compile(&raw.tests, &plan, &declared, c.diags);
     Diagnostic::mark_in_tests(&mut c.diags[before..]);
     (errors_after == errors_before).then_some(plan)
 }
@@ -95,7 +100,9 @@ impl Compiler<'_> {
     }
 
     /// Parses a JSONPath written at `text`, pointing into the string on error.
-    fn path(&mut self, text: &Spanned<String>) -> Option<JsonPath> {
+    /// A path a user wrote; `numeric` when what it selects must be a number
+    /// (an `increment`), which a text is not, for the hint.
+    fn path(&mut self, text: &Spanned<String>, numeric: bool) -> Option<JsonPath> {
         match JsonPath::parse(&text.value) {
             Ok(path) => Some(path),
             Err(PathError { reason, at }) => {
@@ -118,6 +125,7 @@ impl Compiler<'_> {
                 } else {
                     Kind::NotAPath {
                         text: text.value.clone(),
+                        numeric,
                     }
                 };
                 self.error(span, kind);
@@ -128,7 +136,7 @@ impl Compiler<'_> {
 
     /// A path that must select one value: a document key or an event id.
     fn singular_path(&mut self, text: &Spanned<String>, what: &'static str) -> Option<JsonPath> {
-        let path = self.path(text)?;
+        let path = self.path(text, false)?;
         if !path.is_singular() {
             self.error(
                 text.span.clone(),
@@ -325,7 +333,7 @@ impl Compiler<'_> {
     }
 
     fn condition(&mut self, c: &RawCondition) -> Option<Condition> {
-        let path = self.path(&c.path)?;
+        let path = self.path(&c.path, false)?;
         self.never_matches(&path, &c.path)?;
         Some(Condition {
             path,
@@ -432,7 +440,7 @@ impl Compiler<'_> {
         };
         let (source, missing) = match &f.value {
             RawMapping::Path { path, missing } => {
-                let compiled = self.path(path)?;
+                let compiled = self.path(path, matches!(op, Some(FieldOp::Increment)))?;
                 self.never_matches(&compiled, path)?;
                 (
                     Source::Path(compiled),

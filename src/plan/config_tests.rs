@@ -4,7 +4,7 @@ use super::Plan;
 use crate::config::raw::RawTest;
 use crate::diag::{Diagnostic, Kind};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One config test: events in, documents (and replies) expected out.
 #[derive(Debug, Clone)]
@@ -25,8 +25,14 @@ pub struct Expectation {
 }
 
 /// Checks the tests against the compiled models; events of types no model
-/// reacts to are warned about.
-pub fn compile(raw: &[RawTest], plan: &Plan, diags: &mut Vec<Diagnostic>) -> Vec<ConfigTest> {
+/// reacts to (none of `declared`, the types the configuration binds, even
+/// in a binding with an error) are warned about.
+pub fn compile(
+    raw: &[RawTest],
+    plan: &Plan,
+    declared: &HashSet<&str>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<ConfigTest> {
     let mut out = Vec::new();
     let mut warned: HashMap<&str, ()> = HashMap::new();
     for test in raw {
@@ -34,7 +40,7 @@ pub fn compile(raw: &[RawTest], plan: &Plan, diags: &mut Vec<Diagnostic>) -> Vec
         for event in &test.events {
             match event.value.get("type") {
                 Some(Value::String(ty)) => {
-                    if plan.event_type(ty).is_none() && warned.insert(ty, ()).is_none() {
+                    if !declared.contains(ty.as_str()) && warned.insert(ty, ()).is_none() {
                         diags.push(Diagnostic::warning(
                             event.span.clone(),
                             Kind::EventTypeUnused {
