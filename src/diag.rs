@@ -83,6 +83,12 @@ pub enum Kind {
     NoKey { model: String, event_type: String },
     /// `increment` by a literal that is not a number.
     NotANumber { field: String, found: &'static str },
+    /// A `max` or `min` literal that is neither a number nor a string.
+    NotComparable {
+        op: &'static str,
+        field: String,
+        found: &'static str,
+    },
     /// A regular expression that does not compile.
     BadRegex { reason: String },
     /// A derivation template that names a capture group the pattern lacks.
@@ -153,6 +159,7 @@ impl Kind {
             Kind::FieldWrittenTwice { .. } => "P0016",
             Kind::NoKey { .. } => "P0017",
             Kind::NotANumber { .. } => "P0018",
+            Kind::NotComparable { .. } => "P0033",
             Kind::BadRegex { .. } => "P0019",
             Kind::BadTemplate { .. } => "P0020",
             Kind::BadLiteral { .. } => "P0021",
@@ -213,6 +220,9 @@ impl Kind {
             Kind::NotANumber { field, found } => {
                 format!("`increment` of `{field}` needs a number or a JSONPath, found {found}")
             }
+            Kind::NotComparable { op, field, found } => format!(
+                "`{op}` of `{field}` needs a number, a string or a JSONPath, found {found}"
+            ),
             Kind::BadRegex { reason } => format!("invalid regular expression: {reason}"),
             Kind::BadTemplate { group } => {
                 format!(

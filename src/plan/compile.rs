@@ -448,15 +448,24 @@ impl Compiler<'_> {
                 )
             }
             RawMapping::Literal { span, value } => {
-                let numeric = matches!(op, Some(FieldOp::Increment));
-                if numeric && !value.is_number() {
-                    self.error(
-                        span.clone(),
-                        Kind::NotANumber {
+                let kind = match op {
+                    Some(FieldOp::Increment) if !value.is_number() => Some(Kind::NotANumber {
+                        field: f.name.value.clone(),
+                        found: super::type_name(value),
+                    }),
+                    Some(op @ (FieldOp::Max | FieldOp::Min))
+                        if !(value.is_number() || value.is_string()) =>
+                    {
+                        Some(Kind::NotComparable {
+                            op: op.name(),
                             field: f.name.value.clone(),
                             found: super::type_name(value),
-                        },
-                    );
+                        })
+                    }
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    self.error(span.clone(), kind);
                     return None;
                 }
                 (Source::Literal(value.clone()), default_missing)
