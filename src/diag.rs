@@ -500,14 +500,23 @@ impl Diagnostic {
     ///    | ^^^^^^ to upsert, use `merge`; expected one of `delete`, `put`, ...
     /// ```
     pub fn render(&self, file: &str, source: &SourceMap<'_>) -> String {
+        self.render_styled(file, source, false)
+    }
+
+    /// [`Diagnostic::render`], in colour when `colour` is set (for a
+    /// terminal): the severity and caret red or yellow, the gutter blue, the
+    /// message bold.
+    pub fn render_styled(&self, file: &str, source: &SourceMap<'_>, colour: bool) -> String {
+        let paint = |code: &'static str| if colour { code } else { "" };
+        let (severity, accent) = match self.severity {
+            Severity::Error => ("error", paint("\x1b[1;31m")),
+            Severity::Warning => ("warning", paint("\x1b[1;33m")),
+        };
+        let (bold, blue, reset) = (paint("\x1b[1m"), paint("\x1b[1;34m"), paint("\x1b[0m"));
         let text = source.text;
         let place = source.place(self.span.start);
-        let severity = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
         let mut out = format!(
-            "{file}:{}:{}: {severity}[{}]: {}\n",
+            "{file}:{}:{}: {accent}{severity}[{}]{reset}{bold}: {}{reset}\n",
             place.line,
             place.column,
             self.kind.code(),
@@ -524,13 +533,17 @@ impl Diagnostic {
         let width = text[caret_start..caret_end].chars().count().max(1);
         let number = place.line.to_string();
         let gutter = " ".repeat(number.len());
-        let _ = writeln!(out, "{gutter} |");
+        let _ = writeln!(out, "{blue}{gutter} |{reset}");
         let _ = writeln!(
             out,
-            "{number} | {}",
+            "{blue}{number} |{reset} {}",
             &text[place.line_start..place.line_end]
         );
-        let _ = write!(out, "{gutter} | {indent}{}", "^".repeat(width));
+        let _ = write!(
+            out,
+            "{blue}{gutter} |{reset} {indent}{accent}{}{reset}",
+            "^".repeat(width)
+        );
         if let Some(help) = self.kind.help() {
             let _ = write!(out, " {help}");
         }

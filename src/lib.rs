@@ -32,6 +32,7 @@
 #![deny(unsafe_code)]
 
 pub mod apply;
+pub mod codes;
 pub mod config;
 pub mod dedup;
 pub mod diag;

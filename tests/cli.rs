@@ -325,3 +325,134 @@ fn an_outdated_test_does_not_stop_the_read_models_from_being_served() {
     Run::new().args(&["validate", config]).go().code_is(78);
     Run::new().args(&["test", config]).go().code_is(78);
 }
+
+/// Every subcommand takes `-c/--config`, and PROJECTOR_CONFIG names the
+/// configuration when the command line does not.
+#[test]
+fn one_configuration_flag_and_variable_for_every_subcommand() {
+    let dir = support::TempDir::new();
+    let config = dir.write(
+        "only.toml",
+        "[[model]]\nname = \"only\"\nkey = \"$.payload.id\"\non.UserCreated = { put = { n = 1 } }\n",
+    );
+    let config = config.to_str().unwrap();
+    let query = r#"{"type":"query","msg_id":2,"model":"only","key":"u1"}"#;
+    let only = r#"{"type": "query_result", "in_reply_to": 2, "model": "only", "key": "u1", "document": {"n": 1}}"#;
+    for run in [
+        Run::new().args(&["-c", config]),
+        Run::new().args(&["run", "-c", config]),
+        Run::new().env("PROJECTOR_CONFIG", config),
+    ] {
+        run.stdin(&[CREATED, query]).go().success().stdout_has(only);
+    }
+    for args in [
+        &["validate", "-c", config][..],
+        &["test", "-c", config],
+        &["test", config],
+    ] {
+        Run::new().args(args).go().success();
+    }
+    Run::new()
+        .arg("validate")
+        .env("PROJECTOR_CONFIG", config)
+        .go()
+        .success()
+        .stdout_is(&[&format!("{config}: ok: 1 read model, 1 event type")]);
+    let log = dir.write("log.ndjson", &format!("{CREATED}\n"));
+    Run::new()
+        .args(&[
+            "replay",
+            "--dump",
+            dir.path().join("d.json").to_str().unwrap(),
+            log.to_str().unwrap(),
+        ])
+        .env("PROJECTOR_CONFIG", config)
+        .go()
+        .success();
+    assert!(std::fs::read_to_string(dir.path().join("d.json"))
+        .unwrap()
+        .contains("\"only\""));
+}
+
+/// `replay -` reads the log from stdin, a rebuild too (it reads the log twice).
+#[test]
+fn replay_reads_a_log_from_stdin() {
+    let dir = support::TempDir::new();
+    let state = dir.path().join("s.db");
+    let state = state.to_str().unwrap();
+    Run::new()
+        .args(&["replay", "--state", state, "-"])
+        .stdin(&[CREATED])
+        .go()
+        .success()
+        .stderr_has("replay: done: 1/1 lines");
+    Run::new()
+        .args(&["replay", "--state", state, "--rebuild", "user_listing", "-"])
+        .stdin(&[CREATED])
+        .go()
+        .success()
+        .stderr_has("replay: rebuilding user_listing from the log on stdin")
+        .stderr_has("replay: swapped in user_listing: 1 event applied to it");
+}
+
+#[test]
+fn completion_scripts_and_code_explanations_are_printed() {
+    let out = Run::new().args(&["completions", "bash"]).go();
+    out.success();
+    for word in ["replay", "plan", "explain-code", "--rebuild-all", "--drop"] {
+        assert!(
+            out.stdout.contains(word),
+            "the bash completions lack {word}"
+        );
+    }
+    Run::new().args(&["completions", "fish"]).go().success();
+    Run::new()
+        .args(&["explain-code", "P0102"])
+        .go()
+        .success()
+        .stdout_has("P0102: no read model reacts to an event type\n\nA [[tests]] event");
+    Run::new()
+        .args(&["validate", "--explain", "p0026"])
+        .go()
+        .success()
+        .stdout_has("P0026: condition with no test or several");
+    Run::new()
+        .args(&["explain-code", "P9999"])
+        .go()
+        .code_is(64)
+        .stderr_has("P9999 is not a diagnostic code");
+}
+
+/// Diagnostics are in colour on a terminal, and plain under NO_COLOR or in
+/// a pipe (every other test reads them from a pipe).
+#[test]
+fn diagnostics_are_coloured_on_a_terminal_unless_no_color() {
+    let fixture = repo().join("tests/fixtures/invalid/hints.toml");
+    let command = format!("{} validate {}", support::BIN, fixture.display());
+    let on_a_terminal = |no_color: Option<&str>| {
+        let mut script = std::process::Command::new("script");
+        script
+            .args(["-qec", &command, "/dev/null"])
+            .env("TERM", "xterm");
+        match no_color {
+            Some(v) => script.env("NO_COLOR", v),
+            None => script.env_remove("NO_COLOR"),
+        };
+        script.output()
+    };
+    let Ok(coloured) = on_a_terminal(None) else {
+        eprintln!("skipped: no `script` to run the binary on a terminal");
+        return;
+    };
+    let coloured = String::from_utf8_lossy(&coloured.stdout).into_owned();
+    assert!(
+        coloured.contains("\x1b[1;31merror[P0003]\x1b[0m"),
+        "{coloured}"
+    );
+    let plain = on_a_terminal(Some("1")).unwrap();
+    let plain = String::from_utf8_lossy(&plain.stdout).into_owned();
+    assert!(
+        plain.contains("error[P0003]") && !plain.contains('\x1b'),
+        "{plain}"
+    );
+}

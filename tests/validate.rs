@@ -67,7 +67,7 @@ fn deny_warnings_fails_on_warnings() {
         .code_is(78)
         .stdout_is(&[])
         .stderr_is(
-            "tests/fixtures/warning/no_models.toml:1:1: warning[P0100]: no read model is declared\n  |\n1 | # Nothing declared yet.\n  | ^\ntests/fixtures/warning/no_models.toml: invalid: 0 errors, 1 warning\n",
+            "tests/fixtures/warning/no_models.toml:1:1: warning[P0100]: no read model is declared\n  |\n1 | # Nothing declared yet.\n  | ^\ntests/fixtures/warning/no_models.toml: invalid: 0 errors, 1 warning\n(`projector explain-code CODE` says more about a code)\n",
         );
 }
 
@@ -103,7 +103,7 @@ fn every_file_is_checked_and_one_bad_file_fails_the_run() {
         .stderr
         .contains("duplicate_key.toml:3:1: error[P0001]: invalid TOML: duplicate key"));
     assert!(out.stderr.ends_with(
-        "projector: cannot read no/such.toml: No such file or directory (os error 2)\n"
+        "projector: cannot read no/such.toml: No such file or directory (os error 2)\n(`projector explain-code CODE` says more about a code)\n"
     ));
 }
 

@@ -2,6 +2,7 @@
 //! reading the configuration, printing diagnostics, opening the state.
 //! Only this module prints and chooses exit codes.
 
+mod explain_code;
 mod plan;
 mod replay;
 mod run;
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 use projector::diag::{Diagnostic, SourceMap};
 use projector::plan::Plan;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The configuration bundled with the binary, used in memory when no
@@ -68,6 +69,17 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Run the [[tests]] declared in a configuration: events in, documents expected out.
     Test(test::TestArgs),
+    /// Print what a diagnostic code (P0102, say) means.
+    ExplainCode(explain_code::ExplainCodeArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+}
+
+#[derive(clap::Args)]
+struct CompletionsArgs {
+    /// The shell, as in `projector completions bash > /etc/bash_completion.d/projector`.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 /// How a subcommand prints what it reports.
@@ -95,8 +107,23 @@ pub fn main() -> ExitCode {
         Some(Command::Replay(args)) => replay::replay(&args),
         Some(Command::Plan(args)) => plan::plan(&args),
         Some(Command::Test(args)) => test::test(&args),
+        Some(Command::ExplainCode(args)) => explain_code::explain_code(&args),
+        Some(Command::Completions(args)) => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(args.shell, &mut command, "projector", &mut io::stdout());
+            ExitCode::SUCCESS
+        }
         None => run::run(&cli.run),
     }
+}
+
+/// The configuration named by `PROJECTOR_CONFIG`, else `./projections.toml`:
+/// what `validate` and `test` check when given no path.
+fn configured_or_default() -> PathBuf {
+    std::env::var_os("PROJECTOR_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_CONFIG), PathBuf::from)
 }
 
 /// Writes a line to stderr. A log that cannot be written is no reason to stop.
@@ -143,11 +170,20 @@ fn read_config(path: Option<&Path>, bundled: bool) -> Result<(String, String), S
     }
 }
 
+/// Prints diagnostics on stderr: in colour on a terminal, unless `NO_COLOR`
+/// is set (or the terminal is `dumb`); plain otherwise.
 fn print_diagnostics(name: &str, text: &str, diags: &[Diagnostic]) {
     let map = SourceMap::new(text);
+    let colour = {
+        use std::io::IsTerminal;
+        let set = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+        io::stderr().is_terminal()
+            && !set("NO_COLOR")
+            && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+    };
     let mut err = io::BufWriter::new(io::stderr().lock());
     for d in diags {
-        let _ = write!(err, "{}", d.render(name, &map));
+        let _ = write!(err, "{}", d.render_styled(name, &map, colour));
     }
     let _ = err.flush();
 }

@@ -25,7 +25,7 @@ const NEEDS_ACTION: u8 = 2;
 #[derive(Args)]
 pub struct PlanArgs {
     /// The configuration. Default: ./projections.toml.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", env = "PROJECTOR_CONFIG")]
     config: Option<PathBuf>,
     /// The SQLite state to compare it with. It is only read, and may be in use by a running projector.
     #[arg(long, value_name = "PATH")]

@@ -25,7 +25,7 @@ use std::time::Instant;
 pub struct ReplayArgs {
     /// The configuration. Default: ./projections.toml; without --state, the bundled one when that
     /// file does not exist.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", env = "PROJECTOR_CONFIG")]
     config: Option<PathBuf>,
     /// The SQLite state to apply the log to (created if absent). Without it, the replay runs in memory.
     #[arg(long, value_name = "PATH")]
@@ -52,7 +52,7 @@ pub struct ReplayArgs {
     /// Longest log line accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
-    /// The event log: JSON lines, as `run` reads them on stdin.
+    /// The event log: JSON lines, as `run` reads them on stdin; `-` reads them from stdin.
     #[arg(value_name = "EVENTS")]
     log: PathBuf,
 }
@@ -69,14 +69,34 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    let from_stdin = args.log.as_os_str() == "-";
     let unreadable = |e: io::Error| {
-        log(&format!(
-            "projector: cannot read {}: {e}",
-            args.log.display()
-        ));
+        let log_name = match from_stdin {
+            true => "the log on stdin".to_owned(),
+            false => args.log.display().to_string(),
+        };
+        log(&format!("projector: cannot read {log_name}: {e}"));
         ExitCode::from(EX_IOERR)
     };
-    let total = match count_lines(&args.log) {
+    // A log on stdin is kept in a file first: a rebuild reads it twice.
+    let spooled = match from_stdin {
+        false => None,
+        true => match Spooled::from_stdin(stop.as_ref()) {
+            Ok(Some(spooled)) => Some(spooled),
+            Ok(None) => {
+                let (name, number) = signals::received().unwrap_or(("a signal", 15));
+                log(&format!(
+                    "replay: {name} while the log was read from stdin; nothing was applied"
+                ));
+                return ExitCode::from(128 + number as u8);
+            }
+            Err(e) => return unreadable(e),
+        },
+    };
+    let log_path = spooled
+        .as_ref()
+        .map_or(args.log.as_path(), |s| s.path.as_path());
+    let total = match count_lines(log_path) {
         Ok(total) => total,
         Err(e) => return unreadable(e),
     };
@@ -100,7 +120,7 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         max_line_bytes: args.max_line_bytes,
     };
     let pass = |engine: &mut Engine, only: Option<&[usize]>| -> Result<ReplayCounts, ServeError> {
-        let file = File::open(&args.log)?;
+        let file = File::open(log_path)?;
         match &stop {
             Some(stop) => {
                 let input = Stoppable::new(file, stop.fd()?);
@@ -132,7 +152,10 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
             let models = models.join(", ");
             log(&format!(
                 "replay: rebuilding {models} from {} beside the stored version; it is swapped in at the end of the log",
-                path_word(&args.log)
+                match from_stdin {
+                    true => "the log on stdin".to_owned(),
+                    false => path_word(&args.log),
+                }
             ));
             engine.rebuild(rebuilding);
             counts = match pass(&mut engine, None) {
@@ -187,6 +210,39 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         counts.refused
     ));
     finish(engine, args.dump.as_deref())
+}
+
+/// A log read from stdin into a temporary file, removed when dropped.
+struct Spooled {
+    path: PathBuf,
+}
+
+impl Spooled {
+    /// Copies stdin to a temporary file; `None` when a signal stopped it.
+    fn from_stdin(stop: Option<&Stop>) -> io::Result<Option<Spooled>> {
+        let path =
+            std::env::temp_dir().join(format!("projector-log-{}.ndjson", std::process::id()));
+        let spooled = Spooled { path };
+        let mut file = File::create(&spooled.path)?;
+        let complete = match stop {
+            Some(stop) => {
+                let mut input = Stoppable::new(io::stdin(), stop.fd()?);
+                io::copy(&mut input, &mut file)?;
+                !projector::input::Input::stopped(&input)
+            }
+            None => {
+                io::copy(&mut io::stdin(), &mut file)?;
+                true
+            }
+        };
+        Ok(complete.then_some(spooled))
+    }
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// The lines of a log as the reader counts them: blank ones too, and a last

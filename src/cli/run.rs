@@ -16,7 +16,7 @@ use std::process::ExitCode;
 pub struct RunArgs {
     /// The configuration. Default: ./projections.toml; without --state, the bundled one when that
     /// file does not exist.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", env = "PROJECTOR_CONFIG")]
     config: Option<PathBuf>,
     /// Wrap each reply Maelstrom-style: {"src": <this node>, "dest": <sender>, "body": {...}}.
     #[arg(long)]

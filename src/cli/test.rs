@@ -1,6 +1,6 @@
 //! `projector test`: run the `[[tests]]` a configuration declares.
 
-use super::{load_checked, log, DEFAULT_CONFIG};
+use super::{configured_or_default, load_checked, log};
 use clap::Args;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -8,13 +8,21 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct TestArgs {
-    /// The configuration whose tests to run.
-    #[arg(value_name = "CONFIG", default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
+    /// The configuration whose tests to run. Default: $PROJECTOR_CONFIG, else ./projections.toml.
+    #[arg(value_name = "CONFIG")]
+    path: Option<PathBuf>,
+    /// The same, as the other subcommands name it.
+    #[arg(short, long, value_name = "FILE", conflicts_with = "path")]
+    config: Option<PathBuf>,
 }
 
 pub fn test(args: &TestArgs) -> ExitCode {
-    let plan = match load_checked(&args.config) {
+    let config = args
+        .config
+        .clone()
+        .or_else(|| args.path.clone())
+        .unwrap_or_else(configured_or_default);
+    let plan = match load_checked(&config) {
         Ok(plan) => plan,
         Err(code) => return code,
     };
@@ -36,7 +44,7 @@ pub fn test(args: &TestArgs) -> ExitCode {
     if plan.tests.is_empty() {
         log(&format!(
             "projector: {} declares no [[tests]]",
-            args.config.display()
+            config.display()
         ));
     }
     let _ = writeln!(out, "{passed} passed, {failed} failed");

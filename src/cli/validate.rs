@@ -1,7 +1,9 @@
 //! `projector validate`: check configurations without running, reporting
 //! every problem with its place.
 
-use super::{log, plural, print_diagnostics, read_config, Format, DEFAULT_CONFIG, EX_CONFIG};
+use super::{
+    configured_or_default, log, plural, print_diagnostics, read_config, Format, EX_CONFIG,
+};
 use clap::Args;
 use projector::diag::SourceMap;
 use std::io::{self, Write};
@@ -10,12 +12,18 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct ValidateArgs {
-    /// Configurations to check.
-    #[arg(value_name = "CONFIG", default_value = DEFAULT_CONFIG)]
+    /// Configurations to check. Default: $PROJECTOR_CONFIG, else ./projections.toml.
+    #[arg(value_name = "CONFIG")]
     configs: Vec<PathBuf>,
+    /// A configuration to check, as the other subcommands name it; may be repeated.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Vec<PathBuf>,
     /// Fail on warnings too.
     #[arg(long)]
     deny_warnings: bool,
+    /// Print what a diagnostic code (P0102, say) means, and check nothing.
+    #[arg(long, value_name = "CODE")]
+    explain: Option<String>,
     /// How to print diagnostics: `human` (file:line:col, source line and caret, on stderr) or
     /// `json` (one JSON object per file on stdout: {"file", "valid", "diagnostics": [...]}).
     #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -23,8 +31,16 @@ pub struct ValidateArgs {
 }
 
 pub fn validate(args: &ValidateArgs) -> ExitCode {
+    if let Some(code) = &args.explain {
+        return super::explain_code::print(code);
+    }
     let mut failed = false;
-    for path in &args.configs {
+    let mut coded = false;
+    let mut configs: Vec<PathBuf> = args.configs.iter().chain(&args.config).cloned().collect();
+    if configs.is_empty() {
+        configs.push(configured_or_default());
+    }
+    for path in &configs {
         let (name, text) = match read_config(Some(path), false) {
             Ok(config) => config,
             Err(e) => {
@@ -62,6 +78,7 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
             continue;
         }
         print_diagnostics(&name, &text, &diags);
+        coded |= !diags.is_empty();
         match summary {
             // A closed stdout does not change the verdict, which the exit code carries.
             Some(summary) if valid => {
@@ -69,6 +86,9 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
             }
             _ => log(&format!("{name}: invalid: {}", counts(errors, warnings))),
         }
+    }
+    if failed && coded {
+        log("(`projector explain-code CODE` says more about a code)");
     }
     if failed {
         ExitCode::from(EX_CONFIG)

@@ -68,6 +68,7 @@ pub struct Output {
 /// `Run::new().config(toml).stdin(lines).go().stdout_is(expected)`.
 pub struct Run {
     args: Vec<String>,
+    env: Vec<(String, String)>,
     stdin: Vec<u8>,
     cwd: PathBuf,
     dir: TempDir,
@@ -77,10 +78,17 @@ impl Run {
     pub fn new() -> Run {
         Run {
             args: Vec::new(),
+            env: Vec::new(),
             stdin: Vec::new(),
             cwd: repo(),
             dir: TempDir::new(),
         }
+    }
+
+    /// Sets an environment variable for the run.
+    pub fn env(mut self, name: &str, value: &str) -> Run {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     pub fn arg(mut self, arg: &str) -> Run {
@@ -133,6 +141,7 @@ impl Run {
     pub fn go(self) -> Output {
         let mut child = Command::new(BIN)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
