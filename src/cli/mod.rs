@@ -2,6 +2,7 @@
 //! reading the configuration, printing diagnostics, opening the state.
 //! Only this module prints and chooses exit codes.
 
+mod explain;
 mod explain_code;
 mod plan;
 mod replay;
@@ -69,6 +70,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Run the [[tests]] declared in a configuration: events in, documents expected out.
     Test(test::TestArgs),
+    /// Show the history of one document, replayed from a log: each event that changed it, and how.
+    Explain(explain::ExplainArgs),
     /// Print what a diagnostic code (P0102, say) means.
     ExplainCode(explain_code::ExplainCodeArgs),
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
@@ -107,6 +110,7 @@ pub fn main() -> ExitCode {
         Some(Command::Replay(args)) => replay::replay(&args),
         Some(Command::Plan(args)) => plan::plan(&args),
         Some(Command::Test(args)) => test::test(&args),
+        Some(Command::Explain(args)) => explain::explain(&args),
         Some(Command::ExplainCode(args)) => explain_code::explain_code(&args),
         Some(Command::Completions(args)) => {
             use clap::CommandFactory;

@@ -139,6 +139,13 @@ impl Engine {
         std::mem::forget(processed);
     }
 
+    /// The documents the last applied event changed: what a reply of
+    /// `read_models_updated` lists, document by document. (Other messages
+    /// leave it as it was.)
+    pub fn changed(&self) -> &[Change] {
+        &self.changes
+    }
+
     /// Whether models are being rebuilt (see [`Engine::rebuild`]).
     pub fn is_rebuilding(&self) -> bool {
         self.rebuild.is_some()

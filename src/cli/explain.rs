@@ -1,0 +1,269 @@
+//! `projector explain`: the history of one document, replayed from a log in
+//! memory. Each event that changed it (its line in the log, id and type),
+//! and each field it changed, old → new: field lineage.
+
+use super::{load_plan, log, plural, Format, EX_IOERR, EX_USAGE};
+use clap::Args;
+use projector::engine::{Engine, Outcome};
+use projector::store::{DocumentStore, Key};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// The configuration. Default: $PROJECTOR_CONFIG, else ./projections.toml.
+    #[arg(short, long, value_name = "FILE", env = "PROJECTOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// The event log to replay: JSON lines, as `run` reads them on stdin.
+    #[arg(long, value_name = "EVENTS")]
+    log: PathBuf,
+    /// Only the changes of this field (a dotted path: `address.city`), and what is inside it.
+    #[arg(long, value_name = "FIELD")]
+    field: Option<String>,
+    /// `human` (a block per event) or `json` (one object on stdout).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// The read model.
+    #[arg(value_name = "MODEL")]
+    model: String,
+    /// The document's key.
+    #[arg(value_name = "KEY")]
+    key: String,
+}
+
+/// One field that an event changed: its value before and after (`None`:
+/// absent).
+struct FieldChange {
+    field: String,
+    old: Option<Value>,
+    new: Option<Value>,
+}
+
+/// One event that changed the document.
+struct Step {
+    line: usize,
+    id: String,
+    event_type: String,
+    fields: Vec<FieldChange>,
+}
+
+pub fn explain(args: &ExplainArgs) -> ExitCode {
+    let config = match load_plan(args.config.as_deref(), true) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let Some(model) = config.plan.model_by_name(&args.model) else {
+        let known: Vec<&str> = config.plan.model_names().collect();
+        log(&format!(
+            "projector: {} declares no read model \"{}\"; the read models are: {}",
+            config.name,
+            args.model,
+            known.join(", ")
+        ));
+        return ExitCode::from(EX_USAGE);
+    };
+    let file = match std::fs::File::open(&args.log) {
+        Ok(file) => file,
+        Err(e) => {
+            log(&format!(
+                "projector: cannot read {}: {e}",
+                args.log.display()
+            ));
+            return ExitCode::from(EX_IOERR);
+        }
+    };
+    let key = Key::new(&args.key);
+    let mut engine = Engine::in_memory(config.plan);
+    let mut before: Option<Value> = None;
+    let mut steps = Vec::new();
+    let mut reply = Vec::new();
+    for (i, line) in io::BufReader::new(file).split(b'\n').enumerate() {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                log(&format!(
+                    "projector: cannot read {}: {e}",
+                    args.log.display()
+                ));
+                return ExitCode::from(EX_IOERR);
+            }
+        };
+        // Lines that are not messages are refused by `replay` too; here they change nothing.
+        let Some((body, event_type)) = message(&line) else {
+            continue;
+        };
+        reply.clear();
+        let handled = engine.handle(&body, &mut reply);
+        if !matches!(handled, Ok(Outcome::Applied)) {
+            continue;
+        }
+        if !engine
+            .changed()
+            .iter()
+            .any(|c| c.model == model && c.key == key)
+        {
+            continue;
+        }
+        let after = engine
+            .store(model)
+            .get(&key)
+            .map(|doc| serde_json::to_value(doc).expect("documents serialize"));
+        let mut fields = Vec::new();
+        diff("", before.as_ref(), after.as_ref(), &mut fields);
+        if let Some(only) = &args.field {
+            fields.retain(|f| f.field == *only || f.field.starts_with(&format!("{only}.")));
+        }
+        let id = serde_json::from_slice::<Value>(&reply)
+            .ok()
+            .and_then(|r| r["event_id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !fields.is_empty() || (args.field.is_none() && before != after) {
+            steps.push(Step {
+                line: i + 1,
+                id,
+                event_type,
+                fields,
+            });
+        }
+        before = after;
+    }
+    match args.format {
+        Format::Human => print_human(args, &steps, before.as_ref()),
+        Format::Json => print_json(args, &steps, before.as_ref()),
+    }
+    ExitCode::SUCCESS
+}
+
+/// A log line's message body, when it is an event message, and the event's type.
+fn message(line: &[u8]) -> Option<(Map<String, Value>, String)> {
+    let Value::Object(mut message) = serde_json::from_slice(line).ok()? else {
+        return None;
+    };
+    let body = match message.contains_key("type") {
+        true => message,
+        false => match message.remove("body")? {
+            Value::Object(body) => body,
+            _ => return None,
+        },
+    };
+    let event_type = body.get("event")?.get("type")?.as_str()?.to_owned();
+    Some((body, event_type))
+}
+
+/// The fields that differ between two versions of a document (`None`:
+/// none), as dotted paths into nested objects; lists and other values are
+/// compared whole.
+fn diff(prefix: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
+    fn as_object<'a>(
+        value: Option<&'a Value>,
+        empty: &'a Map<String, Value>,
+    ) -> Option<&'a Map<String, Value>> {
+        match value {
+            None => Some(empty),
+            Some(Value::Object(map)) => Some(map),
+            Some(_) => None,
+        }
+    }
+    let empty = Map::new();
+    match (as_object(old, &empty), as_object(new, &empty)) {
+        (Some(old_map), Some(new_map)) if !prefix.is_empty() || old.is_some() || new.is_some() => {
+            let names: BTreeMap<&String, ()> = old_map
+                .keys()
+                .chain(new_map.keys())
+                .map(|k| (k, ()))
+                .collect();
+            for name in names.keys() {
+                let field = match prefix {
+                    "" => (*name).clone(),
+                    _ => format!("{prefix}.{name}"),
+                };
+                diff(&field, old_map.get(*name), new_map.get(*name), out);
+            }
+        }
+        _ if old == new => {}
+        _ => out.push(FieldChange {
+            field: prefix.to_owned(),
+            old: old.cloned(),
+            new: new.cloned(),
+        }),
+    }
+}
+
+fn shown(value: Option<&Value>) -> String {
+    value.map_or_else(|| "(absent)".to_owned(), Value::to_string)
+}
+
+fn print_human(args: &ExplainArgs, steps: &[Step], now: Option<&Value>) {
+    let mut out = io::stdout().lock();
+    let field = args
+        .field
+        .as_deref()
+        .map_or(String::new(), |f| format!(", field {f}"));
+    let _ = writeln!(
+        out,
+        "{} {}{field}, replayed from {}:",
+        args.model,
+        args.key,
+        args.log.display()
+    );
+    for step in steps {
+        let _ = writeln!(
+            out,
+            "  line {}: {} ({})",
+            step.line, step.id, step.event_type
+        );
+        for f in &step.fields {
+            let _ = writeln!(
+                out,
+                "    {}: {} -> {}",
+                f.field,
+                shown(f.old.as_ref()),
+                shown(f.new.as_ref())
+            );
+        }
+        if step.fields.is_empty() {
+            let _ = writeln!(out, "    (deleted, empty)");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} changed {}; it is now {}",
+        plural(steps.len() as u64, "event"),
+        args.field.as_deref().unwrap_or("it"),
+        now.map_or_else(|| "absent".to_owned(), Value::to_string)
+    );
+}
+
+fn print_json(args: &ExplainArgs, steps: &[Step], now: Option<&Value>) {
+    let events: Vec<Value> = steps
+        .iter()
+        .map(|step| {
+            let fields: Vec<Value> = step
+                .fields
+                .iter()
+                .map(|f| {
+                    let mut change = json!({"field": f.field});
+                    if let Some(old) = &f.old {
+                        change["old"] = old.clone();
+                    }
+                    if let Some(new) = &f.new {
+                        change["new"] = new.clone();
+                    }
+                    change
+                })
+                .collect();
+            json!({"line": step.line, "event_id": step.id, "event_type": step.event_type, "fields": fields})
+        })
+        .collect();
+    let report = json!({
+        "model": args.model,
+        "key": args.key,
+        "field": args.field,
+        "events": events,
+        "document": now,
+    });
+    let _ = writeln!(io::stdout(), "{report}");
+}

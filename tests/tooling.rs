@@ -1,0 +1,78 @@
+//! The everyday tools around a configuration: `explain` (a document's
+//! history, field by field, replayed from a log).
+
+mod support;
+
+use serde_json::Value;
+use support::{Run, TempDir};
+
+const CONFIG: &str = r#"
+[[model]]
+name = "customers"
+key = "$.payload.id"
+on.Registered = { put = { name = "$.payload.name", address = { value = { city = "?" } } } }
+on.Moved = { merge = { "address.city" = "$.payload.city" } }
+on.Renamed = { merge = { name = "$.payload.name" } }
+on.Left = { delete = true }
+"#;
+
+const LOG: &str = r#"{"type":"event","msg_id":1,"event":{"type":"Registered","id":"e1","payload":{"id":"c1","name":"Ann"}}}
+{"type":"event","msg_id":2,"event":{"type":"Registered","id":"e2","payload":{"id":"c2","name":"Bo"}}}
+{"type":"event","msg_id":3,"event":{"type":"Moved","id":"e3","payload":{"id":"c1","city":"Oslo"}}}
+{"type":"event","msg_id":4,"event":{"type":"Moved","id":"e3","payload":{"id":"c1","city":"Oslo"}}}
+{"type":"event","msg_id":5,"event":{"type":"Renamed","id":"e5","payload":{"id":"c1","name":"Anne"}}}
+{"type":"event","msg_id":6,"event":{"type":"Moved","id":"e6","payload":{"id":"c1","city":"Oslo"}}}
+{"type":"event","msg_id":7,"event":{"type":"Left","id":"e7","payload":{"id":"c1"}}}
+"#;
+
+fn explain(more: &[&str]) -> support::Output {
+    let dir = TempDir::new();
+    dir.write("c.toml", CONFIG);
+    dir.write("log.ndjson", LOG);
+    Run::new()
+        .args(&["explain", "-c", "c.toml", "--log", "log.ndjson"])
+        .args(more)
+        .cwd(dir.path())
+        .go()
+}
+
+#[test]
+fn explain_shows_each_event_that_changed_a_document_and_each_field_old_to_new() {
+    explain(&["customers", "c1"]).success().stdout_is(&[
+        "customers c1, replayed from log.ndjson:",
+        "  line 1: e1 (Registered)",
+        "    address.city: (absent) -> \"?\"",
+        "    name: (absent) -> \"Ann\"",
+        "  line 3: e3 (Moved)",
+        "    address.city: \"?\" -> \"Oslo\"",
+        "  line 5: e5 (Renamed)",
+        "    name: \"Ann\" -> \"Anne\"",
+        "  line 7: e7 (Left)",
+        "    address.city: \"Oslo\" -> (absent)",
+        "    name: \"Anne\" -> (absent)",
+        "4 events changed it; it is now absent",
+    ]);
+}
+
+#[test]
+fn explain_follows_one_field_and_speaks_json() {
+    let out = explain(&["customers", "c1", "--field", "name", "--format", "json"]);
+    out.success();
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let lines: Vec<u64> = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [1, 5, 7]);
+    assert_eq!(
+        report["events"][1]["fields"],
+        serde_json::json!([{"field": "name", "old": "Ann", "new": "Anne"}])
+    );
+    assert_eq!(report["events"][2]["fields"][0].get("new"), None);
+    assert_eq!(report["document"], Value::Null);
+    explain(&["nobody", "c1"])
+        .code_is(64)
+        .stderr_has("declares no read model \"nobody\"");
+}
