@@ -77,6 +77,12 @@ pub const CODES: &[(&str, &str, &str)] = &[
      "A [[tests]] event has a type that no binding names: it will be acknowledged and change nothing. Often a misspelt type."),
     ("P0103", "key may be missing",
      "A binding's key path is read as optional elsewhere in the configuration (a `missing` policy or an `exists` test), so some events may lack it; those events will be refused by this binding unless it is `optional = true`."),
+    ("P0104", "no sample of an event type",
+     "`validate --samples LOG`: the log holds no event of a type a binding reacts to, so that binding's paths were not checked against real events. Add such an event to the samples, or check the type's spelling against the events the bus sends."),
+    ("P0105", "a path no sample carries",
+     "`validate --samples LOG`: a path a binding reads is in none of the sample events of its type, often a misspelt field (`$.payload.ammount`). The hint names the nearest path the samples do carry. Until it matches, the field is never written (or, for a key, every such event is refused)."),
+    ("P0106", "a sample value the operation cannot use",
+     "`validate --samples LOG`: a sample event gives a path a value that what it is read for cannot use, such as text where `increment` needs a number or an object as a document key. Events like it would be refused with error 22 or 12."),
 ];
 
 /// The title and explanation of a code (case-insensitive), if it is one.

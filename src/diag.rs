@@ -83,6 +83,22 @@ pub enum Kind {
     NoKey { model: String, event_type: String },
     /// `increment` by a literal that is not a number.
     NotANumber { field: String, found: &'static str },
+    /// No sample of a bound event type in `validate --samples`.
+    NoSamples { event_type: String },
+    /// A path no sample of its event type carries.
+    NeverInSamples {
+        path: String,
+        event_type: String,
+        samples: usize,
+        nearest: Option<String>,
+    },
+    /// A value in a sample that what the path is read for cannot use.
+    SampleUnusable {
+        path: String,
+        what: &'static str,
+        found: &'static str,
+        line: usize,
+    },
     /// A `max` or `min` literal that is neither a number nor a string.
     NotComparable {
         op: &'static str,
@@ -178,6 +194,9 @@ impl Kind {
             Kind::ModelNeverUpdated { .. } => "P0101",
             Kind::EventTypeUnused { .. } => "P0102",
             Kind::KeyMayBeMissing { .. } => "P0103",
+            Kind::NoSamples { .. } => "P0104",
+            Kind::NeverInSamples { .. } => "P0105",
+            Kind::SampleUnusable { .. } => "P0106",
         }
     }
 
@@ -271,6 +290,24 @@ impl Kind {
                 "the key of `{model}` on `{event_type}`, {path}, may be missing: this configuration reads it as optional elsewhere, and an event without it will be refused"
             ),
             Kind::MissingOnLiteral => "`missing` applies to a `path`, not to a `value`".to_owned(),
+            Kind::NoSamples { event_type } => {
+                format!("the samples hold no `{event_type}` event: its bindings were not checked")
+            }
+            Kind::NeverInSamples {
+                path,
+                event_type,
+                samples,
+                ..
+            } => format!(
+                "`{path}` is in none of the {samples} `{event_type}` sample{}",
+                if *samples == 1 { "" } else { "s" }
+            ),
+            Kind::SampleUnusable {
+                path,
+                what,
+                found,
+                line,
+            } => format!("`{path}` holds {found} in the sample on line {line}, which {what} cannot use"),
             Kind::WholeEvent { what } => format!(
                 "{what} path `$` selects the whole event, an object, never a string or number"
             ),
@@ -290,6 +327,13 @@ impl Kind {
                     .to_owned(),
             ),
             Kind::UnknownOperation { name } => Some(expected_one_of(name, OPERATIONS)),
+            Kind::NeverInSamples {
+                nearest: Some(nearest),
+                ..
+            } => Some(format!("did you mean `{nearest}`? the samples carry it")),
+            Kind::NeverInSamples { nearest: None, .. } => Some(
+                "no event would give this a value: the field stays as it is (or, for a key, the event is refused)".to_owned(),
+            ),
             Kind::UnknownWord { word, expected, .. } => Some(expected_one_of(word, expected)),
             Kind::NotAPath { text, numeric } => {
                 let bare = text.trim_start_matches(['.', '@']);

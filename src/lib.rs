@@ -62,7 +62,16 @@ use plan::Plan;
 /// and `test` take. Returns the plan with its warnings, or every diagnostic
 /// (errors and warnings) when there is any error.
 pub fn load(text: &str) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let (plan, diags) = compile(text);
+    load_with_samples(text, None)
+}
+
+/// [`load`], and, with `samples`, every binding checked against those
+/// events (`validate --samples`): what they show is a warning.
+pub fn load_with_samples(
+    text: &str,
+    samples: Option<&[plan::samples::Sample]>,
+) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let (plan, diags) = compile(text, samples);
     match plan {
         Some(plan) if !diags.iter().any(Diagnostic::is_error) => Ok((plan, diags)),
         _ => Err(diags),
@@ -74,7 +83,7 @@ pub fn load(text: &str) -> Result<(Plan, Vec<Diagnostic>), Vec<Diagnostic>> {
 /// warnings about its read models, and how many errors its tests have (which
 /// `validate` and `test` report).
 pub fn load_to_serve(text: &str) -> Result<(Plan, Vec<Diagnostic>, usize), Vec<Diagnostic>> {
-    let (plan, diags) = compile(text);
+    let (plan, diags) = compile(text, None);
     let blocking = diags.iter().any(|d| d.is_error() && !d.in_tests);
     match plan {
         Some(plan) if !blocking => {
@@ -87,11 +96,22 @@ pub fn load_to_serve(text: &str) -> Result<(Plan, Vec<Diagnostic>, usize), Vec<D
 }
 
 /// Every diagnostic, in the order of the text, and the plan, when the read
-/// models compile.
-fn compile(text: &str) -> (Option<Plan>, Vec<Diagnostic>) {
+/// models compile; a configuration without errors is checked against the
+/// `samples`, if any.
+fn compile(
+    text: &str,
+    samples: Option<&[plan::samples::Sample]>,
+) -> (Option<Plan>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
-    let plan =
-        config::parse(text, &mut diags).and_then(|raw| plan::compile(&raw, text, &mut diags));
+    let raw = config::parse(text, &mut diags);
+    let plan = raw
+        .as_ref()
+        .and_then(|raw| plan::compile(raw, text, &mut diags));
+    if let (Some(raw), Some(_), Some(samples)) = (&raw, &plan, samples) {
+        if !diags.iter().any(Diagnostic::is_error) {
+            plan::samples::check(raw, samples, &mut diags);
+        }
+    }
     diags.sort_by_key(|d| (d.span.start, d.severity));
     (plan, diags)
 }

@@ -76,3 +76,61 @@ fn explain_follows_one_field_and_speaks_json() {
         .code_is(64)
         .stderr_has("declares no read model \"nobody\"");
 }
+
+/// `validate --samples LOG`: paths no sample carries (with the field they
+/// likely meant), values an operation cannot use, types without samples.
+#[test]
+fn validate_checks_the_bindings_against_sample_events() {
+    let dir = TempDir::new();
+    dir.write(
+        "c.toml",
+        r#"[[model]]
+name = "stats"
+key = "$.payload.user"
+on.Ordered = { increment = { orders = 1, total = "$.payload.ammount", lines = "$.payload.note" } }
+on.Refunded = { increment = { refunds = 1 } }
+"#,
+    );
+    dir.write(
+        "samples.ndjson",
+        concat!(
+            r#"{"type":"event","msg_id":1,"event":{"type":"Ordered","id":"e1","payload":{"user":"u1","amount":5,"note":3}}}"#,
+            "\n",
+            r#"{"src":"bus","dest":"p","body":{"type":"event","msg_id":2,"event":{"type":"Ordered","id":"e2","payload":{"user":"u2","amount":7,"note":"rush"}}}}"#,
+            "\n",
+            r#"{"type":"Ordered","id":"e3","payload":{"user":"u3","amount":1}}"#,
+            "\n",
+        ),
+    );
+    let out = Run::new()
+        .args(&["validate", "c.toml", "--samples", "samples.ndjson"])
+        .cwd(dir.path())
+        .go();
+    out.success()
+        .stdout_is(&["c.toml: ok: 1 read model, 2 event types"])
+        .stderr_is(concat!(
+            "c.toml:4:50: warning[P0105]: `$.payload.ammount` is in none of the 3 `Ordered` samples\n",
+            "  |\n",
+            "4 | on.Ordered = { increment = { orders = 1, total = \"$.payload.ammount\", lines = \"$.payload.note\" } }\n",
+            "  |                                                  ^^^^^^^^^^^^^^^^^^^ did you mean `$.payload.amount`? the samples carry it\n",
+            "c.toml:4:79: warning[P0106]: `$.payload.note` holds a string in the sample on line 2, which `increment` (a number) cannot use\n",
+            "  |\n",
+            "4 | on.Ordered = { increment = { orders = 1, total = \"$.payload.ammount\", lines = \"$.payload.note\" } }\n",
+            "  |                                                                               ^^^^^^^^^^^^^^^^\n",
+            "c.toml:5:4: warning[P0104]: the samples hold no `Refunded` event: its bindings were not checked\n",
+            "  |\n",
+            "5 | on.Refunded = { increment = { refunds = 1 } }\n",
+            "  |    ^^^^^^^^\n",
+        ));
+    Run::new()
+        .args(&[
+            "validate",
+            "c.toml",
+            "--samples",
+            "samples.ndjson",
+            "--deny-warnings",
+        ])
+        .cwd(dir.path())
+        .go()
+        .code_is(78);
+}

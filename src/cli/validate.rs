@@ -6,6 +6,7 @@ use super::{
 };
 use clap::Args;
 use projector::diag::SourceMap;
+use projector::plan::samples::Sample;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +22,10 @@ pub struct ValidateArgs {
     /// Fail on warnings too.
     #[arg(long)]
     deny_warnings: bool,
+    /// Also check every binding against the events in this log (JSON lines, as `run` reads
+    /// them): paths no sample carries, values an operation cannot use, event types without samples.
+    #[arg(long, value_name = "LOG")]
+    samples: Option<PathBuf>,
     /// Print what a diagnostic code (P0102, say) means, and check nothing.
     #[arg(long, value_name = "CODE")]
     explain: Option<String>,
@@ -34,6 +39,19 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
     if let Some(code) = &args.explain {
         return super::explain_code::print(code);
     }
+    let samples = match &args.samples {
+        None => None,
+        Some(path) => match read_samples(path) {
+            Ok(samples) => Some(samples),
+            Err(e) => {
+                log(&format!(
+                    "projector: cannot read the samples {}: {e}",
+                    path.display()
+                ));
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+    };
     let mut failed = false;
     let mut coded = false;
     let mut configs: Vec<PathBuf> = args.configs.iter().chain(&args.config).cloned().collect();
@@ -55,7 +73,7 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
                 continue;
             }
         };
-        let (diags, summary) = match projector::load(&text) {
+        let (diags, summary) = match projector::load_with_samples(&text, samples.as_deref()) {
             Ok((plan, warnings)) => {
                 let summary = format!(
                     "{name}: ok: {}, {}",
@@ -95,6 +113,33 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The events of a log: each line's event, from an event message (an
+/// envelope or a bare body) or a bare event object.
+fn read_samples(path: &std::path::Path) -> io::Result<Vec<Sample>> {
+    let text = std::fs::read_to_string(path)?;
+    let mut samples = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Ok(serde_json::Value::Object(mut message)) = serde_json::from_str(line) else {
+            continue;
+        };
+        if !message.contains_key("type") {
+            match message.remove("body") {
+                Some(serde_json::Value::Object(body)) => message = body,
+                _ => continue,
+            }
+        }
+        let event = match message.get("type").and_then(serde_json::Value::as_str) {
+            Some("event") => message.remove("event"),
+            Some(_) if message.contains_key("payload") => Some(serde_json::Value::Object(message)),
+            _ => None,
+        };
+        if let Some(event @ serde_json::Value::Object(_)) = event {
+            samples.push(Sample { line: i + 1, event });
+        }
+    }
+    Ok(samples)
 }
 
 fn counts(errors: usize, warnings: usize) -> String {

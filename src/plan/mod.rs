@@ -10,6 +10,7 @@ pub mod config_tests;
 mod definition;
 pub mod event_id;
 pub mod path;
+pub mod samples;
 mod types;
 
 pub use compile::compile;
