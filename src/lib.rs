@@ -43,6 +43,7 @@ pub mod fields;
 pub mod hash;
 pub mod input;
 pub mod lines;
+pub mod multiline;
 pub mod name;
 pub mod plan;
 pub mod prefetch;

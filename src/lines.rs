@@ -35,6 +35,12 @@ impl<R: Input> LineReader<R> {
         }
     }
 
+    /// Whether the input ended because it was stopped (see
+    /// [`Input::stopped`]).
+    pub fn stopped(&self) -> bool {
+        self.inner.stopped()
+    }
+
     /// The next line, or `None` at the end of input. `before_wait` runs
     /// whenever no complete line is buffered and no more input is waiting,
     /// so the read that follows may block (where a reply flush belongs: the

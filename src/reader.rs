@@ -14,6 +14,7 @@ use crate::digest::{Digest, Digester};
 use crate::event::{Event, Raw};
 use crate::input::Input;
 use crate::lines::{Line, LineReader};
+use crate::multiline::{self, Prefix, Status};
 use crate::scan::{self, EventMessage};
 use self_cell::self_cell;
 use std::io;
@@ -87,6 +88,7 @@ impl Reader {
                 let mut gather = Gather {
                     bytes: Vec::with_capacity(CHUNK_BYTES + 4096),
                     spans: Vec::with_capacity(CHUNK_LINES),
+                    pending: None,
                     sender,
                     returned,
                     digester,
@@ -118,12 +120,29 @@ impl Reader {
 /// Where a line of the chunk being gathered is.
 enum Span {
     Text(Range<usize>),
-    TooLong { len: usize, blank: bool },
+    TooLong {
+        len: usize,
+        blank: bool,
+    },
+    /// A line a message over several lines took: it gets no reply of its own.
+    Taken,
+}
+
+/// A message begun on a line that goes on in the next ones.
+struct Pending {
+    /// Where its text starts in `bytes`.
+    start: usize,
+    /// The lines it takes so far.
+    lines: usize,
+    prefix: Prefix,
+    /// It proved not to be JSON: it goes on to where its brackets close.
+    broken: bool,
 }
 
 struct Gather {
     bytes: Vec<u8>,
     spans: Vec<Span>,
+    pending: Option<Pending>,
     sender: SyncSender<io::Result<Delivery>>,
     /// Chunks the engine is done with: their byte buffers are reused.
     returned: Receiver<Chunk>,
@@ -135,18 +154,106 @@ impl Gather {
         let mut lines = LineReader::new(input, max_line_bytes);
         while let Some(line) = lines.next_line(|| self.send(true))? {
             match line {
-                Line::Text(text) => {
-                    let start = self.bytes.len();
-                    self.bytes.extend_from_slice(text);
-                    self.spans.push(Span::Text(start..self.bytes.len()));
+                Line::Text(text) => self.line(text, max_line_bytes),
+                Line::TooLong { len, blank } => {
+                    self.end_pending();
+                    self.spans.push(Span::TooLong { len, blank });
                 }
-                Line::TooLong { len, blank } => self.spans.push(Span::TooLong { len, blank }),
             }
             if self.bytes.len() >= CHUNK_BYTES || self.spans.len() >= CHUNK_LINES {
                 self.send(false)?;
             }
         }
+        // A message cut short by a stop is dropped, as a cut line is; at the
+        // end of the input it is answered, as malformed.
+        match lines.stopped() {
+            true => self.pending = None,
+            false => self.end_pending(),
+        }
         self.send(true)
+    }
+
+    /// Gathers a line: a message of its own, or part of one that goes on
+    /// over several lines (see [`crate::multiline`]).
+    fn line(&mut self, text: &[u8], max_line_bytes: usize) {
+        let content = text.strip_suffix(b"\r").unwrap_or(text);
+        if let Some(mut pending) = self.pending.take() {
+            let joined = self.bytes.len();
+            self.bytes.push(b'\n');
+            self.bytes.extend_from_slice(content);
+            pending.lines += 1;
+            let indent = content
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+            let status = match pending.broken {
+                true => pending.prefix.skim(&self.bytes[joined..]),
+                false => pending.prefix.feed(&self.bytes[joined..]),
+            };
+            match status {
+                Status::Incomplete if self.bytes.len() - pending.start > max_line_bytes => {
+                    let len = self.bytes.len() - pending.start;
+                    self.bytes.truncate(pending.start);
+                    self.spans.push(Span::TooLong { len, blank: false });
+                    self.taken(pending.lines - 1);
+                }
+                Status::Incomplete => self.pending = Some(pending),
+                // Nothing goes on with what this line starts: the message
+                // ended before it, malformed, and this line is one of its own.
+                Status::Invalid(at) if at == 1 + indent => {
+                    self.bytes.truncate(joined);
+                    self.end(pending.start, pending.lines - 1);
+                    self.line(text, max_line_bytes);
+                }
+                Status::Invalid(at) => {
+                    // Malformed within its lines: it ends where its
+                    // brackets close, as one message.
+                    let rest = &self.bytes[joined + at..];
+                    match pending.prefix.skim(rest) {
+                        Status::Complete => self.end(pending.start, pending.lines),
+                        _ => {
+                            pending.broken = true;
+                            self.pending = Some(pending);
+                        }
+                    }
+                }
+                Status::Complete => self.end(pending.start, pending.lines),
+            }
+            return;
+        }
+        let start = self.bytes.len();
+        if multiline::may_continue(content) {
+            let mut prefix = Prefix::default();
+            if prefix.feed(content) == Status::Incomplete {
+                self.bytes.extend_from_slice(content);
+                self.pending = Some(Pending {
+                    start,
+                    lines: 1,
+                    prefix,
+                    broken: false,
+                });
+                return;
+            }
+        }
+        self.bytes.extend_from_slice(text);
+        self.spans.push(Span::Text(start..self.bytes.len()));
+    }
+
+    /// A message over `lines` lines, from `start` to the end of `bytes`.
+    fn end(&mut self, start: usize, lines: usize) {
+        self.spans.push(Span::Text(start..self.bytes.len()));
+        self.taken(lines - 1);
+    }
+
+    fn taken(&mut self, lines: usize) {
+        self.spans.extend((0..lines).map(|_| Span::Taken));
+    }
+
+    /// Ends the message under way, if any, where it stands.
+    fn end_pending(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            self.end(pending.start, pending.lines);
+        }
     }
 
     /// Sends the lines gathered so far, prepared, if any (or if `idle`).
@@ -160,7 +267,13 @@ impl Gather {
             bytes.clear();
             spare = Some(bytes);
         }
-        let spare = spare.unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES + 4096));
+        let mut spare = spare.unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES + 4096));
+        // A message under way moves on to the next chunk's bytes.
+        if let Some(pending) = &mut self.pending {
+            spare.extend_from_slice(&self.bytes[pending.start..]);
+            self.bytes.truncate(pending.start);
+            pending.start = 0;
+        }
         let bytes = std::mem::replace(&mut self.bytes, spare);
         let spans = std::mem::take(&mut self.spans);
         let digester = self.digester.as_ref();
@@ -178,7 +291,7 @@ impl Gather {
 
 fn prepare<'a>(bytes: &'a [u8], span: Span, digester: Option<&Digester>) -> Prepared<'a> {
     let range = match span {
-        Span::TooLong { blank: true, .. } => return Prepared::Blank,
+        Span::TooLong { blank: true, .. } | Span::Taken => return Prepared::Blank,
         Span::TooLong { len, .. } => return Prepared::TooLong { len },
         Span::Text(range) => range,
     };

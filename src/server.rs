@@ -481,7 +481,8 @@ struct Peers<'a> {
     dest: Option<Raw<'a>>,
 }
 
-/// One line as JSON, or an error text that says what is wrong and where.
+/// One message as JSON, or an error text that says what is wrong and where
+/// (a message over several lines counts its lines from `line_no`).
 fn parse(text: &str, line_no: usize) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| {
         let message = e.to_string();
@@ -490,7 +491,8 @@ fn parse(text: &str, line_no: usize) -> Result<Value, String> {
             None => &message,
         };
         format!(
-            "input line {line_no} is not valid JSON: {message} at column {}",
+            "input line {} is not valid JSON: {message} at column {}",
+            line_no + e.line().max(1) - 1,
             e.column()
         )
     })

@@ -382,4 +382,21 @@ case("list_and_extreme_operations_refuse_stored_values_of_another_type", [
      err(3, 22, 'event e3 (ItemRemoved) was not applied, and no read model changed: read model "carts": cannot remove field "items" of document "t1/c1", which holds a string')),
     (q(4, C, "t1/c1"), doc(4, C, "t1/c1", {"items": "gift", "top_price": "gift"})),
 ], config=LANG)
+# ---- messages over several lines --------------------------------------------
+def pretty(x):
+    return json.dumps(x, indent=2)
+SUB = env({"type": "subscribe", "msg_id": 1, "event_types": ["UserCreated", "UserUpdated"]})
+case("messages_over_several_lines_are_read_as_one", [
+    # As the task shows them: pretty-printed (lines 1-12), or broken after a comma (13-15).
+    (pretty(SUB), {"type": "subscribed", "in_reply_to": 1, "event_types": ["UserCreated", "UserUpdated"]}),
+    ('{ "type": "event", "msg_id": 2,\n"event": {"type": "UserCreated",\n"payload": {"id": "user-123", "name": "John"}} }',
+     updated(2, "evt-123", ["user_listing", "user_by_email"])),
+    # A line cut short, then one that cannot go on with it: two messages (16, 17).
+    ('{"type": "init", "msg_id": 3', err(None, 12, "input line 16 is not valid JSON: EOF while parsing an object at column 28")),
+    ("[1, 2]", err(None, 12, "input line 17 must be a JSON object, found an array")),
+    # Malformed over its lines (18-21): one error, where it goes wrong.
+    ('{\n  "type": "init",\n  "msg_id": 5 6\n}', err(None, 12, "input line 20 is not valid JSON: expected `,` or `}` at column 15")),
+    ('{"type": "query", "msg_id": 7, "model": "user_listing", "key": "user-123"}',
+     doc(7, "user_listing", "user-123", {"email": None, "id": "user-123", "name": "John"})),
+])
 print(n, "cases")
