@@ -60,6 +60,12 @@ impl JsonPath {
             });
         }
         let query = parse_json_path(text).map_err(|e| PathError::from_parser(&e.to_string()))?;
+        if let Some(at) = second_descent(text) {
+            return Err(PathError {
+                reason: "a path may search descendants (`..`) once: each search multiplies the work an event takes by its size".to_owned(),
+                at: Some(at),
+            });
+        }
         let steps: Option<Vec<Step>> = query
             .segments
             .iter()
@@ -220,6 +226,41 @@ fn walk_raw<'r, 'a>(steps: &[Step], mut at: &'r Raw<'a>) -> Option<&'r Raw<'a>> 
     Some(at)
 }
 
+/// Where a path searches descendants (`..`) a second time, outside quoted
+/// names, if it does: a path such as `$..a..a..a` takes time (and memory)
+/// that grows as a power of the event's size, so it is refused.
+fn second_descent(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let (mut quote, mut escaped, mut seen) = (None, false, 0);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == q {
+                    quote = None;
+                }
+            }
+            None if b == b'\'' || b == b'"' => quote = Some(b),
+            None if b == b'.' && bytes.get(i + 1) == Some(&b'.') => {
+                seen += 1;
+                if seen == 2 {
+                    return Some(text[..i].chars().count());
+                }
+                i += 2;
+                continue;
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Why a JSONPath does not parse, and where (a character index into it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathError {
@@ -293,6 +334,16 @@ mod tests {
         assert!(JsonPath::parse("payload.id").is_err());
         assert!(JsonPath::parse("$.payload.").is_err());
         assert!(JsonPath::parse("$[").is_err());
+    }
+
+    #[test]
+    fn a_path_searches_descendants_once_at_most() {
+        assert!(JsonPath::parse("$..a").is_ok());
+        assert!(JsonPath::parse("$.items[?@.name == '..x..']..price").is_ok());
+        let err = JsonPath::parse("$..a..a..a..a").err().unwrap();
+        assert_eq!(err.at, Some(4));
+        assert!(err.reason.contains("once"));
+        assert!(JsonPath::parse("$.payload[?@..a]..b").is_err());
     }
 
     #[test]
