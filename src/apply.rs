@@ -59,6 +59,13 @@ pub enum ApplyError {
         op: &'static str,
         found: &'static str,
     },
+    /// `max` or `min` given values (by a path that selects several) that
+    /// cannot be compared with each other.
+    Incomparable {
+        model: ModelId,
+        field: String,
+        source: String,
+    },
     /// An increment whose result is not a finite number.
     Overflow {
         model: ModelId,
@@ -108,6 +115,14 @@ impl ApplyError {
                 found,
             } => format!(
                 "read model \"{}\": cannot {op} field \"{field}\" of document \"{key}\", which holds {found}",
+                name(model)
+            ),
+            ApplyError::Incomparable {
+                model,
+                field,
+                source,
+            } => format!(
+                "read model \"{}\": the values {source} selects for field \"{field}\" are not all numbers or all strings, so none is the largest or smallest",
                 name(model)
             ),
             ApplyError::Overflow { model, key, field } => format!(
@@ -170,6 +185,9 @@ enum Write {
 struct Op {
     index: usize,
     effect: Effect,
+    /// The value is the list a path that selects several values yielded:
+    /// `append`, `add_to_set` and `remove` take each of its elements.
+    spread: bool,
 }
 
 #[derive(Debug)]
@@ -177,8 +195,10 @@ enum Effect {
     /// Resolved, not checked yet.
     Given(Stored),
     Set(Stored),
-    Push(Value),
-    RemoveAll(Value),
+    /// Add these at the end of the list.
+    Push(Vec<Value>),
+    /// Remove every element equal to one of these.
+    RemoveAll(Vec<Value>),
     Keep,
 }
 
@@ -295,20 +315,31 @@ fn resolve_binding(
                 let Some(v) = value(model, f, event, meta)? else {
                     continue;
                 };
-                if *op == FieldOp::Increment && v.as_number().is_none() {
-                    if v.is_null() {
-                        continue;
+                let several = matches!(&f.source, Source::Path(p) if !p.is_singular());
+                let given = match (op, several) {
+                    (FieldOp::Increment, false) if v.as_number().is_none() => {
+                        if v.is_null() {
+                            continue;
+                        }
+                        return Err(ApplyError::NotANumber {
+                            model,
+                            field: f.field.text.clone(),
+                            source: f.source.describe(),
+                            found: v.type_name(),
+                        });
                     }
-                    return Err(ApplyError::NotANumber {
-                        model,
-                        field: f.field.text.clone(),
-                        source: f.source.describe(),
-                        found: v.type_name(),
-                    });
-                }
+                    (FieldOp::Increment, true) => Stored::new(sum(model, f, v.into_value())?),
+                    (FieldOp::Max | FieldOp::Min, true) => {
+                        Stored::new(extreme(model, *op, f, v.into_value())?)
+                    }
+                    _ => Stored::from_val(v),
+                };
+                let spread =
+                    several && matches!(op, FieldOp::Append | FieldOp::AddToSet | FieldOp::Remove);
                 resolved_ops.push(Op {
                     index,
-                    effect: Effect::Given(Stored::from_val(v)),
+                    effect: Effect::Given(given),
+                    spread,
                 });
             }
             Write::Update {
@@ -352,9 +383,30 @@ fn resolve_key<'a>(
     }
 }
 
-/// Whether a `when` condition holds for the event.
+/// Whether a `when` condition holds for the event. For a path that selects
+/// several values, a test holds when one of them passes it (`ne`: when none
+/// equals the value; `exists`: when it selects any).
 fn holds(c: &Condition, event: &Event<'_>) -> bool {
     let found = c.path.select(event);
+    if !c.path.is_singular() {
+        let Some(Value::Array(items)) = found.as_deref() else {
+            return c.test == Test::Exists(false);
+        };
+        let mut values = items.iter().filter(|v| !v.is_null());
+        let ordered = |v: &Value, want: &Value, accept: fn(Ordering) -> bool| {
+            compare(v, want).is_some_and(accept)
+        };
+        return match &c.test {
+            Test::Exists(expected) => values.next().is_some() == *expected,
+            Test::Eq(want) => values.any(|v| same(v, want)),
+            Test::Ne(want) => !values.any(|v| same(v, want)),
+            Test::In(options) => values.any(|v| options.iter().any(|o| same(v, o))),
+            Test::Lt(want) => values.any(|v| ordered(v, want, Ordering::is_lt)),
+            Test::Le(want) => values.any(|v| ordered(v, want, Ordering::is_le)),
+            Test::Gt(want) => values.any(|v| ordered(v, want, Ordering::is_gt)),
+            Test::Ge(want) => values.any(|v| ordered(v, want, Ordering::is_ge)),
+        };
+    }
     let found = found.as_deref().filter(|v| !v.is_null());
     let ordered = |want: &Value, accept: fn(Ordering) -> bool| {
         found.and_then(|v| compare(v, want)).is_some_and(accept)
@@ -418,6 +470,60 @@ fn value<'a>(
     }
 }
 
+/// What `increment` adds for a path that selects several values: their
+/// sum, each a number.
+fn sum(model: ModelId, f: &FieldMap, list: Value) -> Result<Value, ApplyError> {
+    let Value::Array(items) = list else {
+        unreachable!("a path that selects several values yields a list")
+    };
+    let mut total: Option<Value> = None;
+    for item in &items {
+        let Value::Number(n) = item else {
+            return Err(ApplyError::NotANumber {
+                model,
+                field: f.field.text.clone(),
+                source: f.source.describe(),
+                found: type_name(item),
+            });
+        };
+        let base = total.as_ref().and_then(Value::as_number);
+        total = Some(add(base, n).ok_or_else(|| ApplyError::NotANumber {
+            model,
+            field: f.field.text.clone(),
+            source: f.source.describe(),
+            found: "a sum out of the range of JSON numbers",
+        })?);
+    }
+    Ok(total.expect("a path that selects nothing is missing, not empty"))
+}
+
+/// What `max` (`min`) compares with the field for a path that selects
+/// several values: the largest (smallest) of them.
+fn extreme(model: ModelId, op: FieldOp, f: &FieldMap, list: Value) -> Result<Value, ApplyError> {
+    let Value::Array(items) = list else {
+        unreachable!("a path that selects several values yields a list")
+    };
+    let mut best: Option<Value> = None;
+    for item in items {
+        best = Some(match best {
+            None => item,
+            Some(b) => match compare(&item, &b) {
+                Some(Ordering::Greater) if op == FieldOp::Max => item,
+                Some(Ordering::Less) if op == FieldOp::Min => item,
+                Some(_) => b,
+                None => {
+                    return Err(ApplyError::Incomparable {
+                        model,
+                        field: f.field.text.clone(),
+                        source: f.source.describe(),
+                    })
+                }
+            },
+        });
+    }
+    Ok(best.expect("a path that selects nothing is missing, not empty"))
+}
+
 /// Checks a resolved write against the stored document and decides what
 /// each operation does.
 fn check<S: DocumentStore>(
@@ -437,7 +543,12 @@ fn check<S: DocumentStore>(
         Some(doc) => doc,
         None => store.get(key).unwrap_or(&empty),
     };
-    for Op { index, effect } in ops.iter_mut() {
+    for Op {
+        index,
+        effect,
+        spread,
+    } in ops.iter_mut()
+    {
         let (op, f) = &declared[*index];
         let field = &f.field;
         let Effect::Given(v) = std::mem::replace(effect, Effect::Keep) else {
@@ -482,43 +593,73 @@ fn check<S: DocumentStore>(
                 })?;
                 Effect::Set(Stored::new(sum))
             }
-            (op, current) => stored_effect(*op, v.into_value(), current.map(FieldValue::as_json))
-                .map_err(|found| holds(&found))?,
+            (op, current) => {
+                let values = match (*spread, v.into_value()) {
+                    (true, Value::Array(items)) => items,
+                    (_, v) => vec![v],
+                };
+                stored_effect(*op, values, current.map(FieldValue::as_json))
+                    .map_err(|found| holds(&found))?
+            }
         };
     }
     Ok(())
 }
 
 /// The effect of the operations that compare with or change what is stored
-/// (max, min and the array operations); the stored value when it is not
-/// one they can work on.
-fn stored_effect(op: FieldOp, v: Value, current: Option<Cow<'_, Value>>) -> Result<Effect, Value> {
+/// (max, min and the list operations), given their values (several when a
+/// path selected several, for the list operations); the stored value when
+/// it is not one they can work on.
+fn stored_effect(
+    op: FieldOp,
+    mut values: Vec<Value>,
+    current: Option<Cow<'_, Value>>,
+) -> Result<Effect, Value> {
     Ok(match (op, current.as_deref()) {
-        (FieldOp::Max | FieldOp::Min, None) => Effect::Set(Stored::new(v)),
-        (FieldOp::Max | FieldOp::Min, Some(c)) => match compare(&v, c) {
-            Some(Ordering::Greater) if op == FieldOp::Max => Effect::Set(Stored::new(v)),
-            Some(Ordering::Less) if op == FieldOp::Min => Effect::Set(Stored::new(v)),
-            Some(_) => Effect::Keep,
-            None => return Err(c.clone()),
-        },
-        (FieldOp::Append | FieldOp::AddToSet, None) => {
-            Effect::Set(Stored::new(Value::Array(vec![v])))
+        (FieldOp::Max | FieldOp::Min, current) => {
+            let v = values.pop().expect("max and min compare one value");
+            match current {
+                None => Effect::Set(Stored::new(v)),
+                Some(c) => match compare(&v, c) {
+                    Some(Ordering::Greater) if op == FieldOp::Max => Effect::Set(Stored::new(v)),
+                    Some(Ordering::Less) if op == FieldOp::Min => Effect::Set(Stored::new(v)),
+                    Some(_) => Effect::Keep,
+                    None => return Err(c.clone()),
+                },
+            }
         }
-        (FieldOp::Append, Some(Value::Array(_))) => Effect::Push(v),
-        (FieldOp::AddToSet, Some(Value::Array(items))) => match items.iter().any(|i| same(i, &v)) {
-            true => Effect::Keep,
-            false => Effect::Push(v),
+        (FieldOp::Append, None) => Effect::Set(Stored::new(Value::Array(values))),
+        (FieldOp::AddToSet, None) => {
+            Effect::Set(Stored::new(Value::Array(new_elements(&[], values))))
+        }
+        (FieldOp::Append, Some(Value::Array(_))) => Effect::Push(values),
+        (FieldOp::AddToSet, Some(Value::Array(items))) => match new_elements(items, values) {
+            added if added.is_empty() => Effect::Keep,
+            added => Effect::Push(added),
         },
         (FieldOp::Remove, None) => Effect::Keep,
-        (FieldOp::Remove, Some(Value::Array(items))) => match items.iter().any(|i| same(i, &v)) {
-            true => Effect::RemoveAll(v),
-            false => Effect::Keep,
-        },
+        (FieldOp::Remove, Some(Value::Array(items))) => {
+            match items.iter().any(|i| values.iter().any(|v| same(i, v))) {
+                true => Effect::RemoveAll(values),
+                false => Effect::Keep,
+            }
+        }
         (FieldOp::Merge | FieldOp::SetIfAbsent | FieldOp::Increment, None) => {
             unreachable!("the caller decides these")
         }
         (_, Some(other)) => return Err(other.clone()),
     })
+}
+
+/// The values a set does not hold yet, each once, in order.
+fn new_elements(set: &[Value], values: Vec<Value>) -> Vec<Value> {
+    let mut added: Vec<Value> = Vec::new();
+    for v in values {
+        if !set.iter().chain(&added).any(|i| same(i, &v)) {
+            added.push(v);
+        }
+    }
+    added
 }
 
 /// `base + by`, staying an integer while both are and the sum fits 64 bits;
@@ -591,17 +732,18 @@ fn apply_effect(doc: &mut Document, field: &FieldPath, effect: Effect) -> bool {
         Effect::Keep => false,
         Effect::Given(_) => unreachable!("every operation is checked before the write"),
         Effect::Set(v) => fields::set_stored(doc, field, v),
-        Effect::Push(v) => match fields::slot(doc, field) {
+        Effect::Push(values) => match fields::slot(doc, field) {
             Some(Value::Array(items)) => {
-                items.push(v);
-                true
+                let pushed = !values.is_empty();
+                items.extend(values);
+                pushed
             }
             _ => false,
         },
-        Effect::RemoveAll(v) => match fields::slot(doc, field) {
+        Effect::RemoveAll(values) => match fields::slot(doc, field) {
             Some(Value::Array(items)) => {
                 let before = items.len();
-                items.retain(|i| !same(i, &v));
+                items.retain(|i| !values.iter().any(|v| same(i, v)));
                 items.len() != before
             }
             _ => false,

@@ -40,13 +40,15 @@ pub enum Found<'a> {
 }
 
 impl<'a> Found<'a> {
-    /// The selection as one value: several become an array.
-    pub fn into_value(self) -> Option<Cow<'a, Value>> {
-        match self {
-            Found::Nothing => None,
-            Found::One(v) => Some(Cow::Borrowed(v)),
-            Found::Many(vs) => Some(Cow::Owned(Value::Array(vs.into_iter().cloned().collect()))),
-        }
+    /// What a path that can select several values yields: the list of what
+    /// it selected (one value too), or `None` when it selected nothing.
+    pub fn into_list(self) -> Option<Cow<'a, Value>> {
+        let values = match self {
+            Found::Nothing => return None,
+            Found::One(v) => vec![v.clone()],
+            Found::Many(vs) => vs.into_iter().cloned().collect(),
+        };
+        Some(Cow::Owned(Value::Array(values)))
     }
 }
 
@@ -152,22 +154,24 @@ impl JsonPath {
         }
     }
 
-    /// What the path selects in `event`, as JSON: several values become an array.
+    /// What the path selects in `event`, as JSON: a path that can select
+    /// several values always yields their list (see [`Found::into_list`]).
     pub fn select<'e>(&self, event: &'e Event<'_>) -> Option<Cow<'e, Value>> {
         match &self.kind {
             PathKind::Walk(steps) => {
                 walk_raw(steps, event.root()).map(|v| Cow::Owned(v.to_value()))
             }
-            PathKind::Query(_) => self.find(event.tree()).into_value(),
+            PathKind::Query(_) => self.find(event.tree()).into_list(),
         }
     }
 
     /// What the path selects in `event`, as a value for a document: a node
-    /// of the event's tree when the path is a walk.
+    /// of the event's tree when the path is a walk, the list of what it
+    /// selected when it can select several.
     pub fn select_val<'e>(&self, event: &'e Event<'_>) -> Option<Val<'e>> {
         match &self.kind {
             PathKind::Walk(steps) => walk_raw(steps, event.root()).map(Val::Node),
-            PathKind::Query(_) => self.find(event.tree()).into_value().map(Val::Json),
+            PathKind::Query(_) => self.find(event.tree()).into_list().map(Val::Json),
         }
     }
 
@@ -294,12 +298,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// What `path` yields in `doc`: the one value a singular path selects,
+    /// the list a path that can select several does.
     fn found(path: &str, doc: &Value) -> Option<Value> {
-        JsonPath::parse(path)
-            .unwrap()
-            .find(doc)
-            .into_value()
-            .map(Cow::into_owned)
+        let path = JsonPath::parse(path).unwrap();
+        match path.is_singular() {
+            true => path.find_one(doc).cloned(),
+            false => path.find(doc).into_list().map(Cow::into_owned),
+        }
     }
 
     #[test]
@@ -315,17 +321,19 @@ mod tests {
     }
 
     #[test]
-    fn queries_select_many_as_an_array() {
+    fn a_path_that_can_select_several_values_yields_their_list() {
         let doc = json!({"payload": {"items": [{"sku": "a"}, {"sku": "b"}]}});
         assert_eq!(
             found("$.payload.items[*].sku", &doc),
             Some(json!(["a", "b"]))
         );
         assert_eq!(found("$..sku", &doc), Some(json!(["a", "b"])));
+        // One match is a list of one; none is nothing (the path is missing).
         assert_eq!(
             found("$.payload.items[?@.sku == 'b'].sku", &doc),
-            Some(json!("b"))
+            Some(json!(["b"]))
         );
+        assert_eq!(found("$.payload.items[*].price", &doc), None);
         assert!(!JsonPath::parse("$..sku").unwrap().is_singular());
     }
 

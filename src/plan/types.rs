@@ -15,6 +15,13 @@ fn written_type(op: Option<FieldOp>, mapping: &RawMapping) -> Option<&'static st
     }
     match mapping {
         RawMapping::Literal { value, .. } if !value.is_null() => Some(super::type_name(value)),
+        // A path that can select several values yields their list.
+        RawMapping::Path { path, .. }
+            if !matches!(op, Some(FieldOp::Max | FieldOp::Min))
+                && super::path::JsonPath::parse(&path.value).is_ok_and(|p| !p.is_singular()) =>
+        {
+            Some("an array")
+        }
         RawMapping::Meta { field, .. } => Some(match field {
             MetaField::EventId | MetaField::EventType => "a string",
             MetaField::Position => "a number",

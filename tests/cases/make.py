@@ -382,6 +382,41 @@ case("list_and_extreme_operations_refuse_stored_values_of_another_type", [
      err(3, 22, 'event e3 (ItemRemoved) was not applied, and no read model changed: read model "carts": cannot remove field "items" of document "t1/c1", which holds a string')),
     (q(4, C, "t1/c1"), doc(4, C, "t1/c1", {"items": "gift", "top_price": "gift"})),
 ], config=LANG)
+# ---- paths that select several values ---------------------------------------
+MANY = '''
+[[model]]
+name = "carts"
+key = "$.payload.cart"
+[model.on.ItemsAdded]
+add_to_set = { skus = "$.payload.items[*].sku" }
+append = { log = "$.payload.items[*].sku" }
+increment = { total = "$.payload.items[*].price", lines = 1 }
+max = { top = "$.payload.items[*].price" }
+merge = { last = "$.payload.items[*].sku" }
+[model.on.ItemsRemoved]
+remove = { skus = "$.payload.items[*].sku" }
+
+[[model]]
+name = "big_carts"
+key = "$.payload.cart"
+[model.on.ItemsAdded]
+when = { path = "$.payload.items[*].price", ge = 100 }
+increment = { big = 1 }
+'''
+def items(msg_id, eid, typ, *pairs):
+    return ev(msg_id, typ, {"cart": "c", "items": [{"sku": s, "price": p} for s, p in pairs]}, id=eid)
+case("a_path_that_selects_several_values_yields_a_list_each_operation_takes", [
+    # One match is a list of one, as two are: add_to_set adds each, append each,
+    # increment sums, max keeps the largest, merge writes the list.
+    (items(1, "e1", "ItemsAdded", ("x", 10), ("y", 120)), updated(1, "e1", ["carts", "big_carts"])),
+    (items(2, "e2", "ItemsAdded", ("x", 5)), updated(2, "e2", ["carts"])),
+    (q(3, "carts", "c"), doc(3, "carts", "c", {"last": ["x"], "lines": 2, "log": ["x", "y", "x"], "skus": ["x", "y"], "top": 120, "total": 135})),
+    (items(4, "e4", "ItemsRemoved", ("x", 0), ("z", 0)), updated(4, "e4", ["carts"])),
+    (q(5, "carts", "c"), doc(5, "carts", "c", {"last": ["x"], "lines": 2, "log": ["x", "y", "x"], "skus": ["y"], "top": 120, "total": 135})),
+    (q(6, "big_carts", "c"), doc(6, "big_carts", "c", {"big": 1})),
+    (ev(7, "ItemsAdded", {"cart": "c", "items": [{"sku": "w", "price": "free"}]}, id="e7"),
+     err(7, 12, 'event e7 (ItemsAdded) was not applied, and no read model changed: read model "carts": increment of "total" by $.payload.items[*].price needs a number, found a string')),
+], config=MANY)
 # ---- messages over several lines --------------------------------------------
 def pretty(x):
     return json.dumps(x, indent=2)
