@@ -8,13 +8,14 @@
 
 use crate::event::{Event, Val};
 use crate::fields::{self, Lookup};
+use crate::number;
 use crate::plan::binding::{
     Action, Binding, Condition, FieldMap, FieldOp, FieldPath, Key, MetaField, Missing, Part,
     Source, Test,
 };
 use crate::plan::{type_name, ModelId, Plan};
 use crate::store::{Document, DocumentStore, FieldValue, Stored};
-use serde_json::{Number, Value};
+use serde_json::Value;
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
@@ -66,11 +67,14 @@ pub enum ApplyError {
         field: String,
         source: String,
     },
-    /// An increment whose result is not a finite number.
+    /// An increment whose result is too large to hold: an integer of more
+    /// than [`number::MAX_DIGITS`] digits, or past the largest double.
     Overflow {
         model: ModelId,
-        key: String,
+        /// The document's, or none for the sum of the values a path selects.
+        key: Option<String>,
         field: String,
+        why: number::TooLarge,
     },
 }
 
@@ -125,10 +129,27 @@ impl ApplyError {
                 "read model \"{}\": the values {source} selects for field \"{field}\" are not all numbers or all strings, so none is the largest or smallest",
                 name(model)
             ),
-            ApplyError::Overflow { model, key, field } => format!(
-                "read model \"{}\": incrementing field \"{field}\" of document \"{key}\" leaves the range of JSON numbers",
-                name(model)
-            ),
+            ApplyError::Overflow {
+                model,
+                key,
+                field,
+                why,
+            } => {
+                let limit = match why {
+                    number::TooLarge::Digits => {
+                        format!("an integer of more than {} digits", number::MAX_DIGITS)
+                    }
+                    number::TooLarge::Float => "a number past the largest double".to_owned(),
+                };
+                let document = match key {
+                    Some(key) => format!(" of document \"{key}\""),
+                    None => " by the sum of the values selected".to_owned(),
+                };
+                format!(
+                    "read model \"{}\": incrementing field \"{field}\"{document} would make {limit}, which cannot be held",
+                    name(model)
+                )
+            }
         }
     }
 }
@@ -431,13 +452,14 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// The order of two numbers or two strings; `None` for anything else.
+/// The order of two numbers (exactly, [`number::compare`]) or two strings;
+/// `None` for anything else.
 fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(x), Some(y)) => Some(x.cmp(&y)),
-            _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        },
+        (Value::Number(x), Value::Number(y)) => Some(number::compare(
+            number::read(x.as_str()),
+            number::read(y.as_str()),
+        )),
         (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
         _ => None,
     }
@@ -476,7 +498,7 @@ fn sum(model: ModelId, f: &FieldMap, list: Value) -> Result<Value, ApplyError> {
     let Value::Array(items) = list else {
         unreachable!("a path that selects several values yields a list")
     };
-    let mut total: Option<Value> = None;
+    let mut total: Option<number::Owned> = None;
     for item in &items {
         let Value::Number(n) = item else {
             return Err(ApplyError::NotANumber {
@@ -486,15 +508,18 @@ fn sum(model: ModelId, f: &FieldMap, list: Value) -> Result<Value, ApplyError> {
                 found: type_name(item),
             });
         };
-        let base = total.as_ref().and_then(Value::as_number);
-        total = Some(add(base, n).ok_or_else(|| ApplyError::NotANumber {
+        let n = number::read(n.as_str());
+        let sum = number::add(total.as_ref().map(number::Owned::as_num), n);
+        total = Some(sum.map_err(|why| ApplyError::Overflow {
             model,
+            key: None,
             field: f.field.text.clone(),
-            source: f.source.describe(),
-            found: "a sum out of the range of JSON numbers",
+            why,
         })?);
     }
-    Ok(total.expect("a path that selects nothing is missing, not empty"))
+    Ok(total
+        .expect("a path that selects nothing is missing, not empty")
+        .into_value())
 }
 
 /// What `max` (`min`) compares with the field for a path that selects
@@ -580,18 +605,21 @@ fn check<S: DocumentStore>(
             (FieldOp::Increment, current) => {
                 let base = match current {
                     None => None,
-                    Some(FieldValue::Json(Value::Number(n))) => Some(n),
-                    Some(other) => return Err(holds(&other.as_json())),
+                    Some(c) => match c.as_number() {
+                        Some(n) => Some(n),
+                        None => return Err(holds(&c.as_json())),
+                    },
                 };
                 let by = v
                     .as_number()
                     .expect("resolve keeps only numeric increments");
-                let sum = add(base, by).ok_or_else(|| ApplyError::Overflow {
+                let sum = number::add(base, by).map_err(|why| ApplyError::Overflow {
                     model,
-                    key: key.as_str().to_owned(),
+                    key: Some(key.as_str().to_owned()),
                     field: field.text.clone(),
+                    why,
                 })?;
-                Effect::Set(Stored::new(sum))
+                Effect::Set(Stored::from_owned(sum))
             }
             (op, current) => {
                 let values = match (*spread, v.into_value()) {
@@ -660,29 +688,6 @@ fn new_elements(set: &[Value], values: Vec<Value>) -> Vec<Value> {
         }
     }
     added
-}
-
-/// `base + by`, staying an integer while both are and the sum fits 64 bits;
-/// `None` when the result is not a finite number.
-fn add(base: Option<&Number>, by: &Number) -> Option<Value> {
-    let Some(base) = base else {
-        return Some(Value::Number(by.clone()));
-    };
-    let int = |n: &Number| {
-        n.as_i64()
-            .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from))
-    };
-    if let (Some(a), Some(b)) = (int(base), int(by)) {
-        let sum = a + b;
-        if let Ok(sum) = i64::try_from(sum) {
-            return Some(Value::from(sum));
-        }
-        if let Ok(sum) = u64::try_from(sum) {
-            return Some(Value::from(sum));
-        }
-    }
-    Number::from_f64(base.as_f64()? + by.as_f64()?).map(Value::Number)
 }
 
 /// Makes the write; returns whether the stored document changed.
@@ -911,25 +916,5 @@ mod tests {
             out[0],
             Err("read model \"first\": the document key at $.payload.id must be a string or a number, found an object".into())
         );
-    }
-
-    #[test]
-    fn sums_stay_exact_until_they_cannot() {
-        let n = |v: Value| serde_json::from_value::<Number>(v).unwrap();
-        assert_eq!(
-            add(Some(&n(json!(i64::MAX))), &n(json!(1))),
-            Some(json!(9223372036854775808u64))
-        );
-        assert_eq!(add(Some(&n(json!(-5))), &n(json!(2))), Some(json!(-3)));
-        assert_eq!(
-            add(Some(&n(json!(u64::MAX))), &n(json!(-1))),
-            Some(json!(u64::MAX - 1))
-        );
-        assert_eq!(
-            add(Some(&n(json!(u64::MAX))), &n(json!(1))),
-            Some(json!(1.8446744073709552e19))
-        );
-        assert_eq!(add(Some(&n(json!(1.5e308))), &n(json!(1.5e308))), None);
-        assert_eq!(add(None, &n(json!(2.5))), Some(json!(2.5)));
     }
 }

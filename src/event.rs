@@ -10,8 +10,8 @@
 //! (`$.payload.id`) read it directly; the rare paths that need a full
 //! JSONPath engine read a `Value` built from it once, on first use.
 
-use crate::plan::number_text;
-use serde_json::{Map, Number, Value};
+use crate::number::{self, Num};
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
@@ -19,7 +19,8 @@ use std::cell::OnceCell;
 pub enum Raw<'a> {
     Null,
     Bool(bool),
-    Number(Number),
+    /// A number as written, its meaning read when needed ([`crate::number`]).
+    Number(&'a str),
     String(&'a str),
     Array(Vec<Raw<'a>>),
     /// Entries in the order written; for a repeated key the last one counts,
@@ -52,7 +53,7 @@ impl<'a> Raw<'a> {
     pub fn scalar_text(&self) -> Option<Cow<'a, str>> {
         match self {
             Raw::String(s) => Some(Cow::Borrowed(s)),
-            Raw::Number(n) => Some(Cow::Owned(number_text(n))),
+            Raw::Number(n) => Some(Cow::Owned(number::key_text(number::read(n)))),
             _ => None,
         }
     }
@@ -61,7 +62,7 @@ impl<'a> Raw<'a> {
         match self {
             Raw::Null => Value::Null,
             Raw::Bool(b) => Value::Bool(*b),
-            Raw::Number(n) => Value::Number(n.clone()),
+            Raw::Number(n) => number::json_number(n),
             Raw::String(s) => Value::String((*s).to_owned()),
             Raw::Array(items) => Value::Array(items.iter().map(Raw::to_value).collect()),
             Raw::Object(entries) => Value::Object(
@@ -79,7 +80,7 @@ impl<'a> From<&'a Value> for Raw<'a> {
         match v {
             Value::Null => Raw::Null,
             Value::Bool(b) => Raw::Bool(*b),
-            Value::Number(n) => Raw::Number(n.clone()),
+            Value::Number(n) => Raw::Number(n.as_str()),
             Value::String(s) => Raw::String(s),
             Value::Array(items) => Raw::Array(items.iter().map(Raw::from).collect()),
             Value::Object(map) => Raw::Object(
@@ -116,11 +117,11 @@ impl Val<'_> {
         }
     }
 
-    pub fn as_number(&self) -> Option<&Number> {
+    pub fn as_number(&self) -> Option<Num<'_>> {
         match self {
-            Val::Node(Raw::Number(n)) => Some(n),
+            Val::Node(Raw::Number(n)) => Some(number::read(n)),
             Val::Json(value) => match value.as_ref() {
-                Value::Number(n) => Some(n),
+                Value::Number(n) => Some(number::read(n.as_str())),
                 _ => None,
             },
             Val::Node(_) => None,

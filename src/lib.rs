@@ -45,6 +45,7 @@ pub mod input;
 pub mod lines;
 pub mod multiline;
 pub mod name;
+pub mod number;
 pub mod plan;
 pub mod prefetch;
 pub mod protocol;
@@ -54,6 +55,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
+pub mod surrogate;
 pub mod testing;
 
 use diag::Diagnostic;

@@ -484,7 +484,7 @@ struct Peers<'a> {
 /// One message as JSON, or an error text that says what is wrong and where
 /// (a message over several lines counts its lines from `line_no`).
 fn parse(text: &str, line_no: usize) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|e| {
+    serde_json::from_str(&crate::surrogate::prepare(text)).map_err(|e| {
         let message = e.to_string();
         let message = match message.rfind(" at line ") {
             Some(i) => &message[..i],

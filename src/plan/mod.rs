@@ -100,18 +100,7 @@ pub fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
 
 /// A number as [`scalar_text`] writes it.
 pub fn number_text(n: &Number) -> String {
-    match (n.as_i64(), n.as_u64(), n.as_f64()) {
-        (Some(i), _, _) => i.to_string(),
-        (_, Some(u), _) => u.to_string(),
-        (_, _, Some(0.0)) => "0".to_owned(),
-        (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e21 => format!("{f:.0}"),
-        (_, _, Some(f)) => {
-            let mut out = Vec::new();
-            crate::protocol::json::float(&mut out, f);
-            String::from_utf8(out).expect("ASCII digits")
-        }
-        _ => n.to_string(),
-    }
+    crate::number::key_text(crate::number::read(n.as_str()))
 }
 
 /// The JSON type of a value, for messages.

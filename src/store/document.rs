@@ -8,8 +8,9 @@
 
 use crate::event::{Raw, Val};
 use crate::name::Name;
+use crate::number::{self, Num, Owned};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -24,12 +25,16 @@ pub struct Document {
 const SHORT: usize = 22;
 
 /// A field's value as held: a string of up to [`SHORT`] bytes inline, in the
-/// field itself, anything else as JSON. Most strings in read models are
-/// short (ids, names, emails); inline, they cost no allocation, and reading
-/// one (to tell whether a write changes it) costs no second cache miss.
+/// field itself; an integer that fits 64 bits or a finite double as it is;
+/// anything else as JSON. Most strings in read models are short (ids, names,
+/// emails); inline, they cost no allocation, and reading one (to tell
+/// whether a write changes it) costs no second cache miss. Numbers held as
+/// they are cost no allocation either, and `increment` adds to them in place.
 #[derive(Clone)]
 pub enum Stored {
     Short { len: u8, bytes: [u8; SHORT] },
+    Int(i64),
+    Float(f64),
     Json(Value),
 }
 
@@ -37,7 +42,29 @@ impl Stored {
     pub fn new(value: Value) -> Stored {
         match value {
             Value::String(s) if s.len() <= SHORT => Stored::short(&s),
+            Value::Number(n) => match Stored::number(number::read(n.as_str())) {
+                Some(held) => held,
+                None => Stored::Json(Value::Number(n)),
+            },
             value => Stored::Json(value),
+        }
+    }
+
+    /// A number held as it is, when it can be.
+    fn number(n: Num<'_>) -> Option<Stored> {
+        match n {
+            Num::Int(i) => Some(Stored::Int(i)),
+            Num::Float(f) if f.is_finite() => Some(Stored::Float(f)),
+            Num::Float(_) | Num::Big(_) => None,
+        }
+    }
+
+    /// A number worked out by an operation.
+    pub fn from_owned(n: Owned) -> Stored {
+        match n {
+            Owned::Int(i) => Stored::Int(i),
+            Owned::Float(f) if f.is_finite() => Stored::Float(f),
+            other => Stored::Json(other.into_value()),
         }
     }
 
@@ -51,10 +78,13 @@ impl Stored {
         }
     }
 
-    /// A value from an event: a short string is copied straight from it.
+    /// A value from an event: a short string is copied straight from it, a
+    /// number read from its text.
     pub fn from_val(value: Val<'_>) -> Stored {
         match value {
             Val::Node(Raw::String(s)) if s.len() <= SHORT => Stored::short(s),
+            Val::Node(Raw::Number(n)) => Stored::number(number::read(n))
+                .unwrap_or_else(|| Stored::Json(number::json_number(n))),
             value => Stored::new(value.into_value()),
         }
     }
@@ -64,66 +94,62 @@ impl Stored {
             Stored::Short { len, bytes } => FieldValue::Text(
                 std::str::from_utf8(&bytes[..*len as usize]).expect("made from a str"),
             ),
+            Stored::Int(i) => FieldValue::Int(*i),
+            Stored::Float(f) => FieldValue::Float(*f),
             Stored::Json(value) => FieldValue::Json(value),
         }
     }
 
-    /// The value as JSON, to be changed in place: an inline string becomes
-    /// a JSON string first.
+    /// The value as JSON, to be changed in place: an inline string or a
+    /// number becomes JSON first.
     fn json_mut(&mut self) -> &mut Value {
-        if let Stored::Short { .. } = self {
-            let text = self.get().to_value();
-            *self = Stored::Json(text);
+        if !matches!(self, Stored::Json(_)) {
+            let value = self.get().to_value();
+            *self = Stored::Json(value);
         }
         match self {
             Stored::Json(value) => value,
-            Stored::Short { .. } => unreachable!("made JSON above"),
+            _ => unreachable!("made JSON above"),
         }
     }
 
     pub fn into_value(self) -> Value {
         match self {
             Stored::Json(value) => value,
-            short => short.get().to_value(),
+            other => other.get().to_value(),
         }
     }
 
-    pub fn as_number(&self) -> Option<&Number> {
-        match self {
-            Stored::Json(Value::Number(n)) => Some(n),
-            _ => None,
-        }
+    pub fn as_number(&self) -> Option<Num<'_>> {
+        self.get().as_number()
     }
 
     /// Whether this holds `value`, comparing without building anything.
     fn holds(&self, value: &Value) -> bool {
-        match (self, value) {
-            (Stored::Short { len, bytes }, Value::String(s)) => {
-                &bytes[..*len as usize] == s.as_bytes()
-            }
-            (Stored::Short { .. }, _) => false,
-            (Stored::Json(held), value) => held == value,
-        }
+        self.get().holds(value)
     }
 
     /// Whether this holds `value`, comparing without building anything for
     /// a scalar.
     fn holds_val(&self, value: &Val<'_>) -> bool {
-        let held = match self {
-            Stored::Short { len, bytes } => {
-                return matches!(value, Val::Node(Raw::String(s)) if &bytes[..*len as usize] == s.as_bytes())
-                    || matches!(value, Val::Json(v) if self.holds(v));
-            }
-            Stored::Json(held) => held,
+        let node = match value {
+            Val::Json(v) => return self.holds(v),
+            Val::Node(node) => node,
         };
-        match (value, held) {
-            (Val::Json(v), held) => held == v.as_ref(),
-            (Val::Node(Raw::String(s)), Value::String(h)) => h == s,
-            (Val::Node(Raw::Number(n)), Value::Number(h)) => h == n,
-            (Val::Node(Raw::Bool(b)), Value::Bool(h)) => h == b,
-            (Val::Node(Raw::Null), Value::Null) => true,
-            (Val::Node(node @ (Raw::Array(_) | Raw::Object(_))), held) => *held == node.to_value(),
-            (Val::Node(_), _) => false,
+        match (self.get(), node) {
+            (FieldValue::Text(h), Raw::String(s)) => h == *s,
+            (FieldValue::Int(_) | FieldValue::Float(_), Raw::Number(n)) => {
+                self.get().holds_number(number::read(n))
+            }
+            (FieldValue::Json(held), node) => match (held, node) {
+                (Value::String(h), Raw::String(s)) => h == s,
+                (Value::Number(h), Raw::Number(n)) => h.as_str() == *n,
+                (Value::Bool(h), Raw::Bool(b)) => h == b,
+                (Value::Null, Raw::Null) => true,
+                (held, node @ (Raw::Array(_) | Raw::Object(_))) => *held == node.to_value(),
+                _ => false,
+            },
+            _ => false,
         }
     }
 }
@@ -136,6 +162,9 @@ impl PartialEq for Stored {
             (Stored::Short { len: a, bytes: x }, Stored::Short { len: b, bytes: y }) => {
                 a == b && x == y
             }
+            (Stored::Int(a), Stored::Int(b)) => a == b,
+            (Stored::Float(a), Stored::Float(b)) => a.to_bits() == b.to_bits(),
+            _ => false,
         }
     }
 }
@@ -151,6 +180,9 @@ impl fmt::Debug for Stored {
 pub enum FieldValue<'d> {
     /// A string held inline.
     Text(&'d str),
+    Int(i64),
+    /// A finite double.
+    Float(f64),
     Json(&'d Value),
 }
 
@@ -158,15 +190,17 @@ impl<'d> FieldValue<'d> {
     pub fn to_value(self) -> Value {
         match self {
             FieldValue::Text(s) => Value::String(s.to_owned()),
+            FieldValue::Int(i) => Value::from(i),
+            FieldValue::Float(f) => Owned::Float(f).into_value(),
             FieldValue::Json(value) => value.clone(),
         }
     }
 
-    /// The value as JSON: borrowed, or a string made for the occasion.
+    /// The value as JSON: borrowed, or made for the occasion.
     pub fn as_json(self) -> Cow<'d, Value> {
         match self {
-            FieldValue::Text(s) => Cow::Owned(Value::String(s.to_owned())),
             FieldValue::Json(value) => Cow::Borrowed(value),
+            other => Cow::Owned(other.to_value()),
         }
     }
 
@@ -174,11 +208,33 @@ impl<'d> FieldValue<'d> {
         matches!(self, FieldValue::Json(Value::Null))
     }
 
-    /// Whether this is `value`.
-    pub fn holds(self, value: &Value) -> bool {
+    /// The number held, if it is one.
+    pub fn as_number(self) -> Option<Num<'d>> {
         match self {
-            FieldValue::Text(s) => value.as_str() == Some(s),
-            FieldValue::Json(held) => held == value,
+            FieldValue::Int(i) => Some(Num::Int(i)),
+            FieldValue::Float(f) => Some(Num::Float(f)),
+            FieldValue::Json(Value::Number(n)) => Some(number::read(n.as_str())),
+            _ => None,
+        }
+    }
+
+    /// Whether this is `value`, written the same: `1` is not `1.0`.
+    pub fn holds(self, value: &Value) -> bool {
+        match (self, value) {
+            (FieldValue::Text(s), value) => value.as_str() == Some(s),
+            (FieldValue::Json(held), value) => held == value,
+            (held, Value::Number(n)) => held.holds_number(number::read(n.as_str())),
+            _ => false,
+        }
+    }
+
+    /// Whether this is the number `n`, written the same.
+    fn holds_number(self, n: Num<'_>) -> bool {
+        match (self, n) {
+            (FieldValue::Int(a), Num::Int(b)) => a == b,
+            (FieldValue::Float(a), Num::Float(b)) => a.to_bits() == b.to_bits(),
+            (FieldValue::Json(Value::Number(h)), n) => number::read(h.as_str()) == n,
+            _ => false,
         }
     }
 }
@@ -187,6 +243,8 @@ impl Serialize for FieldValue<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             FieldValue::Text(text) => s.serialize_str(text),
+            FieldValue::Int(i) => s.serialize_i64(*i),
+            FieldValue::Float(f) => s.serialize_f64(*f),
             FieldValue::Json(value) => value.serialize(s),
         }
     }
@@ -408,10 +466,17 @@ mod tests {
             doc(json!({"y": [2], "x": 1}))
         );
         assert_ne!(doc(json!({"x": 1})), doc(json!({"x": 1, "y": null})));
+        assert_eq!(doc(json!({"x": 1})).get("x"), Some(FieldValue::Int(1)));
         assert_eq!(
-            doc(json!({"x": 1})).get("x"),
-            Some(FieldValue::Json(&json!(1)))
+            doc(json!({"x": 1.5})).get("x"),
+            Some(FieldValue::Float(1.5))
         );
+        assert_ne!(doc(json!({"x": 1})), doc(json!({"x": 1.0})));
+        assert_ne!(doc(json!({"x": 0.0})), doc(json!({"x": -0.0})));
+        let big = |t: &str| doc(json!({"x": crate::number::json_number(t)}));
+        assert_eq!(big("18446744073709551616"), big("18446744073709551616"));
+        assert_ne!(big("18446744073709551616"), big("18446744073709551617"));
+        assert_eq!(big("-0"), doc(json!({"x": 0})));
         assert_eq!(doc(json!({"x": 1})).get("y"), None);
         assert_eq!(doc(json!({"s": "short"})), doc(json!({"s": "short"})));
         assert_ne!(doc(json!({"s": "short"})), doc(json!({"s": "shorter"})));
