@@ -365,7 +365,7 @@ mod tests {
         assert_eq!(
             seen,
             [
-                "event Some(Number(1))",
+                r#"event Some(Number("1"))"#,
                 "blank",
                 r#"other {"type":"init"}"#,
                 "not UTF-8 at 1",

@@ -10,7 +10,6 @@
 //! accepts nothing serde_json rejects, so where it answers the two agree.
 
 use crate::event::Raw;
-use serde_json::Value;
 
 /// Nesting deeper than this is left to serde_json (whose limit is 128).
 const MAX_DEPTH: u32 = 100;
@@ -22,7 +21,7 @@ struct Message<'a> {
     dest: Option<&'a str>,
     /// `type`, when the line is a bare body.
     ty: Option<&'a str>,
-    msg_id: Option<Value>,
+    msg_id: Option<Raw<'a>>,
     event: Option<Raw<'a>>,
     body: Option<Body<'a>>,
 }
@@ -30,13 +29,13 @@ struct Message<'a> {
 /// An envelope's body.
 struct Body<'a> {
     ty: &'a str,
-    msg_id: Option<Value>,
+    msg_id: Option<Raw<'a>>,
     event: Option<Raw<'a>>,
 }
 
 /// An event message, read: what the engine needs to apply and answer it.
 pub struct EventMessage<'a> {
-    pub msg_id: Option<Value>,
+    pub msg_id: Option<Raw<'a>>,
     pub event: Raw<'a>,
     /// The envelope's `src` and `dest`, when the line is an envelope.
     pub src: Option<&'a str>,
@@ -163,23 +162,12 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A message's `msg_id`, as a JSON value (`None` for null); a number
-    /// or a string is read without building an event value first.
-    fn msg_id(&mut self) -> Option<Option<Value>> {
-        self.space();
-        match self.bytes.get(self.at)? {
-            b'0'..=b'9' | b'-' => {
-                self.at += 1;
-                Some(Some(crate::number::json_number(self.number()?)))
-            }
-            b'"' => {
-                self.at += 1;
-                Some(Some(Value::String(self.string()?.to_owned())))
-            }
-            _ => match self.raw()? {
-                Raw::Null => Some(None),
-                value => Some(Some(value.to_value())),
-            },
+    /// A message's `msg_id` (`None` for null), read without building a
+    /// JSON value: a number or a string borrows its text from the line.
+    fn msg_id(&mut self) -> Option<Option<Raw<'a>>> {
+        match self.raw()? {
+            Raw::Null => Some(None),
+            value => Some(Some(value)),
         }
     }
 
@@ -441,6 +429,7 @@ fn special(bytes: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     /// The value serde_json's path reads from `text`, when it parses.
     fn general(text: &str) -> Option<Value> {
@@ -576,7 +565,10 @@ mod tests {
     fn picks_the_event_fields_of_a_bare_body_or_an_envelope() {
         let bare =
             message(r#"{"type":"event","msg_id":3,"event":{"id":"e1"},"extra":[1]}"#).unwrap();
-        assert_eq!((bare.ty, bare.msg_id), (Some("event"), Some(3.into())));
+        assert_eq!(
+            (bare.ty, bare.msg_id),
+            (Some("event"), Some(Raw::Number("3")))
+        );
         assert!(bare.event.is_some() && bare.body.is_none());
         let wrapped =
             message(r#"{"src":"c1","dest":"n1","body":{"type":"event","msg_id":null,"event":{}}}"#)

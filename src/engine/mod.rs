@@ -10,6 +10,7 @@ use crate::apply::{apply_event, apply_resolved, Change, Meta, Resolved};
 use crate::dedup::{IdHash, Processed};
 use crate::digest::{checked_event, Digest};
 use crate::event::Event;
+use crate::event::Raw;
 use crate::plan::{scalar_text, type_name, ModelId, Plan};
 use crate::protocol::code::{MALFORMED_REQUEST, NOT_SUPPORTED, PRECONDITION_FAILED};
 use crate::protocol::json;
@@ -207,7 +208,8 @@ impl Engine {
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
         self.position += 1;
-        let msg_id = body.get("msg_id");
+        let msg_id = body.get("msg_id").map(Raw::from);
+        let msg_id = msg_id.as_ref();
         let ty = match body.get("type") {
             Some(Value::String(ty)) => ty.as_str(),
             Some(other) => {
@@ -259,7 +261,7 @@ impl Engine {
         Ok(Outcome::Other)
     }
 
-    fn init(&mut self, body: &Map<String, Value>, msg_id: Option<&Value>, out: &mut Vec<u8>) {
+    fn init(&mut self, body: &Map<String, Value>, msg_id: Option<&Raw<'_>>, out: &mut Vec<u8>) {
         match body.get("node_id") {
             Some(Value::String(id)) => self.node_id = Some(id.clone()),
             None => {}
@@ -278,7 +280,7 @@ impl Engine {
         &mut self,
         ty: &str,
         body: &Map<String, Value>,
-        msg_id: Option<&Value>,
+        msg_id: Option<&Raw<'_>>,
         out: &mut Vec<u8>,
     ) -> Result<(), StateError> {
         let names: Option<Vec<&str>> = match body.get("event_types") {
@@ -357,7 +359,7 @@ impl Engine {
     /// is the event's, made by a [`crate::digest::Digester`] of this plan.
     pub fn handle_event(
         &mut self,
-        msg_id: Option<&Value>,
+        msg_id: Option<&Raw<'_>>,
         event: &Event<'_>,
         digest: Option<&mut Digest<'_>>,
         out: &mut Vec<u8>,
@@ -370,7 +372,7 @@ impl Engine {
         &mut self,
         event: &Event<'_>,
         digest: Option<&mut Digest<'_>>,
-        msg_id: Option<&Value>,
+        msg_id: Option<&Raw<'_>>,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
         let refuse = |out: &mut Vec<u8>, code: u16, text: &str| {
@@ -450,7 +452,7 @@ impl Engine {
     }
 
     /// The reply to an applied event: the models it changed.
-    fn updated(&self, out: &mut Vec<u8>, msg_id: Option<&Value>, id: &str) {
+    fn updated(&self, out: &mut Vec<u8>, msg_id: Option<&Raw<'_>>, id: &str) {
         let names = &self.model_json;
         Reply::start(out, "read_models_updated", msg_id)
             .str("event_id", id)
@@ -463,7 +465,7 @@ impl Engine {
             .end();
     }
 
-    fn query(&mut self, body: &Map<String, Value>, msg_id: Option<&Value>, out: &mut Vec<u8>) {
+    fn query(&mut self, body: &Map<String, Value>, msg_id: Option<&Raw<'_>>, out: &mut Vec<u8>) {
         let malformed = |out: &mut Vec<u8>, text: &str| error(out, msg_id, MALFORMED_REQUEST, text);
         let name = match body.get("model") {
             Some(Value::String(name)) => name.as_str(),
@@ -542,7 +544,7 @@ impl Engine {
 }
 
 /// The reply to an event that was not applied, and why.
-fn skipped(out: &mut Vec<u8>, msg_id: Option<&Value>, id: &str, reason: &str) {
+fn skipped(out: &mut Vec<u8>, msg_id: Option<&Raw<'_>>, id: &str, reason: &str) {
     Reply::start(out, "event_skipped", msg_id)
         .str("event_id", id)
         .str("reason", reason)

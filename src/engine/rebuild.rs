@@ -18,6 +18,7 @@ use super::{skipped, Engine, Outcome};
 use crate::apply::{apply_event, Meta};
 use crate::dedup::{IdHash, Processed};
 use crate::event::Event;
+use crate::event::Raw;
 use crate::plan::binding::Binding;
 use crate::plan::event_id::EventIdRule;
 use crate::plan::{ModelId, TypeId};
@@ -25,7 +26,6 @@ use crate::protocol::code::PRECONDITION_FAILED;
 use crate::protocol::reply::error;
 use crate::state::{Rebuilding, StateError, Swap};
 use crate::store::MemoryStore;
-use serde_json::Value;
 
 pub(super) struct Rebuild {
     models: Vec<ModelId>,
@@ -90,7 +90,7 @@ impl Engine {
         id: &str,
         type_name: &str,
         ty: Option<TypeId>,
-        msg_id: Option<&Value>,
+        msg_id: Option<&Raw<'_>>,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
         let rebuild = self.rebuild.as_mut().expect("rebuilding");

@@ -2,6 +2,7 @@
 //! `in_reply_to`, then the fields of that reply in the order they are added.
 
 use super::json;
+use crate::event::Raw;
 use serde_json::Value;
 
 pub struct Reply<'o> {
@@ -11,11 +12,11 @@ pub struct Reply<'o> {
 impl<'o> Reply<'o> {
     /// Starts `{"type": ty, "in_reply_to": msg_id}`; a message without a
     /// `msg_id` is answered with `"in_reply_to": null`.
-    pub fn start(out: &'o mut Vec<u8>, ty: &str, msg_id: Option<&Value>) -> Self {
+    pub fn start(out: &'o mut Vec<u8>, ty: &str, msg_id: Option<&Raw<'_>>) -> Self {
         out.extend_from_slice(b"{\"type\": ");
         name(out, ty);
         out.extend_from_slice(b", \"in_reply_to\": ");
-        json::value(out, msg_id.unwrap_or(&Value::Null));
+        json::raw(out, msg_id.unwrap_or(&Raw::Null));
         Reply { out }
     }
 
@@ -88,7 +89,7 @@ fn name(out: &mut Vec<u8>, name: &str) {
 }
 
 /// `{"type": "error", "in_reply_to": N, "code": C, "text": "..."}`.
-pub fn error(out: &mut Vec<u8>, msg_id: Option<&Value>, code: u16, text: &str) {
+pub fn error(out: &mut Vec<u8>, msg_id: Option<&Raw<'_>>, code: u16, text: &str) {
     Reply::start(out, "error", msg_id)
         .number("code", u64::from(code))
         .str("text", text)
@@ -98,12 +99,11 @@ pub fn error(out: &mut Vec<u8>, msg_id: Option<&Value>, code: u16, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn replies_keep_protocol_order() {
         let mut out = Vec::new();
-        Reply::start(&mut out, "subscribed", Some(&json!(1)))
+        Reply::start(&mut out, "subscribed", Some(&Raw::Number("1")))
             .strings("event_types", ["UserCreated", "UserUpdated"])
             .end();
         assert_eq!(
