@@ -338,7 +338,7 @@ fn resolve_binding(
                 };
                 let several = matches!(&f.source, Source::Path(p) if !p.is_singular());
                 let given = match (op, several) {
-                    (FieldOp::Increment, false) if v.as_number().is_none() => {
+                    (FieldOp::Increment, false) if !v.is_number() => {
                         if v.is_null() {
                             continue;
                         }

@@ -117,6 +117,13 @@ impl Val<'_> {
         }
     }
 
+    pub fn is_number(&self) -> bool {
+        match self {
+            Val::Node(raw) => matches!(raw, Raw::Number(_)),
+            Val::Json(value) => value.is_number(),
+        }
+    }
+
     pub fn as_number(&self) -> Option<Num<'_>> {
         match self {
             Val::Node(Raw::Number(n)) => Some(number::read(n)),

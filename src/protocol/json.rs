@@ -80,7 +80,7 @@ fn entries<'k, V>(
 pub fn raw(out: &mut Vec<u8>, v: &Raw<'_>) {
     match v {
         Raw::String(s) => string(out, s),
-        Raw::Number(n) => crate::number::write(out, crate::number::read(n)),
+        Raw::Number(n) => crate::number::write_text(out, n),
         other => value(out, &other.to_value()),
     }
 }
