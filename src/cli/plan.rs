@@ -12,11 +12,12 @@
 
 use super::{load_plan, log, path_word, plural, shell_word, Format};
 use clap::Args;
+use projector::state::postgres::DEFAULT_SCHEMA;
 use projector::state::reconcile::{ModelPlan, Need, Reconciliation, Request, RulePlan, Status};
-use projector::state::sqlite::SqliteState;
+use projector::state::Location;
 use serde_json::{json, Value};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Exit status when something needs doing.
@@ -27,9 +28,13 @@ pub struct PlanArgs {
     /// The configuration. Default: ./projections.toml.
     #[arg(short, long, value_name = "FILE", env = "PROJECTOR_CONFIG")]
     config: Option<PathBuf>,
-    /// The SQLite state to compare it with. It is only read, and may be in use by a running projector.
-    #[arg(long, value_name = "PATH")]
+    /// The state to compare it with: an SQLite file or postgres://USER@HOST:PORT/DATABASE. It is
+    /// only read, and may be in use by a running projector.
+    #[arg(long, value_name = "PATH|URL")]
     state: PathBuf,
+    /// The PostgreSQL schema of a `postgres://` state.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_SCHEMA)]
+    schema: String,
     /// `human` (aligned lines, with commands) or `json` (one object on stdout).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -40,8 +45,9 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let commands = Commands::new(&config.name, &args.state);
-    let stored = match SqliteState::inspect(&args.state) {
+    let location = Location::new(&args.state, &args.schema);
+    let commands = Commands::new(&config.name, &location);
+    let stored = match location.inspect() {
         Ok(stored) => stored,
         Err(e) => {
             log(&format!("projector: {e}"));
@@ -51,12 +57,12 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     let Some(stored) = stored else {
         let text = format!(
             "There is no state at {}: `{}` creates it, with {}. Nothing to do.",
-            args.state.display(),
+            location.path().display(),
             commands.run(&[]),
             plural(config.plan.model_count() as u64, "read model")
         );
         let report = json!({
-            "state": args.state.display().to_string(),
+            "state": location.path().display().to_string(),
             "config": config.name,
             "exists": false,
             "needs_action": false,
@@ -71,7 +77,7 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         .expect("a plan without flags names no model");
     let mut text = format!(
         "Plan for the state {} with {}:\n",
-        args.state.display(),
+        location.path().display(),
         config.name
     );
     text.push_str(&lines(&reconciliation, &commands, false));
@@ -95,7 +101,7 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         }
     }
     let report = json!({
-        "state": args.state.display().to_string(),
+        "state": location.path().display().to_string(),
         "config": config.name,
         "exists": true,
         "needs_action": reconciliation.needs_action(),
@@ -121,11 +127,11 @@ fn print(format: Format, text: &str, report: &Value) {
 
 /// Why `run` or `replay` refuses a state: the differences left unresolved,
 /// and the command that resolves them.
-pub fn refusal(reconciliation: &Reconciliation, config: &str, state: &Path) -> String {
+pub fn refusal(reconciliation: &Reconciliation, config: &str, state: &Location) -> String {
     let commands = Commands::new(config, state);
     let mut text = format!(
         "projector: {} was built by rules other than {config} declares; nothing was changed, and nothing runs until this is resolved:\n",
-        state.display()
+        state.path().display()
     );
     text.push_str(&lines(reconciliation, &commands, true));
     if let Some(all) = commands.all(reconciliation) {
@@ -286,10 +292,21 @@ struct Commands {
 }
 
 impl Commands {
-    fn new(config: &str, state: &Path) -> Commands {
+    fn new(config: &str, state: &Location) -> Commands {
+        let state = match state {
+            Location::Sqlite(path) => path_word(path),
+            Location::Postgres(target) if target.schema == DEFAULT_SCHEMA => {
+                shell_word(&target.url)
+            }
+            Location::Postgres(target) => format!(
+                "{} --schema {}",
+                shell_word(&target.url),
+                shell_word(&target.schema)
+            ),
+        };
         Commands {
             config: shell_word(config),
-            state: path_word(state),
+            state,
         }
     }
 

@@ -14,7 +14,9 @@ use clap::Args;
 use projector::engine::Engine;
 use projector::input::Stoppable;
 use projector::server::{self, Options, ReplayCounts, ServeError, DEFAULT_MAX_LINE_BYTES};
+use projector::state::postgres::DEFAULT_SCHEMA;
 use projector::state::reconcile::Request;
+use projector::state::Location;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,9 +29,14 @@ pub struct ReplayArgs {
     /// file does not exist.
     #[arg(short, long, value_name = "FILE", env = "PROJECTOR_CONFIG")]
     config: Option<PathBuf>,
-    /// The SQLite state to apply the log to (created if absent). Without it, the replay runs in memory.
-    #[arg(long, value_name = "PATH")]
+    /// The state to apply the log to (created if absent): an SQLite file, or
+    /// postgres://USER@HOST:PORT/DATABASE. Without it, the replay runs in memory.
+    #[arg(long, value_name = "PATH|URL")]
     state: Option<PathBuf>,
+    /// The PostgreSQL schema of a `postgres://` state: several projectors may share a database,
+    /// each in a schema of its own.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_SCHEMA)]
+    schema: String,
     /// Rebuild this read model from the log, beside the stored one, and swap it in at the end of
     /// the log: events the state already processed are applied to it alone, once per id; events
     /// it had not, to every model. Also backfills a new model. Repeat for several models.
@@ -106,11 +113,15 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         drop: args.drop.clone(),
     };
     let config_name = config.name.clone();
-    let (mut engine, rebuilding) = match open_engine(config, args.state.as_deref(), &request) {
+    let location = args
+        .state
+        .as_deref()
+        .map(|s| Location::new(s, &args.schema));
+    let (mut engine, rebuilding) = match open_engine(config, location.as_ref(), &request) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let state = args.state.as_deref().unwrap_or(Path::new(""));
+    let state = location.as_ref();
     let failed = |e: ServeError| match e {
         ServeError::State(e) => refused(&e, &config_name, state),
         ServeError::Io(e) => unreadable(e),

@@ -7,7 +7,9 @@ use super::{load_plan, log, plural, EX_IOERR};
 use clap::Args;
 use projector::input::Stoppable;
 use projector::server::{self, Options, ServeError, DEFAULT_MAX_LINE_BYTES};
+use projector::state::postgres::DEFAULT_SCHEMA;
 use projector::state::reconcile::Request;
+use projector::state::Location;
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,9 +26,14 @@ pub struct RunArgs {
     /// Longest input line accepted, in bytes; a longer line gets an error reply and is skipped.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
-    /// Keep read models, processed event ids and subscriptions in this SQLite file (created if absent).
-    #[arg(long, value_name = "PATH")]
+    /// Keep read models, processed event ids and subscriptions in this SQLite file (created if
+    /// absent), or in PostgreSQL: postgres://USER@HOST:PORT/DATABASE.
+    #[arg(long, value_name = "PATH|URL")]
     state: Option<PathBuf>,
+    /// The PostgreSQL schema of a `postgres://` state: several projectors may share a database,
+    /// each in a schema of its own.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_SCHEMA)]
+    schema: String,
     /// Drop the documents of this read model, which the configuration no longer declares
     /// (nothing is dropped otherwise). Repeat for several models.
     #[arg(long, value_name = "MODEL", requires = "state")]
@@ -55,7 +62,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
         ..Request::default()
     };
     let config_name = config.name.clone();
-    let (mut engine, _) = match open_engine(config, args.state.as_deref(), &request) {
+    let location = args
+        .state
+        .as_deref()
+        .map(|s| Location::new(s, &args.schema));
+    let (mut engine, _) = match open_engine(config, location.as_ref(), &request) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
@@ -101,8 +112,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(EX_IOERR);
         }
         Err(ServeError::State(e)) => {
-            let state = args.state.as_deref().unwrap_or(std::path::Path::new(""));
-            return refused(&e, &config_name, state);
+            return refused(&e, &config_name, location.as_ref());
         }
     }
     finish(engine, args.dump.as_deref())

@@ -4,9 +4,9 @@
 use super::{log, plan, plural, Loaded, EX_IOERR};
 use projector::engine::Engine;
 use projector::state::background::Background;
+use projector::state::open::Report;
 use projector::state::reconcile::Request;
-use projector::state::sqlite::{Report, SqliteState};
-use projector::state::{Rebuilding, StateError};
+use projector::state::{Location, Rebuilding, StateError};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -15,16 +15,17 @@ use std::time::Instant;
 /// `request` rebuilds, if any, still to be rebuilt.
 pub fn open_engine(
     config: Loaded,
-    state: Option<&Path>,
+    state: Option<&Location>,
     request: &Request,
 ) -> Result<(Engine, Option<Rebuilding>), ExitCode> {
-    let Some(path) = state else {
+    let Some(location) = state else {
         return Ok((Engine::in_memory(config.plan), None));
     };
     let started = Instant::now();
-    let opened = SqliteState::open(path, &config.plan, request)
-        .map_err(|e| refused(&e, &config.name, path))?;
-    log(&resumed(path, &opened.report, started));
+    let opened = location
+        .open(&config.plan, request)
+        .map_err(|e| refused(&e, &config.name, Some(location)))?;
+    log(&resumed(&location.path(), &opened.report, started));
     let when = match opened.rebuilding {
         None => "dropped",
         Some(_) => "to be dropped with the rebuild's swap:",
@@ -66,9 +67,9 @@ fn resumed(path: &Path, report: &Report, started: Instant) -> String {
 }
 
 /// Prints why a state was refused; returns the exit status.
-pub fn refused(e: &StateError, config: &str, state: &Path) -> ExitCode {
-    match e {
-        StateError::Mismatch { reconciliation, .. } => {
+pub fn refused(e: &StateError, config: &str, state: Option<&Location>) -> ExitCode {
+    match (e, state) {
+        (StateError::Mismatch { reconciliation, .. }, Some(state)) => {
             log(&plan::refusal(reconciliation, config, state));
         }
         _ => log(&format!("projector: {e}")),

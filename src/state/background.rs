@@ -4,7 +4,7 @@
 //! replies only once [`Journal::wait`] has seen it committed.
 
 use super::batch::{Batch, Recorder};
-use super::sqlite::SqliteState;
+use super::open::Backend;
 use super::{Journal, StateError, Swap, Totals};
 use crate::apply::Change;
 use crate::store::MemoryStore;
@@ -23,7 +23,7 @@ pub struct Background {
 
 impl Background {
     /// Starts the writer thread, which owns `state` from now on.
-    pub fn start(mut state: SqliteState) -> Background {
+    pub fn start(mut state: Box<dyn Backend>) -> Background {
         let (batches, inbox) = mpsc::sync_channel(1);
         let (done, results) = mpsc::sync_channel(1);
         let writer = thread::Builder::new()

@@ -16,18 +16,64 @@
 pub mod background;
 pub mod batch;
 pub mod checksum;
+pub mod crash;
+pub mod open;
+pub mod postgres;
 pub mod reconcile;
+pub mod rows;
 pub mod sqlite;
 pub mod stored;
 
 use crate::apply::Change;
 use crate::dedup::Processed;
 use crate::plan::event_id::EventIdRule;
-use crate::plan::ModelId;
+use crate::plan::{ModelId, Plan};
 use crate::store::MemoryStore;
-use reconcile::{Reconciliation, RequestError};
+use reconcile::{Reconciliation, Request, RequestError};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Where a state is: an SQLite file, or a schema in PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(postgres::Target),
+}
+
+impl Location {
+    /// The state `--state` names (a `postgres://` or `postgresql://` URL,
+    /// or a file's path), in `schema` when it is PostgreSQL.
+    pub fn new(state: &Path, schema: &str) -> Location {
+        match state.to_str().filter(|s| postgres::Target::is_url(s)) {
+            Some(url) => Location::Postgres(postgres::Target::new(url, schema)),
+            None => Location::Sqlite(state.to_owned()),
+        }
+    }
+
+    /// The state as messages name it.
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Location::Sqlite(path) => path.clone(),
+            Location::Postgres(target) => target.path(),
+        }
+    }
+
+    /// Opens (or creates) the state for `plan` and restores it.
+    pub fn open(&self, plan: &Plan, request: &Request) -> Result<open::Opened, StateError> {
+        match self {
+            Location::Sqlite(path) => sqlite::SqliteState::open(path, plan, request),
+            Location::Postgres(target) => postgres::PostgresState::open(target, plan, request),
+        }
+    }
+
+    /// What the state holds, reading only; `None` when there is none.
+    pub fn inspect(&self) -> Result<Option<stored::Stored>, StateError> {
+        match self {
+            Location::Sqlite(path) => sqlite::SqliteState::inspect(path),
+            Location::Postgres(target) => postgres::PostgresState::inspect(target),
+        }
+    }
+}
 
 /// What a journal records, and when it makes it durable.
 pub trait Journal {
@@ -167,6 +213,23 @@ pub enum StateError {
         doing: &'static str,
         error: rusqlite::Error,
     },
+    /// Reading or writing PostgreSQL failed, or it could not be reached
+    /// for the time a lost connection is retried.
+    Postgres {
+        path: PathBuf,
+        doing: &'static str,
+        error: ::postgres::Error,
+    },
+    /// Another projector holds the claim on a PostgreSQL state.
+    Claimed {
+        path: PathBuf,
+        holder: String,
+        seconds_left: f64,
+    },
+    /// This projector's claim was taken over: it may commit nothing more.
+    Fenced { path: PathBuf },
+    /// The configuration cannot be kept in this kind of state.
+    Unsupported { path: PathBuf, reason: String },
 }
 
 impl StateError {
@@ -176,11 +239,16 @@ impl StateError {
             StateError::NotAState { .. }
             | StateError::Damaged { .. }
             | StateError::IncompleteLog { .. } => 65, // EX_DATAERR
-            StateError::Locked { .. } => 75, // EX_TEMPFAIL
-            StateError::Mismatch { .. } | StateError::Request(_) => 78, // EX_CONFIG
+            StateError::Locked { .. } | StateError::Claimed { .. } | StateError::Fenced { .. } => {
+                75 // EX_TEMPFAIL
+            }
+            StateError::Mismatch { .. }
+            | StateError::Request(_)
+            | StateError::Unsupported { .. } => 78, // EX_CONFIG
             StateError::CannotOpen { .. }
             | StateError::DiskFull { .. }
-            | StateError::Sqlite { .. } => {
+            | StateError::Sqlite { .. }
+            | StateError::Postgres { .. } => {
                 74 // EX_IOERR
             }
         }
@@ -248,6 +316,24 @@ impl fmt::Display for StateError {
             StateError::Sqlite { path, doing, error } => {
                 write!(f, "{}: {doing} failed: {error}", path.display())
             }
+            StateError::Postgres { path, doing, error } => {
+                write!(f, "{}: {doing} failed: {error}", path.display())?;
+                if postgres::is_connection_lost(error) {
+                    write!(f, " (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)")?;
+                }
+                Ok(())
+            }
+            StateError::Claimed { path, holder, seconds_left } => write!(
+                f,
+                "{} is in use by another running projector ({holder}); its claim lapses in {seconds_left:.1} s unless renewed",
+                path.display()
+            ),
+            StateError::Fenced { path } => write!(
+                f,
+                "{}: another projector has taken the state over (this one's claim lapsed); this one stops without committing its last batch, whose replies were not written",
+                path.display()
+            ),
+            StateError::Unsupported { path, reason } => write!(f, "{}: {reason}", path.display()),
         }
     }
 }

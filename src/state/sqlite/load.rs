@@ -3,6 +3,7 @@
 //! batch, so a changed, renamed or lost row refuses the state (naming the
 //! table and key) instead of being served or applied again.
 
+use super::super::rows::Rows;
 use super::super::{checksum, StateError};
 use super::{damaged, read_failed};
 use crate::hash::FastMap;
@@ -10,35 +11,6 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// How many rows each table held when the last batch committed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Rows {
-    pub documents: BTreeMap<String, u64>,
-    pub processed: u64,
-}
-
-impl Rows {
-    pub fn to_json(&self) -> String {
-        serde_json::json!({"documents": self.documents, "processed_events": self.processed})
-            .to_string()
-    }
-
-    fn from_json(text: &str) -> Option<Rows> {
-        let value: serde_json::Value = serde_json::from_str(text).ok()?;
-        let documents = value
-            .get("documents")?
-            .as_object()?
-            .iter()
-            .map(|(name, n)| Some((name.clone(), n.as_u64()?)))
-            .collect::<Option<_>>()?;
-        let processed = value.get("processed_events")?.as_u64()?;
-        Some(Rows {
-            documents,
-            processed,
-        })
-    }
-}
 
 /// The most text fields a row has (a document's model, key and text).
 const MAX_FIELDS: usize = 3;
@@ -266,27 +238,4 @@ pub fn check_counts(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Rows;
-
-    #[test]
-    fn row_counts_read_back_as_written_and_nothing_else_reads_as_them() {
-        let rows = Rows {
-            documents: [("a".to_owned(), 3), ("b".to_owned(), 0)].into(),
-            processed: 7,
-        };
-        assert_eq!(
-            rows.to_json(),
-            r#"{"documents":{"a":3,"b":0},"processed_events":7}"#
-        );
-        assert_eq!(Rows::from_json(&rows.to_json()), Some(rows));
-        assert_eq!(
-            Rows::from_json(r#"{"documents":{"a":-1},"processed_events":7}"#),
-            None
-        );
-        assert_eq!(Rows::from_json(r#"{"documents":{}}"#), None);
-    }
 }

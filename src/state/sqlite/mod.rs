@@ -30,18 +30,16 @@ mod load;
 
 use super::batch::Batch;
 use super::checksum;
-use super::reconcile::{Need, Reconciliation, Request, RequestError};
+use super::crash::CrashPoint;
+use super::open::{self, Backend, Opened, Opening, ReadBack, Source};
+use super::reconcile::Request;
+use super::rows::Rows;
 use super::stored::Stored;
-use super::{Rebuilding, Restored, StateError};
-use crate::dedup::{IdHash, Processed};
+use super::StateError;
 use crate::hash::FastMap;
-use crate::plan::event_id::EventIdRule;
-use crate::plan::{ModelId, Plan};
-use crate::store::{Document, DocumentStore, MemoryStore};
+use crate::plan::Plan;
 use file::{Found, Lock};
-use load::Rows;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, Statement, ToSql};
-use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -103,67 +101,30 @@ pub struct SqliteState {
     _lock: Lock,
 }
 
-/// A state opened for a run.
-pub struct Opened {
-    pub state: SqliteState,
-    pub restored: Restored,
-    /// The models to rebuild from a log, if any were asked for.
-    pub rebuilding: Option<Rebuilding>,
-    pub report: Report,
-}
+impl Source for SqliteState {
+    fn location(&self) -> &Path {
+        &self.path
+    }
 
-/// What opening a state found and did, for the log.
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    /// No state was at the path: a new one was made.
-    pub created: bool,
-    /// Documents per configured read model, in declaration order.
-    pub documents: Vec<(String, u64)>,
-    pub processed: u64,
-    /// The accepted event types; `None` for all.
-    pub subscriptions: Option<Vec<String>>,
-    /// Removed read models whose documents are dropped (at once, or with
-    /// a rebuild's swap), and how many.
-    pub dropped: Vec<(String, u64)>,
-}
+    fn read_back(&mut self, into: &mut dyn ReadBack) -> Result<Stored, StateError> {
+        let read = read(&self.conn, &self.path, into)?;
+        self.rows = read.rows;
+        self.types = read.types;
+        Ok(read.stored)
+    }
 
-/// What opening a state writes, beyond what it restores.
-#[derive(Debug, Default)]
-struct Opening {
-    dropped: Vec<(String, u64)>,
-    recorded: Vec<(String, String)>,
-    event_id: Option<String>,
-}
+    fn commit_opening(&mut self, opening: &Opening) -> Result<(), StateError> {
+        SqliteState::commit_opening(self, opening)
+    }
 
-impl Opening {
-    fn is_empty(&self) -> bool {
-        self.dropped.is_empty() && self.recorded.is_empty() && self.event_id.is_none()
+    fn defer_opening(&mut self, opening: Opening) {
+        self.opening = Some(opening);
     }
 }
 
-/// Fault injection for the crash tests: with `PROJECTOR_TEST_CRASH_AT_STEP=N`
-/// the process aborts, as abruptly as SIGKILL, just before the N-th write step
-/// (a BEGIN, an insert of event ids, a document write or a COMMIT). Walking N
-/// over a run puts a crash between every two writes, which random kills
-/// rarely hit.
-struct CrashPoint {
-    at: Option<u64>,
-    steps: u64,
-}
-
-impl CrashPoint {
-    fn from_env() -> Self {
-        let at = std::env::var("PROJECTOR_TEST_CRASH_AT_STEP")
-            .ok()
-            .and_then(|v| v.parse().ok());
-        CrashPoint { at, steps: 0 }
-    }
-
-    fn step(&mut self) {
-        self.steps += 1;
-        if self.at == Some(self.steps) {
-            std::process::abort();
-        }
+impl Backend for SqliteState {
+    fn write(&mut self, batch: &Batch) -> Result<(), StateError> {
+        SqliteState::write(self, batch)
     }
 }
 
@@ -176,12 +137,9 @@ struct Read {
 
 impl SqliteState {
     /// Opens (or creates) the state at `path` for `plan`, locked for this
-    /// process, and restores it. Refuses a file that is not a projector
-    /// state, is damaged or in use, and a state that differs from `plan` in
-    /// a way `request` does not resolve. The documents of the models
-    /// `request` rebuilds are not restored: they are rebuilt.
+    /// process, and restores it (see [`open::restore`]). Refuses a file
+    /// that is not a projector state, is damaged or in use.
     pub fn open(path: &Path, plan: &Plan, request: &Request) -> Result<Opened, StateError> {
-        let rebuilt = rebuilt_models(plan, request)?;
         let (lock, found) = file::open_locked(path, create_schema)?;
         if found == Found::OtherSqlite {
             return Err(not_ours(path));
@@ -211,91 +169,10 @@ impl SqliteState {
             .map_err(sql(path, "opening the state"))?;
         check_schema(&state.conn, path)?;
         state.configure()?;
-
-        let configured_rule = plan.event_id_definition();
-        let mut restored = Restored {
-            stores: vec![MemoryStore::default(); plan.model_count()],
-            ..Restored::default()
-        };
-        let mut required = Processed::default();
-        let mut rekeyed_rule = None;
-        let read = read(
-            &state.conn,
-            path,
-            |meta| {
-                // Found anew: every processed id must be in the log.
-                let stored_rule = meta.get("event_id");
-                let rekey =
-                    request.rebuild_all && stored_rule.is_some_and(|r| *r != configured_rule);
-                if rekey {
-                    rekeyed_rule = stored_rule.cloned();
-                }
-                let types: HashSet<&str> =
-                    rebuilt.iter().flat_map(|m| plan.model_types(*m)).collect();
-                move |ty: &str| rekey || types.contains(ty)
-            },
-            |id, required_type| {
-                let hash = IdHash::of(id);
-                restored.processed.record(hash);
-                if required_type {
-                    required.record(hash);
-                }
-            },
-            |model, key, text| {
-                let Some(id) = plan.model_by_name(model).filter(|id| !rebuilt.contains(id)) else {
-                    return Ok(());
-                };
-                let doc: Document = serde_json::from_str(text).map_err(|e| {
-                    damaged(path, format!("table documents: the document of read model \"{model}\", key \"{key}\" is not a JSON object: {e}"))
-                })?;
-                restored.stores[id.0 as usize].put(key, doc);
-                Ok(())
-            },
-        )?;
-        let old_rule = match rekeyed_rule {
-            None => None,
-            Some(text) => Some(EventIdRule::from_definition(&text).ok_or_else(|| {
-                damaged(
-                    path,
-                    format!("table projector_meta: the event-id rule is not one: {text}"),
-                )
-            })?),
-        };
-        let reconciliation =
-            Reconciliation::new(plan, &read.stored, request).map_err(StateError::Request)?;
-        if !reconciliation.is_resolved() {
-            return Err(StateError::Mismatch {
-                path: path.to_owned(),
-                reconciliation: Box::new(reconciliation),
-            });
-        }
-        state.rows = read.rows;
-        state.types = read.types;
-        let opening = SqliteState::opening(plan, &reconciliation, &rebuilt);
-        let dropped = opening.dropped.clone();
-        match rebuilt.is_empty() {
-            true => state.commit_opening(&opening)?,
-            // Committed with the rebuild's swap, or not at all.
-            false => state.opening = Some(opening),
-        }
-        restored.subscriptions = read.stored.subscriptions.clone();
-        let report = Report {
-            created: found == Found::Created,
-            documents: plan
-                .model_names()
-                .map(|name| (name.to_owned(), read.stored.documents_of(name)))
-                .collect(),
-            processed: read.stored.processed_total(),
-            subscriptions: read.stored.subscriptions,
-            dropped,
-        };
-        let rebuilding = (!rebuilt.is_empty()).then(|| Rebuilding {
-            models: rebuilt,
-            required,
-            old_rule,
-        });
+        let (restored, rebuilding, report) =
+            open::restore(&mut state, plan, request, found == Found::Created)?;
         Ok(Opened {
-            state,
+            state: Box::new(state),
             restored,
             rebuilding,
             report,
@@ -318,13 +195,7 @@ impl SqliteState {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(sql(path, "opening the state"))?;
         check_schema(&conn, path)?;
-        let read = read(
-            &conn,
-            path,
-            |_| |_: &str| false,
-            |_, _| {},
-            |_, _, _| Ok(()),
-        )?;
+        let read = read(&conn, path, &mut open::Nothing)?;
         Ok(Some(read.stored))
     }
 
@@ -358,28 +229,6 @@ impl SqliteState {
             "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 4096; PRAGMA cache_size = -65536",
             "configuring the state",
         )
-    }
-
-    /// What opening decided to write: the definitions of models that
-    /// needed only recording, the event-id rule of a new state, and the
-    /// removed models to drop.
-    fn opening(plan: &Plan, reconciliation: &Reconciliation, rebuilt: &[ModelId]) -> Opening {
-        Opening {
-            dropped: reconciliation
-                .dropped()
-                .map(|m| (m.name.clone(), m.documents))
-                .collect(),
-            recorded: reconciliation
-                .models
-                .iter()
-                .filter(|m| m.need == Need::Record)
-                .filter_map(|m| m.id)
-                .filter(|id| !rebuilt.contains(id))
-                .map(|id| (plan.model_name(id).to_owned(), plan.model_definition(id)))
-                .collect(),
-            event_id: (reconciliation.event_id.need == Need::Record)
-                .then(|| plan.event_id_definition()),
-        }
     }
 
     /// Commits `opening` in a transaction of its own.
@@ -642,36 +491,9 @@ fn insert_ids(n: usize) -> String {
     )
 }
 
-/// The models `request` rebuilds; an unknown one is refused.
-fn rebuilt_models(plan: &Plan, request: &Request) -> Result<Vec<ModelId>, StateError> {
-    if request.rebuild_all {
-        return Ok((0..plan.model_count() as u32).map(ModelId).collect());
-    }
-    let mut models = Vec::new();
-    for name in &request.rebuild {
-        match plan.model_by_name(name) {
-            Some(id) if !models.contains(&id) => models.push(id),
-            Some(_) => {}
-            None => {
-                return Err(StateError::Request(RequestError::UnknownModel(
-                    name.clone(),
-                )))
-            }
-        }
-    }
-    Ok(models)
-}
-
-/// Reads a state back in one read transaction, every row checked: hands
-/// each processed id to `id` (with whether `required` holds its type, the
-/// predicate made from the metadata) and each document to `document`.
-fn read<K: Fn(&str) -> bool>(
-    conn: &Connection,
-    path: &Path,
-    required: impl FnOnce(&BTreeMap<String, String>) -> K,
-    mut id: impl FnMut(&str, bool),
-    document: impl FnMut(&str, &str, &str) -> Result<(), StateError>,
-) -> Result<Read, StateError> {
+/// Reads a state back in one read transaction, every row checked, handing
+/// the rows to `into`.
+fn read(conn: &Connection, path: &Path, into: &mut dyn ReadBack) -> Result<Read, StateError> {
     conn.execute_batch("BEGIN")
         .map_err(read_failed(path, "projector_meta"))?;
     let read = (|| {
@@ -685,19 +507,14 @@ fn read<K: Fn(&str) -> bool>(
                 ),
             ));
         }
+        into.meta(&meta);
         let rows = load::committed_rows(&meta, path)?;
         let definitions = load::definitions(conn, path)?;
         let types = load::event_types(conn, path)?;
-        let required = required(&meta);
-        let mut required_types: BTreeMap<String, bool> = BTreeMap::new();
-        let processed = load::processed(conn, path, |event, ty| {
-            let is_required = match required_types.get(ty) {
-                Some(r) => *r,
-                None => *required_types.entry(ty.to_owned()).or_insert(required(ty)),
-            };
-            id(event, is_required);
+        let processed = load::processed(conn, path, |event, ty| into.id(event, ty))?;
+        let documents = load::documents(conn, path, |model, key, text| {
+            into.document(model, key, text)
         })?;
-        let documents = load::documents(conn, path, document)?;
         load::check_counts(path, &rows, &documents, processed.values().sum())?;
         let subscriptions = match meta.get("subscriptions") {
             Some(text) => Some(serde_json::from_str(text).map_err(|e| {

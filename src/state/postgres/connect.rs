@@ -1,0 +1,142 @@
+//! Where a PostgreSQL state is, and connecting to it: a lost connection
+//! is retried with backoff for a bounded time, then reported.
+
+use super::super::StateError;
+use postgres::error::SqlState;
+use postgres::{Client, NoTls};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The schema a state lives in unless `--schema` names another.
+pub const DEFAULT_SCHEMA: &str = "projector";
+
+/// How long a claim on a state lasts unless renewed: a projector that
+/// dies without releasing it holds it no longer than this.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+
+/// How long a lost connection is retried before the run stops.
+pub const DEFAULT_RETRY: Duration = Duration::from_secs(30);
+
+/// A PostgreSQL state: the database's URL and the schema in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub url: String,
+    pub schema: String,
+    pub lease: Duration,
+    pub retry_for: Duration,
+}
+
+impl Target {
+    /// Whether `--state` names a PostgreSQL database rather than a file.
+    pub fn is_url(state: &str) -> bool {
+        state.starts_with("postgres://") || state.starts_with("postgresql://")
+    }
+
+    pub fn new(url: &str, schema: &str) -> Target {
+        let retry_for = std::env::var("PROJECTOR_RETRY_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(DEFAULT_RETRY, Duration::from_secs_f64);
+        Target {
+            url: url.to_owned(),
+            schema: schema.to_owned(),
+            lease: DEFAULT_LEASE,
+            retry_for,
+        }
+    }
+
+    /// The state as messages name it: the URL without its password, and
+    /// the schema.
+    pub fn display(&self) -> String {
+        let url = match (self.url.find("://"), self.url.rfind('@')) {
+            (Some(scheme), Some(at)) if self.url[scheme + 3..at].contains(':') => {
+                let colon = scheme + 3 + self.url[scheme + 3..at].find(':').expect("found");
+                format!("{}:***{}", &self.url[..colon], &self.url[at..])
+            }
+            _ => self.url.clone(),
+        };
+        match self.schema == DEFAULT_SCHEMA {
+            true => url,
+            false => format!("{url} (schema {})", self.schema),
+        }
+    }
+
+    /// [`Target::display`], where errors want a path.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(self.display())
+    }
+
+    /// The schema, quoted as an SQL identifier.
+    pub fn schema_ident(&self) -> String {
+        ident(&self.schema)
+    }
+
+    /// Connects, retrying while the server cannot be reached (it may be
+    /// restarting) for up to [`Target::retry_for`].
+    pub fn connect(&self) -> Result<Client, StateError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match Client::connect(&self.url, NoTls) {
+                Ok(client) => return Ok(client),
+                Err(e) if is_connection_error(&e) && started.elapsed() < self.retry_for => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(self.failed("connecting", e)),
+            }
+        }
+    }
+
+    /// An error while `doing` something with this state.
+    pub fn failed(&self, doing: &'static str, error: postgres::Error) -> StateError {
+        StateError::Postgres {
+            path: self.path(),
+            doing,
+            error,
+        }
+    }
+}
+
+/// `name` as a quoted SQL identifier.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Whether an error means the connection is gone or the server is not
+/// (yet) taking connections, as opposed to a statement that failed.
+pub fn is_connection_error(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        None => e.as_db_error().is_none(),
+        Some(code) => {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                ]
+                .contains(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_state_without_its_password() {
+        let t = Target::new("postgres://ann:secret@db:5432/app", "projector");
+        assert_eq!(t.display(), "postgres://ann:***@db:5432/app");
+        let t = Target::new("postgresql://postgres@127.0.0.1/test", "read");
+        assert_eq!(
+            t.display(),
+            "postgresql://postgres@127.0.0.1/test (schema read)"
+        );
+        assert!(Target::is_url("postgres://x") && !Target::is_url("state.db"));
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+    }
+}

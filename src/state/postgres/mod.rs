@@ -1,0 +1,874 @@
+//! The PostgreSQL state behind `--state postgres://…`.
+//!
+//! Everything lives in one schema (`projector` unless `--schema` names
+//! another). Each read model is a view for applications to query:
+//!
+//! ```sql
+//! SELECT key, doc FROM projector."<model>"   -- doc is jsonb
+//! ```
+//!
+//! over the table that holds its current version:
+//!
+//! ```sql
+//! _projector_doc_<n>(key PRIMARY KEY, body, doc)  -- body: the document's exact JSON text
+//! _projector_models(name PRIMARY KEY, definition, tbl)  -- each model's definition and table
+//! _projector_processed(id, type)                  -- every event id applied
+//! _projector_meta(name PRIMARY KEY, value)        -- format, event_id rule, rows, subscriptions, commits
+//! _projector_lease(id, holder, token, expires)    -- who writes (see [`lease`])
+//! ```
+//!
+//! `body` is what the projector reads back, so documents come back exactly
+//! as written (key order, number spelling); `doc` is the same document as
+//! `jsonb` holds it (see [`text`]). Each batch is one transaction, whose
+//! first statement checks that this projector still holds the claim; a
+//! rebuild writes the model's new version into a table of its own and, in
+//! the batch that swaps it in, points the view at it and drops the old
+//! one, so readers see the old version or the new one, whole.
+
+mod connect;
+mod lease;
+mod text;
+
+pub use connect::{Target, DEFAULT_SCHEMA};
+
+/// Whether an error means the connection was lost.
+pub fn is_connection_lost(e: &postgres::Error) -> bool {
+    is_connection_error(e)
+}
+
+use super::batch::Batch;
+use super::crash::CrashPoint;
+use super::open::{self, damaged, Backend, Opened, Opening, ReadBack, Source};
+use super::reconcile::Request;
+use super::rows::Rows;
+use super::stored::Stored;
+use super::StateError;
+use crate::plan::Plan;
+use connect::{ident, is_connection_error};
+use lease::Heartbeat;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, Transaction};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const FORMAT: &str = "projector-postgres 1";
+
+/// The longest name PostgreSQL keeps whole (`NAMEDATALEN - 1`).
+const MAX_NAME_BYTES: usize = 63;
+
+/// What every name of the projector's own tables starts with; a read
+/// model's view may not.
+const OWN_PREFIX: &str = "_projector";
+
+pub struct PostgresState {
+    client: Client,
+    books: Books,
+    heartbeat: Heartbeat,
+    crash: CrashPoint,
+}
+
+/// What a state knows of its tables, beside the connection.
+struct Books {
+    target: Target,
+    path: PathBuf,
+    /// Model names, by [`crate::plan::ModelId`].
+    models: Vec<String>,
+    /// The table each stored model's documents are in, by name.
+    tables: BTreeMap<String, String>,
+    /// This process's claim.
+    token: i64,
+    rows: Rows,
+    /// Batches committed so far, as `_projector_meta` counts them: after a
+    /// connection lost during a commit, it tells whether the commit landed.
+    commits: i64,
+    opening: Option<Opening>,
+}
+
+/// Why a transaction failed: the connection (worth another try) or
+/// anything else.
+enum Failure {
+    Connection(postgres::Error),
+    State(StateError),
+}
+
+impl PostgresState {
+    /// Opens (or creates) the state in `target`'s schema for `plan`,
+    /// claimed for this process, and restores it (see [`open::restore`]).
+    pub fn open(target: &Target, plan: &Plan, request: &Request) -> Result<Opened, StateError> {
+        check_names(target, plan)?;
+        let mut client = target.connect()?;
+        let created = create_schema(&mut client, target)?;
+        let token = lease::claim(&mut client, target)?;
+        let heartbeat = Heartbeat::start(target, token);
+        let mut state = PostgresState {
+            client,
+            books: Books {
+                target: target.clone(),
+                path: target.path(),
+                models: plan.model_names().map(str::to_owned).collect(),
+                tables: BTreeMap::new(),
+                token,
+                rows: Rows::default(),
+                commits: 0,
+                opening: None,
+            },
+            heartbeat,
+            crash: CrashPoint::from_env(),
+        };
+        let (restored, rebuilding, report) = open::restore(&mut state, plan, request, created)?;
+        Ok(Opened {
+            state: Box::new(state),
+            restored,
+            rebuilding,
+            report,
+        })
+    }
+
+    /// What the state in `target` holds, reading only (without claiming
+    /// it); `None` when there is none.
+    pub fn inspect(target: &Target) -> Result<Option<Stored>, StateError> {
+        let mut client = target.connect()?;
+        let s = target.schema_ident();
+        let failed = |e| target.failed("reading the state", e);
+        let exists: bool = client
+            .query_one(
+                "SELECT to_regclass(format('%I._projector_meta', $1::text)) IS NOT NULL",
+                &[&target.schema],
+            )
+            .map_err(failed)?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+        let mut tx = reading(&mut client).map_err(failed)?;
+        let meta = read_meta(&mut tx, target)?;
+        let (definitions, tables) = read_models(&mut tx, target)?;
+        let mut documents = BTreeMap::new();
+        for (name, table) in &tables {
+            let n: i64 = tx
+                .query_one(&format!("SELECT count(*) FROM {s}.{}", ident(table)), &[])
+                .map_err(failed)?
+                .get(0);
+            documents.insert(name.clone(), n as u64);
+        }
+        let mut processed = BTreeMap::new();
+        for row in tx
+            .query(
+                &format!("SELECT type, count(*) FROM {s}._projector_processed GROUP BY type"),
+                &[],
+            )
+            .map_err(failed)?
+        {
+            let ty: &str = row.get(0);
+            let n: i64 = row.get(1);
+            processed.insert(text::from_column(ty).into_owned(), n as u64);
+        }
+        Ok(Some(Stored {
+            event_id: meta.get("event_id").cloned(),
+            definitions,
+            documents,
+            processed,
+            subscriptions: subscriptions(&meta, &target.path())?,
+        }))
+    }
+
+    /// Runs `write` in one transaction that first checks the claim. A lost
+    /// connection is retried (with backoff, for a bounded time) once it is
+    /// known that the transaction did not commit; returns `write`'s
+    /// result, or `None` when a reconnection found it committed.
+    fn transaction<T>(
+        &mut self,
+        doing: &'static str,
+        mut write: impl FnMut(&mut Books, &mut Transaction<'_>) -> Result<T, Failure>,
+    ) -> Result<Option<T>, StateError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            self.crash.step();
+            let error = match self.attempt(&mut write) {
+                Ok(done) => {
+                    self.books.commits += 1;
+                    return Ok(Some(done));
+                }
+                Err(Failure::State(e)) => return Err(e),
+                Err(Failure::Connection(e)) => e,
+            };
+            let target = &self.books.target;
+            if started.elapsed() >= target.retry_for {
+                return Err(target.failed(doing, error));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(2));
+            self.client = target.connect()?;
+            // The commit may have landed before the connection was lost.
+            let commits = self
+                .committed()
+                .map_err(|e| self.books.target.failed(doing, e))?;
+            if commits == self.books.commits + 1 {
+                self.books.commits = commits;
+                return Ok(None);
+            }
+        }
+    }
+
+    fn attempt<T>(
+        &mut self,
+        write: &mut impl FnMut(&mut Books, &mut Transaction<'_>) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let books = &mut self.books;
+        let mut tx = self.client.transaction().map_err(Failure::Connection)?;
+        let held = tx
+            .execute(
+                &lease::renew_sql(&books.target),
+                &[&books.token, &books.target.lease.as_secs_f64()],
+            )
+            .map_err(|e| books.failure("checking the claim", e))?;
+        if held != 1 {
+            return Err(Failure::State(StateError::Fenced {
+                path: books.path.clone(),
+            }));
+        }
+        let done = write(books, &mut tx)?;
+        let commits = (books.commits + 1).to_string();
+        tx.execute(
+            &format!(
+                "UPDATE {}._projector_meta SET value = $1 WHERE name = 'commits'",
+                books.target.schema_ident()
+            ),
+            &[&commits],
+        )
+        .map_err(|e| books.failure("counting the commit", e))?;
+        self.crash.step();
+        tx.commit().map_err(|e| books.failure("committing", e))?;
+        Ok(done)
+    }
+
+    /// How many batches the state says are committed.
+    fn committed(&mut self) -> Result<i64, postgres::Error> {
+        let text: String = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT value FROM {}._projector_meta WHERE name = 'commits'",
+                    self.books.target.schema_ident()
+                ),
+                &[],
+            )?
+            .get(0);
+        Ok(text.parse().unwrap_or(-1))
+    }
+
+    /// Reads back the bookkeeping a commit changed: the tables of the
+    /// models and the row counts.
+    fn reload(&mut self, doing: &'static str) -> Result<(), StateError> {
+        let books = &mut self.books;
+        let failed = |e| books.target.failed(doing, e);
+        let s = books.target.schema_ident();
+        let tables = self
+            .client
+            .query(&format!("SELECT name, tbl FROM {s}._projector_models"), &[])
+            .map_err(failed)?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        let rows: String = self
+            .client
+            .query_one(
+                &format!("SELECT value FROM {s}._projector_meta WHERE name = 'rows'"),
+                &[],
+            )
+            .map_err(failed)?
+            .get(0);
+        books.tables = tables;
+        books.rows = Rows::from_json(&rows).unwrap_or_default();
+        books.opening = None;
+        Ok(())
+    }
+}
+
+impl Books {
+    fn failure(&self, doing: &'static str, e: postgres::Error) -> Failure {
+        match is_connection_error(&e) {
+            true => Failure::Connection(e),
+            false => Failure::State(self.target.failed(doing, e)),
+        }
+    }
+
+    /// Writes what opening decided; the tables it makes for new models go
+    /// into `fresh`.
+    fn write_opening(
+        &self,
+        tx: &mut Transaction<'_>,
+        opening: &Opening,
+        fresh: &mut BTreeMap<String, String>,
+    ) -> Result<(), Failure> {
+        let s = self.target.schema_ident();
+        for (name, _) in &opening.dropped {
+            let dropping = |e| self.failure("dropping a removed model", e);
+            tx.batch_execute(&format!("DROP VIEW IF EXISTS {s}.{}", ident(name)))
+                .map_err(dropping)?;
+            if let Some(table) = self.tables.get(name) {
+                tx.batch_execute(&format!("DROP TABLE IF EXISTS {s}.{}", ident(table)))
+                    .map_err(dropping)?;
+            }
+            tx.execute(
+                &format!("DELETE FROM {s}._projector_models WHERE name = $1"),
+                &[name],
+            )
+            .map_err(dropping)?;
+        }
+        for (name, definition) in &opening.recorded {
+            match self.tables.get(name) {
+                Some(table) => self.put_model(tx, name, definition, table)?,
+                None => {
+                    let table = self.create_table(tx)?;
+                    self.point_view(tx, name, &table)?;
+                    self.put_model(tx, name, definition, &table)?;
+                    fresh.insert(name.clone(), table);
+                }
+            }
+        }
+        let mut meta = Vec::new();
+        if let Some(rule) = &opening.event_id {
+            meta.push(("event_id", rule.clone()));
+        }
+        meta.push(("rows", self.rows_after(opening).to_json()));
+        self.put_meta(tx, &meta)
+    }
+
+    /// The row counts once `opening` is written.
+    fn rows_after(&self, opening: &Opening) -> Rows {
+        let mut rows = self.rows.clone();
+        for (name, _) in &opening.dropped {
+            rows.documents.remove(name);
+        }
+        for (name, _) in &opening.recorded {
+            rows.documents.entry(name.clone()).or_insert(0);
+        }
+        rows
+    }
+
+    fn create_table(&self, tx: &mut Transaction<'_>) -> Result<String, Failure> {
+        let s = self.target.schema_ident();
+        let creating = |e| self.failure("creating a read model's table", e);
+        let n: i64 = tx
+            .query_one(&format!("SELECT nextval('{s}._projector_tables')"), &[])
+            .map_err(creating)?
+            .get(0);
+        let table = format!("{OWN_PREFIX}_doc_{n}");
+        tx.batch_execute(&format!(
+            "CREATE TABLE {s}.{} (key text PRIMARY KEY, body text NOT NULL, doc jsonb NOT NULL)",
+            ident(&table)
+        ))
+        .map_err(creating)?;
+        Ok(table)
+    }
+
+    fn point_view(
+        &self,
+        tx: &mut Transaction<'_>,
+        model: &str,
+        table: &str,
+    ) -> Result<(), Failure> {
+        let s = self.target.schema_ident();
+        tx.batch_execute(&format!(
+            "CREATE OR REPLACE VIEW {s}.{} AS SELECT key, doc FROM {s}.{}",
+            ident(model),
+            ident(table)
+        ))
+        .map_err(|e| self.failure("creating a read model's view", e))
+    }
+
+    fn put_model(
+        &self,
+        tx: &mut Transaction<'_>,
+        name: &str,
+        definition: &str,
+        table: &str,
+    ) -> Result<(), Failure> {
+        tx.execute(
+            &format!(
+                "INSERT INTO {}._projector_models (name, definition, tbl) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, tbl = excluded.tbl",
+                self.target.schema_ident()
+            ),
+            &[&name, &definition, &table],
+        )
+        .map(drop)
+        .map_err(|e| self.failure("recording the model definitions", e))
+    }
+
+    fn put_meta(
+        &self,
+        tx: &mut Transaction<'_>,
+        entries: &[(&str, String)],
+    ) -> Result<(), Failure> {
+        let names: Vec<&str> = entries.iter().map(|(n, _)| *n).collect();
+        let values: Vec<&str> = entries.iter().map(|(_, v)| v.as_str()).collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO {}._projector_meta (name, value)
+                 SELECT * FROM unnest($1::text[], $2::text[])
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                self.target.schema_ident()
+            ),
+            &[&names, &values],
+        )
+        .map(drop)
+        .map_err(|e| self.failure("recording the state's metadata", e))
+    }
+
+    /// Writes `batch` inside `tx`; returns the row counts it commits.
+    fn write_batch(&self, tx: &mut Transaction<'_>, batch: &Batch) -> Result<Rows, Failure> {
+        let s = self.target.schema_ident();
+        // Tables made in this transaction: for new models, and for the new
+        // versions of rebuilt ones.
+        let mut fresh = BTreeMap::new();
+        let mut rows = self.rows.clone();
+        if let Some(opening) = &self.opening {
+            self.write_opening(tx, opening, &mut fresh)?;
+            rows = self.rows_after(opening);
+        }
+        let mut swapped = BTreeMap::new();
+        if let Some(swap) = &batch.swap {
+            if swap.event_id.is_some() {
+                tx.batch_execute(&format!("TRUNCATE {s}._projector_processed"))
+                    .map_err(|e| self.failure("clearing the processed ids", e))?;
+            }
+            for (model, _) in &swap.models {
+                let table = self.create_table(tx)?;
+                swapped.insert(self.models[model.0 as usize].clone(), table);
+            }
+        }
+        fresh.extend(swapped.clone());
+        self.write_ids(tx, batch)?;
+        self.write_documents(tx, batch, &fresh)?;
+        let mut meta = Vec::new();
+        if let Some(swap) = &batch.swap {
+            for (model, definition) in &swap.models {
+                let name = &self.models[model.0 as usize];
+                let table = &swapped[name];
+                self.point_view(tx, name, table)?;
+                if let Some(old) = self.tables.get(name) {
+                    tx.batch_execute(&format!("DROP TABLE IF EXISTS {s}.{}", ident(old)))
+                        .map_err(|e| self.failure("dropping a read model's old version", e))?;
+                }
+                self.put_model(tx, name, definition, table)?;
+            }
+            if let Some(rule) = &swap.event_id {
+                meta.push(("event_id", rule.clone()));
+            }
+        }
+        match &batch.subscriptions {
+            None => {}
+            Some(Some(names)) => meta.push((
+                "subscriptions",
+                serde_json::to_string(names).expect("strings serialize"),
+            )),
+            Some(None) => {
+                tx.execute(
+                    &format!("DELETE FROM {s}._projector_meta WHERE name = 'subscriptions'"),
+                    &[],
+                )
+                .map_err(|e| self.failure("recording the subscriptions", e))?;
+            }
+        }
+        for (name, n) in self.models.iter().zip(&batch.totals.documents) {
+            rows.documents.insert(name.clone(), *n);
+        }
+        rows.processed = batch.totals.processed;
+        meta.push(("rows", rows.to_json()));
+        self.put_meta(tx, &meta)?;
+        Ok(rows)
+    }
+
+    fn write_ids(&self, tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), Failure> {
+        let mut ids = Vec::new();
+        let mut types = Vec::new();
+        for (id, ty) in batch.ids() {
+            ids.push(text::to_column(id));
+            types.push(text::to_column(ty));
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = ids.iter().map(|c| c.as_ref()).collect();
+        let types: Vec<&str> = types.iter().map(|c| c.as_ref()).collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO {}._projector_processed (id, type)
+                 SELECT * FROM unnest($1::text[], $2::text[])",
+                self.target.schema_ident()
+            ),
+            &[&ids, &types],
+        )
+        .map(drop)
+        .map_err(|e| self.failure("recording event ids", e))
+    }
+
+    /// Writes each model's changed documents with one statement, and
+    /// deletes its removed ones with another; a model in `fresh` is
+    /// written to the table made for it in this transaction.
+    fn write_documents(
+        &self,
+        tx: &mut Transaction<'_>,
+        batch: &Batch,
+        fresh: &BTreeMap<String, String>,
+    ) -> Result<(), Failure> {
+        let s = self.target.schema_ident();
+        let mut documents = batch.documents().peekable();
+        while let Some(&(model, _, _)) = documents.peek() {
+            let name = &self.models[model.0 as usize];
+            let Some(table) = fresh.get(name).or_else(|| self.tables.get(name)) else {
+                return Err(Failure::State(damaged(
+                    &self.path,
+                    format!("read model \"{name}\" has no table"),
+                )));
+            };
+            let table = format!("{s}.{}", ident(table));
+            let (mut keys, mut bodies, mut docs, mut gone) = (vec![], vec![], vec![], vec![]);
+            while let Some((_, key, body)) = documents.next_if(|(m, _, _)| *m == model) {
+                match body {
+                    Some(body) => {
+                        keys.push(text::to_column(key));
+                        bodies.push(body);
+                        docs.push(text::jsonb_text(body));
+                    }
+                    None => gone.push(text::to_column(key)),
+                }
+            }
+            let writing = |e| self.failure("writing documents", e);
+            if !keys.is_empty() {
+                let keys: Vec<&str> = keys.iter().map(|c| c.as_ref()).collect();
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {table} (key, body, doc)
+                         SELECT k, b, COALESCE(j, b)::jsonb
+                         FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, b, j)
+                         ON CONFLICT (key) DO UPDATE SET body = excluded.body, doc = excluded.doc"
+                    ),
+                    &[&keys, &bodies, &docs],
+                )
+                .map_err(writing)?;
+            }
+            if !gone.is_empty() {
+                let gone: Vec<&str> = gone.iter().map(|c| c.as_ref()).collect();
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE key = ANY($1::text[])"),
+                    &[&gone],
+                )
+                .map_err(writing)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source for PostgresState {
+    fn location(&self) -> &Path {
+        &self.books.path
+    }
+
+    fn read_back(&mut self, into: &mut dyn ReadBack) -> Result<Stored, StateError> {
+        let target = self.books.target.clone();
+        let path = self.books.path.clone();
+        let s = target.schema_ident();
+        let failed = |e| target.failed("reading the state", e);
+        let mut tx = reading(&mut self.client).map_err(failed)?;
+        let meta = read_meta(&mut tx, &target)?;
+        into.meta(&meta);
+        let rows_text = meta.get("rows").ok_or_else(|| {
+            damaged(
+                &path,
+                "table _projector_meta has no \"rows\" entry".to_owned(),
+            )
+        })?;
+        let rows = Rows::from_json(rows_text).ok_or_else(|| {
+            damaged(
+                &path,
+                format!("table _projector_meta: \"rows\" is not a count of rows: {rows_text}"),
+            )
+        })?;
+        let commits = meta
+            .get("commits")
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| {
+                damaged(
+                    &path,
+                    "table _projector_meta has no count of commits".to_owned(),
+                )
+            })?;
+        let (definitions, tables) = read_models(&mut tx, &target)?;
+        let mut processed: BTreeMap<String, u64> = BTreeMap::new();
+        let mut ids = tx
+            .query_raw(
+                &format!("SELECT id, type FROM {s}._projector_processed"),
+                std::iter::empty::<i32>(),
+            )
+            .map_err(failed)?;
+        while let Some(row) = ids.next().map_err(failed)? {
+            let id: &str = row.get(0);
+            let ty: &str = row.get(1);
+            let ty = text::from_column(ty);
+            into.id(&text::from_column(id), &ty);
+            match processed.get_mut(ty.as_ref()) {
+                Some(n) => *n += 1,
+                None => {
+                    processed.insert(ty.into_owned(), 1);
+                }
+            }
+        }
+        drop(ids);
+        let mut documents = BTreeMap::new();
+        for (name, table) in &tables {
+            let mut n = 0;
+            let mut docs = tx
+                .query_raw(
+                    &format!("SELECT key, body FROM {s}.{}", ident(table)),
+                    std::iter::empty::<i32>(),
+                )
+                .map_err(failed)?;
+            while let Some(row) = docs.next().map_err(failed)? {
+                let key: &str = row.get(0);
+                into.document(name, &text::from_column(key), row.get(1))?;
+                n += 1;
+            }
+            documents.insert(name.clone(), n);
+        }
+        tx.commit().map_err(failed)?;
+        let total: u64 = processed.values().sum();
+        if total != rows.processed {
+            return Err(damaged(
+                &path,
+                format!(
+                    "table _projector_processed holds {total} rows, and {} were committed",
+                    rows.processed
+                ),
+            ));
+        }
+        for model in rows.documents.keys().chain(documents.keys()) {
+            let found = documents.get(model).copied().unwrap_or(0);
+            let expected = rows.documents.get(model).copied().unwrap_or(0);
+            if found != expected {
+                return Err(damaged(
+                    &path,
+                    format!("read model \"{model}\" holds {found} documents, and {expected} were committed"),
+                ));
+            }
+        }
+        self.books.rows = rows;
+        self.books.tables = tables;
+        self.books.commits = commits;
+        Ok(Stored {
+            event_id: meta.get("event_id").cloned(),
+            definitions,
+            documents,
+            processed,
+            subscriptions: subscriptions(&meta, &path)?,
+        })
+    }
+
+    fn commit_opening(&mut self, opening: &Opening) -> Result<(), StateError> {
+        if opening.is_empty() {
+            return Ok(());
+        }
+        let doing = "recording the read-model definitions";
+        self.transaction(doing, |books, tx| {
+            books.write_opening(tx, opening, &mut BTreeMap::new())
+        })?;
+        self.reload(doing)
+    }
+
+    fn defer_opening(&mut self, opening: Opening) {
+        self.books.opening = Some(opening);
+    }
+}
+
+impl Backend for PostgresState {
+    fn write(&mut self, batch: &Batch) -> Result<(), StateError> {
+        let doing = "committing a batch";
+        let rows = self.transaction(doing, |books, tx| books.write_batch(tx, batch))?;
+        match rows {
+            Some(rows) if batch.swap.is_none() && self.books.opening.is_none() => {
+                self.books.rows = rows;
+                Ok(())
+            }
+            // Tables were made or dropped, or a reconnection found the
+            // batch committed: read back what it did.
+            _ => self.reload(doing),
+        }
+    }
+}
+
+impl Drop for PostgresState {
+    /// Gives the claim up: a successor need not wait for it to lapse.
+    fn drop(&mut self) {
+        self.heartbeat.stop();
+        let _ = lease::release(&mut self.client, &self.books.target, self.books.token);
+    }
+}
+
+/// A read-only transaction that sees one snapshot.
+fn reading(client: &mut Client) -> Result<Transaction<'_>, postgres::Error> {
+    client
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+}
+
+/// Refuses model names PostgreSQL would cut short or that would take the
+/// name of the projector's own tables.
+fn check_names(target: &Target, plan: &Plan) -> Result<(), StateError> {
+    for name in plan.model_names() {
+        let reason = if name.len() > MAX_NAME_BYTES {
+            format!(
+                "it is {} bytes long, and PostgreSQL keeps names of at most {MAX_NAME_BYTES}",
+                name.len()
+            )
+        } else if name.starts_with(OWN_PREFIX) {
+            format!("names that start with \"{OWN_PREFIX}\" are the projector's own tables'")
+        } else {
+            continue;
+        };
+        return Err(StateError::Unsupported {
+            path: target.path(),
+            reason: format!(
+                "read model \"{name}\" cannot be a view in PostgreSQL: {reason}; rename it"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Creates the state's schema and tables, unless they exist; returns
+/// whether it did. A schema that holds anything else is refused.
+fn create_schema(client: &mut Client, target: &Target) -> Result<bool, StateError> {
+    let s = target.schema_ident();
+    let failed = |e| target.failed("creating the state", e);
+    let mut tx = client.transaction().map_err(failed)?;
+    // Two projectors starting on a new schema at once: one creates it.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('projector schema ' || $1::text))",
+        &[&target.schema],
+    )
+    .map_err(failed)?;
+    let row = tx
+        .query_one(
+            "SELECT to_regclass(format('%I._projector_meta', $1::text)) IS NOT NULL,
+                    (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $1::text)",
+            &[&target.schema],
+        )
+        .map_err(failed)?;
+    let (exists, objects): (bool, i64) = (row.get(0), row.get(1));
+    if exists {
+        let format: Option<String> = tx
+            .query_opt(
+                &format!("SELECT value FROM {s}._projector_meta WHERE name = 'format'"),
+                &[],
+            )
+            .map_err(failed)?
+            .map(|r| r.get(0));
+        if format.as_deref() != Some(FORMAT) {
+            return Err(StateError::NotAState {
+                path: target.path(),
+                reason: format!("its format is {format:?}, and this projector reads \"{FORMAT}\""),
+            });
+        }
+        return Ok(false);
+    }
+    if objects > 0 {
+        return Err(StateError::NotAState {
+            path: target.path(),
+            reason: format!(
+                "schema \"{}\" holds {objects} tables, views or sequences that a projector did not make; choose another with --schema",
+                target.schema
+            ),
+        });
+    }
+    let rows = Rows::default().to_json();
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {s};
+         CREATE TABLE {s}._projector_meta (name text PRIMARY KEY, value text NOT NULL);
+         CREATE TABLE {s}._projector_models (name text PRIMARY KEY, definition text NOT NULL, tbl text NOT NULL);
+         CREATE TABLE {s}._projector_processed (id text NOT NULL, type text NOT NULL);
+         CREATE TABLE {s}._projector_lease (id int PRIMARY KEY CHECK (id = 1), holder text,
+             token bigint NOT NULL, expires timestamptz NOT NULL);
+         INSERT INTO {s}._projector_lease VALUES (1, NULL, 0, clock_timestamp());
+         CREATE SEQUENCE {s}._projector_tables;"
+    ))
+    .map_err(failed)?;
+    tx.execute(
+        &format!(
+            "INSERT INTO {s}._projector_meta (name, value)
+             VALUES ('format', $1), ('rows', $2), ('commits', '0')"
+        ),
+        &[&FORMAT, &rows],
+    )
+    .map_err(failed)?;
+    tx.commit().map_err(failed)?;
+    Ok(true)
+}
+
+fn read_meta(
+    tx: &mut Transaction<'_>,
+    target: &Target,
+) -> Result<BTreeMap<String, String>, StateError> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT name, value FROM {}._projector_meta",
+                target.schema_ident()
+            ),
+            &[],
+        )
+        .map_err(|e| target.failed("reading the state", e))?;
+    let meta: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(damaged(
+            &target.path(),
+            format!(
+                "table _projector_meta: the format is {:?}, and this projector reads \"{FORMAT}\"",
+                meta.get("format")
+            ),
+        ));
+    }
+    Ok(meta)
+}
+
+/// Each stored model's definition, and the table of its documents.
+#[allow(clippy::type_complexity)]
+fn read_models(
+    tx: &mut Transaction<'_>,
+    target: &Target,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), StateError> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT name, definition, tbl FROM {}._projector_models",
+                target.schema_ident()
+            ),
+            &[],
+        )
+        .map_err(|e| target.failed("reading the state", e))?;
+    let definitions = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let tables = rows.iter().map(|r| (r.get(0), r.get(2))).collect();
+    Ok((definitions, tables))
+}
+
+fn subscriptions(
+    meta: &BTreeMap<String, String>,
+    path: &Path,
+) -> Result<Option<Vec<String>>, StateError> {
+    match meta.get("subscriptions") {
+        Some(text) => serde_json::from_str(text).map(Some).map_err(|e| {
+            damaged(
+                path,
+                format!("table _projector_meta: the subscriptions are not a list of names: {e}"),
+            )
+        }),
+        None => Ok(None),
+    }
+}
