@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::Value;
 use std::path::Path;
-use support::{repo, Run};
+use support::{repo, PgDb, Run};
 
 fn subset(want: &Value, got: &Value) -> bool {
     match (want, got) {
@@ -33,8 +33,17 @@ fn same(mode: &str, want: &str, got: &str) -> bool {
     }
 }
 
+/// Where a case's run keeps its state.
+#[derive(Clone, Copy)]
+enum Mode<'a> {
+    Memory,
+    Sqlite,
+    /// A schema of its own per case, in this database.
+    Postgres(&'a PgDb),
+}
+
 /// Runs the cases in `dir`; returns one description per failing case.
-fn run_cases(dir: &Path, durable: bool) -> (usize, Vec<String>) {
+fn run_cases(dir: &Path, mode: Mode<'_>) -> (usize, Vec<String>) {
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -42,7 +51,7 @@ fn run_cases(dir: &Path, durable: bool) -> (usize, Vec<String>) {
         .collect();
     paths.sort();
     let mut failures = Vec::new();
-    for path in &paths {
+    for (i, path) in paths.iter().enumerate() {
         let case: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let lines = |key: &str| -> Vec<String> {
             case[key]
@@ -52,10 +61,13 @@ fn run_cases(dir: &Path, durable: bool) -> (usize, Vec<String>) {
                 .map(|l| l.as_str().unwrap().to_owned())
                 .collect()
         };
-        let mut run = if durable {
-            Run::new().with_state()
-        } else {
-            Run::new()
+        let mut run = match mode {
+            Mode::Memory => Run::new(),
+            Mode::Sqlite => Run::new().with_state(),
+            Mode::Postgres(db) => {
+                let schema = format!("case_{i}");
+                Run::new().args(&["--state", &db.url(), "--schema", &schema])
+            }
         };
         let mut args: Vec<String> = case.get("args").map_or_else(Vec::new, |_| lines("args"));
         if let Some(config) = case.get("config").and_then(Value::as_str) {
@@ -75,12 +87,12 @@ fn run_cases(dir: &Path, durable: bool) -> (usize, Vec<String>) {
             .filter(|l| !l.trim().is_empty())
             .collect();
         let want = lines("expected");
-        let mode = case
+        let compare = case
             .get("compare")
             .and_then(Value::as_str)
             .unwrap_or("exact");
         let name = path.file_name().unwrap().to_string_lossy();
-        if got.len() != want.len() || want.iter().zip(&got).any(|(w, g)| !same(mode, w, g)) {
+        if got.len() != want.len() || want.iter().zip(&got).any(|(w, g)| !same(compare, w, g)) {
             failures.push(format!(
                 "{name}:\n  want:\n    {}\n  got:\n    {}\n  stderr: {}",
                 want.join("\n    "),
@@ -92,8 +104,8 @@ fn run_cases(dir: &Path, durable: bool) -> (usize, Vec<String>) {
     (paths.len(), failures)
 }
 
-fn check(dir: &Path, durable: bool) {
-    let (count, failures) = run_cases(dir, durable);
+fn check(dir: &Path, mode: Mode<'_>) {
+    let (count, failures) = run_cases(dir, mode);
     assert!(count > 0, "no cases in {}", dir.display());
     assert!(
         failures.is_empty(),
@@ -105,17 +117,29 @@ fn check(dir: &Path, durable: bool) {
 
 #[test]
 fn our_cases_pass() {
-    check(&repo().join("tests/cases"), false);
+    check(&repo().join("tests/cases"), Mode::Memory);
 }
 
 #[test]
 fn public_conformance_cases_pass() {
-    check(&repo().join("tests/shared/conformance"), false);
+    check(&repo().join("tests/shared/conformance"), Mode::Memory);
 }
 
 /// The durable backend answers every case exactly as the in-memory one.
 #[test]
 fn every_case_passes_with_a_state_file_too() {
-    check(&repo().join("tests/cases"), true);
-    check(&repo().join("tests/shared/conformance"), true);
+    check(&repo().join("tests/cases"), Mode::Sqlite);
+    check(&repo().join("tests/shared/conformance"), Mode::Sqlite);
+}
+
+/// And so does PostgreSQL, each case in a schema of its own.
+#[test]
+fn every_case_passes_with_a_postgres_state_too() {
+    let db = PgDb::new("cases");
+    check(&repo().join("tests/cases"), Mode::Postgres(&db));
+    let db = PgDb::new("conformance");
+    check(
+        &repo().join("tests/shared/conformance"),
+        Mode::Postgres(&db),
+    );
 }

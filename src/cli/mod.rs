@@ -42,8 +42,8 @@ const EX_IOERR: u8 = 74;
         and writes one JSON reply line per message on stdout. Logs go to stderr.\n\n\
         Messages: init, subscribe, unsubscribe, event, query. Without a subcommand, \
         `projector` is `projector run`. With --state, read models, processed event ids and \
-        subscriptions persist in an SQLite file, and a reply is written only once what it \
-        reports is committed. SIGTERM or SIGINT stops reading, answers what was read, \
+        subscriptions persist in an SQLite file or in PostgreSQL (--state postgres://...), and \
+        a reply is written only once what it reports is committed. SIGTERM or SIGINT stops reading, answers what was read, \
         commits and exits 0.",
     args_conflicts_with_subcommands = true,
     after_help = "Exit status: 0 on success; 78 when a configuration is invalid or unreadable, \

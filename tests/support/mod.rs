@@ -417,3 +417,81 @@ impl Rng {
         self.0 % n
     }
 }
+
+/// The local PostgreSQL server the tests use.
+pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A database of its own for one test, dropped after it.
+pub struct PgDb {
+    pub name: String,
+}
+
+impl PgDb {
+    pub fn new(what: &str) -> PgDb {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("projector_test_{what}_{}_{n}", std::process::id());
+        let mut admin = pg_admin();
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .expect("the test database is created");
+        }
+        PgDb { name }
+    }
+
+    /// The URL `--state` takes.
+    pub fn url(&self) -> String {
+        format!("{PG_SERVER}/{}", self.name)
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url(), postgres::NoTls).expect("the test database answers")
+    }
+
+    /// Every document of `model`, read through its view: key → doc (as
+    /// PostgreSQL prints jsonb), in `schema`.
+    pub fn view(
+        &self,
+        schema: &str,
+        model: &str,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let sql = format!("SELECT key, doc::text FROM \"{schema}\".\"{model}\"");
+        self.client()
+            .query(&sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let doc: String = r.get(1);
+                (r.get(0), serde_json::from_str(&doc).unwrap())
+            })
+            .collect()
+    }
+
+    /// The event ids the state in `schema` holds as processed (none before
+    /// it exists).
+    pub fn ids(&self, schema: &str) -> std::collections::HashSet<String> {
+        let sql = format!("SELECT id FROM \"{schema}\"._projector_processed");
+        match self.client().query(&sql, &[]) {
+            Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+            Err(_) => Default::default(),
+        }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = pg_admin().batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+fn pg_admin() -> postgres::Client {
+    postgres::Client::connect(&format!("{PG_SERVER}/postgres"), postgres::NoTls)
+        .expect("PostgreSQL answers on 127.0.0.1:5432 (see .ci/run)")
+}

@@ -33,15 +33,18 @@ impl Target {
     }
 
     pub fn new(url: &str, schema: &str) -> Target {
-        let retry_for = std::env::var("PROJECTOR_RETRY_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .map_or(DEFAULT_RETRY, Duration::from_secs_f64);
+        let seconds = |name: &str, default: Duration| {
+            std::env::var(name)
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map_or(default, Duration::from_secs_f64)
+        };
         Target {
             url: url.to_owned(),
             schema: schema.to_owned(),
-            lease: DEFAULT_LEASE,
-            retry_for,
+            lease: seconds("PROJECTOR_LEASE_SECONDS", DEFAULT_LEASE),
+            retry_for: seconds("PROJECTOR_RETRY_SECONDS", DEFAULT_RETRY),
         }
     }
 
