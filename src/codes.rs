@@ -69,6 +69,8 @@ pub const CODES: &[(&str, &str, &str)] = &[
      "A [[tests]] expectation names a read model the configuration does not declare, often after a rename. Tests do not stop the read models from being served; `validate` and `test` report them."),
     ("P0033", "max or min needs a number or a string",
      "`max` and `min` compare numbers by value and strings by their order: a literal of any other type (a list, a boolean, a table) cannot be compared."),
+    ("P0034", "bad index",
+     "An entry of a model's `indexes` names a document field to index in a PostgreSQL state: a field name, or a dotted path to a nested one (\"email\", \"address.city\"). It may not be empty, have an empty part (\"a..b\", \".a\") or be listed twice. In a SQLite state or in memory, indexes are not used."),
     ("P0100", "no read model",
      "The configuration declares no [[model]]: every event will be acknowledged and change nothing."),
     ("P0101", "read model never updated",

@@ -71,6 +71,8 @@ pub enum Kind {
     DuplicateModel { name: String, first_line: usize },
     /// A read model name that cannot be used.
     BadName { name: String, reason: &'static str },
+    /// An entry of a model's `indexes` that names no field, or one named twice.
+    BadIndex { index: String, reason: &'static str },
     /// A binding with no operation in it.
     EmptyBinding { event_type: String },
     /// `delete` together with operations that write.
@@ -169,6 +171,7 @@ impl Kind {
             Kind::NeverMatches { .. } => "P0010",
             Kind::DuplicateModel { .. } => "P0011",
             Kind::BadName { .. } => "P0012",
+            Kind::BadIndex { .. } => "P0034",
             Kind::EmptyBinding { .. } => "P0013",
             Kind::DeleteWithWrites { .. } => "P0014",
             Kind::DeleteFalse => "P0015",
@@ -223,6 +226,7 @@ impl Kind {
             }
             Kind::DuplicateModel { name, .. } => format!("read model `{name}` is declared twice"),
             Kind::BadName { name, reason } => format!("read model name \"{name}\" {reason}"),
+            Kind::BadIndex { index, reason } => format!("index \"{index}\" {reason}"),
             Kind::EmptyBinding { event_type } => {
                 format!("the binding for `{event_type}` has no operation")
             }

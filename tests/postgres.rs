@@ -608,3 +608,88 @@ fn names_postgres_cannot_hold_are_refused_before_anything_is_written() {
         .get(0);
     assert_eq!(schemas, 0);
 }
+
+#[test]
+fn declared_indexes_are_made_kept_in_step_with_the_config_and_rebuilt() {
+    let db = PgDb::new("indexes");
+    let config = |indexes: &str| {
+        USERS_ORDERS.replace(
+            "name = \"user_listing\"\n",
+            &format!("name = \"user_listing\"\nindexes = {indexes}\n"),
+        )
+    };
+    let events = generated_events(300, 30, 3);
+    let indexes = || -> Vec<String> {
+        let mut found: Vec<String> = db
+            .client()
+            .query(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'projector' AND indexname LIKE '%\\_ix\\_%'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0).split(" USING ").nth(1).unwrap().to_owned())
+            .collect();
+        found.sort();
+        found
+    };
+    Run::new()
+        .config(&config(r#"["email", "address.city"]"#))
+        .args(&["--state", &db.url()])
+        .stdin(&lines(&events))
+        .go()
+        .success();
+    assert_eq!(
+        indexes(),
+        [
+            "btree ((((doc -> 'address'::text) ->> 'city'::text)))",
+            "btree (((doc ->> 'email'::text)))"
+        ]
+    );
+    // Queries written as the README shows use them.
+    let mut client = db.client();
+    client.batch_execute("SET enable_seqscan = off").unwrap();
+    let plan: String = client
+        .query(
+            "EXPLAIN SELECT key FROM projector.user_listing WHERE doc ->> 'email' = 'x'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    assert!(plan.contains("Index"), "{plan}");
+
+    // A declaration removed is an index dropped; the documents stay.
+    Run::new()
+        .config(&config(r#"["name"]"#))
+        .args(&["--state", &db.url()])
+        .go()
+        .success();
+    assert_eq!(indexes(), ["btree (((doc ->> 'name'::text)))"]);
+
+    // A rebuild's new table has them too.
+    let dir = TempDir::new();
+    let log = dir.write("events.ndjson", &events);
+    let cfg = dir.write("c.toml", &config(r#"["name"]"#));
+    Run::new()
+        .args(&[
+            "replay",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--state",
+            &db.url(),
+        ])
+        .args(&["--rebuild", "user_listing", log.to_str().unwrap()])
+        .go()
+        .success();
+    assert_eq!(indexes(), ["btree (((doc ->> 'name'::text)))"]);
+
+    // validate checks them.
+    let out = Run::new()
+        .args(&["validate"])
+        .config(&config(r#"["", "a..b", "email", "email"]"#))
+        .go();
+    out.code_is(78);
+    assert_eq!(out.stderr.matches("P0034").count(), 3, "{}", out.stderr);
+}

@@ -62,6 +62,8 @@ pub struct RawModel {
     pub on: Vec<RawBinding>,
     /// `on` was present but not a table (already reported).
     pub on_invalid: bool,
+    /// `indexes`: document fields to index in a PostgreSQL state.
+    pub indexes: Vec<Spanned<String>>,
 }
 
 /// `[model.on.EventType]`: what one event type does to the model's document.

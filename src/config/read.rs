@@ -13,7 +13,7 @@ type Node<'i> = toml::Spanned<DeValue<'i>>;
 const TOP_KEYS: &[&str] = &["event_id", "model", "tests"];
 const EVENT_ID_KEYS: &[&str] = &["path", "derive"];
 const DERIVE_KEYS: &[&str] = &["from", "pattern", "template"];
-const MODEL_KEYS: &[&str] = &["name", "key", "on"];
+const MODEL_KEYS: &[&str] = &["name", "key", "on", "indexes"];
 const MAPPING_KEYS: &[&str] = &["path", "missing", "value", "meta"];
 const CONDITION_KEYS: &[&str] = &["path", "exists", "eq", "ne", "lt", "le", "gt", "ge", "in"];
 const TEST_KEYS: &[&str] = &["name", "events", "expect", "replies"];
@@ -232,12 +232,17 @@ impl Reader<'_> {
                 }
             }
         }
+        let indexes = table
+            .get("indexes")
+            .and_then(|n| self.strings(n, "indexes", "an array of field names"))
+            .unwrap_or_default();
         Some(RawModel {
             span,
             name,
             key,
             on,
             on_invalid,
+            indexes,
         })
     }
 
@@ -472,15 +477,25 @@ impl Reader<'_> {
     }
 
     fn names(&mut self, node: &Node<'_>) -> Option<Vec<Spanned<String>>> {
+        self.strings(node, "unset", "an array of field names")
+    }
+
+    /// An array of strings under `key`; `what` names it when it is not.
+    fn strings(
+        &mut self,
+        node: &Node<'_>,
+        key: &str,
+        what: &'static str,
+    ) -> Option<Vec<Spanned<String>>> {
         match node.get_ref() {
             DeValue::Array(items) => Some(
                 items
                     .iter()
-                    .filter_map(|item| self.string(item, "unset"))
+                    .filter_map(|item| self.string(item, key))
                     .collect(),
             ),
             other => {
-                self.wrong_type(node.span(), "unset", "an array of field names", other);
+                self.wrong_type(node.span(), key, what, other);
                 None
             }
         }

@@ -33,10 +33,12 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
     let mut types: FastMap<String, TypeId> = FastMap::default();
     let mut type_names: Vec<String> = Vec::new();
     let mut routes: Vec<Vec<Binding>> = Vec::new();
+    let mut indexes = Vec::new();
     for (i, model) in raw.models.iter().enumerate() {
         let id = ModelId(i as u32);
         let name = c.model_name(model, &mut first_seen);
         models.push(name.to_owned());
+        indexes.push(c.indexes(model));
         if model.on.is_empty() && !model.on_invalid {
             c.diags.push(Diagnostic::warning(
                 model
@@ -67,6 +69,7 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
     let mut plan = Plan {
         event_id: event_id?,
         models,
+        indexes,
         types,
         type_names,
         routes,
@@ -220,6 +223,32 @@ impl Compiler<'_> {
             pattern: pattern?,
             template: d.template.value.clone(),
         })
+    }
+
+    /// A model's `indexes`, each a path of field names; a bad one is reported.
+    fn indexes(&mut self, model: &RawModel) -> Vec<Vec<String>> {
+        let mut paths: Vec<Vec<String>> = Vec::new();
+        for index in &model.indexes {
+            let path: Vec<String> = index.value.split('.').map(str::to_owned).collect();
+            let reason = if path.iter().any(String::is_empty) {
+                "names no field: write a field name, or a dotted path such as \"address.city\""
+            } else if index.value.chars().any(char::is_control) {
+                "holds a control character"
+            } else if paths.contains(&path) {
+                "is listed twice"
+            } else {
+                paths.push(path);
+                continue;
+            };
+            self.error(
+                index.span.clone(),
+                Kind::BadIndex {
+                    index: index.value.clone(),
+                    reason,
+                },
+            );
+        }
+        paths
     }
 
     /// Checks a model's name; returns it, or a stand-in for messages when it is absent.

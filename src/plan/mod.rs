@@ -33,6 +33,9 @@ pub struct TypeId(pub u32);
 pub struct Plan {
     pub event_id: EventIdRule,
     models: Vec<String>,
+    /// Per model, the document fields to index (each a path of field
+    /// names), as `indexes` declares them.
+    indexes: Vec<Vec<Vec<String>>>,
     types: FastMap<String, TypeId>,
     type_names: Vec<String>,
     routes: Vec<Vec<Binding>>,
@@ -51,6 +54,12 @@ impl Plan {
 
     pub fn model_names(&self) -> impl Iterator<Item = &str> {
         self.models.iter().map(String::as_str)
+    }
+
+    /// The fields `indexes` declares for a model, each as its path of
+    /// field names.
+    pub fn model_indexes(&self, id: ModelId) -> &[Vec<String>] {
+        &self.indexes[id.0 as usize]
     }
 
     pub fn model_by_name(&self, name: &str) -> Option<ModelId> {

@@ -76,6 +76,8 @@ struct Books {
     models: Vec<String>,
     /// The table each stored model's documents are in, by name.
     tables: BTreeMap<String, String>,
+    /// The fields each configured model indexes, by name.
+    indexes: BTreeMap<String, Vec<Vec<String>>>,
     /// This process's claim.
     token: i64,
     rows: Rows,
@@ -108,6 +110,14 @@ impl PostgresState {
                 path: target.path(),
                 models: plan.model_names().map(str::to_owned).collect(),
                 tables: BTreeMap::new(),
+                indexes: plan
+                    .model_names()
+                    .enumerate()
+                    .map(|(i, name)| {
+                        let id = crate::plan::ModelId(i as u32);
+                        (name.to_owned(), plan.model_indexes(id).to_vec())
+                    })
+                    .collect(),
                 token,
                 rows: Rows::default(),
                 commits: 0,
@@ -117,6 +127,7 @@ impl PostgresState {
             crash: CrashPoint::from_env(),
         };
         let (restored, rebuilding, report) = open::restore(&mut state, plan, request, created)?;
+        state.sync_indexes()?;
         Ok(Opened {
             state: Box::new(state),
             restored,
@@ -244,6 +255,26 @@ impl PostgresState {
         Ok(done)
     }
 
+    /// Makes the indexes of every stored model's table those its `indexes`
+    /// declares (a model being rebuilt gets them with its new table).
+    fn sync_indexes(&mut self) -> Result<(), StateError> {
+        let doing = "creating the declared indexes";
+        let tables: Vec<(String, String)> = self
+            .books
+            .tables
+            .iter()
+            .filter(|(name, _)| self.books.indexes.contains_key(*name))
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect();
+        self.transaction(doing, |books, tx| {
+            for (name, table) in &tables {
+                books.index(tx, name, table)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     /// How many batches the state says are committed.
     fn committed(&mut self) -> Result<i64, postgres::Error> {
         let text: String = self
@@ -323,6 +354,7 @@ impl Books {
                 Some(table) => self.put_model(tx, name, definition, table)?,
                 None => {
                     let table = self.create_table(tx)?;
+                    self.index(tx, name, &table)?;
                     self.point_view(tx, name, &table)?;
                     self.put_model(tx, name, definition, &table)?;
                     fresh.insert(name.clone(), table);
@@ -363,6 +395,51 @@ impl Books {
         ))
         .map_err(creating)?;
         Ok(table)
+    }
+
+    /// Creates the indexes `model` declares on `table`, and drops those it
+    /// no longer declares. Each is named after the table and its field's
+    /// path, and indexes the expression applications query it with:
+    /// `doc ->> 'email'`, `doc -> 'address' ->> 'city'`.
+    fn index(&self, tx: &mut Transaction<'_>, model: &str, table: &str) -> Result<(), Failure> {
+        let s = self.target.schema_ident();
+        let indexing = |e| self.failure("creating the declared indexes", e);
+        let mut declared = Vec::new();
+        for path in self.indexes.get(model).map_or(&[][..], Vec::as_slice) {
+            let name = format!(
+                "{table}_ix_{:08x}",
+                crc32fast::hash(path.join("\0").as_bytes())
+            );
+            let literal = |field: &String| format!("'{}'", field.replace('\'', "''"));
+            let (last, through) = path.split_last().expect("a path names a field");
+            let mut expression = String::from("doc");
+            for field in through {
+                expression.push_str(&format!(" -> {}", literal(field)));
+            }
+            expression.push_str(&format!(" ->> {}", literal(last)));
+            tx.batch_execute(&format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {s}.{} (({expression}))",
+                ident(&name),
+                ident(table)
+            ))
+            .map_err(indexing)?;
+            declared.push(name);
+        }
+        let ours = tx
+            .query(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2
+                 AND starts_with(indexname, $2 || '_ix_')",
+                &[&self.target.schema, &table],
+            )
+            .map_err(indexing)?;
+        for row in ours {
+            let name: String = row.get(0);
+            if !declared.contains(&name) {
+                tx.batch_execute(&format!("DROP INDEX {s}.{}", ident(&name)))
+                    .map_err(indexing)?;
+            }
+        }
+        Ok(())
     }
 
     fn point_view(
@@ -449,6 +526,7 @@ impl Books {
             for (model, definition) in &swap.models {
                 let name = &self.models[model.0 as usize];
                 let table = &swapped[name];
+                self.index(tx, name, table)?;
                 self.point_view(tx, name, table)?;
                 if let Some(old) = self.tables.get(name) {
                     tx.batch_execute(&format!("DROP TABLE IF EXISTS {s}.{}", ident(old)))
