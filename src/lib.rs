@@ -18,8 +18,8 @@
 //! let event = serde_json::json!({"type": "UserCreated", "payload": {"id": "u1", "name": "Ann"}});
 //! let bindings = plan.bindings(plan.event_type("UserCreated").unwrap());
 //! let mut changed = Vec::new();
-//! let meta = projector::apply::Meta { id: "e1", event_type: "UserCreated", position: 1 };
-//! projector::apply::apply(bindings, &event, &meta, &mut stores, &mut changed).unwrap();
+//! let meta = projector::engine::apply::Meta { id: "e1", event_type: "UserCreated", position: 1 };
+//! projector::engine::apply::apply(bindings, &event, &meta, &mut stores, &mut changed).unwrap();
 //! assert_eq!(plan.model_name(changed[0].model), "user_listing");
 //! let doc = stores[0].get(&Key::new("u1")).unwrap();
 //! assert_eq!(doc.get("name").unwrap().to_value(), "Ann");
@@ -31,34 +31,22 @@
 // block: a processor hint with no effect on what the program computes.
 #![deny(unsafe_code)]
 
-pub mod apply;
-pub mod codes;
+// The flow: config → plan (compiled once); input → engine → state, with
+// server running the loop; values and stores are what flows through it.
 pub mod config;
-pub mod dedup;
-pub mod diag;
-pub mod digest;
-pub mod engine;
-pub mod event;
-pub mod fields;
-pub mod hash;
-pub mod input;
-pub mod lines;
-pub mod multiline;
-pub mod name;
-pub mod number;
 pub mod plan;
-pub mod prefetch;
-pub mod protocol;
-pub mod reader;
-pub mod scan;
+
+pub mod engine;
+pub mod input;
 pub mod server;
 pub mod state;
-pub mod store;
-pub mod subscriptions;
-pub mod surrogate;
-pub mod testing;
 
-use diag::Diagnostic;
+pub mod protocol;
+pub mod store;
+pub mod util;
+pub mod value;
+
+use config::diag::Diagnostic;
 use plan::Plan;
 
 /// Parses and compiles configuration text: the one path `run`, `validate`

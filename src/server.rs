@@ -1,6 +1,6 @@
 //! The stdio loop: one message per input line, one reply line per message.
 //!
-//! Lines arrive read and prepared by the reading thread ([`crate::reader`]).
+//! Lines arrive read and prepared by the reading thread ([`crate::input::reader`]).
 //! They are answered in batches: every line already waiting on stdin (up to
 //! a bound) is handled, the batch is committed (a no-op in memory, one
 //! transaction with `--state`, on the writer thread while the next batch is
@@ -9,17 +9,17 @@
 //! commit and one write per batch. [`replay`] runs the same handling over an
 //! event log.
 
-use crate::digest::{Digest, Digester};
+use crate::engine::digest::{Digest, Digester};
 use crate::engine::{Engine, Outcome};
-use crate::event::{Event, Raw};
-use crate::input::Input;
+use crate::input::reader::{Delivery, Prepared, Reader};
+use crate::input::scan::EventMessage;
+use crate::input::source::Input;
 use crate::plan::type_name;
-use crate::prefetch::prefetch_all;
 use crate::protocol::code::MALFORMED_REQUEST;
 use crate::protocol::{json, reply};
-use crate::reader::{Delivery, Prepared, Reader};
-use crate::scan::EventMessage;
 use crate::state::StateError;
+use crate::util::prefetch::prefetch_all;
+use crate::value::event::{Event, Raw};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::io::{self, Write};
@@ -269,7 +269,7 @@ pub struct Served {
 }
 
 /// Serves messages from `input` until it ends (or is stopped: see
-/// [`crate::input::Stoppable`]). Replies go to `output`, log lines to
+/// [`crate::input::source::Stoppable`]). Replies go to `output`, log lines to
 /// `log`. A bad message gets an error reply and the next line is served;
 /// only I/O and state errors end the loop early. Every line read is
 /// answered, after its batch is committed.
@@ -484,7 +484,7 @@ struct Peers<'a> {
 /// One message as JSON, or an error text that says what is wrong and where
 /// (a message over several lines counts its lines from `line_no`).
 fn parse(text: &str, line_no: usize) -> Result<Value, String> {
-    serde_json::from_str(&crate::surrogate::prepare(text)).map_err(|e| {
+    serde_json::from_str(&crate::value::surrogate::prepare(text)).map_err(|e| {
         let message = e.to_string();
         let message = match message.rfind(" at line ") {
             Some(i) => &message[..i],

@@ -19,14 +19,17 @@ pub fn explain_code(args: &ExplainCodeArgs) -> ExitCode {
 
 /// Prints what `code` means; a code that is not one is a usage error.
 pub fn print(code: &str) -> ExitCode {
-    match projector::codes::explain(code) {
+    match projector::config::codes::explain(code) {
         Some((title, text)) => {
             let code = code.to_ascii_uppercase();
             let _ = writeln!(io::stdout(), "{code}: {title}\n\n{}", wrap(text, 78));
             ExitCode::SUCCESS
         }
         None => {
-            let known: Vec<&str> = projector::codes::CODES.iter().map(|(c, ..)| *c).collect();
+            let known: Vec<&str> = projector::config::codes::CODES
+                .iter()
+                .map(|(c, ..)| *c)
+                .collect();
             log(&format!(
                 "projector: {code} is not a diagnostic code; the codes are {}",
                 known.join(", ")

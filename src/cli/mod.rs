@@ -13,7 +13,7 @@ mod test;
 mod validate;
 
 use clap::{Parser, Subcommand};
-use projector::diag::{Diagnostic, SourceMap};
+use projector::config::diag::{Diagnostic, SourceMap};
 use projector::plan::Plan;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

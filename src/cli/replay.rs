@@ -12,7 +12,7 @@ use super::state::{finish, open_engine, refused};
 use super::{load_plan, log, path_word, plural, EX_IOERR};
 use clap::Args;
 use projector::engine::Engine;
-use projector::input::Stoppable;
+use projector::input::source::Stoppable;
 use projector::server::{self, Options, ReplayCounts, ServeError, DEFAULT_MAX_LINE_BYTES};
 use projector::state::postgres::DEFAULT_SCHEMA;
 use projector::state::reconcile::Request;
@@ -239,7 +239,7 @@ impl Spooled {
             Some(stop) => {
                 let mut input = Stoppable::new(io::stdin(), stop.fd()?);
                 io::copy(&mut input, &mut file)?;
-                !projector::input::Input::stopped(&input)
+                !projector::input::source::Input::stopped(&input)
             }
             None => {
                 io::copy(&mut io::stdin(), &mut file)?;

@@ -5,7 +5,7 @@ use super::signals::{self, Stop};
 use super::state::{finish, open_engine, refused};
 use super::{load_plan, log, plural, EX_IOERR};
 use clap::Args;
-use projector::input::Stoppable;
+use projector::input::source::Stoppable;
 use projector::server::{self, Options, ServeError, DEFAULT_MAX_LINE_BYTES};
 use projector::state::postgres::DEFAULT_SCHEMA;
 use projector::state::reconcile::Request;

@@ -13,7 +13,7 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 static SIGNAL: AtomicUsize = AtomicUsize::new(0);
 
 /// The read end of a pipe that becomes readable at the first signal: the
-/// input of a run stops there (see `projector::input::Stoppable`).
+/// input of a run stops there (see `projector::input::source::Stoppable`).
 pub struct Stop(UnixStream);
 
 impl Stop {

@@ -29,7 +29,7 @@ pub fn test(args: &TestArgs) -> ExitCode {
     let mut out = io::stdout().lock();
     let (mut passed, mut failed) = (0, 0);
     for test in &plan.tests {
-        let failures = projector::testing::run(&plan, test);
+        let failures = projector::engine::testing::run(&plan, test);
         if failures.is_empty() {
             passed += 1;
             let _ = writeln!(out, "test {} ... ok", test.name);

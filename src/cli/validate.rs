@@ -5,7 +5,7 @@ use super::{
     configured_or_default, log, plural, print_diagnostics, read_config, Format, EX_CONFIG,
 };
 use clap::Args;
-use projector::diag::SourceMap;
+use projector::config::diag::SourceMap;
 use projector::plan::samples::Sample;
 use std::io::{self, Write};
 use std::path::PathBuf;

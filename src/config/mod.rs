@@ -3,12 +3,15 @@
 //! This stage checks shapes only (known keys, TOML types) and reports every
 //! problem with its place; [`crate::plan`] then gives the raw config its meaning.
 
+pub mod codes;
+pub mod diag;
 pub mod raw;
 mod read;
+pub mod span;
 
 pub use read::DEFAULT_ID_PATH;
 
-use crate::diag::{Diagnostic, Kind};
+use crate::config::diag::{Diagnostic, Kind};
 use raw::RawConfig;
 use toml::de::DeTable;
 

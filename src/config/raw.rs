@@ -3,7 +3,7 @@
 //! Every name and path a user writes keeps its [`Span`], so the compile step can
 //! point at it. Nothing here has been checked beyond its TOML type.
 
-use crate::diag::{Span, Spanned};
+use super::span::{Span, Spanned};
 use serde_json::Value;
 
 /// A whole `projections.toml`.

@@ -4,7 +4,7 @@
 //! config with five mistakes gets five diagnostics in one run.
 
 use super::raw::*;
-use crate::diag::{Diagnostic, Kind, Span, Spanned, BINDING_KEYS};
+use crate::config::diag::{Diagnostic, Kind, Span, Spanned, BINDING_KEYS};
 use serde_json::Value;
 use toml::de::{DeTable, DeValue};
 
@@ -255,7 +255,7 @@ impl Reader<'_> {
                 continue;
             }
             has_unknown_keys = true;
-            let kind = if crate::diag::did_you_mean(name, &["key", "optional"]).is_some() {
+            let kind = if crate::config::diag::did_you_mean(name, &["key", "optional"]).is_some() {
                 Kind::UnknownKey {
                     key: name.to_owned(),
                     table: "a binding",

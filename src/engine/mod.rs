@@ -1,23 +1,30 @@
 //! The projector's state and its answer to each message: subscriptions,
 //! processed event ids, the read models, and the dispatch from a message body
-//! to its reply.
+//! to its reply. [`apply`] interprets one event against the document
+//! stores, [`dedup`] remembers processed ids, [`subscriptions`] which types
+//! are processed.
 
+pub mod apply;
+pub mod digest;
+pub mod fields;
 mod rebuild;
+pub mod subscriptions;
+pub mod testing;
 
 pub use rebuild::Rebuilt;
 
-use crate::apply::{apply_event, apply_resolved, Change, Meta, Resolved};
-use crate::dedup::{IdHash, Processed};
-use crate::digest::{checked_event, Digest};
-use crate::event::Event;
-use crate::event::Raw;
+use crate::engine::apply::{apply_event, apply_resolved, Change, Meta, Resolved};
+use crate::engine::digest::{checked_event, Digest};
+use crate::engine::subscriptions::Subscriptions;
 use crate::plan::{scalar_text, type_name, ModelId, Plan};
 use crate::protocol::code::{MALFORMED_REQUEST, NOT_SUPPORTED, PRECONDITION_FAILED};
 use crate::protocol::json;
 use crate::protocol::reply::{error, Reply};
+use crate::state::dedup::{IdHash, Processed};
 use crate::state::{Journal, NoJournal, Restored, StateError, Totals};
 use crate::store::{DocumentStore, MemoryStore};
-use crate::subscriptions::Subscriptions;
+use crate::value::event::Event;
+use crate::value::event::Raw;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
@@ -356,7 +363,7 @@ impl Engine {
 
     /// Answers an event message given its `msg_id` and `event`, parsed by
     /// the caller: the path a stream of events takes. `digest`, when given,
-    /// is the event's, made by a [`crate::digest::Digester`] of this plan.
+    /// is the event's, made by a [`crate::engine::digest::Digester`] of this plan.
     pub fn handle_event(
         &mut self,
         msg_id: Option<&Raw<'_>>,

@@ -15,17 +15,17 @@
 //! them, and the ids by the new rule replace them in the swap.
 
 use super::{skipped, Engine, Outcome};
-use crate::apply::{apply_event, Meta};
-use crate::dedup::{IdHash, Processed};
-use crate::event::Event;
-use crate::event::Raw;
+use crate::engine::apply::{apply_event, Meta};
 use crate::plan::binding::Binding;
 use crate::plan::event_id::EventIdRule;
 use crate::plan::{ModelId, TypeId};
 use crate::protocol::code::PRECONDITION_FAILED;
 use crate::protocol::reply::error;
+use crate::state::dedup::{IdHash, Processed};
 use crate::state::{Rebuilding, StateError, Swap};
 use crate::store::MemoryStore;
+use crate::value::event::Event;
+use crate::value::event::Raw;
 
 pub(super) struct Rebuild {
     models: Vec<ModelId>,

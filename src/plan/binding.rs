@@ -3,7 +3,7 @@
 use super::path::JsonPath;
 use super::ModelId;
 pub use crate::config::raw::{FieldOp, MetaField, Missing, Test};
-use crate::name::Name;
+use crate::value::name::Name;
 use serde_json::Value;
 
 #[derive(Debug, Clone)]

@@ -7,11 +7,11 @@ use super::binding::{
 use super::event_id::{Derive, EventIdRule};
 use super::path::{JsonPath, PathError};
 use super::{ModelId, Plan, TypeId};
+use crate::config::diag::{Diagnostic, Kind, SourceMap, Span, Spanned};
 use crate::config::raw::{
     RawBinding, RawCondition, RawConfig, RawDerive, RawField, RawMapping, RawModel,
 };
-use crate::diag::{Diagnostic, Kind, SourceMap, Span, Spanned};
-use crate::hash::FastMap;
+use crate::util::hash::FastMap;
 use regex::Regex;
 use std::collections::HashMap;
 
@@ -539,7 +539,7 @@ fn template_groups(template: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    use crate::diag::Kind;
+    use crate::config::diag::Kind;
     use crate::plan::binding::Action;
 
     fn plan(toml: &str) -> Plan {

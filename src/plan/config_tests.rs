@@ -1,8 +1,8 @@
 //! `[[tests]]` checked against the read models they name.
 
 use super::Plan;
+use crate::config::diag::{Diagnostic, Kind};
 use crate::config::raw::RawTest;
-use crate::diag::{Diagnostic, Kind};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 

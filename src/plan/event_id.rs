@@ -2,7 +2,7 @@
 //! that derives an id from another field when the event carries none.
 
 use super::path::JsonPath;
-use crate::event::Event;
+use crate::value::event::Event;
 use regex::Regex;
 use serde_json::Value;
 use std::borrow::Cow;

@@ -2,7 +2,7 @@
 //!
 //! Event types and read models are interned (`TypeId`, `ModelId`), JSONPaths
 //! are parsed once, and each event type maps to its bindings in the order the
-//! read models are declared. The interpreter ([`crate::apply`]) reads only this.
+//! read models are declared. The interpreter ([`crate::engine::apply`]) reads only this.
 
 pub mod binding;
 mod compile;
@@ -15,7 +15,7 @@ mod types;
 
 pub use compile::compile;
 
-use crate::hash::FastMap;
+use crate::util::hash::FastMap;
 use binding::Binding;
 use event_id::EventIdRule;
 use serde_json::{Number, Value};
@@ -109,20 +109,10 @@ pub fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
 
 /// A number as [`scalar_text`] writes it.
 pub fn number_text(n: &Number) -> String {
-    crate::number::key_text(crate::number::read(n.as_str()))
+    crate::value::number::key_text(crate::value::number::read(n.as_str()))
 }
 
-/// The JSON type of a value, for messages.
-pub fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub use crate::value::event::type_name;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 //! slices, filters, descendants) is kept as a parsed jsonpath-rust query.
 
 use super::{scalar_text, type_name};
-use crate::event::{Event, Raw, Val};
+use crate::value::event::{Event, Raw, Val};
 use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
 use jsonpath_rust::parser::parse_json_path;
 use jsonpath_rust::query::js_path_process;

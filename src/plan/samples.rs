@@ -6,8 +6,8 @@
 //! the samples tell.
 
 use super::path::{Found, JsonPath};
+use crate::config::diag::{did_you_mean, Diagnostic, Kind, Spanned};
 use crate::config::raw::{FieldOp, RawBinding, RawConfig, RawMapping, Test};
-use crate::diag::{did_you_mean, Diagnostic, Kind, Spanned};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -2,8 +2,8 @@
 //! as different types of value, and keys the configuration itself treats as
 //! optional.
 
+use crate::config::diag::{Diagnostic, Kind, SourceMap, Spanned};
 use crate::config::raw::{FieldOp, MetaField, Missing, RawConfig, RawField, RawMapping};
-use crate::diag::{Diagnostic, Kind, SourceMap, Spanned};
 use std::collections::{HashMap, HashSet};
 
 /// What a mapping writes into its field, when the config alone tells.

@@ -1,8 +1,9 @@
 //! JSON text in the style of Python's `json.dumps` with its defaults: `", "`
 //! and `": "` separators, `ensure_ascii` escapes, and floats as `repr` prints them.
 
-use crate::event::Raw;
 use crate::store::{Document, FieldValue};
+use crate::value::event::Raw;
+use crate::value::number;
 use serde_json::{Number, Value};
 
 pub fn value(out: &mut Vec<u8>, v: &Value) {
@@ -39,8 +40,10 @@ pub fn object<'v>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = (&'v Strin
 pub fn field(out: &mut Vec<u8>, v: FieldValue<'_>) {
     match v {
         FieldValue::Text(s) => string(out, s),
-        FieldValue::Int(i) => crate::number::write(out, crate::number::Num::Int(i)),
-        FieldValue::Float(f) => crate::number::write(out, crate::number::Num::Float(f)),
+        FieldValue::Int(i) => crate::value::number::write(out, crate::value::number::Num::Int(i)),
+        FieldValue::Float(f) => {
+            crate::value::number::write(out, crate::value::number::Num::Float(f))
+        }
         FieldValue::Json(v) => value(out, v),
     }
 }
@@ -80,7 +83,7 @@ fn entries<'k, V>(
 pub fn raw(out: &mut Vec<u8>, v: &Raw<'_>) {
     match v {
         Raw::String(s) => string(out, s),
-        Raw::Number(n) => crate::number::write_text(out, n),
+        Raw::Number(n) => crate::value::number::write_text(out, n),
         other => value(out, &other.to_value()),
     }
 }
@@ -112,15 +115,15 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
             '\t' => out.extend_from_slice(b"\\t"),
             '\u{8}' => out.extend_from_slice(b"\\b"),
             '\u{c}' => out.extend_from_slice(b"\\f"),
-            crate::surrogate::MARK => {
+            crate::value::surrogate::MARK => {
                 // A lone surrogate, or a real U+10FFFF held as two marks.
                 let next = s[i + c.len_utf8()..].chars().next();
-                match next.map(|n| (n, crate::surrogate::held(n))) {
+                match next.map(|n| (n, crate::value::surrogate::held(n))) {
                     Some((n, Some(unit))) => {
                         out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
                         i += n.len_utf8();
                     }
-                    Some((crate::surrogate::MARK, None)) => {
+                    Some((crate::value::surrogate::MARK, None)) => {
                         out.extend_from_slice(b"\\udbff\\udfff");
                         i += c.len_utf8();
                     }
@@ -147,138 +150,13 @@ fn verbatim(b: u8) -> bool {
 }
 
 pub fn number(out: &mut Vec<u8>, n: &Number) {
-    crate::number::write(out, crate::number::read(n.as_str()));
-}
-
-/// An unsigned integer in decimal digits.
-pub fn unsigned(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
-/// A finite float as Python's `repr`: the shortest digits that read back the
-/// same, in positional form for exponents from -4 to 15, else as `1.5e+16`.
-/// Where two shortest forms are equally near the value, the one ending in
-/// an even digit, as Python picks.
-pub fn float(out: &mut Vec<u8>, f: f64) {
-    if f.is_sign_negative() {
-        out.push(b'-');
-    }
-    let (digits, len, exp) = shortest(f.abs());
-    let digits = &digits[..len];
-    let exp = exp as usize;
-    // `exp` is the power of ten of the first digit, offset by 400.
-    if !(396..416).contains(&exp) {
-        out.push(digits[0]);
-        if len > 1 {
-            out.push(b'.');
-            out.extend_from_slice(&digits[1..]);
-        }
-        out.push(b'e');
-        out.push(if exp < 400 { b'-' } else { b'+' });
-        let power = exp.abs_diff(400);
-        if power < 10 {
-            out.push(b'0');
-        }
-        unsigned(out, power as u64);
-    } else if exp >= 400 {
-        let whole = exp - 400 + 1;
-        if len > whole {
-            out.extend_from_slice(&digits[..whole]);
-            out.push(b'.');
-            out.extend_from_slice(&digits[whole..]);
-        } else {
-            out.extend_from_slice(digits);
-            out.resize(out.len() + whole - len, b'0');
-            out.extend_from_slice(b".0");
-        }
-    } else {
-        out.extend_from_slice(b"0.");
-        out.resize(out.len() + (400 - exp - 1), b'0');
-        out.extend_from_slice(digits);
-    }
-}
-
-/// The shortest decimal digits of `f` (positive, finite) that read back as
-/// `f`, their count, and the power of ten of the first, plus 400.
-fn shortest(f: f64) -> ([u8; 17], usize, u32) {
-    let (mut digits, len, exp) = scientific(format_args!("{f:e}"));
-    // At a tie the shortest form may end in an odd digit where Python's
-    // ends in the even one below it; the correctly rounded form of the same
-    // length (ties to even) is Python's when it reads back as `f`.
-    if len > 0 && digits[len - 1] % 2 == 1 && below_reads_back(&digits[..len], exp, f) {
-        let (even, even_len, even_exp) = scientific(format_args!("{f:.*e}", len - 1));
-        if even_len == len && reads_back(&even[..len], even_exp, f) {
-            digits = even;
-            return (digits, len, even_exp);
-        }
-    }
-    (digits, len, exp)
-}
-
-/// Whether `digits` with its last digit one less read back as `f`.
-fn below_reads_back(digits: &[u8], exp: u32, f: f64) -> bool {
-    let mut below = [0u8; 17];
-    below[..digits.len()].copy_from_slice(digits);
-    below[digits.len() - 1] -= 1;
-    reads_back(&below[..digits.len()], exp, f)
-}
-
-/// Whether the number of `digits` (first at power `exp` - 400) is `f`.
-fn reads_back(digits: &[u8], exp: u32, f: f64) -> bool {
-    let mut text = Vec::with_capacity(digits.len() + 8);
-    text.push(digits[0]);
-    text.push(b'.');
-    text.extend_from_slice(&digits[1..]);
-    text.push(b'0');
-    text.push(b'e');
-    if exp < 400 {
-        text.push(b'-');
-    }
-    unsigned(&mut text, u64::from(exp.abs_diff(400)));
-    std::str::from_utf8(&text)
-        .ok()
-        .and_then(|t| t.parse::<f64>().ok())
-        == Some(f)
-}
-
-/// The digits and exponent of `{:e}` output (`1.25e-7`): the digits without
-/// the point, their count, and the exponent plus 400.
-fn scientific(args: std::fmt::Arguments<'_>) -> ([u8; 17], usize, u32) {
-    use std::io::Write;
-    let mut buf = [0u8; 32];
-    let written = {
-        let mut w = &mut buf[..];
-        w.write_fmt(args).expect("a double's digits fit");
-        32 - w.len()
-    };
-    let text = &buf[..written];
-    let e = text.iter().position(|b| *b == b'e').expect("an exponent");
-    let mut digits = [0u8; 17];
-    let mut len = 0;
-    for &b in text[..e].iter().filter(|b| b.is_ascii_digit()) {
-        digits[len] = b;
-        len += 1;
-    }
-    let exp: i32 = std::str::from_utf8(&text[e + 1..])
-        .expect("ASCII")
-        .parse()
-        .expect("an integer exponent");
-    (digits, len, (exp + 400) as u32)
+    number::write(out, number::read(n.as_str()));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::float::float;
     use serde_json::json;
 
     fn text(v: Value) -> String {

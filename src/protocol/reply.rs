@@ -2,7 +2,7 @@
 //! `in_reply_to`, then the fields of that reply in the order they are added.
 
 use super::json;
-use crate::event::Raw;
+use crate::value::event::Raw;
 use serde_json::Value;
 
 pub struct Reply<'o> {
@@ -38,7 +38,7 @@ impl<'o> Reply<'o> {
     }
 
     pub fn number(mut self, key: &str, n: u64) -> Self {
-        json::unsigned(self.key(key), n);
+        crate::value::float::unsigned(self.key(key), n);
         self
     }
 

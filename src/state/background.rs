@@ -6,7 +6,7 @@
 use super::batch::{Batch, Recorder};
 use super::open::Backend;
 use super::{Journal, StateError, Swap, Totals};
-use crate::apply::Change;
+use crate::store::Change;
 use crate::store::MemoryStore;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};

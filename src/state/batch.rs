@@ -11,8 +11,8 @@
 //! the batch is committed, to be filled again.
 
 use super::{Swap, Totals};
-use crate::apply::Change;
 use crate::plan::ModelId;
+use crate::store::Change;
 use crate::store::{DocumentStore, Key, MemoryStore};
 use std::ops::Range;
 

@@ -6,9 +6,9 @@
 //! than a tree node per document and a string per field name. Strings of up
 //! to 22 bytes are held in the field itself.
 
-use crate::event::{Raw, Val};
-use crate::name::Name;
-use crate::number::{self, Num, Owned};
+use crate::value::event::{Raw, Val};
+use crate::value::name::Name;
+use crate::value::number::{self, Num, Owned};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -259,11 +259,11 @@ impl Document {
         self.fields.len()
     }
 
-    /// Starts loading the document's fields (see [`crate::prefetch`]).
+    /// Starts loading the document's fields (see [`crate::util::prefetch`]).
     pub fn prefetch(&self) {
         if let (Some(first), Some(last)) = (self.fields.first(), self.fields.last()) {
-            crate::prefetch::prefetch(first);
-            crate::prefetch::prefetch(last);
+            crate::util::prefetch::prefetch(first);
+            crate::util::prefetch::prefetch(last);
         }
     }
 
@@ -473,7 +473,7 @@ mod tests {
         );
         assert_ne!(doc(json!({"x": 1})), doc(json!({"x": 1.0})));
         assert_ne!(doc(json!({"x": 0.0})), doc(json!({"x": -0.0})));
-        let big = |t: &str| doc(json!({"x": crate::number::json_number(t)}));
+        let big = |t: &str| doc(json!({"x": crate::value::number::json_number(t)}));
         assert_eq!(big("18446744073709551616"), big("18446744073709551616"));
         assert_ne!(big("18446744073709551616"), big("18446744073709551617"));
         assert_eq!(big("-0"), doc(json!({"x": 0})));

@@ -11,7 +11,7 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     /// Starts loading the slot where the document under `key` is looked
-    /// up (see [`crate::prefetch`]).
+    /// up (see [`crate::util::prefetch`]).
     pub fn prefetch(&self, key: &Key) {
         self.docs.prefetch(key);
     }
@@ -98,7 +98,7 @@ mod tests {
         assert!(s.get_or_create(&k).1);
         s.get_or_create(&k)
             .0
-            .insert(crate::name::Name::new("x"), json!(1));
+            .insert(crate::value::name::Name::new("x"), json!(1));
         assert!(!s.get_or_create(&k).1);
         assert_eq!(s.get(&k), Some(&doc(json!({"x": 1}))));
     }

@@ -12,6 +12,13 @@ pub use document::{Document, FieldValue, Stored};
 pub use key::Key;
 pub use memory::MemoryStore;
 
+/// A document that an event changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub model: crate::plan::ModelId,
+    pub key: Key,
+}
+
 pub trait DocumentStore {
     fn get(&self, key: &Key) -> Option<&Document>;
     fn get_mut(&mut self, key: &Key) -> Option<&mut Document>;

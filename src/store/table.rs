@@ -10,8 +10,8 @@
 //! that belong earlier, so no slot is ever marked as deleted.
 
 use super::key::Key;
-use crate::hash::FxHasher;
-use crate::prefetch::prefetch;
+use crate::util::hash::FxHasher;
+use crate::util::prefetch::prefetch;
 use std::hash::Hasher;
 
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 //! stored reversibly, and each document keeps its exact JSON text in
 //! `body` beside a `jsonb` form for applications to query.
 
-use crate::surrogate::{held, MARK};
+use crate::value::surrogate::{held, MARK};
 use std::borrow::Cow;
 
 /// What a NUL character is held as in a column, after a [`MARK`]: a

@@ -6,7 +6,7 @@
 use super::super::rows::Rows;
 use super::super::{checksum, StateError};
 use super::{damaged, read_failed};
-use crate::hash::FastMap;
+use crate::util::hash::FastMap;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! Nested fields of a document: `address.city` reaches into `address`.
 
-use crate::event::Val;
 use crate::plan::binding::FieldPath;
 use crate::store::{Document, FieldValue, Stored};
+use crate::value::event::Val;
 use serde_json::{Map, Value};
 
 /// Where a field path leads in a document.

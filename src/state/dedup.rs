@@ -14,7 +14,7 @@
 //! 16 tables, so that growing one holds a sixteenth of them twice, not all
 //! of them.
 
-use crate::prefetch::prefetch;
+use crate::util::prefetch::prefetch;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::OnceLock;
 

@@ -1,7 +1,7 @@
 //! Lines from a byte stream, with a bound on their length and a hook that
 //! runs before the reader would wait for more input.
 
-use crate::input::Input;
+use crate::input::source::Input;
 use std::io::{self, ErrorKind};
 
 const CHUNK: usize = 64 * 1024;
@@ -152,7 +152,7 @@ impl<R: Input> LineReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::Trickle;
+    use crate::input::source::Trickle;
 
     fn lines(input: &[u8], max: usize) -> Vec<String> {
         let mut r = LineReader::new(input, max);

@@ -1,13 +1,13 @@
 //! What the engine needs to know about an event before it consults its
 //! state: the hash of the event's id, its interned type, and its bindings
-//! resolved (the interpreter's first phase, see [`crate::apply`]). All three
+//! resolved (the interpreter's first phase, see [`crate::engine::apply`]). All three
 //! depend only on the event and the plan, so the reading thread works them
 //! out while the engine applies the events before it.
 
-use crate::apply::{self, ApplyError, Meta, Resolved};
-use crate::dedup::IdHash;
-use crate::event::{Event, Raw};
+use crate::engine::apply::{self, ApplyError, Meta, Resolved};
 use crate::plan::{Plan, TypeId};
+use crate::state::dedup::IdHash;
+use crate::value::event::{Event, Raw};
 use std::borrow::Cow;
 
 /// An event's id hash, type and resolved bindings, worked out ahead of the
@@ -26,10 +26,10 @@ pub struct Digest<'a> {
 }
 
 impl Digest<'_> {
-    /// Starts loading the resolved bindings (see [`crate::prefetch`]).
+    /// Starts loading the resolved bindings (see [`crate::util::prefetch`]).
     pub fn prefetch(&self) {
         if let Some(Ok(resolved)) = &self.resolved {
-            crate::prefetch::prefetch_all(resolved.as_slice());
+            crate::util::prefetch::prefetch_all(resolved.as_slice());
         }
     }
 }

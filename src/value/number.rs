@@ -152,9 +152,9 @@ pub fn write(out: &mut Vec<u8>, n: Num<'_>) {
             if i < 0 {
                 out.push(b'-');
             }
-            crate::protocol::json::unsigned(out, i.unsigned_abs());
+            super::float::unsigned(out, i.unsigned_abs());
         }
-        Num::Float(f) if f.is_finite() => crate::protocol::json::float(out, f),
+        Num::Float(f) if f.is_finite() => super::float::float(out, f),
         Num::Float(f) if f.is_nan() => out.extend_from_slice(b"NaN"),
         Num::Float(f) if f < 0.0 => out.extend_from_slice(b"-Infinity"),
         Num::Float(_) => out.extend_from_slice(b"Infinity"),

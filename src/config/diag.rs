@@ -6,23 +6,8 @@
 
 use crate::config::raw::Test;
 use std::fmt::Write as _;
-use std::ops::Range;
 
-/// A byte range in the configuration text.
-pub type Span = Range<usize>;
-
-/// A value read from the configuration, with the place it was written.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Spanned<T> {
-    pub span: Span,
-    pub value: T,
-}
-
-impl<T> Spanned<T> {
-    pub fn new(span: Span, value: T) -> Self {
-        Spanned { span, value }
-    }
-}
+pub use super::span::{Span, Spanned};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {

@@ -5,12 +5,12 @@
 //! and a heap string per key and per string value, all freed again once the
 //! event is applied. [`Raw`] keeps strings as slices of the line and objects
 //! as a plain list of entries, so an event costs an allocation per object or
-//! array. The scanner ([`crate::scan`]) builds it for lines without escapes;
+//! array. The scanner ([`crate::input::scan`]) builds it for lines without escapes;
 //! other lines are read into a `Value` and borrowed from. Paths that are plain walks
 //! (`$.payload.id`) read it directly; the rare paths that need a full
 //! JSONPath engine read a `Value` built from it once, on first use.
 
-use crate::number::{self, Num};
+use crate::value::number::{self, Num};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -19,7 +19,7 @@ use std::cell::OnceCell;
 pub enum Raw<'a> {
     Null,
     Bool(bool),
-    /// A number as written, its meaning read when needed ([`crate::number`]).
+    /// A number as written, its meaning read when needed ([`crate::value::number`]).
     Number(&'a str),
     String(&'a str),
     Array(Vec<Raw<'a>>),
@@ -139,7 +139,7 @@ impl Val<'_> {
     pub fn type_name(&self) -> &'static str {
         match self {
             Val::Node(raw) => raw.type_name(),
-            Val::Json(value) => crate::plan::type_name(value),
+            Val::Json(value) => type_name(value),
         }
     }
 }
@@ -176,6 +176,18 @@ impl<'a> Event<'a> {
 impl<'a> From<&'a Value> for Event<'a> {
     fn from(v: &'a Value) -> Self {
         Event::new(Raw::from(v))
+    }
+}
+
+/// The JSON type of a value, for messages.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

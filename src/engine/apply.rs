@@ -6,15 +6,15 @@
 //! what each operation will do), and only then write. The first two phases
 //! change nothing, so any failure leaves every store as it was.
 
-use crate::event::{Event, Val};
-use crate::fields::{self, Lookup};
-use crate::number;
+use crate::engine::fields::{self, Lookup};
 use crate::plan::binding::{
     Action, Binding, Condition, FieldMap, FieldOp, FieldPath, Key, MetaField, Missing, Part,
     Source, Test,
 };
 use crate::plan::{type_name, ModelId, Plan};
 use crate::store::{Document, DocumentStore, FieldValue, Stored};
+use crate::value::event::{Event, Val};
+use crate::value::number;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -154,17 +154,12 @@ impl ApplyError {
     }
 }
 
-/// A document that an event changed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub model: ModelId,
-    pub key: crate::store::Key,
-}
+pub use crate::store::Change;
 
 /// One binding, resolved against one event: the document's key and what to
 /// write, with every value taken out of the event. It borrows neither the
 /// event nor the plan, so the reading thread can resolve an event ahead of
-/// the engine (see [`crate::digest`]).
+/// the engine (see [`crate::engine::digest`]).
 #[derive(Debug)]
 pub struct Resolved {
     /// The binding's place among its event type's bindings.
@@ -178,7 +173,7 @@ impl Resolved {
     /// operations.
     pub fn prefetch(&self) {
         if let Write::Update { ops, .. } = &self.write {
-            crate::prefetch::prefetch_all(ops.as_slice());
+            crate::util::prefetch::prefetch_all(ops.as_slice());
         }
     }
 

@@ -1,7 +1,7 @@
 //! A parser for the common line: an event message, as an envelope or a bare
 //! body, whose strings need no unescaping.
 //!
-//! It reads bytes straight into an [`event::Raw`](crate::event::Raw) tree
+//! It reads bytes straight into an [`event::Raw`](crate::value::event::Raw) tree
 //! with strings borrowed from the line. Whatever it does not handle here it
 //! declines (`None`), and the line goes to the general path, which parses it
 //! with serde_json and says what is wrong, if anything. It declines more
@@ -9,7 +9,7 @@
 //! deep nesting, repeated envelope fields, bodies that are not objects) and
 //! accepts nothing serde_json rejects, so where it answers the two agree.
 
-use crate::event::Raw;
+use crate::value::event::Raw;
 
 /// Nesting deeper than this is left to serde_json (whose limit is 128).
 const MAX_DEPTH: u32 = 100;
@@ -83,7 +83,7 @@ pub fn event_message(text: &str) -> Option<EventMessage<'_>> {
 /// values kept are.
 fn message(text: &str) -> Option<Message<'_>> {
     // 0xF4 starts the characters of plane 16, where the general path reads
-    // U+10FFFF specially (see `crate::surrogate`): one look at the whole
+    // U+10FFFF specially (see `crate::value::surrogate`): one look at the whole
     // line is cheaper than one in every string.
     if memchr::memchr(0xF4, text.as_bytes()).is_some() {
         return None;
@@ -372,7 +372,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The rest of a number, after its first character: its text, read
-    /// for its meaning only where one is needed ([`crate::number`]).
+    /// for its meaning only where one is needed ([`crate::value::number`]).
     fn number(&mut self) -> Option<&'a str> {
         let start = self.at - 1;
         let first = match self.bytes[start] {

@@ -10,12 +10,12 @@
 //! waiting; the last one says so ([`Delivery::idle`]), because that is when
 //! the replies so far must go out: the peer may be waiting for them.
 
-use crate::digest::{Digest, Digester};
-use crate::event::{Event, Raw};
-use crate::input::Input;
-use crate::lines::{Line, LineReader};
-use crate::multiline::{self, Prefix, Status};
-use crate::scan::{self, EventMessage};
+use crate::engine::digest::{Digest, Digester};
+use crate::input::lines::{Line, LineReader};
+use crate::input::multiline::{self, Prefix, Status};
+use crate::input::scan::{self, EventMessage};
+use crate::input::source::Input;
+use crate::value::event::{Event, Raw};
 use self_cell::self_cell;
 use std::io;
 use std::ops::Range;
@@ -174,7 +174,7 @@ impl Gather {
     }
 
     /// Gathers a line: a message of its own, or part of one that goes on
-    /// over several lines (see [`crate::multiline`]).
+    /// over several lines (see [`crate::input::multiline`]).
     fn line(&mut self, text: &[u8], max_line_bytes: usize) {
         let content = text.strip_suffix(b"\r").unwrap_or(text);
         if let Some(mut pending) = self.pending.take() {
@@ -326,7 +326,7 @@ fn prepare<'a>(bytes: &'a [u8], span: Span, digester: Option<&Digester>) -> Prep
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::Trickle;
+    use crate::input::source::Trickle;
 
     fn kind(line: &Prepared<'_>) -> String {
         match line {

@@ -1,0 +1,14 @@
+//! Input: the lines a run reads, from where they come to what the engine
+//! takes.
+//!
+//! A [`source::Input`] is where lines come from (stdin, a log file, a stream
+//! a signal stops); [`lines`] splits them, bounded, and [`multiline`] joins
+//! a message written over several; the [`reader`] thread does this ahead of
+//! the engine, scanning each event line ([`scan`]) and working out what the
+//! engine needs of it ([`crate::engine::digest`]).
+
+pub mod lines;
+pub mod multiline;
+pub mod reader;
+pub mod scan;
+pub mod source;

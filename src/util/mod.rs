@@ -1,0 +1,4 @@
+//! Small tools of the hot path: a fast hasher and a cache prefetch hint.
+
+pub mod hash;
+pub mod prefetch;
