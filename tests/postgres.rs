@@ -14,7 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{generated_events, replay_in_memory, PgDb, Rng, Run, TempDir, BIN, USERS_ORDERS};
+use support::{
+    generated_events, replay_in_memory, PgDb, Rng, Run, Stop, TempDir, BIN, USERS_ORDERS,
+};
 
 /// A run of `projector --state DB --schema SCHEMA` with the users-orders models.
 fn pg_run(db: &PgDb, schema: &str) -> Run {
@@ -270,98 +272,43 @@ fn one_writer_per_schema_and_a_dead_writers_claim_lapses_with_its_lease() {
     pg_run(&db, "projector").go().success();
 }
 
-/// How a run is cut short.
-enum Stop {
-    KillAfter(Duration),
-    CrashAtStep(u64),
-    /// `pg_terminate_backend` of every connection to the database, this
-    /// many times, while the run goes on.
-    CutConnections(usize),
-}
-
 /// Delivers the stream to `run --state DB` over time and stops it as
-/// `stop` says; returns the ids replied to as applied, and whether the run
-/// was stopped while running.
-fn deliver(db: &PgDb, config: &Path, events: &str, stop: Stop) -> (Vec<String>, bool) {
-    let mut command = Command::new(BIN);
-    command
-        .args(["--config", config.to_str().unwrap(), "--state", &db.url()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Stop::CrashAtStep(n) = stop {
-        command.env("PROJECTOR_TEST_CRASH_AT_STEP", n.to_string());
-    }
-    let mut child = command.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input: Vec<String> = events.lines().map(|l| format!("{l}\n")).collect();
-    // Over time, as a bus delivers, so that a run commits many batches;
-    // slower while connections are cut, so that the run outlasts the cuts.
-    let (lines_per_write, pause) = match stop {
-        Stop::CutConnections(_) => (10, Duration::from_millis(4)),
-        _ => (20, Duration::from_millis(2)),
+/// `stop` says; with `cuts`, terminates every connection to the database
+/// that many times while it runs, and the run must go on to the end.
+fn deliver(db: &PgDb, config: &Path, events: &str, stop: Stop, cuts: usize) -> (Vec<String>, bool) {
+    let url = db.url();
+    let args = ["--config", config.to_str().unwrap(), "--state", &url];
+    // Slower while connections are cut, so that the run outlasts the cuts.
+    let pace = match cuts {
+        0 => (20, Duration::from_millis(2)),
+        _ => (10, Duration::from_millis(4)),
     };
-    let writer = std::thread::spawn(move || {
-        for chunk in input.chunks(lines_per_write) {
-            if stdin.write_all(chunk.concat().as_bytes()).is_err() {
-                break;
-            }
-            std::thread::sleep(pause);
-        }
-    });
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|line| {
-                let reply: Value = serde_json::from_str(&line).ok()?;
-                (reply["type"] == "read_models_updated")
-                    .then(|| reply["event_id"].as_str().unwrap().to_owned())
-            })
-            .collect::<Vec<_>>()
-    });
-    let stopped = match stop {
-        Stop::KillAfter(delay) => {
-            std::thread::sleep(delay);
-            let running = child.try_wait().unwrap().is_none();
-            let _ = child.kill();
-            child.wait().unwrap();
-            running
-        }
-        Stop::CrashAtStep(_) => !child.wait().unwrap().success(),
-        Stop::CutConnections(times) => {
-            let mut admin = db.client();
-            for _ in 0..times {
-                std::thread::sleep(Duration::from_millis(100));
-                let cut: i64 = admin
-                    .query_one(
-                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
-                         FROM pg_stat_activity
-                         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-                        &[],
-                    )
-                    .unwrap()
-                    .get(0);
-                assert!(cut > 0, "no connection of the projector to cut");
-            }
-            let status = child.wait().unwrap();
-            assert!(
-                status.success(),
-                "a lost connection stopped the run: {status}"
-            );
-            false
+    let cut = || {
+        let mut admin = db.client();
+        for _ in 0..cuts {
+            std::thread::sleep(Duration::from_millis(100));
+            let cut: i64 = admin
+                .query_one(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+                     FROM pg_stat_activity
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            assert!(cut > 0, "no connection of the projector to cut");
         }
     };
-    writer.join().unwrap();
-    (reader.join().unwrap(), stopped)
+    let (applied, stopped) = support::deliver(&args, events, stop, pace, cut);
+    assert!(cuts == 0 || !stopped, "a lost connection stopped the run");
+    (applied, stopped)
 }
 
 /// Runs the stream `runs` times against one state, each run stopped as
 /// `stop` picks, then once to the end: every event replied to as applied
 /// is durable, and the read models equal a clean in-memory run's, with
 /// every counter counted once.
-fn exactly_once_despite(runs: usize, mut stop: impl FnMut() -> Stop, seed: u64) {
+fn exactly_once_despite(runs: usize, cuts: usize, mut stop: impl FnMut() -> Stop, seed: u64) {
     let dir = TempDir::new();
     let db = PgDb::new("exactly_once");
     let config = dir.write("users-orders.toml", USERS_ORDERS);
@@ -372,7 +319,7 @@ fn exactly_once_despite(runs: usize, mut stop: impl FnMut() -> Stop, seed: u64) 
 
     let (mut replied, mut stopped) = (0, 0);
     for _ in 0..runs {
-        let (applied, was_stopped) = deliver(&db, &config, &events, stop());
+        let (applied, was_stopped) = deliver(&db, &config, &events, stop(), cuts);
         stopped += usize::from(was_stopped);
         let durable: HashSet<String> = db.ids("projector");
         for id in &applied {
@@ -434,6 +381,7 @@ fn killed_at_random_moments_every_event_is_applied_exactly_once() {
     let seed = rng.0;
     exactly_once_despite(
         12,
+        0,
         || Stop::KillAfter(Duration::from_millis(rng.below(150))),
         seed,
     );
@@ -444,12 +392,12 @@ fn crashed_between_any_two_writes_every_event_is_applied_exactly_once() {
     let mut rng = Rng::seeded("postgres crash test");
     let seed = rng.0;
     // A batch is two steps (its transaction's start and its commit).
-    exactly_once_despite(12, || Stop::CrashAtStep(1 + rng.below(16)), seed);
+    exactly_once_despite(12, 0, || Stop::CrashAtStep(1 + rng.below(16)), seed);
 }
 
 #[test]
 fn connections_cut_under_a_run_neither_lose_nor_double_anything() {
-    exactly_once_despite(1, || Stop::CutConnections(6), 0);
+    exactly_once_despite(1, 6, || Stop::Finish, 0);
 }
 
 #[test]
@@ -692,4 +640,49 @@ fn declared_indexes_are_made_kept_in_step_with_the_config_and_rebuilt() {
         .go();
     out.code_is(78);
     assert_eq!(out.stderr.matches("P0034").count(), 3, "{}", out.stderr);
+}
+
+#[test]
+fn a_removed_model_is_kept_until_dropped_and_then_its_view_and_table_go() {
+    let db = PgDb::new("drop");
+    let events = generated_events(200, 20, 9);
+    Run::new()
+        .config(USERS_ORDERS)
+        .args(&["--state", &db.url()])
+        .stdin(&lines(&events))
+        .go()
+        .success();
+    let without_orders = {
+        let start = USERS_ORDERS.find("[[model]]\nname = \"orders\"").unwrap();
+        let end = USERS_ORDERS[start + 1..].find("[[model]]").unwrap() + start + 1;
+        format!("{}{}", &USERS_ORDERS[..start], &USERS_ORDERS[end..])
+    };
+    let relations = || -> i64 {
+        db.client()
+            .query_one(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'projector' AND c.relkind IN ('r', 'v')",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let before = relations();
+    Run::new()
+        .config(&without_orders)
+        .args(&["--state", &db.url()])
+        .go()
+        .code_is(78)
+        .stderr_has("--drop orders");
+    assert_eq!(relations(), before, "nothing changed while refused");
+    assert!(!db.view("projector", "orders").is_empty());
+    Run::new()
+        .config(&without_orders)
+        .args(&["--state", &db.url(), "--drop", "orders"])
+        .go()
+        .success()
+        .stderr_has("read model \"orders\" is no longer configured: dropped");
+    // Its view and its table are gone; the others stay.
+    assert_eq!(relations(), before - 2);
+    assert!(!db.view("projector", "user_listing").is_empty());
 }

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::{
-    generated_events, replay_in_memory, repo, stored_ids, times_masked, Rng, Run, TempDir, BIN,
-    CREATED, USERS_ORDERS,
+    generated_events, replay_in_memory, repo, stored_ids, times_masked, Rng, Run, Stop, TempDir,
+    BIN, CREATED, USERS_ORDERS,
 };
 
 /// Runs `projector --state STATE` on one UserCreated event; it must succeed.
@@ -340,63 +340,10 @@ fn distinct_per_type(events: &str) -> HashMap<String, usize> {
     counts
 }
 
-/// How a run ends early: killed with SIGKILL after a delay, or aborted by the
-/// projector itself just before its n-th write step (PROJECTOR_TEST_CRASH_AT_STEP).
-enum Stop {
-    KillAfter(Duration),
-    CrashAtStep(u64),
-}
-
-/// Delivers the whole stream to `run --state` and stops it as `stop` says
-/// (unless it finishes first). Returns the ids it replied to as applied, and
-/// whether it was stopped while running.
+/// Delivers the whole stream to `run --state` and stops it as `stop` says.
 fn deliver(config: &Path, state: &str, events: &str, stop: Stop) -> (Vec<String>, bool) {
-    let mut command = Command::new(BIN);
-    command
-        .args(["--config", config.to_str().unwrap(), "--state", state])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Stop::CrashAtStep(n) = stop {
-        command.env("PROJECTOR_TEST_CRASH_AT_STEP", n.to_string());
-    }
-    let mut child = command.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input: Vec<String> = events.lines().map(|l| format!("{l}\n")).collect();
-    // Delivered over time, as a bus would, so that a run commits many small
-    // batches (about 50 events, some 110 write steps each).
-    let writer = std::thread::spawn(move || {
-        for chunk in input.chunks(50) {
-            if stdin.write_all(chunk.concat().as_bytes()).is_err() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    });
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|line| {
-                let reply: Value = serde_json::from_str(&line).ok()?;
-                (reply["type"] == "read_models_updated")
-                    .then(|| reply["event_id"].as_str().unwrap().to_owned())
-            })
-            .collect::<Vec<_>>()
-    });
-    let stopped = match stop {
-        Stop::KillAfter(delay) => {
-            std::thread::sleep(delay);
-            let running = child.try_wait().unwrap().is_none();
-            let _ = child.kill();
-            child.wait().unwrap();
-            running
-        }
-        Stop::CrashAtStep(_) => !child.wait().unwrap().success(),
-    };
-    writer.join().unwrap();
-    (reader.join().unwrap(), stopped)
+    let args = ["--config", config.to_str().unwrap(), "--state", state];
+    support::deliver(&args, events, stop, (50, Duration::from_millis(1)), || {})
 }
 
 /// Runs the stream `runs` times against one state, stopping each run as

@@ -318,7 +318,12 @@ impl fmt::Display for StateError {
                 write!(f, "{}: {doing} failed: {error}", path.display())
             }
             StateError::Postgres { path, doing, error } => {
-                write!(f, "{}: {doing} failed: {error}", path.display())?;
+                write!(
+                    f,
+                    "{}: {doing} failed: {}",
+                    path.display(),
+                    postgres::describe(error)
+                )?;
                 if postgres::is_connection_lost(error) {
                     write!(f, " (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)")?;
                 }

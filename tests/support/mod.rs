@@ -495,3 +495,72 @@ fn pg_admin() -> postgres::Client {
     postgres::Client::connect(&format!("{PG_SERVER}/postgres"), postgres::NoTls)
         .expect("PostgreSQL answers on 127.0.0.1:5432 (see .ci/run)")
 }
+
+/// How a delivery run ends: killed with SIGKILL after a delay, aborted by
+/// the projector itself just before its n-th write step
+/// (PROJECTOR_TEST_CRASH_AT_STEP), or left to finish.
+pub enum Stop {
+    KillAfter(std::time::Duration),
+    CrashAtStep(u64),
+    Finish,
+}
+
+/// Delivers `events` to `projector ARGS` over time, as a bus would (`per_write`
+/// lines at a time, `pause` apart), so that a run commits many batches; runs
+/// `meanwhile` while it goes on, then stops it as `stop` says. Returns the
+/// ids replied to as applied, and whether the run was stopped (or failed)
+/// while running.
+pub fn deliver(
+    args: &[&str],
+    events: &str,
+    stop: Stop,
+    (per_write, pause): (usize, std::time::Duration),
+    meanwhile: impl FnOnce(),
+) -> (Vec<String>, bool) {
+    use std::io::BufRead;
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Stop::CrashAtStep(n) = stop {
+        command.env("PROJECTOR_TEST_CRASH_AT_STEP", n.to_string());
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input: Vec<String> = events.lines().map(|l| format!("{l}\n")).collect();
+    let writer = std::thread::spawn(move || {
+        for chunk in input.chunks(per_write) {
+            if stdin.write_all(chunk.concat().as_bytes()).is_err() {
+                break;
+            }
+            std::thread::sleep(pause);
+        }
+    });
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| {
+                let reply: serde_json::Value = serde_json::from_str(&line).ok()?;
+                (reply["type"] == "read_models_updated")
+                    .then(|| reply["event_id"].as_str().unwrap().to_owned())
+            })
+            .collect::<Vec<_>>()
+    });
+    meanwhile();
+    let stopped = match stop {
+        Stop::KillAfter(delay) => {
+            std::thread::sleep(delay);
+            let running = child.try_wait().unwrap().is_none();
+            let _ = child.kill();
+            child.wait().unwrap();
+            running
+        }
+        Stop::CrashAtStep(_) | Stop::Finish => !child.wait().unwrap().success(),
+    };
+    writer.join().unwrap();
+    (reader.join().unwrap(), stopped)
+}

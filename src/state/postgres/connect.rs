@@ -101,6 +101,15 @@ impl Target {
     }
 }
 
+/// What went wrong, said whole: a server's error by its message and code
+/// (the error's own text is only "db error").
+pub fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}: {})", db.message(), db.severity(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
 /// `name` as a quoted SQL identifier.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

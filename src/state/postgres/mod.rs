@@ -29,7 +29,7 @@ mod connect;
 mod lease;
 mod text;
 
-pub use connect::{Target, DEFAULT_SCHEMA};
+pub use connect::{describe, Target, DEFAULT_SCHEMA};
 
 /// Whether an error means the connection was lost.
 pub fn is_connection_lost(e: &postgres::Error) -> bool {
@@ -216,7 +216,18 @@ impl PostgresState {
             let commits = self
                 .committed()
                 .map_err(|e| self.books.target.failed(doing, e))?;
-            if commits == self.books.commits + 1 {
+            let landed = commits == self.books.commits + 1;
+            eprintln!(
+                "projector: {}: the connection was lost while {doing} ({}); reconnected after {:.1} s; {}",
+                self.books.path.display(),
+                describe(&error),
+                started.elapsed().as_secs_f64(),
+                match landed {
+                    true => "the commit had landed",
+                    false => "trying again",
+                }
+            );
+            if landed {
                 self.books.commits = commits;
                 return Ok(None);
             }
