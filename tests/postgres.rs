@@ -411,6 +411,17 @@ fn a_database_that_stays_away_stops_the_run_with_a_clear_message() {
         .stderr_has("postgres://postgres@127.0.0.1:1/none: connecting failed");
 }
 
+/// `projector replay --config CONFIG --state DB --rebuild MODEL LOG`, which must succeed.
+fn rebuild(db: &PgDb, config: &Path, model: &str, log: &Path) {
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let args = ["replay", "--config", &path(config), "--state", &db.url()];
+    Run::new()
+        .args(&args)
+        .args(&["--rebuild", model, &path(log)])
+        .go()
+        .success();
+}
+
 /// The users-orders models with `orders` keeping only large orders.
 fn large_orders_only() -> String {
     USERS_ORDERS.replace(
@@ -487,17 +498,7 @@ fn a_rebuild_swaps_in_whole_while_readers_keep_reading() {
             seen
         })
     };
-    Run::new()
-        .args(&[
-            "replay",
-            "--config",
-            new_config.to_str().unwrap(),
-            "--state",
-            &db.url(),
-        ])
-        .args(&["--rebuild", "orders", log.to_str().unwrap()])
-        .go()
-        .success();
+    rebuild(&db, &new_config, "orders", &log);
     done.store(true, Ordering::SeqCst);
     let mut seen = reader.join().unwrap();
     seen.dedup();
@@ -620,17 +621,7 @@ fn declared_indexes_are_made_kept_in_step_with_the_config_and_rebuilt() {
     let dir = TempDir::new();
     let log = dir.write("events.ndjson", &events);
     let cfg = dir.write("c.toml", &config(r#"["name"]"#));
-    Run::new()
-        .args(&[
-            "replay",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--state",
-            &db.url(),
-        ])
-        .args(&["--rebuild", "user_listing", log.to_str().unwrap()])
-        .go()
-        .success();
+    rebuild(&db, &cfg, "user_listing", &log);
     assert_eq!(indexes(), ["btree (((doc ->> 'name'::text)))"]);
 
     // validate checks them.
