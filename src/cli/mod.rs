@@ -5,6 +5,7 @@
 mod explain;
 mod explain_code;
 mod plan;
+mod publish;
 mod replay;
 mod run;
 mod signals;
@@ -74,6 +75,8 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Print what a diagnostic code (P0102, say) means.
     ExplainCode(explain_code::ExplainCodeArgs),
+    /// Publish the events on stdin to a NATS JetStream stream, each with its id as Nats-Msg-Id.
+    Publish(publish::PublishArgs),
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
 }
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
         Some(Command::Test(args)) => test::test(&args),
         Some(Command::Explain(args)) => explain::explain(&args),
         Some(Command::ExplainCode(args)) => explain_code::explain_code(&args),
+        Some(Command::Publish(args)) => publish::publish(&args),
         Some(Command::Completions(args)) => {
             use clap::CommandFactory;
             let mut command = Cli::command();

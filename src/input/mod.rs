@@ -9,6 +9,7 @@
 
 pub mod lines;
 pub mod multiline;
+pub mod nats;
 pub mod reader;
 pub mod scan;
 pub mod source;

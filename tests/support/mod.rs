@@ -564,3 +564,80 @@ pub fn deliver(
     writer.join().unwrap();
     (reader.join().unwrap(), stopped)
 }
+
+/// A nats-server of its own with JetStream, on a free port, its store in a
+/// temporary directory; killed when dropped.
+pub struct NatsServer {
+    pub port: u16,
+    child: std::process::Child,
+    _store: TempDir,
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = TempDir::new();
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts (Debian's nats-server package)");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "nats-server did not start on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        NatsServer {
+            port,
+            child,
+            _store: store,
+        }
+    }
+
+    /// `nats://127.0.0.1:PORT/STREAM`.
+    pub fn stream(&self, stream: &str) -> String {
+        format!("nats://127.0.0.1:{}/{stream}", self.port)
+    }
+
+    /// Every message the stream holds, in order: its Nats-Msg-Id and payload.
+    pub fn messages(&self, stream: &str) -> Vec<(Option<String>, String)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let client = async_nats::connect(format!("127.0.0.1:{}", self.port))
+                .await
+                .unwrap();
+            let js = async_nats::jetstream::new(client);
+            let mut stream = js.get_stream(stream).await.unwrap();
+            let count = stream.info().await.unwrap().state.messages;
+            let mut messages = Vec::new();
+            for seq in 1..=count {
+                let m = stream.get_raw_message(seq).await.unwrap();
+                let id = m
+                    .headers
+                    .get(async_nats::header::NATS_MESSAGE_ID)
+                    .map(|v| v.as_str().to_owned());
+                messages.push((id, String::from_utf8(m.payload.to_vec()).unwrap()));
+            }
+            messages
+        })
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
