@@ -45,6 +45,9 @@ pub struct Options {
     /// Wrap each reply as `{"src", "dest", "body"}` instead of printing the body alone.
     pub envelope: bool,
     pub max_line_bytes: usize,
+    /// Where the input's lines stand in a source stream, when they come
+    /// from one: each batch commits the sequence it goes up to.
+    pub checkpoints: Option<std::sync::Arc<crate::input::nats::Checkpoints>>,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
         Options {
             envelope: false,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            checkpoints: None,
         }
     }
 }
@@ -243,6 +247,10 @@ impl<L: Write> Session<'_, L> {
         self.engine.wait()?;
         out.write_all(&self.committing)?;
         self.committing.clear();
+        let through = self.options.checkpoints.as_ref();
+        if let Some(sequence) = through.and_then(|c| c.through(self.line_no as u64)) {
+            self.engine.set_checkpoint(sequence);
+        }
         self.engine.submit()?;
         std::mem::swap(&mut self.pending, &mut self.committing);
         self.pending_messages = 0;

@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::Value;
 use std::collections::HashSet;
-use support::{generated_events, NatsServer, Run, USERS_ORDERS};
+use support::{generated_events, NatsServer, PgDb, Run, USERS_ORDERS};
 
 #[test]
 fn publish_stores_each_event_once_as_written_with_its_id() {
@@ -112,4 +112,141 @@ fn a_broker_that_does_not_answer_is_an_io_error() {
         .go()
         .code_is(64)
         .stderr_has("cannot name a JetStream stream");
+}
+
+/// `projector run --source STREAM --state DB` in the background.
+fn consuming(
+    nats: &NatsServer,
+    db: &PgDb,
+    config: &std::path::Path,
+    dump: Option<&std::path::Path>,
+) -> std::process::Child {
+    let mut command = std::process::Command::new(support::BIN);
+    command
+        .args(["--config", config.to_str().unwrap(), "--state", &db.url()])
+        .args(["--source", &nats.stream("EVENTS")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(dump) = dump {
+        command.args(["--dump", dump.to_str().unwrap()]);
+    }
+    command.spawn().unwrap()
+}
+
+/// Waits until the state's checkpoint reaches `sequence`.
+fn caught_up(db: &PgDb, sequence: u64) {
+    let started = std::time::Instant::now();
+    loop {
+        let at: Option<String> = db
+            .client()
+            .query_opt(
+                "SELECT value FROM projector._projector_meta WHERE name = 'checkpoint'",
+                &[],
+            )
+            .ok()
+            .flatten()
+            .map(|r| r.get(0));
+        if at.as_deref() == Some(sequence.to_string().as_str()) {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the checkpoint is at {at:?}, not {sequence}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Stops a run with SIGTERM; returns what it logged.
+fn terminate(child: std::process::Child) -> String {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn a_stream_is_consumed_into_postgres_and_resumed_from_its_checkpoint_exactly_once() {
+    let nats = NatsServer::start();
+    let db = PgDb::new("source");
+    let dir = support::TempDir::new();
+    let config = dir.write("c.toml", USERS_ORDERS);
+    let events = generated_events(3000, 200, 8);
+    let lines: Vec<&str> = events.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let publish = |part: &[&str]| {
+        Run::new()
+            .args(&["publish", "--to", &nats.stream("EVENTS")])
+            .config(USERS_ORDERS)
+            .stdin(part)
+            .go()
+            .success();
+        nats.messages("EVENTS").len() as u64
+    };
+
+    // The first half, consumed, then SIGTERM: caught up and committed.
+    let published = publish(first);
+    let run = consuming(&nats, &db, &config, None);
+    caught_up(&db, published);
+    assert!(terminate(run).contains("from sequence 1\n"));
+
+    // SIGKILL at random moments while the second half comes in: each
+    // restart resumes from the checkpoint.
+    let mut rng = support::Rng::seeded("nats source kills");
+    let all = publish(second);
+    for _ in 0..4 {
+        let mut run = consuming(&nats, &db, &config, None);
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(300)));
+        run.kill().unwrap();
+        run.wait().unwrap();
+        // The killed run's claim would lapse with its lease; end it now.
+        db.client()
+            .execute(
+                "UPDATE projector._projector_lease SET expires = clock_timestamp()",
+                &[],
+            )
+            .unwrap();
+    }
+    let dump = dir.path().join("dump.json");
+    let checkpoint: String = db
+        .client()
+        .query_one(
+            "SELECT value FROM projector._projector_meta WHERE name = 'checkpoint'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let run = consuming(&nats, &db, &config, Some(&dump));
+    caught_up(&db, all);
+    let log = terminate(run);
+    // It resumes after the committed checkpoint, not from the start.
+    let from = checkpoint.parse::<u64>().unwrap() + 1;
+    assert!(from > published, "the checkpoint went back");
+    assert!(log.contains(&format!("from sequence {from}\n")), "{log}");
+
+    let events_log = dir.write("events.ndjson", &events);
+    let clean = dir.path().join("clean.json");
+    support::replay_in_memory(&config, &events_log, &clean);
+    assert!(
+        std::fs::read_to_string(&dump).unwrap() == std::fs::read_to_string(&clean).unwrap(),
+        "the read models differ from the in-memory run's"
+    );
+    let mut client = db.client();
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT id) FROM projector._projector_processed",
+            &[],
+        )
+        .unwrap();
+    let (ids, distinct): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(
+        (ids, distinct),
+        (all as i64, all as i64),
+        "every event applied once"
+    );
 }

@@ -129,6 +129,7 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
     let options = Options {
         envelope: false,
         max_line_bytes: args.max_line_bytes,
+        checkpoints: None,
     };
     let pass = |engine: &mut Engine, only: Option<&[usize]>| -> Result<ReplayCounts, ServeError> {
         let file = File::open(log_path)?;

@@ -3,8 +3,9 @@
 
 use super::signals::{self, Stop};
 use super::state::{finish, open_engine, refused};
-use super::{load_plan, log, plural, EX_IOERR};
+use super::{load_plan, log, plural, EX_IOERR, EX_USAGE};
 use clap::Args;
+use projector::input::nats::{NatsInput, StreamAddress};
 use projector::input::source::Stoppable;
 use projector::server::{self, Options, ServeError, DEFAULT_MAX_LINE_BYTES};
 use projector::state::postgres::DEFAULT_SCHEMA;
@@ -41,6 +42,11 @@ pub struct RunArgs {
     /// At the end of input, write every read model to FILE as {"model": {"key": document}}, sorted.
     #[arg(long, value_name = "FILE")]
     dump: Option<PathBuf>,
+    /// Consume the events of a JetStream stream (nats://HOST:PORT/STREAM) instead of stdin, from
+    /// the state's checkpoint on, until SIGTERM or SIGINT; needs a PostgreSQL --state, which
+    /// commits the stream position with the documents it produced. Replies are not written.
+    #[arg(long, value_name = "URL", requires = "state")]
+    source: Option<String>,
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
@@ -70,27 +76,51 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let options = Options {
+    let mut options = Options {
         envelope: args.envelope,
         max_line_bytes: args.max_line_bytes,
+        checkpoints: None,
     };
     let input = stop.as_ref().map(Stop::fd).transpose();
-    let served = match input {
-        Ok(Some(fd)) => server::serve(
-            &mut engine,
-            Stoppable::new(io::stdin(), fd),
-            io::stdout().lock(),
-            io::stderr(),
-            &options,
-        ),
-        Ok(None) => server::serve(
-            &mut engine,
-            io::stdin(),
-            io::stdout().lock(),
-            io::stderr(),
-            &options,
-        ),
-        Err(e) => Err(ServeError::Io(e)),
+    let served = match (&args.source, input) {
+        (Some(source), Ok(fd)) => {
+            let address = match source_address(source, location.as_ref()) {
+                Ok(address) => address,
+                Err(code) => return code,
+            };
+            let from = engine.checkpoint().map_or(1, |c| c + 1);
+            match NatsInput::start(&address, from, fd) {
+                Ok((input, checkpoints)) => {
+                    log(&format!(
+                        "projector: consuming {address} from sequence {from}"
+                    ));
+                    options.checkpoints = Some(checkpoints);
+                    server::serve(&mut engine, input, io::sink(), io::stderr(), &options)
+                }
+                Err(e) => {
+                    log(&format!("projector: {e}"));
+                    return ExitCode::from(EX_IOERR);
+                }
+            }
+        }
+        (Some(_), Err(e)) => Err(ServeError::Io(e)),
+        (None, input) => match input {
+            Ok(Some(fd)) => server::serve(
+                &mut engine,
+                Stoppable::new(io::stdin(), fd),
+                io::stdout().lock(),
+                io::stderr(),
+                &options,
+            ),
+            Ok(None) => server::serve(
+                &mut engine,
+                io::stdin(),
+                io::stdout().lock(),
+                io::stderr(),
+                &options,
+            ),
+            Err(e) => Err(ServeError::Io(e)),
+        },
     };
     match served {
         Ok(served) => {
@@ -116,4 +146,17 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
     }
     finish(engine, args.dump.as_deref())
+}
+
+/// The stream `--source` names, which needs a PostgreSQL state to keep its
+/// position in.
+fn source_address(source: &str, state: Option<&Location>) -> Result<StreamAddress, ExitCode> {
+    if !matches!(state, Some(Location::Postgres(_))) {
+        log("projector: --source needs a PostgreSQL --state (postgres://…), which keeps the stream's position with the read models");
+        return Err(ExitCode::from(EX_USAGE));
+    }
+    StreamAddress::parse(source).map_err(|e| {
+        log(&format!("projector: --source: {e}"));
+        ExitCode::from(EX_USAGE)
+    })
 }

@@ -51,6 +51,8 @@ pub struct Engine {
     warnings: Vec<String>,
     /// Messages handled so far: the position of the current one.
     position: u64,
+    /// The sequence, in the source stream, of the last message handled.
+    checkpoint: Option<u64>,
     /// Each model's name as a JSON string, for replies.
     model_json: Vec<Vec<u8>>,
 }
@@ -95,9 +97,21 @@ impl Engine {
             changes: Vec::new(),
             warnings: Vec::new(),
             position: 0,
+            checkpoint: restored.checkpoint,
             model_json: Vec::new(),
         }
         .with_model_json()
+    }
+
+    /// The sequence, in the source stream, of the last message handled:
+    /// committed with the next batch.
+    pub fn set_checkpoint(&mut self, sequence: u64) {
+        self.checkpoint = Some(sequence);
+    }
+
+    /// Where in the source stream the state stands.
+    pub fn checkpoint(&self) -> Option<u64> {
+        self.checkpoint
     }
 
     fn with_model_json(mut self) -> Self {
@@ -179,6 +193,7 @@ impl Engine {
         let totals = Totals {
             documents: self.stores.iter().map(|s| s.len() as u64).collect(),
             processed: self.processed.len() as u64,
+            checkpoint: self.checkpoint,
         };
         self.journal.submit(totals)
     }

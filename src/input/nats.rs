@@ -2,8 +2,16 @@
 //! it (`nats://HOST:PORT/STREAM`), and input lines as `publish` sends them.
 
 use crate::plan::event_id::EventIdRule;
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::fmt;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamAddress {
@@ -104,6 +112,202 @@ impl Line {
         }
         let id = rule.resolve(event).ok().map(|id| id.into_owned());
         Line::Event { message, id }
+    }
+}
+
+/// Which line of input ends each message taken from the stream, and the
+/// message's sequence: the server asks, when it hands a batch over, up to
+/// which sequence the batch goes.
+#[derive(Debug, Default)]
+pub struct Checkpoints {
+    ends: Mutex<VecDeque<(u64, u64)>>,
+}
+
+impl Checkpoints {
+    fn push(&self, line: u64, sequence: u64) {
+        self.ends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back((line, sequence));
+    }
+
+    /// The sequence of the last message whose line is at or before `line`
+    /// (counting from 1), once: `None` when no message has ended since the
+    /// last call.
+    pub fn through(&self, line: u64) -> Option<u64> {
+        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = None;
+        while ends.front().is_some_and(|(end, _)| *end <= line) {
+            last = ends.pop_front().map(|(_, sequence)| sequence);
+        }
+        last
+    }
+}
+
+/// The messages of a JetStream stream from a sequence on, as input lines:
+/// an ordered consumer (no acknowledgements: the position is the state's
+/// checkpoint) on a thread of its own feeds them to `read`, one line each.
+pub struct NatsInput {
+    messages: Receiver<Result<(Vec<u8>, u64), String>>,
+    waiting: Arc<AtomicUsize>,
+    buffer: Vec<u8>,
+    at: usize,
+    lines: u64,
+    checkpoints: Arc<Checkpoints>,
+    stop: Option<OwnedFd>,
+    stopped: bool,
+}
+
+impl NatsInput {
+    /// Starts consuming `address` at `from` (a sequence, 1 for the start);
+    /// fails when the broker or the stream cannot be reached. A readable
+    /// `stop` ends the input, as at the end of a file.
+    pub fn start(
+        address: &StreamAddress,
+        from: u64,
+        stop: Option<OwnedFd>,
+    ) -> Result<(NatsInput, Arc<Checkpoints>), String> {
+        let (sender, messages) = mpsc::sync_channel(4096);
+        let (ready, started) = mpsc::channel();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let counter = waiting.clone();
+        let address = address.clone();
+        std::thread::Builder::new()
+            .name("nats source".to_owned())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the runtime starts");
+                runtime.block_on(consume(address, from, sender, ready, counter));
+            })
+            .expect("the source thread starts");
+        started
+            .recv()
+            .unwrap_or_else(|_| Err("the source thread ended".to_owned()))?;
+        let checkpoints = Arc::new(Checkpoints::default());
+        let input = NatsInput {
+            messages,
+            waiting,
+            buffer: Vec::new(),
+            at: 0,
+            lines: 0,
+            checkpoints: checkpoints.clone(),
+            stop,
+            stopped: false,
+        };
+        Ok((input, checkpoints))
+    }
+
+    fn stop_requested(&self) -> bool {
+        let Some(stop) = &self.stop else { return false };
+        let mut fds = [PollFd::new(stop, PollFlags::IN)];
+        matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+    }
+}
+
+async fn consume(
+    address: StreamAddress,
+    from: u64,
+    sender: SyncSender<Result<(Vec<u8>, u64), String>>,
+    ready: mpsc::Sender<Result<(), String>>,
+    waiting: Arc<AtomicUsize>,
+) {
+    use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+    let setup = async {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(&address.server)
+            .await
+            .map_err(|e| format!("{address}: cannot connect: {e}"))?;
+        let stream = async_nats::jetstream::new(client)
+            .get_stream(&address.stream)
+            .await
+            .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("{address}: cannot consume the stream: {e}"))?;
+        consumer
+            .messages()
+            .await
+            .map_err(|e| format!("{address}: cannot consume the stream: {e}"))
+    };
+    let mut messages = match setup.await {
+        Ok(messages) => {
+            let _ = ready.send(Ok(()));
+            messages
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    use futures_core::Stream;
+    loop {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut messages).poll_next(cx)).await;
+        let item = match next {
+            None => Err(format!("{address}: the stream's consumer ended")),
+            Some(Err(e)) => Err(format!("{address}: reading the stream failed: {e}")),
+            Some(Ok(message)) => match message.info() {
+                Ok(info) => {
+                    let mut line: Vec<u8> = message
+                        .payload
+                        .iter()
+                        .map(|&b| if b == b'\n' { b' ' } else { b })
+                        .collect();
+                    line.push(b'\n');
+                    Ok((line, info.stream_sequence))
+                }
+                Err(e) => Err(format!("{address}: a message without its sequence: {e}")),
+            },
+        };
+        let failed = item.is_err();
+        waiting.fetch_add(1, Ordering::SeqCst);
+        if sender.send(item).is_err() || failed {
+            return;
+        }
+    }
+}
+
+impl Read for NatsInput {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.buffer.len() {
+            if self.stopped {
+                return Ok(0);
+            }
+            match self.messages.recv_timeout(Duration::from_millis(100)) {
+                Ok(item) => {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    let (line, sequence) = item.map_err(io::Error::other)?;
+                    self.buffer = line;
+                    self.at = 0;
+                    self.lines += 1;
+                    self.checkpoints.push(self.lines, sequence);
+                }
+                Err(RecvTimeoutError::Timeout) => self.stopped = self.stop_requested(),
+                Err(RecvTimeoutError::Disconnected) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buffer.len() - self.at);
+        out[..n].copy_from_slice(&self.buffer[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl super::source::Input for NatsInput {
+    fn ready(&self) -> bool {
+        self.at < self.buffer.len() || self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped
     }
 }
 

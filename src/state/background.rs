@@ -19,6 +19,8 @@ pub struct Background {
     results: Receiver<(Result<(), StateError>, Batch)>,
     in_flight: bool,
     writer: Option<JoinHandle<()>>,
+    /// The checkpoint last handed over.
+    checkpoint: Option<u64>,
 }
 
 impl Background {
@@ -43,6 +45,7 @@ impl Background {
             results,
             in_flight: false,
             writer: Some(writer),
+            checkpoint: None,
         }
     }
 
@@ -79,9 +82,11 @@ impl Journal for Background {
 
     fn submit(&mut self, totals: Totals) -> Result<(), StateError> {
         self.wait()?;
-        if self.recorder.is_empty() {
+        // A batch of nothing but duplicates still moves the checkpoint.
+        if self.recorder.is_empty() && totals.checkpoint == self.checkpoint {
             return Ok(());
         }
+        self.checkpoint = totals.checkpoint;
         let batch = self.recorder.take(totals);
         let sender = self.batches.as_ref().expect("open until dropped");
         if sender.send(batch).is_err() {

@@ -255,6 +255,7 @@ mod tests {
         let totals = Totals {
             documents: vec![1, 2],
             processed: 1,
+            checkpoint: Some(7),
         };
         let batch = recorder.take(totals.clone());
         assert_eq!(batch.ids().collect::<Vec<_>>(), [("e9", "T")]);

@@ -145,6 +145,9 @@ impl Journal for NoJournal {
 pub struct Totals {
     pub documents: Vec<u64>,
     pub processed: u64,
+    /// The sequence of the last message of the source (a JetStream stream)
+    /// the state has handled, committed with what it produced.
+    pub checkpoint: Option<u64>,
 }
 
 /// A rebuild, swapped in: committed in one transaction with the batch.
@@ -165,6 +168,8 @@ pub struct Restored {
     pub processed: Processed,
     /// Accepted event types; `None` for all.
     pub subscriptions: Option<Vec<String>>,
+    /// Where in its source the state stands (see [`Totals::checkpoint`]).
+    pub checkpoint: Option<u64>,
 }
 
 /// Models to rebuild from a log, as a state that is opened for it knows them.

@@ -150,6 +150,7 @@ pub fn restore(
         false => source.defer_opening(opening),
     }
     restored.subscriptions = stored.subscriptions.clone();
+    restored.checkpoint = stored.checkpoint;
     let report = Report {
         created,
         documents: plan

@@ -19,6 +19,8 @@ pub struct Stored {
     pub processed: BTreeMap<String, u64>,
     /// The accepted event types; `None` for all.
     pub subscriptions: Option<Vec<String>>,
+    /// Where in its source the state stands (see [`super::Totals::checkpoint`]).
+    pub checkpoint: Option<u64>,
 }
 
 impl Stored {

@@ -181,6 +181,7 @@ impl PostgresState {
             documents,
             processed,
             subscriptions: subscriptions(&meta, &target.path())?,
+            checkpoint: checkpoint(&meta, &target.path())?,
         }))
     }
 
@@ -568,6 +569,9 @@ impl Books {
         }
         rows.processed = batch.totals.processed;
         meta.push(("rows", rows.to_json()));
+        if let Some(checkpoint) = batch.totals.checkpoint {
+            meta.push(("checkpoint", checkpoint.to_string()));
+        }
         self.put_meta(tx, &meta)?;
         Ok(rows)
     }
@@ -755,6 +759,7 @@ impl Source for PostgresState {
             documents,
             processed,
             subscriptions: subscriptions(&meta, &path)?,
+            checkpoint: checkpoint(&meta, &path)?,
         })
     }
 
@@ -959,5 +964,18 @@ fn subscriptions(
             )
         }),
         None => Ok(None),
+    }
+}
+
+/// The sequence of the source's last message the state has handled.
+fn checkpoint(meta: &BTreeMap<String, String>, path: &Path) -> Result<Option<u64>, StateError> {
+    match meta.get("checkpoint") {
+        None => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(|_| {
+            damaged(
+                path,
+                format!("table _projector_meta: the checkpoint is not a sequence number: {text}"),
+            )
+        }),
     }
 }

@@ -532,6 +532,8 @@ fn read(conn: &Connection, path: &Path, into: &mut dyn ReadBack) -> Result<Read,
                 documents,
                 processed,
                 subscriptions,
+                // A file state reads from stdin or a log, not a stream.
+                checkpoint: None,
             },
             rows,
             types,
