@@ -158,6 +158,17 @@ fn caught_up(db: &PgDb, sequence: u64) {
     }
 }
 
+/// `projector status --format json`, parsed.
+fn status(nats: &NatsServer, db: &PgDb, config: &std::path::Path) -> Value {
+    let out = Run::new()
+        .args(&["status", "--config", config.to_str().unwrap()])
+        .args(&["--source", &nats.stream("EVENTS"), "--state", &db.url()])
+        .args(&["--format", "json"])
+        .go();
+    out.success();
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
 /// Stops a run with SIGTERM; returns what it logged.
 fn terminate(child: std::process::Child) -> String {
     let status = std::process::Command::new("kill")
@@ -199,6 +210,11 @@ fn a_stream_is_consumed_into_postgres_and_resumed_from_its_checkpoint_exactly_on
     // restart resumes from the checkpoint.
     let mut rng = support::Rng::seeded("nats source kills");
     let all = publish(second);
+    // Nobody consumes: the lag is what the second half added.
+    let report = status(&nats, &db, &config);
+    assert_eq!(report["lag"], all - published, "{report}");
+    assert_eq!(report["units"][0]["owner"], Value::Null);
+    assert_eq!(report["units"][0]["checkpoint"], published);
     for _ in 0..4 {
         let mut run = consuming(&nats, &db, &config, None);
         std::thread::sleep(std::time::Duration::from_millis(rng.below(300)));
@@ -223,6 +239,11 @@ fn a_stream_is_consumed_into_postgres_and_resumed_from_its_checkpoint_exactly_on
         .get(0);
     let run = consuming(&nats, &db, &config, Some(&dump));
     caught_up(&db, all);
+    let report = status(&nats, &db, &config);
+    assert_eq!(report["lag"], 0, "{report}");
+    assert!(report["units"][0]["owner"]
+        .as_str()
+        .is_some_and(|o| o.starts_with("projector pid ")));
     let log = terminate(run);
     // It resumes after the committed checkpoint, not from the start.
     let from = checkpoint.parse::<u64>().unwrap() + 1;

@@ -10,6 +10,7 @@ mod replay;
 mod run;
 mod signals;
 mod state;
+mod status;
 mod test;
 mod validate;
 
@@ -77,6 +78,8 @@ enum Command {
     ExplainCode(explain_code::ExplainCodeArgs),
     /// Publish the events on stdin to a NATS JetStream stream, each with its id as Nats-Msg-Id.
     Publish(publish::PublishArgs),
+    /// Show how far a PostgreSQL state stands behind its JetStream source (the lag), and its owner.
+    Status(status::StatusArgs),
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
 }
@@ -116,6 +119,7 @@ pub fn main() -> ExitCode {
         Some(Command::Explain(args)) => explain::explain(&args),
         Some(Command::ExplainCode(args)) => explain_code::explain_code(&args),
         Some(Command::Publish(args)) => publish::publish(&args),
+        Some(Command::Status(args)) => status::status(&args),
         Some(Command::Completions(args)) => {
             use clap::CommandFactory;
             let mut command = Cli::command();

@@ -1,0 +1,129 @@
+//! `projector status`: how far a PostgreSQL state stands behind its
+//! JetStream source, and who is applying it.
+
+use super::{load_plan, log, Format, EX_IOERR, EX_USAGE};
+use clap::Args;
+use projector::input::nats::StreamAddress;
+use projector::state::postgres::{PostgresState, Target, DEFAULT_SCHEMA};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The configuration. Default: ./projections.toml.
+    #[arg(short, long, value_name = "FILE", env = "PROJECTOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// The stream the state consumes: nats://HOST:PORT/STREAM.
+    #[arg(long, value_name = "URL")]
+    source: String,
+    /// The PostgreSQL state: postgres://USER@HOST:PORT/DATABASE.
+    #[arg(long, value_name = "URL")]
+    state: String,
+    /// The PostgreSQL schema of the state.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_SCHEMA)]
+    schema: String,
+    /// `human` (aligned lines) or `json` (one object on stdout, with a top-level integer "lag").
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+pub fn status(args: &StatusArgs) -> ExitCode {
+    let address = match StreamAddress::parse(&args.source) {
+        Ok(address) => address,
+        Err(e) => {
+            log(&format!("projector: --source: {e}"));
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    if !Target::is_url(&args.state) {
+        log("projector: --state: status reads a PostgreSQL state: postgres://USER@HOST:PORT/DATABASE");
+        return ExitCode::from(EX_USAGE);
+    }
+    let config = match load_plan(args.config.as_deref(), false) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let target = Target::new(&args.state, &args.schema);
+    let read = PostgresState::inspect(&target)
+        .and_then(|stored| Ok((stored, PostgresState::claim(&target)?)));
+    let (stored, claim) = match read {
+        Ok((stored, claim)) => (stored.unwrap_or_default(), claim.flatten()),
+        Err(e) => {
+            log(&format!("projector: {e}"));
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let last = match last_sequence(&address) {
+        Ok(last) => last,
+        Err(e) => {
+            log(&format!("projector: {address}: {e}"));
+            return ExitCode::from(EX_IOERR);
+        }
+    };
+    let checkpoint = stored.checkpoint.unwrap_or(0);
+    let lag = last.saturating_sub(checkpoint);
+    let models: Vec<&str> = config.plan.model_names().collect();
+    match args.format {
+        Format::Json => {
+            let report = json!({
+                "source": address.to_string(),
+                "state": target.display(),
+                "lag": lag,
+                "stream_last_sequence": last,
+                "units": [{
+                    "unit": "all",
+                    "models": models,
+                    "owner": claim.as_ref().map(|(holder, _)| holder),
+                    "lease_expires_in": claim.as_ref().map(|(_, left)| (left * 10.0).round() / 10.0),
+                    "checkpoint": stored.checkpoint,
+                    "lag": lag,
+                }],
+            });
+            println!("{report}");
+        }
+        Format::Human => {
+            println!(
+                "{} from {address}: lag {lag} (stream at sequence {last})",
+                target.display()
+            );
+            let owner = match &claim {
+                Some((holder, left)) => format!("owned by {holder}, lease expires in {left:.1} s"),
+                None => "not owned".to_owned(),
+            };
+            let at = stored
+                .checkpoint
+                .map_or("no checkpoint".to_owned(), |c| format!("checkpoint {c}"));
+            println!(
+                "  unit all ({}): {owner}; {at}; lag {lag}",
+                models.join(", ")
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The sequence of the stream's last message (0 when it has none).
+fn last_sequence(address: &StreamAddress) -> Result<u64, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the runtime starts");
+    runtime.block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(&address.server)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let mut stream = async_nats::jetstream::new(client)
+            .get_stream(&address.stream)
+            .await
+            .map_err(|e| format!("cannot find the stream: {e}"))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| format!("cannot read the stream: {e}"))?;
+        Ok(info.state.last_sequence)
+    })
+}
