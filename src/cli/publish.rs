@@ -71,7 +71,7 @@ pub fn publish(args: &PublishArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            log(&format!("projector: {address}: {e}"));
+            log(&format!("projector: {e}"));
             ExitCode::from(EX_IOERR)
         }
     }
@@ -110,12 +110,7 @@ fn summary(address: &StreamAddress, c: &Counts) -> String {
 }
 
 async fn send(address: &StreamAddress, rule: &EventIdRule) -> Result<Counts, String> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(5))
-        .connect(&address.server)
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    let js = jetstream::new(client);
+    let js = projector::input::nats::connect(address).await?;
     let mut stream = js
         .get_or_create_stream(stream::Config {
             name: address.stream.clone(),
@@ -123,17 +118,17 @@ async fn send(address: &StreamAddress, rule: &EventIdRule) -> Result<Counts, Str
             ..Default::default()
         })
         .await
-        .map_err(|e| format!("cannot find or create the stream: {e}"))?;
+        .map_err(|e| format!("{address}: cannot find or create the stream: {e}"))?;
     let info = stream
         .info()
         .await
-        .map_err(|e| format!("cannot read the stream: {e}"))?;
+        .map_err(|e| format!("{address}: cannot read the stream: {e}"))?;
     let subjects = &info.config.subjects;
     let subject = match subjects.iter().find(|s| !s.contains(['*', '>'])) {
         Some(subject) => subject.clone(),
         None => {
             return Err(format!(
-                "the stream takes only wildcard subjects ({}): none to publish on",
+                "{address}: the stream takes only wildcard subjects ({}): none to publish on",
                 subjects.join(", ")
             ))
         }
@@ -183,7 +178,7 @@ async fn send(address: &StreamAddress, rule: &EventIdRule) -> Result<Counts, Str
         let ack = js
             .publish_with_headers(subject.clone(), headers, message.into())
             .await
-            .map_err(|e| format!("line {}: cannot publish: {e}", counts.lines))?;
+            .map_err(|e| format!("{address}: line {}: cannot publish: {e}", counts.lines))?;
         in_flight.push_back((counts.lines, ack));
         if in_flight.len() >= IN_FLIGHT {
             let (line, ack) = in_flight.pop_front().expect("not empty");

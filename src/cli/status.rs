@@ -8,7 +8,6 @@ use projector::state::postgres::{PostgresState, Target, DEFAULT_SCHEMA};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -58,7 +57,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
     let last = match last_sequence(&address) {
         Ok(last) => last,
         Err(e) => {
-            log(&format!("projector: {address}: {e}"));
+            log(&format!("projector: {e}"));
             return ExitCode::from(EX_IOERR);
         }
     };
@@ -111,19 +110,15 @@ fn last_sequence(address: &StreamAddress) -> Result<u64, String> {
         .build()
         .expect("the runtime starts");
     runtime.block_on(async {
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
-            .connect(&address.server)
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let mut stream = async_nats::jetstream::new(client)
+        let mut stream = projector::input::nats::connect(address)
+            .await?
             .get_stream(&address.stream)
             .await
-            .map_err(|e| format!("cannot find the stream: {e}"))?;
+            .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;
         let info = stream
             .info()
             .await
-            .map_err(|e| format!("cannot read the stream: {e}"))?;
+            .map_err(|e| format!("{address}: cannot read the stream: {e}"))?;
         Ok(info.state.last_sequence)
     })
 }

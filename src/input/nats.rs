@@ -62,6 +62,16 @@ impl fmt::Display for StreamAddress {
     }
 }
 
+/// A JetStream context on the server of `address`, connected within 5 s.
+pub async fn connect(address: &StreamAddress) -> Result<async_nats::jetstream::Context, String> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(&address.server)
+        .await
+        .map_err(|e| format!("{address}: cannot connect: {e}"))?;
+    Ok(async_nats::jetstream::new(client))
+}
+
 /// A line of input, as `publish` takes it.
 #[derive(Debug, PartialEq)]
 pub enum Line {
@@ -215,12 +225,8 @@ async fn consume(
 ) {
     use async_nats::jetstream::consumer::{pull, DeliverPolicy};
     let setup = async {
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
-            .connect(&address.server)
-            .await
-            .map_err(|e| format!("{address}: cannot connect: {e}"))?;
-        let stream = async_nats::jetstream::new(client)
+        let stream = connect(&address)
+            .await?
             .get_stream(&address.stream)
             .await
             .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;

@@ -141,14 +141,7 @@ impl PostgresState {
     pub fn claim(target: &Target) -> Result<Option<Option<(String, f64)>>, StateError> {
         let mut client = target.connect()?;
         let failed = |e| target.failed("reading the state", e);
-        let exists: bool = client
-            .query_one(
-                "SELECT to_regclass(format('%I._projector_lease', $1::text)) IS NOT NULL",
-                &[&target.schema],
-            )
-            .map_err(failed)?
-            .get(0);
-        if !exists {
+        if !exists(&mut client, target)? {
             return Ok(None);
         }
         let row = client
@@ -171,14 +164,7 @@ impl PostgresState {
         let mut client = target.connect()?;
         let s = target.schema_ident();
         let failed = |e| target.failed("reading the state", e);
-        let exists: bool = client
-            .query_one(
-                "SELECT to_regclass(format('%I._projector_meta', $1::text)) IS NOT NULL",
-                &[&target.schema],
-            )
-            .map_err(failed)?
-            .get(0);
-        if !exists {
+        if !exists(&mut client, target)? {
             return Ok(None);
         }
         let mut tx = reading(&mut client).map_err(failed)?;
@@ -830,6 +816,17 @@ impl Drop for PostgresState {
         self.heartbeat.stop();
         let _ = lease::release(&mut self.client, &self.books.target, self.books.token);
     }
+}
+
+/// Whether the schema holds a state.
+fn exists(client: &mut Client, target: &Target) -> Result<bool, StateError> {
+    client
+        .query_one(
+            "SELECT to_regclass(format('%I._projector_meta', $1::text)) IS NOT NULL",
+            &[&target.schema],
+        )
+        .map(|row| row.get(0))
+        .map_err(|e| target.failed("reading the state", e))
 }
 
 /// A read-only transaction that sees one snapshot.
