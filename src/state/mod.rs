@@ -329,7 +329,7 @@ impl fmt::Display for StateError {
                     path.display(),
                     postgres::describe(error)
                 )?;
-                if postgres::is_connection_lost(error) {
+                if postgres::is_connection_error(error) {
                     write!(f, " (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)")?;
                 }
                 Ok(())

@@ -29,12 +29,7 @@ mod connect;
 mod lease;
 mod text;
 
-pub use connect::{describe, Target, DEFAULT_SCHEMA};
-
-/// Whether an error means the connection was lost.
-pub fn is_connection_lost(e: &postgres::Error) -> bool {
-    is_connection_error(e)
-}
+pub use connect::{describe, is_connection_error, Target, DEFAULT_SCHEMA};
 
 use super::batch::Batch;
 use super::crash::CrashPoint;
@@ -44,7 +39,7 @@ use super::rows::Rows;
 use super::stored::Stored;
 use super::StateError;
 use crate::plan::Plan;
-use connect::{ident, is_connection_error};
+use connect::ident;
 use lease::Heartbeat;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Transaction};
