@@ -36,6 +36,7 @@
 pub mod config;
 pub mod plan;
 
+pub mod cluster;
 pub mod engine;
 pub mod input;
 pub mod server;

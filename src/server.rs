@@ -459,7 +459,7 @@ impl<W: Write> Replay<'_, '_, W> {
                         let _ = writeln!(self.log, "replay: line {}: {text}", session.line_no);
                     }
                 }
-                Outcome::Other => {}
+                Outcome::Other | Outcome::Elsewhere => {}
             }
         }
         if outcome.is_some() && session.batch_full() {

@@ -5,7 +5,8 @@ use super::signals::{self, Stop};
 use super::state::{finish, open_engine, refused};
 use super::{load_plan, log, plural, EX_IOERR, EX_USAGE};
 use clap::Args;
-use projector::input::nats::{NatsInput, StreamAddress};
+use projector::cluster;
+use projector::input::nats::StreamAddress;
 use projector::input::source::Stoppable;
 use projector::server::{self, Options, ServeError, DEFAULT_MAX_LINE_BYTES};
 use projector::state::postgres::DEFAULT_SCHEMA;
@@ -45,8 +46,13 @@ pub struct RunArgs {
     /// Consume the events of a JetStream stream (nats://HOST:PORT/STREAM) instead of stdin, from
     /// the state's checkpoint on, until SIGTERM or SIGINT; needs a PostgreSQL --state, which
     /// commits the stream position with the documents it produced. Replies are not written.
-    #[arg(long, value_name = "URL", requires = "state")]
+    #[arg(long, value_name = "URL", requires = "state", conflicts_with_all = ["dump", "drop"])]
     source: Option<String>,
+    /// With --source: split each read-model group whose bindings all key documents the same way
+    /// into N units of work, which instances share (fixed when the schema is first used).
+    /// Default: 4.
+    #[arg(long, value_name = "N", requires = "source", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    units: Option<u32>,
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
@@ -63,6 +69,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if let Some(source) = &args.source {
+        return run_source(args, source, config, stop);
+    }
     let request = Request {
         drop: args.drop.clone(),
         ..Request::default()
@@ -76,51 +85,28 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let mut options = Options {
+    let options = Options {
         envelope: args.envelope,
         max_line_bytes: args.max_line_bytes,
         checkpoints: None,
     };
     let input = stop.as_ref().map(Stop::fd).transpose();
-    let served = match (&args.source, input) {
-        (Some(source), Ok(fd)) => {
-            let address = match source_address(source, location.as_ref()) {
-                Ok(address) => address,
-                Err(code) => return code,
-            };
-            let from = engine.checkpoint().map_or(1, |c| c + 1);
-            match NatsInput::start(&address, from, fd) {
-                Ok((input, checkpoints)) => {
-                    log(&format!(
-                        "projector: consuming {address} from sequence {from}"
-                    ));
-                    options.checkpoints = Some(checkpoints);
-                    server::serve(&mut engine, input, io::sink(), io::stderr(), &options)
-                }
-                Err(e) => {
-                    log(&format!("projector: {e}"));
-                    return ExitCode::from(EX_IOERR);
-                }
-            }
-        }
-        (Some(_), Err(e)) => Err(ServeError::Io(e)),
-        (None, input) => match input {
-            Ok(Some(fd)) => server::serve(
-                &mut engine,
-                Stoppable::new(io::stdin(), fd),
-                io::stdout().lock(),
-                io::stderr(),
-                &options,
-            ),
-            Ok(None) => server::serve(
-                &mut engine,
-                io::stdin(),
-                io::stdout().lock(),
-                io::stderr(),
-                &options,
-            ),
-            Err(e) => Err(ServeError::Io(e)),
-        },
+    let served = match input {
+        Ok(Some(fd)) => server::serve(
+            &mut engine,
+            Stoppable::new(io::stdin(), fd),
+            io::stdout().lock(),
+            io::stderr(),
+            &options,
+        ),
+        Ok(None) => server::serve(
+            &mut engine,
+            io::stdin(),
+            io::stdout().lock(),
+            io::stderr(),
+            &options,
+        ),
+        Err(e) => Err(ServeError::Io(e)),
     };
     match served {
         Ok(served) => {
@@ -146,6 +132,51 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
     }
     finish(engine, args.dump.as_deref())
+}
+
+/// `run --source`: one instance of a cluster (see [`projector::cluster`]).
+fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<Stop>) -> ExitCode {
+    let location = args
+        .state
+        .as_deref()
+        .map(|s| Location::new(s, &args.schema));
+    let address = match source_address(source, location.as_ref()) {
+        Ok(address) => address,
+        Err(code) => return code,
+    };
+    let Some(Location::Postgres(target)) = location else {
+        unreachable!("source_address checked it")
+    };
+    let stop = match stop.as_ref().map(Stop::fd).transpose() {
+        Ok(stop) => stop,
+        Err(e) => {
+            log(&format!("projector: {e}"));
+            return ExitCode::from(EX_IOERR);
+        }
+    };
+    log(&format!(
+        "projector: consuming {address} into {}",
+        target.display()
+    ));
+    let settings = cluster::Settings {
+        plan: config.plan,
+        target,
+        address,
+        parts: args.units,
+        stop,
+    };
+    match cluster::run(settings) {
+        Ok(ran) => {
+            if let Some((signal, _)) = signals::received() {
+                log(&format!(
+                    "projector: {signal}: every unit owned committed what it applied and was released ({} claimed in this run); exiting",
+                    ran.claimed
+                ));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => refused(&e, &config.name, None),
+    }
 }
 
 /// The stream `--source` names, which needs a PostgreSQL state to keep its

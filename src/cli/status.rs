@@ -3,9 +3,13 @@
 
 use super::{load_plan, log, Format, EX_IOERR, EX_USAGE};
 use clap::Args;
+use projector::cluster::{
+    self,
+    registry::{self, UnitState},
+};
 use projector::input::nats::StreamAddress;
-use projector::state::postgres::{PostgresState, Target, DEFAULT_SCHEMA};
-use serde_json::json;
+use projector::state::postgres::{Target, DEFAULT_SCHEMA};
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -45,10 +49,18 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         Err(code) => return code,
     };
     let target = Target::new(&args.state, &args.schema);
-    let read = PostgresState::inspect(&target)
-        .and_then(|stored| Ok((stored, PostgresState::claim(&target)?)));
-    let (stored, claim) = match read {
-        Ok((stored, claim)) => (stored.unwrap_or_default(), claim.flatten()),
+    let read = target.connect().and_then(|mut client| {
+        let listed = registry::listed(&mut client, &target)?;
+        let known = listed.is_some();
+        let units = listed.unwrap_or_else(|| {
+            cluster::layout(&config.plan, cluster::DEFAULT_PARTS, &target.schema)
+        });
+        let states = registry::unit_states(&mut client, &units)
+            .map_err(|e| target.failed("reading the units", e))?;
+        Ok((units, states, known))
+    });
+    let (units, states, known) = match read {
+        Ok(read) => read,
         Err(e) => {
             log(&format!("projector: {e}"));
             return ExitCode::from(e.exit_code());
@@ -61,43 +73,60 @@ pub fn status(args: &StatusArgs) -> ExitCode {
             return ExitCode::from(EX_IOERR);
         }
     };
-    let checkpoint = stored.checkpoint.unwrap_or(0);
-    let lag = last.saturating_sub(checkpoint);
-    let models: Vec<&str> = config.plan.model_names().collect();
+    let lag_of = |state: &UnitState| last.saturating_sub(state.checkpoint.unwrap_or(0));
+    let lag = states.iter().map(lag_of).max().unwrap_or(0);
+    let owned = states.iter().filter(|s| s.owner.is_some()).count();
     match args.format {
         Format::Json => {
+            let units: Vec<Value> = units
+                .iter()
+                .zip(&states)
+                .map(|(unit, state)| {
+                    json!({
+                        "unit": unit.name,
+                        "models": unit.models,
+                        "schema": unit.schema,
+                        "owner": state.owner.as_ref().map(|(holder, _)| holder),
+                        "lease_expires_in": state.owner.as_ref().map(|(_, left)| (left * 10.0).round() / 10.0),
+                        "checkpoint": state.checkpoint,
+                        "lag": lag_of(state),
+                    })
+                })
+                .collect();
             let report = json!({
                 "source": address.to_string(),
                 "state": target.display(),
                 "lag": lag,
                 "stream_last_sequence": last,
-                "units": [{
-                    "unit": "all",
-                    "models": models,
-                    "owner": claim.as_ref().map(|(holder, _)| holder),
-                    "lease_expires_in": claim.as_ref().map(|(_, left)| (left * 10.0).round() / 10.0),
-                    "checkpoint": stored.checkpoint,
-                    "lag": lag,
-                }],
+                "units_owned": owned,
+                "units": units,
             });
             println!("{report}");
         }
         Format::Human => {
             println!(
-                "{} from {address}: lag {lag} (stream at sequence {last})",
-                target.display()
+                "{} from {address}: lag {lag} (stream at sequence {last}); {owned} of {} units owned{}",
+                target.display(),
+                units.len(),
+                if known { "" } else { " (no instance has run yet)" }
             );
-            let owner = match &claim {
-                Some((holder, left)) => format!("owned by {holder}, lease expires in {left:.1} s"),
-                None => "not owned".to_owned(),
-            };
-            let at = stored
-                .checkpoint
-                .map_or("no checkpoint".to_owned(), |c| format!("checkpoint {c}"));
-            println!(
-                "  unit all ({}): {owner}; {at}; lag {lag}",
-                models.join(", ")
-            );
+            for (unit, state) in units.iter().zip(&states) {
+                let owner = match &state.owner {
+                    Some((holder, left)) => {
+                        format!("owned by {holder}, lease expires in {left:.1} s")
+                    }
+                    None => "not owned".to_owned(),
+                };
+                let at = state
+                    .checkpoint
+                    .map_or("no checkpoint".to_owned(), |c| format!("checkpoint {c}"));
+                println!(
+                    "  unit {} ({}): {owner}; {at}; lag {}",
+                    unit.name,
+                    unit.models.join(", "),
+                    lag_of(state)
+                );
+            }
         }
     }
     ExitCode::SUCCESS

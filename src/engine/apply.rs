@@ -373,7 +373,7 @@ fn resolve_binding(
 
 /// The key's text; `None` when a path in it finds nothing; the path and what
 /// it found when that is not a string or a number.
-fn resolve_key<'a>(
+pub(crate) fn resolve_key<'a>(
     key: &'a Key,
     event: &'a Event<'a>,
 ) -> Result<Option<Cow<'a, str>>, (String, &'static str)> {

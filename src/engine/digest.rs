@@ -23,6 +23,9 @@ pub struct Digest<'a> {
     /// engine must resolve them itself (a mapping reads the event's
     /// position in the stream, which only the engine knows).
     pub resolved: Option<Result<Vec<Resolved>, ApplyError>>,
+    /// Whether the engine's unit of work takes the event (see
+    /// [`crate::plan::units`]); always, when the plan is not one unit's.
+    pub mine: bool,
 }
 
 impl Digest<'_> {
@@ -69,7 +72,11 @@ impl Digester {
         let type_name = checked_event(event.root()).ok()?;
         let id = self.plan.event_id.resolve_event(event).ok()?;
         let ty = self.plan.event_type(type_name);
-        let resolved = ty.filter(|ty| self.ahead[ty.0 as usize]).map(|ty| {
+        let mine = self.plan.partition().is_none_or(|p| {
+            let bindings = ty.map_or(&[][..], |ty| self.plan.bindings(ty));
+            p.takes(bindings, event)
+        });
+        let resolved = ty.filter(|ty| mine && self.ahead[ty.0 as usize]).map(|ty| {
             let meta = Meta {
                 id: &id,
                 event_type: type_name,
@@ -83,6 +90,7 @@ impl Digester {
             type_name,
             ty,
             resolved,
+            mine,
         })
     }
 }

@@ -65,6 +65,9 @@ pub enum Outcome {
     Refused,
     /// Left for after a rebuild (see [`Engine::rebuild`]).
     Deferred,
+    /// Another unit of work's event (see [`crate::plan::units`]): not
+    /// applied, not recorded, not answered.
+    Elsewhere,
     Other,
 }
 
@@ -401,6 +404,15 @@ impl Engine {
             error(out, msg_id, code, text);
             Ok(Outcome::Refused)
         };
+        if let Some(partition) = self.plan.partition() {
+            let mine = match &digest {
+                Some(digest) => digest.mine,
+                None => partition.takes_unreadable(),
+            };
+            if !mine {
+                return Ok(Outcome::Elsewhere);
+            }
+        }
         // With a digest the event's tree, built on the reading thread, need
         // not be read here at all.
         let (hash, id, type_name, ty, resolved) = match digest {
@@ -410,6 +422,7 @@ impl Engine {
                 type_name,
                 ty,
                 resolved,
+                ..
             }) => (
                 *id,
                 Cow::Borrowed(&**id_text),

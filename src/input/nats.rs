@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -159,7 +159,7 @@ impl Checkpoints {
 /// checkpoint) on a thread of its own feeds them to `read`, one line each.
 pub struct NatsInput {
     messages: Receiver<Result<(Vec<u8>, u64), String>>,
-    waiting: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     buffer: Vec<u8>,
     at: usize,
     lines: u64,
@@ -179,8 +179,8 @@ impl NatsInput {
     ) -> Result<(NatsInput, Arc<Checkpoints>), String> {
         let (sender, messages) = mpsc::sync_channel(4096);
         let (ready, started) = mpsc::channel();
-        let waiting = Arc::new(AtomicUsize::new(0));
-        let counter = waiting.clone();
+        let shared = Arc::new(Shared::default());
+        let counter = shared.clone();
         let address = address.clone();
         std::thread::Builder::new()
             .name("nats source".to_owned())
@@ -198,7 +198,7 @@ impl NatsInput {
         let checkpoints = Arc::new(Checkpoints::default());
         let input = NatsInput {
             messages,
-            waiting,
+            shared,
             buffer: Vec::new(),
             at: 0,
             lines: 0,
@@ -221,63 +221,134 @@ async fn consume(
     from: u64,
     sender: SyncSender<Result<(Vec<u8>, u64), String>>,
     ready: mpsc::Sender<Result<(), String>>,
-    waiting: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 ) {
-    use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-    let setup = async {
-        let stream = connect(&address)
-            .await?
-            .get_stream(&address.stream)
-            .await
-            .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: from,
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("{address}: cannot consume the stream: {e}"))?;
-        consumer
-            .messages()
-            .await
-            .map_err(|e| format!("{address}: cannot consume the stream: {e}"))
-    };
-    let mut messages = match setup.await {
-        Ok(messages) => {
-            let _ = ready.send(Ok(()));
-            messages
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
     use futures_core::Stream;
+    let mut next = from;
+    let mut ready = Some(ready);
+    let mut pause = Duration::from_millis(200);
     loop {
-        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut messages).poll_next(cx)).await;
-        let item = match next {
-            None => Err(format!("{address}: the stream's consumer ended")),
-            Some(Err(e)) => Err(format!("{address}: reading the stream failed: {e}")),
-            Some(Ok(message)) => match message.info() {
-                Ok(info) => {
-                    let mut line: Vec<u8> = message
-                        .payload
-                        .iter()
-                        .map(|&b| if b == b'\n' { b' ' } else { b })
-                        .collect();
-                    line.push(b'\n');
-                    Ok((line, info.stream_sequence))
+        let mut messages = match subscribe(&address, next).await {
+            Ok(messages) => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Ok(()));
+                } else {
+                    eprintln!("projector: {address}: consuming again from sequence {next}");
                 }
-                Err(e) => Err(format!("{address}: a message without its sequence: {e}")),
+                pause = Duration::from_millis(200);
+                messages
+            }
+            // The first time, the caller reports it; later, the broker is
+            // waited for.
+            Err(e) => match ready.take() {
+                Some(ready) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+                None => {
+                    if pause == Duration::from_millis(200) {
+                        eprintln!("projector: {e}; trying again");
+                    }
+                    if !wait(&shared, pause).await {
+                        return;
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                    continue;
+                }
             },
         };
-        let failed = item.is_err();
-        waiting.fetch_add(1, Ordering::SeqCst);
-        if sender.send(item).is_err() || failed {
+        loop {
+            let poll = std::future::poll_fn(|cx| std::pin::Pin::new(&mut messages).poll_next(cx));
+            let next_message = match tokio::time::timeout(Duration::from_secs(1), poll).await {
+                Ok(item) => item,
+                Err(_) if shared.closed.load(Ordering::SeqCst) => return,
+                Err(_) => continue,
+            };
+            let (line, sequence) = match next_message {
+                Some(Ok(message)) => match message.info() {
+                    Ok(info) => {
+                        let mut line: Vec<u8> = message
+                            .payload
+                            .iter()
+                            .map(|&b| if b == b'\n' { b' ' } else { b })
+                            .collect();
+                        line.push(b'\n');
+                        (line, info.stream_sequence)
+                    }
+                    Err(e) => {
+                        eprintln!("projector: {address}: a message without its sequence: {e}");
+                        break;
+                    }
+                },
+                Some(Err(e)) => {
+                    eprintln!("projector: {address}: reading the stream failed: {e}");
+                    break;
+                }
+                None => {
+                    eprintln!("projector: {address}: the stream's consumer ended");
+                    break;
+                }
+            };
+            // Redelivered by a consumer made again: already passed on.
+            if sequence < next {
+                continue;
+            }
+            next = sequence + 1;
+            shared.waiting.fetch_add(1, Ordering::SeqCst);
+            if sender.send(Ok((line, sequence))).is_err() {
+                return;
+            }
+        }
+        if !wait(&shared, pause).await {
             return;
         }
+    }
+}
+
+/// An ordered consumer of the stream from sequence `from`.
+async fn subscribe(
+    address: &StreamAddress,
+    from: u64,
+) -> Result<async_nats::jetstream::consumer::pull::Ordered, String> {
+    use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+    let stream = connect(address)
+        .await?
+        .get_stream(&address.stream)
+        .await
+        .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("{address}: cannot consume the stream: {e}"))?;
+    consumer
+        .messages()
+        .await
+        .map_err(|e| format!("{address}: cannot consume the stream: {e}"))
+}
+
+/// Waits `pause`; false when the input was dropped meanwhile.
+async fn wait(shared: &Shared, pause: Duration) -> bool {
+    tokio::time::sleep(pause).await;
+    !shared.closed.load(Ordering::SeqCst)
+}
+
+/// What the source thread and the input share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Messages sent and not yet taken.
+    waiting: AtomicUsize,
+    /// The input is gone: the thread ends.
+    closed: AtomicBool,
+}
+
+impl Drop for NatsInput {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
     }
 }
 
@@ -289,7 +360,7 @@ impl Read for NatsInput {
             }
             match self.messages.recv_timeout(Duration::from_millis(100)) {
                 Ok(item) => {
-                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
                     let (line, sequence) = item.map_err(io::Error::other)?;
                     self.buffer = line;
                     self.at = 0;
@@ -309,7 +380,7 @@ impl Read for NatsInput {
 
 impl super::source::Input for NatsInput {
     fn ready(&self) -> bool {
-        self.at < self.buffer.len() || self.waiting.load(Ordering::SeqCst) > 0
+        self.at < self.buffer.len() || self.shared.waiting.load(Ordering::SeqCst) > 0
     }
 
     fn stopped(&self) -> bool {

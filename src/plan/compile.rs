@@ -74,6 +74,7 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
         type_names,
         routes,
         tests: Vec::new(),
+        partition: None,
     };
     super::types::check_field_types(raw, &map, c.diags);
     super::types::check_keys_may_be_missing(raw, c.diags);

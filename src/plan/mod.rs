@@ -12,6 +12,7 @@ pub mod event_id;
 pub mod path;
 pub mod samples;
 mod types;
+pub mod units;
 
 pub use compile::compile;
 
@@ -41,6 +42,8 @@ pub struct Plan {
     routes: Vec<Vec<Binding>>,
     /// The config's own `[[tests]]`.
     pub tests: Vec<config_tests::ConfigTest>,
+    /// In the plan of one unit of work: which events it takes.
+    partition: Option<units::Partition>,
 }
 
 impl Plan {
@@ -88,6 +91,12 @@ impl Plan {
             .zip(&self.routes)
             .filter(move |(_, bindings)| bindings.iter().any(|b| b.model == model))
             .map(|(name, _)| name.as_str())
+    }
+
+    /// Which events this plan's engine takes, when it is one unit's (see
+    /// [`units`]); `None`: all of them.
+    pub fn partition(&self) -> Option<&units::Partition> {
+        self.partition.as_ref()
     }
 
     /// The bindings of an event type, in model declaration order.

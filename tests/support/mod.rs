@@ -581,9 +581,18 @@ impl NatsServer {
             .unwrap()
             .port();
         let store = TempDir::new();
+        let child = NatsServer::spawn(port, store.path());
+        NatsServer {
+            port,
+            child,
+            _store: store,
+        }
+    }
+
+    fn spawn(port: u16, store: &Path) -> std::process::Child {
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store.path())
+            .arg(store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -596,11 +605,16 @@ impl NatsServer {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        NatsServer {
-            port,
-            child,
-            _store: store,
-        }
+        child
+    }
+
+    /// Kills the server and starts it again on the same port and store,
+    /// `down` later.
+    pub fn restart(&mut self, down: std::time::Duration) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::thread::sleep(down);
+        self.child = NatsServer::spawn(self.port, self._store.path());
     }
 
     /// `nats://127.0.0.1:PORT/STREAM`.

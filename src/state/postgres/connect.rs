@@ -80,7 +80,18 @@ impl Target {
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
-            match Client::connect(&self.url, NoTls) {
+            // A projector stopped in the middle of a transaction (SIGSTOP)
+            // would hold its locks, the lease row's among them, for as long
+            // as it is stopped: the server ends such a transaction after a
+            // lease, so that a successor can claim the state.
+            let session = Client::connect(&self.url, NoTls).and_then(|mut client| {
+                let timeout = self.lease.as_millis().max(1000);
+                client.batch_execute(&format!(
+                    "SET idle_in_transaction_session_timeout = {timeout}"
+                ))?;
+                Ok(client)
+            });
+            match session {
                 Ok(client) => return Ok(client),
                 Err(e) if is_connection_error(&e) && started.elapsed() < self.retry_for => {
                     std::thread::sleep(pause);

@@ -29,7 +29,8 @@ mod connect;
 mod lease;
 mod text;
 
-pub use connect::{describe, is_connection_error, Target, DEFAULT_SCHEMA};
+pub use connect::{describe, ident, is_connection_error, Target, DEFAULT_SCHEMA};
+pub use lease::holder;
 
 use super::batch::Batch;
 use super::crash::CrashPoint;
@@ -39,7 +40,6 @@ use super::rows::Rows;
 use super::stored::Stored;
 use super::StateError;
 use crate::plan::Plan;
-use connect::ident;
 use lease::Heartbeat;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Transaction};
@@ -359,7 +359,7 @@ impl Books {
         let s = self.target.schema_ident();
         for (name, _) in &opening.dropped {
             let dropping = |e| self.failure("dropping a removed model", e);
-            tx.batch_execute(&format!("DROP VIEW IF EXISTS {s}.{}", ident(name)))
+            tx.batch_execute(&format!("DROP VIEW IF EXISTS {s}.{} CASCADE", ident(name)))
                 .map_err(dropping)?;
             if let Some(table) = self.tables.get(name) {
                 tx.batch_execute(&format!("DROP TABLE IF EXISTS {s}.{}", ident(table)))

@@ -1,0 +1,335 @@
+//! The cluster's own tables, in the main schema (`--schema`): which units
+//! there are and where each keeps its state, which instances are alive,
+//! the events refused, and the read models' views over the units.
+//!
+//! - `_projector_layout`: how many parts a splittable group has; fixed by
+//!   the first instance, since every document's unit depends on it.
+//! - `_projector_units`: each unit's name, schema and models.
+//! - `_projector_instances`: each instance and when it last said it was
+//!   alive; an instance not heard from for a lease is not counted.
+//! - `rejections`: events the engine refused (see [`crate::cluster`]).
+//! - `"<model>"`: a view, the union of the model's documents over its units.
+//!
+//! Each unit's state is a PostgreSQL state of its own (see
+//! [`crate::state::postgres`]) in its own schema, claimed by the instance
+//! that applies its events with a lease and a fencing token.
+
+use crate::state::postgres::{ident, is_connection_error, Target};
+use crate::state::StateError;
+use postgres::Client;
+
+/// A unit as the main schema lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub schema: String,
+    pub models: Vec<String>,
+}
+
+/// Where a unit's state stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitState {
+    /// The holder of a live claim, and its seconds left.
+    pub owner: Option<(String, f64)>,
+    pub checkpoint: Option<u64>,
+}
+
+/// The name of the table events refused are recorded in.
+pub const REJECTIONS: &str = "rejections";
+
+pub struct Registry {
+    target: Target,
+    client: Option<Client>,
+    holder: String,
+}
+
+impl Registry {
+    /// Makes the main schema's tables if they are missing, fixes the number
+    /// of parts (the stored one wins; a different `requested` one is
+    /// refused) and lists the units `layout` makes of it.
+    pub fn open(
+        target: &Target,
+        requested: Option<u32>,
+        default_parts: u32,
+        layout: impl Fn(u32) -> Vec<Listed>,
+    ) -> Result<(Registry, u32, Vec<Listed>), StateError> {
+        let mut client = target.connect()?;
+        let failed = |e| target.failed("preparing the cluster's tables", e);
+        let s = target.schema_ident();
+        let mut tx = client.transaction().map_err(failed)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('projector schema ' || $1::text))",
+            &[&target.schema],
+        )
+        .map_err(failed)?;
+        let single: bool = tx
+            .query_one(
+                "SELECT to_regclass(format('%I._projector_meta', $1::text)) IS NOT NULL",
+                &[&target.schema],
+            )
+            .map_err(failed)?
+            .get(0);
+        if single {
+            return Err(StateError::NotAState {
+                path: target.path(),
+                reason: format!(
+                    "schema \"{}\" holds the state of a projector that reads stdin; a --source run keeps its units elsewhere: choose another --schema",
+                    target.schema
+                ),
+            });
+        }
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {s};
+             CREATE TABLE IF NOT EXISTS {s}._projector_layout (
+                 id int PRIMARY KEY CHECK (id = 1), parts int NOT NULL);
+             CREATE TABLE IF NOT EXISTS {s}._projector_units (
+                 position int PRIMARY KEY, name text NOT NULL, schema text NOT NULL,
+                 models text[] NOT NULL);
+             CREATE TABLE IF NOT EXISTS {s}._projector_instances (
+                 holder text PRIMARY KEY, seen timestamptz NOT NULL, units int NOT NULL);
+             CREATE TABLE IF NOT EXISTS {s}.{REJECTIONS} (
+                 unit text NOT NULL, position bigint NOT NULL, id text, code int NOT NULL,
+                 error text NOT NULL, text text NOT NULL,
+                 at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (unit, position));"
+        ))
+        .map_err(failed)?;
+        let parts = requested.unwrap_or(default_parts) as i32;
+        tx.execute(
+            &format!("INSERT INTO {s}._projector_layout VALUES (1, $1) ON CONFLICT DO NOTHING"),
+            &[&parts],
+        )
+        .map_err(failed)?;
+        let stored: i32 = tx
+            .query_one(&format!("SELECT parts FROM {s}._projector_layout"), &[])
+            .map_err(failed)?
+            .get(0);
+        if requested.is_some_and(|r| r as i32 != stored) {
+            return Err(StateError::Unsupported {
+                path: target.path(),
+                reason: format!(
+                    "its read models are split in {stored} parts per group, and --units asks for {parts}: every document's unit depends on it. Leave --units out, or build the split anew in another --schema"
+                ),
+            });
+        }
+        let units = layout(stored as u32);
+        tx.execute(&format!("DELETE FROM {s}._projector_units"), &[])
+            .map_err(failed)?;
+        for (i, unit) in units.iter().enumerate() {
+            tx.execute(
+                &format!("INSERT INTO {s}._projector_units VALUES ($1, $2, $3, $4)"),
+                &[&(i as i32), &unit.name, &unit.schema, &unit.models],
+            )
+            .map_err(failed)?;
+        }
+        tx.commit().map_err(failed)?;
+        let registry = Registry {
+            target: target.clone(),
+            client: Some(client),
+            holder: crate::state::postgres::holder(),
+        };
+        Ok((registry, stored as u32, units))
+    }
+
+    fn client(&mut self) -> Result<&mut Client, postgres::Error> {
+        if self.client.is_none() {
+            self.client = Some(Client::connect(&self.target.url, postgres::NoTls)?);
+        }
+        Ok(self.client.as_mut().expect("connected"))
+    }
+
+    /// Runs `f` on the connection, made again once if it was lost.
+    fn with<T>(
+        &mut self,
+        f: impl Fn(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, postgres::Error> {
+        match f(self.client()?) {
+            Err(e)
+                if is_connection_error(&e)
+                    || self.client.as_ref().is_some_and(Client::is_closed) =>
+            {
+                self.client = None;
+                f(self.client()?)
+            }
+            other => other,
+        }
+    }
+
+    /// Says this instance is alive and owns `owned` units; returns the
+    /// instances alive, this one among them, in a fixed order.
+    pub fn beat(&mut self, owned: usize) -> Result<Vec<String>, postgres::Error> {
+        let s = self.target.schema_ident();
+        let lease = self.target.lease.as_secs_f64();
+        let holder = self.holder.clone();
+        self.with(|c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO {s}._projector_instances VALUES ($1, clock_timestamp(), $2)
+                     ON CONFLICT (holder) DO UPDATE SET seen = clock_timestamp(), units = $2"
+                ),
+                &[&holder, &(owned as i32)],
+            )?;
+            c.execute(
+                &format!(
+                    "DELETE FROM {s}._projector_instances
+                     WHERE seen < clock_timestamp() - make_interval(secs => $1::float8 * 100)"
+                ),
+                &[&lease],
+            )?;
+            let rows = c.query(
+                &format!(
+                    "SELECT holder FROM {s}._projector_instances
+                     WHERE seen > clock_timestamp() - make_interval(secs => $1::float8)
+                     ORDER BY holder"
+                ),
+                &[&lease],
+            )?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    /// Where each of `units` stands.
+    pub fn states(&mut self, units: &[Listed]) -> Result<Vec<UnitState>, postgres::Error> {
+        self.with(|c| unit_states(c, units))
+    }
+
+    /// Makes each model's view the union of its units' documents, over the
+    /// units whose state exists.
+    pub fn refresh_views(&mut self, units: &[Listed]) -> Result<(), postgres::Error> {
+        let s = self.target.schema_ident();
+        let schema = self.target.schema.clone();
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('projector views ' || $1::text))",
+                &[&schema],
+            )?;
+            let mut models: Vec<(&str, Vec<&str>)> = Vec::new();
+            for unit in units {
+                for model in &unit.models {
+                    let exists: bool = tx
+                        .query_one(
+                            "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
+                            &[&unit.schema, model],
+                        )?
+                        .get(0);
+                    if !exists {
+                        continue;
+                    }
+                    match models.iter_mut().find(|(m, _)| m == model) {
+                        Some((_, schemas)) => schemas.push(&unit.schema),
+                        None => models.push((model, vec![&unit.schema])),
+                    }
+                }
+            }
+            for (model, schemas) in models {
+                let union: Vec<String> = schemas
+                    .iter()
+                    .map(|u| format!("SELECT key, doc FROM {}.{}", ident(u), ident(model)))
+                    .collect();
+                tx.batch_execute(&format!(
+                    "CREATE OR REPLACE VIEW {s}.{} AS {}",
+                    ident(model),
+                    union.join(" UNION ALL ")
+                ))?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Says this instance has left.
+    pub fn leave(&mut self) {
+        let s = self.target.schema_ident();
+        let holder = self.holder.clone();
+        let _ = self.with(|c| {
+            c.execute(
+                &format!("DELETE FROM {s}._projector_instances WHERE holder = $1"),
+                &[&holder],
+            )
+        });
+    }
+}
+
+/// The units the main schema of `target` lists; `None` when it lists none.
+pub fn listed(client: &mut Client, target: &Target) -> Result<Option<Vec<Listed>>, StateError> {
+    let failed = |e| target.failed("reading the cluster's units", e);
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass(format('%I._projector_units', $1::text)) IS NOT NULL",
+            &[&target.schema],
+        )
+        .map_err(failed)?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let rows = client
+        .query(
+            &format!(
+                "SELECT name, schema, models FROM {}._projector_units ORDER BY position",
+                target.schema_ident()
+            ),
+            &[],
+        )
+        .map_err(failed)?;
+    Ok(Some(
+        rows.iter()
+            .map(|r| Listed {
+                name: r.get(0),
+                schema: r.get(1),
+                models: r.get(2),
+            })
+            .collect(),
+    ))
+}
+
+/// Where each unit stands: its claim and checkpoint, read from its state
+/// (nothing for a unit whose state does not exist yet).
+pub fn unit_states(
+    client: &mut Client,
+    units: &[Listed],
+) -> Result<Vec<UnitState>, postgres::Error> {
+    let schemas: Vec<&str> = units.iter().map(|u| u.schema.as_str()).collect();
+    let rows = client.query(
+        "SELECT n FROM unnest($1::text[]) AS n
+         WHERE to_regclass(format('%I._projector_lease', n)) IS NOT NULL
+           AND to_regclass(format('%I._projector_meta', n)) IS NOT NULL",
+        &[&schemas],
+    )?;
+    let existing: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let mut states = vec![
+        UnitState {
+            owner: None,
+            checkpoint: None,
+        };
+        units.len()
+    ];
+    if existing.is_empty() {
+        return Ok(states);
+    }
+    let selects: Vec<String> = units
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| existing.contains(&u.schema))
+        .map(|(i, u)| {
+            let s = ident(&u.schema);
+            format!(
+                "SELECT {i}, holder, expires > clock_timestamp(),
+                        EXTRACT(EPOCH FROM expires - clock_timestamp())::float8,
+                        (SELECT value FROM {s}._projector_meta WHERE name = 'checkpoint')
+                 FROM {s}._projector_lease WHERE id = 1"
+            )
+        })
+        .collect();
+    for row in client.query(&selects.join(" UNION ALL "), &[])? {
+        let i: i32 = row.get(0);
+        let (holder, live, left): (Option<String>, bool, f64) =
+            (row.get(1), row.get(2), row.get(3));
+        let checkpoint: Option<String> = row.get(4);
+        states[i as usize] = UnitState {
+            owner: holder.filter(|_| live).map(|h| (h, left.max(0.0))),
+            checkpoint: checkpoint.and_then(|c| c.parse().ok()),
+        };
+    }
+    Ok(states)
+}

@@ -1,0 +1,158 @@
+//! One unit of work, applied on a thread of its own: its state claimed
+//! (see [`crate::state::postgres`]), its engine restored, and the stream
+//! consumed from the unit's checkpoint on until it is told to stop or its
+//! claim is taken over.
+
+use crate::engine::Engine;
+use crate::input::nats::{NatsInput, StreamAddress};
+use crate::plan::Plan;
+use crate::server::{self, Options, ServeError};
+use crate::state::background::Background;
+use crate::state::postgres::{PostgresState, Target};
+use crate::state::reconcile::Request;
+use crate::state::StateError;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What became of a worker, for the coordinator.
+#[derive(Debug)]
+pub enum Report {
+    /// The unit is claimed and its state restored; the stream is read
+    /// from the sequence after `checkpoint`.
+    Claimed { unit: usize, checkpoint: u64 },
+    /// Another instance holds the unit.
+    Busy { unit: usize },
+    /// Stopped as asked: everything applied is committed, the claim given up.
+    Released { unit: usize },
+    /// The claim was taken over: nothing more of this worker's was committed.
+    Lost { unit: usize, why: String },
+    /// The unit's state could not be opened or written.
+    Failed { unit: usize, error: StateError },
+}
+
+pub struct Worker {
+    pub unit: usize,
+    /// Its state is claimed and restored.
+    pub claimed: bool,
+    /// Another instance was found holding its unit: it is being stopped.
+    pub lost: bool,
+    /// Dropped to stop the worker: the other end becomes readable.
+    stop: Option<UnixStream>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts applying `unit` (its index in the layout) with `plan`, the
+    /// unit's own, in the state at `target`.
+    pub fn start(
+        unit: usize,
+        name: String,
+        plan: Plan,
+        target: Target,
+        address: StreamAddress,
+        reports: Sender<Report>,
+    ) -> std::io::Result<Worker> {
+        let (stop, stopped) = UnixStream::pair()?;
+        let thread = std::thread::Builder::new()
+            .name(format!("unit {name}"))
+            .spawn(move || {
+                let report = work(unit, plan, &target, &address, stopped.into(), &reports);
+                let _ = reports.send(report);
+            })?;
+        Ok(Worker {
+            unit,
+            claimed: false,
+            lost: false,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks the worker to commit what it applied and give the unit up.
+    pub fn stop(&mut self) {
+        self.stop = None;
+    }
+
+    /// Waits for the worker to end.
+    pub fn join(mut self) {
+        self.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn work(
+    unit: usize,
+    plan: Plan,
+    target: &Target,
+    address: &StreamAddress,
+    stopped: OwnedFd,
+    reports: &Sender<Report>,
+) -> Report {
+    let opened = match PostgresState::open(target, &plan, &Request::default()) {
+        Ok(opened) => opened,
+        Err(StateError::Claimed { .. }) => return Report::Busy { unit },
+        Err(error) => return Report::Failed { unit, error },
+    };
+    let mut engine = Engine::new(
+        plan,
+        opened.restored,
+        Box::new(Background::start(opened.state)),
+    );
+    let checkpoint = engine.checkpoint().unwrap_or(0);
+    let _ = reports.send(Report::Claimed { unit, checkpoint });
+    let mut pause = Duration::from_millis(200);
+    let started = loop {
+        let stop = match stopped.try_clone() {
+            Ok(stop) => stop,
+            Err(e) => break Err(e.to_string()),
+        };
+        match NatsInput::start(address, checkpoint + 1, Some(stop)) {
+            Ok(started) => break Ok(started),
+            Err(e) => {
+                if pause == Duration::from_millis(200) {
+                    eprintln!("projector: {e}; trying again");
+                }
+                if super::readable(&stopped, pause) {
+                    drop(engine);
+                    return Report::Released { unit };
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    let (input, checkpoints) = match started {
+        Ok(started) => started,
+        Err(why) => return Report::Lost { unit, why },
+    };
+    let options = Options {
+        checkpoints: Some(checkpoints),
+        ..Options::default()
+    };
+    let served = server::serve(
+        &mut engine,
+        input,
+        std::io::sink(),
+        std::io::stderr(),
+        &options,
+    );
+    match served {
+        Ok(_) => {
+            drop(engine);
+            Report::Released { unit }
+        }
+        Err(ServeError::State(StateError::Fenced { .. })) => Report::Lost {
+            unit,
+            why: "another instance claimed it while this one could not renew its lease; its last batch was not committed".to_owned(),
+        },
+        Err(ServeError::State(error)) => Report::Failed { unit, error },
+        Err(ServeError::Io(e)) => Report::Lost {
+            unit,
+            why: format!("reading the stream failed: {e}"),
+        },
+    }
+}

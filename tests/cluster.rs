@@ -1,0 +1,410 @@
+//! `projector run --source nats://… --state postgres://…` as several
+//! instances sharing the units of work, against a nats-server of its own
+//! and a database of its own: the read models always end equal to an
+//! in-memory run of the same stream, whoever was killed, stopped or cut
+//! off on the way.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{generated_events, NatsServer, PgDb, Run, TempDir};
+
+/// The benchmark's read models: user_listing splits in 4 (all its bindings
+/// key alike); orders and user_order_stats share OrderPlaced and key it
+/// differently, so they are one unit.
+const USERS_ORDERS: &str = include_str!("../bench/users-orders.toml");
+
+/// The lease every instance here takes: a dead one's units are free that
+/// long after.
+const LEASE_SECONDS: u64 = 2;
+
+const MODELS: [&str; 3] = ["user_listing", "orders", "user_order_stats"];
+
+type Models = BTreeMap<String, BTreeMap<String, Value>>;
+
+struct Instance {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Instance {
+    fn start(nats: &NatsServer, db: &PgDb, config: &Path, dir: &TempDir, name: &str) -> Instance {
+        let log = dir.path().join(format!("{name}.log"));
+        let child = Command::new(support::BIN)
+            .args(["run", "--config", config.to_str().unwrap()])
+            .args(["--state", &db.url(), "--source", &nats.stream("EVENTS")])
+            .env("PROJECTOR_LEASE_SECONDS", LEASE_SECONDS.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Instance { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM: it must commit, release and exit 0; returns its log.
+    fn terminate(mut self) -> String {
+        self.signal("TERM");
+        let status = self.child.wait().unwrap();
+        let log = self.log();
+        assert!(status.success(), "{status}: {log}");
+        log
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Publishes `lines`; returns the stream's last sequence.
+fn publish(nats: &NatsServer, lines: &[&str]) -> u64 {
+    Run::new()
+        .args(&["publish", "--to", &nats.stream("EVENTS")])
+        .config(USERS_ORDERS)
+        .stdin(lines)
+        .go()
+        .success();
+    nats.messages("EVENTS").len() as u64
+}
+
+/// Each unit's checkpoint (none before its state exists).
+fn checkpoints(db: &PgDb) -> Vec<Option<u64>> {
+    let mut client = db.client();
+    let Ok(rows) = client.query("SELECT schema FROM projector._projector_units", &[]) else {
+        return Vec::new();
+    };
+    rows.iter()
+        .map(|r| {
+            let schema: String = r.get(0);
+            let sql =
+                format!("SELECT value FROM \"{schema}\"._projector_meta WHERE name = 'checkpoint'");
+            client
+                .query_opt(&sql, &[])
+                .ok()
+                .flatten()
+                .and_then(|r| r.get::<_, String>(0).parse().ok())
+        })
+        .collect()
+}
+
+/// Waits until every unit has applied the stream up to `last`.
+fn caught_up(db: &PgDb, last: u64, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let at = checkpoints(db);
+        if !at.is_empty() && at.iter().all(|c| *c == Some(last)) {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "the units' checkpoints are {at:?}, not all {last}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The read models, through their views in the main schema.
+fn read_models(db: &PgDb) -> Models {
+    MODELS
+        .iter()
+        .map(|m| (m.to_string(), db.view("projector", m)))
+        .collect()
+}
+
+/// The read models an in-memory run of `events` builds.
+fn in_memory(dir: &TempDir, config: &Path, events: &str) -> Models {
+    let log = dir.write("events.ndjson", events);
+    let dump = dir.path().join("memory.json");
+    support::replay_in_memory(config, &log, &dump);
+    serde_json::from_str(&std::fs::read_to_string(dump).unwrap()).unwrap()
+}
+
+fn assert_same(db: &PgDb, expected: &Models, what: &str) {
+    let got = read_models(db);
+    for model in MODELS {
+        assert!(
+            got[model] == expected[model],
+            "{what}: read model {model} differs from the in-memory run's ({} documents, {} expected)",
+            got[model].len(),
+            expected[model].len()
+        );
+    }
+}
+
+/// `projector status --format json`, parsed.
+fn status(nats: &NatsServer, db: &PgDb, config: &Path) -> Value {
+    let out = Run::new()
+        .args(&["status", "--config", config.to_str().unwrap()])
+        .args(&["--source", &nats.stream("EVENTS"), "--state", &db.url()])
+        .args(&["--format", "json"])
+        .go();
+    out.success();
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+/// Units owned per owner, from a status report.
+fn owners(report: &Value) -> BTreeMap<String, usize> {
+    let mut owners = BTreeMap::new();
+    for unit in report["units"].as_array().unwrap() {
+        if let Some(owner) = unit["owner"].as_str() {
+            *owners.entry(owner.to_owned()).or_default() += 1;
+        }
+    }
+    owners
+}
+
+/// Waits until the units are owned `shares` (sorted) among the instances.
+fn balanced(nats: &NatsServer, db: &PgDb, config: &Path, shares: &[usize]) -> Value {
+    let started = Instant::now();
+    loop {
+        let report = status(nats, db, config);
+        let mut got: Vec<usize> = owners(&report).into_values().collect();
+        got.sort();
+        if got == shares {
+            return report;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(6 * LEASE_SECONDS),
+            "units are owned {got:?}, not {shares:?}: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn one_two_or_four_instances_build_what_memory_builds_and_share_the_units_fairly() {
+    let nats = NatsServer::start();
+    let dir = TempDir::new();
+    let config = dir.write("c.toml", USERS_ORDERS);
+    let events = generated_events(4000, 300, 15);
+    let lines: Vec<&str> = events.lines().collect();
+    let last = publish(&nats, &lines);
+    let expected = in_memory(&dir, &config, &events);
+
+    for (n, shares) in [(1, &[5][..]), (2, &[2, 3]), (4, &[1, 1, 1, 2])] {
+        let db = PgDb::new(&format!("cluster{n}"));
+        let instances: Vec<Instance> = (0..n)
+            .map(|i| Instance::start(&nats, &db, &config, &dir, &format!("n{n}-{i}")))
+            .collect();
+        caught_up(&db, last, Duration::from_secs(60));
+        assert_same(&db, &expected, &format!("{n} instances"));
+        let report = balanced(&nats, &db, &config, shares);
+        assert_eq!(report["lag"], 0, "{report}");
+        assert_eq!(report["units_owned"], 5, "{report}");
+        for instance in instances {
+            let log = instance.terminate();
+            assert!(log.contains("projector: claimed unit "), "{log}");
+            assert!(log.contains("projector: SIGTERM: "), "{log}");
+        }
+        // Given up on the way out: nobody owns anything, nothing is lost.
+        let report = status(&nats, &db, &config);
+        assert!(owners(&report).is_empty(), "{report}");
+        assert_same(&db, &expected, &format!("{n} instances, stopped"));
+    }
+}
+
+/// Publishes `lines` in `chunks` parts, `pause` apart, on a thread.
+fn publish_over_time(
+    nats: &NatsServer,
+    lines: Vec<String>,
+    chunks: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<()> {
+    let to = nats.stream("EVENTS");
+    std::thread::spawn(move || {
+        for chunk in lines.chunks(lines.len().div_ceil(chunks)) {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            Run::new()
+                .args(&["publish", "--to", &to])
+                .config(USERS_ORDERS)
+                .stdin(&chunk)
+                .go()
+                .success();
+            std::thread::sleep(pause);
+        }
+    })
+}
+
+#[test]
+fn killed_and_stopped_instances_are_taken_over_and_a_stopped_one_commits_nothing_on_waking() {
+    let nats = NatsServer::start();
+    let db = PgDb::new("chaos_kill");
+    let dir = TempDir::new();
+    let config = dir.write("c.toml", USERS_ORDERS);
+    let events = generated_events(6000, 300, 16);
+    let expected = in_memory(&dir, &config, &events);
+    let lines: Vec<String> = events.lines().map(str::to_owned).collect();
+    let publisher = publish_over_time(&nats, lines, 30, Duration::from_millis(300));
+
+    let a = Instance::start(&nats, &db, &config, &dir, "a");
+    let b = Instance::start(&nats, &db, &config, &dir, "b");
+    balanced(&nats, &db, &config, &[2, 3]);
+
+    // SIGKILL: a's units are free once its leases lapse; c and b take them.
+    let mut a = a;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let c = Instance::start(&nats, &db, &config, &dir, "c");
+    let killed = Instant::now();
+    balanced(&nats, &db, &config, &[2, 3]);
+    assert!(
+        killed.elapsed() < Duration::from_secs(LEASE_SECONDS * 4),
+        "taking over took {:?}",
+        killed.elapsed()
+    );
+
+    // SIGSTOP b past its lease: c takes everything over; woken, b finds
+    // its units gone and commits nothing more.
+    b.signal("STOP");
+    std::thread::sleep(Duration::from_secs(LEASE_SECONDS * 2 + 1));
+    let report = balanced(&nats, &db, &config, &[5]);
+    b.signal("CONT");
+    assert!(owners(&report)
+        .keys()
+        .all(|o| !o.contains(&format!("pid {} ", b.child.id()))));
+    publisher.join().unwrap();
+    let last = nats.messages("EVENTS").len() as u64;
+    caught_up(&db, last, Duration::from_secs(60));
+    balanced(&nats, &db, &config, &[2, 3]);
+    assert_same(&db, &expected, "after SIGKILL and SIGSTOP");
+    let b_log = b.terminate();
+    assert!(b_log.contains("projector: lost unit "), "{b_log}");
+    c.terminate();
+    assert_same(&db, &expected, "at the end");
+}
+
+#[test]
+fn connections_cut_and_a_broker_restarted_mid_stream_lose_and_double_nothing() {
+    let mut nats = NatsServer::start();
+    let db = PgDb::new("chaos_cut");
+    let dir = TempDir::new();
+    let config = dir.write("c.toml", USERS_ORDERS);
+    let events = generated_events(6000, 300, 17);
+    let expected = in_memory(&dir, &config, &events);
+    let lines: Vec<&str> = events.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+
+    let a = Instance::start(&nats, &db, &config, &dir, "a");
+    let b = Instance::start(&nats, &db, &config, &dir, "b");
+    let publisher = publish_over_time(
+        &nats,
+        first.iter().map(|l| l.to_string()).collect(),
+        10,
+        Duration::from_millis(200),
+    );
+    // Every connection of the instances to the database, cut twice.
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(700));
+        let cut: i64 = db
+            .client()
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(cut > 0);
+    }
+    publisher.join().unwrap();
+    // The broker goes away for a second and comes back with its stream.
+    nats.restart(Duration::from_secs(1));
+    let last = publish(&nats, second);
+    caught_up(&db, last, Duration::from_secs(60));
+    assert_same(&db, &expected, "after cuts and a broker restart");
+    let report = status(&nats, &db, &config);
+    assert_eq!(report["lag"], 0, "{report}");
+    for instance in [a, b] {
+        instance.terminate();
+    }
+}
+
+#[test]
+fn a_stream_is_resumed_from_each_units_checkpoint_after_kills() {
+    let nats = NatsServer::start();
+    let db = PgDb::new("resume");
+    let dir = TempDir::new();
+    let config = dir.write("c.toml", USERS_ORDERS);
+    let events = generated_events(3000, 200, 8);
+    let lines: Vec<&str> = events.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+
+    let published = publish(&nats, first);
+    let run = Instance::start(&nats, &db, &config, &dir, "first");
+    caught_up(&db, published, Duration::from_secs(30));
+    let log = run.terminate();
+    assert!(log.contains("applying from sequence 1\n"), "{log}");
+
+    // Nobody consumes: the lag is what the second half adds.
+    let all = publish(&nats, second);
+    let report = status(&nats, &db, &config);
+    assert_eq!(report["lag"], all - published, "{report}");
+    assert!(owners(&report).is_empty());
+    assert!(report["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u["checkpoint"] == published));
+
+    // SIGKILL at random moments: each start resumes from the checkpoints.
+    let mut rng = support::Rng::seeded("cluster kills");
+    for i in 0..3 {
+        let mut run = Instance::start(&nats, &db, &config, &dir, &format!("killed{i}"));
+        std::thread::sleep(Duration::from_millis(300 + rng.below(500)));
+        run.child.kill().unwrap();
+        run.child.wait().unwrap();
+    }
+    let run = Instance::start(&nats, &db, &config, &dir, "last");
+    caught_up(&db, all, Duration::from_secs(60));
+    let log = run.terminate();
+    assert!(!log.contains("applying from sequence 1\n"), "{log}");
+    assert_same(&db, &in_memory(&dir, &config, &events), "after kills");
+    // Each unit holds each id it applied once: the user_listing units
+    // between them hold each user event's id once.
+    let mut client = db.client();
+    let mut ids = Vec::new();
+    for schema in client
+        .query("SELECT schema FROM projector._projector_units", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|s| s.contains("user_listing"))
+    {
+        for row in client
+            .query(
+                &format!("SELECT id FROM \"{schema}\"._projector_processed"),
+                &[],
+            )
+            .unwrap()
+        {
+            ids.push(row.get::<_, String>(0));
+        }
+    }
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "an id applied by two units");
+    let user_events = nats
+        .messages("EVENTS")
+        .iter()
+        .filter(|(_, m)| m.contains("\"type\":\"User"))
+        .count();
+    assert_eq!(ids.len(), user_events);
+}
