@@ -46,8 +46,12 @@ pub struct Options {
     pub envelope: bool,
     pub max_line_bytes: usize,
     /// Where the input's lines stand in a source stream, when they come
-    /// from one: each batch commits the sequence it goes up to.
+    /// from one: each batch commits the sequence it goes up to, and events
+    /// refused are recorded with their sequence.
     pub checkpoints: Option<std::sync::Arc<crate::input::nats::Checkpoints>>,
+    /// Stop at the first event refused from a stream, committing what came
+    /// before it: `--on-refused stop`.
+    pub stop_on_refused: bool,
 }
 
 impl Default for Options {
@@ -56,6 +60,7 @@ impl Default for Options {
             envelope: false,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             checkpoints: None,
+            stop_on_refused: false,
         }
     }
 }
@@ -66,6 +71,9 @@ pub enum ServeError {
     Io(io::Error),
     /// The state could not record a batch; its replies were not written.
     State(StateError),
+    /// An event from a stream was refused, and the options say to stop:
+    /// what came before it is committed.
+    Refused(String),
 }
 
 impl From<io::Error> for ServeError {
@@ -85,6 +93,7 @@ impl fmt::Display for ServeError {
         match self {
             ServeError::Io(e) => write!(f, "{e}"),
             ServeError::State(e) => write!(f, "{e}"),
+            ServeError::Refused(text) => write!(f, "{text}"),
         }
     }
 }
@@ -103,6 +112,8 @@ struct Session<'a, L: Write> {
     pending_messages: usize,
     /// The most reply bytes held back in one batch.
     batch_bytes: usize,
+    /// The event refused that stops the run (`stop_on_refused`).
+    halt: Option<String>,
 }
 
 impl<L: Write> Session<'_, L> {
@@ -166,10 +177,17 @@ impl<L: Write> Session<'_, L> {
         message: &mut EventMessage<'_>,
         digest: Option<&mut Digest<'_>>,
     ) -> Result<Outcome, StateError> {
+        let mut digest = digest;
         let event = Event::new(std::mem::replace(&mut message.event, Raw::Null));
-        let outcome =
-            self.engine
-                .handle_event(message.msg_id.as_ref(), &event, digest, &mut self.body);
+        let outcome = self.engine.handle_event(
+            message.msg_id.as_ref(),
+            &event,
+            digest.as_deref_mut(),
+            &mut self.body,
+        );
+        if matches!(outcome, Ok(Outcome::Refused)) && self.options.checkpoints.is_some() {
+            self.rejected(message.line, digest.map(|d| d.id_text.to_string()))?;
+        }
         message.event = event.into_root();
         self.warnings();
         self.release_later(Peers {
@@ -177,6 +195,31 @@ impl<L: Write> Session<'_, L> {
             dest: message.dest.map(Raw::String),
         });
         outcome
+    }
+
+    /// Records the event just refused, from a stream, with its sequence.
+    fn rejected(&mut self, line: &str, id: Option<String>) -> Result<(), StateError> {
+        let checkpoints = self.options.checkpoints.as_ref().expect("from a stream");
+        let position = checkpoints.sequence_of(self.line_no as u64).unwrap_or(0);
+        let reply: Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        let code = reply["code"].as_i64().unwrap_or(0) as i32;
+        let error = reply["text"].as_str().unwrap_or_default().to_owned();
+        let text = line.trim_end().to_owned();
+        if self.options.stop_on_refused {
+            self.halt = Some(format!(
+                "the event at sequence {position}{} was refused (error {code}): {error}",
+                id.as_deref()
+                    .map(|id| format!(" (id {id})"))
+                    .unwrap_or_default()
+            ));
+        }
+        self.engine.record_rejection(crate::state::Rejection {
+            position,
+            id,
+            code,
+            error,
+            text,
+        })
     }
 
     fn warnings(&mut self) {
@@ -248,7 +291,9 @@ impl<L: Write> Session<'_, L> {
         out.write_all(&self.committing)?;
         self.committing.clear();
         let through = self.options.checkpoints.as_ref();
-        if let Some(sequence) = through.and_then(|c| c.through(self.line_no as u64)) {
+        // A run that stops at a refused event commits up to the one before.
+        let upto = self.line_no as u64 - u64::from(self.halt.is_some());
+        if let Some(sequence) = through.and_then(|c| c.through(upto)) {
             self.engine.set_checkpoint(sequence);
         }
         self.engine.submit()?;
@@ -302,6 +347,7 @@ pub fn serve(
         committing: Vec::with_capacity(batch_bytes + 64 * 1024),
         pending_messages: 0,
         batch_bytes,
+        halt: None,
     };
     let digester = Digester::new(session.engine.plan(), session.engine.is_rebuilding());
     let reader = Reader::start(input, options.max_line_bytes, Some(digester));
@@ -313,6 +359,10 @@ pub fn serve(
                 prefetch(session.engine, lines, at);
                 if session.line(&mut lines[at])? == Some(Outcome::Applied) {
                     served.applied += 1;
+                }
+                if let Some(text) = session.halt.clone() {
+                    session.release(&mut output)?;
+                    return Err(ServeError::Refused(text));
                 }
                 if session.batch_full() {
                     session.hand_off(&mut output)?;
@@ -398,6 +448,7 @@ pub fn replay(
             committing: Vec::new(),
             pending_messages: 0,
             batch_bytes: MAX_BATCH_BYTES,
+            halt: None,
         },
         counts: ReplayCounts::default(),
         only: only.map(|lines| lines.iter().peekable()),

@@ -408,3 +408,84 @@ fn a_stream_is_resumed_from_each_units_checkpoint_after_kills() {
         .count();
     assert_eq!(ids.len(), user_events);
 }
+
+#[test]
+fn refused_events_are_recorded_with_their_position_and_the_rest_goes_on_or_stops_there() {
+    let nats = NatsServer::start();
+    let dir = TempDir::new();
+    let config = dir.write("c.toml", USERS_ORDERS);
+    let good = |i: usize| {
+        format!(
+            r#"{{"type":"OrderPlaced","id":"o{i}","payload":{{"order_id":"o{i}","user_id":"u1","amount":{i}.5}}}}"#
+        )
+    };
+    let mut lines: Vec<String> = (1..=6).map(good).collect();
+    // Sequence 6: no order_id; sequence 8: an amount that is text.
+    lines.insert(
+        5,
+        r#"{"type":"OrderPlaced","id":"bad-key","payload":{"user_id":"u1","amount":1}}"#.to_owned(),
+    );
+    lines.push(
+        r#"{"type":"OrderPlaced","id":"bad-amount","payload":{"order_id":"x","user_id":"u1","amount":"ten"}}"#
+            .to_owned(),
+    );
+    let events: Vec<String> = lines
+        .iter()
+        .map(|l| format!(r#"{{"type":"event","event":{l}}}"#))
+        .collect();
+    let events = events.join("\n");
+    let last = publish(&nats, &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(last, 8);
+    let expected = in_memory(&dir, &config, &events);
+
+    let db = PgDb::new("rejections");
+    let run = Instance::start(&nats, &db, &config, &dir, "record");
+    caught_up(&db, last, Duration::from_secs(30));
+    run.terminate();
+    assert_same(&db, &expected, "refused events recorded");
+    let rows: Vec<(String, i64, Option<String>, i32, String, String)> = db
+        .client()
+        .query(
+            "SELECT unit, position, id, code, error, text FROM projector.rejections ORDER BY position",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (unit, position, id, code, error, text) = &rows[0];
+    assert_eq!(
+        (unit.as_str(), *position, id.as_deref(), *code),
+        ("orders+user_order_stats", 6, Some("bad-key"), 12)
+    );
+    assert!(error.contains("bad-key"), "{error}");
+    let event: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(event["event"]["payload"]["user_id"], "u1", "{text}");
+    let (_, position, id, code, _, _) = &rows[1];
+    assert_eq!(
+        (*position, id.as_deref(), *code),
+        (8, Some("bad-amount"), 12)
+    );
+
+    // --on-refused stop: committed up to the event before, exit 65.
+    let db = PgDb::new("rejections_stop");
+    let out = Run::new()
+        .args(&["run", "--config", config.to_str().unwrap()])
+        .args(&["--state", &db.url(), "--source", &nats.stream("EVENTS")])
+        .args(&["--on-refused", "stop"])
+        .env("PROJECTOR_LEASE_SECONDS", &LEASE_SECONDS.to_string())
+        .go();
+    out.code_is(65).stderr_has(
+        "unit orders+user_order_stats: the event at sequence 6 (id bad-key) was refused (error 12)",
+    );
+    let at = checkpoints(&db);
+    assert!(at.contains(&Some(5)), "{at:?}");
+    let recorded: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM projector.rejections", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 1);
+    assert_eq!(db.view("projector", "orders").len(), 5);
+}

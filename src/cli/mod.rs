@@ -28,6 +28,8 @@ const DEFAULT_CONFIG: &str = "projections.toml";
 
 /// sysexits.h EX_USAGE: the command line is wrong.
 const EX_USAGE: u8 = 64;
+/// Bad input data (sysexits.h EX_DATAERR).
+const EX_DATAERR: u8 = 65;
 /// sysexits.h EX_CONFIG: the configuration is invalid or unreadable.
 const EX_CONFIG: u8 = 78;
 /// sysexits.h EX_IOERR: reading input or writing replies failed.

@@ -125,11 +125,12 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
     let failed = |e: ServeError| match e {
         ServeError::State(e) => refused(&e, &config_name, state),
         ServeError::Io(e) => unreadable(e),
+        ServeError::Refused(_) => unreachable!("a replay does not stop at refusals"),
     };
     let options = Options {
         envelope: false,
         max_line_bytes: args.max_line_bytes,
-        checkpoints: None,
+        ..Options::default()
     };
     let pass = |engine: &mut Engine, only: Option<&[usize]>| -> Result<ReplayCounts, ServeError> {
         let file = File::open(log_path)?;

@@ -3,7 +3,7 @@
 
 use super::signals::{self, Stop};
 use super::state::{finish, open_engine, refused};
-use super::{load_plan, log, plural, EX_IOERR, EX_USAGE};
+use super::{load_plan, log, plural, EX_DATAERR, EX_IOERR, EX_USAGE};
 use clap::Args;
 use projector::cluster;
 use projector::input::nats::StreamAddress;
@@ -53,6 +53,16 @@ pub struct RunArgs {
     /// Default: 4.
     #[arg(long, value_name = "N", requires = "source", value_parser = clap::value_parser!(u32).range(1..=1024))]
     units: Option<u32>,
+    /// With --source, what an event the engine refuses does: `record` it in the table
+    /// "rejections" and go on, or `stop` there (what came before it is committed).
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = OnRefused::Record, requires = "source")]
+    on_refused: OnRefused,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnRefused {
+    Record,
+    Stop,
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
@@ -88,7 +98,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     let options = Options {
         envelope: args.envelope,
         max_line_bytes: args.max_line_bytes,
-        checkpoints: None,
+        ..Options::default()
     };
     let input = stop.as_ref().map(Stop::fd).transpose();
     let served = match input {
@@ -130,6 +140,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Err(ServeError::State(e)) => {
             return refused(&e, &config_name, location.as_ref());
         }
+        Err(ServeError::Refused(_)) => unreachable!("stdin runs do not stop at refusals"),
     }
     finish(engine, args.dump.as_deref())
 }
@@ -164,6 +175,7 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
         address,
         parts: args.units,
         stop,
+        stop_on_refused: args.on_refused == OnRefused::Stop,
     };
     match cluster::run(settings) {
         Ok(ran) => {
@@ -175,7 +187,14 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
             }
             ExitCode::SUCCESS
         }
-        Err(e) => refused(&e, &config.name, None),
+        Err(cluster::Stopped::State(e)) => refused(&e, &config.name, None),
+        Err(cluster::Stopped::Refused { unit, why }) => {
+            log(&format!(
+                "projector: unit {unit}: {why}; stopped (--on-refused stop). It is in the table {}.rejections; fix the configuration or the event, and start again: the unit resumes at that event",
+                args.schema
+            ));
+            ExitCode::from(EX_DATAERR)
+        }
     }
 }
 

@@ -41,6 +41,24 @@ pub struct Settings {
     pub parts: Option<u32>,
     /// Readable when the instance is to stop.
     pub stop: Option<OwnedFd>,
+    /// `--on-refused stop`: the instance stops at the first event refused
+    /// instead of recording it and going on.
+    pub stop_on_refused: bool,
+}
+
+/// Why an instance stopped before it was asked to.
+#[derive(Debug)]
+pub enum Stopped {
+    /// A unit's state cannot be trusted or written.
+    State(StateError),
+    /// An event was refused under `--on-refused stop`.
+    Refused { unit: String, why: String },
+}
+
+impl From<StateError> for Stopped {
+    fn from(e: StateError) -> Self {
+        Stopped::State(e)
+    }
 }
 
 /// What a run did.
@@ -81,13 +99,14 @@ pub fn layout(plan: &Plan, parts: u32, main: &str) -> Vec<Listed> {
 
 /// Runs an instance until `stop` becomes readable; then every unit it owns
 /// commits what it applied and is given up.
-pub fn run(settings: Settings) -> Result<Ran, StateError> {
+pub fn run(settings: Settings) -> Result<Ran, Stopped> {
     let Settings {
         plan,
         target,
         address,
         parts,
         stop,
+        stop_on_refused,
     } = settings;
     let (registry, parts, listed) = Registry::open(&target, parts, DEFAULT_PARTS, |parts| {
         layout(&plan, parts, &target.schema)
@@ -109,6 +128,7 @@ pub fn run(settings: Settings) -> Result<Ran, StateError> {
         workers: Vec::new(),
         stopping: Vec::new(),
         reports: mpsc::channel(),
+        stop_on_refused,
         ran: Ran::default(),
         warned: false,
     };
@@ -153,6 +173,7 @@ struct Coordinator {
     /// Workers giving their units up.
     stopping: Vec<Worker>,
     reports: (mpsc::Sender<Report>, Receiver<Report>),
+    stop_on_refused: bool,
     ran: Ran,
     /// Whether the database's being out of reach was said.
     warned: bool,
@@ -232,6 +253,7 @@ impl Coordinator {
             }
             let target = Target {
                 schema: self.listed[unit].schema.clone(),
+                rejections: Some((self.target.schema.clone(), self.listed[unit].name.clone())),
                 ..self.target.clone()
             };
             match Worker::start(
@@ -240,6 +262,7 @@ impl Coordinator {
                 self.plan.for_unit(&self.units[unit]),
                 target,
                 self.address.clone(),
+                self.stop_on_refused,
                 self.reports.0.clone(),
             ) {
                 Ok(worker) => self.workers.push(worker),
@@ -250,7 +273,7 @@ impl Coordinator {
 
     /// Acts on what a worker reports; a state that cannot be trusted stops
     /// the instance.
-    fn report(&mut self, report: Report) -> Result<(), StateError> {
+    fn report(&mut self, report: Report) -> Result<(), Stopped> {
         let listed = self.listed.clone();
         let name = |unit: usize| listed[unit].name.clone();
         match report {
@@ -293,8 +316,15 @@ impl Coordinator {
                     ));
                 } else {
                     log(&format!("unit {}: {error}", name(unit)));
-                    return Err(error);
+                    return Err(Stopped::State(error));
                 }
+            }
+            Report::Halted { unit, why } => {
+                let _ = self.end(unit);
+                return Err(Stopped::Refused {
+                    unit: name(unit),
+                    why,
+                });
             }
         }
         Ok(())

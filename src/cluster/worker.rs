@@ -31,6 +31,8 @@ pub enum Report {
     Lost { unit: usize, why: String },
     /// The unit's state could not be opened or written.
     Failed { unit: usize, error: StateError },
+    /// An event was refused, and `--on-refused stop` asks to stop there.
+    Halted { unit: usize, why: String },
 }
 
 pub struct Worker {
@@ -53,13 +55,22 @@ impl Worker {
         plan: Plan,
         target: Target,
         address: StreamAddress,
+        stop_on_refused: bool,
         reports: Sender<Report>,
     ) -> std::io::Result<Worker> {
         let (stop, stopped) = UnixStream::pair()?;
         let thread = std::thread::Builder::new()
             .name(format!("unit {name}"))
             .spawn(move || {
-                let report = work(unit, plan, &target, &address, stopped.into(), &reports);
+                let report = work(
+                    unit,
+                    plan,
+                    &target,
+                    &address,
+                    stop_on_refused,
+                    stopped.into(),
+                    &reports,
+                );
                 let _ = reports.send(report);
             })?;
         Ok(Worker {
@@ -90,6 +101,7 @@ fn work(
     plan: Plan,
     target: &Target,
     address: &StreamAddress,
+    stop_on_refused: bool,
     stopped: OwnedFd,
     reports: &Sender<Report>,
 ) -> Report {
@@ -131,6 +143,7 @@ fn work(
     };
     let options = Options {
         checkpoints: Some(checkpoints),
+        stop_on_refused,
         ..Options::default()
     };
     let served = server::serve(
@@ -150,6 +163,7 @@ fn work(
             why: "another instance claimed it while this one could not renew its lease; its last batch was not committed".to_owned(),
         },
         Err(ServeError::State(error)) => Report::Failed { unit, error },
+        Err(ServeError::Refused(why)) => Report::Halted { unit, why },
         Err(ServeError::Io(e)) => Report::Lost {
             unit,
             why: format!("reading the stream failed: {e}"),

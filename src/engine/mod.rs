@@ -112,6 +112,15 @@ impl Engine {
         self.checkpoint = Some(sequence);
     }
 
+    /// Keeps an event refused with the next batch (see
+    /// [`crate::state::Rejection`]).
+    pub fn record_rejection(
+        &mut self,
+        rejection: crate::state::Rejection,
+    ) -> Result<(), StateError> {
+        self.journal.record_rejection(rejection)
+    }
+
     /// Where in the source stream the state stands.
     pub fn checkpoint(&self) -> Option<u64> {
         self.checkpoint

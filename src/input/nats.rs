@@ -141,6 +141,13 @@ impl Checkpoints {
             .push_back((line, sequence));
     }
 
+    /// The sequence of the message whose line is `line`, while no batch
+    /// has gone past it.
+    pub fn sequence_of(&self, line: u64) -> Option<u64> {
+        let ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        ends.iter().find(|(end, _)| *end == line).map(|(_, s)| *s)
+    }
+
     /// The sequence of the last message whose line is at or before `line`
     /// (counting from 1), once: `None` when no message has ended since the
     /// last call.

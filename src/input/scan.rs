@@ -40,6 +40,8 @@ pub struct EventMessage<'a> {
     /// The envelope's `src` and `dest`, when the line is an envelope.
     pub src: Option<&'a str>,
     pub dest: Option<&'a str>,
+    /// The whole line, as received.
+    pub line: &'a str,
 }
 
 /// The line as an event message, or `None` when it is another message, or
@@ -56,6 +58,7 @@ pub fn event_message(text: &str) -> Option<EventMessage<'_>> {
             event,
             src: None,
             dest: None,
+            line: text,
         }),
         Message {
             ty: None,
@@ -73,6 +76,7 @@ pub fn event_message(text: &str) -> Option<EventMessage<'_>> {
             event,
             src,
             dest,
+            line: text,
         }),
         _ => None,
     }

@@ -5,7 +5,7 @@
 
 use super::batch::{Batch, Recorder};
 use super::open::Backend;
-use super::{Journal, StateError, Swap, Totals};
+use super::{Journal, Rejection, StateError, Swap, Totals};
 use crate::store::Change;
 use crate::store::MemoryStore;
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -77,6 +77,11 @@ impl Journal for Background {
 
     fn record_subscriptions(&mut self, names: Option<&[String]>) -> Result<(), StateError> {
         self.recorder.subscriptions(names);
+        Ok(())
+    }
+
+    fn record_rejection(&mut self, rejection: Rejection) -> Result<(), StateError> {
+        self.recorder.rejection(rejection);
         Ok(())
     }
 

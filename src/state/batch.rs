@@ -10,6 +10,7 @@
 //! per batch instead of two or three per event. The buffers come back when
 //! the batch is committed, to be filled again.
 
+use super::Rejection;
 use super::{Swap, Totals};
 use crate::plan::ModelId;
 use crate::store::Change;
@@ -33,6 +34,8 @@ pub struct Batch {
     pub totals: Totals,
     /// A rebuild swapped in with this batch.
     pub swap: Option<Swap>,
+    /// Events the engine refused, from a stream.
+    pub rejections: Vec<Rejection>,
 }
 
 impl Batch {
@@ -65,6 +68,7 @@ pub struct Recorder {
     documents: Vec<(ModelId, Key, Option<Range<usize>>)>,
     subscriptions: Option<Option<Vec<String>>>,
     swap: Option<Swap>,
+    rejections: Vec<Rejection>,
     /// A committed batch, whose buffers the next one is written into.
     spare: Option<Batch>,
 }
@@ -123,6 +127,12 @@ impl Recorder {
             && self.documents.is_empty()
             && self.subscriptions.is_none()
             && self.swap.is_none()
+            && self.rejections.is_empty()
+    }
+
+    /// Records an event refused.
+    pub fn rejection(&mut self, rejection: Rejection) {
+        self.rejections.push(rejection);
     }
 
     /// The batch recorded so far, with what the tables will hold once it is
@@ -157,6 +167,7 @@ impl Recorder {
             subscriptions: self.subscriptions.take(),
             totals,
             swap: self.swap.take(),
+            rejections: std::mem::take(&mut self.rejections),
         }
     }
 

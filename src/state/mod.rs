@@ -97,11 +97,29 @@ pub trait Journal {
     fn submit(&mut self, totals: Totals) -> Result<(), StateError>;
     /// Waits until everything submitted is durable.
     fn wait(&mut self) -> Result<(), StateError>;
+    /// An event from a stream was refused: kept where the state keeps
+    /// rejections, if it does, with the next batch.
+    fn record_rejection(&mut self, _rejection: Rejection) -> Result<(), StateError> {
+        Ok(())
+    }
     /// Whether anything outlives the process: a durable journal commits
     /// each batch, so it wants few, large ones.
     fn is_durable(&self) -> bool {
         true
     }
+}
+
+/// An event the engine refused, as the `rejections` table keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The event's sequence in the stream.
+    pub position: u64,
+    pub id: Option<String>,
+    /// The error's code (12, 22) and text, as the reply says them.
+    pub code: i32,
+    pub error: String,
+    /// The message that carried the event, as received.
+    pub text: String,
 }
 
 /// The in-memory mode: nothing outlives the process.

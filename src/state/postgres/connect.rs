@@ -24,6 +24,9 @@ pub struct Target {
     pub schema: String,
     pub lease: Duration,
     pub retry_for: Duration,
+    /// Where events refused are kept, for a unit of work: the schema of
+    /// the `rejections` table, and the unit's name.
+    pub rejections: Option<(String, String)>,
 }
 
 impl Target {
@@ -45,6 +48,7 @@ impl Target {
             schema: schema.to_owned(),
             lease: seconds("PROJECTOR_LEASE_SECONDS", DEFAULT_LEASE),
             retry_for: seconds("PROJECTOR_RETRY_SECONDS", DEFAULT_RETRY),
+            rejections: None,
         }
     }
 

@@ -583,7 +583,41 @@ impl Books {
             meta.push(("checkpoint", checkpoint.to_string()));
         }
         self.put_meta(tx, &meta)?;
+        self.write_rejections(tx, batch)?;
         Ok(rows)
+    }
+
+    /// The events refused in this batch, in the cluster's `rejections`
+    /// table; one refused again (after a restart) replaces its row.
+    fn write_rejections(&self, tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), Failure> {
+        let Some((schema, unit)) = &self.target.rejections else {
+            return Ok(());
+        };
+        let sql = format!(
+            "INSERT INTO {}.{} (unit, position, id, code, error, text)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (unit, position) DO UPDATE
+             SET id = excluded.id, code = excluded.code, error = excluded.error,
+                 text = excluded.text, at = now()",
+            ident(schema),
+            crate::cluster::registry::REJECTIONS
+        );
+        for r in &batch.rejections {
+            let id = r.id.as_deref().map(text::to_column);
+            tx.execute(
+                &sql,
+                &[
+                    unit,
+                    &(r.position as i64),
+                    &id.as_deref(),
+                    &r.code,
+                    &text::to_column(&r.error).as_ref(),
+                    &text::to_column(&r.text).as_ref(),
+                ],
+            )
+            .map_err(|e| self.failure("recording an event refused", e))?;
+        }
+        Ok(())
     }
 
     fn write_ids(&self, tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), Failure> {
