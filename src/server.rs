@@ -52,6 +52,37 @@ pub struct Options {
     /// Stop at the first event refused from a stream, committing what came
     /// before it: `--on-refused stop`.
     pub stop_on_refused: bool,
+    /// Where to count what each message did, when something watches.
+    pub counters: Option<&'static Counters>,
+}
+
+/// Messages counted by what they did, over a process.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub applied: std::sync::atomic::AtomicU64,
+    pub skipped: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    pub const fn new() -> Counters {
+        use std::sync::atomic::AtomicU64;
+        Counters {
+            applied: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    fn count(&self, outcome: Outcome) {
+        let counter = match outcome {
+            Outcome::Applied => &self.applied,
+            Outcome::Skipped => &self.skipped,
+            Outcome::Refused => &self.refused,
+            _ => return,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Default for Options {
@@ -61,6 +92,7 @@ impl Default for Options {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             checkpoints: None,
             stop_on_refused: false,
+            counters: None,
         }
     }
 }
@@ -357,8 +389,12 @@ pub fn serve(
         chunk.with_dependent_mut(|_, lines| {
             for at in 0..lines.len() {
                 prefetch(session.engine, lines, at);
-                if session.line(&mut lines[at])? == Some(Outcome::Applied) {
+                let outcome = session.line(&mut lines[at])?;
+                if outcome == Some(Outcome::Applied) {
                     served.applied += 1;
+                }
+                if let (Some(counters), Some(outcome)) = (options.counters, outcome) {
+                    counters.count(outcome);
                 }
                 if let Some(text) = session.halt.clone() {
                     session.release(&mut output)?;

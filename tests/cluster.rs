@@ -33,10 +33,22 @@ struct Instance {
 
 impl Instance {
     fn start(nats: &NatsServer, db: &PgDb, config: &Path, dir: &TempDir, name: &str) -> Instance {
+        Instance::start_with(nats, db, config, dir, name, &[])
+    }
+
+    fn start_with(
+        nats: &NatsServer,
+        db: &PgDb,
+        config: &Path,
+        dir: &TempDir,
+        name: &str,
+        args: &[&str],
+    ) -> Instance {
         let log = dir.path().join(format!("{name}.log"));
         let child = Command::new(support::BIN)
             .args(["run", "--config", config.to_str().unwrap()])
             .args(["--state", &db.url(), "--source", &nats.stream("EVENTS")])
+            .args(args)
             .env("PROJECTOR_LEASE_SECONDS", LEASE_SECONDS.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -439,8 +451,40 @@ fn refused_events_are_recorded_with_their_position_and_the_rest_goes_on_or_stops
     let expected = in_memory(&dir, &config, &events);
 
     let db = PgDb::new("rejections");
-    let run = Instance::start(&nats, &db, &config, &dir, "record");
+    let run = Instance::start_with(
+        &nats,
+        &db,
+        &config,
+        &dir,
+        "record",
+        &["--metrics", "127.0.0.1:0"],
+    );
     caught_up(&db, last, Duration::from_secs(30));
+    // The metrics count this instance's events, and the units' lag once the
+    // coordinator has looked (a third of a lease apart).
+    let started = Instant::now();
+    let metrics = loop {
+        let metrics = scrape(&run.log());
+        if metrics.contains("projector_unit_lag{unit=\"orders+user_order_stats\"} 0\n") {
+            break metrics;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for line in [
+        "projector_events_applied_total 6\n",
+        "projector_events_skipped_total 0\n",
+        "projector_events_refused_total 2\n",
+        "projector_units_owned 5\n",
+        "projector_unit_owned{unit=\"user_listing 1/4\"} 1\n",
+        "# TYPE projector_batch_commit_seconds histogram\n",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
+    assert!(
+        !metrics.contains("projector_batch_commit_seconds_count 0\n"),
+        "{metrics}"
+    );
     run.terminate();
     assert_same(&db, &expected, "refused events recorded");
     let rows: Vec<(String, i64, Option<String>, i32, String, String)> = db
@@ -488,4 +532,22 @@ fn refused_events_are_recorded_with_their_position_and_the_rest_goes_on_or_stops
         .get(0);
     assert_eq!(recorded, 1);
     assert_eq!(db.view("projector", "orders").len(), 5);
+}
+
+/// The metrics an instance serves, at the address its log names.
+fn scrape(log: &str) -> String {
+    use std::io::{Read, Write};
+    let url = log
+        .lines()
+        .find_map(|l| l.strip_prefix("projector: metrics at http://"))
+        .unwrap_or_else(|| panic!("no metrics address: {log}"));
+    let addr = url.strip_suffix("/metrics").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
 }

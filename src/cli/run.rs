@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// "rejections" and go on, or `stop` there (what came before it is committed).
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = OnRefused::Record, requires = "source")]
     on_refused: OnRefused,
+    /// With --source, serve Prometheus metrics at http://ADDR/metrics (events applied, skipped
+    /// and refused, batch commit latency, lag per unit, units owned). ADDR: HOST:PORT.
+    #[arg(long, value_name = "ADDR", requires = "source")]
+    metrics: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -165,6 +169,15 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
             return ExitCode::from(EX_IOERR);
         }
     };
+    if let Some(addr) = &args.metrics {
+        match cluster::metrics::serve(addr) {
+            Ok(bound) => log(&format!("projector: metrics at http://{bound}/metrics")),
+            Err(e) => {
+                log(&format!("projector: --metrics {addr}: {e}"));
+                return ExitCode::from(EX_USAGE);
+            }
+        }
+    }
     log(&format!(
         "projector: consuming {address} into {}",
         target.display()

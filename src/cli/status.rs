@@ -7,7 +7,7 @@ use projector::cluster::{
     self,
     registry::{self, UnitState},
 };
-use projector::input::nats::StreamAddress;
+use projector::input::nats::{StreamAddress, Tail};
 use projector::state::postgres::{Target, DEFAULT_SCHEMA};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -66,7 +66,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    let last = match last_sequence(&address) {
+    let last = match Tail::new(&address).last() {
         Ok(last) => last,
         Err(e) => {
             log(&format!("projector: {e}"));
@@ -130,24 +130,4 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// The sequence of the stream's last message (0 when it has none).
-fn last_sequence(address: &StreamAddress) -> Result<u64, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("the runtime starts");
-    runtime.block_on(async {
-        let mut stream = projector::input::nats::connect(address)
-            .await?
-            .get_stream(&address.stream)
-            .await
-            .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| format!("{address}: cannot read the stream: {e}"))?;
-        Ok(info.state.last_sequence)
-    })
 }

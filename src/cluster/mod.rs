@@ -13,11 +13,12 @@
 //! free ones up to it, a third of a lease apart. A dead instance's units
 //! are free once its leases lapse; the others take them over.
 
+pub mod metrics;
 pub mod registry;
 pub mod share;
 pub mod worker;
 
-use crate::input::nats::StreamAddress;
+use crate::input::nats::{StreamAddress, Tail};
 use crate::plan::units::{self, Unit};
 use crate::plan::Plan;
 use crate::state::postgres::Target;
@@ -121,12 +122,13 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
     let mut coordinator = Coordinator {
         plan,
         target,
-        address,
         units,
         listed,
         registry,
         workers: Vec::new(),
         stopping: Vec::new(),
+        tail: Tail::new(&address),
+        address,
         reports: mpsc::channel(),
         stop_on_refused,
         ran: Ran::default(),
@@ -174,6 +176,8 @@ struct Coordinator {
     stopping: Vec<Worker>,
     reports: (mpsc::Sender<Report>, Receiver<Report>),
     stop_on_refused: bool,
+    /// Asks the broker how far the stream goes, for the lag.
+    tail: Tail,
     ran: Ran,
     /// Whether the database's being out of reach was said.
     warned: bool,
@@ -219,6 +223,19 @@ impl Coordinator {
             Ok(states) => states,
             Err(_) => return,
         };
+        let last = self.tail.last().ok();
+        metrics::set_units(
+            self.listed
+                .iter()
+                .zip(&states)
+                .enumerate()
+                .map(|(unit, (listed, state))| {
+                    let owned = self.workers.iter().any(|w| w.unit == unit && w.claimed);
+                    let lag = last.map(|l| l.saturating_sub(state.checkpoint.unwrap_or(0)));
+                    (listed.name.clone(), owned, lag)
+                })
+                .collect(),
+        );
         // A unit claimed by another instance while this one could not renew
         // its lease (stopped, cut off): its worker can commit nothing more.
         for at in (0..self.workers.len()).rev() {

@@ -144,6 +144,7 @@ fn work(
     let options = Options {
         checkpoints: Some(checkpoints),
         stop_on_refused,
+        counters: Some(&super::metrics::COUNTERS),
         ..Options::default()
     };
     let served = server::serve(

@@ -72,6 +72,52 @@ pub async fn connect(address: &StreamAddress) -> Result<async_nats::jetstream::C
     Ok(async_nats::jetstream::new(client))
 }
 
+/// The last sequence of a stream, asked of the broker over one connection
+/// kept open (made again after a failure).
+pub struct Tail {
+    address: StreamAddress,
+    runtime: tokio::runtime::Runtime,
+    context: Option<async_nats::jetstream::Context>,
+}
+
+impl Tail {
+    pub fn new(address: &StreamAddress) -> Tail {
+        Tail {
+            address: address.clone(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the runtime starts"),
+            context: None,
+        }
+    }
+
+    /// The sequence of the stream's last message (0 when it has none).
+    pub fn last(&mut self) -> Result<u64, String> {
+        let address = &self.address;
+        let context = &mut self.context;
+        let result = self.runtime.block_on(async {
+            if context.is_none() {
+                *context = Some(connect(address).await?);
+            }
+            let js = context.as_ref().expect("connected");
+            let mut stream = js
+                .get_stream(&address.stream)
+                .await
+                .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| format!("{address}: cannot read the stream: {e}"))?;
+            Ok(info.state.last_sequence)
+        });
+        if result.is_err() {
+            self.context = None;
+        }
+        result
+    }
+}
+
 /// A line of input, as `publish` takes it.
 #[derive(Debug, PartialEq)]
 pub enum Line {

@@ -11,6 +11,9 @@ use crate::store::MemoryStore;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
+/// How long each batch took to commit, over the process.
+pub static COMMITS: crate::util::histogram::Histogram = crate::util::histogram::Histogram::new();
+
 pub struct Background {
     recorder: Recorder,
     batches: Option<SyncSender<Batch>>,
@@ -32,7 +35,9 @@ impl Background {
             .name("state writer".to_owned())
             .spawn(move || {
                 for batch in inbox {
+                    let started = std::time::Instant::now();
                     let result = state.write(&batch);
+                    COMMITS.observe(started.elapsed());
                     if done.send((result, batch)).is_err() {
                         break;
                     }

@@ -1,4 +1,6 @@
-//! Small tools of the hot path: a fast hasher and a cache prefetch hint.
+//! Small tools: a fast hasher and a cache prefetch hint for the hot path,
+//! a lock-free histogram for metrics.
 
 pub mod hash;
+pub mod histogram;
 pub mod prefetch;
