@@ -264,8 +264,12 @@ fn killed_and_stopped_instances_are_taken_over_and_a_stopped_one_commits_nothing
     let config = dir.write("c.toml", USERS_ORDERS);
     let events = generated_events(6000, 300, 16);
     let expected = in_memory(&dir, &config, &events);
-    let lines: Vec<String> = events.lines().map(str::to_owned).collect();
-    let publisher = publish_over_time(&nats, lines, 30, Duration::from_millis(300));
+    let lines: Vec<&str> = events.lines().collect();
+    // The stream exists before anyone looks at it; the rest comes over time.
+    let (first, rest) = lines.split_at(200);
+    publish(&nats, first);
+    let rest = rest.iter().map(|l| l.to_string()).collect();
+    let publisher = publish_over_time(&nats, rest, 30, Duration::from_millis(300));
 
     let a = Instance::start(&nats, &db, &config, &dir, "a");
     let b = Instance::start(&nats, &db, &config, &dir, "b");

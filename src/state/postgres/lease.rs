@@ -139,3 +139,99 @@ impl Drop for Heartbeat {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The claim, its lease and its fencing token, against the local
+    //! PostgreSQL server (see `.ci/run`), with a lease of one second.
+    use super::*;
+    use std::time::Duration;
+
+    const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+    struct Db(String);
+
+    impl Db {
+        fn new() -> Db {
+            let name = format!("projector_lease_unit_{}", std::process::id());
+            let mut admin = Client::connect(&format!("{SERVER}/postgres"), postgres::NoTls)
+                .expect("PostgreSQL answers on 127.0.0.1:5432");
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                format!("CREATE DATABASE {name}"),
+            ] {
+                admin.batch_execute(&sql).unwrap();
+            }
+            Db(name)
+        }
+    }
+
+    impl Drop for Db {
+        fn drop(&mut self) {
+            if let Ok(mut admin) = Client::connect(&format!("{SERVER}/postgres"), postgres::NoTls) {
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
+            }
+        }
+    }
+
+    /// Renews token `token`'s claim as a batch does: the rows it changed.
+    fn renew(client: &mut Client, target: &Target, token: i64) -> u64 {
+        client
+            .execute(&renew_sql(target), &[&token, &target.lease.as_secs_f64()])
+            .unwrap()
+    }
+
+    #[test]
+    fn a_claim_excludes_others_until_released_or_lapsed_and_a_lapsed_token_is_fenced() {
+        let db = Db::new();
+        let mut target = Target::new(&format!("{SERVER}/{}", db.0), "lease_unit");
+        target.lease = Duration::from_secs(1);
+        let mut a = target.connect().unwrap();
+        let mut b = target.connect().unwrap();
+        super::super::create_schema(&mut a, &target).unwrap();
+
+        // Free: a claims it; b is refused while a's claim is live.
+        let first = claim(&mut a, &target).unwrap();
+        match claim(&mut b, &target) {
+            Err(StateError::Claimed {
+                holder,
+                seconds_left,
+                ..
+            }) => {
+                assert_eq!(holder, super::holder());
+                assert!(seconds_left > 0.0 && seconds_left <= 1.0, "{seconds_left}");
+            }
+            other => panic!("claimed twice: {other:?}"),
+        }
+        // Renewed, it stays a's past its first lease.
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(renew(&mut a, &target, first), 1);
+        std::thread::sleep(Duration::from_millis(600));
+        assert!(claim(&mut b, &target).is_err());
+
+        // Not renewed, it lapses: b claims it with the next token, and a's
+        // token renews nothing (its batches would commit nothing).
+        std::thread::sleep(Duration::from_millis(1100));
+        let second = claim(&mut b, &target).unwrap();
+        assert_eq!(second, first + 1);
+        assert_eq!(renew(&mut a, &target, first), 0);
+        assert_eq!(renew(&mut b, &target, second), 1);
+
+        // A release by the fenced token changes nothing; b's frees it at once.
+        release(&mut a, &target, first).unwrap();
+        assert!(claim(&mut a, &target).is_err());
+        release(&mut b, &target, second).unwrap();
+        let third = claim(&mut a, &target).unwrap();
+        assert_eq!(third, second + 1);
+
+        // The heartbeat keeps a claim alive past many leases, and stops
+        // once the claim is taken over.
+        let mut heartbeat = Heartbeat::start(&target, third);
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(claim(&mut b, &target).is_err(), "the heartbeat kept it");
+        heartbeat.stop();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(claim(&mut b, &target).unwrap(), third + 1);
+    }
+}
