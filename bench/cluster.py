@@ -44,22 +44,36 @@ def psql(sql, db="postgres"):
                    check=True, capture_output=True)
 
 
-def postgres_cpu():
-    """CPU seconds of every live postgres process."""
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        if name.startswith("postgres"):
+class Cpu:
+    """CPU seconds of processes by name, summed over every process seen:
+    each is sampled while it lives, so that those that end (a unit's
+    connection closed when it moves) still count up to their last sample."""
+
+    def __init__(self):
+        self.start = self.read()
+        self.seen = dict(self.start)
+
+    @staticmethod
+    def read():
+        found = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
             fields = stat[stat.rindex(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / TICK
+            found[(int(pid), name)] = (int(fields[11]) + int(fields[12])) / TICK
+        return found
+
+    def sample(self):
+        self.seen.update(self.read())
+
+    def used(self, prefix):
+        return sum(t - self.start.get(k, 0) for k, t in self.seen.items() if k[1].startswith(prefix))
 
 
 def lag(source, state):
@@ -116,7 +130,7 @@ def main():
             psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
             psql(f"CREATE DATABASE {db}")
             state = f"{PG}/{db}"
-            cpu = postgres_cpu()
+            cpu = Cpu()
             ports = [free_port() for _ in range(n)]
             started = time.monotonic()
             runs = [subprocess.Popen([BIN, "run", "-c", CONFIG, "--source", source, "--state", state,
@@ -124,9 +138,10 @@ def main():
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     for p in ports]
             while lag(source, state) != 0:
+                cpu.sample()
                 time.sleep(0.5)
             took = time.monotonic() - started
-            pg_cpu = postgres_cpu() - cpu
+            cpu.sample()
             commit = p99(ports)
             for r in runs:
                 r.send_signal(signal.SIGTERM)
@@ -134,7 +149,8 @@ def main():
                 r.wait()
             psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
             print(f"{n} instance(s): caught up {last} messages in {took:.1f} s "
-                  f"({last / took:,.0f} events/s); PostgreSQL CPU {pg_cpu:.1f} s; "
+                  f"({last / took:,.0f} events/s); CPU: PostgreSQL {cpu.used('postgres'):.1f} s, "
+                  f"projector {cpu.used('projector'):.1f} s, nats-server {cpu.used('nats-server'):.1f} s; "
                   f"commit p99 <= {commit:g} ms")
 
         sqlite = os.path.join(work, "state.db")

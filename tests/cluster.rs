@@ -98,10 +98,14 @@ fn publish(nats: &NatsServer, lines: &[&str]) -> u64 {
     nats.messages("EVENTS").len() as u64
 }
 
+/// The schemas of the serving version's units.
+const SERVING: &str = "SELECT schema FROM projector._projector_units
+     JOIN projector._projector_versions USING (version) WHERE status = 'serving'";
+
 /// Each unit's checkpoint (none before its state exists).
 fn checkpoints(db: &PgDb) -> Vec<Option<u64>> {
     let mut client = db.client();
-    let Ok(rows) = client.query("SELECT schema FROM projector._projector_units", &[]) else {
+    let Ok(rows) = client.query(SERVING, &[]) else {
         return Vec::new();
     };
     rows.iter()
@@ -399,7 +403,7 @@ fn a_stream_is_resumed_from_each_units_checkpoint_after_kills() {
     let mut client = db.client();
     let mut ids = Vec::new();
     for schema in client
-        .query("SELECT schema FROM projector._projector_units", &[])
+        .query(SERVING, &[])
         .unwrap()
         .iter()
         .map(|r| r.get::<_, String>(0))
@@ -554,4 +558,109 @@ fn scrape(log: &str) -> String {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+#[test]
+fn a_changed_definition_is_built_beside_the_serving_one_and_the_views_switch_when_it_caught_up() {
+    let nats = NatsServer::start();
+    let db = PgDb::new("rebuild");
+    let dir = TempDir::new();
+    let v1 = dir.write("v1.toml", USERS_ORDERS);
+    // user_order_stats counts only orders of 100 or more: its unit is
+    // rebuilt; user_listing's are kept.
+    let changed = USERS_ORDERS.replace(
+        "merge = { last_order_id = \"$.payload.order_id\" }",
+        "merge = { last_order_id = \"$.payload.order_id\" }\n\
+         when = { path = \"$.payload.amount\", ge = 100 }",
+    );
+    assert_ne!(changed, USERS_ORDERS);
+    let v2 = dir.write("v2.toml", &changed);
+    let events = generated_events(6000, 300, 21);
+    let lines: Vec<&str> = events.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let published = publish(&nats, first);
+    let old = Instance::start(&nats, &db, &v1, &dir, "old");
+    caught_up(&db, published, Duration::from_secs(30));
+
+    // The plan says what starting with the new configuration does.
+    let out = Run::new()
+        .args(&[
+            "plan",
+            "--config",
+            v2.to_str().unwrap(),
+            "--state",
+            &db.url(),
+        ])
+        .go();
+    out.code_is(2)
+        .stdout_has("unit orders+user_order_stats: definition changed: built from the stream's start in schema projector_orders_1of1_")
+        .stdout_has("unit user_listing 1/4: unchanged")
+        .stdout_has("builds version 2 beside version 1");
+
+    // A new instance brings version 2; the old one keeps serving version 1
+    // (and helps build version 2) while more events come in.
+    let before = read_models(&db);
+    let new = Instance::start(&nats, &db, &v2, &dir, "new");
+    let publisher = publish_over_time(
+        &nats,
+        second.iter().map(|l| l.to_string()).collect(),
+        10,
+        Duration::from_millis(150),
+    );
+    // Until the switch, the views keep answering, with version 1's documents.
+    let started = Instant::now();
+    let mut served_old = 0;
+    loop {
+        let status: Option<String> = db
+            .client()
+            .query_one(
+                "SELECT status FROM projector._projector_versions WHERE version = 2",
+                &[],
+            )
+            .ok()
+            .map(|r| r.get(0));
+        let stats = db.view("projector", "user_order_stats");
+        if status.as_deref() == Some("serving") {
+            break;
+        }
+        assert!(!stats.is_empty());
+        served_old += 1;
+        assert!(started.elapsed() < Duration::from_secs(30), "no switch");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(served_old > 0);
+    assert!(before["user_order_stats"].len() > 0);
+    publisher.join().unwrap();
+    let last = nats.messages("EVENTS").len() as u64;
+    caught_up(&db, last, Duration::from_secs(60));
+    assert_same(
+        &db,
+        &in_memory(&dir, &v2, &events),
+        "version 2, switched to",
+    );
+    let report = status(&nats, &db, &v2);
+    assert_eq!(report["version"], 2, "{report}");
+    assert_eq!(report["building"], Value::Null, "{report}");
+    let log = new.terminate() + &old.terminate();
+    assert!(
+        log.contains(
+            "building version 2 beside it, from the stream's start: orders+user_order_stats\n"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("the read models' views switched to it from version 1"),
+        "{log}"
+    );
+    // Nothing left to do with version 2's configuration.
+    Run::new()
+        .args(&[
+            "plan",
+            "--config",
+            v2.to_str().unwrap(),
+            "--state",
+            &db.url(),
+        ])
+        .go()
+        .success();
 }

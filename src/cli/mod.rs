@@ -207,6 +207,8 @@ struct Loaded {
     plan: Plan,
     /// How to name it in a command line: as given, or the default file.
     name: String,
+    /// Its text.
+    text: String,
 }
 
 /// Reads and compiles the configuration to serve its read models, printing
@@ -228,7 +230,7 @@ fn load_plan(path: Option<&Path>, bundled: bool) -> Result<Loaded, ExitCode> {
                     shell_word(&name)
                 ));
             }
-            Ok(Loaded { plan, name })
+            Ok(Loaded { plan, name, text })
         }
         Err(diags) => invalid(&name, &text, &diags),
     }

@@ -12,9 +12,12 @@
 
 use super::{load_plan, log, path_word, plural, shell_word, Format};
 use clap::Args;
-use projector::state::postgres::DEFAULT_SCHEMA;
+use projector::cluster;
+use projector::cluster::registry::{self, Version};
+use projector::state::postgres::{Target, DEFAULT_SCHEMA};
 use projector::state::reconcile::{ModelPlan, Need, Reconciliation, Request, RulePlan, Status};
 use projector::state::Location;
+use projector::state::StateError;
 use serde_json::{json, Value};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -46,6 +49,16 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         Err(code) => return code,
     };
     let location = Location::new(&args.state, &args.schema);
+    if let Location::Postgres(target) = &location {
+        match cluster_versions(target) {
+            Ok(Some(versions)) => return cluster_plan(args, &config, target, &versions),
+            Ok(None) => {}
+            Err(e) => {
+                log(&format!("projector: {e}"));
+                return ExitCode::from(e.exit_code());
+            }
+        }
+    }
     let commands = Commands::new(&config.name, &location);
     let stored = match location.inspect() {
         Ok(stored) => stored,
@@ -111,6 +124,137 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     });
     print(args.format, &text, &report);
     match reconciliation.needs_action() {
+        true => ExitCode::from(NEEDS_ACTION),
+        false => ExitCode::SUCCESS,
+    }
+}
+
+/// The versions a cluster (`run --source`) serves and builds in the
+/// schema; `None` when it holds none.
+fn cluster_versions(target: &Target) -> Result<Option<Vec<Version>>, StateError> {
+    let mut client = target.connect()?;
+    let versions = registry::active(&mut client, target)
+        .map_err(|e| target.failed("reading the cluster's versions", e))?;
+    Ok((!versions.is_empty()).then_some(versions))
+}
+
+/// What starting `run --source` with this configuration does to a cluster:
+/// per unit, kept as it is, or built anew from the stream's start beside the
+/// serving one, which keeps serving until the new version catches up and
+/// the views switch to it.
+fn cluster_plan(
+    args: &PlanArgs,
+    config: &super::Loaded,
+    target: &Target,
+    versions: &[Version],
+) -> ExitCode {
+    let serving = versions
+        .iter()
+        .find(|v| !v.building)
+        .unwrap_or(&versions[0]);
+    let building = versions.iter().find(|v| v.building);
+    // The parts are fixed: the serving version's units tell how many.
+    let parts = serving
+        .units
+        .iter()
+        .filter_map(|u| u.name.rsplit_once('/').and_then(|(_, of)| of.parse().ok()))
+        .max()
+        .unwrap_or(cluster::DEFAULT_PARTS);
+    let units = cluster::layout(&config.plan, parts, &target.schema);
+    let kept: Vec<&str> = serving.units.iter().map(|u| u.schema.as_str()).collect();
+    let same_as_building = building.is_some_and(|b| {
+        b.units
+            .iter()
+            .map(|u| u.schema.as_str())
+            .eq(units.iter().map(|u| u.schema.as_str()))
+    });
+    let mut text = format!(
+        "Plan for the cluster {} (serving version {}{}) with {}:\n",
+        target.display(),
+        serving.number,
+        building.map_or(String::new(), |b| format!(
+            ", building version {}",
+            b.number
+        )),
+        config.name
+    );
+    let mut rows = Vec::new();
+    let mut rebuilt = 0;
+    for unit in &units {
+        let (status, line) = if kept.contains(&unit.schema.as_str()) {
+            ("unchanged", format!("  unit {}: unchanged", unit.name))
+        } else {
+            rebuilt += 1;
+            let new: Vec<&String> = unit
+                .models
+                .iter()
+                .filter(|m| !serving.units.iter().any(|u| u.models.contains(m)))
+                .collect();
+            let what = match new.len() {
+                0 => "definition changed".to_owned(),
+                _ => format!(
+                    "new read model{} {}",
+                    if new.len() == 1 { "" } else { "s" },
+                    new.iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            (
+                "rebuilt",
+                format!(
+                    "  unit {}: {what}: built from the stream's start in schema {} beside the serving one, which keeps serving and keeping up",
+                    unit.name, unit.schema
+                ),
+            )
+        };
+        text.push_str(&line);
+        text.push('\n');
+        rows.push(json!({"unit": unit.name, "models": unit.models, "schema": unit.schema, "status": status}));
+    }
+    let configured: Vec<&String> = units.iter().flat_map(|u| &u.models).collect();
+    let removed: Vec<&String> = serving
+        .units
+        .iter()
+        .flat_map(|u| &u.models)
+        .filter(|m| !configured.contains(m))
+        .collect();
+    for model in &removed {
+        text.push_str(&format!(
+            "  read model {model}: no longer configured: its view is dropped at the switch\n"
+        ));
+    }
+    let needs = rebuilt > 0 || !removed.is_empty();
+    if needs {
+        text.push_str(&format!(
+            "`projector run --source …` with this configuration builds version {} beside version {}; when every unit of it has caught up, the read models' views switch to it in one transaction (`projector status` shows its lag){}.",
+            if same_as_building {
+                building.map_or(0, |b| b.number)
+            } else {
+                versions.iter().map(|v| v.number).max().unwrap_or(0) + 1
+            },
+            serving.number,
+            match (building, same_as_building) {
+                (Some(b), false) => format!("; the build of version {} is given up", b.number),
+                _ => String::new(),
+            }
+        ));
+    } else {
+        text.push_str("Nothing to do: every unit is served as it is.");
+    }
+    let report = json!({
+        "state": target.display(),
+        "config": config.name,
+        "cluster": true,
+        "serving_version": serving.number,
+        "building_version": building.map(|b| b.number),
+        "needs_action": needs,
+        "units": rows,
+        "removed": removed,
+    });
+    print(args.format, &text, &report);
+    match needs {
         true => ExitCode::from(NEEDS_ACTION),
         false => ExitCode::SUCCESS,
     }

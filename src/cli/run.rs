@@ -184,6 +184,7 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
     ));
     let settings = cluster::Settings {
         plan: config.plan,
+        config: config.text,
         target,
         address,
         parts: args.units,

@@ -3,12 +3,11 @@
 
 use super::{load_plan, log, Format, EX_IOERR, EX_USAGE};
 use clap::Args;
-use projector::cluster::{
-    self,
-    registry::{self, UnitState},
-};
+use projector::cluster;
+use projector::cluster::registry::{self, UnitState, Version};
 use projector::input::nats::{StreamAddress, Tail};
 use projector::state::postgres::{Target, DEFAULT_SCHEMA};
+use projector::state::StateError;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,16 +49,27 @@ pub fn status(args: &StatusArgs) -> ExitCode {
     };
     let target = Target::new(&args.state, &args.schema);
     let read = target.connect().and_then(|mut client| {
-        let listed = registry::listed(&mut client, &target)?;
-        let known = listed.is_some();
-        let units = listed.unwrap_or_else(|| {
-            cluster::layout(&config.plan, cluster::DEFAULT_PARTS, &target.schema)
-        });
-        let states = registry::unit_states(&mut client, &units)
-            .map_err(|e| target.failed("reading the units", e))?;
-        Ok((units, states, known))
+        let failed = |e| target.failed("reading the units", e);
+        let mut versions = registry::active(&mut client, &target).map_err(failed)?;
+        let known = !versions.is_empty();
+        if !known {
+            versions.push(Version {
+                number: 0,
+                config: String::new(),
+                building: false,
+                units: cluster::layout(&config.plan, cluster::DEFAULT_PARTS, &target.schema),
+            });
+        }
+        let read = versions
+            .into_iter()
+            .map(|v| {
+                let states = registry::unit_states(&mut client, &v.units).map_err(failed)?;
+                Ok((v, states))
+            })
+            .collect::<Result<Vec<_>, StateError>>()?;
+        Ok((read, known))
     });
-    let (units, states, known) = match read {
+    let (versions, known) = match read {
         Ok(read) => read,
         Err(e) => {
             log(&format!("projector: {e}"));
@@ -74,58 +84,91 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         }
     };
     let lag_of = |state: &UnitState| last.saturating_sub(state.checkpoint.unwrap_or(0));
-    let lag = states.iter().map(lag_of).max().unwrap_or(0);
-    let owned = states.iter().filter(|s| s.owner.is_some()).count();
+    let lag_over = |states: &[UnitState]| states.iter().map(lag_of).max().unwrap_or(0);
+    let (serving, states) = versions
+        .iter()
+        .find(|(v, _)| !v.building)
+        .unwrap_or(&versions[0]);
+    let building = versions.iter().find(|(v, _)| v.building);
+    let lag = lag_over(states);
+    let owned = versions
+        .iter()
+        .flat_map(|(_, states)| states)
+        .filter(|s| s.owner.is_some())
+        .count();
+    let total: usize = versions.iter().map(|(v, _)| v.units.len()).sum();
+    let units_json = |version: &Version, states: &[UnitState]| -> Vec<Value> {
+        version
+            .units
+            .iter()
+            .zip(states)
+            .map(|(unit, state)| {
+                json!({
+                    "unit": unit.name,
+                    "models": unit.models,
+                    "schema": unit.schema,
+                    "owner": state.owner.as_ref().map(|(holder, _)| holder),
+                    "lease_expires_in": state.owner.as_ref().map(|(_, left)| (left * 10.0).round() / 10.0),
+                    "checkpoint": state.checkpoint,
+                    "lag": lag_of(state),
+                })
+            })
+            .collect()
+    };
+    let unit_lines = |version: &Version, states: &[UnitState]| {
+        for (unit, state) in version.units.iter().zip(states) {
+            let owner = match &state.owner {
+                Some((holder, left)) => {
+                    format!("owned by {holder}, lease expires in {left:.1} s")
+                }
+                None => "not owned".to_owned(),
+            };
+            let at = state
+                .checkpoint
+                .map_or("no checkpoint".to_owned(), |c| format!("checkpoint {c}"));
+            println!(
+                "  unit {} ({}): {owner}; {at}; lag {}",
+                unit.name,
+                unit.models.join(", "),
+                lag_of(state)
+            );
+        }
+    };
     match args.format {
         Format::Json => {
-            let units: Vec<Value> = units
-                .iter()
-                .zip(&states)
-                .map(|(unit, state)| {
-                    json!({
-                        "unit": unit.name,
-                        "models": unit.models,
-                        "schema": unit.schema,
-                        "owner": state.owner.as_ref().map(|(holder, _)| holder),
-                        "lease_expires_in": state.owner.as_ref().map(|(_, left)| (left * 10.0).round() / 10.0),
-                        "checkpoint": state.checkpoint,
-                        "lag": lag_of(state),
-                    })
-                })
-                .collect();
             let report = json!({
                 "source": address.to_string(),
                 "state": target.display(),
                 "lag": lag,
                 "stream_last_sequence": last,
+                "version": known.then_some(serving.number),
                 "units_owned": owned,
-                "units": units,
+                "units": units_json(serving, states),
+                "building": building.map(|(v, states)| json!({
+                    "version": v.number,
+                    "lag": lag_over(states),
+                    "units": units_json(v, states),
+                })),
             });
             println!("{report}");
         }
         Format::Human => {
             println!(
-                "{} from {address}: lag {lag} (stream at sequence {last}); {owned} of {} units owned{}",
+                "{} from {address}: lag {lag} (stream at sequence {last}); {owned} of {total} units owned{}",
                 target.display(),
-                units.len(),
                 if known { "" } else { " (no instance has run yet)" }
             );
-            for (unit, state) in units.iter().zip(&states) {
-                let owner = match &state.owner {
-                    Some((holder, left)) => {
-                        format!("owned by {holder}, lease expires in {left:.1} s")
-                    }
-                    None => "not owned".to_owned(),
-                };
-                let at = state
-                    .checkpoint
-                    .map_or("no checkpoint".to_owned(), |c| format!("checkpoint {c}"));
+            if known {
+                println!("serving version {}:", serving.number);
+            }
+            unit_lines(serving, states);
+            if let Some((version, states)) = building {
                 println!(
-                    "  unit {} ({}): {owner}; {at}; lag {}",
-                    unit.name,
-                    unit.models.join(", "),
-                    lag_of(state)
+                    "building version {} beside it (lag {}; the views switch to it when it catches up):",
+                    version.number,
+                    lag_over(states)
                 );
+                unit_lines(version, states);
             }
         }
     }

@@ -23,7 +23,8 @@ use crate::plan::units::{self, Unit};
 use crate::plan::Plan;
 use crate::state::postgres::Target;
 use crate::state::StateError;
-use registry::{Listed, Registry};
+use registry::{Listed, Registry, Version};
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -34,6 +35,8 @@ pub const DEFAULT_PARTS: u32 = 4;
 
 pub struct Settings {
     pub plan: Plan,
+    /// The configuration's text, kept in the main schema with its version.
+    pub config: String,
     /// The main schema's state: the database, and the lease and retry
     /// times every unit's claim takes.
     pub target: Target,
@@ -70,10 +73,23 @@ pub struct Ran {
 }
 
 /// The schema a unit's state lives in: the main schema's name, the unit's
-/// first model and its part; hashed when that is over PostgreSQL's 63 bytes.
+/// first model, its part, and a fingerprint of what it builds (the event-id
+/// rule and its models' definitions), so that a changed definition is built
+/// in a schema of its own beside the one serving; hashed when that is over
+/// PostgreSQL's 63 bytes.
 pub fn unit_schema(main: &str, plan: &Plan, unit: &Unit) -> String {
+    let mut built = plan.event_id_definition();
+    for &m in &unit.models {
+        built.push('\n');
+        built.push_str(&plan.model_definition(m));
+    }
+    let fingerprint = units::part_of(&built, u32::MAX);
     let first = plan.model_name(unit.models[0]);
-    let name = format!("{main}_{first}_{}of{}", unit.part + 1, unit.of);
+    let name = format!(
+        "{main}_{first}_{}of{}_{fingerprint:08x}",
+        unit.part + 1,
+        unit.of
+    );
     if name.len() <= 63 {
         return name;
     }
@@ -98,33 +114,36 @@ pub fn layout(plan: &Plan, parts: u32, main: &str) -> Vec<Listed> {
         .collect()
 }
 
+/// A unit of a version served or built, and the plan its engine runs.
+struct Work {
+    listed: Listed,
+    plan: Plan,
+    /// It belongs to the version being built (and not to the serving one).
+    building: bool,
+}
+
 /// Runs an instance until `stop` becomes readable; then every unit it owns
 /// commits what it applied and is given up.
 pub fn run(settings: Settings) -> Result<Ran, Stopped> {
     let Settings {
         plan,
+        config,
         target,
         address,
         parts,
         stop,
         stop_on_refused,
     } = settings;
-    let (registry, parts, listed) = Registry::open(&target, parts, DEFAULT_PARTS, |parts| {
+    let (registry, parts) = Registry::open(&target, parts, DEFAULT_PARTS, &config, |parts| {
         layout(&plan, parts, &target.schema)
     })?;
-    let units = units::units(&plan, parts);
-    let names: Vec<&str> = listed.iter().map(|u| u.name.as_str()).collect();
-    log(&format!(
-        "{} units of work: {}",
-        units.len(),
-        names.join(", ")
-    ));
     let mut coordinator = Coordinator {
-        plan,
         target,
-        units,
-        listed,
+        parts,
         registry,
+        plans: HashMap::new(),
+        versions: Vec::new(),
+        work: Vec::new(),
         workers: Vec::new(),
         stopping: Vec::new(),
         tail: Tail::new(&address),
@@ -164,12 +183,17 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
 }
 
 struct Coordinator {
-    plan: Plan,
     target: Target,
     address: StreamAddress,
-    units: Vec<Unit>,
-    listed: Vec<Listed>,
+    parts: u32,
     registry: Registry,
+    /// Each version's plan, compiled from its stored text (`None`: it does
+    /// not compile here).
+    plans: HashMap<i32, Option<Plan>>,
+    /// The versions served and built, as last read.
+    versions: Vec<Version>,
+    /// Their units, each once: the serving version's first.
+    work: Vec<Work>,
     /// The units this instance owns or is claiming.
     workers: Vec<Worker>,
     /// Workers giving their units up.
@@ -184,8 +208,72 @@ struct Coordinator {
 }
 
 impl Coordinator {
-    /// Says this instance is alive, then gives up units beyond its share
-    /// or claims free ones up to it.
+    /// Reads the versions served and built; returns whether they changed.
+    fn read_versions(&mut self) -> Result<bool, postgres::Error> {
+        let versions = self.registry.versions()?;
+        let numbers = |v: &[Version]| -> Vec<(i32, bool)> {
+            v.iter().map(|v| (v.number, v.building)).collect()
+        };
+        if numbers(&versions) == numbers(&self.versions) && !self.work.is_empty() {
+            return Ok(false);
+        }
+        let mut work: Vec<Work> = Vec::new();
+        for version in &versions {
+            let plan = self.plans.entry(version.number).or_insert_with(|| {
+                match crate::load_to_serve(&version.config) {
+                    Ok((plan, _, _)) => Some(plan),
+                    Err(_) => {
+                        log(&format!(
+                            "version {} of the configuration does not compile here: its units are left to other instances",
+                            version.number
+                        ));
+                        None
+                    }
+                }
+            });
+            let Some(plan) = plan else { continue };
+            let planned = units::units(plan, self.parts);
+            for (unit, listed) in planned.iter().zip(&version.units) {
+                if work.iter().any(|w| w.listed.schema == listed.schema) {
+                    continue;
+                }
+                work.push(Work {
+                    listed: listed.clone(),
+                    plan: plan.for_unit(unit),
+                    building: version.building,
+                });
+            }
+        }
+        let names = |building: bool| -> Vec<&str> {
+            work.iter()
+                .filter(|w| w.building == building)
+                .map(|w| w.listed.name.as_str())
+                .collect()
+        };
+        let serving = versions
+            .iter()
+            .find(|v| !v.building)
+            .map_or(0, |v| v.number);
+        log(&format!(
+            "serving version {serving} of the configuration: {} units of work: {}",
+            names(false).len(),
+            names(false).join(", ")
+        ));
+        if let Some(building) = versions.iter().find(|v| v.building) {
+            log(&format!(
+                "building version {} beside it, from the stream's start: {}",
+                building.number,
+                names(true).join(", ")
+            ));
+        }
+        self.versions = versions;
+        self.work = work;
+        Ok(true)
+    }
+
+    /// Says this instance is alive, follows the versions, gives up units
+    /// beyond its share or claims free ones up to it, and switches to a
+    /// version built once it has caught up.
     fn balance(&mut self) {
         let live = match self.registry.beat(self.workers.len()) {
             Ok(live) => {
@@ -205,42 +293,54 @@ impl Coordinator {
                 return;
             }
         };
-        let me = crate::state::postgres::holder();
-        let index = live.iter().position(|h| *h == me).unwrap_or(live.len());
-        let count = live.len().max(index + 1);
-        let share = share::share(self.units.len(), count, index);
-        while self.workers.len() > share {
-            let mut worker = self.workers.pop().expect("more than the share");
-            log(&format!(
-                "giving up unit {} ({count} instances share {} units)",
-                self.listed[worker.unit].name,
-                self.units.len()
-            ));
-            worker.stop();
-            self.stopping.push(worker);
+        if self.read_versions().is_err() {
+            return;
         }
-        let states = match self.registry.states(&self.listed) {
+        // Units of a version retired: given up.
+        for at in (0..self.workers.len()).rev() {
+            if !self
+                .work
+                .iter()
+                .any(|w| w.listed.schema == self.workers[at].unit)
+            {
+                let mut worker = self.workers.remove(at);
+                log(&format!(
+                    "giving up unit {}: its version of the configuration is retired",
+                    worker.unit
+                ));
+                worker.stop();
+                self.stopping.push(worker);
+            }
+        }
+        let listed: Vec<Listed> = self.work.iter().map(|w| w.listed.clone()).collect();
+        let states = match self.registry.states(&listed) {
             Ok(states) => states,
             Err(_) => return,
         };
         let last = self.tail.last().ok();
         metrics::set_units(
-            self.listed
+            listed
                 .iter()
                 .zip(&states)
-                .enumerate()
-                .map(|(unit, (listed, state))| {
-                    let owned = self.workers.iter().any(|w| w.unit == unit && w.claimed);
+                .map(|(unit, state)| {
+                    let owned = self
+                        .workers
+                        .iter()
+                        .any(|w| w.unit == unit.schema && w.claimed);
                     let lag = last.map(|l| l.saturating_sub(state.checkpoint.unwrap_or(0)));
-                    (listed.name.clone(), owned, lag)
+                    (unit.name.clone(), owned, lag)
                 })
                 .collect(),
         );
+        let me = crate::state::postgres::holder();
         // A unit claimed by another instance while this one could not renew
         // its lease (stopped, cut off): its worker can commit nothing more.
         for at in (0..self.workers.len()).rev() {
             let worker = &self.workers[at];
-            let taken = match &states[worker.unit].owner {
+            let Some(i) = listed.iter().position(|u| u.schema == worker.unit) else {
+                continue;
+            };
+            let taken = match &states[i].owner {
                 Some((holder, _)) => worker.claimed && *holder != me,
                 None => false,
             };
@@ -248,35 +348,49 @@ impl Coordinator {
                 let mut worker = self.workers.remove(at);
                 log(&format!(
                     "lost unit {}: {} claimed it while this instance could not renew its lease",
-                    self.listed[worker.unit].name,
-                    states[worker.unit].owner.as_ref().expect("owned").0
+                    listed[i].name,
+                    states[i].owner.as_ref().expect("owned").0
                 ));
                 worker.lost = true;
                 worker.stop();
                 self.stopping.push(worker);
             }
         }
-        for unit in share::preference(self.units.len(), count, index) {
+        let index = live.iter().position(|h| *h == me).unwrap_or(live.len());
+        let count = live.len().max(index + 1);
+        let share = share::share(self.work.len(), count, index);
+        while self.workers.len() > share {
+            let mut worker = self.workers.pop().expect("more than the share");
+            log(&format!(
+                "giving up unit {} ({count} instances share {} units)",
+                self.name(&worker.unit),
+                self.work.len()
+            ));
+            worker.stop();
+            self.stopping.push(worker);
+        }
+        for i in share::preference(self.work.len(), count, index) {
             if self.workers.len() >= share {
                 break;
             }
+            let work = &self.work[i];
+            let schema = &work.listed.schema;
             let mine = self
                 .workers
                 .iter()
                 .chain(&self.stopping)
-                .any(|w| w.unit == unit);
-            if mine || states[unit].owner.is_some() {
+                .any(|w| w.unit == *schema);
+            if mine || states[i].owner.is_some() {
                 continue;
             }
             let target = Target {
-                schema: self.listed[unit].schema.clone(),
-                rejections: Some((self.target.schema.clone(), self.listed[unit].name.clone())),
+                schema: schema.clone(),
+                rejections: Some((self.target.schema.clone(), work.listed.name.clone())),
                 ..self.target.clone()
             };
             match Worker::start(
-                unit,
-                self.listed[unit].name.clone(),
-                self.plan.for_unit(&self.units[unit]),
+                work.listed.name.clone(),
+                work.plan.clone(),
                 target,
                 self.address.clone(),
                 self.stop_on_refused,
@@ -286,25 +400,101 @@ impl Coordinator {
                 Err(e) => log(&format!("cannot start a thread: {e}")),
             }
         }
+        self.switch_when_built(&states);
+    }
+
+    /// Switches the views to the version being built once each of its
+    /// units has caught up with the serving version's slowest unit.
+    fn switch_when_built(&mut self, states: &[registry::UnitState]) {
+        let Some(building) = self.versions.iter().find(|v| v.building) else {
+            return;
+        };
+        let Some(serving) = self.versions.iter().find(|v| !v.building) else {
+            return;
+        };
+        let checkpoint = |schema: &str| {
+            self.work
+                .iter()
+                .position(|w| w.listed.schema == schema)
+                .and_then(|i| states[i].checkpoint)
+        };
+        let served = serving
+            .units
+            .iter()
+            .map(|u| checkpoint(&u.schema).unwrap_or(0))
+            .min()
+            .unwrap_or(0);
+        let built = building
+            .units
+            .iter()
+            .map(|u| checkpoint(&u.schema))
+            .collect::<Option<Vec<u64>>>();
+        if !built.is_some_and(|b| b.iter().all(|&c| c >= served)) {
+            return;
+        }
+        let kept: Vec<&str> = building
+            .units
+            .iter()
+            .flat_map(|u| u.models.iter().map(String::as_str))
+            .collect();
+        let dropped: Vec<String> = serving
+            .units
+            .iter()
+            .flat_map(|u| u.models.iter())
+            .filter(|m| !kept.contains(&m.as_str()))
+            .cloned()
+            .collect();
+        let (from, to) = (serving.number, building.clone());
+        match self.registry.switch(from, &to, &dropped) {
+            Ok(true) => log(&format!(
+                "version {} of the configuration caught up (sequence {served}): the read models' views switched to it from version {from}",
+                to.number
+            )),
+            Ok(false) => {}
+            Err(e) => log(&format!(
+                "cannot switch to version {}: {}",
+                to.number,
+                crate::state::postgres::describe(&e)
+            )),
+        }
+        // Read again at the next turn.
+        self.versions.clear();
+    }
+
+    fn name(&self, schema: &str) -> String {
+        self.work
+            .iter()
+            .find(|w| w.listed.schema == schema)
+            .map_or_else(|| schema.to_owned(), |w| w.listed.name.clone())
     }
 
     /// Acts on what a worker reports; a state that cannot be trusted stops
     /// the instance.
     fn report(&mut self, report: Report) -> Result<(), Stopped> {
-        let listed = self.listed.clone();
-        let name = |unit: usize| listed[unit].name.clone();
         match report {
             Report::Claimed { unit, checkpoint } => {
                 self.ran.claimed += 1;
                 if let Some(worker) = self.workers.iter_mut().find(|w| w.unit == unit) {
                     worker.claimed = true;
                 }
+                let building = self
+                    .work
+                    .iter()
+                    .find(|w| w.listed.schema == unit)
+                    .is_some_and(|w| w.building);
                 log(&format!(
-                    "claimed unit {}: applying from sequence {}",
-                    name(unit),
+                    "claimed unit {}{}: applying from sequence {}",
+                    self.name(&unit),
+                    if building { " (being built)" } else { "" },
                     checkpoint + 1
                 ));
-                if let Err(e) = self.registry.refresh_views(&self.listed) {
+                let serving: Vec<Listed> = self
+                    .versions
+                    .iter()
+                    .filter(|v| !v.building)
+                    .flat_map(|v| v.units.clone())
+                    .collect();
+                if let Err(e) = self.registry.refresh_views(&serving) {
                     log(&format!(
                         "cannot make the read models' views: {}",
                         crate::state::postgres::describe(&e)
@@ -312,34 +502,34 @@ impl Coordinator {
                 }
             }
             Report::Busy { unit } => {
-                let _ = self.end(unit);
+                let _ = self.end(&unit);
             }
             Report::Released { unit } => {
-                if !self.end(unit) {
-                    log(&format!("released unit {}", name(unit)));
+                if !self.end(&unit) {
+                    log(&format!("released unit {}", self.name(&unit)));
                 }
             }
             Report::Lost { unit, why } => {
-                if !self.end(unit) {
-                    log(&format!("lost unit {}: {why}", name(unit)));
+                if !self.end(&unit) {
+                    log(&format!("lost unit {}: {why}", self.name(&unit)));
                 }
             }
             Report::Failed { unit, error } => {
-                let _ = self.end(unit);
+                let _ = self.end(&unit);
                 if matches!(error, StateError::Postgres { .. }) {
                     log(&format!(
                         "unit {}: {error}; it will be claimed again",
-                        name(unit)
+                        self.name(&unit)
                     ));
                 } else {
-                    log(&format!("unit {}: {error}", name(unit)));
+                    log(&format!("unit {}: {error}", self.name(&unit)));
                     return Err(Stopped::State(error));
                 }
             }
             Report::Halted { unit, why } => {
-                let _ = self.end(unit);
+                let _ = self.end(&unit);
                 return Err(Stopped::Refused {
-                    unit: name(unit),
+                    unit: self.name(&unit),
                     why,
                 });
             }
@@ -349,7 +539,7 @@ impl Coordinator {
 
     /// Forgets the worker of `unit`, which has ended; returns whether its
     /// unit was found lost before.
-    fn end(&mut self, unit: usize) -> bool {
+    fn end(&mut self, unit: &str) -> bool {
         for list in [&mut self.workers, &mut self.stopping] {
             if let Some(at) = list.iter().position(|w| w.unit == unit) {
                 let worker = list.remove(at);

@@ -4,7 +4,12 @@
 //!
 //! - `_projector_layout`: how many parts a splittable group has; fixed by
 //!   the first instance, since every document's unit depends on it.
-//! - `_projector_units`: each unit's name, schema and models.
+//! - `_projector_versions`: each configuration the cluster has run, by
+//!   number, with its text and status: `serving` (the views read its
+//!   units), `building` (a changed configuration whose units are built
+//!   from the stream's start beside the serving ones, until they catch up
+//!   and it is switched to), or `retired`.
+//! - `_projector_units`: each version's units: name, schema and models.
 //! - `_projector_instances`: each instance and when it last said it was
 //!   alive; an instance not heard from for a lease is not counted.
 //! - `rejections`: events the engine refused (see [`crate::cluster`]).
@@ -44,15 +49,20 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Makes the main schema's tables if they are missing, fixes the number
-    /// of parts (the stored one wins; a different `requested` one is
-    /// refused) and lists the units `layout` makes of it.
+    /// Makes the main schema's tables if they are missing and fixes the
+    /// number of parts (the stored one wins; a different `requested` one is
+    /// refused). Then offers `config`, whose units `layout` lists for a
+    /// number of parts: it is the serving version when there is none, or
+    /// when its units are the serving version's (its text replaces the
+    /// stored one); otherwise it is built beside it (a version being built
+    /// for another configuration is retired). Returns the number of parts.
     pub fn open(
         target: &Target,
         requested: Option<u32>,
         default_parts: u32,
+        config: &str,
         layout: impl Fn(u32) -> Vec<Listed>,
-    ) -> Result<(Registry, u32, Vec<Listed>), StateError> {
+    ) -> Result<(Registry, u32), StateError> {
         let mut client = target.connect()?;
         let failed = |e| target.failed("preparing the cluster's tables", e);
         let s = target.schema_ident();
@@ -82,9 +92,13 @@ impl Registry {
             "CREATE SCHEMA IF NOT EXISTS {s};
              CREATE TABLE IF NOT EXISTS {s}._projector_layout (
                  id int PRIMARY KEY CHECK (id = 1), parts int NOT NULL);
+             CREATE TABLE IF NOT EXISTS {s}._projector_versions (
+                 version int PRIMARY KEY, config text NOT NULL, status text NOT NULL,
+                 created timestamptz NOT NULL DEFAULT now(), switched timestamptz);
              CREATE TABLE IF NOT EXISTS {s}._projector_units (
-                 position int PRIMARY KEY, name text NOT NULL, schema text NOT NULL,
-                 models text[] NOT NULL);
+                 version int NOT NULL, position int NOT NULL, name text NOT NULL,
+                 schema text NOT NULL, models text[] NOT NULL,
+                 PRIMARY KEY (version, position));
              CREATE TABLE IF NOT EXISTS {s}._projector_instances (
                  holder text PRIMARY KEY, seen timestamptz NOT NULL, units int NOT NULL);
              CREATE TABLE IF NOT EXISTS {s}.{REJECTIONS} (
@@ -113,14 +127,69 @@ impl Registry {
             });
         }
         let units = layout(stored as u32);
-        tx.execute(&format!("DELETE FROM {s}._projector_units"), &[])
-            .map_err(failed)?;
-        for (i, unit) in units.iter().enumerate() {
-            tx.execute(
-                &format!("INSERT INTO {s}._projector_units VALUES ($1, $2, $3, $4)"),
-                &[&(i as i32), &unit.name, &unit.schema, &unit.models],
+        let schemas: Vec<&str> = units.iter().map(|u| u.schema.as_str()).collect();
+        let active = tx
+            .query(
+                &format!(
+                    "SELECT v.version, v.status,
+                            array(SELECT schema FROM {s}._projector_units u
+                                  WHERE u.version = v.version ORDER BY position)
+                     FROM {s}._projector_versions v
+                     WHERE status IN ('serving', 'building') ORDER BY version"
+                ),
+                &[],
             )
             .map_err(failed)?;
+        let same = |row: &postgres::Row| row.get::<_, Vec<String>>(2) == schemas;
+        let serving = active.iter().find(|r| r.get::<_, &str>(1) == "serving");
+        let building = active.iter().find(|r| r.get::<_, &str>(1) == "building");
+        let next: i32 = tx
+            .query_one(
+                &format!("SELECT coalesce(max(version), 0) + 1 FROM {s}._projector_versions"),
+                &[],
+            )
+            .map_err(failed)?
+            .get(0);
+        let update = format!("UPDATE {s}._projector_versions SET config = $2 WHERE version = $1");
+        match (serving, building) {
+            (Some(row), _) if same(row) => {
+                tx.execute(&update, &[&row.get::<_, i32>(0), &config])
+                    .map_err(failed)?;
+            }
+            (_, Some(row)) if same(row) => {
+                tx.execute(&update, &[&row.get::<_, i32>(0), &config])
+                    .map_err(failed)?;
+            }
+            (serving, _) => {
+                tx.execute(
+                    &format!(
+                        "UPDATE {s}._projector_versions SET status = 'retired'
+                         WHERE status = 'building'"
+                    ),
+                    &[],
+                )
+                .map_err(failed)?;
+                let status = if serving.is_some() {
+                    "building"
+                } else {
+                    "serving"
+                };
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {s}._projector_versions (version, config, status)
+                         VALUES ($1, $2, $3)"
+                    ),
+                    &[&next, &config, &status],
+                )
+                .map_err(failed)?;
+                for (i, unit) in units.iter().enumerate() {
+                    tx.execute(
+                        &format!("INSERT INTO {s}._projector_units VALUES ($1, $2, $3, $4, $5)"),
+                        &[&next, &(i as i32), &unit.name, &unit.schema, &unit.models],
+                    )
+                    .map_err(failed)?;
+                }
+            }
         }
         tx.commit().map_err(failed)?;
         let registry = Registry {
@@ -128,7 +197,63 @@ impl Registry {
             client: Some(client),
             holder: crate::state::postgres::holder(),
         };
-        Ok((registry, stored as u32, units))
+        Ok((registry, stored as u32))
+    }
+
+    /// The versions being served and built, with their units.
+    pub fn versions(&mut self) -> Result<Vec<Version>, postgres::Error> {
+        let target = self.target.clone();
+        self.with(|c| active(c, &target))
+    }
+
+    /// Makes `to` (being built) the serving version in place of `from`, and
+    /// the read models' views its units', in one transaction; false when
+    /// another instance did it first.
+    pub fn switch(
+        &mut self,
+        from: i32,
+        to: &Version,
+        dropped: &[String],
+    ) -> Result<bool, postgres::Error> {
+        let s = self.target.schema_ident();
+        let schema = self.target.schema.clone();
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('projector views ' || $1::text))",
+                &[&schema],
+            )?;
+            let row = tx.query_one(
+                &format!(
+                    "SELECT (SELECT status FROM {s}._projector_versions WHERE version = $1),
+                            (SELECT status FROM {s}._projector_versions WHERE version = $2)"
+                ),
+                &[&from, &to.number],
+            )?;
+            let (old, new): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+            if old.as_deref() != Some("serving") || new.as_deref() != Some("building") {
+                return Ok(false);
+            }
+            tx.execute(
+                &format!(
+                    "UPDATE {s}._projector_versions SET status = 'retired' WHERE version = $1"
+                ),
+                &[&from],
+            )?;
+            tx.execute(
+                &format!(
+                    "UPDATE {s}._projector_versions SET status = 'serving', switched = now()
+                     WHERE version = $1"
+                ),
+                &[&to.number],
+            )?;
+            for model in dropped {
+                tx.batch_execute(&format!("DROP VIEW IF EXISTS {s}.{}", ident(model)))?;
+            }
+            make_views(&mut tx, &s, &to.units)?;
+            tx.commit()?;
+            Ok(true)
+        })
     }
 
     fn client(&mut self) -> Result<&mut Client, postgres::Error> {
@@ -193,8 +318,8 @@ impl Registry {
         self.with(|c| unit_states(c, units))
     }
 
-    /// Makes each model's view the union of its units' documents, over the
-    /// units whose state exists.
+    /// Makes each model's view the union of its documents over `units`
+    /// (the serving version's) whose state exists.
     pub fn refresh_views(&mut self, units: &[Listed]) -> Result<(), postgres::Error> {
         let s = self.target.schema_ident();
         let schema = self.target.schema.clone();
@@ -204,35 +329,7 @@ impl Registry {
                 "SELECT pg_advisory_xact_lock(hashtext('projector views ' || $1::text))",
                 &[&schema],
             )?;
-            let mut models: Vec<(&str, Vec<&str>)> = Vec::new();
-            for unit in units {
-                for model in &unit.models {
-                    let exists: bool = tx
-                        .query_one(
-                            "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
-                            &[&unit.schema, model],
-                        )?
-                        .get(0);
-                    if !exists {
-                        continue;
-                    }
-                    match models.iter_mut().find(|(m, _)| m == model) {
-                        Some((_, schemas)) => schemas.push(&unit.schema),
-                        None => models.push((model, vec![&unit.schema])),
-                    }
-                }
-            }
-            for (model, schemas) in models {
-                let union: Vec<String> = schemas
-                    .iter()
-                    .map(|u| format!("SELECT key, doc FROM {}.{}", ident(u), ident(model)))
-                    .collect();
-                tx.batch_execute(&format!(
-                    "CREATE OR REPLACE VIEW {s}.{} AS {}",
-                    ident(model),
-                    union.join(" UNION ALL ")
-                ))?;
-            }
+            make_views(&mut tx, &s, units)?;
             tx.commit()
         })
     }
@@ -250,37 +347,101 @@ impl Registry {
     }
 }
 
-/// The units the main schema of `target` lists; `None` when it lists none.
-pub fn listed(client: &mut Client, target: &Target) -> Result<Option<Vec<Listed>>, StateError> {
-    let failed = |e| target.failed("reading the cluster's units", e);
+/// A configuration the cluster serves or builds.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub number: i32,
+    pub config: String,
+    /// Being built beside the serving version.
+    pub building: bool,
+    pub units: Vec<Listed>,
+}
+
+/// The versions served and built, serving first; empty when the main
+/// schema has none.
+pub fn active(client: &mut Client, target: &Target) -> Result<Vec<Version>, postgres::Error> {
     let exists: bool = client
         .query_one(
-            "SELECT to_regclass(format('%I._projector_units', $1::text)) IS NOT NULL",
+            "SELECT to_regclass(format('%I._projector_versions', $1::text)) IS NOT NULL",
             &[&target.schema],
-        )
-        .map_err(failed)?
+        )?
         .get(0);
     if !exists {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let rows = client
-        .query(
-            &format!(
-                "SELECT name, schema, models FROM {}._projector_units ORDER BY position",
-                target.schema_ident()
-            ),
-            &[],
-        )
-        .map_err(failed)?;
-    Ok(Some(
-        rows.iter()
+    let s = target.schema_ident();
+    let rows = client.query(
+        &format!(
+            "SELECT version, config, status = 'building' FROM {s}._projector_versions
+             WHERE status IN ('serving', 'building') ORDER BY status = 'building', version"
+        ),
+        &[],
+    )?;
+    let mut versions = Vec::new();
+    for row in rows {
+        let number: i32 = row.get(0);
+        let units = client
+            .query(
+                &format!(
+                    "SELECT name, schema, models FROM {s}._projector_units
+                     WHERE version = $1 ORDER BY position"
+                ),
+                &[&number],
+            )?
+            .iter()
             .map(|r| Listed {
                 name: r.get(0),
                 schema: r.get(1),
                 models: r.get(2),
             })
-            .collect(),
-    ))
+            .collect();
+        versions.push(Version {
+            number,
+            config: row.get(1),
+            building: row.get(2),
+            units,
+        });
+    }
+    Ok(versions)
+}
+
+/// Each model's view, the union of its documents over `units` whose state
+/// exists, made in `tx`.
+fn make_views(
+    tx: &mut postgres::Transaction<'_>,
+    s: &str,
+    units: &[Listed],
+) -> Result<(), postgres::Error> {
+    let mut models: Vec<(&str, Vec<&str>)> = Vec::new();
+    for unit in units {
+        for model in &unit.models {
+            let exists: bool = tx
+                .query_one(
+                    "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
+                    &[&unit.schema, model],
+                )?
+                .get(0);
+            if !exists {
+                continue;
+            }
+            match models.iter_mut().find(|(m, _)| m == model) {
+                Some((_, schemas)) => schemas.push(&unit.schema),
+                None => models.push((model, vec![&unit.schema])),
+            }
+        }
+    }
+    for (model, schemas) in models {
+        let union: Vec<String> = schemas
+            .iter()
+            .map(|u| format!("SELECT key, doc FROM {}.{}", ident(u), ident(model)))
+            .collect();
+        tx.batch_execute(&format!(
+            "CREATE OR REPLACE VIEW {s}.{} AS {}",
+            ident(model),
+            union.join(" UNION ALL ")
+        ))?;
+    }
+    Ok(())
 }
 
 /// Where each unit stands: its claim and checkpoint, read from its state

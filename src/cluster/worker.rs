@@ -22,21 +22,22 @@ use std::time::Duration;
 pub enum Report {
     /// The unit is claimed and its state restored; the stream is read
     /// from the sequence after `checkpoint`.
-    Claimed { unit: usize, checkpoint: u64 },
+    Claimed { unit: String, checkpoint: u64 },
     /// Another instance holds the unit.
-    Busy { unit: usize },
+    Busy { unit: String },
     /// Stopped as asked: everything applied is committed, the claim given up.
-    Released { unit: usize },
+    Released { unit: String },
     /// The claim was taken over: nothing more of this worker's was committed.
-    Lost { unit: usize, why: String },
+    Lost { unit: String, why: String },
     /// The unit's state could not be opened or written.
-    Failed { unit: usize, error: StateError },
+    Failed { unit: String, error: StateError },
     /// An event was refused, and `--on-refused stop` asks to stop there.
-    Halted { unit: usize, why: String },
+    Halted { unit: String, why: String },
 }
 
 pub struct Worker {
-    pub unit: usize,
+    /// The unit's schema, which names it among all versions' units.
+    pub unit: String,
     /// Its state is claimed and restored.
     pub claimed: bool,
     /// Another instance was found holding its unit: it is being stopped.
@@ -47,10 +48,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts applying `unit` (its index in the layout) with `plan`, the
-    /// unit's own, in the state at `target`.
+    /// Starts applying the unit whose state is at `target` (its schema
+    /// names it) with `plan`, the unit's own.
     pub fn start(
-        unit: usize,
         name: String,
         plan: Plan,
         target: Target,
@@ -59,11 +59,13 @@ impl Worker {
         reports: Sender<Report>,
     ) -> std::io::Result<Worker> {
         let (stop, stopped) = UnixStream::pair()?;
+        let unit = target.schema.clone();
+        let id = unit.clone();
         let thread = std::thread::Builder::new()
             .name(format!("unit {name}"))
             .spawn(move || {
                 let report = work(
-                    unit,
+                    id,
                     plan,
                     &target,
                     &address,
@@ -97,7 +99,7 @@ impl Worker {
 }
 
 fn work(
-    unit: usize,
+    unit: String,
     plan: Plan,
     target: &Target,
     address: &StreamAddress,
@@ -116,7 +118,10 @@ fn work(
         Box::new(Background::start(opened.state)),
     );
     let checkpoint = engine.checkpoint().unwrap_or(0);
-    let _ = reports.send(Report::Claimed { unit, checkpoint });
+    let _ = reports.send(Report::Claimed {
+        unit: unit.clone(),
+        checkpoint,
+    });
     let mut pause = Duration::from_millis(200);
     let started = loop {
         let stop = match stopped.try_clone() {
