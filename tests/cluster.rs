@@ -629,7 +629,7 @@ fn a_changed_definition_is_built_beside_the_serving_one_and_the_views_switch_whe
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(served_old > 0);
-    assert!(before["user_order_stats"].len() > 0);
+    assert!(!before["user_order_stats"].is_empty());
     publisher.join().unwrap();
     let last = nats.messages("EVENTS").len() as u64;
     caught_up(&db, last, Duration::from_secs(60));
