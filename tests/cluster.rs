@@ -308,6 +308,11 @@ fn killed_and_stopped_instances_are_taken_over_and_a_stopped_one_commits_nothing
     assert_same(&db, &expected, "after SIGKILL and SIGSTOP");
     let b_log = b.terminate();
     assert!(b_log.contains("projector: lost unit "), "{b_log}");
+    // Its next commit was refused by the fencing token.
+    assert!(
+        b_log.contains("its batch was refused: another instance claimed the unit"),
+        "{b_log}"
+    );
     c.terminate();
     assert_same(&db, &expected, "at the end");
 }

@@ -510,9 +510,11 @@ impl Coordinator {
                 }
             }
             Report::Lost { unit, why } => {
-                if !self.end(&unit) {
-                    log(&format!("lost unit {}: {why}", self.name(&unit)));
-                }
+                let said = match self.end(&unit) {
+                    true => "unit",
+                    false => "lost unit",
+                };
+                log(&format!("{said} {}: {why}", self.name(&unit)));
             }
             Report::Failed { unit, error } => {
                 let _ = self.end(&unit);

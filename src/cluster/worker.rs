@@ -166,7 +166,7 @@ fn work(
         }
         Err(ServeError::State(StateError::Fenced { .. })) => Report::Lost {
             unit,
-            why: "another instance claimed it while this one could not renew its lease; its last batch was not committed".to_owned(),
+            why: "its batch was refused: another instance claimed the unit while this one could not renew its lease, so nothing of that batch was committed".to_owned(),
         },
         Err(ServeError::State(error)) => Report::Failed { unit, error },
         Err(ServeError::Refused(why)) => Report::Halted { unit, why },
