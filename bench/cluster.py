@@ -85,7 +85,8 @@ def lag(source, state):
 
 
 def p99(ports):
-    """The p99 commit bound over the instances' histograms, in ms."""
+    """The p99 commit bound over the instances' histograms, in ms, and the
+    number of commits."""
     counts = {}
     for port in ports:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
@@ -93,11 +94,11 @@ def p99(ports):
             counts[le] = counts.get(le, 0) + int(n)
     total = counts.get("+Inf", 0)
     if not total:
-        return None
+        return None, 0
     for le, n in sorted(((k, v) for k, v in counts.items() if k != "+Inf"), key=lambda kv: float(kv[0])):
         if n >= 0.99 * total:
-            return float(le) * 1000
-    return float("inf")
+            return float(le) * 1000, total
+    return float("inf"), total
 
 
 def main():
@@ -142,7 +143,7 @@ def main():
                 time.sleep(0.5)
             took = time.monotonic() - started
             cpu.sample()
-            commit = p99(ports)
+            commit, commits = p99(ports)
             for r in runs:
                 r.send_signal(signal.SIGTERM)
             for r in runs:
@@ -151,7 +152,7 @@ def main():
             print(f"{n} instance(s): caught up {last} messages in {took:.1f} s "
                   f"({last / took:,.0f} events/s); CPU: PostgreSQL {cpu.used('postgres'):.1f} s, "
                   f"projector {cpu.used('projector'):.1f} s, nats-server {cpu.used('nats-server'):.1f} s; "
-                  f"commit p99 <= {commit:g} ms")
+                  f"{commits} commits, p99 <= {commit:g} ms")
 
         sqlite = os.path.join(work, "state.db")
         started = time.monotonic()

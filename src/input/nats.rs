@@ -207,11 +207,16 @@ impl Checkpoints {
     }
 }
 
+/// A message from the source thread: its line and sequence.
+type Message = Result<(Vec<u8>, u64), String>;
+
 /// The messages of a JetStream stream from a sequence on, as input lines:
 /// an ordered consumer (no acknowledgements: the position is the state's
 /// checkpoint) on a thread of its own feeds them to `read`, one line each.
 pub struct NatsInput {
-    messages: Receiver<Result<(Vec<u8>, u64), String>>,
+    messages: Receiver<Message>,
+    /// A message taken while [`Input::ready`] waited for one.
+    early: Mutex<Option<Message>>,
     shared: Arc<Shared>,
     buffer: Vec<u8>,
     at: usize,
@@ -251,6 +256,7 @@ impl NatsInput {
         let checkpoints = Arc::new(Checkpoints::default());
         let input = NatsInput {
             messages,
+            early: Mutex::new(None),
             shared,
             buffer: Vec::new(),
             at: 0,
@@ -411,9 +417,22 @@ impl Read for NatsInput {
             if self.stopped {
                 return Ok(0);
             }
-            match self.messages.recv_timeout(Duration::from_millis(100)) {
+            let early = self
+                .early
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let next = match early {
+                Some(item) => Ok(item),
+                None => self
+                    .messages
+                    .recv_timeout(Duration::from_millis(100))
+                    .inspect(|_| {
+                        self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
+                    }),
+            };
+            match next {
                 Ok(item) => {
-                    self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
                     let (line, sequence) = item.map_err(io::Error::other)?;
                     self.buffer = line;
                     self.at = 0;
@@ -431,9 +450,31 @@ impl Read for NatsInput {
     }
 }
 
+/// How long a pause in the stream must last before the input counts as
+/// idle (and the batch so far is committed): the stream's messages arrive
+/// one by one, and a consumer that caught up with them would otherwise
+/// commit every few of them.
+const LINGER: Duration = Duration::from_millis(25);
+
 impl super::source::Input for NatsInput {
     fn ready(&self) -> bool {
-        self.at < self.buffer.len() || self.shared.waiting.load(Ordering::SeqCst) > 0
+        if self.at < self.buffer.len() || self.shared.waiting.load(Ordering::SeqCst) > 0 {
+            return true;
+        }
+        let mut early = self.early.lock().unwrap_or_else(|e| e.into_inner());
+        if early.is_some() {
+            return true;
+        }
+        match self.messages.recv_timeout(LINGER) {
+            Ok(item) => {
+                self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
+                *early = Some(item);
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            // Ended: a read returns at once.
+            Err(RecvTimeoutError::Disconnected) => true,
+        }
     }
 
     fn stopped(&self) -> bool {
