@@ -278,7 +278,7 @@ impl NatsInput {
 async fn consume(
     address: StreamAddress,
     from: u64,
-    sender: SyncSender<Result<(Vec<u8>, u64), String>>,
+    sender: SyncSender<Message>,
     ready: mpsc::Sender<Result<(), String>>,
     shared: Arc<Shared>,
 ) {
