@@ -87,6 +87,37 @@ impl Drop for Instance {
     }
 }
 
+/// A broker, a database and a directory of a test's own, the benchmark's
+/// configuration in it, a generated stream (`events` events over `users`
+/// users, from `seed`) and the read models memory builds from it.
+struct Setup {
+    nats: NatsServer,
+    db: PgDb,
+    dir: TempDir,
+    config: PathBuf,
+    events: String,
+    expected: Models,
+}
+
+impl Setup {
+    fn new(what: &str, (events, users, seed): (usize, usize, u64)) -> Setup {
+        let nats = NatsServer::start();
+        let db = PgDb::new(what);
+        let dir = TempDir::new();
+        let config = dir.write("c.toml", USERS_ORDERS);
+        let events = generated_events(events, users, seed);
+        let expected = in_memory(&dir, &config, &events);
+        Setup {
+            nats,
+            db,
+            dir,
+            config,
+            events,
+            expected,
+        }
+    }
+}
+
 /// Publishes `lines`; returns the stream's last sequence.
 fn publish(nats: &NatsServer, lines: &[&str]) -> u64 {
     Run::new()
@@ -262,12 +293,14 @@ fn publish_over_time(
 
 #[test]
 fn killed_and_stopped_instances_are_taken_over_and_a_stopped_one_commits_nothing_on_waking() {
-    let nats = NatsServer::start();
-    let db = PgDb::new("chaos_kill");
-    let dir = TempDir::new();
-    let config = dir.write("c.toml", USERS_ORDERS);
-    let events = generated_events(6000, 300, 16);
-    let expected = in_memory(&dir, &config, &events);
+    let Setup {
+        nats,
+        db,
+        dir,
+        config,
+        events,
+        expected,
+    } = Setup::new("chaos_kill", (6000, 300, 16));
     let lines: Vec<&str> = events.lines().collect();
     // The stream exists before anyone looks at it; the rest comes over time.
     let (first, rest) = lines.split_at(200);
@@ -319,12 +352,14 @@ fn killed_and_stopped_instances_are_taken_over_and_a_stopped_one_commits_nothing
 
 #[test]
 fn connections_cut_and_a_broker_restarted_mid_stream_lose_and_double_nothing() {
-    let mut nats = NatsServer::start();
-    let db = PgDb::new("chaos_cut");
-    let dir = TempDir::new();
-    let config = dir.write("c.toml", USERS_ORDERS);
-    let events = generated_events(6000, 300, 17);
-    let expected = in_memory(&dir, &config, &events);
+    let Setup {
+        mut nats,
+        db,
+        dir,
+        config,
+        events,
+        expected,
+    } = Setup::new("chaos_cut", (6000, 300, 17));
     let lines: Vec<&str> = events.lines().collect();
     let (first, second) = lines.split_at(lines.len() / 2);
 

@@ -218,11 +218,7 @@ impl Registry {
         let s = self.target.schema_ident();
         let schema = self.target.schema.clone();
         self.with(|c| {
-            let mut tx = c.transaction()?;
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('projector views ' || $1::text))",
-                &[&schema],
-            )?;
+            let mut tx = views_locked(c, &schema)?;
             let row = tx.query_one(
                 &format!(
                     "SELECT (SELECT status FROM {s}._projector_versions WHERE version = $1),
@@ -324,11 +320,7 @@ impl Registry {
         let s = self.target.schema_ident();
         let schema = self.target.schema.clone();
         self.with(|c| {
-            let mut tx = c.transaction()?;
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('projector views ' || $1::text))",
-                &[&schema],
-            )?;
+            let mut tx = views_locked(c, &schema)?;
             make_views(&mut tx, &s, units)?;
             tx.commit()
         })
@@ -403,6 +395,20 @@ pub fn active(client: &mut Client, target: &Target) -> Result<Vec<Version>, post
         });
     }
     Ok(versions)
+}
+
+/// A transaction that alone, among the instances on the main schema
+/// `schema`, changes its views.
+fn views_locked<'c>(
+    client: &'c mut Client,
+    schema: &str,
+) -> Result<postgres::Transaction<'c>, postgres::Error> {
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('projector views ' || $1::text))",
+        &[&schema],
+    )?;
+    Ok(tx)
 }
 
 /// Each model's view, the union of its documents over `units` whose state
