@@ -396,8 +396,9 @@ pub fn serve(
                 if let (Some(counters), Some(outcome)) = (options.counters, outcome) {
                     counters.count(outcome);
                 }
-                if let Some(text) = session.halt.clone() {
+                if session.halt.is_some() {
                     session.release(&mut output)?;
+                    let text = session.halt.take().expect("halting");
                     return Err(ServeError::Refused(text));
                 }
                 if session.batch_full() {

@@ -156,7 +156,10 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
     let tick = coordinator.target.lease / 3;
     let mut next = Instant::now();
     let result = loop {
-        if stop.as_ref().is_some_and(|s| readable(s, Duration::ZERO)) {
+        if stop
+            .as_ref()
+            .is_some_and(|s| crate::input::source::readable(s, Duration::ZERO))
+        {
             break Ok(());
         }
         if Instant::now() >= next {
@@ -576,15 +579,4 @@ impl Coordinator {
 
 fn log(text: &str) {
     eprintln!("projector: {text}");
-}
-
-/// Waits up to `pause` for `fd` to become readable.
-pub(crate) fn readable(fd: &OwnedFd, pause: Duration) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(fd, PollFlags::IN)];
-    let timeout = Timespec {
-        tv_sec: pause.as_secs() as i64,
-        tv_nsec: i64::from(pause.subsec_nanos()),
-    };
-    matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
 }

@@ -134,7 +134,7 @@ fn work(
                 if pause == Duration::from_millis(200) {
                     eprintln!("projector: {e}; trying again");
                 }
-                if super::readable(&stopped, pause) {
+                if crate::input::source::readable(&stopped, pause) {
                     drop(engine);
                     return Report::Released { unit };
                 }

@@ -2,7 +2,6 @@
 //! it (`nats://HOST:PORT/STREAM`), and input lines as `publish` sends them.
 
 use crate::plan::event_id::EventIdRule;
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::fmt;
@@ -269,9 +268,9 @@ impl NatsInput {
     }
 
     fn stop_requested(&self) -> bool {
-        let Some(stop) = &self.stop else { return false };
-        let mut fds = [PollFd::new(stop, PollFlags::IN)];
-        matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+        self.stop
+            .as_ref()
+            .is_some_and(|stop| super::source::readable(stop, Duration::ZERO))
     }
 }
 

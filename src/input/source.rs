@@ -99,12 +99,17 @@ impl Input for Stdin {
 /// Polls `fd` without waiting. End of stream, a hang-up or an error also
 /// count as ready: the read that follows returns at once with it.
 fn polled(fd: &impl AsFd) -> bool {
+    readable(fd, std::time::Duration::ZERO)
+}
+
+/// Waits up to `pause` for `fd` to become readable.
+pub(crate) fn readable(fd: &impl AsFd, pause: std::time::Duration) -> bool {
     let mut fds = [PollFd::new(fd, PollFlags::IN)];
-    let now = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+    let timeout = Timespec {
+        tv_sec: pause.as_secs() as i64,
+        tv_nsec: i64::from(pause.subsec_nanos()),
     };
-    matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0)
+    matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
 }
 
 /// For tests: a stream delivered in `chunks`, one per read, ready only

@@ -131,28 +131,6 @@ impl PostgresState {
         })
     }
 
-    /// Who holds the state's claim (`None` when nobody does) and for how
-    /// many more seconds, reading only; `None` when there is no state.
-    pub fn claim(target: &Target) -> Result<Option<Option<(String, f64)>>, StateError> {
-        let mut client = target.connect()?;
-        let failed = |e| target.failed("reading the state", e);
-        if !exists(&mut client, target)? {
-            return Ok(None);
-        }
-        let row = client
-            .query_one(
-                &format!(
-                    "SELECT holder, EXTRACT(EPOCH FROM expires - clock_timestamp())::float8
-                     FROM {}._projector_lease WHERE id = 1",
-                    target.schema_ident()
-                ),
-                &[],
-            )
-            .map_err(failed)?;
-        let (holder, left): (Option<String>, f64) = (row.get(0), row.get(1));
-        Ok(Some(holder.filter(|_| left > 0.0).map(|h| (h, left))))
-    }
-
     /// What the state in `target` holds, reading only (without claiming
     /// it); `None` when there is none.
     pub fn inspect(target: &Target) -> Result<Option<Stored>, StateError> {
