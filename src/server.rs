@@ -387,6 +387,7 @@ pub fn serve(
     while let Some(delivery) = reader.next() {
         let Delivery { mut chunk, idle } = delivery?;
         chunk.with_dependent_mut(|_, lines| {
+            session.engine.preload(digests(lines))?;
             for at in 0..lines.len() {
                 prefetch(session.engine, lines, at);
                 let outcome = session.line(&mut lines[at])?;
@@ -414,6 +415,15 @@ pub fn serve(
     }
     session.release(&mut output)?;
     Ok(served)
+}
+
+/// The digests of the events of `lines`, for the engine to read what they
+/// need of a state at once.
+fn digests<'a>(lines: &'a [Prepared<'a>]) -> impl Iterator<Item = &'a Digest<'a>> + Clone {
+    lines.iter().filter_map(|line| match line {
+        Prepared::Event(_, Some(digest)) => Some(digest),
+        _ => None,
+    })
 }
 
 /// Before line `at` of a chunk is handled, asks for the memory that the
@@ -502,6 +512,7 @@ pub fn replay(
     while let Some(delivery) = reader.next() {
         let Delivery { mut chunk, .. } = delivery?;
         chunk.with_dependent_mut(|_, lines| {
+            replay.session.engine.preload(digests(lines))?;
             (0..lines.len()).try_for_each(|at| {
                 prefetch(replay.session.engine, lines, at);
                 replay.line(&mut lines[at])

@@ -71,7 +71,14 @@ impl Instance {
     }
 
     /// SIGTERM: it must commit, release and exit 0; returns its log.
+    /// Sent once the instance says it runs (its handlers are installed
+    /// before), however soon after its start that is.
     fn terminate(mut self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self.log().contains("projector: consuming ") && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.signal("TERM");
         let status = self.child.wait().unwrap();
         let log = self.log();

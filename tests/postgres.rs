@@ -275,9 +275,22 @@ fn one_writer_per_schema_and_a_dead_writers_claim_lapses_with_its_lease() {
 /// Delivers the stream to `run --state DB` over time and stops it as
 /// `stop` says; with `cuts`, terminates every connection to the database
 /// that many times while it runs, and the run must go on to the end.
-fn deliver(db: &PgDb, config: &Path, events: &str, stop: Stop, cuts: usize) -> (Vec<String>, bool) {
+fn deliver(
+    db: &PgDb,
+    config: &Path,
+    events: &str,
+    stop: Stop,
+    (cuts, cache_mb): (usize, &str),
+) -> (Vec<String>, bool) {
     let url = db.url();
-    let args = ["--config", config.to_str().unwrap(), "--state", &url];
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--state",
+        &url,
+        "--cache-mb",
+        cache_mb,
+    ];
     // Slower while connections are cut, so that the run outlasts the cuts.
     let pace = match cuts {
         0 => (20, Duration::from_millis(2)),
@@ -308,7 +321,14 @@ fn deliver(db: &PgDb, config: &Path, events: &str, stop: Stop, cuts: usize) -> (
 /// `stop` picks, then once to the end: every event replied to as applied
 /// is durable, and the read models equal a clean in-memory run's, with
 /// every counter counted once.
-fn exactly_once_despite(runs: usize, cuts: usize, mut stop: impl FnMut() -> Stop, seed: u64) {
+/// Each run's cache holds `cache_mb` (0: only what a batch not yet
+/// committed wrote, so that documents and ids are read back all the time).
+fn exactly_once_despite(
+    runs: usize,
+    (cuts, cache_mb): (usize, &str),
+    mut stop: impl FnMut() -> Stop,
+    seed: u64,
+) {
     let dir = TempDir::new();
     let db = PgDb::new("exactly_once");
     let config = dir.write("users-orders.toml", USERS_ORDERS);
@@ -319,7 +339,7 @@ fn exactly_once_despite(runs: usize, cuts: usize, mut stop: impl FnMut() -> Stop
 
     let (mut replied, mut stopped) = (0, 0);
     for _ in 0..runs {
-        let (applied, was_stopped) = deliver(&db, &config, &events, stop(), cuts);
+        let (applied, was_stopped) = deliver(&db, &config, &events, stop(), (cuts, cache_mb));
         stopped += usize::from(was_stopped);
         let durable: HashSet<String> = db.ids("projector");
         for id in &applied {
@@ -381,7 +401,7 @@ fn killed_at_random_moments_every_event_is_applied_exactly_once() {
     let seed = rng.0;
     exactly_once_despite(
         12,
-        0,
+        (0, "0"),
         || Stop::KillAfter(Duration::from_millis(rng.below(150))),
         seed,
     );
@@ -392,12 +412,17 @@ fn crashed_between_any_two_writes_every_event_is_applied_exactly_once() {
     let mut rng = Rng::seeded("postgres crash test");
     let seed = rng.0;
     // A batch is two steps (its transaction's start and its commit).
-    exactly_once_despite(12, 0, || Stop::CrashAtStep(1 + rng.below(16)), seed);
+    exactly_once_despite(
+        12,
+        (0, "256"),
+        || Stop::CrashAtStep(1 + rng.below(16)),
+        seed,
+    );
 }
 
 #[test]
 fn connections_cut_under_a_run_neither_lose_nor_double_anything() {
-    exactly_once_despite(1, 6, || Stop::Finish, 0);
+    exactly_once_despite(1, (6, "0"), || Stop::Finish, 0);
 }
 
 #[test]

@@ -341,15 +341,31 @@ fn distinct_per_type(events: &str) -> HashMap<String, usize> {
 }
 
 /// Delivers the whole stream to `run --state` and stops it as `stop` says.
-fn deliver(config: &Path, state: &str, events: &str, stop: Stop) -> (Vec<String>, bool) {
-    let args = ["--config", config.to_str().unwrap(), "--state", state];
+fn deliver(
+    config: &Path,
+    state: &str,
+    cache_mb: &str,
+    events: &str,
+    stop: Stop,
+) -> (Vec<String>, bool) {
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--state",
+        state,
+        "--cache-mb",
+        cache_mb,
+    ];
     support::deliver(&args, events, stop, (50, Duration::from_millis(1)), || {})
 }
 
 /// Runs the stream `runs` times against one state, stopping each run as
 /// `stop` picks, then once to the end; the read models must equal a clean
 /// in-memory run's and every event must have been applied exactly once.
-fn exactly_once_despite(runs: usize, mut stop: impl FnMut() -> Stop, seed: u64) {
+/// Each run's cache holds `cache_mb` (0: only what a batch not yet committed
+/// wrote, so that documents and ids are read back from the state all the
+/// time).
+fn exactly_once_despite(runs: usize, cache_mb: &str, mut stop: impl FnMut() -> Stop, seed: u64) {
     let dir = TempDir::new();
     let state = state_arg(&dir);
     let config = dir.write("users-orders.toml", USERS_ORDERS);
@@ -360,7 +376,7 @@ fn exactly_once_despite(runs: usize, mut stop: impl FnMut() -> Stop, seed: u64) 
 
     let (mut replied, mut stopped) = (0, 0);
     for _ in 0..runs {
-        let (applied, was_stopped) = deliver(&config, &state, &events, stop());
+        let (applied, was_stopped) = deliver(&config, &state, cache_mb, &events, stop());
         stopped += usize::from(was_stopped);
         // A reply means durable: whatever was answered as applied is in the state.
         let durable = stored_ids(Path::new(&state));
@@ -408,6 +424,7 @@ fn killed_at_random_moments_every_event_is_applied_exactly_once() {
     let seed = rng.0;
     exactly_once_despite(
         30,
+        "0",
         || Stop::KillAfter(Duration::from_millis(rng.below(70))),
         seed,
     );
@@ -422,5 +439,5 @@ fn killed_at_random_moments_every_event_is_applied_exactly_once() {
 fn crashed_between_any_two_writes_every_event_is_applied_exactly_once() {
     let mut rng = Rng::seeded("crash test");
     let seed = rng.0;
-    exactly_once_despite(30, || Stop::CrashAtStep(1 + rng.below(80)), seed);
+    exactly_once_despite(30, "256", || Stop::CrashAtStep(1 + rng.below(80)), seed);
 }

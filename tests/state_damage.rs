@@ -1,7 +1,8 @@
-//! Damage is refused, never served: every row is checked against its
-//! checksum and every table against its committed row count; files that
-//! are not a projector state are never written to; each failure has its
-//! own exit status (65 damaged or not a state, 74 cannot open or disk full).
+//! Damage is refused, never served: every row a run reads is checked
+//! against its checksum, and `projector check` reads every row and every
+//! table's committed row count; files that are not a projector state are
+//! never written to; each failure has its own exit status (65 damaged or
+//! not a state, 74 cannot open or disk full).
 
 mod support;
 
@@ -62,6 +63,21 @@ fn dump(config: &Path, state: &Path) -> Result<String, (i32, String)> {
     }
 }
 
+/// `projector check`, then a dump if it passes: `Ok(dump)`, or the first
+/// refusal's exit status and message.
+fn checked(config: &Path, state: &Path) -> Result<String, (i32, String)> {
+    let out = Run::new()
+        .args(&["check", "--state", state.to_str().unwrap()])
+        .go();
+    match out.code {
+        Some(0) => {
+            assert!(out.stdout.contains(": sound: "), "{}", out.stdout);
+            dump(config, state)
+        }
+        code => Err((code.unwrap_or(-1), out.stderr)),
+    }
+}
+
 #[test]
 fn a_byte_changed_anywhere_is_refused_or_changes_nothing() {
     let b = built();
@@ -74,7 +90,7 @@ fn a_byte_changed_anywhere_is_refused_or_changes_nothing() {
         let at = 100 + rng.below(bytes.len() as u64 - 100) as usize;
         bytes[at] ^= 1 + rng.below(255) as u8;
         std::fs::write(&copy, &bytes).unwrap();
-        match dump(&b.config, &copy) {
+        match checked(&b.config, &copy) {
             Ok(dump) => {
                 served += 1;
                 assert!(
@@ -106,7 +122,7 @@ fn a_byte_changed_anywhere_is_refused_or_changes_nothing() {
 fn refused_untouched(b: &Built, bytes: &[u8], code: i32, says: &str) {
     let copy = b.dir.path().join("refused.db");
     std::fs::write(&copy, bytes).unwrap();
-    let (got, stderr) = dump(&b.config, &copy).expect_err("refused");
+    let (got, stderr) = checked(&b.config, &copy).expect_err("refused");
     assert_eq!(got, code, "{stderr}");
     assert!(stderr.contains(says), "stderr lacks {says:?}: {stderr}");
     assert!(
@@ -142,12 +158,15 @@ fn a_changed_or_lost_row_is_refused_naming_its_table_and_key() {
             )
         })
         .unwrap();
-    refused_untouched(
-        &b,
-        &edited(&b, &format!("UPDATE documents SET doc = replace(doc, '\"amount\"', '\"amounT\"') WHERE model = 'orders' AND key = '{key}'")),
-        65,
-        &format!("is damaged: table documents: the row for read model \"orders\", key \"{key}\" does not match its checksum"),
-    );
+    let changed = edited(&b, &format!("UPDATE documents SET doc = replace(doc, '\"amount\"', '\"amounT\"') WHERE model = 'orders' AND key = '{key}'"));
+    let says = format!("is damaged: table documents: the row for read model \"orders\", key \"{key}\" does not match its checksum");
+    refused_untouched(&b, &changed, 65, &says);
+    // A run refuses it too, once it reads that row.
+    let copy = b.dir.path().join("read.db");
+    std::fs::write(&copy, &changed).unwrap();
+    let (code, stderr) = dump(&b.config, &copy).expect_err("refused when read");
+    assert_eq!(code, 65, "{stderr}");
+    assert!(stderr.contains(&says), "{stderr}");
     refused_untouched(
         &b,
         &edited(&b, "UPDATE processed_events SET id = 'evt-x' WHERE rowid = 7"),

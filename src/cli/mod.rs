@@ -2,6 +2,7 @@
 //! reading the configuration, printing diagnostics, opening the state.
 //! Only this module prints and chooses exit codes.
 
+mod check;
 mod explain;
 mod explain_code;
 mod plan;
@@ -80,6 +81,9 @@ enum Command {
     ExplainCode(explain_code::ExplainCodeArgs),
     /// Publish the events on stdin to a NATS JetStream stream, each with its id as Nats-Msg-Id.
     Publish(publish::PublishArgs),
+    /// Read every row of a state and check it (checksums, documents, row counts): a run checks
+    /// only the rows it reads.
+    Check(check::CheckArgs),
     /// Show how far a PostgreSQL state stands behind its JetStream source (the lag), and its owner.
     Status(status::StatusArgs),
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
@@ -122,6 +126,7 @@ pub fn main() -> ExitCode {
         Some(Command::ExplainCode(args)) => explain_code::explain_code(&args),
         Some(Command::Publish(args)) => publish::publish(&args),
         Some(Command::Status(args)) => status::status(&args),
+        Some(Command::Check(args)) => check::check(&args),
         Some(Command::Completions(args)) => {
             use clap::CommandFactory;
             let mut command = Cli::command();

@@ -59,6 +59,11 @@ pub struct ReplayArgs {
     /// Longest log line accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
+    /// With --state: the memory, in MiB, that the state's cache of documents and recent event ids
+    /// takes at most; what is not in it is read from the state when an event needs it. Default:
+    /// `cache_mb` in the configuration, else 256.
+    #[arg(long, value_name = "MIB", env = "PROJECTOR_CACHE_MB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    cache_mb: Option<u64>,
     /// The event log: JSON lines, as `run` reads them on stdin; `-` reads them from stdin.
     #[arg(value_name = "EVENTS")]
     log: PathBuf,
@@ -117,10 +122,11 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         .state
         .as_deref()
         .map(|s| Location::new(s, &args.schema));
-    let (mut engine, rebuilding) = match open_engine(config, location.as_ref(), &request) {
-        Ok(opened) => opened,
-        Err(code) => return code,
-    };
+    let (mut engine, rebuilding) =
+        match open_engine(config, location.as_ref(), &request, args.cache_mb) {
+            Ok(opened) => opened,
+            Err(code) => return code,
+        };
     let state = location.as_ref();
     let failed = |e: ServeError| match e {
         ServeError::State(e) => refused(&e, &config_name, state),

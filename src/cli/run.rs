@@ -40,6 +40,11 @@ pub struct RunArgs {
     /// (nothing is dropped otherwise). Repeat for several models.
     #[arg(long, value_name = "MODEL", requires = "state")]
     drop: Vec<String>,
+    /// With --state: the memory, in MiB, that the state's cache of documents and recent event ids
+    /// takes at most; what is not in it is read from the state when an event needs it. Default:
+    /// `cache_mb` in the configuration, else 256.
+    #[arg(long, value_name = "MIB", env = "PROJECTOR_CACHE_MB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    cache_mb: Option<u64>,
     /// At the end of input, write every read model to FILE as {"model": {"key": document}}, sorted.
     #[arg(long, value_name = "FILE")]
     dump: Option<PathBuf>,
@@ -95,7 +100,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         .state
         .as_deref()
         .map(|s| Location::new(s, &args.schema));
-    let (mut engine, _) = match open_engine(config, location.as_ref(), &request) {
+    let (mut engine, _) = match open_engine(config, location.as_ref(), &request, args.cache_mb) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
@@ -182,7 +187,9 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
         "projector: consuming {address} into {}",
         target.display()
     ));
+    let cache_mb = super::state::cache_size(args.cache_mb, &config.plan);
     let settings = cluster::Settings {
+        cache_mb,
         plan: config.plan,
         config: config.text,
         target,

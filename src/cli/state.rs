@@ -2,11 +2,13 @@
 //! resumed; refusals of a state, printed.
 
 use super::{log, plan, plural, Loaded, EX_IOERR};
-use projector::engine::Engine;
+use projector::engine::durable::{Budget, DEFAULT_CACHE_MB};
+use projector::engine::{DumpError, Engine};
 use projector::state::background::Background;
 use projector::state::open::Report;
 use projector::state::reconcile::Request;
 use projector::state::{Location, Rebuilding, StateError};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -17,6 +19,7 @@ pub fn open_engine(
     config: Loaded,
     state: Option<&Location>,
     request: &Request,
+    cache_mb: Option<u64>,
 ) -> Result<(Engine, Option<Rebuilding>), ExitCode> {
     let Some(location) = state else {
         return Ok((Engine::in_memory(config.plan), None));
@@ -36,12 +39,24 @@ pub fn open_engine(
             plural(*documents, "document")
         ));
     }
-    let engine = Engine::new(
+    let budget = Budget::of_megabytes(cache_size(cache_mb, &config.plan));
+    let engine = Engine::durable(
         config.plan,
         opened.restored,
         Box::new(Background::start(opened.state)),
+        opened.reader,
+        location.path(),
+        budget,
     );
     Ok((engine, opened.rebuilding))
+}
+
+/// The cache's size in MiB: `--cache-mb`, else the configuration's
+/// `cache_mb`, else the default.
+pub fn cache_size(flag: Option<u64>, plan: &projector::plan::Plan) -> usize {
+    flag.map(|mb| mb as usize)
+        .or(plan.cache_mb())
+        .unwrap_or(DEFAULT_CACHE_MB)
 }
 
 /// The line that says what a run starts from.
@@ -78,12 +93,18 @@ pub fn refused(e: &StateError, config: &str, state: Option<&Location>) -> ExitCo
 }
 
 /// Writes every read model to `path` as `{"model": {"key": document}}`.
-pub fn write_dump(engine: &Engine, path: &Path) -> ExitCode {
-    let mut out = Vec::new();
-    engine.dump(&mut out);
-    match std::fs::write(path, out) {
+pub fn write_dump(engine: &mut Engine, path: &Path) -> ExitCode {
+    let written = std::fs::File::create(path)
+        .map(std::io::BufWriter::new)
+        .map_err(DumpError::Io)
+        .and_then(|mut out| {
+            engine.dump(&mut out)?;
+            out.flush().map_err(DumpError::Io)
+        });
+    match written {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(DumpError::State(e)) => refused(&e, "", None),
+        Err(DumpError::Io(e)) => {
             log(&format!(
                 "projector: cannot write the dump to {}: {e}",
                 path.display()
@@ -94,9 +115,9 @@ pub fn write_dump(engine: &Engine, path: &Path) -> ExitCode {
 }
 
 /// Writes the dump, if one is asked for, and closes the engine.
-pub fn finish(engine: Engine, dump: Option<&Path>) -> ExitCode {
+pub fn finish(mut engine: Engine, dump: Option<&Path>) -> ExitCode {
     let code = match dump {
-        Some(path) => write_dump(&engine, path),
+        Some(path) => write_dump(&mut engine, path),
         None => ExitCode::SUCCESS,
     };
     engine.close();

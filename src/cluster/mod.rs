@@ -48,6 +48,9 @@ pub struct Settings {
     /// `--on-refused stop`: the instance stops at the first event refused
     /// instead of recording it and going on.
     pub stop_on_refused: bool,
+    /// `--cache-mb`: the memory of the units' caches, shared out evenly by
+    /// the units of a layout.
+    pub cache_mb: usize,
 }
 
 /// Why an instance stopped before it was asked to.
@@ -133,6 +136,7 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         parts,
         stop,
         stop_on_refused,
+        cache_mb,
     } = settings;
     let (registry, parts) = Registry::open(&target, parts, DEFAULT_PARTS, &config, |parts| {
         layout(&plan, parts, &target.schema)
@@ -150,6 +154,7 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         address,
         reports: mpsc::channel(),
         stop_on_refused,
+        budget: crate::engine::durable::Budget::of_megabytes(cache_mb / parts.max(1) as usize),
         ran: Ran::default(),
         warned: false,
     };
@@ -203,6 +208,8 @@ struct Coordinator {
     stopping: Vec<Worker>,
     reports: (mpsc::Sender<Report>, Receiver<Report>),
     stop_on_refused: bool,
+    /// What each unit's cache may hold.
+    budget: crate::engine::durable::Budget,
     /// Asks the broker how far the stream goes, for the lag.
     tail: Tail,
     ran: Ran,
@@ -396,7 +403,10 @@ impl Coordinator {
                 work.plan.clone(),
                 target,
                 self.address.clone(),
-                self.stop_on_refused,
+                worker::How {
+                    stop_on_refused: self.stop_on_refused,
+                    budget: self.budget,
+                },
                 self.reports.0.clone(),
             ) {
                 Ok(worker) => self.workers.push(worker),

@@ -3,6 +3,7 @@
 //! consumed from the unit's checkpoint on until it is told to stop or its
 //! claim is taken over.
 
+use crate::engine::durable::Budget;
 use crate::engine::Engine;
 use crate::input::nats::{NatsInput, StreamAddress};
 use crate::plan::Plan;
@@ -55,7 +56,7 @@ impl Worker {
         plan: Plan,
         target: Target,
         address: StreamAddress,
-        stop_on_refused: bool,
+        how: How,
         reports: Sender<Report>,
     ) -> std::io::Result<Worker> {
         let (stop, stopped) = UnixStream::pair()?;
@@ -64,15 +65,7 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("unit {name}"))
             .spawn(move || {
-                let report = work(
-                    id,
-                    plan,
-                    &target,
-                    &address,
-                    stop_on_refused,
-                    stopped.into(),
-                    &reports,
-                );
+                let report = work(id, plan, &target, &address, how, stopped.into(), &reports);
                 let _ = reports.send(report);
             })?;
         Ok(Worker {
@@ -98,12 +91,21 @@ impl Worker {
     }
 }
 
+/// How a worker applies its unit.
+#[derive(Debug, Clone, Copy)]
+pub struct How {
+    /// `--on-refused stop`.
+    pub stop_on_refused: bool,
+    /// What the unit's cache may hold.
+    pub budget: Budget,
+}
+
 fn work(
     unit: String,
     plan: Plan,
     target: &Target,
     address: &StreamAddress,
-    stop_on_refused: bool,
+    how: How,
     stopped: OwnedFd,
     reports: &Sender<Report>,
 ) -> Report {
@@ -112,10 +114,13 @@ fn work(
         Err(StateError::Claimed { .. }) => return Report::Busy { unit },
         Err(error) => return Report::Failed { unit, error },
     };
-    let mut engine = Engine::new(
+    let mut engine = Engine::durable(
         plan,
         opened.restored,
         Box::new(Background::start(opened.state)),
+        opened.reader,
+        target.path(),
+        how.budget,
     );
     let checkpoint = engine.checkpoint().unwrap_or(0);
     let _ = reports.send(Report::Claimed {
@@ -148,7 +153,7 @@ fn work(
     };
     let options = Options {
         checkpoints: Some(checkpoints),
-        stop_on_refused,
+        stop_on_refused: how.stop_on_refused,
         counters: Some(&super::metrics::COUNTERS),
         ..Options::default()
     };

@@ -10,6 +10,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawConfig {
     pub event_id: RawEventId,
+    /// `cache_mb = N`: the memory of a state's cache, in MiB.
+    pub cache_mb: Option<u64>,
     pub models: Vec<RawModel>,
     pub tests: Vec<RawTest>,
 }

@@ -10,7 +10,7 @@ use toml::de::{DeTable, DeValue};
 
 type Node<'i> = toml::Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["event_id", "model", "tests"];
+const TOP_KEYS: &[&str] = &["cache_mb", "event_id", "model", "tests"];
 const EVENT_ID_KEYS: &[&str] = &["path", "derive"];
 const DERIVE_KEYS: &[&str] = &["from", "pattern", "template"];
 const MODEL_KEYS: &[&str] = &["name", "key", "on", "indexes"];
@@ -32,6 +32,29 @@ pub fn read(root: &DeTable<'_>, root_span: Span, diags: &mut Vec<Diagnostic>) ->
     .unwrap_or_else(|| RawEventId {
         path: Spanned::new(0..0, DEFAULT_ID_PATH.to_owned()),
         derive: None,
+    });
+    let cache_mb = root.get("cache_mb").and_then(|node| match node.get_ref() {
+        DeValue::Integer(n) => match n.to_string().parse::<u64>() {
+            Ok(mb) if mb <= 1_048_576 => Some(mb),
+            _ => {
+                r.wrong_type(
+                    node.span(),
+                    "cache_mb",
+                    "a whole number of MiB from 0 to 1048576",
+                    node.get_ref(),
+                );
+                None
+            }
+        },
+        other => {
+            r.wrong_type(
+                node.span(),
+                "cache_mb",
+                "a whole number of MiB from 0 to 1048576",
+                other,
+            );
+            None
+        }
     });
     let mut models = Vec::new();
     if let Some(node) = root.get("model") {
@@ -73,6 +96,7 @@ pub fn read(root: &DeTable<'_>, root_span: Span, diags: &mut Vec<Diagnostic>) ->
     }
     RawConfig {
         event_id,
+        cache_mb,
         models,
         tests,
     }

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod digest;
+pub mod durable;
 pub mod fields;
 mod rebuild;
 pub mod subscriptions;
@@ -13,16 +14,19 @@ pub mod testing;
 
 pub use rebuild::Rebuilt;
 
-use crate::engine::apply::{apply_event, apply_resolved, Change, Meta, Resolved};
+use crate::engine::apply::{apply_resolved, resolve, ApplyError, Change, Meta, Resolved};
 use crate::engine::digest::{checked_event, Digest};
+use crate::engine::durable::{Budget, Durable};
 use crate::engine::subscriptions::Subscriptions;
+use crate::plan::binding::Binding;
 use crate::plan::{scalar_text, type_name, ModelId, Plan};
 use crate::protocol::code::{MALFORMED_REQUEST, NOT_SUPPORTED, PRECONDITION_FAILED};
 use crate::protocol::json;
 use crate::protocol::reply::{error, Reply};
 use crate::state::dedup::{IdHash, Processed};
+use crate::state::reader::Reader;
 use crate::state::{Journal, NoJournal, Restored, StateError, Totals};
-use crate::store::{DocumentStore, MemoryStore};
+use crate::store::{DocumentStore, Key, MemoryStore};
 use crate::value::event::Event;
 use crate::value::event::Raw;
 use serde_json::{Map, Value};
@@ -38,8 +42,13 @@ const MESSAGE_TYPES: &str = "init, subscribe, unsubscribe, event, query";
 
 pub struct Engine {
     plan: Plan,
+    /// In memory: every document, and every processed id.
     stores: Vec<MemoryStore>,
     processed: Processed,
+    /// With a state: what the run holds of it (and `stores` is empty).
+    durable: Option<Box<Durable>>,
+    /// Processed ids, as the state will hold them once all is committed.
+    processed_count: u64,
     subscriptions: Subscriptions,
     /// The subscriptions changed since the last batch was handed over:
     /// the next one records them, once, however many messages changed them.
@@ -75,24 +84,49 @@ impl Engine {
     /// An engine whose state lives and dies with the process.
     pub fn in_memory(plan: Plan) -> Self {
         let restored = Restored {
-            stores: vec![MemoryStore::default(); plan.model_count()],
+            documents: vec![0; plan.model_count()],
             ..Restored::default()
         };
-        Engine::new(plan, restored, Box::new(NoJournal))
+        let stores = vec![MemoryStore::default(); plan.model_count()];
+        Engine::new(plan, restored, Box::new(NoJournal), stores, None)
     }
 
-    /// An engine that starts from `restored` and reports to `journal`.
-    pub fn new(plan: Plan, restored: Restored, journal: Box<dyn Journal>) -> Self {
+    /// An engine over a state: it starts from `restored`, reads what it
+    /// needs of the state through `reader`, holding no more than `budget`
+    /// says, and reports what it does to `journal`.
+    pub fn durable(
+        plan: Plan,
+        restored: Restored,
+        journal: Box<dyn Journal>,
+        reader: Box<dyn Reader>,
+        path: std::path::PathBuf,
+        budget: Budget,
+    ) -> Self {
         assert_eq!(
-            restored.stores.len(),
+            restored.documents.len(),
             plan.model_count(),
-            "one store per read model"
+            "one count per read model"
         );
+        let mut restored = restored;
+        let mut durable = Durable::new(reader, path, &restored, budget);
+        durable.all = restored.ids.take();
+        Engine::new(plan, restored, journal, Vec::new(), Some(Box::new(durable)))
+    }
+
+    fn new(
+        plan: Plan,
+        restored: Restored,
+        journal: Box<dyn Journal>,
+        stores: Vec<MemoryStore>,
+        durable: Option<Box<Durable>>,
+    ) -> Self {
         Engine {
             subscriptions: Subscriptions::from_names(&plan, restored.subscriptions.as_deref()),
             subscriptions_changed: false,
-            stores: restored.stores,
-            processed: restored.processed,
+            stores,
+            processed: Processed::default(),
+            durable,
+            processed_count: restored.processed,
             journal,
             rebuild: None,
             plan,
@@ -143,8 +177,15 @@ impl Engine {
         &self.plan
     }
 
+    /// A read model's documents, in memory (not over a state).
     pub fn store(&self, model: ModelId) -> &MemoryStore {
         &self.stores[model.0 as usize]
+    }
+
+    /// What the cache of a durable run holds (estimated bytes) and the
+    /// queries it made of the state, for the log.
+    pub fn cache_use(&self) -> Option<(usize, u64)> {
+        self.durable.as_ref().map(|d| (d.bytes(), d.queries))
     }
 
     /// The node id given by `init`, if any.
@@ -166,11 +207,16 @@ impl Engine {
             journal,
             stores,
             processed,
+            durable,
             ..
         } = self;
+        // The state's reader closes before its writer, which, closing
+        // last, leaves the state whole (SQLite folds its log back in).
+        let cache = durable.map(|d| d.close());
         drop(journal);
         std::mem::forget(stores);
         std::mem::forget(processed);
+        std::mem::forget(cache);
     }
 
     /// The documents the last applied event changed: what a reply of
@@ -203,35 +249,104 @@ impl Engine {
             self.journal.record_subscriptions(accepted.as_deref())?;
         }
         let totals = Totals {
-            documents: self.stores.iter().map(|s| s.len() as u64).collect(),
-            processed: self.processed.len() as u64,
+            documents: (0..self.plan.model_count() as u32)
+                .map(|m| self.document_count(ModelId(m)))
+                .collect(),
+            processed: self.processed_count,
             checkpoint: self.checkpoint,
         };
-        self.journal.submit(totals)
+        match &mut self.durable {
+            None => self.journal.submit(totals, &mut self.stores),
+            Some(durable) => {
+                self.journal.submit(totals, &mut **durable)?;
+                durable.submitted();
+                Ok(())
+            }
+        }
+    }
+
+    /// How many documents a read model has, committed or not.
+    fn document_count(&self, model: ModelId) -> u64 {
+        match &self.durable {
+            None => self.stores[model.0 as usize].len() as u64,
+            Some(durable) => durable.stores[model.0 as usize].len() as u64,
+        }
     }
 
     /// Waits until every change submitted is durable. Replies to the
     /// messages handled before the last submit may be written once this
     /// returns.
     pub fn wait(&mut self) -> Result<(), StateError> {
-        self.journal.wait()
+        self.journal.wait()?;
+        if let Some(durable) = &mut self.durable {
+            durable.committed();
+        }
+        Ok(())
     }
 
-    /// Every read model as `{"model": {"key": document}}`, sorted by model and key.
-    pub fn dump(&self, out: &mut Vec<u8>) {
-        let mut models: Vec<(&str, &MemoryStore)> =
-            self.plan.model_names().zip(&self.stores).collect();
+    /// Commits everything handled so far, and waits for it.
+    fn flush(&mut self) -> Result<(), StateError> {
+        self.submit()?;
+        self.wait()
+    }
+
+    /// Writes every read model to `out` as `{"model": {"key": document}}`,
+    /// sorted by model and key. Over a state, everything is committed first
+    /// and the documents are read back a page at a time.
+    pub fn dump(&mut self, out: &mut dyn std::io::Write) -> Result<(), DumpError> {
+        let mut models: Vec<(&str, ModelId)> = self
+            .plan
+            .model_names()
+            .enumerate()
+            .map(|(i, name)| (name, ModelId(i as u32)))
+            .collect();
         models.sort_by_key(|(name, _)| *name);
-        out.push(b'{');
-        for (i, (name, store)) in models.into_iter().enumerate() {
-            if i > 0 {
-                out.extend_from_slice(b", ");
-            }
-            json::string(out, name);
-            out.extend_from_slice(b": ");
-            json::documents(out, store.page(None, usize::MAX));
+        let models: Vec<(String, ModelId)> =
+            models.into_iter().map(|(n, m)| (n.to_owned(), m)).collect();
+        if self.durable.is_some() {
+            self.flush()?;
         }
-        out.extend_from_slice(b"}\n");
+        let mut buf = Vec::new();
+        buf.push(b'{');
+        for (i, (name, model)) in models.iter().enumerate() {
+            if i > 0 {
+                buf.extend_from_slice(b", ");
+            }
+            json::string(&mut buf, name);
+            buf.extend_from_slice(b": ");
+            match &mut self.durable {
+                None => json::documents(
+                    &mut buf,
+                    self.stores[model.0 as usize].page(None, usize::MAX),
+                ),
+                Some(durable) => {
+                    buf.push(b'{');
+                    let mut after: Option<String> = None;
+                    let mut first = true;
+                    loop {
+                        let page = durable.page(*model, after.as_deref(), DUMP_PAGE)?;
+                        for (key, doc) in &page {
+                            if !std::mem::take(&mut first) {
+                                buf.extend_from_slice(b", ");
+                            }
+                            json::string(&mut buf, key);
+                            buf.extend_from_slice(b": ");
+                            json::document(&mut buf, doc.iter());
+                        }
+                        out.write_all(&buf)?;
+                        buf.clear();
+                        match page.len() < DUMP_PAGE {
+                            true => break,
+                            false => after = page.last().map(|(k, _)| k.clone()),
+                        }
+                    }
+                    buf.push(b'}');
+                }
+            }
+        }
+        buf.extend_from_slice(b"}\n");
+        out.write_all(&buf)?;
+        Ok(())
     }
 
     /// Answers one message body, writing the reply body to `out`. An error
@@ -279,7 +394,7 @@ impl Engine {
             // after them, subscriptions too, is handled after the swap.
             "subscribe" | "unsubscribe" if self.rebuild.is_some() => return Ok(Outcome::Deferred),
             "subscribe" | "unsubscribe" => self.subscription(ty, body, msg_id, out)?,
-            "query" => self.query(body, msg_id, out),
+            "query" => self.query(body, msg_id, out)?,
             "init" => self.init(body, msg_id, out),
             other => {
                 let mut quoted = Vec::new();
@@ -355,6 +470,9 @@ impl Engine {
     /// where each document it writes is looked up in its store, and the
     /// operations resolved for those documents.
     pub fn prefetch(&self, digest: &Digest<'_>) {
+        if self.durable.is_some() {
+            return;
+        }
         self.processed.prefetch(digest.id);
         if let Some(Ok(resolved)) = &digest.resolved {
             resolved.iter().for_each(Resolved::prefetch);
@@ -367,10 +485,58 @@ impl Engine {
     /// Starts loading the fields of the documents the event of `digest`
     /// will change, once [`Engine::prefetch`] has loaded where they are.
     pub fn prefetch_fields(&self, digest: &Digest<'_>) {
+        if self.durable.is_some() {
+            return;
+        }
         for (model, key) in self.documents(digest) {
             if let Some(doc) = self.stores[model.0 as usize].get(key) {
                 doc.prefetch();
             }
+        }
+    }
+
+    /// Over a state: reads what the events of `lines` need that the cache
+    /// does not hold (see [`Durable::preload`]), with one query for their
+    /// ids and one per read model for their documents.
+    pub fn preload<'a>(
+        &mut self,
+        digests: impl Iterator<Item = &'a Digest<'a>> + Clone,
+    ) -> Result<(), StateError> {
+        let Some(durable) = &mut self.durable else {
+            return Ok(());
+        };
+        if self.rebuild.is_some() {
+            return Ok(());
+        }
+        let mine = digests.filter(|d| d.mine);
+        let ids: Vec<(IdHash, &str)> = mine.clone().map(|d| (d.id, &*d.id_text)).collect();
+        let plan = &self.plan;
+        let documents = mine.flat_map(|digest| {
+            let resolved = match (digest.ty, &digest.resolved) {
+                (Some(ty), Some(Ok(resolved))) => Some((plan.bindings(ty), resolved)),
+                _ => None,
+            };
+            resolved
+                .into_iter()
+                .flat_map(|(bindings, resolved)| resolved.iter().map(|r| r.document(bindings)))
+        });
+        durable.preload(&ids, documents)
+    }
+
+    /// Whether the event with this id was processed.
+    fn is_processed(&mut self, hash: IdHash, id: &str) -> Result<bool, StateError> {
+        match &mut self.durable {
+            None => Ok(self.processed.contains(hash)),
+            Some(durable) => durable.is_processed(hash, id),
+        }
+    }
+
+    /// The event with this id was applied.
+    fn record_processed(&mut self, hash: IdHash, id: &str) {
+        self.processed_count += 1;
+        match &mut self.durable {
+            None => self.processed.record(hash),
+            Some(durable) => durable.record(hash, id),
         }
     }
 
@@ -455,7 +621,7 @@ impl Engine {
         if self.rebuild.is_some() {
             return self.rebuild_event(event, hash, &id, type_name, ty, msg_id, out);
         }
-        if self.processed.contains(hash) {
+        if self.is_processed(hash, &id)? {
             skipped(out, msg_id, &id, "already_processed");
             return Ok(Outcome::Skipped);
         }
@@ -469,12 +635,21 @@ impl Engine {
             event_type: type_name,
             position: self.position,
         };
+        let mut target = Target {
+            stores: &mut self.stores,
+            durable: self.durable.as_deref_mut(),
+            changes: &mut self.changes,
+        };
         let applied = match resolved {
-            Some(Ok(resolved)) => {
-                apply_resolved(bindings, resolved, &mut self.stores, &mut self.changes)
-            }
+            Some(Ok(resolved)) => target.apply(bindings, resolved)?,
             Some(Err(e)) => Err(e.clone()),
-            None => apply_event(bindings, event, &meta, &mut self.stores, &mut self.changes),
+            None => match resolve(bindings, event, &meta) {
+                Ok(mut resolved) => target.apply(bindings, &mut resolved)?,
+                Err(e) => {
+                    self.changes.clear();
+                    Err(e)
+                }
+            },
         };
         if let Err(e) = applied {
             let code = if e.is_precondition() {
@@ -489,8 +664,8 @@ impl Engine {
             return refuse(out, code, &text);
         }
         self.journal
-            .record_event(Some((&id, type_name)), &self.changes, &self.stores)?;
-        self.processed.record(hash);
+            .record_event(Some((&id, type_name)), &self.changes)?;
+        self.record_processed(hash, &id);
         self.updated(out, msg_id, &id);
         Ok(Outcome::Applied)
     }
@@ -509,8 +684,16 @@ impl Engine {
             .end();
     }
 
-    fn query(&mut self, body: &Map<String, Value>, msg_id: Option<&Raw<'_>>, out: &mut Vec<u8>) {
-        let malformed = |out: &mut Vec<u8>, text: &str| error(out, msg_id, MALFORMED_REQUEST, text);
+    fn query(
+        &mut self,
+        body: &Map<String, Value>,
+        msg_id: Option<&Raw<'_>>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
+        let malformed = |out: &mut Vec<u8>, text: &str| {
+            error(out, msg_id, MALFORMED_REQUEST, text);
+            Ok(())
+        };
         let name = match body.get("model") {
             Some(Value::String(name)) => name.as_str(),
             _ => return malformed(out, "query: \"model\" must name a read model"),
@@ -523,7 +706,6 @@ impl Engine {
             );
             return malformed(out, &text);
         };
-        let store = &self.stores[model.0 as usize];
         if let Some(key) = body.get("key") {
             let Some(key) = scalar_text(key) else {
                 let text = format!(
@@ -532,8 +714,15 @@ impl Engine {
                 );
                 return malformed(out, &text);
             };
-            let doc = store.get(&crate::store::Key::new(&key));
-            return Reply::start(out, "query_result", msg_id)
+            let k = Key::new(&key);
+            let doc = match &mut self.durable {
+                None => self.stores[model.0 as usize].get(&k),
+                Some(durable) => {
+                    durable.ensure(model, &k)?;
+                    durable.stores[model.0 as usize].get(&k)
+                }
+            };
+            Reply::start(out, "query_result", msg_id)
                 .str("model", name)
                 .str("key", &key)
                 .with("document", |o| match doc {
@@ -541,6 +730,7 @@ impl Engine {
                     None => o.extend_from_slice(b"null"),
                 })
                 .end();
+            return Ok(());
         }
         let limit = match body.get("limit") {
             None => Some(DEFAULT_LIST_LIMIT),
@@ -567,7 +757,18 @@ impl Engine {
                 }
             },
         };
-        let mut page = store.page(after.as_deref(), limit.saturating_add(1));
+        let total = self.document_count(model);
+        let owned;
+        let mut page = match &mut self.durable {
+            None => self.stores[model.0 as usize].page(after.as_deref(), limit.saturating_add(1)),
+            Some(_) => {
+                // What the state holds is all there is once everything is committed.
+                self.flush()?;
+                let durable = self.durable.as_mut().expect("durable");
+                owned = durable.page(model, after.as_deref(), limit.saturating_add(1))?;
+                owned.iter().map(|(k, d)| (k.as_str(), d)).collect()
+            }
+        };
         let more = page.len() > limit;
         page.truncate(limit);
         let next = if more {
@@ -578,12 +779,80 @@ impl Engine {
         Reply::start(out, "query_result", msg_id)
             .str("model", name)
             .with("documents", |o| json::documents(o, page.iter().copied()))
-            .number("total", store.len() as u64)
+            .number("total", total)
             .with("next", |o| match next {
                 Some(k) => json::string(o, k),
                 None => o.extend_from_slice(b"null"),
             })
             .end();
+        Ok(())
+    }
+}
+
+/// Documents read from a state by a dump, a page at a time.
+const DUMP_PAGE: usize = 1000;
+
+/// Why a dump could not be written.
+#[derive(Debug)]
+pub enum DumpError {
+    State(StateError),
+    Io(std::io::Error),
+}
+
+impl From<StateError> for DumpError {
+    fn from(e: StateError) -> Self {
+        DumpError::State(e)
+    }
+}
+
+impl From<std::io::Error> for DumpError {
+    fn from(e: std::io::Error) -> Self {
+        DumpError::Io(e)
+    }
+}
+
+impl std::fmt::Display for DumpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DumpError::State(e) => write!(f, "{e}"),
+            DumpError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Where an event's writes go: the stores in memory, or the cache of a
+/// state, whose documents are made resident first.
+pub(crate) struct Target<'e> {
+    pub stores: &'e mut Vec<MemoryStore>,
+    pub durable: Option<&'e mut Durable>,
+    pub changes: &'e mut Vec<Change>,
+}
+
+impl Target<'_> {
+    /// Checks and writes `resolved` (see [`apply_resolved`]); a failure
+    /// to read the state is the outer error.
+    pub fn apply(
+        &mut self,
+        bindings: &[Binding],
+        resolved: &mut [Resolved],
+    ) -> Result<Result<(), ApplyError>, StateError> {
+        let Some(durable) = self.durable.as_deref_mut() else {
+            return Ok(apply_resolved(
+                bindings,
+                resolved,
+                self.stores,
+                self.changes,
+            ));
+        };
+        for r in resolved.iter() {
+            let (model, key) = r.document(bindings);
+            durable.ensure(model, key)?;
+        }
+        let applied = apply_resolved(bindings, resolved, &mut durable.stores, self.changes);
+        if applied.is_ok() {
+            durable.wrote(self.changes);
+        }
+        Ok(applied)
     }
 }
 

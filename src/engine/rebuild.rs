@@ -14,8 +14,8 @@
 //! rule: an event counts as processed when its id by the old rule is among
 //! them, and the ids by the new rule replace them in the swap.
 
-use super::{skipped, Engine, Outcome};
-use crate::engine::apply::{apply_event, Meta};
+use super::{skipped, Engine, Outcome, Target};
+use crate::engine::apply::{resolve, Meta};
 use crate::plan::binding::Binding;
 use crate::plan::event_id::EventIdRule;
 use crate::plan::{ModelId, TypeId};
@@ -23,7 +23,7 @@ use crate::protocol::code::PRECONDITION_FAILED;
 use crate::protocol::reply::error;
 use crate::state::dedup::{IdHash, Processed};
 use crate::state::{Rebuilding, StateError, Swap};
-use crate::store::MemoryStore;
+use crate::store::{DocumentStore, MemoryStore};
 use crate::value::event::Event;
 use crate::value::event::Raw;
 
@@ -57,7 +57,10 @@ impl Engine {
             old_rule,
         } = rebuilding;
         for model in &models {
-            self.stores[model.0 as usize] = MemoryStore::default();
+            match &mut self.durable {
+                None => self.stores[model.0 as usize] = MemoryStore::default(),
+                Some(durable) => durable.rebuild(*model),
+            }
         }
         let routes = (0..self.plan.type_count() as u32)
             .map(|ty| {
@@ -99,7 +102,14 @@ impl Engine {
             // An event without an id by the old rule was never recorded.
             Some(rule) => rule.resolve_event(event).ok().map(|id| IdHash::of(&id)),
         };
-        let Some(old) = old.filter(|old| self.processed.contains(*old)) else {
+        let processed = match &self.durable {
+            None => &self.processed,
+            Some(durable) => durable
+                .all
+                .as_ref()
+                .expect("a rebuild reads every processed id"),
+        };
+        let Some(old) = old.filter(|old| processed.contains(*old)) else {
             skipped(out, msg_id, id, "deferred");
             return Ok(Outcome::Deferred);
         };
@@ -112,8 +122,7 @@ impl Engine {
         }
         rebuild.seen.record(hash);
         if rebuild.old_rule.is_some() {
-            self.journal
-                .record_event(Some((id, type_name)), &[], &self.stores)?;
+            self.journal.record_event(Some((id, type_name)), &[])?;
         }
         let routes = ty.map_or(&[][..], |ty| &rebuild.routes[ty.0 as usize]);
         if routes.is_empty() {
@@ -125,7 +134,16 @@ impl Engine {
             event_type: type_name,
             position: self.position,
         };
-        match apply_event(routes, event, &meta, &mut self.stores, &mut self.changes) {
+        let mut target = Target {
+            stores: &mut self.stores,
+            durable: self.durable.as_deref_mut(),
+            changes: &mut self.changes,
+        };
+        let applied = match resolve(routes, event, &meta) {
+            Ok(mut resolved) => target.apply(routes, &mut resolved)?,
+            Err(e) => Err(e),
+        };
+        match applied {
             Ok(()) => {
                 self.updated(out, msg_id, id);
                 Ok(Outcome::Applied)
@@ -170,12 +188,26 @@ impl Engine {
                 .collect(),
             event_id: rekey.then(|| self.plan.event_id_definition()),
         };
-        self.journal.record_swap(swap, &self.stores)?;
+        let documents = rebuild.models.iter().flat_map(|m| {
+            let docs = match &self.durable {
+                None => self.stores[m.0 as usize].page(None, usize::MAX),
+                Some(durable) => durable.stores[m.0 as usize].resident(),
+            };
+            docs.into_iter().map(|(k, d)| (*m, k, d))
+        });
+        self.journal.record_swap(swap, documents.collect())?;
         if rekey {
-            self.processed = rebuild.seen;
+            self.processed_count = rebuild.seen.len() as u64;
+            match &mut self.durable {
+                None => self.processed = rebuild.seen,
+                Some(durable) => durable.all = Some(rebuild.seen),
+            }
         }
         self.submit()?;
         self.wait()?;
+        if let Some(durable) = &mut self.durable {
+            durable.swapped();
+        }
         Ok(Rebuilt { missing })
     }
 }

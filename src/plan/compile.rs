@@ -75,6 +75,7 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
         routes,
         tests: Vec::new(),
         partition: None,
+        cache_mb: raw.cache_mb.map(|mb| mb as usize),
     };
     super::types::check_field_types(raw, &map, c.diags);
     super::types::check_keys_may_be_missing(raw, c.diags);

@@ -44,9 +44,16 @@ pub struct Plan {
     pub tests: Vec<config_tests::ConfigTest>,
     /// In the plan of one unit of work: which events it takes.
     partition: Option<units::Partition>,
+    /// `cache_mb`, when the configuration sets it.
+    cache_mb: Option<usize>,
 }
 
 impl Plan {
+    /// The memory of a state's cache, in MiB, when the configuration sets it.
+    pub fn cache_mb(&self) -> Option<usize> {
+        self.cache_mb
+    }
+
     pub fn model_count(&self) -> usize {
         self.models.len()
     }

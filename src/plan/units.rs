@@ -197,6 +197,7 @@ impl Plan {
             type_names: self.type_names.clone(),
             routes,
             tests: Vec::new(),
+            cache_mb: self.cache_mb,
             partition: Some(Partition {
                 key: group_key(self, &unit.models).filter(|_| unit.of > 1),
                 part: unit.part,

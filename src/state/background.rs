@@ -3,11 +3,11 @@
 //! one durable. One batch is in flight at most; the server writes a batch's
 //! replies only once [`Journal::wait`] has seen it committed.
 
-use super::batch::{Batch, Recorder};
+use super::batch::{Batch, Documents, Recorder};
 use super::open::Backend;
 use super::{Journal, Rejection, StateError, Swap, Totals};
-use crate::store::Change;
-use crate::store::MemoryStore;
+use crate::plan::ModelId;
+use crate::store::{Change, Document};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
@@ -69,14 +69,17 @@ impl Journal for Background {
         &mut self,
         event: Option<(&str, &str)>,
         changes: &[Change],
-        stores: &[MemoryStore],
     ) -> Result<(), StateError> {
-        self.recorder.event(event, changes, stores);
+        self.recorder.event(event, changes);
         Ok(())
     }
 
-    fn record_swap(&mut self, swap: Swap, stores: &[MemoryStore]) -> Result<(), StateError> {
-        self.recorder.swap(swap, stores);
+    fn record_swap(
+        &mut self,
+        swap: Swap,
+        documents: Vec<(ModelId, &str, &Document)>,
+    ) -> Result<(), StateError> {
+        self.recorder.swap(swap, documents);
         Ok(())
     }
 
@@ -90,14 +93,14 @@ impl Journal for Background {
         Ok(())
     }
 
-    fn submit(&mut self, totals: Totals) -> Result<(), StateError> {
+    fn submit(&mut self, totals: Totals, docs: &mut dyn Documents) -> Result<(), StateError> {
         self.wait()?;
         // A batch of nothing but duplicates still moves the checkpoint.
         if self.recorder.is_empty() && totals.checkpoint == self.checkpoint {
             return Ok(());
         }
         self.checkpoint = totals.checkpoint;
-        let batch = self.recorder.take(totals);
+        let batch = self.recorder.take(totals, docs);
         let sender = self.batches.as_ref().expect("open until dropped");
         if sender.send(batch).is_err() {
             self.writer_gone();

@@ -14,7 +14,7 @@ use super::Rejection;
 use super::{Swap, Totals};
 use crate::plan::ModelId;
 use crate::store::Change;
-use crate::store::{DocumentStore, Key, MemoryStore};
+use crate::store::{Document, DocumentStore, Key, MemoryStore};
 use std::ops::Range;
 
 /// A batch, ready for the database.
@@ -56,15 +56,31 @@ impl Batch {
     }
 }
 
+/// The documents of a run, as the engine holds them: what a batch's
+/// changed documents are serialized from when it is taken.
+pub trait Documents {
+    /// The document under `key` of `model`, if there is one.
+    fn document(&self, model: ModelId, key: &Key) -> Option<&Document>;
+    /// The document under `key` of `model` was serialized: `len` bytes.
+    fn serialized(&mut self, _model: ModelId, _key: &Key, _len: usize) {}
+}
+
+impl Documents for Vec<MemoryStore> {
+    fn document(&self, model: ModelId, key: &Key) -> Option<&Document> {
+        self[model.0 as usize].get(key)
+    }
+}
+
 /// Collects a batch while its events are applied.
 #[derive(Default)]
 pub struct Recorder {
     /// The texts, as in [`Batch`].
     text: Vec<u8>,
     ids: Vec<(Range<usize>, Range<usize>)>,
-    /// Every change recorded, in order: the last one of a document counts.
-    /// Its text is written when the change is recorded, while the document
-    /// is still in the cache.
+    /// Every document changed, in the order changed, until the batch is
+    /// taken: each is serialized then, once, however often it changed.
+    changed: Vec<(ModelId, Key)>,
+    /// Documents serialized already: a rebuild's swap.
     documents: Vec<(ModelId, Key, Option<Range<usize>>)>,
     subscriptions: Option<Option<Vec<String>>>,
     swap: Option<Swap>,
@@ -75,22 +91,15 @@ pub struct Recorder {
 
 impl Recorder {
     /// Records an applied event: its id and type, and the documents it
-    /// changed as they are in `stores` now.
-    pub fn event(
-        &mut self,
-        event: Option<(&str, &str)>,
-        changes: &[Change],
-        stores: &[MemoryStore],
-    ) {
+    /// changed.
+    pub fn event(&mut self, event: Option<(&str, &str)>, changes: &[Change]) {
         if let Some((id, ty)) = event {
             let id = self.push_text(id);
             let ty = self.push_text(ty);
             self.ids.push((id, ty));
         }
-        for change in changes {
-            let doc = stores[change.model.0 as usize].get(&change.key);
-            self.document(change.model, &change.key, doc);
-        }
+        self.changed
+            .extend(changes.iter().map(|c| (c.model, c.key.clone())));
     }
 
     fn push_text(&mut self, text: &str) -> Range<usize> {
@@ -99,13 +108,12 @@ impl Recorder {
         start..self.text.len()
     }
 
-    fn document(&mut self, model: ModelId, key: &Key, doc: Option<&crate::store::Document>) {
-        let text = doc.map(|doc| {
+    fn serialize(&mut self, doc: Option<&Document>) -> Option<Range<usize>> {
+        doc.map(|doc| {
             let start = self.text.len();
             serde_json::to_writer(&mut self.text, doc).expect("documents serialize");
             start..self.text.len()
-        });
-        self.documents.push((model, key.clone(), text));
+        })
     }
 
     pub fn subscriptions(&mut self, names: Option<&[String]>) {
@@ -113,17 +121,21 @@ impl Recorder {
     }
 
     /// Records a rebuild's swap: every document of the rebuilt models.
-    pub fn swap(&mut self, swap: Swap, stores: &[MemoryStore]) {
-        for (model, _) in &swap.models {
-            for (key, doc) in stores[model.0 as usize].page(None, usize::MAX) {
-                self.document(*model, &Key::new(key), Some(doc));
-            }
+    pub fn swap<'d>(
+        &mut self,
+        swap: Swap,
+        documents: impl IntoIterator<Item = (ModelId, &'d str, &'d Document)>,
+    ) {
+        for (model, key, doc) in documents {
+            let text = self.serialize(Some(doc));
+            self.documents.push((model, Key::new(key), text));
         }
         self.swap = Some(swap);
     }
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+            && self.changed.is_empty()
             && self.documents.is_empty()
             && self.subscriptions.is_none()
             && self.swap.is_none()
@@ -136,13 +148,30 @@ impl Recorder {
     }
 
     /// The batch recorded so far, with what the tables will hold once it is
-    /// committed; the recorder starts over empty.
+    /// committed, each changed document serialized from `docs` as it is
+    /// now; the recorder starts over empty.
     ///
     /// Documents come sorted, as the database's B-tree orders them (by
     /// model, then key): written in that order, consecutive writes land on
     /// the same or the next page instead of anywhere. Ids stay in the order
     /// applied: their table is appended to.
-    pub fn take(&mut self, totals: Totals) -> Batch {
+    pub fn take(&mut self, totals: Totals, docs: &mut dyn Documents) -> Batch {
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.sort_unstable_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes())));
+        changed.dedup();
+        let mut documents = std::mem::take(&mut self.documents);
+        for (model, key) in changed.drain(..) {
+            let text = self.serialize(docs.document(model, &key));
+            if let Some(text) = &text {
+                docs.serialized(model, &key, text.len());
+            }
+            documents.push((model, key, text));
+        }
+        self.changed = changed;
+        // A swap's documents come first, each once: a change since replaces it.
+        documents.reverse();
+        documents.sort_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes())));
+        documents.dedup_by(|later, kept| later.0 == kept.0 && later.1 == kept.1);
         let Batch {
             text: spare_text,
             ids: spare_ids,
@@ -154,12 +183,7 @@ impl Recorder {
         let text = String::from_utf8(std::mem::replace(&mut self.text, spare_text))
             .expect("ids, types and serialized documents are UTF-8");
         let ids = std::mem::replace(&mut self.ids, empty(spare_ids));
-        let mut documents = std::mem::replace(&mut self.documents, empty(spare_documents));
-        // Latest first, then a stable sort: each document's latest change
-        // leads its run, and is the one kept.
-        documents.reverse();
-        documents.sort_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes())));
-        documents.dedup_by(|later, kept| later.0 == kept.0 && later.1 == kept.1);
+        self.documents = empty(spare_documents);
         Batch {
             text,
             ids,
@@ -196,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_holds_each_document_once_as_last_written_in_tree_order() {
+    fn a_batch_holds_each_document_once_as_it_is_when_taken_in_tree_order() {
         let mut stores = vec![MemoryStore::default(), MemoryStore::default()];
         let doc = |v| serde_json::from_value(v).unwrap();
         let mut recorder = Recorder::default();
@@ -204,23 +228,15 @@ mod tests {
 
         stores[1].put("b", doc(json!({"n": 1})));
         stores[0].put("z", doc(json!({"s": "x"})));
-        recorder.event(
-            Some(("e2", "T")),
-            &[change(1, "b"), change(0, "z")],
-            &stores,
-        );
+        recorder.event(Some(("e2", "T")), &[change(1, "b"), change(0, "z")]);
         stores[1].put("b", doc(json!({"n": 2})));
         stores[1].put("a", doc(json!({"n": 0})));
-        recorder.event(
-            Some(("e1", "T")),
-            &[change(1, "b"), change(1, "a")],
-            &stores,
-        );
+        recorder.event(Some(("e1", "T")), &[change(1, "b"), change(1, "a")]);
         stores[0].remove(&crate::store::Key::new("z"));
-        recorder.event(None, &[change(0, "z")], &stores);
+        recorder.event(None, &[change(0, "z")]);
         assert!(!recorder.is_empty());
 
-        let batch = recorder.take(Totals::default());
+        let batch = recorder.take(Totals::default(), &mut stores);
         assert_eq!(batch.ids().collect::<Vec<_>>(), [("e2", "T"), ("e1", "T")]);
         assert_eq!(
             batch.documents().collect::<Vec<_>>(),
@@ -237,11 +253,11 @@ mod tests {
         // and holds only what was recorded since.
         recorder.reuse(batch);
         stores[0].put("z", doc(json!({"s": "again"})));
-        recorder.event(Some(("e3", "U")), &[change(0, "z")], &stores);
+        recorder.event(Some(("e3", "U")), &[change(0, "z")]);
         stores[0].remove(&crate::store::Key::new("z"));
         stores[0].put("z", doc(json!({"s": "last"})));
-        recorder.event(Some(("e0", "U")), &[change(0, "z")], &stores);
-        let batch = recorder.take(Totals::default());
+        recorder.event(Some(("e0", "U")), &[change(0, "z")]);
+        let batch = recorder.take(Totals::default(), &mut stores);
         assert_eq!(batch.ids().collect::<Vec<_>>(), [("e3", "U"), ("e0", "U")]);
         assert_eq!(
             batch.documents().collect::<Vec<_>>(),
@@ -257,18 +273,23 @@ mod tests {
         stores[1].put("y", doc(json!({"b": 2})));
         stores[1].put("x", doc(json!({"b": 1})));
         let mut recorder = Recorder::default();
-        recorder.event(Some(("e9", "T")), &[], &stores);
+        recorder.event(Some(("e9", "T")), &[]);
         let swap = Swap {
             models: vec![(ModelId(1), "definition".to_owned())],
             event_id: Some("rule".to_owned()),
         };
-        recorder.swap(swap, &stores);
+        let rebuilt: Vec<_> = stores[1]
+            .page(None, usize::MAX)
+            .into_iter()
+            .map(|(k, d)| (ModelId(1), k, d))
+            .collect();
+        recorder.swap(swap, rebuilt);
         let totals = Totals {
             documents: vec![1, 2],
             processed: 1,
             checkpoint: Some(7),
         };
-        let batch = recorder.take(totals.clone());
+        let batch = recorder.take(totals.clone(), &mut stores);
         assert_eq!(batch.ids().collect::<Vec<_>>(), [("e9", "T")]);
         assert_eq!(
             batch.documents().collect::<Vec<_>>(),

@@ -20,6 +20,7 @@ pub mod crash;
 pub mod dedup;
 pub mod open;
 pub mod postgres;
+pub mod reader;
 pub mod reconcile;
 pub mod rows;
 pub mod sqlite;
@@ -27,9 +28,9 @@ pub mod stored;
 
 use crate::plan::event_id::EventIdRule;
 use crate::plan::{ModelId, Plan};
+use crate::state::batch::Documents;
 use crate::state::dedup::Processed;
-use crate::store::Change;
-use crate::store::MemoryStore;
+use crate::store::{Change, Document};
 use reconcile::{Reconciliation, Request, RequestError};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,16 @@ impl Location {
         }
     }
 
+    /// Reads every row of the state, checking each one (its checksum, in
+    /// SQLite; that a document is a JSON object) and every table against
+    /// the rows committed; returns what it holds, `None` when there is none.
+    pub fn check(&self) -> Result<Option<stored::Stored>, StateError> {
+        match self {
+            Location::Sqlite(path) => sqlite::SqliteState::check(path),
+            Location::Postgres(target) => postgres::PostgresState::check(target),
+        }
+    }
+
     /// What the state holds, reading only; `None` when there is none.
     pub fn inspect(&self) -> Result<Option<stored::Stored>, StateError> {
         match self {
@@ -80,21 +91,24 @@ impl Location {
 pub trait Journal {
     /// An event was applied: its id and type (absent when an already
     /// processed event is applied to a model being rebuilt), and the
-    /// documents it changed, as they now are in `stores`.
+    /// documents it changed.
     fn record_event(
         &mut self,
         event: Option<(&str, &str)>,
         changes: &[Change],
-        stores: &[MemoryStore],
     ) -> Result<(), StateError>;
     /// The subscriptions changed: the accepted types, or `None` for all.
     fn record_subscriptions(&mut self, names: Option<&[String]>) -> Result<(), StateError>;
-    /// Rebuilt models replace theirs, whole, as they are in `stores`.
-    fn record_swap(&mut self, swap: Swap, stores: &[MemoryStore]) -> Result<(), StateError>;
+    /// Rebuilt models replace theirs, whole, with `documents`.
+    fn record_swap(
+        &mut self,
+        swap: Swap,
+        documents: Vec<(ModelId, &str, &Document)>,
+    ) -> Result<(), StateError>;
     /// Hands everything recorded so far to be made durable, all at once,
-    /// with what the tables will then hold. Waits for the batch handed over
-    /// before, if any, first.
-    fn submit(&mut self, totals: Totals) -> Result<(), StateError>;
+    /// with what the tables will then hold, each changed document as it is
+    /// in `docs` now. Waits for the batch handed over before, if any, first.
+    fn submit(&mut self, totals: Totals, docs: &mut dyn Documents) -> Result<(), StateError>;
     /// Waits until everything submitted is durable.
     fn wait(&mut self) -> Result<(), StateError>;
     /// An event from a stream was refused: kept where the state keeps
@@ -130,12 +144,7 @@ impl Journal for NoJournal {
         false
     }
 
-    fn record_event(
-        &mut self,
-        _: Option<(&str, &str)>,
-        _: &[Change],
-        _: &[MemoryStore],
-    ) -> Result<(), StateError> {
+    fn record_event(&mut self, _: Option<(&str, &str)>, _: &[Change]) -> Result<(), StateError> {
         Ok(())
     }
 
@@ -143,11 +152,15 @@ impl Journal for NoJournal {
         Ok(())
     }
 
-    fn record_swap(&mut self, _: Swap, _: &[MemoryStore]) -> Result<(), StateError> {
+    fn record_swap(
+        &mut self,
+        _: Swap,
+        _: Vec<(ModelId, &str, &Document)>,
+    ) -> Result<(), StateError> {
         Ok(())
     }
 
-    fn submit(&mut self, _: Totals) -> Result<(), StateError> {
+    fn submit(&mut self, _: Totals, _: &mut dyn Documents) -> Result<(), StateError> {
         Ok(())
     }
 
@@ -179,11 +192,15 @@ pub struct Swap {
     pub event_id: Option<String>,
 }
 
-/// The state a run starts from.
+/// The state a run starts from: what it holds is read as it is needed.
 #[derive(Default)]
 pub struct Restored {
-    pub stores: Vec<MemoryStore>,
-    pub processed: Processed,
+    /// Documents per read model (by [`ModelId`]), as committed.
+    pub documents: Vec<u64>,
+    /// Processed event ids, as committed.
+    pub processed: u64,
+    /// Every processed id, read whole: only when models are rebuilt.
+    pub ids: Option<Processed>,
     /// Accepted event types; `None` for all.
     pub subscriptions: Option<Vec<String>>,
     /// Where in its source the state stands (see [`Totals::checkpoint`]).

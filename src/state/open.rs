@@ -10,7 +10,6 @@ use super::{Rebuilding, Restored, StateError};
 use crate::plan::event_id::EventIdRule;
 use crate::plan::{ModelId, Plan};
 use crate::state::dedup::{IdHash, Processed};
-use crate::store::{Document, DocumentStore, MemoryStore};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -24,9 +23,12 @@ pub trait Backend: Send {
 pub trait Source {
     /// Where the state is, for messages.
     fn location(&self) -> &Path;
-    /// Reads everything back, checked, handing it to `into`: the metadata
-    /// first, then every processed id and every document.
-    fn read_back(&mut self, into: &mut dyn ReadBack) -> Result<Stored, StateError>;
+    /// Reads what the state holds beside its rows, checked: its metadata,
+    /// the models' definitions, and how many rows it committed.
+    fn read_back(&mut self) -> Result<Stored, StateError>;
+    /// Hands every processed id and its type to `each`: only a rebuild
+    /// reads them all.
+    fn each_processed(&mut self, each: &mut dyn FnMut(&str, &str)) -> Result<(), StateError>;
     /// Writes what opening decided, in a transaction of its own.
     fn commit_opening(&mut self, opening: &Opening) -> Result<(), StateError>;
     /// Keeps what opening decided, to be written with the first batch (a
@@ -34,28 +36,11 @@ pub trait Source {
     fn defer_opening(&mut self, opening: Opening);
 }
 
-/// What a state's rows are handed to as they are read back.
-pub trait ReadBack {
-    /// The state's metadata (`event_id`, `subscriptions`, ...), by name.
-    fn meta(&mut self, meta: &BTreeMap<String, String>);
-    fn id(&mut self, id: &str, event_type: &str);
-    fn document(&mut self, model: &str, key: &str, text: &str) -> Result<(), StateError>;
-}
-
-/// Reads nothing but what [`Source::read_back`] returns.
-pub struct Nothing;
-
-impl ReadBack for Nothing {
-    fn meta(&mut self, _: &BTreeMap<String, String>) {}
-    fn id(&mut self, _: &str, _: &str) {}
-    fn document(&mut self, _: &str, _: &str, _: &str) -> Result<(), StateError> {
-        Ok(())
-    }
-}
-
 /// A state opened for a run.
 pub struct Opened {
     pub state: Box<dyn Backend>,
+    /// What the run reads the state's rows with.
+    pub reader: Box<dyn super::reader::Reader>,
     pub restored: Restored,
     /// The models to rebuild from a log, if any were asked for.
     pub rebuilding: Option<Rebuilding>,
@@ -93,9 +78,10 @@ impl Opening {
     }
 }
 
-/// Restores the state `source` holds for `plan`. Refuses a state that
-/// differs from `plan` in a way `request` does not resolve. The documents
-/// of the models `request` rebuilds are not restored: they are rebuilt.
+/// Restores the state `source` holds for `plan`: what it holds beside
+/// its rows (documents and ids are read as a run needs them). Refuses a
+/// state that differs from `plan` in a way `request` does not resolve. The
+/// models `request` rebuilds start empty: they are rebuilt.
 pub fn restore(
     source: &mut dyn Source,
     plan: &Plan,
@@ -104,30 +90,14 @@ pub fn restore(
 ) -> Result<(Restored, Option<Rebuilding>, Report), StateError> {
     let rebuilt = rebuilt_models(plan, request)?;
     let path = source.location().to_owned();
-    let mut into = Restoring {
-        plan,
-        request,
-        rebuilt: &rebuilt,
-        path: &path,
-        restored: Restored {
-            stores: vec![MemoryStore::default(); plan.model_count()],
-            ..Restored::default()
-        },
-        required: Processed::default(),
-        rekeyed_rule: None,
-        rekey: false,
-        required_types: BTreeMap::new(),
-    };
-    let stored = source.read_back(&mut into)?;
-    let Restoring {
-        mut restored,
-        required,
-        rekeyed_rule,
-        ..
-    } = into;
-    let old_rule = match rekeyed_rule {
+    let stored = source.read_back()?;
+    let rekeyed_rule = stored
+        .event_id
+        .clone()
+        .filter(|rule| request.rebuild_all && *rule != plan.event_id_definition());
+    let old_rule = match &rekeyed_rule {
         None => None,
-        Some(text) => Some(EventIdRule::from_definition(&text).ok_or_else(|| {
+        Some(text) => Some(EventIdRule::from_definition(text).ok_or_else(|| {
             damaged(
                 &path,
                 format!("the stored event-id rule is not one: {text}"),
@@ -149,8 +119,29 @@ pub fn restore(
         // Committed with the rebuild's swap, or not at all.
         false => source.defer_opening(opening),
     }
-    restored.subscriptions = stored.subscriptions.clone();
-    restored.checkpoint = stored.checkpoint;
+    let mut restored = Restored {
+        documents: plan
+            .model_names()
+            .map(|name| stored.documents_of(name))
+            .collect(),
+        processed: stored.processed_total(),
+        ids: None,
+        subscriptions: stored.subscriptions.clone(),
+        checkpoint: stored.checkpoint,
+    };
+    let rebuilding = match rebuilt.is_empty() {
+        true => None,
+        false => {
+            let rekey = old_rule.is_some();
+            let (all, required) = rebuild_ids(source, plan, &rebuilt, rekey)?;
+            restored.ids = Some(all);
+            Some(Rebuilding {
+                models: rebuilt,
+                required,
+                old_rule,
+            })
+        }
+    };
     let report = Report {
         created,
         documents: plan
@@ -161,77 +152,40 @@ pub fn restore(
         subscriptions: stored.subscriptions,
         dropped,
     };
-    let rebuilding = (!rebuilt.is_empty()).then(|| Rebuilding {
-        models: rebuilt,
-        required,
-        old_rule,
-    });
     Ok((restored, rebuilding, report))
 }
 
-/// Restores rows as they are read back.
-struct Restoring<'a> {
-    plan: &'a Plan,
-    request: &'a Request,
-    rebuilt: &'a [ModelId],
-    path: &'a Path,
-    restored: Restored,
-    /// The processed ids the log of a rebuild must hold.
-    required: Processed,
-    rekeyed_rule: Option<String>,
-    /// The processed ids are found anew: every one must be in the log.
+/// Every processed id, and those a rebuild's log must hold: the ids of the
+/// rebuilt models' event types, or every one when they are found anew.
+fn rebuild_ids(
+    source: &mut dyn Source,
+    plan: &Plan,
+    rebuilt: &[ModelId],
     rekey: bool,
-    /// Whether ids of each type are required, as decided the first time.
-    required_types: BTreeMap<String, bool>,
-}
-
-impl ReadBack for Restoring<'_> {
-    fn meta(&mut self, meta: &BTreeMap<String, String>) {
-        let stored_rule = meta.get("event_id");
-        self.rekey = self.request.rebuild_all
-            && stored_rule.is_some_and(|r| *r != self.plan.event_id_definition());
-        if self.rekey {
-            self.rekeyed_rule = stored_rule.cloned();
-        }
-    }
-
-    fn id(&mut self, id: &str, event_type: &str) {
+) -> Result<(Processed, Processed), StateError> {
+    let mut all = Processed::default();
+    let mut required = Processed::default();
+    // Whether ids of each type are required, as decided the first time.
+    let mut required_types: BTreeMap<String, bool> = BTreeMap::new();
+    source.each_processed(&mut |id, event_type| {
         let hash = IdHash::of(id);
-        self.restored.processed.record(hash);
-        let required = match self.required_types.get(event_type) {
+        all.record(hash);
+        let needed = match required_types.get(event_type) {
             Some(r) => *r,
             None => {
-                let r = self.rekey
-                    || self
-                        .rebuilt
+                let r = rekey
+                    || rebuilt
                         .iter()
-                        .any(|m| self.plan.model_types(*m).any(|t| t == event_type));
-                self.required_types.insert(event_type.to_owned(), r);
+                        .any(|m| plan.model_types(*m).any(|t| t == event_type));
+                required_types.insert(event_type.to_owned(), r);
                 r
             }
         };
-        if required {
-            self.required.record(hash);
+        if needed {
+            required.record(hash);
         }
-    }
-
-    fn document(&mut self, model: &str, key: &str, text: &str) -> Result<(), StateError> {
-        let Some(id) = self
-            .plan
-            .model_by_name(model)
-            .filter(|id| !self.rebuilt.contains(id))
-        else {
-            return Ok(());
-        };
-        let doc: Document = serde_json::from_str(text).map_err(|e| {
-            damaged(
-                self.path,
-                format!("the document of read model \"{model}\", key \"{key}\" is not a JSON object: {e}"),
-            )
-        })?;
-        self.restored.stores[id.0 as usize].put(key, doc);
-        Ok(())
-    }
+    })?;
+    Ok((all, required))
 }
 
 /// What opening decided to write: the definitions of models that needed

@@ -8,12 +8,48 @@ use std::collections::BTreeMap;
 pub struct Rows {
     pub documents: BTreeMap<String, u64>,
     pub processed: u64,
+    /// Processed ids per event type; `None` in a state written before they
+    /// were counted (they are counted once when it is opened).
+    pub types: Option<BTreeMap<String, u64>>,
 }
 
 impl Rows {
     pub fn to_json(&self) -> String {
-        serde_json::json!({"documents": self.documents, "processed_events": self.processed})
-            .to_string()
+        let mut json =
+            serde_json::json!({"documents": self.documents, "processed_events": self.processed});
+        if let Some(types) = &self.types {
+            json["processed_types"] = serde_json::json!(types);
+        }
+        json.to_string()
+    }
+
+    /// The counts once a batch is committed that processed `ids` (ids and
+    /// their types), leaving `totals`.
+    pub fn after<'a>(
+        &self,
+        models: &[String],
+        totals: &super::Totals,
+        ids: impl Iterator<Item = (&'a str, &'a str)>,
+        rekeyed: bool,
+    ) -> Rows {
+        let mut rows = self.clone();
+        for (name, n) in models.iter().zip(&totals.documents) {
+            rows.documents.insert(name.clone(), *n);
+        }
+        rows.processed = totals.processed;
+        let types = rows.types.get_or_insert_with(BTreeMap::new);
+        if rekeyed {
+            types.clear();
+        }
+        for (_, ty) in ids {
+            match types.get_mut(ty) {
+                Some(n) => *n += 1,
+                None => {
+                    types.insert(ty.to_owned(), 1);
+                }
+            }
+        }
+        rows
     }
 
     pub fn from_json(text: &str) -> Option<Rows> {
@@ -25,9 +61,20 @@ impl Rows {
             .map(|(name, n)| Some((name.clone(), n.as_u64()?)))
             .collect::<Option<_>>()?;
         let processed = value.get("processed_events")?.as_u64()?;
+        let types = match value.get("processed_types") {
+            None => None,
+            Some(types) => Some(
+                types
+                    .as_object()?
+                    .iter()
+                    .map(|(name, n)| Some((name.clone(), n.as_u64()?)))
+                    .collect::<Option<_>>()?,
+            ),
+        };
         Some(Rows {
             documents,
             processed,
+            types,
         })
     }
 }
@@ -38,14 +85,17 @@ mod tests {
 
     #[test]
     fn row_counts_read_back_as_written_and_nothing_else_reads_as_them() {
-        let rows = Rows {
+        let mut rows = Rows {
             documents: [("a".to_owned(), 3), ("b".to_owned(), 0)].into(),
             processed: 7,
+            types: None,
         };
         assert_eq!(
             rows.to_json(),
             r#"{"documents":{"a":3,"b":0},"processed_events":7}"#
         );
+        assert_eq!(Rows::from_json(&rows.to_json()), Some(rows.clone()));
+        rows.types = Some([("T".to_owned(), 7)].into());
         assert_eq!(Rows::from_json(&rows.to_json()), Some(rows));
         assert_eq!(
             Rows::from_json(r#"{"documents":{"a":-1},"processed_events":7}"#),

@@ -3,11 +3,13 @@
 //! The interpreter reads and writes through [`DocumentStore`], so a backend
 //! (in memory today) can change without touching how events are applied.
 
+mod cache;
 mod document;
 mod key;
 mod memory;
 mod table;
 
+pub use cache::CachedStore;
 pub use document::{Document, FieldValue, Stored};
 pub use key::Key;
 pub use memory::MemoryStore;

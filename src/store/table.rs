@@ -163,6 +163,10 @@ impl<V> Table<V> {
         self.slots.iter().flatten().map(|(k, v)| (k, v))
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&Key, &mut V)> {
+        self.slots.iter_mut().flatten().map(|(k, v)| (&*k, v))
+    }
+
     /// Starts loading the slot where the search for `key` begins.
     pub fn prefetch(&self, key: &Key) {
         if let Some(slot) = self.slots.get(self.home(hash(key.as_bytes()))) {

@@ -27,6 +27,7 @@
 
 mod connect;
 mod lease;
+mod reader;
 mod text;
 
 pub use connect::{describe, ident, is_connection_error, Target, DEFAULT_SCHEMA};
@@ -34,7 +35,7 @@ pub use lease::holder;
 
 use super::batch::Batch;
 use super::crash::CrashPoint;
-use super::open::{self, damaged, Backend, Opened, Opening, ReadBack, Source};
+use super::open::{self, damaged, Backend, Opened, Opening, Source};
 use super::reconcile::Request;
 use super::rows::Rows;
 use super::stored::Stored;
@@ -123,12 +124,83 @@ impl PostgresState {
         };
         let (restored, rebuilding, report) = open::restore(&mut state, plan, request, created)?;
         state.sync_indexes()?;
+        let reader = reader::PostgresReader::open(target, state.books.models.clone())?;
         Ok(Opened {
             state: Box::new(state),
+            reader: Box::new(reader),
             restored,
             rebuilding,
             report,
         })
+    }
+
+    /// What the state in `target` holds, every row read and checked (see
+    /// [`crate::state::Location::check`]); `None` when there is none.
+    pub fn check(target: &Target) -> Result<Option<Stored>, StateError> {
+        let Some(found) = PostgresState::inspect(target)? else {
+            return Ok(None);
+        };
+        let path = target.path();
+        let mut client = target.connect()?;
+        let failed = |e| target.failed("reading the state", e);
+        let mut tx = reading(&mut client).map_err(failed)?;
+        let meta = read_meta(&mut tx, target)?;
+        let rows = meta
+            .get("rows")
+            .and_then(|text| Rows::from_json(text))
+            .ok_or_else(|| {
+                damaged(
+                    &path,
+                    "table _projector_meta has no count of rows".to_owned(),
+                )
+            })?;
+        let (_, tables) = read_models(&mut tx, target)?;
+        for (model, table) in &tables {
+            let mut docs = tx
+                .query_raw(
+                    &format!(
+                        "SELECT key, body FROM {}.{}",
+                        target.schema_ident(),
+                        ident(table)
+                    ),
+                    std::iter::empty::<i32>(),
+                )
+                .map_err(failed)?;
+            while let Some(row) = docs.next().map_err(failed)? {
+                let key: &str = row.get(0);
+                if let Err(e) = serde_json::from_str::<crate::store::Document>(row.get(1)) {
+                    return Err(damaged(
+                        &path,
+                        format!(
+                            "the document of read model \"{model}\", key \"{}\" is not a JSON object: {e}",
+                            text::from_column(key)
+                        ),
+                    ));
+                }
+            }
+        }
+        tx.commit().map_err(failed)?;
+        for model in rows.documents.keys().chain(found.documents.keys()) {
+            let held = found.documents_of(model);
+            let committed = rows.documents.get(model).copied().unwrap_or(0);
+            if held != committed {
+                return Err(damaged(
+                    &path,
+                    format!("read model \"{model}\" holds {held} documents, and {committed} were committed"),
+                ));
+            }
+        }
+        if found.processed_total() != rows.processed {
+            return Err(damaged(
+                &path,
+                format!(
+                    "table _projector_processed holds {} rows, and {} were committed",
+                    found.processed_total(),
+                    rows.processed
+                ),
+            ));
+        }
+        Ok(Some(found))
     }
 
     /// What the state in `target` holds, reading only (without claiming
@@ -267,6 +339,13 @@ impl PostgresState {
             .map(|(n, t)| (n.clone(), t.clone()))
             .collect();
         self.transaction(doing, |books, tx| {
+            // Ids are looked up by the batch; a state made before that was
+            // so gets the index once.
+            tx.batch_execute(&format!(
+                "CREATE INDEX IF NOT EXISTS _projector_processed_id ON {}._projector_processed (id)",
+                books.target.schema_ident()
+            ))
+            .map_err(|e| books.failure("indexing the processed ids", e))?;
             for (name, table) in &tables {
                 books.index(tx, name, table)?;
             }
@@ -390,7 +469,7 @@ impl Books {
             .get(0);
         let table = format!("{OWN_PREFIX}_doc_{n}");
         tx.batch_execute(&format!(
-            "CREATE TABLE {s}.{} (key text PRIMARY KEY, body text NOT NULL, doc jsonb NOT NULL)",
+            "CREATE TABLE {s}.{} (key text COLLATE \"C\" PRIMARY KEY, body text NOT NULL, doc jsonb NOT NULL)",
             ident(&table)
         ))
         .map_err(creating)?;
@@ -552,10 +631,8 @@ impl Books {
                 .map_err(|e| self.failure("recording the subscriptions", e))?;
             }
         }
-        for (name, n) in self.models.iter().zip(&batch.totals.documents) {
-            rows.documents.insert(name.clone(), *n);
-        }
-        rows.processed = batch.totals.processed;
+        let rekeyed = batch.swap.as_ref().is_some_and(|s| s.event_id.is_some());
+        let rows = rows.after(&self.models, &batch.totals, batch.ids(), rekeyed);
         meta.push(("rows", rows.to_json()));
         if let Some(checkpoint) = batch.totals.checkpoint {
             meta.push(("checkpoint", checkpoint.to_string()));
@@ -685,21 +762,20 @@ impl Source for PostgresState {
         &self.books.path
     }
 
-    fn read_back(&mut self, into: &mut dyn ReadBack) -> Result<Stored, StateError> {
+    fn read_back(&mut self) -> Result<Stored, StateError> {
         let target = self.books.target.clone();
         let path = self.books.path.clone();
         let s = target.schema_ident();
         let failed = |e| target.failed("reading the state", e);
         let mut tx = reading(&mut self.client).map_err(failed)?;
         let meta = read_meta(&mut tx, &target)?;
-        into.meta(&meta);
         let rows_text = meta.get("rows").ok_or_else(|| {
             damaged(
                 &path,
                 "table _projector_meta has no \"rows\" entry".to_owned(),
             )
         })?;
-        let rows = Rows::from_json(rows_text).ok_or_else(|| {
+        let mut rows = Rows::from_json(rows_text).ok_or_else(|| {
             damaged(
                 &path,
                 format!("table _projector_meta: \"rows\" is not a count of rows: {rows_text}"),
@@ -715,74 +791,58 @@ impl Source for PostgresState {
                 )
             })?;
         let (definitions, tables) = read_models(&mut tx, &target)?;
-        let mut processed: BTreeMap<String, u64> = BTreeMap::new();
+        if rows.types.is_none() {
+            // Written before ids were counted by type: counted once.
+            let sql = format!("SELECT type, count(*) FROM {s}._projector_processed GROUP BY type");
+            let counted = tx.query(&sql, &[]).map_err(failed)?;
+            rows.types = Some(
+                counted
+                    .iter()
+                    .map(|r| {
+                        let ty: &str = r.get(0);
+                        (
+                            text::from_column(ty).into_owned(),
+                            r.get::<_, i64>(1) as u64,
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        tx.commit().map_err(failed)?;
+        let stored = Stored {
+            event_id: meta.get("event_id").cloned(),
+            definitions,
+            documents: rows.documents.clone(),
+            processed: rows.types.clone().unwrap_or_default(),
+            subscriptions: subscriptions(&meta, &path)?,
+            checkpoint: checkpoint(&meta, &path)?,
+        };
+        self.books.rows = rows;
+        self.books.tables = tables;
+        self.books.commits = commits;
+        Ok(stored)
+    }
+
+    fn each_processed(&mut self, each: &mut dyn FnMut(&str, &str)) -> Result<(), StateError> {
+        let target = self.books.target.clone();
+        let failed = |e| target.failed("reading the processed ids", e);
+        let mut tx = reading(&mut self.client).map_err(failed)?;
         let mut ids = tx
             .query_raw(
-                &format!("SELECT id, type FROM {s}._projector_processed"),
+                &format!(
+                    "SELECT id, type FROM {}._projector_processed",
+                    target.schema_ident()
+                ),
                 std::iter::empty::<i32>(),
             )
             .map_err(failed)?;
         while let Some(row) = ids.next().map_err(failed)? {
             let id: &str = row.get(0);
             let ty: &str = row.get(1);
-            let ty = text::from_column(ty);
-            into.id(&text::from_column(id), &ty);
-            match processed.get_mut(ty.as_ref()) {
-                Some(n) => *n += 1,
-                None => {
-                    processed.insert(ty.into_owned(), 1);
-                }
-            }
+            each(&text::from_column(id), &text::from_column(ty));
         }
         drop(ids);
-        let mut documents = BTreeMap::new();
-        for (name, table) in &tables {
-            let mut n = 0;
-            let mut docs = tx
-                .query_raw(
-                    &format!("SELECT key, body FROM {s}.{}", ident(table)),
-                    std::iter::empty::<i32>(),
-                )
-                .map_err(failed)?;
-            while let Some(row) = docs.next().map_err(failed)? {
-                let key: &str = row.get(0);
-                into.document(name, &text::from_column(key), row.get(1))?;
-                n += 1;
-            }
-            documents.insert(name.clone(), n);
-        }
-        tx.commit().map_err(failed)?;
-        let total: u64 = processed.values().sum();
-        if total != rows.processed {
-            return Err(damaged(
-                &path,
-                format!(
-                    "table _projector_processed holds {total} rows, and {} were committed",
-                    rows.processed
-                ),
-            ));
-        }
-        for model in rows.documents.keys().chain(documents.keys()) {
-            let found = documents.get(model).copied().unwrap_or(0);
-            let expected = rows.documents.get(model).copied().unwrap_or(0);
-            if found != expected {
-                return Err(damaged(
-                    &path,
-                    format!("read model \"{model}\" holds {found} documents, and {expected} were committed"),
-                ));
-            }
-        }
-        self.books.rows = rows;
-        self.books.tables = tables;
-        self.books.commits = commits;
-        Ok(Stored {
-            event_id: meta.get("event_id").cloned(),
-            definitions,
-            documents,
-            processed,
-            subscriptions: subscriptions(&meta, &path)?,
-            checkpoint: checkpoint(&meta, &path)?,
-        })
+        tx.commit().map_err(failed)
     }
 
     fn commit_opening(&mut self, opening: &Opening) -> Result<(), StateError> {

@@ -77,6 +77,12 @@ pub fn open_for_reading(path: &Path) -> Result<Option<Found>, StateError> {
     }
 }
 
+/// The lock of the existing state at `path`, when no projector holds it.
+pub fn lock_if_free(path: &Path) -> Option<Lock> {
+    let file = OpenOptions::new().read(true).write(true).open(path).ok()?;
+    lock(file, path).ok()
+}
+
 fn lock(file: File, path: &Path) -> Result<Lock, StateError> {
     match file.try_lock() {
         Ok(()) => Ok(Lock { _file: file }),

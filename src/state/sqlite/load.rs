@@ -147,7 +147,7 @@ pub fn event_types(conn: &Connection, path: &Path) -> Result<FastMap<String, i64
 pub fn processed(
     conn: &Connection,
     path: &Path,
-    mut each: impl FnMut(&str, &str),
+    each: &mut dyn FnMut(&str, &str),
 ) -> Result<BTreeMap<String, u64>, StateError> {
     let mut per_type: BTreeMap<String, u64> = BTreeMap::new();
     rows(
@@ -170,6 +170,28 @@ pub fn processed(
         },
     )?;
     Ok(per_type)
+}
+
+/// How many processed ids there are of each type, counted.
+pub fn processed_types(
+    conn: &Connection,
+    path: &Path,
+) -> Result<BTreeMap<String, u64>, StateError> {
+    let failed = read_failed(path, "processed_events");
+    let mut statement = conn
+        .prepare(
+            "SELECT t.name, count(*) FROM processed_events AS p
+             LEFT JOIN event_types AS t ON t.code = p.type GROUP BY t.name",
+        )
+        .map_err(&failed)?;
+    let mut rows = statement.query([]).map_err(&failed)?;
+    let mut types = BTreeMap::new();
+    while let Some(row) = rows.next().map_err(&failed)? {
+        let name: String = row.get(0).map_err(&failed)?;
+        let n: i64 = row.get(1).map_err(&failed)?;
+        types.insert(name, n as u64);
+    }
+    Ok(types)
 }
 
 /// Hands every document's model, key and JSON text to `each`; returns how

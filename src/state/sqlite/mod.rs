@@ -27,11 +27,12 @@
 
 mod file;
 mod load;
+mod reader;
 
 use super::batch::Batch;
 use super::checksum;
 use super::crash::CrashPoint;
-use super::open::{self, Backend, Opened, Opening, ReadBack, Source};
+use super::open::{self, Backend, Opened, Opening, Source};
 use super::reconcile::Request;
 use super::rows::Rows;
 use super::stored::Stored;
@@ -71,6 +72,7 @@ CREATE TABLE documents (
 ) WITHOUT ROWID;
 CREATE TABLE event_types (code INTEGER PRIMARY KEY, name TEXT NOT NULL, sum INTEGER NOT NULL);
 CREATE TABLE processed_events (id TEXT NOT NULL, type INTEGER NOT NULL, sum INTEGER NOT NULL);
+CREATE INDEX processed_events_id ON processed_events (id);
 ";
 
 const TABLES: &[&str] = &[
@@ -106,11 +108,15 @@ impl Source for SqliteState {
         &self.path
     }
 
-    fn read_back(&mut self, into: &mut dyn ReadBack) -> Result<Stored, StateError> {
-        let read = read(&self.conn, &self.path, into)?;
+    fn read_back(&mut self) -> Result<Stored, StateError> {
+        let read = read(&self.conn, &self.path)?;
         self.rows = read.rows;
         self.types = read.types;
         Ok(read.stored)
+    }
+
+    fn each_processed(&mut self, each: &mut dyn FnMut(&str, &str)) -> Result<(), StateError> {
+        load::processed(&self.conn, &self.path, each).map(drop)
     }
 
     fn commit_opening(&mut self, opening: &Opening) -> Result<(), StateError> {
@@ -171,8 +177,10 @@ impl SqliteState {
         state.configure()?;
         let (restored, rebuilding, report) =
             open::restore(&mut state, plan, request, found == Found::Created)?;
+        let reader = reader::SqliteReader::open(path, state.models.clone())?;
         Ok(Opened {
             state: Box::new(state),
+            reader: Box::new(reader),
             restored,
             rebuilding,
             report,
@@ -195,8 +203,63 @@ impl SqliteState {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(sql(path, "opening the state"))?;
         check_schema(&conn, path)?;
-        let read = read(&conn, path, &mut open::Nothing)?;
+        let read = read(&conn, path)?;
         Ok(Some(read.stored))
+    }
+
+    /// What the state at `path` holds, every row read and checked (see
+    /// [`super::Location::check`]); `None` when there is no file.
+    pub fn check(path: &Path) -> Result<Option<Stored>, StateError> {
+        match file::open_for_reading(path)? {
+            None => return Ok(None),
+            Some(Found::OtherSqlite) => return Err(not_ours(path)),
+            Some(_) => {}
+        }
+        // A state no projector runs on is opened as a writer would (it
+        // writes nothing), so that SQLite removes the files it keeps beside
+        // it when it closes; a state in use is read beside its projector.
+        let lock = file::lock_if_free(path);
+        let mode = match lock {
+            Some(_) => OpenFlags::SQLITE_OPEN_READ_WRITE,
+            None => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        };
+        let conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(sql(path, "opening the state"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(sql(path, "opening the state"))?;
+        check_schema(&conn, path)?;
+        quick_check(&conn, path)?;
+        conn.execute_batch("BEGIN")
+            .map_err(read_failed(path, "the state"))?;
+        let checked = (|| {
+            let read = read_in(&conn, path)?;
+            let processed = load::processed(&conn, path, &mut |_, _| {})?;
+            let documents = load::documents(&conn, path, |model, key, text| {
+                serde_json::from_str::<crate::store::Document>(text)
+                    .map(drop)
+                    .map_err(|e| {
+                        damaged(
+                            path,
+                            format!("the document of read model \"{model}\", key \"{key}\" is not a JSON object: {e}"),
+                        )
+                    })
+            })?;
+            load::check_counts(path, &read.rows, &documents, processed.values().sum())?;
+            if read.stored.processed != processed {
+                return Err(damaged(
+                    path,
+                    format!(
+                        "table processed_events holds ids of these types: {processed:?}, and these were committed: {:?}",
+                        read.stored.processed
+                    ),
+                ));
+            }
+            Ok(read.stored)
+        })();
+        let _ = conn.execute_batch("COMMIT");
+        drop(conn);
+        drop(lock);
+        checked.map(Some)
     }
 
     fn execute(&self, sql_text: &str, doing: &'static str) -> Result<(), StateError> {
@@ -228,6 +291,12 @@ impl SqliteState {
         self.execute(
             "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 4096; PRAGMA cache_size = -65536",
             "configuring the state",
+        )?;
+        // Ids are looked up by the batch; a state made before that was so
+        // gets the index once.
+        self.execute(
+            "CREATE INDEX IF NOT EXISTS processed_events_id ON processed_events (id)",
+            "indexing the processed ids",
         )
     }
 
@@ -355,11 +424,10 @@ impl SqliteState {
                     .map_err(sql(&self.path, "recording the subscriptions"))?;
             }
         }
-        let mut rows = self.rows.clone();
-        for (name, n) in self.models.iter().zip(&batch.totals.documents) {
-            rows.documents.insert(name.clone(), *n);
-        }
-        rows.processed = batch.totals.processed;
+        let rekeyed = batch.swap.as_ref().is_some_and(|s| s.event_id.is_some());
+        let rows = self
+            .rows
+            .after(&self.models, &batch.totals, batch.ids(), rekeyed);
         self.put_meta("rows", &rows.to_json())?;
         self.rows = rows;
         Ok(())
@@ -491,12 +559,19 @@ fn insert_ids(n: usize) -> String {
     )
 }
 
-/// Reads a state back in one read transaction, every row checked, handing
-/// the rows to `into`.
-fn read(conn: &Connection, path: &Path, into: &mut dyn ReadBack) -> Result<Read, StateError> {
+/// Reads what a state holds beside its documents and ids, in one read
+/// transaction, every row checked.
+fn read(conn: &Connection, path: &Path) -> Result<Read, StateError> {
     conn.execute_batch("BEGIN")
         .map_err(read_failed(path, "projector_meta"))?;
-    let read = (|| {
+    let read = read_in(conn, path);
+    let _ = conn.execute_batch("COMMIT");
+    read
+}
+
+/// [`read`], inside the caller's transaction.
+fn read_in(conn: &Connection, path: &Path) -> Result<Read, StateError> {
+    {
         let meta = load::meta(conn, path)?;
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
             return Err(damaged(
@@ -507,15 +582,15 @@ fn read(conn: &Connection, path: &Path, into: &mut dyn ReadBack) -> Result<Read,
                 ),
             ));
         }
-        into.meta(&meta);
-        let rows = load::committed_rows(&meta, path)?;
+        let mut rows = load::committed_rows(&meta, path)?;
         let definitions = load::definitions(conn, path)?;
         let types = load::event_types(conn, path)?;
-        let processed = load::processed(conn, path, |event, ty| into.id(event, ty))?;
-        let documents = load::documents(conn, path, |model, key, text| {
-            into.document(model, key, text)
-        })?;
-        load::check_counts(path, &rows, &documents, processed.values().sum())?;
+        if rows.types.is_none() {
+            // Written before ids were counted by type: counted once.
+            rows.types = Some(load::processed_types(conn, path)?);
+        }
+        let processed = rows.types.clone().unwrap_or_default();
+        let documents = rows.documents.clone();
         let subscriptions = match meta.get("subscriptions") {
             Some(text) => Some(serde_json::from_str(text).map_err(|e| {
                 damaged(
@@ -538,9 +613,7 @@ fn read(conn: &Connection, path: &Path, into: &mut dyn ReadBack) -> Result<Read,
             rows,
             types,
         })
-    })();
-    let _ = conn.execute_batch("COMMIT");
-    read
+    }
 }
 
 /// Writes a new state's schema into the file at `temp`, and leaves it
@@ -589,7 +662,8 @@ fn creating(temp: &Path, error: rusqlite::Error) -> StateError {
 
 /// Checks, reading only, that the schema is a projector state's: its
 /// format version, its tables, nothing that is not ours (an index on our
-/// tables is allowed), and that SQLite finds its pages sound.
+/// tables is allowed). (Pages are checked as they are read; `projector
+/// check` has SQLite check them all: [`quick_check`].)
 fn check_schema(conn: &Connection, path: &Path) -> Result<(), StateError> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -601,12 +675,6 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), StateError> {
                 "its format is version {version}, and this projector reads version {FORMAT_VERSION}"
             ),
         });
-    }
-    let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(read_failed(path, "the database"))?;
-    if check != "ok" {
-        return Err(damaged(path, format!("SQLite's quick_check: {check}")));
     }
     let objects: Vec<(String, String, String)> = conn
         .prepare("SELECT type, name, tbl_name FROM sqlite_master")
@@ -636,6 +704,17 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), StateError> {
         return Err(damaged(path, format!("table {missing} is missing")));
     }
     Ok(())
+}
+
+/// SQLite's check of every page of the file.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), StateError> {
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(read_failed(path, "the database"))?;
+    match check == "ok" {
+        true => Ok(()),
+        false => Err(damaged(path, format!("SQLite's quick_check: {check}"))),
+    }
 }
 
 /// The refusal of an SQLite file without our application id: looking

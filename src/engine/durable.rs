@@ -1,0 +1,533 @@
+//! What a durable run holds of its state: a cache of documents bounded in
+//! bytes, the ids of recent events, and a filter that answers "never seen"
+//! without asking the state. Everything else stays in the state, read a
+//! batch of lines at a time ([`Durable::preload`]) with one query per read
+//! model and one for the ids.
+//!
+//! - A document is changed in place in the cache and serialized once per
+//!   batch that changed it; it stays until that batch is committed, then
+//!   may be evicted (least recently used first, by a clock sweep) when the
+//!   cache is over its budget.
+//! - An event id is a duplicate when it is among the recent ids (every id
+//!   of a batch not yet committed is), or the state holds it. The filter
+//!   holds every id and document key written since the state was opened; of
+//!   a state that was empty then, it holds them all, and its "never seen"
+//!   spares the query for a new id or a new document.
+
+use crate::plan::ModelId;
+use crate::state::batch::Documents;
+use crate::state::dedup::{IdHash, Processed};
+use crate::state::reader::Reader;
+use crate::state::{Restored, StateError};
+use crate::store::{CachedStore, Document, DocumentStore, Key};
+use crate::util::bloom::{self, Bloom};
+use std::path::PathBuf;
+
+/// The cache's size unless `--cache-mb` says otherwise.
+pub const DEFAULT_CACHE_MB: usize = 256;
+
+/// How a durable run's memory is shared out, from `--cache-mb`.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Documents, estimated as [`CachedStore`] does.
+    pub documents: usize,
+    /// The filter of ids and keys.
+    pub filter: usize,
+    /// Recent event ids, at about 24 bytes each.
+    pub recent_ids: usize,
+}
+
+impl Budget {
+    /// Three quarters for documents, an eighth each for the filter and the
+    /// recent ids. With 0, only what a batch not yet committed wrote is
+    /// held, and every other document and id is read from the state.
+    pub fn of_megabytes(mb: usize) -> Budget {
+        let bytes = mb << 20;
+        Budget {
+            documents: bytes / 4 * 3,
+            filter: bytes / 8,
+            recent_ids: bytes / 8 / 24,
+        }
+    }
+}
+
+pub struct Durable {
+    pub stores: Vec<CachedStore>,
+    reader: Box<dyn Reader>,
+    path: PathBuf,
+    budget: Budget,
+    /// The batch being collected, and the last one known committed.
+    batch: u32,
+    committed: u32,
+    recent: Recent,
+    /// Of the ids of the lines being handled: those the state holds, and
+    /// those it does not.
+    known: Processed,
+    unknown: Processed,
+    filter: Bloom,
+    /// The filter holds every processed id.
+    ids_complete: bool,
+    /// Per read model: the filter holds the key of every document.
+    keys_complete: Vec<bool>,
+    /// While (and after) models are rebuilt: every processed id, read whole.
+    pub all: Option<Processed>,
+    /// Queries made, for the log: lookups of ids and of documents.
+    pub queries: u64,
+}
+
+/// The ids of the latest events, in two generations: when the newer one is
+/// full, the older one (every id of it committed) is forgotten.
+#[derive(Default)]
+struct Recent {
+    current: Processed,
+    previous: Processed,
+}
+
+impl Durable {
+    pub fn new(
+        reader: Box<dyn Reader>,
+        path: PathBuf,
+        restored: &Restored,
+        budget: Budget,
+    ) -> Durable {
+        let stores: Vec<CachedStore> = restored
+            .documents
+            .iter()
+            .map(|n| CachedStore::new(*n, true))
+            .collect();
+        let mut durable = Durable {
+            keys_complete: stores.iter().map(CachedStore::is_complete).collect(),
+            stores,
+            reader,
+            path,
+            budget,
+            batch: 1,
+            committed: 0,
+            recent: Recent::default(),
+            known: Processed::default(),
+            unknown: Processed::default(),
+            filter: Bloom::with_bytes(budget.filter),
+            ids_complete: restored.processed == 0,
+            all: None,
+            queries: 0,
+        };
+        durable.set_batch(1);
+        durable
+    }
+
+    fn set_batch(&mut self, batch: u32) {
+        self.batch = batch;
+        for store in &mut self.stores {
+            store.set_batch(batch);
+        }
+    }
+
+    /// A batch was handed over to be committed, after the one before it
+    /// was: what is written from now on belongs to the next.
+    pub fn submitted(&mut self) {
+        self.committed = self.batch - 1;
+        self.set_batch(self.batch + 1);
+        if self.recent.current.len() >= self.budget.recent_ids / 2 {
+            // Every id of `previous` was in a batch before the one just
+            // handed over, which was committed before it was.
+            self.recent.previous = std::mem::take(&mut self.recent.current);
+        }
+    }
+
+    /// Every batch handed over is committed.
+    pub fn committed(&mut self) {
+        self.committed = self.batch - 1;
+    }
+
+    /// A model's store starts over empty, holding every document it will
+    /// have: it is being rebuilt.
+    pub fn rebuild(&mut self, model: ModelId) {
+        self.stores[model.0 as usize] = CachedStore::rebuilding();
+        self.stores[model.0 as usize].set_batch(self.batch);
+        self.keys_complete[model.0 as usize] = false;
+    }
+
+    /// The rebuilt models are in the state.
+    pub fn swapped(&mut self) {
+        for store in &mut self.stores {
+            store.unpin();
+        }
+        self.reader.refresh();
+    }
+
+    pub fn is_processed(&mut self, hash: IdHash, id: &str) -> Result<bool, StateError> {
+        if let Some(all) = &self.all {
+            return Ok(all.contains(hash));
+        }
+        if self.recent.current.contains(hash)
+            || self.recent.previous.contains(hash)
+            || self.known.contains(hash)
+        {
+            return Ok(true);
+        }
+        if self.unknown.contains(hash) || self.surely_new(id) {
+            return Ok(false);
+        }
+        let mut found = false;
+        self.queries += 1;
+        self.reader.processed(&[id], &mut |_| found = true)?;
+        Ok(found)
+    }
+
+    /// Whether the filter knows that the state never processed `id`.
+    fn surely_new(&self, id: &str) -> bool {
+        self.ids_complete && !self.filter.may_contain(id_hash(id))
+    }
+
+    /// An event was applied: its id is processed.
+    pub fn record(&mut self, hash: IdHash, id: &str) {
+        if let Some(all) = &mut self.all {
+            all.record(hash);
+        }
+        self.recent.current.record(hash);
+        self.filter.insert(id_hash(id));
+    }
+
+    /// Documents were written: the filter learns their keys.
+    pub fn wrote(&mut self, changes: &[crate::store::Change]) {
+        for change in changes {
+            self.filter.insert(key_hash(change.model, &change.key));
+        }
+    }
+
+    /// Makes the document under `key` of `model` resident, reading it from
+    /// the state if it may be there.
+    pub fn ensure(&mut self, model: ModelId, key: &Key) -> Result<(), StateError> {
+        if self.resident_or_absent(model, key) {
+            return Ok(());
+        }
+        self.load(model, &[key])
+    }
+
+    /// Whether the document is resident now, or known to be absent (made
+    /// resident as such).
+    fn resident_or_absent(&mut self, model: ModelId, key: &Key) -> bool {
+        let m = model.0 as usize;
+        if self.stores[m].touch(key) {
+            return true;
+        }
+        if self.keys_complete[m] && !self.filter.may_contain(key_hash(model, key)) {
+            self.stores[m].load(key, None);
+            return true;
+        }
+        false
+    }
+
+    /// Reads the documents under `keys` of `model` into the cache (as
+    /// absent where the state has none).
+    fn load(&mut self, model: ModelId, keys: &[&Key]) -> Result<(), StateError> {
+        let texts: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
+        let mut found = Vec::new();
+        let mut failed = None;
+        self.queries += 1;
+        self.reader.documents(
+            model,
+            &texts,
+            &mut |key, text| match serde_json::from_str::<Document>(text) {
+                Ok(doc) => found.push((Key::new(key), doc, text.len())),
+                Err(e) => {
+                    failed = failed.take().or(Some(format!(
+                        "the document of read model {}, key {key:?} is not a JSON object: {e}",
+                        model.0
+                    )))
+                }
+            },
+        )?;
+        if let Some(detail) = failed {
+            return Err(StateError::Damaged {
+                path: self.path.clone(),
+                detail,
+            });
+        }
+        let store = &mut self.stores[model.0 as usize];
+        for (key, doc, len) in found {
+            store.load(&key, Some((doc, len)));
+        }
+        for key in keys {
+            // Still unknown: the state has none.
+            if !store.touch(key) {
+                store.load(key, None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Before a run of lines is handled: makes room in the cache, then
+    /// reads what their events need that it does not hold, with one query
+    /// for the ids and one per read model for the documents.
+    pub fn preload<'k>(
+        &mut self,
+        ids: &[(IdHash, &str)],
+        documents: impl IntoIterator<Item = (ModelId, &'k Key)>,
+    ) -> Result<(), StateError> {
+        self.evict();
+        self.known = Processed::default();
+        self.unknown = Processed::default();
+        if self.all.is_none() {
+            let mut ask: Vec<(IdHash, &str)> = Vec::new();
+            for &(hash, id) in ids {
+                let recent =
+                    self.recent.current.contains(hash) || self.recent.previous.contains(hash);
+                if !recent && !self.surely_new(id) {
+                    ask.push((hash, id));
+                }
+            }
+            if !ask.is_empty() {
+                let texts: Vec<&str> = ask.iter().map(|(_, id)| *id).collect();
+                let mut held = Vec::new();
+                self.queries += 1;
+                self.reader
+                    .processed(&texts, &mut |id| held.push(IdHash::of(id)))?;
+                held.iter().for_each(|h| self.known.record(*h));
+                for (hash, _) in ask {
+                    if !self.known.contains(hash) {
+                        self.unknown.record(hash);
+                    }
+                }
+            }
+        }
+        let mut wanted: Vec<Vec<&Key>> = vec![Vec::new(); self.stores.len()];
+        for (model, key) in documents {
+            if !self.resident_or_absent(model, key) {
+                wanted[model.0 as usize].push(key);
+            }
+        }
+        for (m, mut keys) in wanted.into_iter().enumerate() {
+            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            keys.dedup();
+            if !keys.is_empty() {
+                self.load(ModelId(m as u32), &keys)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Evicts what the cache holds over its budget, down to three quarters
+    /// of it, least recently used first; never what a batch not committed
+    /// yet wrote.
+    fn evict(&mut self) {
+        let held: usize = self.stores.iter().map(CachedStore::bytes).sum();
+        if held <= self.budget.documents {
+            return;
+        }
+        let mut goal = held - self.budget.documents / 4 * 3;
+        // A first sweep may only age what was used: a second evicts it.
+        for _ in 0..2 {
+            for store in &mut self.stores {
+                if goal == 0 {
+                    return;
+                }
+                goal -= store.evict(self.committed, goal).freed.min(goal);
+            }
+        }
+    }
+
+    /// Up to `limit` committed documents of `model` after `after`, in key
+    /// order, with the JSON text of each.
+    pub fn page(
+        &mut self,
+        model: ModelId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>, StateError> {
+        let mut page = Vec::new();
+        let mut failed = None;
+        self.reader.page(
+            model,
+            after,
+            limit,
+            &mut |key, text| match serde_json::from_str::<Document>(text) {
+                Ok(doc) => page.push((key.to_owned(), doc)),
+                Err(e) => {
+                    failed = Some(format!(
+                        "the document under key {key:?} is not a JSON object: {e}"
+                    ))
+                }
+            },
+        )?;
+        match failed {
+            Some(detail) => Err(StateError::Damaged {
+                path: self.path.clone(),
+                detail,
+            }),
+            None => Ok(page),
+        }
+    }
+
+    /// Closes the reader; what is left is the cache, for the caller to
+    /// free (or not, as the process ends).
+    pub fn close(self) -> Vec<CachedStore> {
+        drop(self.reader);
+        self.stores
+    }
+
+    /// The estimated bytes of documents held.
+    pub fn bytes(&self) -> usize {
+        self.stores.iter().map(CachedStore::bytes).sum()
+    }
+}
+
+impl Documents for Durable {
+    fn document(&self, model: ModelId, key: &Key) -> Option<&Document> {
+        self.stores[model.0 as usize].get(key)
+    }
+
+    fn serialized(&mut self, model: ModelId, key: &Key, len: usize) {
+        self.stores[model.0 as usize].sized(key, len);
+    }
+}
+
+fn id_hash(id: &str) -> u64 {
+    bloom::hash(b"id", id.as_bytes())
+}
+
+fn key_hash(model: ModelId, key: &Key) -> u64 {
+    bloom::hash(&model.0.to_le_bytes(), key.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DocumentStore;
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    /// A state held in a map, counting what it is asked.
+    #[derive(Clone, Default)]
+    struct Held {
+        docs: Arc<Mutex<BTreeMap<String, String>>>,
+        ids: Arc<Mutex<Vec<String>>>,
+        asked: Arc<Mutex<usize>>,
+    }
+
+    impl Reader for Held {
+        fn documents(
+            &mut self,
+            _: ModelId,
+            keys: &[&str],
+            found: &mut dyn FnMut(&str, &str),
+        ) -> Result<(), StateError> {
+            *self.asked.lock().unwrap() += 1;
+            let docs = self.docs.lock().unwrap();
+            for key in keys {
+                if let Some(text) = docs.get(*key) {
+                    found(key, text);
+                }
+            }
+            Ok(())
+        }
+
+        fn processed(
+            &mut self,
+            ids: &[&str],
+            found: &mut dyn FnMut(&str),
+        ) -> Result<(), StateError> {
+            *self.asked.lock().unwrap() += 1;
+            let held = self.ids.lock().unwrap();
+            ids.iter()
+                .filter(|id| held.contains(&id.to_string()))
+                .for_each(|id| found(id));
+            Ok(())
+        }
+
+        fn page(
+            &mut self,
+            _: ModelId,
+            _: Option<&str>,
+            _: usize,
+            _: &mut dyn FnMut(&str, &str),
+        ) -> Result<(), StateError> {
+            Ok(())
+        }
+    }
+
+    fn durable(held: &Held, documents: u64, processed: u64, mb: usize) -> Durable {
+        let restored = Restored {
+            documents: vec![documents],
+            processed,
+            ..Restored::default()
+        };
+        Durable::new(
+            Box::new(held.clone()),
+            PathBuf::from("s"),
+            &restored,
+            Budget::of_megabytes(mb),
+        )
+    }
+
+    /// Commits what the cache wrote, as a batch would: serialized into
+    /// the held state.
+    fn commit(d: &mut Durable, held: &Held, keys: &[Key]) {
+        for key in keys {
+            let text = serde_json::to_string(d.stores[0].get(key).unwrap()).unwrap();
+            d.serialized(ModelId(0), key, text.len());
+            held.docs
+                .lock()
+                .unwrap()
+                .insert(key.as_str().to_owned(), text);
+        }
+        d.submitted();
+        d.committed();
+    }
+
+    #[test]
+    fn what_is_evicted_is_read_back_as_committed() {
+        let held = Held::default();
+        let mut d = durable(&held, 0, 0, 1);
+        let big = serde_json::Value::String("x".repeat(2_000));
+        let keys: Vec<Key> = (0..2_000).map(|i| Key::new(&format!("k{i}"))).collect();
+        for (i, key) in keys.iter().enumerate() {
+            d.preload(&[], [(ModelId(0), key)]).unwrap();
+            let (doc, created) = d.stores[0].get_or_create(key);
+            assert!(created);
+            doc.insert(crate::value::name::Name::new("n"), serde_json::json!(i));
+            doc.insert(crate::value::name::Name::new("pad"), big.clone());
+            d.wrote(&[crate::store::Change {
+                model: ModelId(0),
+                key: key.clone(),
+            }]);
+            commit(&mut d, &held, std::slice::from_ref(key));
+        }
+        // A new state: every key was known to be new, nothing was read.
+        assert_eq!(*held.asked.lock().unwrap(), 0);
+        // 2,000 documents of 4 KB do not fit in 3/4 MiB.
+        assert!(d.bytes() <= Budget::of_megabytes(1).documents + 8_192);
+        assert_eq!(d.stores[0].len(), 2_000);
+        for (i, key) in keys.iter().enumerate().step_by(97) {
+            d.preload(&[], [(ModelId(0), key)]).unwrap();
+            let doc = d.stores[0].get(key).expect("read back");
+            assert_eq!(
+                doc.get("n").map(|v| v.to_value()),
+                Some(serde_json::json!(i))
+            );
+        }
+        assert!(*held.asked.lock().unwrap() > 0, "nothing was evicted");
+    }
+
+    #[test]
+    fn ids_are_found_in_the_recent_ones_or_in_the_state() {
+        let held = Held::default();
+        held.ids.lock().unwrap().push("old".to_owned());
+        let mut d = durable(&held, 0, 1, 1);
+        let (old, new) = (IdHash::of("old"), IdHash::of("new"));
+        d.preload(&[(old, "old"), (new, "new")], []).unwrap();
+        assert_eq!(*held.asked.lock().unwrap(), 1);
+        assert!(d.is_processed(old, "old").unwrap());
+        assert!(!d.is_processed(new, "new").unwrap());
+        d.record(new, "new");
+        assert!(d.is_processed(new, "new").unwrap());
+        // Not among those read for the lines: asked alone.
+        let other = IdHash::of("other");
+        assert!(!d.is_processed(other, "other").unwrap());
+        assert_eq!(*held.asked.lock().unwrap(), 2);
+        // A state that held no ids: the filter answers for new ones.
+        let mut fresh = durable(&held, 0, 0, 1);
+        assert!(!fresh.is_processed(other, "other").unwrap());
+        assert_eq!(*held.asked.lock().unwrap(), 2);
+    }
+}

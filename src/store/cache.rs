@@ -1,0 +1,338 @@
+//! A read model's documents as a durable state's cache holds them: the few
+//! that events touched lately, loaded from the state, rather than all.
+//!
+//! Each entry is a document, or the knowledge that there is none under its
+//! key (`doc: None`), with what the cache needs to bound itself: an estimate
+//! of its size, the batch that last wrote it (an entry written by a batch
+//! not yet committed must stay: the state does not hold it yet), and whether
+//! it was used since the last sweep (the clock of [`CachedStore::evict`]).
+//!
+//! The engine makes every document an event touches resident before it
+//! applies the event (see [`crate::engine::Engine::preload`]); the
+//! [`DocumentStore`] methods then never find a key they do not know. A store
+//! that is `complete` holds every document of its model (a new state, a
+//! model being rebuilt): a key it does not hold has no document.
+
+use super::key::Key;
+use super::table::Table;
+use super::{Document, DocumentStore};
+
+/// What an entry costs beyond its document's text: the slot, the key, the
+/// fields' vector.
+const ENTRY_BYTES: usize = 96;
+
+#[derive(Debug)]
+struct Entry {
+    doc: Option<Document>,
+    /// The estimated size, in bytes, as of the last load or write.
+    bytes: usize,
+    /// The batch that last wrote it (0: none since it was loaded).
+    written: u32,
+    used: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct CachedStore {
+    entries: Table<Entry>,
+    /// Documents of the model, in the state and written since.
+    len: u64,
+    /// The sum of the entries' sizes.
+    bytes: usize,
+    /// The batch being collected: writes from now on carry it.
+    batch: u32,
+    /// Every document of the model is resident: none was evicted since
+    /// the state held none.
+    complete: bool,
+    /// Nothing may be evicted: the model is being rebuilt, and what the
+    /// state holds of it is the version being replaced.
+    pinned: bool,
+}
+
+/// What a sweep of [`CachedStore::evict`] left, for the next one.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Swept {
+    pub freed: usize,
+}
+
+impl CachedStore {
+    /// The cache of a model whose state holds `len` documents; `complete`
+    /// when it holds them all (none, in a new state).
+    pub fn new(len: u64, complete: bool) -> CachedStore {
+        CachedStore {
+            complete: complete && len == 0,
+            len,
+            ..CachedStore::default()
+        }
+    }
+
+    /// An empty store that holds every document of its model, evicting
+    /// none: a model being rebuilt.
+    pub fn rebuilding() -> CachedStore {
+        CachedStore {
+            pinned: true,
+            ..CachedStore::new(0, true)
+        }
+    }
+
+    /// Evictions may start: the rebuilt model is in the state.
+    pub fn unpin(&mut self) {
+        self.pinned = false;
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// Whether the document under `key`, or its absence, is known here.
+    /// Marks it used.
+    pub fn touch(&mut self, key: &Key) -> bool {
+        match self.entries.get_mut(key) {
+            Some(entry) => {
+                entry.used = true;
+                true
+            }
+            None => self.complete,
+        }
+    }
+
+    /// Keeps what the state holds under `key`: a document and the length
+    /// of its JSON text, or none. A key already resident keeps its entry:
+    /// it may hold writes the state does not have yet.
+    pub fn load(&mut self, key: &Key, doc: Option<(Document, usize)>) {
+        let (doc, text) = match doc {
+            Some((doc, text)) => (Some(doc), text),
+            None => (None, 0),
+        };
+        let bytes = estimate(key, text);
+        let (entry, inserted) = self.entries.get_or_insert_with(key, || Entry {
+            doc,
+            bytes,
+            written: 0,
+            used: true,
+        });
+        entry.used = true;
+        if inserted {
+            self.bytes += bytes;
+        }
+    }
+
+    /// Notes the size of the document under `key` as written: its JSON
+    /// text's length.
+    pub fn sized(&mut self, key: &Key, text: usize) {
+        let bytes = estimate(key, text);
+        if let Some(entry) = self.entries.get_mut(key) {
+            self.bytes = self.bytes - entry.bytes + bytes;
+            entry.bytes = bytes;
+        }
+    }
+
+    /// Writes from now on belong to batch `batch`.
+    pub fn set_batch(&mut self, batch: u32) {
+        self.batch = batch;
+    }
+
+    /// The estimated bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Removes entries neither used since the last sweep nor written by a
+    /// batch after `committed`, until `goal` bytes are freed; the others
+    /// count as unused from now on. A pinned store keeps everything.
+    pub fn evict(&mut self, committed: u32, goal: usize) -> Swept {
+        if self.pinned {
+            return Swept::default();
+        }
+        let mut gone = Vec::new();
+        let mut freed = 0;
+        for (key, entry) in self.entries.iter_mut() {
+            if freed >= goal {
+                break;
+            }
+            if entry.written > committed {
+                continue;
+            }
+            if std::mem::take(&mut entry.used) {
+                continue;
+            }
+            freed += entry.bytes;
+            gone.push(key.clone());
+        }
+        for key in &gone {
+            self.entries.remove(key);
+        }
+        // What was evicted is in the state, not here.
+        self.complete &= gone.is_empty();
+        self.bytes -= freed;
+        Swept { freed }
+    }
+
+    /// Every resident document, in key order.
+    pub fn resident(&self) -> Vec<(&str, &Document)> {
+        let mut docs: Vec<(&str, &Document)> = self
+            .entries
+            .iter()
+            .filter_map(|(k, e)| e.doc.as_ref().map(|d| (k.as_str(), d)))
+            .collect();
+        docs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        docs
+    }
+
+    /// The entry under `key`, which must be resident (or the store
+    /// complete), marked as written by the current batch.
+    fn written(&mut self, key: &Key) -> &mut Entry {
+        let batch = self.batch;
+        let complete = self.complete;
+        let (entry, inserted) = self.entries.get_or_insert_with(key, || {
+            assert!(complete, "document {key:?} used before it was loaded");
+            Entry {
+                doc: None,
+                bytes: estimate(key, 0),
+                written: batch,
+                used: true,
+            }
+        });
+        entry.written = batch;
+        if inserted {
+            self.bytes += entry.bytes;
+        }
+        entry
+    }
+}
+
+/// What an entry is estimated to cost, from its document's JSON text: a
+/// parsed document takes about twice its text.
+fn estimate(key: &Key, text: usize) -> usize {
+    ENTRY_BYTES + key.as_bytes().len() + 2 * text
+}
+
+impl DocumentStore for CachedStore {
+    fn get(&self, key: &Key) -> Option<&Document> {
+        match self.entries.get(key) {
+            Some(entry) => entry.doc.as_ref(),
+            None => {
+                assert!(self.complete, "document {key:?} read before it was loaded");
+                None
+            }
+        }
+    }
+
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Document> {
+        self.written(key).doc.as_mut()
+    }
+
+    fn get_or_create(&mut self, key: &Key) -> (&mut Document, bool) {
+        let entry = self.written(key);
+        let created = entry.doc.is_none();
+        if created {
+            entry.doc = Some(Document::new());
+            self.len += 1;
+        }
+        let doc = self.entries.get_mut(key).and_then(|e| e.doc.as_mut());
+        (doc.expect("made above"), created)
+    }
+
+    fn replace(&mut self, key: &Key, doc: Document) -> bool {
+        let entry = self.written(key);
+        let changed = entry.doc.as_ref() != Some(&doc);
+        let created = entry.doc.is_none();
+        entry.doc = Some(doc);
+        if created {
+            self.len += 1;
+        }
+        changed
+    }
+
+    fn put(&mut self, key: &str, doc: Document) -> Option<Document> {
+        let key = Key::new(key);
+        let entry = self.written(&key);
+        let old = entry.doc.replace(doc);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Document> {
+        let old = self.written(key).doc.take();
+        if old.is_some() {
+            self.len -= 1;
+        }
+        old
+    }
+
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Resident documents only: the state pages the others.
+    fn page(&self, after: Option<&str>, limit: usize) -> Vec<(&str, &Document)> {
+        let mut page = self.resident();
+        page.retain(|(k, _)| after.is_none_or(|a| *k > a));
+        page.truncate(limit);
+        page
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(v: serde_json::Value) -> Document {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn keeps_what_is_written_until_committed_and_evicts_the_unused() {
+        let mut s = CachedStore::new(2, false);
+        let (a, b, c) = (Key::new("a"), Key::new("b"), Key::new("c"));
+        assert!(!s.touch(&a));
+        s.load(&a, Some((doc(json!({"n": 1})), 7)));
+        s.load(&b, None);
+        assert!(s.touch(&a) && s.touch(&b));
+        assert_eq!(s.get(&b), None);
+        s.set_batch(1);
+        s.get_or_create(&b)
+            .0
+            .insert(crate::value::name::Name::new("n"), json!(2));
+        assert_eq!(s.len(), 3);
+        // Everything was used: a first sweep only ages it.
+        assert_eq!(s.evict(0, usize::MAX).freed, 0);
+        // `b` is written by batch 1, not committed: it stays.
+        let freed = s.evict(0, usize::MAX).freed;
+        assert_eq!(freed, estimate(&a, 7));
+        assert!(!s.touch(&a));
+        assert!(s.touch(&b));
+        s.evict(1, usize::MAX);
+        s.evict(1, usize::MAX);
+        assert!(!s.touch(&b));
+        assert_eq!(s.bytes(), 0);
+        assert_eq!(s.len(), 3);
+        s.load(&c, Some((doc(json!({})), 2)));
+        assert!(s.remove(&c).is_some());
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "before it was loaded")]
+    fn a_key_never_loaded_is_never_guessed() {
+        let s = CachedStore::new(1, false);
+        s.get(&Key::new("x"));
+    }
+
+    #[test]
+    fn a_complete_store_knows_absent_keys_until_it_evicts() {
+        let mut s = CachedStore::rebuilding();
+        assert!(s.touch(&Key::new("x")));
+        assert_eq!(s.get(&Key::new("x")), None);
+        assert!(s.get_or_create(&Key::new("x")).1);
+        assert_eq!(s.evict(9, usize::MAX).freed, 0);
+        assert_eq!(s.evict(9, usize::MAX).freed, 0);
+        assert_eq!(s.page(None, 10).len(), 1);
+        s.unpin();
+        s.evict(9, usize::MAX);
+        assert!(s.evict(9, usize::MAX).freed > 0);
+        assert!(!s.is_complete() && !s.touch(&Key::new("y")));
+    }
+}

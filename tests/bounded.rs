@@ -1,0 +1,142 @@
+//! A durable state is read through a cache bounded by `--cache-mb`: with a
+//! cache far smaller than the state, so that documents are evicted and read
+//! back all the time, and a restart in the middle, SQLite and PostgreSQL give
+//! the replies and the documents that a run in memory gives, on a stream
+//! whose hot documents grow by one list entry per order.
+
+mod support;
+
+use std::path::Path;
+use support::{generated_events, repo, PgDb, Run, TempDir};
+
+/// `examples/users-orders.toml`: `orders_per_customer` appends every order
+/// id to its customer's list.
+fn config() -> String {
+    repo()
+        .join("examples/users-orders.toml")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A generated stream in which `user-0` places about 60% of the orders, as
+/// a hot aggregate does: its `orders_per_customer` list grows by one entry
+/// per order. An event is picked by its id, so a redelivery stays a copy.
+fn hot_stream(events: usize, users: usize, seed: u64) -> Vec<String> {
+    generated_events(events, users, seed)
+        .lines()
+        .map(|line| {
+            let mut message: serde_json::Value = serde_json::from_str(line).unwrap();
+            let event = &mut message["body"]["event"];
+            let id = event["id"].as_str().unwrap_or_default();
+            let pick = id
+                .bytes()
+                .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+            if event["type"] == "OrderPlaced" && pick % 10 < 6 {
+                event["payload"]["user_id"] = "user-0".into();
+            }
+            message.to_string()
+        })
+        .collect()
+}
+
+/// The replies and the dump of a run in memory.
+fn in_memory(lines: &[&str], dir: &TempDir) -> (String, String) {
+    let dump = dir.path().join("memory.json");
+    let out = Run::new()
+        .args(&["--config", &config(), "--dump", dump.to_str().unwrap()])
+        .stdin(lines)
+        .go();
+    out.success();
+    (out.stdout, std::fs::read_to_string(dump).unwrap())
+}
+
+/// Two runs on the state `state` (the arguments that name it), each given
+/// half of `lines`, with `cache_mb`; their replies and the last one's dump.
+fn in_halves(lines: &[&str], state: &[&str], cache_mb: &str, dump: &Path) -> (String, String) {
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let mut replies = String::new();
+    for (half, last) in [(first, false), (second, true)] {
+        let mut args = vec!["--config", &*config(), "--cache-mb", cache_mb]
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        args.extend(state.iter().map(|s| s.to_string()));
+        if last {
+            args.extend(["--dump".to_owned(), dump.to_str().unwrap().to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = Run::new().args(&args).stdin(half).go();
+        out.success();
+        replies.push_str(&out.stdout);
+    }
+    (replies, std::fs::read_to_string(dump).unwrap())
+}
+
+fn check(state: &[&str]) {
+    let mut args = vec!["check"];
+    args.extend(state);
+    let out = Run::new().args(&args).go();
+    out.success();
+    assert!(out.stdout.contains(": sound: "), "{}", out.stdout);
+}
+
+#[test]
+fn a_cache_far_smaller_than_the_state_answers_as_memory_does() {
+    let dir = TempDir::new();
+    let events = hot_stream(40_000, 2_000, 11);
+    let lines: Vec<&str> = events.iter().map(String::as_str).collect();
+    let (replies, dump) = in_memory(&lines, &dir);
+    let models: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    let hot = &models["orders_per_customer"]["user-0"]["order_ids"];
+    assert!(hot.as_array().unwrap().len() > 10_000, "user-0 is not hot");
+
+    let file = dir.path().join("small.db");
+    let state = ["--state", file.to_str().unwrap()];
+    let got = in_halves(&lines, &state, "1", &dir.path().join("small.json"));
+    assert!(got.0 == replies, "SQLite with a 1 MiB cache: other replies");
+    assert!(got.1 == dump, "SQLite with a 1 MiB cache: other documents");
+    check(&state);
+    // The cache holds 3/4 MiB of documents (estimated at twice their text):
+    // a fraction of the state.
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size > 4 << 20, "the state is only {size} bytes");
+
+    let db = PgDb::new("bounded");
+    let url = db.url();
+    for (schema, cache_mb) in [("none", "0"), ("large", "256")] {
+        let state = ["--state", &url, "--schema", schema];
+        let got = in_halves(&lines, &state, cache_mb, &dir.path().join("pg.json"));
+        assert!(
+            got.0 == replies,
+            "PostgreSQL, {cache_mb} MiB: other replies"
+        );
+        assert!(got.1 == dump, "PostgreSQL, {cache_mb} MiB: other documents");
+        check(&state);
+    }
+}
+
+#[test]
+fn queries_read_what_the_cache_evicted() {
+    let dir = TempDir::new();
+    let mut lines = hot_stream(20_000, 1_000, 5);
+    let queries = [
+        r#"{"type":"query","msg_id":900001,"model":"orders_per_customer","key":"user-0"}"#,
+        r#"{"type":"query","msg_id":900002,"model":"user_listing","limit":5,"after":"user-10"}"#,
+        r#"{"type":"query","msg_id":900003,"model":"orders","key":"order-1"}"#,
+        r#"{"type":"query","msg_id":900004,"model":"orders","key":"no-such-order"}"#,
+    ];
+    lines.extend(queries.iter().map(|q| q.to_string()));
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let (replies, _) = in_memory(&lines, &dir);
+    let file = dir.path().join("q.db");
+    let out = Run::new()
+        .args(&["--config", &config(), "--cache-mb", "1"])
+        .args(&["--state", file.to_str().unwrap()])
+        .stdin(&lines)
+        .go();
+    out.success();
+    assert!(out.stdout == replies, "other replies to the queries");
+    let tail: Vec<&str> = replies.lines().rev().take(4).collect();
+    assert!(tail.iter().all(|r| r.contains("query_result")), "{tail:?}");
+}
