@@ -140,3 +140,78 @@ fn queries_read_what_the_cache_evicted() {
     let tail: Vec<&str> = replies.lines().rev().take(4).collect();
     assert!(tail.iter().all(|r| r.contains("query_result")), "{tail:?}");
 }
+
+/// A state written before the filter was kept (format 2) is upgraded when
+/// opened: it keeps no filter, so its runs ask it for ids and documents,
+/// and answer as memory does.
+#[test]
+fn a_state_of_the_format_before_the_filter_is_upgraded() {
+    let dir = TempDir::new();
+    let events = hot_stream(6_000, 300, 3);
+    let lines: Vec<&str> = events.iter().map(String::as_str).collect();
+    let (replies, dump) = in_memory(&lines, &dir);
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let file = dir.path().join("old.db");
+    let state = file.to_str().unwrap();
+    let first_run = Run::new()
+        .args(&["--config", &config(), "--state", state])
+        .stdin(first)
+        .go();
+    first_run.success();
+
+    // As format 2 left it: no filter, ids not counted by type.
+    let db = rusqlite::Connection::open(&file).unwrap();
+    let rows: String = db
+        .query_row(
+            "SELECT value FROM projector_meta WHERE name = 'rows'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut rows: serde_json::Value = serde_json::from_str(&rows).unwrap();
+    rows.as_object_mut().unwrap().remove("processed_types");
+    let sum = |fields: &[&str]| i64::from(crc32fast::hash(fields.join("\0").as_bytes()));
+    for (name, value) in [
+        ("rows", rows.to_string()),
+        ("format", "projector-state 2".to_owned()),
+    ] {
+        db.execute(
+            "UPDATE projector_meta SET value = ?2, sum = ?3 WHERE name = ?1",
+            rusqlite::params![name, value, sum(&[name, &value])],
+        )
+        .unwrap();
+    }
+    db.execute_batch(
+        "DELETE FROM projector_meta WHERE name = 'filter';
+         DROP TABLE filter; DROP TABLE filter_log; PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(db);
+
+    let dumped = dir.path().join("old.json");
+    let second_run = Run::new()
+        .args(&["--config", &config(), "--state", state, "--cache-mb", "0"])
+        .args(&["--dump", dumped.to_str().unwrap()])
+        .stdin(second)
+        .go();
+    second_run.success();
+    assert!(
+        first_run.stdout.clone() + &second_run.stdout == replies,
+        "other replies after the upgrade"
+    );
+    assert!(std::fs::read_to_string(&dumped).unwrap() == dump);
+    check(&["--state", state]);
+    let db = rusqlite::Connection::open(&file).unwrap();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    let kept: Option<String> = db
+        .query_row(
+            "SELECT value FROM projector_meta WHERE name = 'filter'",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    assert_eq!(kept, None);
+}

@@ -10,15 +10,20 @@
 //!   cache is over its budget.
 //! - An event id is a duplicate when it is among the recent ids (every id
 //!   of a batch not yet committed is), or the state holds it. The filter
-//!   holds every id and document key written since the state was opened; of
-//!   a state that was empty then, it holds them all, and its "never seen"
-//!   spares the query for a new id or a new document.
+//!   holds the hash of every id and document key the state holds: its
+//!   "never seen" spares the query for a new id or a new document. The state
+//!   keeps it: each batch logs the hashes it added, and once the log is as
+//!   large as the filter, a batch writes the filter whole instead and clears
+//!   the log; opening reads the filter and the log (a size set by
+//!   `--cache-mb`, not by the state). Of a state that keeps none (made by an
+//!   earlier projector), the filter holds what was written since it was
+//!   opened, and answers "never seen" only where the state held nothing.
 
 use crate::plan::ModelId;
 use crate::state::batch::Documents;
 use crate::state::dedup::{IdHash, Processed};
 use crate::state::reader::Reader;
-use crate::state::{Restored, StateError};
+use crate::state::{filter, FilterWrite, Restored, StateError};
 use crate::store::{CachedStore, Document, DocumentStore, Key};
 use crate::util::bloom::{self, Bloom};
 use std::path::PathBuf;
@@ -71,6 +76,14 @@ pub struct Durable {
     keys_complete: Vec<bool>,
     /// While (and after) models are rebuilt: every processed id, read whole.
     pub all: Option<Processed>,
+    /// Each read model's domain of hashes: its name.
+    domains: Vec<Vec<u8>>,
+    /// Whether the state keeps the filter.
+    kept: bool,
+    /// Hashes added since the last batch was handed over.
+    added: Vec<u64>,
+    /// Hashes the state's log holds since its last snapshot of the filter.
+    logged: usize,
     /// Queries made, for the log: lookups of ids and of documents.
     pub queries: u64,
 }
@@ -84,10 +97,13 @@ struct Recent {
 }
 
 impl Durable {
+    /// The cache of a state that holds what `restored` says, whose read
+    /// models are `models`.
     pub fn new(
         reader: Box<dyn Reader>,
         path: PathBuf,
         restored: &Restored,
+        models: &[&str],
         budget: Budget,
     ) -> Durable {
         let stores: Vec<CachedStore> = restored
@@ -95,8 +111,18 @@ impl Durable {
             .iter()
             .map(|n| CachedStore::new(*n, true))
             .collect();
+        let kept = restored
+            .filter
+            .as_ref()
+            .and_then(|kept| filter::read_back(kept, budget.filter));
+        let complete = kept.is_some();
+        let (filter, logged) = kept.unwrap_or((Bloom::with_bytes(budget.filter), 0));
         let mut durable = Durable {
-            keys_complete: stores.iter().map(CachedStore::is_complete).collect(),
+            keys_complete: stores.iter().map(|s| complete || s.is_complete()).collect(),
+            domains: models.iter().map(|name| filter::domain(name)).collect(),
+            kept: restored.filter.is_some(),
+            added: Vec::new(),
+            logged,
             stores,
             reader,
             path,
@@ -106,8 +132,8 @@ impl Durable {
             recent: Recent::default(),
             known: Processed::default(),
             unknown: Processed::default(),
-            filter: Bloom::with_bytes(budget.filter),
-            ids_complete: restored.processed == 0,
+            filter,
+            ids_complete: complete || restored.processed == 0,
             all: None,
             queries: 0,
         };
@@ -120,6 +146,23 @@ impl Durable {
         for store in &mut self.stores {
             store.set_batch(batch);
         }
+    }
+
+    /// What the batch about to be handed over keeps of the filter: the
+    /// hashes added since the last one, or the whole filter once the log
+    /// would outgrow it; `None` when there is nothing to keep.
+    pub fn filter_write(&mut self) -> Option<FilterWrite> {
+        if !self.kept || self.added.is_empty() {
+            self.added.clear();
+            return None;
+        }
+        let added = std::mem::take(&mut self.added);
+        if (self.logged + added.len()) * 8 >= self.filter.bytes() {
+            self.logged = 0;
+            return Some(FilterWrite::Snapshot(self.filter.to_bytes()));
+        }
+        self.logged += added.len();
+        Some(FilterWrite::Log(bloom::hashes_to_bytes(&added)))
     }
 
     /// A batch was handed over to be committed, after the one before it
@@ -176,7 +219,7 @@ impl Durable {
 
     /// Whether the filter knows that the state never processed `id`.
     fn surely_new(&self, id: &str) -> bool {
-        self.ids_complete && !self.filter.may_contain(id_hash(id))
+        self.ids_complete && !self.filter.may_contain(filter::id_hash(id))
     }
 
     /// An event was applied: its id is processed.
@@ -185,13 +228,27 @@ impl Durable {
             all.record(hash);
         }
         self.recent.current.record(hash);
-        self.filter.insert(id_hash(id));
+        self.learn_id(id);
+    }
+
+    /// The filter learns an id the state will hold.
+    pub fn learn_id(&mut self, id: &str) {
+        self.learn(filter::id_hash(id));
+    }
+
+    fn learn(&mut self, hash: u64) {
+        self.filter.insert(hash);
+        if self.kept {
+            self.added.push(hash);
+        }
     }
 
     /// Documents were written: the filter learns their keys.
     pub fn wrote(&mut self, changes: &[crate::store::Change]) {
         for change in changes {
-            self.filter.insert(key_hash(change.model, &change.key));
+            let hash =
+                filter::key_hash(&self.domains[change.model.0 as usize], change.key.as_str());
+            self.learn(hash);
         }
     }
 
@@ -211,7 +268,8 @@ impl Durable {
         if self.stores[m].touch(key) {
             return true;
         }
-        if self.keys_complete[m] && !self.filter.may_contain(key_hash(model, key)) {
+        let hash = filter::key_hash(&self.domains[m], key.as_str());
+        if self.keys_complete[m] && !self.filter.may_contain(hash) {
             self.stores[m].load(key, None);
             return true;
         }
@@ -382,14 +440,6 @@ impl Documents for Durable {
     }
 }
 
-fn id_hash(id: &str) -> u64 {
-    bloom::hash(b"id", id.as_bytes())
-}
-
-fn key_hash(model: ModelId, key: &Key) -> u64 {
-    bloom::hash(&model.0.to_le_bytes(), key.as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +506,7 @@ mod tests {
             Box::new(held.clone()),
             PathBuf::from("s"),
             &restored,
+            &["m"],
             Budget::of_megabytes(mb),
         )
     }
@@ -529,5 +580,46 @@ mod tests {
         let mut fresh = durable(&held, 0, 0, 1);
         assert!(!fresh.is_processed(other, "other").unwrap());
         assert_eq!(*held.asked.lock().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_kept_filter_spares_the_next_run_the_queries_for_new_ids() {
+        let held = Held::default();
+        let kept = |filter| Restored {
+            documents: vec![0],
+            filter: Some(filter),
+            ..Restored::default()
+        };
+        let restored = kept(crate::state::KeptFilter::default());
+        let mut first = Durable::new(
+            Box::new(held.clone()),
+            PathBuf::from("s"),
+            &restored,
+            &["m"],
+            Budget::of_megabytes(1),
+        );
+        first.record(IdHash::of("a"), "a");
+        held.ids.lock().unwrap().push("a".to_owned());
+        let kept_filter = match first.filter_write() {
+            Some(FilterWrite::Log(hashes)) => crate::state::KeptFilter {
+                snapshot: None,
+                log: vec![hashes],
+            },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(first.filter_write(), None);
+        let mut restored = kept(kept_filter);
+        restored.processed = 1;
+        let mut next = Durable::new(
+            Box::new(held.clone()),
+            PathBuf::from("s"),
+            &restored,
+            &["m"],
+            Budget::of_megabytes(1),
+        );
+        assert!(!next.is_processed(IdHash::of("b"), "b").unwrap());
+        assert_eq!(*held.asked.lock().unwrap(), 0);
+        assert!(next.is_processed(IdHash::of("a"), "a").unwrap());
+        assert_eq!(*held.asked.lock().unwrap(), 1);
     }
 }

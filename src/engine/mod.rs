@@ -108,7 +108,8 @@ impl Engine {
             "one count per read model"
         );
         let mut restored = restored;
-        let mut durable = Durable::new(reader, path, &restored, budget);
+        let models: Vec<&str> = plan.model_names().collect();
+        let mut durable = Durable::new(reader, path, &restored, &models, budget);
         durable.all = restored.ids.take();
         Engine::new(plan, restored, journal, Vec::new(), Some(Box::new(durable)))
     }
@@ -258,6 +259,9 @@ impl Engine {
         match &mut self.durable {
             None => self.journal.submit(totals, &mut self.stores),
             Some(durable) => {
+                if let Some(write) = durable.filter_write() {
+                    self.journal.record_filter(write);
+                }
                 self.journal.submit(totals, &mut **durable)?;
                 durable.submitted();
                 Ok(())

@@ -123,6 +123,10 @@ impl Engine {
         rebuild.seen.record(hash);
         if rebuild.old_rule.is_some() {
             self.journal.record_event(Some((id, type_name)), &[])?;
+            if let Some(durable) = &mut self.durable {
+                // The ids found anew replace the state's.
+                durable.learn_id(id);
+            }
         }
         let routes = ty.map_or(&[][..], |ty| &rebuild.routes[ty.0 as usize]);
         if routes.is_empty() {

@@ -5,7 +5,7 @@
 
 use super::batch::{Batch, Documents, Recorder};
 use super::open::Backend;
-use super::{Journal, Rejection, StateError, Swap, Totals};
+use super::{FilterWrite, Journal, Rejection, StateError, Swap, Totals};
 use crate::plan::ModelId;
 use crate::store::{Change, Document};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -86,6 +86,10 @@ impl Journal for Background {
     fn record_subscriptions(&mut self, names: Option<&[String]>) -> Result<(), StateError> {
         self.recorder.subscriptions(names);
         Ok(())
+    }
+
+    fn record_filter(&mut self, write: FilterWrite) {
+        self.recorder.filter(write);
     }
 
     fn record_rejection(&mut self, rejection: Rejection) -> Result<(), StateError> {

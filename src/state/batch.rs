@@ -10,7 +10,7 @@
 //! per batch instead of two or three per event. The buffers come back when
 //! the batch is committed, to be filled again.
 
-use super::Rejection;
+use super::{FilterWrite, Rejection};
 use super::{Swap, Totals};
 use crate::plan::ModelId;
 use crate::store::Change;
@@ -36,6 +36,8 @@ pub struct Batch {
     pub swap: Option<Swap>,
     /// Events the engine refused, from a stream.
     pub rejections: Vec<Rejection>,
+    /// What the batch keeps of the filter of ids and keys.
+    pub filter: Option<FilterWrite>,
 }
 
 impl Batch {
@@ -85,6 +87,7 @@ pub struct Recorder {
     subscriptions: Option<Option<Vec<String>>>,
     swap: Option<Swap>,
     rejections: Vec<Rejection>,
+    filter: Option<FilterWrite>,
     /// A committed batch, whose buffers the next one is written into.
     spare: Option<Batch>,
 }
@@ -140,6 +143,12 @@ impl Recorder {
             && self.subscriptions.is_none()
             && self.swap.is_none()
             && self.rejections.is_empty()
+            && self.filter.is_none()
+    }
+
+    /// Records what the batch keeps of the filter.
+    pub fn filter(&mut self, write: FilterWrite) {
+        self.filter = Some(write);
     }
 
     /// Records an event refused.
@@ -192,6 +201,7 @@ impl Recorder {
             totals,
             swap: self.swap.take(),
             rejections: std::mem::take(&mut self.rejections),
+            filter: self.filter.take(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod batch;
 pub mod checksum;
 pub mod crash;
 pub mod dedup;
+pub mod filter;
 pub mod open;
 pub mod postgres;
 pub mod reader;
@@ -116,11 +117,32 @@ pub trait Journal {
     fn record_rejection(&mut self, _rejection: Rejection) -> Result<(), StateError> {
         Ok(())
     }
+    /// What the batch keeps of the filter of ids and keys.
+    fn record_filter(&mut self, _write: FilterWrite) {}
     /// Whether anything outlives the process: a durable journal commits
     /// each batch, so it wants few, large ones.
     fn is_durable(&self) -> bool {
         true
     }
+}
+
+/// What a batch keeps of the filter of the ids and document keys written
+/// to a state (see [`crate::engine::durable`]), so that a run that opens it
+/// knows them without reading them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterWrite {
+    /// The hashes this batch added, 8 bytes each: appended to the log.
+    Log(Vec<u8>),
+    /// The whole filter: it replaces the kept one, and the log is cleared.
+    Snapshot(Vec<u8>),
+}
+
+/// The filter a state keeps, as read back: the last snapshot, if any, and
+/// the hashes logged since.
+#[derive(Debug, Default, Clone)]
+pub struct KeptFilter {
+    pub snapshot: Option<Vec<u8>>,
+    pub log: Vec<Vec<u8>>,
 }
 
 /// An event the engine refused, as the `rejections` table keeps it.
@@ -201,6 +223,9 @@ pub struct Restored {
     pub processed: u64,
     /// Every processed id, read whole: only when models are rebuilt.
     pub ids: Option<Processed>,
+    /// The filter the state keeps of every id and key it holds; `None`
+    /// when it keeps none (a state made before filters were kept).
+    pub filter: Option<KeptFilter>,
     /// Accepted event types; `None` for all.
     pub subscriptions: Option<Vec<String>>,
     /// Where in its source the state stands (see [`Totals::checkpoint`]).

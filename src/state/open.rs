@@ -29,6 +29,8 @@ pub trait Source {
     /// Hands every processed id and its type to `each`: only a rebuild
     /// reads them all.
     fn each_processed(&mut self, each: &mut dyn FnMut(&str, &str)) -> Result<(), StateError>;
+    /// The filter the state keeps of its ids and keys, if it keeps one.
+    fn read_filter(&mut self) -> Result<Option<super::KeptFilter>, StateError>;
     /// Writes what opening decided, in a transaction of its own.
     fn commit_opening(&mut self, opening: &Opening) -> Result<(), StateError>;
     /// Keeps what opening decided, to be written with the first batch (a
@@ -126,6 +128,7 @@ pub fn restore(
             .collect(),
         processed: stored.processed_total(),
         ids: None,
+        filter: source.read_filter()?,
         subscriptions: stored.subscriptions.clone(),
         checkpoint: stored.checkpoint,
     };

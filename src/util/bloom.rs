@@ -6,7 +6,10 @@
 //!
 //! A value's 64-bit hash picks one block of 256 bits from its high half;
 //! its low half sets one bit in each of the block's eight 32-bit words, so
-//! a lookup reads one cache line.
+//! a lookup reads one cache line. The number of blocks is a power of two,
+//! so that a filter can be folded to half its size (block `i` of the half
+//! is blocks `i` and `i + half` of the whole, OR-ed): a filter kept at one
+//! size is read back at any smaller one.
 
 /// Odd constants that spread one 32-bit hash into eight bit positions.
 const SALT: [u32; 8] = [
@@ -20,25 +23,30 @@ const SALT: [u32; 8] = [
     0x5c6b_fb31,
 ];
 
-#[derive(Debug, Clone)]
+/// Bytes per block.
+const BLOCK: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bloom {
     blocks: Vec<[u32; 8]>,
 }
 
 impl Bloom {
-    /// A filter of about `bytes` bytes (at least one block).
+    /// A filter of at most `bytes` bytes (the largest power of two of
+    /// blocks that fits; at least one block).
     pub fn with_bytes(bytes: usize) -> Bloom {
+        let blocks = (bytes / BLOCK).max(1);
         Bloom {
-            blocks: vec![[0; 8]; (bytes / 32).max(1)],
+            blocks: vec![[0; 8]; 1 << blocks.ilog2()],
         }
     }
 
     pub fn bytes(&self) -> usize {
-        self.blocks.len() * 32
+        self.blocks.len() * BLOCK
     }
 
     fn block(&self, hash: u64) -> usize {
-        (((hash >> 32) * self.blocks.len() as u64) >> 32) as usize
+        (hash >> 32) as usize & (self.blocks.len() - 1)
     }
 
     fn mask(hash: u64) -> [u32; 8] {
@@ -63,14 +71,50 @@ impl Bloom {
             .all(|(word, bit)| word & bit != 0)
     }
 
-    /// Forgets everything inserted.
-    pub fn clear(&mut self) {
-        self.blocks.fill([0; 8]);
+    /// The filter as bytes, to be kept.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.blocks
+            .iter()
+            .flatten()
+            .flat_map(|word| word.to_le_bytes())
+            .collect()
+    }
+
+    /// A filter kept by [`Bloom::to_bytes`], folded down to at most
+    /// `bytes` bytes; `None` when they are not one.
+    pub fn from_bytes(kept: &[u8], bytes: usize) -> Option<Bloom> {
+        let blocks = kept.len() / BLOCK;
+        if !kept.len().is_multiple_of(BLOCK) || !blocks.is_power_of_two() {
+            return None;
+        }
+        let mut filter = Bloom {
+            blocks: kept
+                .chunks_exact(BLOCK)
+                .map(|block| {
+                    let mut words = [0u32; 8];
+                    for (word, b) in words.iter_mut().zip(block.chunks_exact(4)) {
+                        *word = u32::from_le_bytes(b.try_into().expect("4 bytes"));
+                    }
+                    words
+                })
+                .collect(),
+        };
+        while filter.bytes() > bytes.max(BLOCK) {
+            let half = filter.blocks.len() / 2;
+            let (low, high) = filter.blocks.split_at_mut(half);
+            for (a, b) in low.iter_mut().zip(high.iter()) {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x |= y;
+                }
+            }
+            filter.blocks.truncate(half);
+        }
+        Some(filter)
     }
 }
 
 /// A value's 64-bit hash for a filter: the same in every process (a filter
-/// may be kept), `domain` keeping apart values of different kinds.
+/// is kept), `domain` keeping apart values of different kinds.
 pub fn hash(domain: &[u8], value: &[u8]) -> u64 {
     use std::hash::Hasher;
     let mut hasher = crate::util::hash::FxHasher::default();
@@ -85,6 +129,18 @@ pub fn hash(domain: &[u8], value: &[u8]) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
+}
+
+/// Hashes as they are kept: 8 bytes each, little-endian.
+pub fn hashes_to_bytes(hashes: &[u64]) -> Vec<u8> {
+    hashes.iter().flat_map(|h| h.to_le_bytes()).collect()
+}
+
+/// Hashes kept by [`hashes_to_bytes`].
+pub fn hashes_from_bytes(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
 
 #[cfg(test)]
@@ -104,8 +160,26 @@ mod tests {
             .filter(|i| filter.may_contain(key(*i)))
             .count();
         assert!(false_positives < 2_000, "{false_positives} of 100000");
-        filter.clear();
-        assert!(!filter.may_contain(key(1)));
+    }
+
+    #[test]
+    fn kept_and_read_back_at_the_same_size_or_folded_smaller() {
+        let mut filter = Bloom::with_bytes(100_000);
+        assert_eq!(filter.bytes(), 65_536);
+        let key = |i: u32| hash(b"doc", &i.to_le_bytes());
+        (0..20_000).for_each(|i| filter.insert(key(i)));
+        let kept = filter.to_bytes();
+        assert_eq!(Bloom::from_bytes(&kept, 65_536), Some(filter.clone()));
+        assert_eq!(Bloom::from_bytes(&kept, 1 << 30), Some(filter.clone()));
+        let folded = Bloom::from_bytes(&kept, 16_384).unwrap();
+        assert_eq!(folded.bytes(), 16_384);
+        assert!((0..20_000).all(|i| folded.may_contain(key(i))));
+        let tiny = Bloom::from_bytes(&kept, 0).unwrap();
+        assert_eq!(tiny.bytes(), 32);
+        assert!((0..20_000).all(|i| tiny.may_contain(key(i))));
+        assert_eq!(Bloom::from_bytes(&kept[..96], 1 << 20), None);
+        let hashes = [1, u64::MAX, 7];
+        assert!(hashes_from_bytes(&hashes_to_bytes(&hashes)).eq(hashes));
     }
 
     #[test]

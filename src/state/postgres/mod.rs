@@ -13,6 +13,7 @@
 //! _projector_doc_<n>(key PRIMARY KEY, body, doc)  -- body: the document's exact JSON text
 //! _projector_models(name PRIMARY KEY, definition, tbl)  -- each model's definition and table
 //! _projector_processed(id, type)                  -- every event id applied
+//! _projector_filter(id, bits), _projector_filter_log(seq, hashes)  -- the filter of ids and keys
 //! _projector_meta(name PRIMARY KEY, value)        -- format, event_id rule, rows, subscriptions, commits
 //! _projector_lease(id, holder, token, expires)    -- who writes (see [`lease`])
 //! ```
@@ -39,7 +40,7 @@ use super::open::{self, damaged, Backend, Opened, Opening, Source};
 use super::reconcile::Request;
 use super::rows::Rows;
 use super::stored::Stored;
-use super::StateError;
+use super::{FilterWrite, StateError};
 use crate::plan::Plan;
 use lease::Heartbeat;
 use postgres::fallible_iterator::FallibleIterator;
@@ -48,7 +49,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const FORMAT: &str = "projector-postgres 1";
+const FORMAT: &str = "projector-postgres 2";
+/// The format before the filter was kept, which is upgraded when opened.
+const FORMAT_1: &str = "projector-postgres 1";
+
+/// What format 2 adds to format 1, in schema `{s}`.
+const FILTER_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS {s}._projector_filter (id int PRIMARY KEY CHECK (id = 1), bits bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}._projector_filter_log (seq bigserial PRIMARY KEY, hashes bytea NOT NULL);
+";
 
 /// The longest name PostgreSQL keeps whole (`NAMEDATALEN - 1`).
 const MAX_NAME_BYTES: usize = 63;
@@ -155,6 +164,22 @@ impl PostgresState {
                 )
             })?;
         let (_, tables) = read_models(&mut tx, target)?;
+        let kept = kept_filter(&mut tx, target)?;
+        let mut audit = super::filter::Audit::new(kept.as_ref()).map_err(|e| damaged(&path, e))?;
+        let mut ids = tx
+            .query_raw(
+                &format!(
+                    "SELECT id FROM {}._projector_processed",
+                    target.schema_ident()
+                ),
+                std::iter::empty::<i32>(),
+            )
+            .map_err(failed)?;
+        while let Some(row) = ids.next().map_err(failed)? {
+            let id: &str = row.get(0);
+            audit.id(&text::from_column(id));
+        }
+        drop(ids);
         for (model, table) in &tables {
             let mut docs = tx
                 .query_raw(
@@ -168,6 +193,7 @@ impl PostgresState {
                 .map_err(failed)?;
             while let Some(row) = docs.next().map_err(failed)? {
                 let key: &str = row.get(0);
+                audit.key(model, &text::from_column(key));
                 if let Err(e) = serde_json::from_str::<crate::store::Document>(row.get(1)) {
                     return Err(damaged(
                         &path,
@@ -180,6 +206,9 @@ impl PostgresState {
             }
         }
         tx.commit().map_err(failed)?;
+        if let Some(what) = audit.lacking {
+            return Err(damaged(&path, format!("the kept filter lacks {what}")));
+        }
         for model in rows.documents.keys().chain(found.documents.keys()) {
             let held = found.documents_of(model);
             let committed = rows.documents.get(model).copied().unwrap_or(0);
@@ -600,6 +629,7 @@ impl Books {
         fresh.extend(swapped.clone());
         self.write_ids(tx, batch)?;
         self.write_documents(tx, batch, &fresh)?;
+        self.write_filter(tx, batch)?;
         let mut meta = Vec::new();
         if let Some(swap) = &batch.swap {
             for (model, definition) in &swap.models {
@@ -673,6 +703,35 @@ impl Books {
             .map_err(|e| self.failure("recording an event refused", e))?;
         }
         Ok(())
+    }
+
+    /// What the batch keeps of the filter: its hashes, logged, or the whole
+    /// filter in place of the kept one and its log.
+    fn write_filter(&self, tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), Failure> {
+        let s = self.target.schema_ident();
+        let keeping = |e| self.failure("keeping the filter", e);
+        match &batch.filter {
+            None => Ok(()),
+            Some(FilterWrite::Log(hashes)) => tx
+                .execute(
+                    &format!("INSERT INTO {s}._projector_filter_log (hashes) VALUES ($1)"),
+                    &[hashes],
+                )
+                .map(drop)
+                .map_err(keeping),
+            Some(FilterWrite::Snapshot(bits)) => {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {s}._projector_filter (id, bits) VALUES (1, $1)
+                         ON CONFLICT (id) DO UPDATE SET bits = excluded.bits"
+                    ),
+                    &[bits],
+                )
+                .map_err(keeping)?;
+                tx.batch_execute(&format!("TRUNCATE {s}._projector_filter_log"))
+                    .map_err(keeping)
+            }
+        }
     }
 
     fn write_ids(&self, tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), Failure> {
@@ -845,6 +904,15 @@ impl Source for PostgresState {
         tx.commit().map_err(failed)
     }
 
+    fn read_filter(&mut self) -> Result<Option<super::KeptFilter>, StateError> {
+        let target = self.books.target.clone();
+        let failed = |e| target.failed("reading the filter", e);
+        let mut tx = reading(&mut self.client).map_err(failed)?;
+        let kept = kept_filter(&mut tx, &target)?;
+        tx.commit().map_err(failed)?;
+        Ok(kept)
+    }
+
     fn commit_opening(&mut self, opening: &Opening) -> Result<(), StateError> {
         if opening.is_empty() {
             return Ok(());
@@ -958,6 +1026,18 @@ fn create_schema(client: &mut Client, target: &Target) -> Result<bool, StateErro
             )
             .map_err(failed)?
             .map(|r| r.get(0));
+        if format.as_deref() == Some(FORMAT_1) {
+            // Upgraded: it keeps no filter (what it holds is not in one).
+            tx.batch_execute(&FILTER_TABLES.replace("{s}", &s))
+                .map_err(failed)?;
+            tx.execute(
+                &format!("UPDATE {s}._projector_meta SET value = $1 WHERE name = 'format'"),
+                &[&FORMAT],
+            )
+            .map_err(failed)?;
+            tx.commit().map_err(failed)?;
+            return Ok(false);
+        }
         if format.as_deref() != Some(FORMAT) {
             return Err(StateError::NotAState {
                 path: target.path(),
@@ -984,13 +1064,17 @@ fn create_schema(client: &mut Client, target: &Target) -> Result<bool, StateErro
          CREATE TABLE {s}._projector_lease (id int PRIMARY KEY CHECK (id = 1), holder text,
              token bigint NOT NULL, expires timestamptz NOT NULL);
          INSERT INTO {s}._projector_lease VALUES (1, NULL, 0, clock_timestamp());
-         CREATE SEQUENCE {s}._projector_tables;"
+         CREATE SEQUENCE {s}._projector_tables;
+         CREATE INDEX _projector_processed_id ON {s}._projector_processed (id);
+         {}",
+        FILTER_TABLES.replace("{s}", &s)
     ))
     .map_err(failed)?;
+    // A new state keeps its filter from the start: it holds every id and key.
     tx.execute(
         &format!(
             "INSERT INTO {s}._projector_meta (name, value)
-             VALUES ('format', $1), ('rows', $2), ('commits', '0')"
+             VALUES ('format', $1), ('rows', $2), ('commits', '0'), ('filter', 'kept')"
         ),
         &[&FORMAT, &rows],
     )
@@ -1013,7 +1097,8 @@ fn read_meta(
         )
         .map_err(|e| target.failed("reading the state", e))?;
     let meta: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+    let format = meta.get("format").map(String::as_str);
+    if format != Some(FORMAT) && format != Some(FORMAT_1) {
         return Err(damaged(
             &target.path(),
             format!(
@@ -1071,4 +1156,38 @@ fn checkpoint(meta: &BTreeMap<String, String>, path: &Path) -> Result<Option<u64
             )
         }),
     }
+}
+
+/// The filter the state keeps, if it keeps one (`filter` = `kept` in
+/// `_projector_meta`).
+fn kept_filter(
+    tx: &mut Transaction<'_>,
+    target: &Target,
+) -> Result<Option<super::KeptFilter>, StateError> {
+    let s = target.schema_ident();
+    let failed = |e| target.failed("reading the filter", e);
+    let kept: Option<String> = tx
+        .query_opt(
+            &format!("SELECT value FROM {s}._projector_meta WHERE name = 'filter'"),
+            &[],
+        )
+        .map_err(failed)?
+        .map(|r| r.get(0));
+    if kept.as_deref() != Some("kept") {
+        return Ok(None);
+    }
+    let snapshot = tx
+        .query_opt(&format!("SELECT bits FROM {s}._projector_filter"), &[])
+        .map_err(failed)?
+        .map(|r| r.get(0));
+    let log = tx
+        .query(
+            &format!("SELECT hashes FROM {s}._projector_filter_log ORDER BY seq"),
+            &[],
+        )
+        .map_err(failed)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(Some(super::KeptFilter { snapshot, log }))
 }

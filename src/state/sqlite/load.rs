@@ -172,6 +172,53 @@ pub fn processed(
     Ok(per_type)
 }
 
+/// The checksum of a blob: CRC-32, as of a row's text.
+pub fn blob_sum(bytes: &[u8]) -> i64 {
+    i64::from(crc32fast::hash(bytes))
+}
+
+/// The filter the state keeps, if it keeps one (`filter` = `kept` in
+/// `projector_meta`), each blob checked against its checksum.
+pub fn filter(
+    conn: &Connection,
+    path: &Path,
+) -> Result<Option<crate::state::KeptFilter>, StateError> {
+    let kept: Option<String> = conn
+        .query_row(
+            "SELECT value FROM projector_meta WHERE name = 'filter'",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    if kept.as_deref() != Some("kept") {
+        return Ok(None);
+    }
+    let blobs = |table: &str, sql: &str| -> Result<Vec<Vec<u8>>, StateError> {
+        let failed = read_failed(path, table);
+        let mut statement = conn.prepare(sql).map_err(&failed)?;
+        let mut rows = statement.query([]).map_err(&failed)?;
+        let mut blobs = Vec::new();
+        while let Some(row) = rows.next().map_err(&failed)? {
+            let blob: Vec<u8> = row.get(0).map_err(&failed)?;
+            let sum: i64 = row.get(1).map_err(&failed)?;
+            if sum != blob_sum(&blob) {
+                return Err(damaged(
+                    path,
+                    format!("table {table}: a row does not match its checksum"),
+                ));
+            }
+            blobs.push(blob);
+        }
+        Ok(blobs)
+    };
+    let snapshot = blobs("filter", "SELECT bits, sum FROM filter")?.pop();
+    let log = blobs(
+        "filter_log",
+        "SELECT hashes, sum FROM filter_log ORDER BY seq",
+    )?;
+    Ok(Some(crate::state::KeptFilter { snapshot, log }))
+}
+
 /// How many processed ids there are of each type, counted.
 pub fn processed_types(
     conn: &Connection,

@@ -8,15 +8,18 @@
 //! documents(model, key, doc, sum, PRIMARY KEY (model, key))  -- doc is the document as JSON text
 //! event_types(code INTEGER PRIMARY KEY, name, sum)  -- the event types seen, numbered
 //! processed_events(id, type, sum)                -- every event id applied, and its type's code
+//! filter(id, bits, sum), filter_log(seq, hashes, sum)  -- the filter of ids and keys
 //! ```
 //!
 //! `sum` is each row's checksum ([`super::checksum`]); `projector_meta`'s
-//! `rows` entry holds how many rows each table had at the last commit. Both
-//! are checked when the state is read back. A processed id's checksum covers
-//! its type's name, not its code. `processed_events` is read only
-//! whole, when a run starts, so it is a plain table appended to, without an
-//! index. The file's header carries the application id "PRJS" and
-//! `user_version` 2.
+//! `rows` entry holds how many rows each table had at the last commit (and
+//! how many ids of each type). A run checks the checksum of each row it
+//! reads; `projector check` reads them all and the counts. A processed id's
+//! checksum covers its type's name, not its code. `processed_events` is
+//! appended to and indexed by id, which batches look up. The filter's
+//! blobs are checked by their CRC-32. The file's header carries the
+//! application id "PRJS" and
+//! `user_version` 3 (a state of version 2 is upgraded when opened).
 //!
 //! The file is opened in WAL mode with `synchronous = FULL`, so other
 //! processes read it while the projector writes; a projector holds an
@@ -36,7 +39,7 @@ use super::open::{self, Backend, Opened, Opening, Source};
 use super::reconcile::Request;
 use super::rows::Rows;
 use super::stored::Stored;
-use super::StateError;
+use super::{FilterWrite, StateError};
 use crate::plan::Plan;
 use crate::util::hash::FastMap;
 use file::{Found, Lock};
@@ -46,9 +49,11 @@ use std::time::Duration;
 
 pub use file::APPLICATION_ID;
 
-const FORMAT: &str = "projector-state 2";
+const FORMAT: &str = "projector-state 3";
 /// `PRAGMA user_version` of this format.
-const FORMAT_VERSION: i64 = 2;
+const FORMAT_VERSION: i64 = 3;
+/// The format before the filter was kept, which is upgraded when opened.
+const FORMAT_2: &str = "projector-state 2";
 
 /// Event ids are inserted this many to a statement.
 const IDS_PER_INSERT: usize = 64;
@@ -73,6 +78,14 @@ CREATE TABLE documents (
 CREATE TABLE event_types (code INTEGER PRIMARY KEY, name TEXT NOT NULL, sum INTEGER NOT NULL);
 CREATE TABLE processed_events (id TEXT NOT NULL, type INTEGER NOT NULL, sum INTEGER NOT NULL);
 CREATE INDEX processed_events_id ON processed_events (id);
+CREATE TABLE filter (id INTEGER PRIMARY KEY CHECK (id = 1), bits BLOB NOT NULL, sum INTEGER NOT NULL);
+CREATE TABLE filter_log (seq INTEGER PRIMARY KEY, hashes BLOB NOT NULL, sum INTEGER NOT NULL);
+";
+
+/// What format 3 adds to format 2.
+const FILTER_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS filter (id INTEGER PRIMARY KEY CHECK (id = 1), bits BLOB NOT NULL, sum INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS filter_log (seq INTEGER PRIMARY KEY, hashes BLOB NOT NULL, sum INTEGER NOT NULL);
 ";
 
 const TABLES: &[&str] = &[
@@ -81,7 +94,12 @@ const TABLES: &[&str] = &[
     "documents",
     "event_types",
     "processed_events",
+    "filter",
+    "filter_log",
 ];
+
+/// The tables format 2 lacks.
+const TABLES_SINCE_3: &[&str] = &["filter", "filter_log"];
 
 pub struct SqliteState {
     conn: Connection,
@@ -117,6 +135,10 @@ impl Source for SqliteState {
 
     fn each_processed(&mut self, each: &mut dyn FnMut(&str, &str)) -> Result<(), StateError> {
         load::processed(&self.conn, &self.path, each).map(drop)
+    }
+
+    fn read_filter(&mut self) -> Result<Option<super::KeptFilter>, StateError> {
+        load::filter(&self.conn, &self.path)
     }
 
     fn commit_opening(&mut self, opening: &Opening) -> Result<(), StateError> {
@@ -175,6 +197,7 @@ impl SqliteState {
             .map_err(sql(path, "opening the state"))?;
         check_schema(&state.conn, path)?;
         state.configure()?;
+        state.upgrade()?;
         let (restored, rebuilding, report) =
             open::restore(&mut state, plan, request, found == Found::Created)?;
         let reader = reader::SqliteReader::open(path, state.models.clone())?;
@@ -233,8 +256,12 @@ impl SqliteState {
             .map_err(read_failed(path, "the state"))?;
         let checked = (|| {
             let read = read_in(&conn, path)?;
-            let processed = load::processed(&conn, path, &mut |_, _| {})?;
+            let kept = load::filter(&conn, path)?;
+            let mut audit =
+                super::filter::Audit::new(kept.as_ref()).map_err(|e| damaged(path, e))?;
+            let processed = load::processed(&conn, path, &mut |id, _| audit.id(id))?;
             let documents = load::documents(&conn, path, |model, key, text| {
+                audit.key(model, key);
                 serde_json::from_str::<crate::store::Document>(text)
                     .map(drop)
                     .map_err(|e| {
@@ -245,6 +272,9 @@ impl SqliteState {
                     })
             })?;
             load::check_counts(path, &read.rows, &documents, processed.values().sum())?;
+            if let Some(what) = audit.lacking {
+                return Err(damaged(path, format!("the kept filter lacks {what}")));
+            }
             if read.stored.processed != processed {
                 return Err(damaged(
                     path,
@@ -298,6 +328,36 @@ impl SqliteState {
             "CREATE INDEX IF NOT EXISTS processed_events_id ON processed_events (id)",
             "indexing the processed ids",
         )
+    }
+
+    /// Makes a state of format 2 one of format 3: the filter's tables, the
+    /// format. It keeps no filter (what it holds is not in one): its runs
+    /// read the ids and documents they need, as a run of format 2 did.
+    fn upgrade(&mut self) -> Result<(), StateError> {
+        let format: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM projector_meta WHERE name = 'format'",
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        if format.as_deref() != Some(FORMAT_2) {
+            return Ok(());
+        }
+        let doing = "upgrading the state to format 3";
+        self.execute("BEGIN IMMEDIATE", doing)?;
+        let upgraded = self
+            .execute(FILTER_TABLES, doing)
+            .and_then(|()| self.put_meta("format", FORMAT))
+            .and_then(|()| self.execute(&format!("PRAGMA user_version = {FORMAT_VERSION}"), doing));
+        match upgraded {
+            Ok(()) => self.execute("COMMIT", doing),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// Commits `opening` in a transaction of its own.
@@ -401,6 +461,7 @@ impl SqliteState {
         }
         self.write_ids(batch)?;
         self.write_documents(batch)?;
+        self.write_filter(batch)?;
         if let Some(swap) = &batch.swap {
             for (model, definition) in &swap.models {
                 self.put_definition(&self.models[model.0 as usize], definition)?;
@@ -431,6 +492,30 @@ impl SqliteState {
         self.put_meta("rows", &rows.to_json())?;
         self.rows = rows;
         Ok(())
+    }
+
+    /// What the batch keeps of the filter: its hashes, logged, or the whole
+    /// filter in place of the kept one and its log.
+    fn write_filter(&mut self, batch: &Batch) -> Result<(), StateError> {
+        let writing = sql(&self.path, "keeping the filter");
+        match &batch.filter {
+            None => Ok(()),
+            Some(FilterWrite::Log(hashes)) => self
+                .conn
+                .prepare_cached("INSERT INTO filter_log (hashes, sum) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![hashes, load::blob_sum(hashes)]))
+                .map(drop)
+                .map_err(writing),
+            Some(FilterWrite::Snapshot(bits)) => self
+                .conn
+                .execute(
+                    "INSERT OR REPLACE INTO filter (id, bits, sum) VALUES (1, ?1, ?2)",
+                    params![bits, load::blob_sum(bits)],
+                )
+                .and_then(|_| self.conn.execute("DELETE FROM filter_log", []))
+                .map(drop)
+                .map_err(writing),
+        }
     }
 
     fn write_ids(&mut self, batch: &Batch) -> Result<(), StateError> {
@@ -573,7 +658,8 @@ fn read(conn: &Connection, path: &Path) -> Result<Read, StateError> {
 fn read_in(conn: &Connection, path: &Path) -> Result<Read, StateError> {
     {
         let meta = load::meta(conn, path)?;
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+        let format = meta.get("format").map(String::as_str);
+        if format != Some(FORMAT) && format != Some(FORMAT_2) {
             return Err(damaged(
                 path,
                 format!(
@@ -634,7 +720,8 @@ fn create_schema(temp: &Path) -> Result<(), StateError> {
          COMMIT;"
     ))
     .map_err(failed)?;
-    for (name, value) in [("format", FORMAT), ("rows", &rows)] {
+    // A new state keeps its filter from the start: it holds every id and key.
+    for (name, value) in [("format", FORMAT), ("rows", &rows), ("filter", "kept")] {
         conn.execute(
             "INSERT INTO projector_meta (name, value, sum) VALUES (?1, ?2, ?3)",
             params![name, value, checksum::row(&[name, value])],
@@ -668,7 +755,7 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), StateError> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(read_failed(path, "the header"))?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != 2 {
         return Err(StateError::NotAState {
             path: path.to_owned(),
             reason: format!(
@@ -696,7 +783,10 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), StateError> {
             });
         }
     }
-    if let Some(missing) = TABLES.iter().find(|t| {
+    let needed = TABLES
+        .iter()
+        .filter(|t| version >= 3 || !TABLES_SINCE_3.contains(t));
+    if let Some(missing) = needed.clone().find(|t| {
         !objects
             .iter()
             .any(|(kind, name, _)| kind == "table" && name == *t)
