@@ -24,7 +24,7 @@ use crate::state::batch::Documents;
 use crate::state::dedup::{IdHash, Processed};
 use crate::state::reader::Reader;
 use crate::state::{filter, FilterWrite, Restored, StateError};
-use crate::store::{CachedStore, Document, DocumentStore, Key};
+use crate::store::{CachedStore, Document, Key};
 use crate::util::bloom::{self, Bloom};
 use std::path::PathBuf;
 
@@ -198,7 +198,15 @@ impl Durable {
         self.reader.refresh();
     }
 
-    pub fn is_processed(&mut self, hash: IdHash, id: &str) -> Result<bool, StateError> {
+    /// Whether the event with this id was processed; `preloaded` when
+    /// [`Durable::preload`] was given its id (then the state was asked
+    /// already, if it had to be).
+    pub fn is_processed(
+        &mut self,
+        hash: IdHash,
+        id: &str,
+        preloaded: bool,
+    ) -> Result<bool, StateError> {
         if let Some(all) = &self.all {
             return Ok(all.contains(hash));
         }
@@ -208,13 +216,28 @@ impl Durable {
         {
             return Ok(true);
         }
-        if self.unknown.contains(hash) || self.surely_new(id) {
+        if preloaded || self.unknown.contains(hash) || self.surely_new(id) {
             return Ok(false);
         }
         let mut found = false;
         self.queries += 1;
         self.reader.processed(&[id], &mut |_| found = true)?;
         Ok(found)
+    }
+
+    /// Starts loading where the id of an event is looked up and recorded.
+    pub fn prefetch_id(&self, hash: IdHash, id: &str) {
+        self.recent.current.prefetch(hash);
+        self.filter.prefetch(filter::id_hash(id));
+    }
+
+    /// Starts loading where a document is looked up, and where the filter
+    /// learns its key if it is created.
+    pub fn prefetch_key(&self, model: ModelId, key: &Key) {
+        let m = model.0 as usize;
+        self.stores[m].prefetch(key);
+        self.filter
+            .prefetch(filter::key_hash(&self.domains[m], key.as_str()));
     }
 
     /// Whether the filter knows that the state never processed `id`.
@@ -243,12 +266,26 @@ impl Durable {
         }
     }
 
-    /// Documents were written: the filter learns their keys.
+    /// Documents were written: the filter learns the keys of those that
+    /// were created (it holds the others already).
     pub fn wrote(&mut self, changes: &[crate::store::Change]) {
+        let Durable {
+            stores,
+            domains,
+            filter,
+            added,
+            kept,
+            ..
+        } = self;
         for change in changes {
-            let hash =
-                filter::key_hash(&self.domains[change.model.0 as usize], change.key.as_str());
-            self.learn(hash);
+            let m = change.model.0 as usize;
+            for key in stores[m].take_created() {
+                let hash = filter::key_hash(&domains[m], key.as_str());
+                filter.insert(hash);
+                if *kept {
+                    added.push(hash);
+                }
+            }
         }
     }
 
@@ -327,11 +364,19 @@ impl Durable {
         self.known = Processed::default();
         self.unknown = Processed::default();
         if self.all.is_none() {
+            // Everything the lookups below read, asked for at once: the
+            // misses overlap instead of coming one after another.
+            for &(hash, id) in ids {
+                self.prefetch_id(hash, id);
+                self.recent.previous.prefetch(hash);
+            }
             let mut ask: Vec<(IdHash, &str)> = Vec::new();
             for &(hash, id) in ids {
-                let recent =
-                    self.recent.current.contains(hash) || self.recent.previous.contains(hash);
-                if !recent && !self.surely_new(id) {
+                if self.recent.current.contains(hash) || self.recent.previous.contains(hash) {
+                    // Known now: the recent ids may be forgotten before
+                    // the event comes.
+                    self.known.record(hash);
+                } else if !self.surely_new(id) {
                     ask.push((hash, id));
                 }
             }
@@ -348,6 +393,14 @@ impl Durable {
                     }
                 }
             }
+        }
+        // A store that holds every document of its model needs nothing.
+        let documents: Vec<(ModelId, &Key)> = documents
+            .into_iter()
+            .filter(|(m, _)| !self.stores[m.0 as usize].is_complete())
+            .collect();
+        for (model, key) in &documents {
+            self.stores[model.0 as usize].prefetch(key);
         }
         let mut wanted: Vec<Vec<&Key>> = vec![Vec::new(); self.stores.len()];
         for (model, key) in documents {
@@ -431,12 +484,12 @@ impl Durable {
 }
 
 impl Documents for Durable {
-    fn document(&self, model: ModelId, key: &Key) -> Option<&Document> {
-        self.stores[model.0 as usize].get(key)
+    fn serialize(&mut self, model: ModelId, key: &Key, out: &mut Vec<u8>) -> bool {
+        self.stores[model.0 as usize].serialize(key, out)
     }
 
-    fn serialized(&mut self, model: ModelId, key: &Key, len: usize) {
-        self.stores[model.0 as usize].sized(key, len);
+    fn prefetch(&self, model: ModelId, key: &Key) {
+        self.stores[model.0 as usize].prefetch(key);
     }
 }
 
@@ -515,8 +568,9 @@ mod tests {
     /// the held state.
     fn commit(d: &mut Durable, held: &Held, keys: &[Key]) {
         for key in keys {
-            let text = serde_json::to_string(d.stores[0].get(key).unwrap()).unwrap();
-            d.serialized(ModelId(0), key, text.len());
+            let mut text = Vec::new();
+            assert!(d.serialize(ModelId(0), key, &mut text));
+            let text = String::from_utf8(text).unwrap();
             held.docs
                 .lock()
                 .unwrap()
@@ -568,17 +622,17 @@ mod tests {
         let (old, new) = (IdHash::of("old"), IdHash::of("new"));
         d.preload(&[(old, "old"), (new, "new")], []).unwrap();
         assert_eq!(*held.asked.lock().unwrap(), 1);
-        assert!(d.is_processed(old, "old").unwrap());
-        assert!(!d.is_processed(new, "new").unwrap());
+        assert!(d.is_processed(old, "old", false).unwrap());
+        assert!(!d.is_processed(new, "new", false).unwrap());
         d.record(new, "new");
-        assert!(d.is_processed(new, "new").unwrap());
+        assert!(d.is_processed(new, "new", false).unwrap());
         // Not among those read for the lines: asked alone.
         let other = IdHash::of("other");
-        assert!(!d.is_processed(other, "other").unwrap());
+        assert!(!d.is_processed(other, "other", false).unwrap());
         assert_eq!(*held.asked.lock().unwrap(), 2);
         // A state that held no ids: the filter answers for new ones.
         let mut fresh = durable(&held, 0, 0, 1);
-        assert!(!fresh.is_processed(other, "other").unwrap());
+        assert!(!fresh.is_processed(other, "other", false).unwrap());
         assert_eq!(*held.asked.lock().unwrap(), 2);
     }
 
@@ -617,9 +671,9 @@ mod tests {
             &["m"],
             Budget::of_megabytes(1),
         );
-        assert!(!next.is_processed(IdHash::of("b"), "b").unwrap());
+        assert!(!next.is_processed(IdHash::of("b"), "b", false).unwrap());
         assert_eq!(*held.asked.lock().unwrap(), 0);
-        assert!(next.is_processed(IdHash::of("a"), "a").unwrap());
+        assert!(next.is_processed(IdHash::of("a"), "a", false).unwrap());
         assert_eq!(*held.asked.lock().unwrap(), 1);
     }
 }

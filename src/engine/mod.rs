@@ -474,26 +474,34 @@ impl Engine {
     /// where each document it writes is looked up in its store, and the
     /// operations resolved for those documents.
     pub fn prefetch(&self, digest: &Digest<'_>) {
-        if self.durable.is_some() {
-            return;
-        }
-        self.processed.prefetch(digest.id);
         if let Some(Ok(resolved)) = &digest.resolved {
             resolved.iter().for_each(Resolved::prefetch);
         }
-        for (model, key) in self.documents(digest) {
-            self.stores[model.0 as usize].prefetch(key);
+        match &self.durable {
+            None => {
+                self.processed.prefetch(digest.id);
+                for (model, key) in self.documents(digest) {
+                    self.stores[model.0 as usize].prefetch(key);
+                }
+            }
+            Some(durable) => {
+                durable.prefetch_id(digest.id, &digest.id_text);
+                for (model, key) in self.documents(digest) {
+                    durable.prefetch_key(model, key);
+                }
+            }
         }
     }
 
     /// Starts loading the fields of the documents the event of `digest`
     /// will change, once [`Engine::prefetch`] has loaded where they are.
     pub fn prefetch_fields(&self, digest: &Digest<'_>) {
-        if self.durable.is_some() {
-            return;
-        }
         for (model, key) in self.documents(digest) {
-            if let Some(doc) = self.stores[model.0 as usize].get(key) {
+            let doc = match &self.durable {
+                None => self.stores[model.0 as usize].get(key),
+                Some(durable) => durable.stores[model.0 as usize].resident(key),
+            };
+            if let Some(doc) = doc {
                 doc.prefetch();
             }
         }
@@ -528,10 +536,17 @@ impl Engine {
     }
 
     /// Whether the event with this id was processed.
-    fn is_processed(&mut self, hash: IdHash, id: &str) -> Result<bool, StateError> {
+    /// Whether the event with this id was processed; `preloaded` when
+    /// [`Engine::preload`] read what it needs.
+    fn is_processed(
+        &mut self,
+        hash: IdHash,
+        id: &str,
+        preloaded: bool,
+    ) -> Result<bool, StateError> {
         match &mut self.durable {
             None => Ok(self.processed.contains(hash)),
-            Some(durable) => durable.is_processed(hash, id),
+            Some(durable) => durable.is_processed(hash, id, preloaded),
         }
     }
 
@@ -594,6 +609,9 @@ impl Engine {
         }
         // With a digest the event's tree, built on the reading thread, need
         // not be read here at all.
+        // Events that come with a digest were preloaded (see
+        // [`Engine::preload`]): their ids asked of the state, if need be.
+        let preloaded = digest.is_some();
         let (hash, id, type_name, ty, resolved) = match digest {
             Some(Digest {
                 id,
@@ -625,7 +643,7 @@ impl Engine {
         if self.rebuild.is_some() {
             return self.rebuild_event(event, hash, &id, type_name, ty, msg_id, out);
         }
-        if self.is_processed(hash, &id)? {
+        if self.is_processed(hash, &id, preloaded)? {
             skipped(out, msg_id, &id, "already_processed");
             return Ok(Outcome::Skipped);
         }
@@ -645,7 +663,8 @@ impl Engine {
             changes: &mut self.changes,
         };
         let applied = match resolved {
-            Some(Ok(resolved)) => target.apply(bindings, resolved)?,
+            // Made resident by the preload of its run of lines.
+            Some(Ok(resolved)) => target.apply_preloaded(bindings, resolved),
             Some(Err(e)) => Err(e.clone()),
             None => match resolve(bindings, event, &meta) {
                 Ok(mut resolved) => target.apply(bindings, &mut resolved)?,
@@ -852,11 +871,24 @@ impl Target<'_> {
             let (model, key) = r.document(bindings);
             durable.ensure(model, key)?;
         }
+        Ok(self.apply_preloaded(bindings, resolved))
+    }
+
+    /// [`Target::apply`] of an event whose documents are resident: one
+    /// [`Engine::preload`] read them.
+    pub fn apply_preloaded(
+        &mut self,
+        bindings: &[Binding],
+        resolved: &mut [Resolved],
+    ) -> Result<(), ApplyError> {
+        let Some(durable) = self.durable.as_deref_mut() else {
+            return apply_resolved(bindings, resolved, self.stores, self.changes);
+        };
         let applied = apply_resolved(bindings, resolved, &mut durable.stores, self.changes);
         if applied.is_ok() {
             durable.wrote(self.changes);
         }
-        Ok(applied)
+        applied
     }
 }
 

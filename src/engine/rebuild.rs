@@ -195,7 +195,7 @@ impl Engine {
         let documents = rebuild.models.iter().flat_map(|m| {
             let docs = match &self.durable {
                 None => self.stores[m.0 as usize].page(None, usize::MAX),
-                Some(durable) => durable.stores[m.0 as usize].resident(),
+                Some(durable) => durable.stores[m.0 as usize].all_resident(),
             };
             docs.into_iter().map(|(k, d)| (*m, k, d))
         });

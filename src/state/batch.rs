@@ -61,15 +61,22 @@ impl Batch {
 /// The documents of a run, as the engine holds them: what a batch's
 /// changed documents are serialized from when it is taken.
 pub trait Documents {
-    /// The document under `key` of `model`, if there is one.
-    fn document(&self, model: ModelId, key: &Key) -> Option<&Document>;
-    /// The document under `key` of `model` was serialized: `len` bytes.
-    fn serialized(&mut self, _model: ModelId, _key: &Key, _len: usize) {}
+    /// Writes the document under `key` of `model` to `out` as JSON;
+    /// `false` (and nothing written) when there is none.
+    fn serialize(&mut self, model: ModelId, key: &Key, out: &mut Vec<u8>) -> bool;
+    /// Starts loading where the document under `key` is looked up.
+    fn prefetch(&self, _model: ModelId, _key: &Key) {}
 }
 
 impl Documents for Vec<MemoryStore> {
-    fn document(&self, model: ModelId, key: &Key) -> Option<&Document> {
-        self[model.0 as usize].get(key)
+    fn serialize(&mut self, model: ModelId, key: &Key, out: &mut Vec<u8>) -> bool {
+        match self[model.0 as usize].get(key) {
+            Some(doc) => {
+                serde_json::to_writer(out, doc).expect("documents serialize");
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -111,7 +118,7 @@ impl Recorder {
         start..self.text.len()
     }
 
-    fn serialize(&mut self, doc: Option<&Document>) -> Option<Range<usize>> {
+    fn serialize_swapped(&mut self, doc: Option<&Document>) -> Option<Range<usize>> {
         doc.map(|doc| {
             let start = self.text.len();
             serde_json::to_writer(&mut self.text, doc).expect("documents serialize");
@@ -130,7 +137,7 @@ impl Recorder {
         documents: impl IntoIterator<Item = (ModelId, &'d str, &'d Document)>,
     ) {
         for (model, key, doc) in documents {
-            let text = self.serialize(Some(doc));
+            let text = self.serialize_swapped(Some(doc));
             self.documents.push((model, Key::new(key), text));
         }
         self.swap = Some(swap);
@@ -169,13 +176,23 @@ impl Recorder {
         changed.sort_unstable_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes())));
         changed.dedup();
         let mut documents = std::mem::take(&mut self.documents);
-        for (model, key) in changed.drain(..) {
-            let text = self.serialize(docs.document(model, &key));
-            if let Some(text) = &text {
-                docs.serialized(model, &key, text.len());
+        // Where each document is looked up is asked for a few ahead.
+        const AHEAD: usize = 8;
+        for (model, key) in changed.iter().take(AHEAD) {
+            docs.prefetch(*model, key);
+        }
+        for i in 0..changed.len() {
+            if let Some((m, k)) = changed.get(i + AHEAD) {
+                docs.prefetch(*m, k);
             }
+            let model = changed[i].0;
+            let key = std::mem::replace(&mut changed[i].1, Key::new(""));
+            let start = self.text.len();
+            let written = docs.serialize(model, &key, &mut self.text);
+            let text = written.then_some(start..self.text.len());
             documents.push((model, key, text));
         }
+        changed.clear();
         self.changed = changed;
         // A swap's documents come first, each once: a change since replaces it.
         documents.reverse();

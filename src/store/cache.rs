@@ -43,6 +43,8 @@ pub struct CachedStore {
     /// Every document of the model is resident: none was evicted since
     /// the state held none.
     complete: bool,
+    /// Keys of documents created since [`CachedStore::take_created`].
+    created: Vec<Key>,
     /// Nothing may be evicted: the model is being rebuilt, and what the
     /// state holds of it is the version being replaced.
     pinned: bool,
@@ -116,14 +118,26 @@ impl CachedStore {
         }
     }
 
-    /// Notes the size of the document under `key` as written: its JSON
-    /// text's length.
-    pub fn sized(&mut self, key: &Key, text: usize) {
-        let bytes = estimate(key, text);
-        if let Some(entry) = self.entries.get_mut(key) {
-            self.bytes = self.bytes - entry.bytes + bytes;
-            entry.bytes = bytes;
-        }
+    /// Writes the document under `key` to `out` as JSON, and takes its
+    /// size anew from it; `false` (nothing written) when there is none.
+    pub fn serialize(&mut self, key: &Key, out: &mut Vec<u8>) -> bool {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return false;
+        };
+        let Some(doc) = &entry.doc else {
+            return false;
+        };
+        let start = out.len();
+        serde_json::to_writer(&mut *out, doc).expect("documents serialize");
+        let bytes = estimate(key, out.len() - start);
+        self.bytes = self.bytes - entry.bytes + bytes;
+        entry.bytes = bytes;
+        true
+    }
+
+    /// The keys of the documents created since the last call.
+    pub fn take_created(&mut self) -> std::vec::Drain<'_, Key> {
+        self.created.drain(..)
     }
 
     /// Writes from now on belong to batch `batch`.
@@ -167,8 +181,18 @@ impl CachedStore {
         Swept { freed }
     }
 
+    /// Starts loading the slot where `key` is looked up.
+    pub fn prefetch(&self, key: &Key) {
+        self.entries.prefetch(key);
+    }
+
+    /// The document under `key`, if it is resident.
+    pub fn resident(&self, key: &Key) -> Option<&Document> {
+        self.entries.get(key).and_then(|e| e.doc.as_ref())
+    }
+
     /// Every resident document, in key order.
-    pub fn resident(&self) -> Vec<(&str, &Document)> {
+    pub fn all_resident(&self) -> Vec<(&str, &Document)> {
         let mut docs: Vec<(&str, &Document)> = self
             .entries
             .iter()
@@ -180,23 +204,54 @@ impl CachedStore {
 
     /// The entry under `key`, which must be resident (or the store
     /// complete), marked as written by the current batch.
-    fn written(&mut self, key: &Key) -> &mut Entry {
-        let batch = self.batch;
-        let complete = self.complete;
-        let (entry, inserted) = self.entries.get_or_insert_with(key, || {
-            assert!(complete, "document {key:?} used before it was loaded");
+    /// The entry under `key` (see [`CachedStore::written`]) and a counter
+    /// of creations: the document count, with the key noted as created.
+    fn written<'k>(&mut self, key: &'k Key) -> (&mut Entry, Created<'_, 'k>) {
+        let CachedStore {
+            entries,
+            len,
+            bytes,
+            batch,
+            complete,
+            created,
+            ..
+        } = self;
+        let (entry, inserted) = entries.get_or_insert_with(key, || {
+            assert!(*complete, "document {key:?} used before it was loaded");
             Entry {
                 doc: None,
                 bytes: estimate(key, 0),
-                written: batch,
+                written: *batch,
                 used: true,
             }
         });
-        entry.written = batch;
+        entry.written = *batch;
+        entry.used = true;
         if inserted {
-            self.bytes += entry.bytes;
+            *bytes += entry.bytes;
         }
-        entry
+        (
+            entry,
+            Created {
+                len,
+                keys: created,
+                key,
+            },
+        )
+    }
+}
+
+/// Counts a document created under `key`.
+struct Created<'s, 'k> {
+    len: &'s mut u64,
+    keys: &'s mut Vec<Key>,
+    key: &'k Key,
+}
+
+impl Created<'_, '_> {
+    fn created(self) {
+        *self.len += 1;
+        self.keys.push(self.key.clone());
     }
 }
 
@@ -218,45 +273,43 @@ impl DocumentStore for CachedStore {
     }
 
     fn get_mut(&mut self, key: &Key) -> Option<&mut Document> {
-        self.written(key).doc.as_mut()
+        self.written(key).0.doc.as_mut()
     }
 
     fn get_or_create(&mut self, key: &Key) -> (&mut Document, bool) {
-        let entry = self.written(key);
+        let (entry, counter) = self.written(key);
         let created = entry.doc.is_none();
         if created {
-            entry.doc = Some(Document::new());
-            self.len += 1;
+            counter.created();
         }
-        let doc = self.entries.get_mut(key).and_then(|e| e.doc.as_mut());
-        (doc.expect("made above"), created)
+        (entry.doc.get_or_insert_with(Document::new), created)
     }
 
     fn replace(&mut self, key: &Key, doc: Document) -> bool {
-        let entry = self.written(key);
+        let (entry, counter) = self.written(key);
         let changed = entry.doc.as_ref() != Some(&doc);
-        let created = entry.doc.is_none();
-        entry.doc = Some(doc);
-        if created {
-            self.len += 1;
+        if entry.doc.is_none() {
+            counter.created();
         }
+        entry.doc = Some(doc);
         changed
     }
 
     fn put(&mut self, key: &str, doc: Document) -> Option<Document> {
         let key = Key::new(key);
-        let entry = self.written(&key);
+        let (entry, counter) = self.written(&key);
         let old = entry.doc.replace(doc);
         if old.is_none() {
-            self.len += 1;
+            counter.created();
         }
         old
     }
 
     fn remove(&mut self, key: &Key) -> Option<Document> {
-        let old = self.written(key).doc.take();
+        let (entry, counter) = self.written(key);
+        let old = entry.doc.take();
         if old.is_some() {
-            self.len -= 1;
+            *counter.len -= 1;
         }
         old
     }
@@ -267,7 +320,7 @@ impl DocumentStore for CachedStore {
 
     /// Resident documents only: the state pages the others.
     fn page(&self, after: Option<&str>, limit: usize) -> Vec<(&str, &Document)> {
-        let mut page = self.resident();
+        let mut page = self.all_resident();
         page.retain(|(k, _)| after.is_none_or(|a| *k > a));
         page.truncate(limit);
         page

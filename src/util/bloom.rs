@@ -62,6 +62,11 @@ impl Bloom {
         }
     }
 
+    /// Starts loading the block of `hash` (see [`crate::util::prefetch`]).
+    pub fn prefetch(&self, hash: u64) {
+        crate::util::prefetch::prefetch(&self.blocks[self.block(hash)]);
+    }
+
     /// `false` when `hash` was certainly never inserted.
     pub fn may_contain(&self, hash: u64) -> bool {
         let block = &self.blocks[self.block(hash)];
