@@ -12,9 +12,9 @@
 //!   of a batch not yet committed is), or the state holds it. The filter
 //!   holds the hash of every id and document key the state holds: its
 //!   "never seen" spares the query for a new id or a new document. The state
-//!   keeps it: each batch logs the hashes it added, and once the log is as
-//!   large as the filter, a batch writes the filter whole instead and clears
-//!   the log; opening reads the filter and the log (a size set by
+//!   keeps it: each batch logs the hashes it added, and once the log would
+//!   pass a quarter of the filter, a batch writes the filter whole instead
+//!   and clears the log; opening reads the filter and the log (a size set by
 //!   `--cache-mb`, not by the state). Of a state that keeps none (made by an
 //!   earlier projector), the filter holds what was written since it was
 //!   opened, and answers "never seen" only where the state held nothing.
@@ -150,14 +150,15 @@ impl Durable {
 
     /// What the batch about to be handed over keeps of the filter: the
     /// hashes added since the last one, or the whole filter once the log
-    /// would outgrow it; `None` when there is nothing to keep.
+    /// would pass a quarter of its size (so that opening reads at most a
+    /// quarter more than the filter); `None` when there is nothing to keep.
     pub fn filter_write(&mut self) -> Option<FilterWrite> {
         if !self.kept || self.added.is_empty() {
             self.added.clear();
             return None;
         }
         let added = std::mem::take(&mut self.added);
-        if (self.logged + added.len()) * 8 >= self.filter.bytes() {
+        if (self.logged + added.len()) * 8 * 4 >= self.filter.bytes() {
             self.logged = 0;
             return Some(FilterWrite::Snapshot(self.filter.to_bytes()));
         }
