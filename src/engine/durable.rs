@@ -69,6 +69,11 @@ pub struct Durable {
     /// those it does not.
     known: Processed,
     unknown: Processed,
+    /// How often the recent ids forgot their older generation, and how
+    /// often when the lines being handled were preloaded: an id applied
+    /// since may have been forgotten too (then only the state knows it).
+    rotations: u64,
+    preloaded_at: u64,
     filter: Bloom,
     /// The filter holds every processed id.
     ids_complete: bool,
@@ -132,6 +137,8 @@ impl Durable {
             recent: Recent::default(),
             known: Processed::default(),
             unknown: Processed::default(),
+            rotations: 0,
+            preloaded_at: 0,
             filter,
             ids_complete: complete || restored.processed == 0,
             all: None,
@@ -175,6 +182,7 @@ impl Durable {
             // Every id of `previous` was in a batch before the one just
             // handed over, which was committed before it was.
             self.recent.previous = std::mem::take(&mut self.recent.current);
+            self.rotations += 1;
         }
     }
 
@@ -217,7 +225,10 @@ impl Durable {
         {
             return Ok(true);
         }
-        if preloaded || self.unknown.contains(hash) || self.surely_new(id) {
+        // What the preload found holds while no id applied since could
+        // have been forgotten.
+        let current = self.rotations == self.preloaded_at;
+        if (current && (preloaded || self.unknown.contains(hash))) || self.surely_new(id) {
             return Ok(false);
         }
         let mut found = false;
@@ -364,6 +375,7 @@ impl Durable {
         self.evict();
         self.known = Processed::default();
         self.unknown = Processed::default();
+        self.preloaded_at = self.rotations;
         if self.all.is_none() {
             // Everything the lookups below read, asked for at once: the
             // misses overlap instead of coming one after another.
@@ -676,5 +688,23 @@ mod tests {
         assert_eq!(*held.asked.lock().unwrap(), 0);
         assert!(next.is_processed(IdHash::of("a"), "a", false).unwrap());
         assert_eq!(*held.asked.lock().unwrap(), 1);
+    }
+
+    #[test]
+    fn an_id_applied_then_forgotten_by_the_recent_ones_is_asked_of_the_state() {
+        let held = Held::default();
+        // No room for recent ids: each batch handed over forgets them.
+        let mut d = durable(&held, 0, 1, 0);
+        let b = IdHash::of("b");
+        d.preload(&[(b, "b")], []).unwrap();
+        assert!(!d.is_processed(b, "b", true).unwrap());
+        d.record(b, "b");
+        for _ in 0..2 {
+            d.submitted();
+            d.committed();
+        }
+        held.ids.lock().unwrap().push("b".to_owned());
+        // A redelivery later in the same lines: the state has it.
+        assert!(d.is_processed(b, "b", true).unwrap());
     }
 }

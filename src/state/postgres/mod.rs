@@ -166,20 +166,7 @@ impl PostgresState {
         let (_, tables) = read_models(&mut tx, target)?;
         let kept = kept_filter(&mut tx, target)?;
         let mut audit = super::filter::Audit::new(kept.as_ref()).map_err(|e| damaged(&path, e))?;
-        let mut ids = tx
-            .query_raw(
-                &format!(
-                    "SELECT id FROM {}._projector_processed",
-                    target.schema_ident()
-                ),
-                std::iter::empty::<i32>(),
-            )
-            .map_err(failed)?;
-        while let Some(row) = ids.next().map_err(failed)? {
-            let id: &str = row.get(0);
-            audit.id(&text::from_column(id));
-        }
-        drop(ids);
+        scan_processed(&mut tx, target, &mut |id, _| audit.id(id))?;
         for (model, table) in &tables {
             let mut docs = tx
                 .query_raw(
@@ -886,21 +873,7 @@ impl Source for PostgresState {
         let target = self.books.target.clone();
         let failed = |e| target.failed("reading the processed ids", e);
         let mut tx = reading(&mut self.client).map_err(failed)?;
-        let mut ids = tx
-            .query_raw(
-                &format!(
-                    "SELECT id, type FROM {}._projector_processed",
-                    target.schema_ident()
-                ),
-                std::iter::empty::<i32>(),
-            )
-            .map_err(failed)?;
-        while let Some(row) = ids.next().map_err(failed)? {
-            let id: &str = row.get(0);
-            let ty: &str = row.get(1);
-            each(&text::from_column(id), &text::from_column(ty));
-        }
-        drop(ids);
+        scan_processed(&mut tx, &target, each)?;
         tx.commit().map_err(failed)
     }
 
@@ -1156,6 +1129,30 @@ fn checkpoint(meta: &BTreeMap<String, String>, path: &Path) -> Result<Option<u64
             )
         }),
     }
+}
+
+/// Hands every processed id and its type to `each`, streaming them.
+fn scan_processed(
+    tx: &mut Transaction<'_>,
+    target: &Target,
+    each: &mut dyn FnMut(&str, &str),
+) -> Result<(), StateError> {
+    let failed = |e| target.failed("reading the processed ids", e);
+    let mut ids = tx
+        .query_raw(
+            &format!(
+                "SELECT id, type FROM {}._projector_processed",
+                target.schema_ident()
+            ),
+            std::iter::empty::<i32>(),
+        )
+        .map_err(failed)?;
+    while let Some(row) = ids.next().map_err(failed)? {
+        let id: &str = row.get(0);
+        let ty: &str = row.get(1);
+        each(&text::from_column(id), &text::from_column(ty));
+    }
+    Ok(())
 }
 
 /// The filter the state keeps, if it keeps one (`filter` = `kept` in
