@@ -97,7 +97,7 @@ fn a_cache_far_smaller_than_the_state_answers_as_memory_does() {
     assert!(got.0 == replies, "SQLite with a 1 MiB cache: other replies");
     assert!(got.1 == dump, "SQLite with a 1 MiB cache: other documents");
     check(&state);
-    // The cache holds 3/4 MiB of documents (estimated at twice their text):
+    // The cache holds 13/16 MiB of documents (estimated at twice their text):
     // a fraction of the state.
     let size = std::fs::metadata(&file).unwrap().len();
     assert!(size > 4 << 20, "the state is only {size} bytes");

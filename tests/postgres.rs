@@ -294,21 +294,30 @@ fn deliver(
     // Slower while connections are cut, so that the run outlasts the cuts.
     let pace = match cuts {
         0 => (20, Duration::from_millis(2)),
-        _ => (10, Duration::from_millis(4)),
+        _ => (10, Duration::from_millis(10)),
     };
     let cut = || {
         let mut admin = db.client();
         for _ in 0..cuts {
             std::thread::sleep(Duration::from_millis(100));
-            let cut: i64 = admin
-                .query_one(
-                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
-                     FROM pg_stat_activity
-                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
-                    &[],
-                )
-                .unwrap()
-                .get(0);
+            // The projector's connections come back as it needs them: a
+            // cut waits (with a deadline) until there is one to cut.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let cut = loop {
+                let cut: i64 = admin
+                    .query_one(
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+                         FROM pg_stat_activity
+                         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                        &[],
+                    )
+                    .unwrap()
+                    .get(0);
+                if cut > 0 || std::time::Instant::now() > deadline {
+                    break cut;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
             assert!(cut > 0, "no connection of the projector to cut");
         }
     };

@@ -43,14 +43,17 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Three quarters for documents, an eighth each for the filter and the
-    /// recent ids. With 0, only what a batch not yet committed wrote is
-    /// held, and every other document and id is read from the state.
+    /// Thirteen sixteenths for documents, an eighth for the recent ids, a
+    /// sixteenth for the filter (16 MiB of 256: about 10 bits for each of
+    /// 13 million ids and keys; a larger state gets more false "maybe"s,
+    /// which cost queries). With 0, only what a batch not yet committed
+    /// wrote is held, and every other document and id is read from the
+    /// state.
     pub fn of_megabytes(mb: usize) -> Budget {
         let bytes = mb << 20;
         Budget {
-            documents: bytes / 4 * 3,
-            filter: bytes / 8,
+            documents: bytes / 16 * 13,
+            filter: bytes / 16,
             recent_ids: bytes / 8 / 24,
         }
     }
@@ -613,7 +616,7 @@ mod tests {
         }
         // A new state: every key was known to be new, nothing was read.
         assert_eq!(*held.asked.lock().unwrap(), 0);
-        // 2,000 documents of 4 KB do not fit in 3/4 MiB.
+        // 2,000 documents of 4 KB do not fit in 13/16 MiB.
         assert!(d.bytes() <= Budget::of_megabytes(1).documents + 8_192);
         assert_eq!(d.stores[0].len(), 2_000);
         for (i, key) in keys.iter().enumerate().step_by(97) {

@@ -343,6 +343,29 @@ impl PostgresState {
         Ok(done)
     }
 
+    /// Runs `read` (reading only), connecting again and running it anew
+    /// while the connection is lost, for the time the target allows.
+    fn read_retrying<T>(
+        &mut self,
+        mut read: impl FnMut(&mut Client) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match read(&mut self.client) {
+                Err(StateError::Postgres { error, .. })
+                    if is_connection_error(&error)
+                        && started.elapsed() < self.books.target.retry_for =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    self.client = self.books.target.connect()?;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Makes the indexes of every stored model's table those its `indexes`
     /// declares (a model being rebuilt gets them with its new table).
     fn sync_indexes(&mut self) -> Result<(), StateError> {
@@ -811,58 +834,8 @@ impl Source for PostgresState {
     fn read_back(&mut self) -> Result<Stored, StateError> {
         let target = self.books.target.clone();
         let path = self.books.path.clone();
-        let s = target.schema_ident();
-        let failed = |e| target.failed("reading the state", e);
-        let mut tx = reading(&mut self.client).map_err(failed)?;
-        let meta = read_meta(&mut tx, &target)?;
-        let rows_text = meta.get("rows").ok_or_else(|| {
-            damaged(
-                &path,
-                "table _projector_meta has no \"rows\" entry".to_owned(),
-            )
-        })?;
-        let mut rows = Rows::from_json(rows_text).ok_or_else(|| {
-            damaged(
-                &path,
-                format!("table _projector_meta: \"rows\" is not a count of rows: {rows_text}"),
-            )
-        })?;
-        let commits = meta
-            .get("commits")
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| {
-                damaged(
-                    &path,
-                    "table _projector_meta has no count of commits".to_owned(),
-                )
-            })?;
-        let (definitions, tables) = read_models(&mut tx, &target)?;
-        if rows.types.is_none() {
-            // Written before ids were counted by type: counted once.
-            let sql = format!("SELECT type, count(*) FROM {s}._projector_processed GROUP BY type");
-            let counted = tx.query(&sql, &[]).map_err(failed)?;
-            rows.types = Some(
-                counted
-                    .iter()
-                    .map(|r| {
-                        let ty: &str = r.get(0);
-                        (
-                            text::from_column(ty).into_owned(),
-                            r.get::<_, i64>(1) as u64,
-                        )
-                    })
-                    .collect(),
-            );
-        }
-        tx.commit().map_err(failed)?;
-        let stored = Stored {
-            event_id: meta.get("event_id").cloned(),
-            definitions,
-            documents: rows.documents.clone(),
-            processed: rows.types.clone().unwrap_or_default(),
-            subscriptions: subscriptions(&meta, &path)?,
-            checkpoint: checkpoint(&meta, &path)?,
-        };
+        let (stored, rows, tables, commits) =
+            self.read_retrying(|client| read_state(client, &target, &path))?;
         self.books.rows = rows;
         self.books.tables = tables;
         self.books.commits = commits;
@@ -879,11 +852,13 @@ impl Source for PostgresState {
 
     fn read_filter(&mut self) -> Result<Option<super::KeptFilter>, StateError> {
         let target = self.books.target.clone();
-        let failed = |e| target.failed("reading the filter", e);
-        let mut tx = reading(&mut self.client).map_err(failed)?;
-        let kept = kept_filter(&mut tx, &target)?;
-        tx.commit().map_err(failed)?;
-        Ok(kept)
+        self.read_retrying(|client| {
+            let failed = |e| target.failed("reading the filter", e);
+            let mut tx = reading(client).map_err(failed)?;
+            let kept = kept_filter(&mut tx, &target)?;
+            tx.commit().map_err(failed)?;
+            Ok(kept)
+        })
     }
 
     fn commit_opening(&mut self, opening: &Opening) -> Result<(), StateError> {
@@ -1187,4 +1162,67 @@ fn kept_filter(
         .map(|r| r.get(0))
         .collect();
     Ok(Some(super::KeptFilter { snapshot, log }))
+}
+
+/// What a state holds beside its rows (see [`Source::read_back`]), and the
+/// bookkeeping a writer keeps of it: row counts, tables, commits.
+#[allow(clippy::type_complexity)]
+fn read_state(
+    client: &mut Client,
+    target: &Target,
+    path: &Path,
+) -> Result<(Stored, Rows, BTreeMap<String, String>, i64), StateError> {
+    let s = target.schema_ident();
+    let failed = |e| target.failed("reading the state", e);
+    let mut tx = reading(client).map_err(failed)?;
+    let meta = read_meta(&mut tx, target)?;
+    let rows_text = meta.get("rows").ok_or_else(|| {
+        damaged(
+            path,
+            "table _projector_meta has no \"rows\" entry".to_owned(),
+        )
+    })?;
+    let mut rows = Rows::from_json(rows_text).ok_or_else(|| {
+        damaged(
+            path,
+            format!("table _projector_meta: \"rows\" is not a count of rows: {rows_text}"),
+        )
+    })?;
+    let commits = meta
+        .get("commits")
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            damaged(
+                path,
+                "table _projector_meta has no count of commits".to_owned(),
+            )
+        })?;
+    let (definitions, tables) = read_models(&mut tx, target)?;
+    if rows.types.is_none() {
+        // Written before ids were counted by type: counted once.
+        let sql = format!("SELECT type, count(*) FROM {s}._projector_processed GROUP BY type");
+        let counted = tx.query(&sql, &[]).map_err(failed)?;
+        rows.types = Some(
+            counted
+                .iter()
+                .map(|r| {
+                    let ty: &str = r.get(0);
+                    (
+                        text::from_column(ty).into_owned(),
+                        r.get::<_, i64>(1) as u64,
+                    )
+                })
+                .collect(),
+        );
+    }
+    tx.commit().map_err(failed)?;
+    let stored = Stored {
+        event_id: meta.get("event_id").cloned(),
+        definitions,
+        documents: rows.documents.clone(),
+        processed: rows.types.clone().unwrap_or_default(),
+        subscriptions: subscriptions(&meta, path)?,
+        checkpoint: checkpoint(&meta, path)?,
+    };
+    Ok((stored, rows, tables, commits))
 }
