@@ -40,14 +40,20 @@ checked to update a model 1,000 times): that run's wall time and peak RSS must
 not grow with the state. It also shows how long opening the state took, as
 projector reports it on stderr.
 
+With --rebuild it also times a rebuild on a big state: for each of
+--rebuild-sizes documents (100k and 1M by default) it builds the --restart
+state (untimed), then times `replay --rebuild users` from the same log with a
+changed definition of the model (every document rebuilt and swapped in,
+checked by its count): its peak RSS must not grow with the state.
+
 --projector BIN times that binary instead of building target/release/projector
 (the Rust peers are still built, outside the repository); --cache-mb N passes
---cache-mb N to the state runs of the --hot and --restart tables.
+--cache-mb N to the state runs of the --hot, --restart and --rebuild tables.
 
 Usage: bench/run.sh [--events N] [--runs R] [--ids N] [--no-python] [--baseline BIN]
                     [--subscriptions N] [--state-postgres URL] [--projector BIN]
                     [--hot] [--hot-events N,N,..] [--restart] [--restart-sizes N,N,..]
-                    [--cache-mb N]
+                    [--rebuild] [--rebuild-sizes N,N,..] [--cache-mb N]
 Not part of the tests or CI: it takes minutes and needs a quiet machine.
 """
 import argparse
@@ -489,6 +495,42 @@ def restart_table(projector, tmp, args) -> None:
                                           for t in times)).rstrip())
 
 
+REBUILD_SIZES = [100_000, 1_000_000]
+
+
+def rebuild_table(projector, tmp, args) -> None:
+    """Wall time and peak RSS of `replay --rebuild users` on a state of each size, by backend."""
+    config, changed = tmp / "restart.toml", tmp / "rebuilt.toml"
+    config.write_text(RESTART_CONFIG)
+    changed.write_text(RESTART_CONFIG.replace('name = "$.payload.name" }', 'name = "$.payload.name", again = true }'))
+    cache = ["--cache-mb", args.cache_mb] if args.cache_mb is not None else []
+    backends = restart_backends(tmp, args)
+    results = {backend: {} for backend in backends}
+    log = tmp / "rebuild.ndjson"
+    for size in args.rebuild_sizes:
+        restart_build_stream(size, log)
+        for run in range(args.runs):
+            restart_reset(tmp, args.state_postgres)
+            for backend, state in backends.items():
+                run_or_exit([projector, "--config", config] + state, log, tmp / "rebuild.log")
+                cmd = [projector, "replay", "--config", changed, "--rebuild", "users"] + state + cache + [log]
+                measured = run_or_exit(cmd, "/dev/null", tmp / "rebuild.log")
+                summary = pathlib.Path(tmp / "rebuild.log").read_text()
+                if f"swapped in users: {size:,}".replace(",", "") not in summary.replace(",", ""):
+                    sys.exit(f"rebuild: {backend}, {size:,} documents: no swap of {size} events:\n{summary[-600:]}")
+                results[backend].setdefault(size, []).append(measured)
+            print(f"rebuild {label(size)}: run {run + 1}/{args.runs} done", file=sys.stderr)
+    log.unlink()
+    restart_reset(tmp, args.state_postgres)
+    cached = f", --cache-mb {args.cache_mb}" if args.cache_mb is not None else ""
+    print(f"\nrebuild: replay --rebuild of a model of N documents from its log of N events{cached}: "
+          f"median s over {args.runs} runs, peak RSS MiB")
+    print(f"{'':<10}" + "".join(f"{label(n) + ' s':>10}{label(n) + ' MiB':>11}" for n in args.rebuild_sizes))
+    for backend, by_size in results.items():
+        print(f"{backend:<10}" + "".join(f"{statistics.median(w for w, _ in by_size[n]):>10.2f}"
+                                         f"{max(m for _, m in by_size[n]) / 1024:>11.1f}" for n in args.rebuild_sizes))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000, help="distinct events (10%% are redelivered on top)")
@@ -510,8 +552,12 @@ def main() -> None:
                     help="also time a run of 1,000 events on a state of each of --restart-sizes documents")
     ap.add_argument("--restart-sizes", metavar="N,N,..", type=sizes, default=RESTART_SIZES,
                     help="the states' sizes of --restart, in documents (default: 100000,1000000,3000000)")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="also time replay --rebuild of a model of each of --rebuild-sizes documents")
+    ap.add_argument("--rebuild-sizes", metavar="N,N,..", type=sizes, default=REBUILD_SIZES,
+                    help="the states' sizes of --rebuild, in documents (default: 100000,1000000)")
     ap.add_argument("--cache-mb", metavar="N", type=int,
-                    help="pass --cache-mb N to projector's state runs in the --hot and --restart tables")
+                    help="pass --cache-mb N to projector's state runs in the --hot, --restart and --rebuild tables")
     args = ap.parse_args()
     if args.projector:
         args.projector = args.projector.resolve()
@@ -594,6 +640,8 @@ def main() -> None:
             hot_table(bins["projector"], tmp, args)
         if args.restart:
             restart_table(bins["projector"], tmp, args)
+        if args.rebuild:
+            rebuild_table(bins["projector"], tmp, args)
 
 
 if __name__ == "__main__":

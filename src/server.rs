@@ -9,7 +9,7 @@
 //! commit and one write per batch. [`replay`] runs the same handling over an
 //! event log.
 
-use crate::engine::digest::{Digest, Digester};
+use crate::engine::digest::Digest;
 use crate::engine::{Engine, Outcome};
 use crate::input::reader::{Delivery, Prepared, Reader};
 use crate::input::scan::EventMessage;
@@ -311,7 +311,9 @@ impl<L: Write> Session<'_, L> {
     }
 
     fn batch_full(&self) -> bool {
-        self.pending_messages >= MAX_BATCH_MESSAGES || self.pending.len() >= self.batch_bytes
+        self.pending_messages >= MAX_BATCH_MESSAGES
+            || self.pending.len() >= self.batch_bytes
+            || self.engine.must_submit()
     }
 
     /// Hands the batch over to be committed and holds its replies until it
@@ -381,7 +383,7 @@ pub fn serve(
         batch_bytes,
         halt: None,
     };
-    let digester = Digester::new(session.engine.plan(), session.engine.is_rebuilding());
+    let digester = session.engine.digester();
     let reader = Reader::start(input, options.max_line_bytes, Some(digester));
     let mut served = Served::default();
     while let Some(delivery) = reader.next() {
@@ -504,10 +506,7 @@ pub fn replay(
         started,
         next_report: started + Duration::from_secs(1),
     };
-    let digester = Digester::new(
-        replay.session.engine.plan(),
-        replay.session.engine.is_rebuilding(),
-    );
+    let digester = replay.session.engine.digester();
     let reader = Reader::start(input, options.max_line_bytes, Some(digester));
     while let Some(delivery) = reader.next() {
         let Delivery { mut chunk, .. } = delivery?;

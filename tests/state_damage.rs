@@ -113,8 +113,11 @@ fn a_byte_changed_anywhere_is_refused_or_changes_nothing() {
         }
     }
     eprintln!("{refused} refused, {served} served unchanged");
+    // About 58% of the bytes of this state are checked (the rest is free
+    // space in pages): 117 of 200 on average, with a standard deviation of
+    // 7. Fewer than 80 would be five deviations off, not chance.
     assert!(
-        refused > 100,
+        refused >= 80,
         "only {refused} of 200 changes were refused (seed {seed})"
     );
 }

@@ -5,6 +5,7 @@
 //! out while the engine applies the events before it.
 
 use crate::engine::apply::{self, ApplyError, Meta, Resolved};
+use crate::plan::event_id::EventIdRule;
 use crate::plan::{Plan, TypeId};
 use crate::state::dedup::IdHash;
 use crate::value::event::{Event, Raw};
@@ -26,6 +27,9 @@ pub struct Digest<'a> {
     /// Whether the engine's unit of work takes the event (see
     /// [`crate::plan::units`]); always, when the plan is not one unit's.
     pub mine: bool,
+    /// While models are rebuilt and the ids found anew: the event's id by
+    /// the old rule, if it has one.
+    pub old_id: Option<Cow<'a, str>>,
 }
 
 impl Digest<'_> {
@@ -46,6 +50,9 @@ pub struct Digester {
     keep_trees: bool,
     /// Per event type: whether the reader may resolve its bindings.
     ahead: Vec<bool>,
+    /// The event-id rule the state's ids were found by, when a rebuild
+    /// finds them anew.
+    old_rule: Option<EventIdRule>,
 }
 
 impl Digester {
@@ -58,7 +65,14 @@ impl Digester {
             plan: plan.clone(),
             keep_trees,
             ahead,
+            old_rule: None,
         }
+    }
+
+    /// Digests carry each event's id by `rule` too.
+    pub fn with_old_rule(mut self, rule: Option<EventIdRule>) -> Digester {
+        self.old_rule = rule;
+        self
     }
 
     /// Whether the engine needs the tree of an event with this digest.
@@ -84,6 +98,10 @@ impl Digester {
             };
             apply::resolve(self.plan.bindings(ty), event, &meta)
         });
+        let old_id = self
+            .old_rule
+            .as_ref()
+            .and_then(|rule| rule.resolve_event(event).ok());
         Some(Digest {
             id: IdHash::of(&id),
             id_text: id,
@@ -91,6 +109,7 @@ impl Digester {
             ty,
             resolved,
             mine,
+            old_id,
         })
     }
 }

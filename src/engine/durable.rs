@@ -82,8 +82,10 @@ pub struct Durable {
     ids_complete: bool,
     /// Per read model: the filter holds the key of every document.
     keys_complete: Vec<bool>,
-    /// While (and after) models are rebuilt: every processed id, read whole.
-    pub all: Option<Processed>,
+    /// While models are rebuilt: what is known of the state's ids, set
+    /// aside (the recent ids and the filter then hold what the rebuild
+    /// applied).
+    staging: Option<Staging>,
     /// Each read model's domain of hashes: its name.
     domains: Vec<Vec<u8>>,
     /// Whether the state keeps the filter.
@@ -92,8 +94,27 @@ pub struct Durable {
     added: Vec<u64>,
     /// Hashes the state's log holds since its last snapshot of the filter.
     logged: usize,
-    /// Queries made, for the log: lookups of ids and of documents.
-    pub queries: u64,
+    /// The next batch keeps the filter whole (a rebuild was swapped in).
+    snapshot_due: bool,
+    /// See [`Durable::is_full`].
+    full: bool,
+}
+
+/// While models are rebuilt, an event is applied to them when the state
+/// processed it and the rebuild has not applied it yet. The second is asked
+/// as a durable run asks whether an event was processed, of the ids the
+/// rebuild staged (see [`crate::state::Journal::stage`]), with the recent
+/// ids and a filter of its own; the first of the state's ids, with the
+/// state's filter, set aside here.
+struct Staging {
+    filter: Bloom,
+    ids_complete: bool,
+    keys_complete: Vec<bool>,
+    kept: bool,
+    /// Of the ids (by the old rule, when they are found anew) of the lines
+    /// being handled: those the state processed, and those asked.
+    held: Processed,
+    asked: Processed,
 }
 
 /// The ids of the latest events, in two generations: when the newer one is
@@ -131,6 +152,8 @@ impl Durable {
             kept: restored.filter.is_some(),
             added: Vec::new(),
             logged,
+            snapshot_due: false,
+            full: false,
             stores,
             reader,
             path,
@@ -144,8 +167,7 @@ impl Durable {
             preloaded_at: 0,
             filter,
             ids_complete: complete || restored.processed == 0,
-            all: None,
-            queries: 0,
+            staging: None,
         };
         durable.set_batch(1);
         durable
@@ -163,6 +185,11 @@ impl Durable {
     /// would pass a quarter of its size (so that opening reads at most a
     /// quarter more than the filter); `None` when there is nothing to keep.
     pub fn filter_write(&mut self) -> Option<FilterWrite> {
+        if std::mem::take(&mut self.snapshot_due) {
+            self.added.clear();
+            self.logged = 0;
+            return Some(FilterWrite::Snapshot(self.filter.to_bytes()));
+        }
         if !self.kept || self.added.is_empty() {
             self.added.clear();
             return None;
@@ -179,6 +206,7 @@ impl Durable {
     /// A batch was handed over to be committed, after the one before it
     /// was: what is written from now on belongs to the next.
     pub fn submitted(&mut self) {
+        self.full = false;
         self.committed = self.batch - 1;
         self.set_batch(self.batch + 1);
         if self.recent.current.len() >= self.budget.recent_ids / 2 {
@@ -194,20 +222,119 @@ impl Durable {
         self.committed = self.batch - 1;
     }
 
-    /// A model's store starts over empty, holding every document it will
-    /// have: it is being rebuilt.
-    pub fn rebuild(&mut self, model: ModelId) {
-        self.stores[model.0 as usize] = CachedStore::rebuilding();
-        self.stores[model.0 as usize].set_batch(self.batch);
-        self.keys_complete[model.0 as usize] = false;
+    /// `models` are rebuilt from now on: their stores start over empty;
+    /// until [`Durable::swapping`], an id is processed when the rebuild
+    /// applied it, and the state's ids are asked with
+    /// [`Durable::state_processed`].
+    pub fn rebuild(&mut self, models: &[ModelId]) {
+        let filter = std::mem::replace(&mut self.filter, Bloom::with_bytes(self.budget.filter));
+        let keys_complete =
+            std::mem::replace(&mut self.keys_complete, vec![false; self.stores.len()]);
+        self.staging = Some(Staging {
+            filter,
+            ids_complete: self.ids_complete,
+            keys_complete,
+            kept: self.kept,
+            held: Processed::default(),
+            asked: Processed::default(),
+        });
+        self.kept = false;
+        self.added.clear();
+        self.ids_complete = true;
+        self.recent = Recent::default();
+        for model in models {
+            let m = model.0 as usize;
+            self.stores[m] = CachedStore::new(0, true);
+            self.stores[m].set_batch(self.batch);
+            self.keys_complete[m] = true;
+        }
     }
 
-    /// The rebuilt models are in the state.
-    pub fn swapped(&mut self) {
-        for store in &mut self.stores {
-            store.unpin();
+    /// The rebuild of `models` is about to be swapped in (with the ids it
+    /// applied in place of the state's when `rekeyed`): the filter holds
+    /// the state's ids and keys and the rebuild's, and the state keeps it
+    /// whole with the swap.
+    pub fn swapping(&mut self, models: &[ModelId], rekeyed: bool) {
+        let staging = self.staging.take().expect("rebuilding");
+        let mut filter = staging.filter;
+        filter.union(&self.filter);
+        self.filter = filter;
+        self.ids_complete = staging.ids_complete || rekeyed;
+        let rebuilt = std::mem::replace(&mut self.keys_complete, staging.keys_complete);
+        for model in models {
+            self.keys_complete[model.0 as usize] = rebuilt[model.0 as usize];
         }
+        self.kept = staging.kept;
+        self.added.clear();
+        self.snapshot_due = self.kept;
+    }
+
+    /// The rebuilt models are in the state: read from where it serves them.
+    pub fn swapped(&mut self) {
         self.reader.refresh();
+    }
+
+    /// While models are rebuilt: whether the state processed the event
+    /// with this id (by the old rule, when the ids are found anew).
+    pub fn state_processed(&mut self, hash: IdHash, id: &str) -> Result<bool, StateError> {
+        let staging = self.staging.as_mut().expect("rebuilding");
+        if staging.held.contains(hash) {
+            return Ok(true);
+        }
+        if staging.asked.contains(hash)
+            || (staging.ids_complete && !staging.filter.may_contain(filter::id_hash(id)))
+        {
+            return Ok(false);
+        }
+        let mut found = false;
+        self.reader.processed(&[id], &mut |_| found = true)?;
+        Ok(found)
+    }
+
+    /// While models are rebuilt: asks the state, at once, which of the ids
+    /// (by the old rule, when the ids are found anew) of a run of lines it
+    /// processed (see [`Durable::state_processed`]).
+    pub fn preload_state_ids(&mut self, ids: &[(IdHash, &str)]) -> Result<(), StateError> {
+        let staging = self.staging.as_mut().expect("rebuilding");
+        staging.held = Processed::default();
+        staging.asked = Processed::default();
+        let ask: Vec<&str> = ids
+            .iter()
+            .filter(|(_, id)| {
+                !staging.ids_complete || staging.filter.may_contain(filter::id_hash(id))
+            })
+            .map(|(_, id)| *id)
+            .collect();
+        if ask.is_empty() {
+            return Ok(());
+        }
+        let mut held = Vec::new();
+        self.reader
+            .processed(&ask, &mut |id| held.push(IdHash::of(id)))?;
+        let staging = self.staging.as_mut().expect("rebuilding");
+        held.into_iter().for_each(|h| staging.held.record(h));
+        ask.iter()
+            .for_each(|id| staging.asked.record(IdHash::of(id)));
+        Ok(())
+    }
+
+    /// While models are rebuilt: of the processed events of `types` (every
+    /// type when `None`), how many the rebuild did not meet.
+    pub fn unseen(&mut self, types: Option<&[String]>) -> Result<u64, StateError> {
+        self.reader.unseen(types)
+    }
+
+    /// Of `ids`, each one processed: by the state, or, while models are
+    /// rebuilt, by the rebuild.
+    fn ask_processed(
+        &mut self,
+        ids: &[&str],
+        found: &mut dyn FnMut(&str),
+    ) -> Result<(), StateError> {
+        match self.staging {
+            None => self.reader.processed(ids, found),
+            Some(_) => self.reader.seen(ids, found),
+        }
     }
 
     /// Whether the event with this id was processed; `preloaded` when
@@ -219,9 +346,6 @@ impl Durable {
         id: &str,
         preloaded: bool,
     ) -> Result<bool, StateError> {
-        if let Some(all) = &self.all {
-            return Ok(all.contains(hash));
-        }
         if self.recent.current.contains(hash)
             || self.recent.previous.contains(hash)
             || self.known.contains(hash)
@@ -235,8 +359,7 @@ impl Durable {
             return Ok(false);
         }
         let mut found = false;
-        self.queries += 1;
-        self.reader.processed(&[id], &mut |_| found = true)?;
+        self.ask_processed(&[id], &mut |_| found = true)?;
         Ok(found)
     }
 
@@ -262,9 +385,6 @@ impl Durable {
 
     /// An event was applied: its id is processed.
     pub fn record(&mut self, hash: IdHash, id: &str) {
-        if let Some(all) = &mut self.all {
-            all.record(hash);
-        }
         self.recent.current.record(hash);
         self.learn_id(id);
     }
@@ -334,7 +454,6 @@ impl Durable {
         let texts: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
         let mut found = Vec::new();
         let mut failed = None;
-        self.queries += 1;
         self.reader.documents(
             model,
             &texts,
@@ -379,7 +498,7 @@ impl Durable {
         self.known = Processed::default();
         self.unknown = Processed::default();
         self.preloaded_at = self.rotations;
-        if self.all.is_none() {
+        {
             // Everything the lookups below read, asked for at once: the
             // misses overlap instead of coming one after another.
             for &(hash, id) in ids {
@@ -399,9 +518,7 @@ impl Durable {
             if !ask.is_empty() {
                 let texts: Vec<&str> = ask.iter().map(|(_, id)| *id).collect();
                 let mut held = Vec::new();
-                self.queries += 1;
-                self.reader
-                    .processed(&texts, &mut |id| held.push(IdHash::of(id)))?;
+                self.ask_processed(&texts, &mut |id| held.push(IdHash::of(id)))?;
                 held.iter().for_each(|h| self.known.record(*h));
                 for (hash, _) in ask {
                     if !self.known.contains(hash) {
@@ -436,7 +553,8 @@ impl Durable {
 
     /// Evicts what the cache holds over its budget, down to three quarters
     /// of it, least recently used first; never what a batch not committed
-    /// yet wrote.
+    /// yet wrote. When that leaves it over its budget, the batch is to be
+    /// handed over (see [`Durable::is_full`]).
     fn evict(&mut self) {
         let held: usize = self.stores.iter().map(CachedStore::bytes).sum();
         if held <= self.budget.documents {
@@ -444,14 +562,22 @@ impl Durable {
         }
         let mut goal = held - self.budget.documents / 4 * 3;
         // A first sweep may only age what was used: a second evicts it.
-        for _ in 0..2 {
+        'sweeps: for _ in 0..2 {
             for store in &mut self.stores {
                 if goal == 0 {
-                    return;
+                    break 'sweeps;
                 }
                 goal -= store.evict(self.committed, goal).freed.min(goal);
             }
         }
+        self.full = self.bytes() > self.budget.documents;
+    }
+
+    /// Whether the cache is over its budget with what batches not committed
+    /// yet wrote: the batch being collected is to be handed over now, so
+    /// that memory follows the budget rather than the size of a batch.
+    pub fn is_full(&self) -> bool {
+        self.full
     }
 
     /// Up to `limit` committed documents of `model` after `after`, in key
@@ -521,6 +647,7 @@ mod tests {
     struct Held {
         docs: Arc<Mutex<BTreeMap<String, String>>>,
         ids: Arc<Mutex<Vec<String>>>,
+        seen: Arc<Mutex<Vec<String>>>,
         asked: Arc<Mutex<usize>>,
     }
 
@@ -552,6 +679,21 @@ mod tests {
                 .filter(|id| held.contains(&id.to_string()))
                 .for_each(|id| found(id));
             Ok(())
+        }
+
+        fn seen(&mut self, ids: &[&str], found: &mut dyn FnMut(&str)) -> Result<(), StateError> {
+            *self.asked.lock().unwrap() += 1;
+            let seen = self.seen.lock().unwrap();
+            ids.iter()
+                .filter(|id| seen.contains(&id.to_string()))
+                .for_each(|id| found(id));
+            Ok(())
+        }
+
+        fn unseen(&mut self, _: Option<&[String]>) -> Result<u64, StateError> {
+            let seen = self.seen.lock().unwrap();
+            let ids = self.ids.lock().unwrap();
+            Ok(ids.iter().filter(|id| !seen.contains(id)).count() as u64)
         }
 
         fn page(
@@ -709,5 +851,46 @@ mod tests {
         held.ids.lock().unwrap().push("b".to_owned());
         // A redelivery later in the same lines: the state has it.
         assert!(d.is_processed(b, "b", true).unwrap());
+    }
+
+    #[test]
+    fn a_rebuild_asks_the_state_what_it_processed_and_itself_what_it_applied() {
+        let held = Held::default();
+        held.ids
+            .lock()
+            .unwrap()
+            .extend(["a".to_owned(), "b".to_owned()]);
+        let mut d = durable(&held, 5, 2, 1);
+        d.rebuild(&[ModelId(0)]);
+        let [a, b, c] = ["a", "b", "c"].map(IdHash::of);
+        d.preload_state_ids(&[(a, "a"), (b, "b"), (c, "c")])
+            .unwrap();
+        d.preload(&[(a, "a"), (b, "b"), (c, "c")], []).unwrap();
+        // The state was asked once; the rebuild had applied nothing: its
+        // filter answered.
+        assert_eq!(*held.asked.lock().unwrap(), 1);
+        assert!(d.state_processed(a, "a").unwrap() && d.state_processed(b, "b").unwrap());
+        assert!(!d.state_processed(c, "c").unwrap());
+        assert!(!d.is_processed(a, "a", true).unwrap());
+        d.record(a, "a");
+        assert!(d.is_processed(a, "a", true).unwrap());
+        // A model being rebuilt starts with no documents, known absent.
+        let key = Key::new("k");
+        d.preload(&[], [(ModelId(0), &key)]).unwrap();
+        assert_eq!(d.stores[0].get(&key), None);
+        assert_eq!(*held.asked.lock().unwrap(), 1);
+        // What the rebuild applied, staged and forgotten, is asked of what
+        // it staged.
+        held.seen.lock().unwrap().push("a".to_owned());
+        assert_eq!(d.unseen(None).unwrap(), 1);
+        d.recent = Recent::default();
+        d.preload(&[(a, "a")], []).unwrap();
+        assert!(d.is_processed(a, "a", true).unwrap());
+        assert_eq!(*held.asked.lock().unwrap(), 2);
+        // Swapped in: the filter knows the state's ids and the rebuild's.
+        d.swapping(&[ModelId(0)], false);
+        d.swapped();
+        assert!(d.filter.may_contain(filter::id_hash("a")));
+        assert!(d.keys_complete[0]);
     }
 }

@@ -107,10 +107,8 @@ impl Engine {
             plan.model_count(),
             "one count per read model"
         );
-        let mut restored = restored;
         let models: Vec<&str> = plan.model_names().collect();
-        let mut durable = Durable::new(reader, path, &restored, &models, budget);
-        durable.all = restored.ids.take();
+        let durable = Durable::new(reader, path, &restored, &models, budget);
         Engine::new(plan, restored, journal, Vec::new(), Some(Box::new(durable)))
     }
 
@@ -183,12 +181,6 @@ impl Engine {
         &self.stores[model.0 as usize]
     }
 
-    /// What the cache of a durable run holds (estimated bytes) and the
-    /// queries it made of the state, for the log.
-    pub fn cache_use(&self) -> Option<(usize, u64)> {
-        self.durable.as_ref().map(|d| (d.bytes(), d.queries))
-    }
-
     /// The node id given by `init`, if any.
     pub fn node_id(&self) -> Option<&str> {
         self.node_id.as_deref()
@@ -232,6 +224,19 @@ impl Engine {
         self.rebuild.is_some()
     }
 
+    /// Whether the batch being collected is to be handed over now: the
+    /// cache of a durable run is full of what is not committed yet.
+    pub fn must_submit(&self) -> bool {
+        self.durable.as_ref().is_some_and(|d| d.is_full())
+    }
+
+    /// What works out the digests of events for this engine, on the
+    /// reading thread.
+    pub fn digester(&self) -> digest::Digester {
+        let old_rule = self.rebuild.as_ref().and_then(|r| r.old_rule.clone());
+        digest::Digester::new(&self.plan, self.rebuild.is_some()).with_old_rule(old_rule)
+    }
+
     /// Whether the state outlives the process.
     pub fn is_durable(&self) -> bool {
         self.journal.is_durable()
@@ -242,9 +247,6 @@ impl Engine {
     /// [`Engine::swap`]), after waiting for the changes handed over before.
     /// Returns without waiting for these: see [`Engine::wait`].
     pub fn submit(&mut self) -> Result<(), StateError> {
-        if self.rebuild.is_some() {
-            return Ok(());
-        }
         if std::mem::take(&mut self.subscriptions_changed) && self.journal.is_durable() {
             let accepted = self.subscriptions.names(&self.plan);
             self.journal.record_subscriptions(accepted.as_deref())?;
@@ -517,11 +519,21 @@ impl Engine {
         let Some(durable) = &mut self.durable else {
             return Ok(());
         };
-        if self.rebuild.is_some() {
-            return Ok(());
-        }
         let mine = digests.filter(|d| d.mine);
         let ids: Vec<(IdHash, &str)> = mine.clone().map(|d| (d.id, &*d.id_text)).collect();
+        let rebuilt = self.rebuild.as_ref().map(|r| r.models());
+        if let Some(rebuild) = &self.rebuild {
+            // Whether the state processed them, by the rule it found them by.
+            let state_ids: Vec<(IdHash, &str)> = match rebuild.old_rule {
+                None => ids.clone(),
+                Some(_) => mine
+                    .clone()
+                    .filter_map(|d| d.old_id.as_deref())
+                    .map(|old| (IdHash::of(old), old))
+                    .collect(),
+            };
+            durable.preload_state_ids(&state_ids)?;
+        }
         let plan = &self.plan;
         let documents = mine.flat_map(|digest| {
             let resolved = match (digest.ty, &digest.resolved) {
@@ -532,6 +544,8 @@ impl Engine {
                 .into_iter()
                 .flat_map(|(bindings, resolved)| resolved.iter().map(|r| r.document(bindings)))
         });
+        // While models are rebuilt, only theirs are written.
+        let documents = documents.filter(|(model, _)| rebuilt.is_none_or(|r| r.contains(model)));
         durable.preload(&ids, documents)
     }
 
@@ -641,7 +655,7 @@ impl Engine {
             }
         };
         if self.rebuild.is_some() {
-            return self.rebuild_event(event, hash, &id, type_name, ty, msg_id, out);
+            return self.rebuild_event(event, hash, &id, type_name, ty, msg_id, preloaded, out);
         }
         if self.is_processed(hash, &id, preloaded)? {
             skipped(out, msg_id, &id, "already_processed");

@@ -2,13 +2,18 @@
 //! serves, and swapping them in at once.
 //!
 //! While the log is read, every event the state has already processed is
-//! applied once more, to the rebuilt models' fresh stores alone, once per
-//! id; nothing is written to the state. Events it has not processed are
-//! left for afterwards, when they are applied to every model as usual.
-//! At the end of the log the rebuild checks that the log held every event
-//! the state processed for the rebuilt models' types, and then swaps the
-//! new documents in, with the new definitions, in one transaction: a
-//! rebuild interrupted at any moment leaves the state as it was.
+//! applied once more, to the rebuilt models alone, once per id. What that
+//! writes is staged in the state, apart from what it serves (see
+//! [`crate::state::Journal::stage`]), batch by batch, through the same
+//! bounded cache as any durable run: a rebuild holds no more in memory
+//! than a run does. Events the state has not processed are left for
+//! afterwards, when they are applied to every model as usual.
+//!
+//! At the end of the log the rebuild asks the state whether the log held
+//! every event it processed for the rebuilt models' types, and then swaps
+//! the staged documents in, with the new definitions, in one transaction:
+//! a rebuild interrupted at any moment leaves the state serving what it
+//! served, and what it staged is cleared when the state is next opened.
 //!
 //! When the event-id rule changed, the processed ids were found by the old
 //! rule: an event counts as processed when its id by the old rule is among
@@ -21,22 +26,32 @@ use crate::plan::event_id::EventIdRule;
 use crate::plan::{ModelId, TypeId};
 use crate::protocol::code::PRECONDITION_FAILED;
 use crate::protocol::reply::error;
-use crate::state::dedup::{IdHash, Processed};
+use crate::state::dedup::IdHash;
 use crate::state::{Rebuilding, StateError, Swap};
-use crate::store::{DocumentStore, MemoryStore};
 use crate::value::event::Event;
 use crate::value::event::Raw;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 pub(super) struct Rebuild {
     models: Vec<ModelId>,
     /// Per event type, the bindings of the rebuilt models.
     routes: Vec<Vec<Binding>>,
-    /// Ids (by the configured rule) applied in this rebuild.
-    seen: Processed,
-    /// Processed ids the log must hold, and those of them it held so far.
-    required: Processed,
-    covered: Processed,
-    old_rule: Option<EventIdRule>,
+    /// How many processed ids the log must hold, of which types (`None`:
+    /// every one).
+    required: u64,
+    required_types: Option<Vec<String>>,
+    /// Ids applied, and how many of each type: when they are found anew,
+    /// they replace the processed ones.
+    applied: u64,
+    types: BTreeMap<String, u64>,
+    pub(super) old_rule: Option<EventIdRule>,
+}
+
+impl Rebuild {
+    pub(super) fn models(&self) -> &[ModelId] {
+        &self.models
+    }
 }
 
 /// What a rebuild did, once swapped in.
@@ -48,20 +63,20 @@ pub struct Rebuilt {
 
 impl Engine {
     /// From now on until [`Engine::swap`], events already processed are
-    /// applied to the rebuilt models alone, into empty stores, and nothing
-    /// is written to the state.
+    /// applied to the rebuilt models alone, starting from none of their
+    /// documents, and what that writes is staged.
     pub fn rebuild(&mut self, rebuilding: Rebuilding) {
         let Rebuilding {
             models,
             required,
+            required_types,
             old_rule,
         } = rebuilding;
-        for model in &models {
-            match &mut self.durable {
-                None => self.stores[model.0 as usize] = MemoryStore::default(),
-                Some(durable) => durable.rebuild(*model),
-            }
-        }
+        self.durable
+            .as_mut()
+            .expect("a rebuild runs over a state")
+            .rebuild(&models);
+        self.journal.stage(true);
         let routes = (0..self.plan.type_count() as u32)
             .map(|ty| {
                 self.plan
@@ -75,9 +90,10 @@ impl Engine {
         self.rebuild = Some(Rebuild {
             models,
             routes,
-            seen: Processed::default(),
             required,
-            covered: Processed::default(),
+            required_types,
+            applied: 0,
+            types: BTreeMap::new(),
             old_rule,
         });
     }
@@ -94,42 +110,42 @@ impl Engine {
         type_name: &str,
         ty: Option<TypeId>,
         msg_id: Option<&Raw<'_>>,
+        preloaded: bool,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StateError> {
         let rebuild = self.rebuild.as_mut().expect("rebuilding");
+        let durable = self.durable.as_mut().expect("a rebuild runs over a state");
         let old = match &rebuild.old_rule {
-            None => Some(hash),
+            None => Some((hash, Cow::Borrowed(id))),
             // An event without an id by the old rule was never recorded.
-            Some(rule) => rule.resolve_event(event).ok().map(|id| IdHash::of(&id)),
+            Some(rule) => rule
+                .resolve_event(event)
+                .ok()
+                .map(|old| (IdHash::of(&old), old)),
         };
-        let processed = match &self.durable {
-            None => &self.processed,
-            Some(durable) => durable
-                .all
-                .as_ref()
-                .expect("a rebuild reads every processed id"),
+        let processed = match &old {
+            Some((hash, old)) => durable.state_processed(*hash, old)?,
+            None => false,
         };
-        let Some(old) = old.filter(|old| processed.contains(*old)) else {
+        let Some((_, old)) = old.filter(|_| processed) else {
             skipped(out, msg_id, id, "deferred");
             return Ok(Outcome::Deferred);
         };
-        if rebuild.required.contains(old) && !rebuild.covered.contains(old) {
-            rebuild.covered.record(old);
+        if rebuild.old_rule.is_some() {
+            self.journal.record_covered(&old);
         }
-        if rebuild.seen.contains(hash) {
+        if durable.is_processed(hash, id, preloaded)? {
             skipped(out, msg_id, id, "already_processed");
             return Ok(Outcome::Skipped);
         }
-        rebuild.seen.record(hash);
+        durable.record(hash, id);
+        rebuild.applied += 1;
         if rebuild.old_rule.is_some() {
-            self.journal.record_event(Some((id, type_name)), &[])?;
-            if let Some(durable) = &mut self.durable {
-                // The ids found anew replace the state's.
-                durable.learn_id(id);
-            }
+            *rebuild.types.entry(type_name.to_owned()).or_default() += 1;
         }
         let routes = ty.map_or(&[][..], |ty| &rebuild.routes[ty.0 as usize]);
         if routes.is_empty() {
+            self.journal.record_event(Some((id, type_name)), &[])?;
             skipped(out, msg_id, id, "already_processed");
             return Ok(Outcome::Skipped);
         }
@@ -145,8 +161,13 @@ impl Engine {
         };
         let applied = match resolve(routes, event, &meta) {
             Ok(mut resolved) => target.apply(routes, &mut resolved)?,
-            Err(e) => Err(e),
+            Err(e) => {
+                self.changes.clear();
+                Err(e)
+            }
         };
+        self.journal
+            .record_event(Some((id, type_name)), &self.changes)?;
         match applied {
             Ok(()) => {
                 self.updated(out, msg_id, id);
@@ -169,13 +190,17 @@ impl Engine {
     /// one transaction. With `allow_incomplete`, a log that lacks some is
     /// accepted. From then on the engine runs as usual.
     pub fn swap(&mut self, allow_incomplete: bool) -> Result<Rebuilt, StateError> {
+        // Everything staged is committed, and the state can be asked.
+        self.submit()?;
+        self.wait()?;
         let rebuild = self.rebuild.take().expect("rebuilding");
-        let missing = rebuild.required.len() - rebuild.covered.len();
+        let durable = self.durable.as_mut().expect("a rebuild runs over a state");
+        let missing = durable.unseen(rebuild.required_types.as_deref())? as usize;
         let rekey = rebuild.old_rule.is_some();
         if missing > 0 && !allow_incomplete {
             return Err(StateError::IncompleteLog {
                 missing,
-                required: rebuild.required.len(),
+                required: rebuild.required as usize,
                 models: rebuild
                     .models
                     .iter()
@@ -184,6 +209,8 @@ impl Engine {
                 rekey,
             });
         }
+        durable.swapping(&rebuild.models, rekey);
+        self.journal.stage(false);
         let swap = Swap {
             models: rebuild
                 .models
@@ -191,21 +218,11 @@ impl Engine {
                 .map(|m| (*m, self.plan.model_definition(*m)))
                 .collect(),
             event_id: rekey.then(|| self.plan.event_id_definition()),
+            processed_types: rebuild.types,
         };
-        let documents = rebuild.models.iter().flat_map(|m| {
-            let docs = match &self.durable {
-                None => self.stores[m.0 as usize].page(None, usize::MAX),
-                Some(durable) => durable.stores[m.0 as usize].all_resident(),
-            };
-            docs.into_iter().map(|(k, d)| (*m, k, d))
-        });
-        self.journal.record_swap(swap, documents.collect())?;
+        self.journal.record_swap(swap)?;
         if rekey {
-            self.processed_count = rebuild.seen.len() as u64;
-            match &mut self.durable {
-                None => self.processed = rebuild.seen,
-                Some(durable) => durable.all = Some(rebuild.seen),
-            }
+            self.processed_count = rebuild.applied;
         }
         self.submit()?;
         self.wait()?;

@@ -6,8 +6,7 @@
 use super::batch::{Batch, Documents, Recorder};
 use super::open::Backend;
 use super::{FilterWrite, Journal, Rejection, StateError, Swap, Totals};
-use crate::plan::ModelId;
-use crate::store::{Change, Document};
+use crate::store::Change;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
@@ -74,13 +73,17 @@ impl Journal for Background {
         Ok(())
     }
 
-    fn record_swap(
-        &mut self,
-        swap: Swap,
-        documents: Vec<(ModelId, &str, &Document)>,
-    ) -> Result<(), StateError> {
-        self.recorder.swap(swap, documents);
+    fn record_swap(&mut self, swap: Swap) -> Result<(), StateError> {
+        self.recorder.swap(swap);
         Ok(())
+    }
+
+    fn stage(&mut self, staging: bool) {
+        self.recorder.stage(staging);
+    }
+
+    fn record_covered(&mut self, old: &str) {
+        self.recorder.covered(old);
     }
 
     fn record_subscriptions(&mut self, names: Option<&[String]>) -> Result<(), StateError> {

@@ -14,7 +14,7 @@ use super::{FilterWrite, Rejection};
 use super::{Swap, Totals};
 use crate::plan::ModelId;
 use crate::store::Change;
-use crate::store::{Document, DocumentStore, Key, MemoryStore};
+use crate::store::{DocumentStore, Key, MemoryStore};
 use std::ops::Range;
 
 /// A batch, ready for the database.
@@ -34,6 +34,13 @@ pub struct Batch {
     pub totals: Totals,
     /// A rebuild swapped in with this batch.
     pub swap: Option<Swap>,
+    /// The batch belongs to a rebuild in progress: its ids go to the ids
+    /// the rebuild applied, its documents to what it stages for its models
+    /// (see [`super::Journal::stage`]); nothing else is written.
+    pub staged: bool,
+    /// Of a staged batch, when the processed ids are found anew: the ids
+    /// (by the old rule) of the processed events it met.
+    covered: Vec<Range<usize>>,
     /// Events the engine refused, from a stream.
     pub rejections: Vec<Rejection>,
     /// What the batch keeps of the filter of ids and keys.
@@ -41,6 +48,11 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// See [`Batch::covered`].
+    pub fn covered(&self) -> impl Iterator<Item = &str> {
+        self.covered.iter().map(|id| &self.text[id.clone()])
+    }
+
     /// The ids and types of the events applied, in the order applied.
     pub fn ids(&self) -> impl Iterator<Item = (&str, &str)> {
         self.ids
@@ -89,8 +101,8 @@ pub struct Recorder {
     /// Every document changed, in the order changed, until the batch is
     /// taken: each is serialized then, once, however often it changed.
     changed: Vec<(ModelId, Key)>,
-    /// Documents serialized already: a rebuild's swap.
-    documents: Vec<(ModelId, Key, Option<Range<usize>>)>,
+    covered: Vec<Range<usize>>,
+    staged: bool,
     subscriptions: Option<Option<Vec<String>>>,
     swap: Option<Swap>,
     rejections: Vec<Rejection>,
@@ -118,35 +130,31 @@ impl Recorder {
         start..self.text.len()
     }
 
-    fn serialize_swapped(&mut self, doc: Option<&Document>) -> Option<Range<usize>> {
-        doc.map(|doc| {
-            let start = self.text.len();
-            serde_json::to_writer(&mut self.text, doc).expect("documents serialize");
-            start..self.text.len()
-        })
+    /// See [`Batch::covered`].
+    pub fn covered(&mut self, old: &str) {
+        let old = self.push_text(old);
+        self.covered.push(old);
+    }
+
+    /// See [`Batch::staged`]: batches taken from now on are staged, or not.
+    pub fn stage(&mut self, staged: bool) {
+        self.staged = staged;
     }
 
     pub fn subscriptions(&mut self, names: Option<&[String]>) {
         self.subscriptions = Some(names.map(<[String]>::to_vec));
     }
 
-    /// Records a rebuild's swap: every document of the rebuilt models.
-    pub fn swap<'d>(
-        &mut self,
-        swap: Swap,
-        documents: impl IntoIterator<Item = (ModelId, &'d str, &'d Document)>,
-    ) {
-        for (model, key, doc) in documents {
-            let text = self.serialize_swapped(Some(doc));
-            self.documents.push((model, Key::new(key), text));
-        }
+    /// Records a rebuild's swap: the staged documents replace the rebuilt
+    /// models'.
+    pub fn swap(&mut self, swap: Swap) {
         self.swap = Some(swap);
     }
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
             && self.changed.is_empty()
-            && self.documents.is_empty()
+            && self.covered.is_empty()
             && self.subscriptions.is_none()
             && self.swap.is_none()
             && self.rejections.is_empty()
@@ -175,7 +183,14 @@ impl Recorder {
         let mut changed = std::mem::take(&mut self.changed);
         changed.sort_unstable_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes())));
         changed.dedup();
-        let mut documents = std::mem::take(&mut self.documents);
+        let Batch {
+            text: spare_text,
+            ids: spare_ids,
+            mut documents,
+            covered: spare_covered,
+            ..
+        } = self.spare.take().unwrap_or_default();
+        documents.clear();
         // Where each document is looked up is asked for a few ahead.
         const AHEAD: usize = 8;
         for (model, key) in changed.iter().take(AHEAD) {
@@ -194,22 +209,12 @@ impl Recorder {
         }
         changed.clear();
         self.changed = changed;
-        // A swap's documents come first, each once: a change since replaces it.
-        documents.reverse();
-        documents.sort_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes())));
-        documents.dedup_by(|later, kept| later.0 == kept.0 && later.1 == kept.1);
-        let Batch {
-            text: spare_text,
-            ids: spare_ids,
-            documents: spare_documents,
-            ..
-        } = self.spare.take().unwrap_or_default();
         let mut spare_text = spare_text.into_bytes();
         spare_text.clear();
         let text = String::from_utf8(std::mem::replace(&mut self.text, spare_text))
             .expect("ids, types and serialized documents are UTF-8");
         let ids = std::mem::replace(&mut self.ids, empty(spare_ids));
-        self.documents = empty(spare_documents);
+        let covered = std::mem::replace(&mut self.covered, empty(spare_covered));
         Batch {
             text,
             ids,
@@ -217,6 +222,8 @@ impl Recorder {
             subscriptions: self.subscriptions.take(),
             totals,
             swap: self.swap.take(),
+            staged: self.staged,
+            covered,
             rejections: std::mem::take(&mut self.rejections),
             filter: self.filter.take(),
         }
@@ -293,40 +300,42 @@ mod tests {
     }
 
     #[test]
-    fn a_swap_holds_every_document_of_the_rebuilt_models() {
-        let mut stores = vec![MemoryStore::default(), MemoryStore::default()];
+    fn a_rebuild_stages_its_batches_and_swaps_with_one_of_its_own() {
+        let mut stores = vec![MemoryStore::default()];
         let doc = |v| serde_json::from_value(v).unwrap();
-        stores[0].put("k", doc(json!({"a": 1})));
-        stores[1].put("y", doc(json!({"b": 2})));
-        stores[1].put("x", doc(json!({"b": 1})));
         let mut recorder = Recorder::default();
-        recorder.event(Some(("e9", "T")), &[]);
+        recorder.stage(true);
+        stores[0].put("x", doc(json!({"b": 1})));
+        recorder.event(Some(("e9", "T")), &[change(0, "x")]);
+        recorder.covered("old-9");
+        let batch = recorder.take(Totals::default(), &mut stores);
+        assert!(batch.staged);
+        assert_eq!(batch.ids().collect::<Vec<_>>(), [("e9", "T")]);
+        assert_eq!(batch.covered().collect::<Vec<_>>(), ["old-9"]);
+        assert_eq!(
+            batch.documents().collect::<Vec<_>>(),
+            [(ModelId(0), "x", Some(r#"{"b":1}"#))]
+        );
+        recorder.reuse(batch);
+        recorder.stage(false);
         let swap = Swap {
-            models: vec![(ModelId(1), "definition".to_owned())],
+            models: vec![(ModelId(0), "definition".to_owned())],
             event_id: Some("rule".to_owned()),
+            processed_types: [("T".to_owned(), 1)].into(),
         };
-        let rebuilt: Vec<_> = stores[1]
-            .page(None, usize::MAX)
-            .into_iter()
-            .map(|(k, d)| (ModelId(1), k, d))
-            .collect();
-        recorder.swap(swap, rebuilt);
+        recorder.swap(swap);
+        assert!(!recorder.is_empty());
         let totals = Totals {
-            documents: vec![1, 2],
+            documents: vec![1],
             processed: 1,
             checkpoint: Some(7),
         };
         let batch = recorder.take(totals.clone(), &mut stores);
-        assert_eq!(batch.ids().collect::<Vec<_>>(), [("e9", "T")]);
-        assert_eq!(
-            batch.documents().collect::<Vec<_>>(),
-            [
-                (ModelId(1), "x", Some(r#"{"b":1}"#)),
-                (ModelId(1), "y", Some(r#"{"b":2}"#)),
-            ]
-        );
+        assert!(!batch.staged);
+        assert_eq!(batch.ids().count() + batch.covered().count(), 0);
+        assert_eq!(batch.documents().count(), 0);
         let swap = batch.swap.as_ref().unwrap();
-        assert_eq!(swap.models, [(ModelId(1), "definition".to_owned())]);
+        assert_eq!(swap.models, [(ModelId(0), "definition".to_owned())]);
         assert_eq!(swap.event_id.as_deref(), Some("rule"));
         assert_eq!(batch.totals, totals);
         assert!(recorder.is_empty());

@@ -26,13 +26,14 @@ pub mod reconcile;
 pub mod rows;
 pub mod sqlite;
 pub mod stored;
+pub mod write;
 
 use crate::plan::event_id::EventIdRule;
 use crate::plan::{ModelId, Plan};
 use crate::state::batch::Documents;
-use crate::state::dedup::Processed;
-use crate::store::{Change, Document};
+use crate::store::Change;
 use reconcile::{Reconciliation, Request, RequestError};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -100,12 +101,16 @@ pub trait Journal {
     ) -> Result<(), StateError>;
     /// The subscriptions changed: the accepted types, or `None` for all.
     fn record_subscriptions(&mut self, names: Option<&[String]>) -> Result<(), StateError>;
-    /// Rebuilt models replace theirs, whole, with `documents`.
-    fn record_swap(
-        &mut self,
-        swap: Swap,
-        documents: Vec<(ModelId, &str, &Document)>,
-    ) -> Result<(), StateError>;
+    /// Rebuilt models replace theirs, whole, with what the batches staged
+    /// for them (see [`Journal::stage`]).
+    fn record_swap(&mut self, swap: Swap) -> Result<(), StateError>;
+    /// From now on (`true`) until the swap, batches belong to a rebuild:
+    /// their ids are the ids it applied, their documents those of the
+    /// models it rebuilds, kept apart from what the state serves.
+    fn stage(&mut self, _staging: bool) {}
+    /// A rebuild that finds the processed ids anew met a processed event,
+    /// by its id under the old rule: the log holds it.
+    fn record_covered(&mut self, _old: &str) {}
     /// Hands everything recorded so far to be made durable, all at once,
     /// with what the tables will then hold, each changed document as it is
     /// in `docs` now. Waits for the batch handed over before, if any, first.
@@ -174,11 +179,7 @@ impl Journal for NoJournal {
         Ok(())
     }
 
-    fn record_swap(
-        &mut self,
-        _: Swap,
-        _: Vec<(ModelId, &str, &Document)>,
-    ) -> Result<(), StateError> {
+    fn record_swap(&mut self, _: Swap) -> Result<(), StateError> {
         Ok(())
     }
 
@@ -210,8 +211,10 @@ pub struct Swap {
     /// the stored ones whole.
     pub models: Vec<(ModelId, String)>,
     /// When the processed ids were found anew, by this event-id rule: the
-    /// ids recorded since the last batch replace the stored ones.
+    /// ids the rebuild applied replace the stored ones; with how many of
+    /// each type there are.
     pub event_id: Option<String>,
+    pub processed_types: BTreeMap<String, u64>,
 }
 
 /// The state a run starts from: what it holds is read as it is needed.
@@ -221,8 +224,6 @@ pub struct Restored {
     pub documents: Vec<u64>,
     /// Processed event ids, as committed.
     pub processed: u64,
-    /// Every processed id, read whole: only when models are rebuilt.
-    pub ids: Option<Processed>,
     /// The filter the state keeps of every id and key it holds; `None`
     /// when it keeps none (a state made before filters were kept).
     pub filter: Option<KeptFilter>,
@@ -236,9 +237,10 @@ pub struct Restored {
 pub struct Rebuilding {
     /// Their stores start empty.
     pub models: Vec<ModelId>,
-    /// The processed ids the log must hold: those of the rebuilt models'
-    /// event types, or every one when they are found anew.
-    pub required: Processed,
+    /// How many processed ids the log must hold: those of `required_types`,
+    /// or every one (`None`) when they are found anew.
+    pub required: u64,
+    pub required_types: Option<Vec<String>>,
     /// When the processed ids are found anew: the rule they were found by.
     pub old_rule: Option<EventIdRule>,
 }

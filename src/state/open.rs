@@ -9,8 +9,6 @@ use super::stored::Stored;
 use super::{Rebuilding, Restored, StateError};
 use crate::plan::event_id::EventIdRule;
 use crate::plan::{ModelId, Plan};
-use crate::state::dedup::{IdHash, Processed};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Where batches are made durable: each is committed whole, in one
@@ -26,9 +24,10 @@ pub trait Source {
     /// Reads what the state holds beside its rows, checked: its metadata,
     /// the models' definitions, and how many rows it committed.
     fn read_back(&mut self) -> Result<Stored, StateError>;
-    /// Hands every processed id and its type to `each`: only a rebuild
-    /// reads them all.
-    fn each_processed(&mut self, each: &mut dyn FnMut(&str, &str)) -> Result<(), StateError>;
+    /// Drops what a rebuild that did not finish staged; then, for a
+    /// rebuild of `rebuilt` (none: no rebuild), makes the room its batches
+    /// stage documents and ids in (see [`super::Journal::stage`]).
+    fn stage(&mut self, rebuilt: &[String], rekey: bool) -> Result<(), StateError>;
     /// The filter the state keeps of its ids and keys, if it keeps one.
     fn read_filter(&mut self) -> Result<Option<super::KeptFilter>, StateError>;
     /// Writes what opening decided, in a transaction of its own.
@@ -121,30 +120,44 @@ pub fn restore(
         // Committed with the rebuild's swap, or not at all.
         false => source.defer_opening(opening),
     }
-    let mut restored = Restored {
+    let restored = Restored {
         documents: plan
             .model_names()
             .map(|name| stored.documents_of(name))
             .collect(),
         processed: stored.processed_total(),
-        ids: None,
         filter: source.read_filter()?,
         subscriptions: stored.subscriptions.clone(),
         checkpoint: stored.checkpoint,
     };
-    let rebuilding = match rebuilt.is_empty() {
-        true => None,
-        false => {
-            let rekey = old_rule.is_some();
-            let (all, required) = rebuild_ids(source, plan, &rebuilt, rekey)?;
-            restored.ids = Some(all);
-            Some(Rebuilding {
-                models: rebuilt,
-                required,
-                old_rule,
-            })
+    let rekey = old_rule.is_some();
+    let names: Vec<String> = rebuilt
+        .iter()
+        .map(|m| plan.model_name(*m).to_owned())
+        .collect();
+    source.stage(&names, rekey)?;
+    let rebuilding = (!rebuilt.is_empty()).then(|| {
+        let required_types = (!rekey).then(|| {
+            let mut types: Vec<String> = rebuilt
+                .iter()
+                .flat_map(|m| plan.model_types(*m))
+                .map(str::to_owned)
+                .collect();
+            types.sort();
+            types.dedup();
+            types
+        });
+        let required = match &required_types {
+            None => stored.processed_total(),
+            Some(types) => stored.processed_of(types.iter().map(String::as_str)),
+        };
+        Rebuilding {
+            models: rebuilt,
+            required,
+            required_types,
+            old_rule,
         }
-    };
+    });
     let report = Report {
         created,
         documents: plan
@@ -156,39 +169,6 @@ pub fn restore(
         dropped,
     };
     Ok((restored, rebuilding, report))
-}
-
-/// Every processed id, and those a rebuild's log must hold: the ids of the
-/// rebuilt models' event types, or every one when they are found anew.
-fn rebuild_ids(
-    source: &mut dyn Source,
-    plan: &Plan,
-    rebuilt: &[ModelId],
-    rekey: bool,
-) -> Result<(Processed, Processed), StateError> {
-    let mut all = Processed::default();
-    let mut required = Processed::default();
-    // Whether ids of each type are required, as decided the first time.
-    let mut required_types: BTreeMap<String, bool> = BTreeMap::new();
-    source.each_processed(&mut |id, event_type| {
-        let hash = IdHash::of(id);
-        all.record(hash);
-        let needed = match required_types.get(event_type) {
-            Some(r) => *r,
-            None => {
-                let r = rekey
-                    || rebuilt
-                        .iter()
-                        .any(|m| plan.model_types(*m).any(|t| t == event_type));
-                required_types.insert(event_type.to_owned(), r);
-                r
-            }
-        };
-        if needed {
-            required.record(hash);
-        }
-    })?;
-    Ok((all, required))
 }
 
 /// What opening decided to write: the definitions of models that needed

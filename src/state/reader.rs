@@ -22,6 +22,14 @@ pub trait Reader: Send {
     /// Of `ids`, each one the state has processed.
     fn processed(&mut self, ids: &[&str], found: &mut dyn FnMut(&str)) -> Result<(), StateError>;
 
+    /// Of `ids`, each one the rebuild in progress applied (its staged ids).
+    fn seen(&mut self, ids: &[&str], found: &mut dyn FnMut(&str)) -> Result<(), StateError>;
+
+    /// How many processed events the rebuild in progress did not meet: of
+    /// `types` by the ids it applied, or of every type (`None`) by the ids
+    /// under the old rule of those it met (see [`super::Journal::record_covered`]).
+    fn unseen(&mut self, types: Option<&[String]>) -> Result<u64, StateError>;
+
     /// Up to `limit` documents of `model` whose keys come after `after`,
     /// in key order (byte order of the keys' UTF-8), with their JSON text.
     fn page(
@@ -32,6 +40,8 @@ pub trait Reader: Send {
         each: &mut dyn FnMut(&str, &str),
     ) -> Result<(), StateError>;
 
-    /// The models' tables may have changed (a rebuild was swapped in).
+    /// The models' tables may have changed: a rebuild was swapped in, and
+    /// the documents of every model are read from where the state serves
+    /// them (while it is rebuilt, from what the rebuild staged).
     fn refresh(&mut self) {}
 }

@@ -24,13 +24,14 @@ impl Rows {
     }
 
     /// The counts once a batch is committed that processed `ids` (ids and
-    /// their types), leaving `totals`.
+    /// their types), leaving `totals`; `rekeyed`, the ids per type that
+    /// replace the processed ones before it (a rebuild's swap).
     pub fn after<'a>(
         &self,
         models: &[String],
         totals: &super::Totals,
         ids: impl Iterator<Item = (&'a str, &'a str)>,
-        rekeyed: bool,
+        rekeyed: Option<&BTreeMap<String, u64>>,
     ) -> Rows {
         let mut rows = self.clone();
         for (name, n) in models.iter().zip(&totals.documents) {
@@ -38,8 +39,8 @@ impl Rows {
         }
         rows.processed = totals.processed;
         let types = rows.types.get_or_insert_with(BTreeMap::new);
-        if rekeyed {
-            types.clear();
+        if let Some(rekeyed) = rekeyed {
+            types.clone_from(rekeyed);
         }
         for (_, ty) in ids {
             match types.get_mut(ty) {
@@ -48,6 +49,19 @@ impl Rows {
                     types.insert(ty.to_owned(), 1);
                 }
             }
+        }
+        rows
+    }
+
+    /// The counts once `opening` is written: the dropped models' documents
+    /// gone, the recorded ones counted (none, for a new model).
+    pub fn after_opening(&self, opening: &super::open::Opening) -> Rows {
+        let mut rows = self.clone();
+        for (name, _) in &opening.dropped {
+            rows.documents.remove(name);
+        }
+        for (name, _) in &opening.recorded {
+            rows.documents.entry(name.clone()).or_insert(0);
         }
         rows
     }

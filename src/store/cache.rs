@@ -17,9 +17,16 @@ use super::key::Key;
 use super::table::Table;
 use super::{Document, DocumentStore};
 
-/// What an entry costs beyond its document's text: the slot, the key, the
-/// fields' vector.
-const ENTRY_BYTES: usize = 96;
+/// An odd multiplier: see [`CachedStore::evict`].
+const SCATTER: usize = 0x9e37_79b9_7f4a_7c15_u64 as usize;
+
+/// What an entry costs beyond its document's text and its slot: the
+/// fields' vector, as the allocator rounds it.
+const ENTRY_BYTES: usize = 48;
+
+/// A slot of the table: what each slot costs, full or empty (the table is
+/// a quarter to three quarters full).
+const SLOT_BYTES: usize = std::mem::size_of::<Option<(Key, Entry)>>();
 
 #[derive(Debug)]
 struct Entry {
@@ -45,9 +52,9 @@ pub struct CachedStore {
     complete: bool,
     /// Keys of documents created since [`CachedStore::take_created`].
     created: Vec<Key>,
-    /// Nothing may be evicted: the model is being rebuilt, and what the
-    /// state holds of it is the version being replaced.
-    pinned: bool,
+    /// Where the next sweep of [`CachedStore::evict`] starts: the clock's
+    /// hand, a step of the scattered order in which sweeps visit the slots.
+    hand: usize,
 }
 
 /// What a sweep of [`CachedStore::evict`] left, for the next one.
@@ -65,20 +72,6 @@ impl CachedStore {
             len,
             ..CachedStore::default()
         }
-    }
-
-    /// An empty store that holds every document of its model, evicting
-    /// none: a model being rebuilt.
-    pub fn rebuilding() -> CachedStore {
-        CachedStore {
-            pinned: true,
-            ..CachedStore::new(0, true)
-        }
-    }
-
-    /// Evictions may start: the rebuilt model is in the state.
-    pub fn unpin(&mut self) {
-        self.pinned = false;
     }
 
     pub fn is_complete(&self) -> bool {
@@ -145,33 +138,37 @@ impl CachedStore {
         self.batch = batch;
     }
 
-    /// The estimated bytes held.
+    /// The estimated bytes held: the documents and the table's slots.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.entries.slots() * SLOT_BYTES
     }
 
     /// Removes entries neither used since the last sweep nor written by a
     /// batch after `committed`, until `goal` bytes are freed; the others
-    /// count as unused from now on. A pinned store keeps everything.
+    /// count as unused from now on.
     pub fn evict(&mut self, committed: u32, goal: usize) -> Swept {
-        if self.pinned {
-            return Swept::default();
-        }
         let mut gone = Vec::new();
         let mut freed = 0;
-        for (key, entry) in self.entries.iter_mut() {
-            if freed >= goal {
-                break;
-            }
-            if entry.written > committed {
+        let slots = self.entries.slots();
+        let mut swept = 0;
+        while swept < slots && freed < goal {
+            // Step i of a sweep visits slot i * SCATTER: every slot once per
+            // round (an odd factor permutes a power of two of slots), spread
+            // over the table. Slots in table order would be emptied a stretch
+            // at a time, while the stretches not swept yet fill up, into
+            // probe chains thousands of slots long.
+            let at = (self.hand + swept).wrapping_mul(SCATTER) & (slots - 1);
+            swept += 1;
+            let Some((key, entry)) = self.entries.slot_mut(at) else {
                 continue;
-            }
-            if std::mem::take(&mut entry.used) {
+            };
+            if entry.written > committed || std::mem::take(&mut entry.used) {
                 continue;
             }
             freed += entry.bytes;
             gone.push(key.clone());
         }
+        self.hand = (self.hand + swept) & slots.wrapping_sub(1);
         for key in &gone {
             self.entries.remove(key);
         }
@@ -257,8 +254,14 @@ impl Created<'_, '_> {
 
 /// What an entry is estimated to cost, from its document's JSON text: a
 /// parsed document takes about twice its text.
+/// An entry's bytes beyond its slot: a key too long to be held inline, and
+/// the document, at about twice its JSON text.
 fn estimate(key: &Key, text: usize) -> usize {
-    ENTRY_BYTES + key.as_bytes().len() + 2 * text
+    let key = match key.as_bytes().len() {
+        n if n > super::key::INLINE => n,
+        _ => 0,
+    };
+    ENTRY_BYTES + key + 2 * text
 }
 
 impl DocumentStore for CachedStore {
@@ -360,7 +363,8 @@ mod tests {
         s.evict(1, usize::MAX);
         s.evict(1, usize::MAX);
         assert!(!s.touch(&b));
-        assert_eq!(s.bytes(), 0);
+        // Only the table's slots are left.
+        assert_eq!(s.bytes(), s.entries.slots() * SLOT_BYTES);
         assert_eq!(s.len(), 3);
         s.load(&c, Some((doc(json!({})), 2)));
         assert!(s.remove(&c).is_some());
@@ -376,16 +380,55 @@ mod tests {
 
     #[test]
     fn a_complete_store_knows_absent_keys_until_it_evicts() {
-        let mut s = CachedStore::rebuilding();
+        let mut s = CachedStore::new(0, true);
         assert!(s.touch(&Key::new("x")));
         assert_eq!(s.get(&Key::new("x")), None);
+        s.set_batch(10);
         assert!(s.get_or_create(&Key::new("x")).1);
+        // Written by a batch not committed: kept.
         assert_eq!(s.evict(9, usize::MAX).freed, 0);
         assert_eq!(s.evict(9, usize::MAX).freed, 0);
         assert_eq!(s.page(None, 10).len(), 1);
-        s.unpin();
-        s.evict(9, usize::MAX);
-        assert!(s.evict(9, usize::MAX).freed > 0);
+        s.evict(10, usize::MAX);
+        assert!(s.evict(10, usize::MAX).freed > 0);
         assert!(!s.is_complete() && !s.touch(&Key::new("y")));
+    }
+
+    /// The longest stretch of full slots in the table.
+    fn longest_run(s: &mut CachedStore) -> usize {
+        let (mut run, mut longest) = (0, 0);
+        for at in 0..s.entries.slots() {
+            run = match s.entries.slot_mut(at) {
+                Some(_) => run + 1,
+                None => 0,
+            };
+            longest = longest.max(run);
+        }
+        longest
+    }
+
+    #[test]
+    fn evictions_thin_the_table_evenly_and_lookups_stay_short() {
+        let mut s = CachedStore::new(0, true);
+        s.set_batch(1);
+        let budget = 24 << 20;
+        let mut evictions = 0;
+        for i in 0..400_000u32 {
+            let key = Key::new(&format!("u-{i}"));
+            s.load(&key, Some((Document::default(), 30)));
+            if i % 2048 == 0 && s.bytes() > budget {
+                let goal = s.bytes() - budget / 4 * 3;
+                let first = s.evict(1, goal).freed;
+                s.evict(1, goal - first.min(goal));
+                evictions += 1;
+                // About two thirds full, a table whose evictions are spread
+                // over it has no stretch of full slots longer than a few
+                // dozen; one emptied a stretch at a time grows stretches of
+                // thousands.
+                let longest = longest_run(&mut s);
+                assert!(longest < 200, "after {evictions} evictions: {longest}");
+            }
+        }
+        assert!(evictions >= 4, "{evictions}");
     }
 }

@@ -7,7 +7,7 @@
 use std::fmt;
 
 /// The longest key held inline, in bytes.
-const INLINE: usize = 22;
+pub const INLINE: usize = 22;
 
 #[derive(Clone, PartialEq, Eq)]
 pub enum Key {

@@ -159,12 +159,18 @@ impl<V> Table<V> {
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Key, &V)> {
-        self.slots.iter().flatten().map(|(k, v)| (k, v))
+    /// How many slots the table has: the positions of [`Table::slot_mut`].
+    pub fn slots(&self) -> usize {
+        self.slots.len()
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&Key, &mut V)> {
-        self.slots.iter_mut().flatten().map(|(k, v)| (&*k, v))
+    /// The entry in slot `at`, if it holds one.
+    pub fn slot_mut(&mut self, at: usize) -> Option<(&Key, &mut V)> {
+        self.slots.get_mut(at)?.as_mut().map(|(k, v)| (&*k, v))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &V)> {
+        self.slots.iter().flatten().map(|(k, v)| (k, v))
     }
 
     /// Starts loading the slot where the search for `key` begins.

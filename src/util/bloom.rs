@@ -104,17 +104,35 @@ impl Bloom {
                 })
                 .collect(),
         };
-        while filter.bytes() > bytes.max(BLOCK) {
-            let half = filter.blocks.len() / 2;
-            let (low, high) = filter.blocks.split_at_mut(half);
+        filter.fold_to(bytes);
+        Some(filter)
+    }
+
+    /// Folds the filter in halves down to at most `bytes` bytes.
+    fn fold_to(&mut self, bytes: usize) {
+        while self.bytes() > bytes.max(BLOCK) {
+            let half = self.blocks.len() / 2;
+            let (low, high) = self.blocks.split_at_mut(half);
             for (a, b) in low.iter_mut().zip(high.iter()) {
                 for (x, y) in a.iter_mut().zip(b) {
                     *x |= y;
                 }
             }
-            filter.blocks.truncate(half);
+            self.blocks.truncate(half);
         }
-        Some(filter)
+    }
+
+    /// Adds everything `other` holds (at the size of the smaller of the
+    /// two).
+    pub fn union(&mut self, other: &Bloom) {
+        let mut other = other.clone();
+        other.fold_to(self.bytes());
+        self.fold_to(other.bytes());
+        for (a, b) in self.blocks.iter_mut().zip(&other.blocks) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x |= y;
+            }
+        }
     }
 }
 
@@ -182,6 +200,14 @@ mod tests {
         let tiny = Bloom::from_bytes(&kept, 0).unwrap();
         assert_eq!(tiny.bytes(), 32);
         assert!((0..20_000).all(|i| tiny.may_contain(key(i))));
+        // A union holds both, at the smaller size.
+        let mut other = Bloom::with_bytes(1 << 12);
+        (50_000..50_100).for_each(|i| other.insert(key(i)));
+        let mut both = filter.clone();
+        both.union(&other);
+        assert_eq!(both.bytes(), 1 << 12);
+        assert!((0..20_000).all(|i| both.may_contain(key(i))));
+        assert!((50_000..50_100).all(|i| both.may_contain(key(i))));
         assert_eq!(Bloom::from_bytes(&kept[..96], 1 << 20), None);
         let hashes = [1, u64::MAX, 7];
         assert!(hashes_from_bytes(&hashes_to_bytes(&hashes)).eq(hashes));

@@ -16,15 +16,16 @@
 //! _projector_filter(id, bits), _projector_filter_log(seq, hashes)  -- the filter of ids and keys
 //! _projector_meta(name PRIMARY KEY, value)        -- format, event_id rule, rows, subscriptions, commits
 //! _projector_lease(id, holder, token, expires)    -- who writes (see [`lease`])
+//! _projector_rebuild_seen, _projector_rebuild_covered  -- what a rebuild stages, while it runs
 //! ```
 //!
 //! `body` is what the projector reads back, so documents come back exactly
 //! as written (key order, number spelling); `doc` is the same document as
 //! `jsonb` holds it (see [`text`]). Each batch is one transaction, whose
 //! first statement checks that this projector still holds the claim; a
-//! rebuild writes the model's new version into a table of its own and, in
-//! the batch that swaps it in, points the view at it and drops the old
-//! one, so readers see the old version or the new one, whole.
+//! rebuild writes the model's new version into a table of its own, batch
+//! by batch, and, in the batch that swaps it in, points the view at it and
+//! drops the old one, so readers see the old version or the new one, whole.
 
 mod connect;
 mod lease;
@@ -40,7 +41,8 @@ use super::open::{self, damaged, Backend, Opened, Opening, Source};
 use super::reconcile::Request;
 use super::rows::Rows;
 use super::stored::Stored;
-use super::{FilterWrite, StateError};
+use super::write::{self, Tables};
+use super::{FilterWrite, Rejection, StateError, Swap};
 use crate::plan::Plan;
 use lease::Heartbeat;
 use postgres::fallible_iterator::FallibleIterator;
@@ -57,6 +59,24 @@ const FORMAT_1: &str = "projector-postgres 1";
 const FILTER_TABLES: &str = "
 CREATE TABLE IF NOT EXISTS {s}._projector_filter (id int PRIMARY KEY CHECK (id = 1), bits bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS {s}._projector_filter_log (seq bigserial PRIMARY KEY, hashes bytea NOT NULL);
+";
+
+/// Where a rebuild stages, in schema `{s}`, the ids it applied (in order)
+/// and, when it finds the processed ids anew, the ids by the old rule of
+/// the processed events it met; each rebuilt model's new version is a
+/// table of its own. Meta `rebuild` names those tables by model, so that
+/// a rebuild that did not finish is cleared away when the state is opened.
+const STAGING: &str = "
+CREATE TABLE {s}._projector_rebuild_seen (seq bigserial PRIMARY KEY, id text NOT NULL, type text NOT NULL);
+CREATE INDEX ON {s}._projector_rebuild_seen (id);
+CREATE TABLE {s}._projector_rebuild_covered (old text NOT NULL);
+CREATE INDEX ON {s}._projector_rebuild_covered (old);
+";
+
+const DROP_STAGING: &str = "
+DROP TABLE IF EXISTS {s}._projector_rebuild_seen;
+DROP TABLE IF EXISTS {s}._projector_rebuild_covered;
+DELETE FROM {s}._projector_meta WHERE name = 'rebuild';
 ";
 
 /// The longest name PostgreSQL keeps whole (`NAMEDATALEN - 1`).
@@ -83,6 +103,9 @@ struct Books {
     tables: BTreeMap<String, String>,
     /// The fields each configured model indexes, by name.
     indexes: BTreeMap<String, Vec<Vec<String>>>,
+    /// A rebuild's tables, by model name: where its batches stage the
+    /// documents the model's new version holds (see [`STAGING`]).
+    staged: BTreeMap<String, String>,
     /// This process's claim.
     token: i64,
     rows: Rows,
@@ -123,6 +146,7 @@ impl PostgresState {
                         (name.to_owned(), plan.model_indexes(id).to_vec())
                     })
                     .collect(),
+                staged: BTreeMap::new(),
                 token,
                 rows: Rows::default(),
                 commits: 0,
@@ -133,7 +157,11 @@ impl PostgresState {
         };
         let (restored, rebuilding, report) = open::restore(&mut state, plan, request, created)?;
         state.sync_indexes()?;
-        let reader = reader::PostgresReader::open(target, state.books.models.clone())?;
+        let reader = reader::PostgresReader::open(
+            target,
+            state.books.models.clone(),
+            state.books.staged.clone(),
+        )?;
         Ok(Opened {
             state: Box::new(state),
             reader: Box::new(reader),
@@ -408,6 +436,34 @@ impl PostgresState {
         Ok(text.parse().unwrap_or(-1))
     }
 
+    /// The tables a rebuild staged in, by model, as meta `rebuild` names
+    /// them; `None` when no rebuild did.
+    fn staged_tables(
+        &mut self,
+        doing: &'static str,
+    ) -> Result<Option<BTreeMap<String, String>>, StateError> {
+        let target = self.books.target.clone();
+        let sql = format!(
+            "SELECT value FROM {}._projector_meta WHERE name = 'rebuild'",
+            target.schema_ident()
+        );
+        let text = self.read_retrying(|client| {
+            let row = client
+                .query_opt(&sql, &[])
+                .map_err(|e| target.failed(doing, e))?;
+            Ok(row.map(|r| r.get::<_, String>(0)))
+        })?;
+        match text {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                damaged(
+                    &self.books.path,
+                    format!("meta \"rebuild\" does not name tables: {e}"),
+                )
+            }),
+        }
+    }
+
     /// Reads back the bookkeeping a commit changed: the tables of the
     /// models and the row counts.
     fn reload(&mut self, doing: &'static str) -> Result<(), StateError> {
@@ -479,24 +535,7 @@ impl Books {
                 }
             }
         }
-        let mut meta = Vec::new();
-        if let Some(rule) = &opening.event_id {
-            meta.push(("event_id", rule.clone()));
-        }
-        meta.push(("rows", self.rows_after(opening).to_json()));
-        self.put_meta(tx, &meta)
-    }
-
-    /// The row counts once `opening` is written.
-    fn rows_after(&self, opening: &Opening) -> Rows {
-        let mut rows = self.rows.clone();
-        for (name, _) in &opening.dropped {
-            rows.documents.remove(name);
-        }
-        for (name, _) in &opening.recorded {
-            rows.documents.entry(name.clone()).or_insert(0);
-        }
-        rows
+        Ok(())
     }
 
     fn create_table(&self, tx: &mut Transaction<'_>) -> Result<String, Failure> {
@@ -614,77 +653,76 @@ impl Books {
         .map_err(|e| self.failure("recording the state's metadata", e))
     }
 
-    /// Writes `batch` inside `tx`; returns the row counts it commits.
-    fn write_batch(&self, tx: &mut Transaction<'_>, batch: &Batch) -> Result<Rows, Failure> {
+    /// Makes what a rebuild that did not finish staged go; for a rebuild
+    /// of `rebuilt`, makes the tables its batches stage in.
+    fn stage(
+        &self,
+        tx: &mut Transaction<'_>,
+        left: &BTreeMap<String, String>,
+        rebuilt: &[String],
+    ) -> Result<BTreeMap<String, String>, Failure> {
         let s = self.target.schema_ident();
-        // Tables made in this transaction: for new models, and for the new
-        // versions of rebuilt ones.
-        let mut fresh = BTreeMap::new();
-        let mut rows = self.rows.clone();
-        if let Some(opening) = &self.opening {
-            self.write_opening(tx, opening, &mut fresh)?;
-            rows = self.rows_after(opening);
+        let staging = |e| self.failure("making room for a rebuild", e);
+        for table in left.values() {
+            tx.batch_execute(&format!("DROP TABLE IF EXISTS {s}.{}", ident(table)))
+                .map_err(staging)?;
         }
-        let mut swapped = BTreeMap::new();
-        if let Some(swap) = &batch.swap {
-            if swap.event_id.is_some() {
-                tx.batch_execute(&format!("TRUNCATE {s}._projector_processed"))
-                    .map_err(|e| self.failure("clearing the processed ids", e))?;
-            }
-            for (model, _) in &swap.models {
-                let table = self.create_table(tx)?;
-                swapped.insert(self.models[model.0 as usize].clone(), table);
-            }
+        tx.batch_execute(&DROP_STAGING.replace("{s}", &s))
+            .map_err(staging)?;
+        let mut staged = BTreeMap::new();
+        if rebuilt.is_empty() {
+            return Ok(staged);
         }
-        fresh.extend(swapped.clone());
-        self.write_ids(tx, batch)?;
-        self.write_documents(tx, batch, &fresh)?;
-        self.write_filter(tx, batch)?;
-        let mut meta = Vec::new();
-        if let Some(swap) = &batch.swap {
-            for (model, definition) in &swap.models {
-                let name = &self.models[model.0 as usize];
-                let table = &swapped[name];
-                self.index(tx, name, table)?;
-                self.point_view(tx, name, table)?;
-                if let Some(old) = self.tables.get(name) {
-                    tx.batch_execute(&format!("DROP TABLE IF EXISTS {s}.{}", ident(old)))
-                        .map_err(|e| self.failure("dropping a read model's old version", e))?;
-                }
-                self.put_model(tx, name, definition, table)?;
-            }
-            if let Some(rule) = &swap.event_id {
-                meta.push(("event_id", rule.clone()));
-            }
+        tx.batch_execute(&STAGING.replace("{s}", &s))
+            .map_err(staging)?;
+        for name in rebuilt {
+            staged.insert(name.clone(), self.create_table(tx)?);
         }
-        match &batch.subscriptions {
-            None => {}
-            Some(Some(names)) => meta.push((
-                "subscriptions",
-                serde_json::to_string(names).expect("strings serialize"),
-            )),
-            Some(None) => {
-                tx.execute(
-                    &format!("DELETE FROM {s}._projector_meta WHERE name = 'subscriptions'"),
-                    &[],
-                )
-                .map_err(|e| self.failure("recording the subscriptions", e))?;
+        let tables = serde_json::to_string(&staged).expect("names serialize");
+        self.put_meta(tx, &[("rebuild", tables)])?;
+        Ok(staged)
+    }
+
+    /// Points the rebuilt models' views at their new versions (and drops
+    /// the old ones), puts the ids the rebuild applied in place of the
+    /// processed ones when it found them anew; the staging goes.
+    fn swap_in(&self, tx: &mut Transaction<'_>, swap: &Swap) -> Result<(), Failure> {
+        let s = self.target.schema_ident();
+        if swap.event_id.is_some() {
+            tx.batch_execute(&format!(
+                "TRUNCATE {s}._projector_processed;
+                 INSERT INTO {s}._projector_processed (id, type)
+                 SELECT id, type FROM {s}._projector_rebuild_seen ORDER BY seq"
+            ))
+            .map_err(|e| self.failure("replacing the processed ids", e))?;
+        }
+        for (model, definition) in &swap.models {
+            let name = &self.models[model.0 as usize];
+            let Some(table) = self.staged.get(name) else {
+                return Err(Failure::State(damaged(
+                    &self.path,
+                    format!("the rebuild of read model \"{name}\" has no table"),
+                )));
+            };
+            self.index(tx, name, table)?;
+            self.point_view(tx, name, table)?;
+            if let Some(old) = self.tables.get(name) {
+                tx.batch_execute(&format!("DROP TABLE IF EXISTS {s}.{}", ident(old)))
+                    .map_err(|e| self.failure("dropping a read model's old version", e))?;
             }
+            self.put_model(tx, name, definition, table)?;
         }
-        let rekeyed = batch.swap.as_ref().is_some_and(|s| s.event_id.is_some());
-        let rows = rows.after(&self.models, &batch.totals, batch.ids(), rekeyed);
-        meta.push(("rows", rows.to_json()));
-        if let Some(checkpoint) = batch.totals.checkpoint {
-            meta.push(("checkpoint", checkpoint.to_string()));
-        }
-        self.put_meta(tx, &meta)?;
-        self.write_rejections(tx, batch)?;
-        Ok(rows)
+        tx.batch_execute(&DROP_STAGING.replace("{s}", &s))
+            .map_err(|e| self.failure("swapping the rebuilt read models in", e))
     }
 
     /// The events refused in this batch, in the cluster's `rejections`
     /// table; one refused again (after a restart) replaces its row.
-    fn write_rejections(&self, tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), Failure> {
+    fn write_rejections(
+        &self,
+        tx: &mut Transaction<'_>,
+        rejections: &[Rejection],
+    ) -> Result<(), Failure> {
         let Some((schema, unit)) = &self.target.rejections else {
             return Ok(());
         };
@@ -697,7 +735,7 @@ impl Books {
             ident(schema),
             crate::cluster::registry::REJECTIONS
         );
-        for r in &batch.rejections {
+        for r in rejections {
             let id = r.id.as_deref().map(text::to_column);
             tx.execute(
                 &sql,
@@ -717,19 +755,18 @@ impl Books {
 
     /// What the batch keeps of the filter: its hashes, logged, or the whole
     /// filter in place of the kept one and its log.
-    fn write_filter(&self, tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), Failure> {
+    fn write_filter(&self, tx: &mut Transaction<'_>, write: &FilterWrite) -> Result<(), Failure> {
         let s = self.target.schema_ident();
         let keeping = |e| self.failure("keeping the filter", e);
-        match &batch.filter {
-            None => Ok(()),
-            Some(FilterWrite::Log(hashes)) => tx
+        match write {
+            FilterWrite::Log(hashes) => tx
                 .execute(
                     &format!("INSERT INTO {s}._projector_filter_log (hashes) VALUES ($1)"),
                     &[hashes],
                 )
                 .map(drop)
                 .map_err(keeping),
-            Some(FilterWrite::Snapshot(bits)) => {
+            FilterWrite::Snapshot(bits) => {
                 tx.execute(
                     &format!(
                         "INSERT INTO {s}._projector_filter (id, bits) VALUES (1, $1)
@@ -744,7 +781,12 @@ impl Books {
         }
     }
 
-    fn write_ids(&self, tx: &mut Transaction<'_>, batch: &Batch) -> Result<(), Failure> {
+    fn write_ids(
+        &self,
+        tx: &mut Transaction<'_>,
+        batch: &Batch,
+        table: &str,
+    ) -> Result<(), Failure> {
         let mut ids = Vec::new();
         let mut types = Vec::new();
         for (id, ty) in batch.ids() {
@@ -758,7 +800,7 @@ impl Books {
         let types: Vec<&str> = types.iter().map(|c| c.as_ref()).collect();
         tx.execute(
             &format!(
-                "INSERT INTO {}._projector_processed (id, type)
+                "INSERT INTO {}.{table} (id, type)
                  SELECT * FROM unnest($1::text[], $2::text[])",
                 self.target.schema_ident()
             ),
@@ -826,6 +868,99 @@ impl Books {
     }
 }
 
+impl From<StateError> for Failure {
+    fn from(e: StateError) -> Failure {
+        Failure::State(e)
+    }
+}
+
+/// The statements of a batch (see [`write::batch`]), in one transaction.
+struct PgTables<'a, 't> {
+    books: &'a Books,
+    tx: &'a mut Transaction<'t>,
+    /// Tables made in this transaction, for new models.
+    fresh: BTreeMap<String, String>,
+}
+
+impl<'a, 't> PgTables<'a, 't> {
+    fn new(books: &'a Books, tx: &'a mut Transaction<'t>) -> Self {
+        PgTables {
+            books,
+            tx,
+            fresh: BTreeMap::new(),
+        }
+    }
+}
+
+impl Tables for PgTables<'_, '_> {
+    type Error = Failure;
+
+    fn write_opening(&mut self, opening: &Opening) -> Result<(), Failure> {
+        self.books.write_opening(self.tx, opening, &mut self.fresh)
+    }
+
+    fn swap_in(&mut self, swap: &Swap) -> Result<(), Failure> {
+        self.books.swap_in(self.tx, swap)
+    }
+
+    fn write_ids(&mut self, batch: &Batch, staged: bool) -> Result<(), Failure> {
+        let table = match staged {
+            true => "_projector_rebuild_seen",
+            false => "_projector_processed",
+        };
+        self.books.write_ids(self.tx, batch, table)
+    }
+
+    fn write_covered(&mut self, batch: &Batch) -> Result<(), Failure> {
+        let covered: Vec<_> = batch.covered().map(text::to_column).collect();
+        if covered.is_empty() {
+            return Ok(());
+        }
+        let covered: Vec<&str> = covered.iter().map(|c| c.as_ref()).collect();
+        self.tx
+            .execute(
+                &format!(
+                    "INSERT INTO {}._projector_rebuild_covered (old) SELECT * FROM unnest($1::text[])",
+                    self.books.target.schema_ident()
+                ),
+                &[&covered],
+            )
+            .map(drop)
+            .map_err(|e| self.books.failure("staging a rebuild's ids", e))
+    }
+
+    fn write_documents(&mut self, batch: &Batch, staged: bool) -> Result<(), Failure> {
+        let tables = match staged {
+            true => &self.books.staged,
+            false => &self.fresh,
+        };
+        self.books.write_documents(self.tx, batch, tables)
+    }
+
+    fn write_filter(&mut self, write: &FilterWrite) -> Result<(), Failure> {
+        self.books.write_filter(self.tx, write)
+    }
+
+    fn put_meta(&mut self, entries: &[(&str, String)]) -> Result<(), Failure> {
+        self.books.put_meta(self.tx, entries)
+    }
+
+    fn delete_meta(&mut self, name: &str) -> Result<(), Failure> {
+        let sql = format!(
+            "DELETE FROM {}._projector_meta WHERE name = $1",
+            self.books.target.schema_ident()
+        );
+        self.tx
+            .execute(&sql, &[&name])
+            .map(drop)
+            .map_err(|e| self.books.failure("recording the state's metadata", e))
+    }
+
+    fn write_rejections(&mut self, rejections: &[Rejection]) -> Result<(), Failure> {
+        self.books.write_rejections(self.tx, rejections)
+    }
+}
+
 impl Source for PostgresState {
     fn location(&self) -> &Path {
         &self.books.path
@@ -842,12 +977,20 @@ impl Source for PostgresState {
         Ok(stored)
     }
 
-    fn each_processed(&mut self, each: &mut dyn FnMut(&str, &str)) -> Result<(), StateError> {
-        let target = self.books.target.clone();
-        let failed = |e| target.failed("reading the processed ids", e);
-        let mut tx = reading(&mut self.client).map_err(failed)?;
-        scan_processed(&mut tx, &target, each)?;
-        tx.commit().map_err(failed)
+    fn stage(&mut self, rebuilt: &[String], _rekey: bool) -> Result<(), StateError> {
+        let doing = "making room for a rebuild";
+        let left = self.staged_tables(doing)?;
+        if left.is_none() && rebuilt.is_empty() {
+            return Ok(());
+        }
+        let left = left.unwrap_or_default();
+        let staged = self.transaction(doing, |books, tx| books.stage(tx, &left, rebuilt))?;
+        self.books.staged = match staged {
+            Some(staged) => staged,
+            // Committed before the connection was lost: read back what.
+            None => self.staged_tables(doing)?.unwrap_or_default(),
+        };
+        Ok(())
     }
 
     fn read_filter(&mut self) -> Result<Option<super::KeptFilter>, StateError> {
@@ -867,7 +1010,7 @@ impl Source for PostgresState {
         }
         let doing = "recording the read-model definitions";
         self.transaction(doing, |books, tx| {
-            books.write_opening(tx, opening, &mut BTreeMap::new())
+            write::opening(&mut PgTables::new(books, tx), opening, &books.rows)
         })?;
         self.reload(doing)
     }
@@ -880,7 +1023,25 @@ impl Source for PostgresState {
 impl Backend for PostgresState {
     fn write(&mut self, batch: &Batch) -> Result<(), StateError> {
         let doing = "committing a batch";
-        let rows = self.transaction(doing, |books, tx| books.write_batch(tx, batch))?;
+        let write = |books: &mut Books, tx: &mut Transaction<'_>| {
+            // A rebuild's deferred opening is written with its swap.
+            let opening = books.opening.as_ref().filter(|_| !batch.staged);
+            let tables = &mut PgTables::new(books, tx);
+            write::batch(tables, batch, opening, &books.rows, &books.models)
+        };
+        if batch.staged {
+            self.transaction(doing, write)?;
+            return Ok(());
+        }
+        if batch.swap.is_some() {
+            // Nothing is staged after a swap: committed, it dropped the
+            // staging; failed, it leaves a rebuild to run again.
+            let written = self.transaction(doing, write);
+            self.books.staged.clear();
+            written?;
+            return self.reload(doing);
+        }
+        let rows = self.transaction(doing, write)?;
         match rows {
             Some(rows) if batch.swap.is_none() && self.books.opening.is_none() => {
                 self.books.rows = rows;

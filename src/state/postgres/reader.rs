@@ -18,16 +18,45 @@ pub struct PostgresReader {
     models: Vec<String>,
     /// The table of each model's documents, by name, as last read.
     tables: BTreeMap<String, String>,
+    /// The table a rebuild stages each model it rebuilds in, by name.
+    staged: BTreeMap<String, String>,
 }
 
 impl PostgresReader {
-    pub fn open(target: &Target, models: Vec<String>) -> Result<PostgresReader, StateError> {
+    /// A reader of the state in `target`, whose models in `staged` are
+    /// being rebuilt in the tables it names.
+    pub fn open(
+        target: &Target,
+        models: Vec<String>,
+        staged: BTreeMap<String, String>,
+    ) -> Result<PostgresReader, StateError> {
         Ok(PostgresReader {
             client: target.connect()?,
             target: target.clone(),
             models,
             tables: BTreeMap::new(),
+            staged,
         })
+    }
+
+    /// Of `ids`, each one `table` (processed ids, or a rebuild's) holds.
+    fn ids(
+        &mut self,
+        table: &str,
+        ids: &[&str],
+        found: &mut dyn FnMut(&str),
+    ) -> Result<(), StateError> {
+        let ids: Vec<_> = ids.iter().map(|k| text::to_column(k)).collect();
+        let ids: Vec<&str> = ids.iter().map(|k| k.as_ref()).collect();
+        let sql = format!(
+            "SELECT id FROM {}.{table} WHERE id = ANY($1::text[])",
+            self.target.schema_ident()
+        );
+        for row in self.query(&sql, &[&ids])? {
+            let id: &str = row.get(0);
+            found(&text::from_column(id));
+        }
+        Ok(())
     }
 
     /// Runs `sql`, connecting again while the connection is lost.
@@ -50,6 +79,9 @@ impl PostgresReader {
     /// The quoted table of `model`'s documents.
     fn table(&mut self, model: ModelId) -> Result<String, StateError> {
         let name = self.models[model.0 as usize].clone();
+        if let Some(table) = self.staged.get(&name) {
+            return Ok(format!("{}.{}", self.target.schema_ident(), ident(table)));
+        }
         if !self.tables.contains_key(&name) {
             let s = self.target.schema_ident();
             let sql = format!("SELECT name, tbl FROM {s}._projector_models");
@@ -94,17 +126,37 @@ impl Reader for PostgresReader {
     }
 
     fn processed(&mut self, ids: &[&str], found: &mut dyn FnMut(&str)) -> Result<(), StateError> {
-        let ids: Vec<_> = ids.iter().map(|k| text::to_column(k)).collect();
-        let ids: Vec<&str> = ids.iter().map(|k| k.as_ref()).collect();
-        let sql = format!(
-            "SELECT id FROM {}._projector_processed WHERE id = ANY($1::text[])",
-            self.target.schema_ident()
-        );
-        for row in self.query(&sql, &[&ids])? {
-            let id: &str = row.get(0);
-            found(&text::from_column(id));
-        }
-        Ok(())
+        self.ids("_projector_processed", ids, found)
+    }
+
+    fn seen(&mut self, ids: &[&str], found: &mut dyn FnMut(&str)) -> Result<(), StateError> {
+        self.ids("_projector_rebuild_seen", ids, found)
+    }
+
+    fn unseen(&mut self, types: Option<&[String]>) -> Result<u64, StateError> {
+        let s = self.target.schema_ident();
+        let rows = match types {
+            None => self.query(
+                &format!(
+                    "SELECT count(*) FROM {s}._projector_processed AS p WHERE NOT EXISTS
+                     (SELECT 1 FROM {s}._projector_rebuild_covered AS c WHERE c.old = p.id)"
+                ),
+                &[],
+            )?,
+            Some(types) => {
+                let types: Vec<_> = types.iter().map(|t| text::to_column(t)).collect();
+                let types: Vec<&str> = types.iter().map(|t| t.as_ref()).collect();
+                self.query(
+                    &format!(
+                        "SELECT count(*) FROM {s}._projector_processed AS p
+                         WHERE p.type = ANY($1::text[]) AND NOT EXISTS
+                         (SELECT 1 FROM {s}._projector_rebuild_seen AS r WHERE r.id = p.id)"
+                    ),
+                    &[&types],
+                )?
+            }
+        };
+        Ok(rows[0].get::<_, i64>(0) as u64)
     }
 
     fn page(
@@ -129,5 +181,6 @@ impl Reader for PostgresReader {
 
     fn refresh(&mut self) {
         self.tables.clear();
+        self.staged.clear();
     }
 }

@@ -9,6 +9,7 @@
 //! event_types(code INTEGER PRIMARY KEY, name, sum)  -- the event types seen, numbered
 //! processed_events(id, type, sum)                -- every event id applied, and its type's code
 //! filter(id, bits, sum), filter_log(seq, hashes, sum)  -- the filter of ids and keys
+//! rebuild_documents, rebuild_seen, rebuild_covered  -- what a rebuild stages, while it runs
 //! ```
 //!
 //! `sum` is each row's checksum ([`super::checksum`]); `projector_meta`'s
@@ -39,7 +40,8 @@ use super::open::{self, Backend, Opened, Opening, Source};
 use super::reconcile::Request;
 use super::rows::Rows;
 use super::stored::Stored;
-use super::{FilterWrite, StateError};
+use super::write::{self, Tables};
+use super::{FilterWrite, StateError, Swap};
 use crate::plan::Plan;
 use crate::util::hash::FastMap;
 use file::{Found, Lock};
@@ -98,6 +100,32 @@ const TABLES: &[&str] = &[
     "filter_log",
 ];
 
+/// Where a rebuild stages what its batches write until it is swapped in:
+/// the rebuilt models' documents (with the checksums they will have), the
+/// ids it applied (in order), and, when it finds the processed ids anew,
+/// the ids by the old rule of the processed events it met.
+const STAGING: &str = "
+CREATE TABLE rebuild_documents (
+    model TEXT NOT NULL,
+    key TEXT NOT NULL,
+    doc TEXT,
+    sum INTEGER,
+    PRIMARY KEY (model, key)
+) WITHOUT ROWID;
+CREATE TABLE rebuild_seen (id TEXT NOT NULL, type INTEGER NOT NULL, sum INTEGER NOT NULL);
+CREATE INDEX rebuild_seen_id ON rebuild_seen (id);
+CREATE TABLE rebuild_covered (old TEXT NOT NULL);
+CREATE INDEX rebuild_covered_old ON rebuild_covered (old);
+";
+
+const STAGING_TABLES: &[&str] = &["rebuild_documents", "rebuild_seen", "rebuild_covered"];
+
+const DROP_STAGING: &str = "
+DROP TABLE IF EXISTS rebuild_documents;
+DROP TABLE IF EXISTS rebuild_seen;
+DROP TABLE IF EXISTS rebuild_covered;
+";
+
 /// The tables format 2 lacks.
 const TABLES_SINCE_3: &[&str] = &["filter", "filter_log"];
 
@@ -133,8 +161,32 @@ impl Source for SqliteState {
         Ok(read.stored)
     }
 
-    fn each_processed(&mut self, each: &mut dyn FnMut(&str, &str)) -> Result<(), StateError> {
-        load::processed(&self.conn, &self.path, each).map(drop)
+    fn stage(&mut self, rebuilt: &[String], _rekey: bool) -> Result<(), StateError> {
+        let doing = "making room for a rebuild";
+        let left: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master
+                 WHERE name IN ('rebuild_documents', 'rebuild_seen', 'rebuild_covered')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql(&self.path, doing))?;
+        if left == 0 && rebuilt.is_empty() {
+            return Ok(());
+        }
+        let staging = match rebuilt.is_empty() {
+            true => "",
+            false => STAGING,
+        };
+        self.execute("BEGIN IMMEDIATE", doing)?;
+        match self.execute(&format!("{DROP_STAGING}{staging}"), doing) {
+            Ok(()) => self.execute("COMMIT", doing),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     fn read_filter(&mut self) -> Result<Option<super::KeptFilter>, StateError> {
@@ -183,8 +235,8 @@ impl SqliteState {
             models: plan.model_names().map(str::to_owned).collect(),
             rows: Rows::default(),
             types: FastMap::default(),
-            insert_ids: insert_ids(IDS_PER_INSERT),
-            upsert_documents: upsert_documents(DOCS_PER_UPSERT),
+            insert_ids: insert_ids("processed_events", IDS_PER_INSERT),
+            upsert_documents: upsert_documents("documents", DOCS_PER_UPSERT),
             crash: CrashPoint::from_env(),
             opening: None,
             _lock: lock,
@@ -200,7 +252,14 @@ impl SqliteState {
         state.upgrade()?;
         let (restored, rebuilding, report) =
             open::restore(&mut state, plan, request, found == Found::Created)?;
-        let reader = reader::SqliteReader::open(path, state.models.clone())?;
+        let staged = (0..state.models.len() as u32)
+            .map(|m| {
+                rebuilding
+                    .as_ref()
+                    .is_some_and(|r| r.models.contains(&crate::plan::ModelId(m)))
+            })
+            .collect();
+        let reader = reader::SqliteReader::open(path, state.models.clone(), staged)?;
         Ok(Opened {
             state: Box::new(state),
             reader: Box::new(reader),
@@ -349,7 +408,7 @@ impl SqliteState {
         self.execute("BEGIN IMMEDIATE", doing)?;
         let upgraded = self
             .execute(FILTER_TABLES, doing)
-            .and_then(|()| self.put_meta("format", FORMAT))
+            .and_then(|()| self.put_one_meta("format", FORMAT))
             .and_then(|()| self.execute(&format!("PRAGMA user_version = {FORMAT_VERSION}"), doing));
         match upgraded {
             Ok(()) => self.execute("COMMIT", doing),
@@ -365,46 +424,45 @@ impl SqliteState {
         if opening.is_empty() {
             return Ok(());
         }
-        self.execute("BEGIN IMMEDIATE", "recording the read-model definitions")?;
-        match self.write_opening(opening) {
-            Ok(()) => self.execute("COMMIT", "recording the read-model definitions"),
+        let doing = "recording the read-model definitions";
+        let rows = self.rows.clone();
+        self.in_transaction(doing, |state| write::opening(state, opening, &rows))
+    }
+
+    /// Commits `batch` in one transaction (see [`write::batch`]).
+    pub fn write(&mut self, batch: &Batch) -> Result<(), StateError> {
+        self.crash.step();
+        // A rebuild's deferred opening is written with its swap.
+        let opening = match batch.staged {
+            true => None,
+            false => self.opening.take(),
+        };
+        let (rows, models) = (self.rows.clone(), self.models.clone());
+        self.in_transaction("committing a batch", |state| {
+            write::batch(state, batch, opening.as_ref(), &rows, &models)
+        })
+    }
+
+    /// Runs `write` in one transaction, and keeps the row counts it
+    /// returns once it is committed.
+    fn in_transaction(
+        &mut self,
+        doing: &'static str,
+        write: impl FnOnce(&mut SqliteState) -> Result<Rows, StateError>,
+    ) -> Result<(), StateError> {
+        self.execute("BEGIN IMMEDIATE", doing)?;
+        match write(self) {
+            Ok(rows) => {
+                self.crash.step();
+                self.execute("COMMIT", doing)?;
+                self.rows = rows;
+                Ok(())
+            }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 Err(e)
             }
         }
-    }
-
-    fn write_opening(&mut self, opening: &Opening) -> Result<(), StateError> {
-        for (name, _) in &opening.dropped {
-            self.conn
-                .execute("DELETE FROM documents WHERE model = ?1", [name])
-                .and_then(|_| {
-                    self.conn
-                        .execute("DELETE FROM models WHERE name = ?1", [name])
-                })
-                .map_err(sql(&self.path, "dropping a removed model"))?;
-            self.rows.documents.remove(name);
-        }
-        for (name, definition) in &opening.recorded {
-            self.put_definition(name, definition)?;
-            self.rows.documents.entry(name.clone()).or_insert(0);
-        }
-        if let Some(rule) = &opening.event_id {
-            self.put_meta("event_id", rule)?;
-        }
-        self.put_meta("rows", &self.rows.to_json())
-    }
-
-    fn put_meta(&self, name: &str, value: &str) -> Result<(), StateError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO projector_meta (name, value, sum) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, sum = excluded.sum",
-            )
-            .and_then(|mut s| s.execute(params![name, value, checksum::row(&[name, value])]))
-            .map(drop)
-            .map_err(sql(&self.path, "recording the state's metadata"))
     }
 
     fn put_definition(&self, name: &str, definition: &str) -> Result<(), StateError> {
@@ -418,134 +476,6 @@ impl SqliteState {
             })
             .map(drop)
             .map_err(sql(&self.path, "recording the model definitions"))
-    }
-
-    /// Commits `batch` in one transaction: its event ids, its documents
-    /// (written, or deleted when gone), its subscriptions, a rebuild's swap
-    /// and the row counts.
-    pub fn write(&mut self, batch: &Batch) -> Result<(), StateError> {
-        self.crash.step();
-        self.execute("BEGIN IMMEDIATE", "starting a transaction")?;
-        match self.write_batch(batch) {
-            Ok(()) => {
-                self.crash.step();
-                self.execute("COMMIT", "committing a batch")
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
-    }
-
-    fn write_batch(&mut self, batch: &Batch) -> Result<(), StateError> {
-        if let Some(opening) = self.opening.take() {
-            self.write_opening(&opening)?;
-        }
-        if let Some(swap) = &batch.swap {
-            self.crash.step();
-            let clearing = sql(&self.path, "clearing the rebuilt read models");
-            if swap.event_id.is_some() {
-                self.conn
-                    .execute("DELETE FROM processed_events", [])
-                    .map_err(&clearing)?;
-            }
-            for (model, _) in &swap.models {
-                self.conn
-                    .execute(
-                        "DELETE FROM documents WHERE model = ?1",
-                        [&self.models[model.0 as usize]],
-                    )
-                    .map_err(&clearing)?;
-            }
-        }
-        self.write_ids(batch)?;
-        self.write_documents(batch)?;
-        self.write_filter(batch)?;
-        if let Some(swap) = &batch.swap {
-            for (model, definition) in &swap.models {
-                self.put_definition(&self.models[model.0 as usize], definition)?;
-            }
-            if let Some(rule) = &swap.event_id {
-                self.put_meta("event_id", rule)?;
-            }
-        }
-        match &batch.subscriptions {
-            None => {}
-            Some(Some(names)) => {
-                let names = serde_json::to_string(names).expect("strings serialize");
-                self.put_meta("subscriptions", &names)?;
-            }
-            Some(None) => {
-                self.conn
-                    .execute(
-                        "DELETE FROM projector_meta WHERE name = 'subscriptions'",
-                        [],
-                    )
-                    .map_err(sql(&self.path, "recording the subscriptions"))?;
-            }
-        }
-        let rekeyed = batch.swap.as_ref().is_some_and(|s| s.event_id.is_some());
-        let rows = self
-            .rows
-            .after(&self.models, &batch.totals, batch.ids(), rekeyed);
-        self.put_meta("rows", &rows.to_json())?;
-        self.rows = rows;
-        Ok(())
-    }
-
-    /// What the batch keeps of the filter: its hashes, logged, or the whole
-    /// filter in place of the kept one and its log.
-    fn write_filter(&mut self, batch: &Batch) -> Result<(), StateError> {
-        let writing = sql(&self.path, "keeping the filter");
-        match &batch.filter {
-            None => Ok(()),
-            Some(FilterWrite::Log(hashes)) => self
-                .conn
-                .prepare_cached("INSERT INTO filter_log (hashes, sum) VALUES (?1, ?2)")
-                .and_then(|mut s| s.execute(params![hashes, load::blob_sum(hashes)]))
-                .map(drop)
-                .map_err(writing),
-            Some(FilterWrite::Snapshot(bits)) => self
-                .conn
-                .execute(
-                    "INSERT OR REPLACE INTO filter (id, bits, sum) VALUES (1, ?1, ?2)",
-                    params![bits, load::blob_sum(bits)],
-                )
-                .and_then(|_| self.conn.execute("DELETE FROM filter_log", []))
-                .map(drop)
-                .map_err(writing),
-        }
-    }
-
-    fn write_ids(&mut self, batch: &Batch) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let recording = sql(&path, "recording an event id");
-        let mut rows = Vec::with_capacity(IDS_PER_INSERT);
-        let mut ids = batch.ids();
-        loop {
-            rows.clear();
-            for (id, ty) in ids.by_ref().take(IDS_PER_INSERT) {
-                rows.push((id, self.type_code(ty)?, checksum::row(&[id, ty])));
-            }
-            if rows.is_empty() {
-                return Ok(());
-            }
-            self.crash.step();
-            // OR IGNORE: no row can conflict, and a statement that cannot
-            // fail halfway needs no statement journal (a copy of every page
-            // it changes, which a plain multi-row INSERT keeps).
-            let sql_text = match rows.len() {
-                IDS_PER_INSERT => &self.insert_ids,
-                n => &insert_ids(n),
-            };
-            self.conn
-                .prepare_cached(sql_text)
-                .and_then(|mut insert| {
-                    execute_rows(&mut insert, &rows, |(id, code, sum)| [id, code, sum])
-                })
-                .map_err(&recording)?;
-        }
     }
 
     /// The code of an event type, numbered (in this batch's transaction)
@@ -565,8 +495,135 @@ impl SqliteState {
         self.types.insert(name.to_owned(), code);
         Ok(code)
     }
+}
 
-    fn write_documents(&mut self, batch: &Batch) -> Result<(), StateError> {
+/// The statements of a batch (see [`write::batch`]).
+impl Tables for SqliteState {
+    type Error = StateError;
+
+    fn write_opening(&mut self, opening: &Opening) -> Result<(), StateError> {
+        for (name, _) in &opening.dropped {
+            self.conn
+                .execute("DELETE FROM documents WHERE model = ?1", [name])
+                .and_then(|_| {
+                    self.conn
+                        .execute("DELETE FROM models WHERE name = ?1", [name])
+                })
+                .map_err(sql(&self.path, "dropping a removed model"))?;
+        }
+        for (name, definition) in &opening.recorded {
+            self.put_definition(name, definition)?;
+        }
+        Ok(())
+    }
+
+    /// Puts what a rebuild staged in place of the rebuilt models'
+    /// documents (and of the processed ids, when it found them anew), with
+    /// the new definitions; the staging goes.
+    fn swap_in(&mut self, swap: &Swap) -> Result<(), StateError> {
+        let swapping = sql(&self.path, "swapping the rebuilt read models in");
+        if swap.event_id.is_some() {
+            self.conn
+                .execute_batch(
+                    "DELETE FROM processed_events;
+                     INSERT INTO processed_events (id, type, sum)
+                     SELECT id, type, sum FROM rebuild_seen ORDER BY rowid;",
+                )
+                .map_err(&swapping)?;
+        }
+        for (model, definition) in &swap.models {
+            let name = &self.models[model.0 as usize];
+            self.conn
+                .execute("DELETE FROM documents WHERE model = ?1", [name])
+                .and_then(|_| {
+                    self.conn.execute(
+                        "INSERT INTO documents (model, key, doc, sum)
+                         SELECT model, key, doc, sum FROM rebuild_documents WHERE model = ?1",
+                        [name],
+                    )
+                })
+                .map_err(&swapping)?;
+            self.put_definition(name, definition)?;
+        }
+        self.conn.execute_batch(DROP_STAGING).map_err(&swapping)
+    }
+
+    /// The ids by the old rule of the processed events a rebuild met.
+    fn write_covered(&mut self, batch: &Batch) -> Result<(), StateError> {
+        let mut insert = self
+            .conn
+            .prepare_cached("INSERT INTO rebuild_covered (old) VALUES (?1)")
+            .map_err(sql(&self.path, "staging a rebuild's ids"))?;
+        for old in batch.covered() {
+            insert
+                .execute([old])
+                .map_err(sql(&self.path, "staging a rebuild's ids"))?;
+        }
+        Ok(())
+    }
+
+    /// What the batch keeps of the filter: its hashes, logged, or the whole
+    /// filter in place of the kept one and its log.
+    fn write_filter(&mut self, write: &FilterWrite) -> Result<(), StateError> {
+        let writing = sql(&self.path, "keeping the filter");
+        match write {
+            FilterWrite::Log(hashes) => self
+                .conn
+                .prepare_cached("INSERT INTO filter_log (hashes, sum) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![hashes, load::blob_sum(hashes)]))
+                .map(drop)
+                .map_err(writing),
+            FilterWrite::Snapshot(bits) => self
+                .conn
+                .execute(
+                    "INSERT OR REPLACE INTO filter (id, bits, sum) VALUES (1, ?1, ?2)",
+                    params![bits, load::blob_sum(bits)],
+                )
+                .and_then(|_| self.conn.execute("DELETE FROM filter_log", []))
+                .map(drop)
+                .map_err(writing),
+        }
+    }
+
+    fn write_ids(&mut self, batch: &Batch, staged: bool) -> Result<(), StateError> {
+        let table = match staged {
+            true => "rebuild_seen",
+            false => "processed_events",
+        };
+        let path = self.path.clone();
+        let recording = sql(&path, "recording an event id");
+        let mut rows = Vec::with_capacity(IDS_PER_INSERT);
+        let mut ids = batch.ids();
+        loop {
+            rows.clear();
+            for (id, ty) in ids.by_ref().take(IDS_PER_INSERT) {
+                rows.push((id, self.type_code(ty)?, checksum::row(&[id, ty])));
+            }
+            if rows.is_empty() {
+                return Ok(());
+            }
+            self.crash.step();
+            // OR IGNORE: no row can conflict, and a statement that cannot
+            // fail halfway needs no statement journal (a copy of every page
+            // it changes, which a plain multi-row INSERT keeps).
+            let sql_text = match rows.len() {
+                IDS_PER_INSERT if table == "processed_events" => &self.insert_ids,
+                n => &insert_ids(table, n),
+            };
+            self.conn
+                .prepare_cached(sql_text)
+                .and_then(|mut insert| {
+                    execute_rows(&mut insert, &rows, |(id, code, sum)| [id, code, sum])
+                })
+                .map_err(&recording)?;
+        }
+    }
+
+    fn write_documents(&mut self, batch: &Batch, staged: bool) -> Result<(), StateError> {
+        let table = match staged {
+            true => "rebuild_documents",
+            false => "documents",
+        };
         let path = self.path.clone();
         let writing = sql(&path, "writing documents");
         let mut rows: Vec<(&str, &str, &str, i64)> = Vec::with_capacity(DOCS_PER_UPSERT);
@@ -585,8 +642,8 @@ impl SqliteState {
             if !rows.is_empty() {
                 self.crash.step();
                 let sql_text = match rows.len() {
-                    DOCS_PER_UPSERT => &self.upsert_documents,
-                    n => &upsert_documents(n),
+                    DOCS_PER_UPSERT if table == "documents" => &self.upsert_documents,
+                    n => &upsert_documents(table, n),
                 };
                 self.conn
                     .prepare_cached(sql_text)
@@ -601,21 +658,49 @@ impl SqliteState {
                 self.crash.step();
                 let name = self.models[model.0 as usize].as_str();
                 self.conn
-                    .prepare_cached("DELETE FROM documents WHERE model = ?1 AND key = ?2")
+                    .prepare_cached(&format!(
+                        "DELETE FROM {table} WHERE model = ?1 AND key = ?2"
+                    ))
                     .and_then(|mut delete| delete.execute([name, key]))
                     .map_err(&writing)?;
             }
         }
         Ok(())
     }
+
+    fn put_meta(&mut self, entries: &[(&str, String)]) -> Result<(), StateError> {
+        entries
+            .iter()
+            .try_for_each(|(name, value)| self.put_one_meta(name, value))
+    }
+
+    fn delete_meta(&mut self, name: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM projector_meta WHERE name = ?1", [name])
+            .map(drop)
+            .map_err(sql(&self.path, "recording the state's metadata"))
+    }
+}
+
+impl SqliteState {
+    fn put_one_meta(&self, name: &str, value: &str) -> Result<(), StateError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO projector_meta (name, value, sum) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, sum = excluded.sum",
+            )
+            .and_then(|mut s| s.execute(params![name, value, checksum::row(&[name, value])]))
+            .map(drop)
+            .map_err(sql(&self.path, "recording the state's metadata"))
+    }
 }
 
 /// The statement that writes `n` documents, inserting or replacing each.
 /// OR IGNORE: no row can break a constraint, and a statement that cannot
 /// fail halfway needs no statement journal.
-fn upsert_documents(n: usize) -> String {
+fn upsert_documents(table: &str, n: usize) -> String {
     format!(
-        "INSERT OR IGNORE INTO documents (model, key, doc, sum) VALUES {}
+        "INSERT OR IGNORE INTO {table} (model, key, doc, sum) VALUES {}
          ON CONFLICT (model, key) DO UPDATE SET doc = excluded.doc, sum = excluded.sum",
         vec!["(?, ?, ?, ?)"; n].join(", ")
     )
@@ -637,9 +722,9 @@ fn execute_rows<R, const N: usize>(
 }
 
 /// The statement that inserts `n` processed ids.
-fn insert_ids(n: usize) -> String {
+fn insert_ids(table: &str, n: usize) -> String {
     format!(
-        "INSERT OR IGNORE INTO processed_events (id, type, sum) VALUES {}",
+        "INSERT OR IGNORE INTO {table} (id, type, sum) VALUES {}",
         vec!["(?, ?, ?)"; n].join(", ")
     )
 }
@@ -772,8 +857,12 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), StateError> {
         .map_err(read_failed(path, "the schema"))?;
     for (kind, name, table) in &objects {
         let ours = match kind.as_str() {
-            "table" => TABLES.contains(&name.as_str()) || name.starts_with("sqlite_"),
-            "index" => TABLES.contains(&table.as_str()),
+            "table" => {
+                TABLES.contains(&name.as_str())
+                    || STAGING_TABLES.contains(&name.as_str())
+                    || name.starts_with("sqlite_")
+            }
+            "index" => TABLES.contains(&table.as_str()) || STAGING_TABLES.contains(&table.as_str()),
             _ => false,
         };
         if !ours {

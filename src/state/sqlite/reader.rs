@@ -18,10 +18,19 @@ pub struct SqliteReader {
     path: PathBuf,
     /// Model names, by [`ModelId`].
     models: Vec<String>,
+    /// By [`ModelId`]: whether it is being rebuilt (its documents are read
+    /// from what the rebuild staged).
+    staged: Vec<bool>,
 }
 
 impl SqliteReader {
-    pub fn open(path: &Path, models: Vec<String>) -> Result<SqliteReader, StateError> {
+    /// A reader of the state at `path`, whose models `staged` (by
+    /// [`ModelId`]) are being rebuilt.
+    pub fn open(
+        path: &Path,
+        models: Vec<String>,
+        staged: Vec<bool>,
+    ) -> Result<SqliteReader, StateError> {
         let failed = |e| StateError::Sqlite {
             path: path.to_owned(),
             doing: "opening the state for reading",
@@ -39,6 +48,7 @@ impl SqliteReader {
             conn,
             path: path.to_owned(),
             models,
+            staged,
         })
     }
 
@@ -86,6 +96,28 @@ impl SqliteReader {
     }
 }
 
+impl SqliteReader {
+    /// Of `ids`, each one `table` (processed ids, or a rebuild's) holds.
+    fn ids(
+        &self,
+        table: &str,
+        ids: &[&str],
+        found: &mut dyn FnMut(&str),
+    ) -> Result<(), StateError> {
+        for part in ids.chunks(PER_STATEMENT) {
+            // A code without its type reads as NULL: refused as damage.
+            let sql = format!(
+                "SELECT p.id, t.name, p.sum FROM {table} AS p
+                 LEFT JOIN event_types AS t ON t.code = p.type WHERE p.id IN ({})",
+                placeholders(1, part.len())
+            );
+            let values: Vec<&dyn ToSql> = part.iter().map(|k| k as &dyn ToSql).collect();
+            self.rows(table, &sql, &values, None, |id, _| found(id))?;
+        }
+        Ok(())
+    }
+}
+
 fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("?{i}"))
@@ -100,31 +132,62 @@ impl Reader for SqliteReader {
         keys: &[&str],
         found: &mut dyn FnMut(&str, &str),
     ) -> Result<(), StateError> {
-        let name = self.models[model.0 as usize].clone();
+        let m = model.0 as usize;
+        let name = self.models[m].clone();
+        let table = match self.staged[m] {
+            true => "rebuild_documents",
+            false => "documents",
+        };
         for part in keys.chunks(PER_STATEMENT) {
             let sql = format!(
-                "SELECT key, doc, sum FROM documents WHERE model = ?1 AND key IN ({})",
+                "SELECT key, doc, sum FROM {table} WHERE model = ?1 AND key IN ({})",
                 placeholders(2, part.len())
             );
             let mut values: Vec<&dyn ToSql> = vec![&name];
             values.extend(part.iter().map(|k| k as &dyn ToSql));
-            self.rows("documents", &sql, &values, Some(&name), &mut *found)?;
+            self.rows(table, &sql, &values, Some(&name), &mut *found)?;
         }
         Ok(())
     }
 
     fn processed(&mut self, ids: &[&str], found: &mut dyn FnMut(&str)) -> Result<(), StateError> {
-        for part in ids.chunks(PER_STATEMENT) {
-            // A code without its type reads as NULL: refused as damage.
-            let sql = format!(
-                "SELECT p.id, t.name, p.sum FROM processed_events AS p
-                 LEFT JOIN event_types AS t ON t.code = p.type WHERE p.id IN ({})",
-                placeholders(1, part.len())
-            );
-            let values: Vec<&dyn ToSql> = part.iter().map(|k| k as &dyn ToSql).collect();
-            self.rows("processed_events", &sql, &values, None, |id, _| found(id))?;
+        self.ids("processed_events", ids, found)
+    }
+
+    fn seen(&mut self, ids: &[&str], found: &mut dyn FnMut(&str)) -> Result<(), StateError> {
+        self.ids("rebuild_seen", ids, found)
+    }
+
+    fn unseen(&mut self, types: Option<&[String]>) -> Result<u64, StateError> {
+        let failed = read_failed(&self.path, "processed_events");
+        let count = |sql: &str, values: &[&dyn ToSql]| -> Result<u64, StateError> {
+            self.conn
+                .query_row(sql, values, |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(&failed)
+        };
+        match types {
+            None => count(
+                "SELECT count(*) FROM processed_events AS p
+                 WHERE NOT EXISTS (SELECT 1 FROM rebuild_covered AS c WHERE c.old = p.id)",
+                &[],
+            ),
+            Some(types) => {
+                let sql = format!(
+                    "SELECT count(*) FROM processed_events AS p
+                     JOIN event_types AS t ON t.code = p.type
+                     WHERE t.name IN ({})
+                     AND NOT EXISTS (SELECT 1 FROM rebuild_seen AS s WHERE s.id = p.id)",
+                    placeholders(1, types.len())
+                );
+                let values: Vec<&dyn ToSql> = types.iter().map(|t| t as &dyn ToSql).collect();
+                count(&sql, &values)
+            }
         }
-        Ok(())
+    }
+
+    fn refresh(&mut self) {
+        self.staged.iter_mut().for_each(|s| *s = false);
     }
 
     fn page(
