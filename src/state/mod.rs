@@ -19,6 +19,7 @@ pub mod checksum;
 pub mod crash;
 pub mod dedup;
 pub mod filter;
+pub mod meta;
 pub mod open;
 pub mod postgres;
 pub mod reader;

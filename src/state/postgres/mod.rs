@@ -37,6 +37,7 @@ pub use lease::holder;
 
 use super::batch::Batch;
 use super::crash::CrashPoint;
+use super::meta::Meta;
 use super::open::{self, damaged, Backend, Opened, Opening, Source};
 use super::reconcile::Request;
 use super::rows::Rows;
@@ -59,6 +60,13 @@ const FORMAT_1: &str = "projector-postgres 1";
 const FILTER_TABLES: &str = "
 CREATE TABLE IF NOT EXISTS {s}._projector_filter (id int PRIMARY KEY CHECK (id = 1), bits bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS {s}._projector_filter_log (seq bigserial PRIMARY KEY, hashes bytea NOT NULL);
+";
+
+/// The filter's bits and hashes are kept out of line and not compressed:
+/// hashes do not compress, and compressing a 16 MiB filter took a second.
+const FILTER_STORAGE: &str = "
+ALTER TABLE {s}._projector_filter ALTER COLUMN bits SET STORAGE EXTERNAL;
+ALTER TABLE {s}._projector_filter_log ALTER COLUMN hashes SET STORAGE EXTERNAL;
 ";
 
 /// Where a rebuild stages, in schema `{s}`, the ids it applied (in order)
@@ -279,14 +287,9 @@ impl PostgresState {
             let n: i64 = row.get(1);
             processed.insert(text::from_column(ty).into_owned(), n as u64);
         }
-        Ok(Some(Stored {
-            event_id: meta.get("event_id").cloned(),
-            definitions,
-            documents,
-            processed,
-            subscriptions: subscriptions(&meta, &target.path())?,
-            checkpoint: checkpoint(&meta, &target.path())?,
-        }))
+        let path = target.path();
+        let meta = Meta::new(&meta, "_projector_meta", &path);
+        meta.stored(definitions, documents, processed).map(Some)
     }
 
     /// Runs `write` in one transaction that first checks the claim. A lost
@@ -406,11 +409,13 @@ impl PostgresState {
             .map(|(n, t)| (n.clone(), t.clone()))
             .collect();
         self.transaction(doing, |books, tx| {
-            // Ids are looked up by the batch; a state made before that was
-            // so gets the index once.
+            // Ids are looked up by the batch, and the filter is kept
+            // uncompressed; a state made before that was so gets both once.
+            let s = books.target.schema_ident();
             tx.batch_execute(&format!(
-                "CREATE INDEX IF NOT EXISTS _projector_processed_id ON {}._projector_processed (id)",
-                books.target.schema_ident()
+                "CREATE INDEX IF NOT EXISTS _projector_processed_id ON {s}._projector_processed (id);
+                 {}",
+                FILTER_STORAGE.replace("{s}", &s)
             ))
             .map_err(|e| books.failure("indexing the processed ids", e))?;
             for (name, table) in &tables {
@@ -1206,16 +1211,8 @@ fn read_meta(
         )
         .map_err(|e| target.failed("reading the state", e))?;
     let meta: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let format = meta.get("format").map(String::as_str);
-    if format != Some(FORMAT) && format != Some(FORMAT_1) {
-        return Err(damaged(
-            &target.path(),
-            format!(
-                "table _projector_meta: the format is {:?}, and this projector reads \"{FORMAT}\"",
-                meta.get("format")
-            ),
-        ));
-    }
+    let path = target.path();
+    Meta::new(&meta, "_projector_meta", &path).check_format(FORMAT, FORMAT_1)?;
     Ok(meta)
 }
 
@@ -1237,34 +1234,6 @@ fn read_models(
     let definitions = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let tables = rows.iter().map(|r| (r.get(0), r.get(2))).collect();
     Ok((definitions, tables))
-}
-
-fn subscriptions(
-    meta: &BTreeMap<String, String>,
-    path: &Path,
-) -> Result<Option<Vec<String>>, StateError> {
-    match meta.get("subscriptions") {
-        Some(text) => serde_json::from_str(text).map(Some).map_err(|e| {
-            damaged(
-                path,
-                format!("table _projector_meta: the subscriptions are not a list of names: {e}"),
-            )
-        }),
-        None => Ok(None),
-    }
-}
-
-/// The sequence of the source's last message the state has handled.
-fn checkpoint(meta: &BTreeMap<String, String>, path: &Path) -> Result<Option<u64>, StateError> {
-    match meta.get("checkpoint") {
-        None => Ok(None),
-        Some(text) => text.parse().map(Some).map_err(|_| {
-            damaged(
-                path,
-                format!("table _projector_meta: the checkpoint is not a sequence number: {text}"),
-            )
-        }),
-    }
 }
 
 /// Hands every processed id and its type to `each`, streaming them.
@@ -1336,19 +1305,9 @@ fn read_state(
     let s = target.schema_ident();
     let failed = |e| target.failed("reading the state", e);
     let mut tx = reading(client).map_err(failed)?;
-    let meta = read_meta(&mut tx, target)?;
-    let rows_text = meta.get("rows").ok_or_else(|| {
-        damaged(
-            path,
-            "table _projector_meta has no \"rows\" entry".to_owned(),
-        )
-    })?;
-    let mut rows = Rows::from_json(rows_text).ok_or_else(|| {
-        damaged(
-            path,
-            format!("table _projector_meta: \"rows\" is not a count of rows: {rows_text}"),
-        )
-    })?;
+    let entries = read_meta(&mut tx, target)?;
+    let meta = Meta::new(&entries, "_projector_meta", path);
+    let mut rows = meta.rows()?;
     let commits = meta
         .get("commits")
         .and_then(|c| c.parse().ok())
@@ -1377,13 +1336,7 @@ fn read_state(
         );
     }
     tx.commit().map_err(failed)?;
-    let stored = Stored {
-        event_id: meta.get("event_id").cloned(),
-        definitions,
-        documents: rows.documents.clone(),
-        processed: rows.types.clone().unwrap_or_default(),
-        subscriptions: subscriptions(&meta, path)?,
-        checkpoint: checkpoint(&meta, path)?,
-    };
+    let processed = rows.types.clone().unwrap_or_default();
+    let stored = meta.stored(definitions, rows.documents.clone(), processed)?;
     Ok((stored, rows, tables, commits))
 }

@@ -86,22 +86,6 @@ pub fn meta(conn: &Connection, path: &Path) -> Result<BTreeMap<String, String>, 
     Ok(meta)
 }
 
-/// The row counts recorded in `meta`.
-pub fn committed_rows(meta: &BTreeMap<String, String>, path: &Path) -> Result<Rows, StateError> {
-    let text = meta.get("rows").ok_or_else(|| {
-        damaged(
-            path,
-            "table projector_meta has no \"rows\" entry".to_owned(),
-        )
-    })?;
-    Rows::from_json(text).ok_or_else(|| {
-        damaged(
-            path,
-            format!("table projector_meta: \"rows\" is not a count of rows: {text}"),
-        )
-    })
-}
-
 /// Every read model's definition, by name.
 pub fn definitions(conn: &Connection, path: &Path) -> Result<BTreeMap<String, String>, StateError> {
     let mut definitions = BTreeMap::new();

@@ -36,6 +36,7 @@ mod reader;
 use super::batch::Batch;
 use super::checksum;
 use super::crash::CrashPoint;
+use super::meta::Meta;
 use super::open::{self, Backend, Opened, Opening, Source};
 use super::reconcile::Request;
 use super::rows::Rows;
@@ -742,18 +743,10 @@ fn read(conn: &Connection, path: &Path) -> Result<Read, StateError> {
 /// [`read`], inside the caller's transaction.
 fn read_in(conn: &Connection, path: &Path) -> Result<Read, StateError> {
     {
-        let meta = load::meta(conn, path)?;
-        let format = meta.get("format").map(String::as_str);
-        if format != Some(FORMAT) && format != Some(FORMAT_2) {
-            return Err(damaged(
-                path,
-                format!(
-                    "table projector_meta: the format is {:?}, and this projector reads \"{FORMAT}\"",
-                    meta.get("format")
-                ),
-            ));
-        }
-        let mut rows = load::committed_rows(&meta, path)?;
+        let entries = load::meta(conn, path)?;
+        let meta = Meta::new(&entries, "projector_meta", path);
+        meta.check_format(FORMAT, FORMAT_2)?;
+        let mut rows = meta.rows()?;
         let definitions = load::definitions(conn, path)?;
         let types = load::event_types(conn, path)?;
         if rows.types.is_none() {
@@ -761,26 +754,11 @@ fn read_in(conn: &Connection, path: &Path) -> Result<Read, StateError> {
             rows.types = Some(load::processed_types(conn, path)?);
         }
         let processed = rows.types.clone().unwrap_or_default();
-        let documents = rows.documents.clone();
-        let subscriptions = match meta.get("subscriptions") {
-            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
-                damaged(
-                    path,
-                    format!("table projector_meta: the subscriptions are not a list of names: {e}"),
-                )
-            })?),
-            None => None,
-        };
+        let mut stored = meta.stored(definitions, rows.documents.clone(), processed)?;
+        // A file state reads from stdin or a log, not a stream.
+        stored.checkpoint = None;
         Ok(Read {
-            stored: Stored {
-                event_id: meta.get("event_id").cloned(),
-                definitions,
-                documents,
-                processed,
-                subscriptions,
-                // A file state reads from stdin or a log, not a stream.
-                checkpoint: None,
-            },
+            stored,
             rows,
             types,
         })
