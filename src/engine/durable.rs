@@ -298,23 +298,24 @@ impl Durable {
         let staging = self.staging.as_mut().expect("rebuilding");
         staging.held = Processed::default();
         staging.asked = Processed::default();
-        let ask: Vec<&str> = ids
+        let ask: Vec<(IdHash, &str)> = ids
             .iter()
             .filter(|(_, id)| {
                 !staging.ids_complete || staging.filter.may_contain(filter::id_hash(id))
             })
-            .map(|(_, id)| *id)
+            .copied()
             .collect();
         if ask.is_empty() {
             return Ok(());
         }
+        // The ids asked are known by their hashes already.
+        ask.iter().for_each(|(hash, _)| staging.asked.record(*hash));
+        let texts: Vec<&str> = ask.iter().map(|(_, id)| *id).collect();
         let mut held = Vec::new();
         self.reader
-            .processed(&ask, &mut |id| held.push(IdHash::of(id)))?;
+            .processed(&texts, &mut |id| held.push(IdHash::of(id)))?;
         let staging = self.staging.as_mut().expect("rebuilding");
         held.into_iter().for_each(|h| staging.held.record(h));
-        ask.iter()
-            .for_each(|id| staging.asked.record(IdHash::of(id)));
         Ok(())
     }
 
