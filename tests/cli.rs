@@ -456,3 +456,42 @@ fn diagnostics_are_coloured_on_a_terminal_unless_no_color() {
         "{plain}"
     );
 }
+
+#[test]
+fn a_half_written_line_costs_one_error_reply_and_no_message_after_it() {
+    let messages: Vec<String> = (0..45)
+        .map(|i| {
+            format!(
+                r#"{{"type":"event","msg_id":{i},"event":{{"type":"UserCreated","id":"e{i}","payload":{{"id":"u{i}","name":"N{i}"}}}}}}"#
+            )
+        })
+        .collect();
+    let whole = Run::new()
+        .stdin(&messages.iter().map(String::as_str).collect::<Vec<_>>())
+        .go();
+    whole.success();
+    assert_eq!(whole.stdout_lines().len(), 45);
+    let cut_lines = [
+        // inside a string, inside a key, inside a literal, after a colon
+        r#"{"type":"event","msg_id":9,"event":{"type":"UserCreated","payload":{"id":"u","name":"Jo"#,
+        r#"{"type":"event","msg_id":9,"event":{"type":"UserCreated","pay"#,
+        r#"[ false, nul"#,
+        r#"{"type":"event","msg_id":9,"event":"#,
+    ];
+    for cut in cut_lines {
+        let mut input = vec![cut];
+        input.extend(messages.iter().map(String::as_str));
+        let out = Run::new().stdin(&input).go();
+        out.success();
+        let lines = out.stdout_lines();
+        assert_eq!(lines.len(), 46, "after {cut}: {lines:?}");
+        assert!(
+            lines[0].starts_with(
+                r#"{"type": "error", "in_reply_to": null, "code": 12, "text": "input line 1"#
+            ),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(lines[1..], whole.stdout_lines()[..], "after {cut}");
+    }
+}

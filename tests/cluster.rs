@@ -576,7 +576,7 @@ fn refused_events_are_recorded_with_their_position_and_the_rest_goes_on_or_stops
         .env("PROJECTOR_LEASE_SECONDS", &LEASE_SECONDS.to_string())
         .go();
     out.code_is(65).stderr_has(
-        "unit orders+user_order_stats: the event at sequence 6 (id bad-key) was refused (error 12)",
+        "unit orders+user_order_stats: the message at sequence 6 (id bad-key) was refused (error 12)",
     );
     let at = checkpoints(&db);
     assert!(at.contains(&Some(5)), "{at:?}");
@@ -710,4 +710,106 @@ fn a_changed_definition_is_built_beside_the_serving_one_and_the_views_switch_whe
         ])
         .go()
         .success();
+}
+
+#[test]
+fn no_message_in_a_stream_is_lost_joined_or_obeyed_each_one_refused_is_recorded() {
+    let nats = NatsServer::start();
+    let dir = TempDir::new();
+    let config = dir.write("c.toml", USERS_ORDERS);
+    let order = |i: usize| {
+        format!(
+            r#"{{"type":"event","event":{{"type":"OrderPlaced","id":"o{i}","payload":{{"order_id":"o{i}","user_id":"u1","amount":{i}}}}}}}"#
+        )
+    };
+    let deep = format!("{{\"a\":{}{}}}", "[".repeat(3000), "]".repeat(3000));
+    let payloads: Vec<Vec<u8>> = vec![
+        order(1).into(),
+        // 2: half-written, cut inside a key
+        br#"{"type":"event","event":{"type":"OrderPlaced","id":"cut","payload":{"order_id":"cut","user_id":"u1","amo"#.to_vec(),
+        order(2).into(),
+        // 4: not UTF-8
+        b"{\"type\":\"event\",\"event\":{\"type\":\"OrderPlaced\",\"id\":\"\xff\"}}".to_vec(),
+        // 5: not an object; 6: nested 3,000 deep; 7: over --max-line-bytes
+        b"[1, 2]".to_vec(),
+        deep.into(),
+        format!("{{\"type\":\"init\",\"pad\":\"{}\"}}", "x".repeat(5000)).into(),
+        // 8-11: control messages never steer what a stream instance projects
+        br#"{"type":"unsubscribe","msg_id":1,"event_types":["OrderPlaced","UserCreated","UserUpdated"]}"#.to_vec(),
+        br#"{"src":"c","dest":"p","body":{"type":"subscribe","msg_id":2,"event_types":["Nothing"]}}"#.to_vec(),
+        br#"{"type":"init","msg_id":3,"node_id":"x","node_ids":["x"]}"#.to_vec(),
+        br#"{"type":"query","msg_id":4,"model":"orders","key":"o1"}"#.to_vec(),
+        order(3).into(),
+        // 13: a message over several lines is one message
+        order(4).replace(",\"", ",\n  \"").into(),
+        order(5).into(),
+    ];
+    let last = nats.publish_raw("EVENTS", &payloads);
+    assert_eq!(last, 14);
+    let good: Vec<String> = (1..=5).map(order).collect();
+    let expected = in_memory(&dir, &config, &good.join("\n"));
+
+    let db = PgDb::new("odd_messages");
+    let run = Instance::start_with(
+        &nats,
+        &db,
+        &config,
+        &dir,
+        "record",
+        &["--max-line-bytes", "4096", "--metrics", "127.0.0.1:0"],
+    );
+    caught_up(&db, last, Duration::from_secs(30));
+    let metrics = scrape(&run.log());
+    let log = run.terminate();
+    assert_same(&db, &expected, "odd messages refused, the rest applied");
+    // Every unit reads every message: each records what it refused.
+    let rows: Vec<(i64, i32, i64, String)> = db
+        .client()
+        .query(
+            "SELECT position, code, count(DISTINCT unit), min(text) FROM projector.rejections
+             GROUP BY position, code ORDER BY position",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let positions: Vec<(i64, i32, i64)> = rows.iter().map(|r| (r.0, r.1, r.2)).collect();
+    assert_eq!(
+        positions,
+        [2, 4, 5, 6, 7]
+            .map(|p| (p, 12, 5))
+            .into_iter()
+            .chain([8, 9, 10, 11].map(|p| (p, 10, 5)))
+            .collect::<Vec<_>>(),
+        "{rows:?}"
+    );
+    assert!(rows[0].3.ends_with(r#""user_id":"u1","amo"#), "{rows:?}");
+    assert!(rows[1].3.contains("\"id\":\"\u{fffd}\""), "{rows:?}");
+    assert_eq!(rows[4].3, "", "a line over the limit is not held");
+    assert!(rows[5].3.contains("unsubscribe"), "{rows:?}");
+    assert!(
+        metrics.contains("projector_events_refused_total 45\n"),
+        "{metrics}"
+    );
+    for position in [2, 4, 5, 6, 7, 8, 9, 10, 11] {
+        let line = format!("the message at sequence {position} was refused");
+        assert!(log.contains(&line), "{line}: {log}");
+    }
+
+    // --on-refused stop halts at the first of them, whatever it is.
+    let db = PgDb::new("odd_messages_stop");
+    let out = Run::new()
+        .args(&["run", "--config", config.to_str().unwrap()])
+        .args(&["--state", &db.url(), "--source", &nats.stream("EVENTS")])
+        .args(&["--on-refused", "stop"])
+        .env("PROJECTOR_LEASE_SECONDS", &LEASE_SECONDS.to_string())
+        .go();
+    out.code_is(65)
+        .stderr_has("the message at sequence 2 was refused (error 12)");
+    assert!(
+        checkpoints(&db).iter().all(|c| c.unwrap_or(0) <= 1),
+        "{:?}",
+        checkpoints(&db)
+    );
 }

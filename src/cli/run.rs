@@ -197,6 +197,7 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
         parts: args.units,
         stop,
         stop_on_refused: args.on_refused == OnRefused::Stop,
+        max_line_bytes: args.max_line_bytes,
     };
     match cluster::run(settings) {
         Ok(ran) => {

@@ -51,6 +51,8 @@ pub struct Settings {
     /// `--cache-mb`: the memory of the units' caches, shared out evenly by
     /// the units of a layout.
     pub cache_mb: usize,
+    /// `--max-line-bytes`: a longer message is refused, unread.
+    pub max_line_bytes: usize,
 }
 
 /// Why an instance stopped before it was asked to.
@@ -137,6 +139,7 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         stop,
         stop_on_refused,
         cache_mb,
+        max_line_bytes,
     } = settings;
     let (registry, parts) = Registry::open(&target, parts, DEFAULT_PARTS, &config, |parts| {
         layout(&plan, parts, &target.schema)
@@ -153,8 +156,11 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         tail: Tail::new(&address),
         address,
         reports: mpsc::channel(),
-        stop_on_refused,
-        budget: crate::engine::durable::Budget::of_megabytes(cache_mb / parts.max(1) as usize),
+        how: worker::How {
+            stop_on_refused,
+            budget: crate::engine::durable::Budget::of_megabytes(cache_mb / parts.max(1) as usize),
+            max_line_bytes,
+        },
         ran: Ran::default(),
         warned: false,
     };
@@ -207,9 +213,8 @@ struct Coordinator {
     /// Workers giving their units up.
     stopping: Vec<Worker>,
     reports: (mpsc::Sender<Report>, Receiver<Report>),
-    stop_on_refused: bool,
-    /// What each unit's cache may hold.
-    budget: crate::engine::durable::Budget,
+    /// How each unit is applied.
+    how: worker::How,
     /// Asks the broker how far the stream goes, for the lag.
     tail: Tail,
     ran: Ran,
@@ -403,10 +408,7 @@ impl Coordinator {
                 work.plan.clone(),
                 target,
                 self.address.clone(),
-                worker::How {
-                    stop_on_refused: self.stop_on_refused,
-                    budget: self.budget,
-                },
+                self.how,
                 self.reports.0.clone(),
             ) {
                 Ok(worker) => self.workers.push(worker),

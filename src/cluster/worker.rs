@@ -98,6 +98,8 @@ pub struct How {
     pub stop_on_refused: bool,
     /// What the unit's cache may hold.
     pub budget: Budget,
+    /// `--max-line-bytes`.
+    pub max_line_bytes: usize,
 }
 
 fn work(
@@ -154,6 +156,7 @@ fn work(
     let options = Options {
         checkpoints: Some(checkpoints),
         stop_on_refused: how.stop_on_refused,
+        max_line_bytes: how.max_line_bytes,
         counters: Some(&super::metrics::COUNTERS),
         ..Options::default()
     };

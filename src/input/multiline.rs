@@ -6,6 +6,13 @@
 //! says whether what it was fed is a whole value, the start of one, or no
 //! JSON at all (and where that shows). It checks structure, not every
 //! detail: the message is parsed properly once it is whole.
+//!
+//! A message goes on to the next line only where JSON allows white space:
+//! a line that ends inside a string, a key or a literal ends its message
+//! there ([`Prefix::mid_token`]), malformed, and a line that is a whole
+//! object by itself ([`whole_object`]) is a message of its own. So a
+//! producer's half-written line costs one error reply, never the messages
+//! after it.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -201,6 +208,13 @@ impl Prefix {
         Status::Incomplete
     }
 
+    /// True when what was fed ends inside a string, a key or a literal,
+    /// where JSON allows no line break: the value cannot go on in the next
+    /// line.
+    pub fn mid_token(&self) -> bool {
+        matches!(self.state, State::Str { .. } | State::Literal(_))
+    }
+
     /// Where a value ends: the top level is done, a container wants more.
     fn after_value(&self) -> State {
         match self.stack.is_empty() {
@@ -216,6 +230,21 @@ impl Prefix {
 pub fn may_continue(line: &[u8]) -> bool {
     let line = line.trim_ascii();
     matches!(line.first(), Some(b'{' | b'[')) && !matches!(line.last(), Some(b'}' | b']'))
+}
+
+/// Whether `line`, white space aside, is one whole JSON object and nothing
+/// more: such a line is a message of its own, never the rest of another.
+pub fn whole_object(line: &[u8]) -> bool {
+    let line = line.trim_ascii();
+    let Some((b'}', body)) = line.split_last() else {
+        return false;
+    };
+    if line.first() != Some(&b'{') {
+        return false;
+    }
+    let mut prefix = Prefix::default();
+    // Open up to its last byte, closed by it.
+    prefix.feed(body) == Status::Incomplete && prefix.feed(b"}") == Status::Complete
 }
 
 #[cfg(test)]
@@ -270,6 +299,35 @@ mod tests {
         assert_eq!(prefix.feed(b"{\"a\": {\"b\": 1 2"), Status::Invalid(14));
         assert_eq!(prefix.skim(b" \"}\" }"), Status::Incomplete);
         assert_eq!(prefix.skim(b"}"), Status::Complete);
+    }
+
+    #[test]
+    fn a_line_may_end_only_where_white_space_may_go() {
+        let ends = |line: &str| {
+            let mut prefix = Prefix::default();
+            assert_eq!(prefix.feed(line.as_bytes()), Status::Incomplete, "{line}");
+            prefix.mid_token()
+        };
+        assert!(ends(r#"{"a": "Jo"#));
+        assert!(ends(r#"{"pay"#));
+        assert!(ends(r#"[ false, nul"#));
+        assert!(ends(r#"{"a": "\"#));
+        assert!(!ends(r#"{"a": 12"#));
+        assert!(!ends(r#"{"a":"#));
+        assert!(!ends(r#"{"a": [1,"#));
+        assert!(!ends(r#"{"a": "b""#));
+    }
+
+    #[test]
+    fn a_whole_object_is_one_value_and_nothing_after_it() {
+        assert!(whole_object(br#"{"type": "init", "a": {"b": "}"}}"#));
+        assert!(whole_object(b"  {}\r"));
+        assert!(!whole_object(br#"{"a": 1}, "#));
+        assert!(!whole_object(br#"{"a": 1} {"b": 2}"#));
+        assert!(!whole_object(br#"{"a": 1}}"#));
+        assert!(!whole_object(br#"{"a" 1}"#));
+        assert!(!whole_object(b"[1]"));
+        assert!(!whole_object(b"{"));
     }
 
     #[test]

@@ -479,6 +479,10 @@ impl super::source::Input for NatsInput {
     fn stopped(&self) -> bool {
         self.stopped
     }
+
+    fn framed(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -38,8 +38,8 @@ pub enum Prepared<'a> {
     Blank,
     /// Longer than the limit; it was skipped without being held.
     TooLong { len: usize },
-    /// Not UTF-8: the column (from 1) of the first bad byte.
-    NotUtf8 { column: usize },
+    /// Not UTF-8: the column (from 1) of the first bad byte, and the line.
+    NotUtf8 { column: usize, bytes: &'a [u8] },
     /// An event message, read by the scanner, and its digest when the
     /// reader has a digester and the event is well-formed. When the engine
     /// will not need the event's tree (see [`Digester::needs_tree`]), the
@@ -92,6 +92,7 @@ impl Reader {
                     sender,
                     returned,
                     digester,
+                    framed: false,
                 };
                 if let Err(e) = gather.read(input, max_line_bytes) {
                     // The engine may be gone already: then nobody is listening.
@@ -137,6 +138,8 @@ struct Pending {
     prefix: Prefix,
     /// It proved not to be JSON: it goes on to where its brackets close.
     broken: bool,
+    /// The white space its first line begins with.
+    indent: usize,
 }
 
 struct Gather {
@@ -147,10 +150,14 @@ struct Gather {
     /// Chunks the engine is done with: their byte buffers are reused.
     returned: Receiver<Chunk>,
     digester: Option<Digester>,
+    /// Each line is one message, never joined with the next
+    /// ([`Input::framed`]).
+    framed: bool,
 }
 
 impl Gather {
     fn read(&mut self, input: impl Input, max_line_bytes: usize) -> io::Result<()> {
+        self.framed = input.framed();
         let mut lines = LineReader::new(input, max_line_bytes);
         while let Some(line) = lines.next_line(|| self.send(true))? {
             match line {
@@ -177,15 +184,21 @@ impl Gather {
     /// over several lines (see [`crate::input::multiline`]).
     fn line(&mut self, text: &[u8], max_line_bytes: usize) {
         let content = text.strip_suffix(b"\r").unwrap_or(text);
+        let indent = content
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count();
         if let Some(mut pending) = self.pending.take() {
+            // A whole object no more indented than the message under way
+            // is a message of its own: that one ended before it, malformed.
+            if indent <= pending.indent && multiline::whole_object(content) {
+                self.end(pending.start, pending.lines);
+                return self.line(text, max_line_bytes);
+            }
             let joined = self.bytes.len();
             self.bytes.push(b'\n');
             self.bytes.extend_from_slice(content);
             pending.lines += 1;
-            let indent = content
-                .iter()
-                .take_while(|b| b.is_ascii_whitespace())
-                .count();
             let status = match pending.broken {
                 true => pending.prefix.skim(&self.bytes[joined..]),
                 false => pending.prefix.feed(&self.bytes[joined..]),
@@ -196,6 +209,11 @@ impl Gather {
                     self.bytes.truncate(pending.start);
                     self.spans.push(Span::TooLong { len, blank: false });
                     self.taken(pending.lines - 1);
+                }
+                // A line break inside a string, a key or a literal: the
+                // message ends with this line, malformed.
+                Status::Incomplete if pending.prefix.mid_token() => {
+                    self.end(pending.start, pending.lines)
                 }
                 Status::Incomplete => self.pending = Some(pending),
                 // Nothing goes on with what this line starts: the message
@@ -222,15 +240,16 @@ impl Gather {
             return;
         }
         let start = self.bytes.len();
-        if multiline::may_continue(content) {
+        if !self.framed && multiline::may_continue(content) {
             let mut prefix = Prefix::default();
-            if prefix.feed(content) == Status::Incomplete {
+            if prefix.feed(content) == Status::Incomplete && !prefix.mid_token() {
                 self.bytes.extend_from_slice(content);
                 self.pending = Some(Pending {
                     start,
                     lines: 1,
                     prefix,
                     broken: false,
+                    indent,
                 });
                 return;
             }
@@ -303,6 +322,7 @@ fn prepare<'a>(bytes: &'a [u8], span: Span, digester: Option<&Digester>) -> Prep
     match std::str::from_utf8(line) {
         Err(e) => Prepared::NotUtf8 {
             column: e.valid_up_to() + 1,
+            bytes: line,
         },
         Ok(text) => match scan::event_message(text) {
             Some(mut message) => {
@@ -332,10 +352,91 @@ mod tests {
         match line {
             Prepared::Blank => "blank".to_owned(),
             Prepared::TooLong { len } => format!("too long {len}"),
-            Prepared::NotUtf8 { column } => format!("not UTF-8 at {column}"),
+            Prepared::NotUtf8 { column, .. } => format!("not UTF-8 at {column}"),
             Prepared::Event(m, _) => format!("event {:?}", m.msg_id),
             Prepared::Other(text) => format!("other {text}"),
         }
+    }
+
+    /// What each line of `input` reads as, one entry per reply.
+    fn kinds(input: &'static [u8]) -> Vec<String> {
+        let reader = Reader::start(input, 1 << 20, None);
+        let mut seen = Vec::new();
+        while let Some(delivery) = reader.next() {
+            let chunk = delivery.unwrap().chunk;
+            seen.extend(chunk.borrow_dependent().iter().map(kind));
+            reader.done(chunk);
+        }
+        seen.retain(|k| k != "blank");
+        seen
+    }
+
+    const MESSAGES: [&str; 3] = [
+        r#"{"type":"event","msg_id":9,"event":{"type":"UserCreated","payload":{"id":"u","name":"Jo","ok":[true,false,null,-1.5e3,"\"}"]}}}"#,
+        r#"{"src":"bus","dest":"p","body":{"type":"subscribe","msg_id":2,"event_types":["A"]}}"#,
+        r#"[1, {"a": "b"}]"#,
+    ];
+
+    #[test]
+    fn a_line_cut_anywhere_never_takes_the_messages_after_it() {
+        let after = [
+            r#"{"type":"event","msg_id":10,"event":{"type":"T","id":"e"}}"#,
+            r#"{"type":"init","msg_id":11,"node_id":"n"}"#,
+            r#"{"type":"event","msg_id":12,"event":{"type":"T","id":"f"}}"#,
+        ];
+        let whole = kinds(Box::leak(format!("{}\n", after.join("\n")).into_boxed_str()).as_bytes());
+        for message in MESSAGES {
+            for cut in 1..message.len() {
+                let input = format!("{}\n{}\n", &message[..cut], after.join("\n"));
+                let seen = kinds(Box::leak(input.into_boxed_str()).as_bytes());
+                assert_eq!(seen.len(), 4, "cut at {cut}: {}: {seen:?}", &message[..cut]);
+                assert_eq!(seen[1..], whole[..], "cut at {cut}: {}", &message[..cut]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_over_several_lines_is_one_and_ends_where_it_must() {
+        let pretty =
+            "{\n  \"type\": \"init\",\n  \"a\": [\n    {\"b\": 1},\n    {\"c\": 2}\n  ]\n}\n";
+        assert_eq!(kinds(pretty.as_bytes()).len(), 1);
+        // The task's own form: keys at the start of the lines.
+        let task = "{ \"type\": \"subscribe\", \"msg_id\": 1,\n\"event_types\": [\"A\", \"B\"] }\n";
+        assert_eq!(
+            kinds(task.as_bytes()),
+            [format!("other {}", task.trim_end())]
+        );
+        // Cut inside a string on a line of its own: it ends there.
+        assert_eq!(
+            kinds(b"{\n  \"name\": \"Jo\n  \"a\": 1\n}\n"),
+            ["other {\n  \"name\": \"Jo", "other   \"a\": 1", "other }"]
+        );
+    }
+
+    #[test]
+    fn lines_of_a_stream_are_never_joined() {
+        struct Framed(&'static [u8]);
+        impl io::Read for Framed {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0.read(buf)
+            }
+        }
+        impl Input for Framed {
+            fn ready(&self) -> bool {
+                true
+            }
+            fn framed(&self) -> bool {
+                true
+            }
+        }
+        let reader = Reader::start(Framed(b"{\"a\":\n{\"b\": [1,\n2]}\n"), 1 << 20, None);
+        let mut seen = Vec::new();
+        while let Some(delivery) = reader.next() {
+            let chunk = delivery.unwrap().chunk;
+            seen.extend(chunk.borrow_dependent().iter().map(kind));
+            reader.done(chunk);
+        }
+        assert_eq!(seen, ["other {\"a\":", "other {\"b\": [1,", "other 2]}"]);
     }
 
     #[test]

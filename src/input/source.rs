@@ -24,6 +24,12 @@ pub trait Input: Read {
     fn stopped(&self) -> bool {
         false
     }
+
+    /// True when each line is one message as it came (a stream's message,
+    /// its line breaks made spaces): never joined with the next line.
+    fn framed(&self) -> bool {
+        false
+    }
 }
 
 /// A stream that ends as soon as `stop` becomes readable (a byte written

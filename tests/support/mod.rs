@@ -622,6 +622,39 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}/{stream}", self.port)
     }
 
+    /// Publishes `payloads` as they are, with a plain client, on the
+    /// subject `STREAM.events` of a stream it creates if need be; returns
+    /// the stream's last sequence.
+    pub fn publish_raw(&self, stream: &str, payloads: &[Vec<u8>]) -> u64 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let client = async_nats::connect(format!("127.0.0.1:{}", self.port))
+                .await
+                .unwrap();
+            let js = async_nats::jetstream::new(client);
+            let subject = format!("{stream}.events");
+            let mut created = js
+                .get_or_create_stream(async_nats::jetstream::stream::Config {
+                    name: stream.to_owned(),
+                    subjects: vec![subject.clone()],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            for payload in payloads {
+                js.publish(subject.clone(), payload.clone().into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+            created.info().await.unwrap().state.last_sequence
+        })
+    }
+
     /// Every message the stream holds, in order: its Nats-Msg-Id and payload.
     pub fn messages(&self, stream: &str) -> Vec<(Option<String>, String)> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -642,7 +675,7 @@ impl NatsServer {
                     .headers
                     .get(async_nats::header::NATS_MESSAGE_ID)
                     .map(|v| v.as_str().to_owned());
-                messages.push((id, String::from_utf8(m.payload.to_vec()).unwrap()));
+                messages.push((id, String::from_utf8_lossy(&m.payload).into_owned()));
             }
             messages
         })

@@ -20,7 +20,10 @@ use crate::protocol::{json, reply};
 use crate::state::StateError;
 use crate::util::prefetch::prefetch_all;
 use crate::value::event::{Event, Raw};
+
+mod refusals;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -146,15 +149,19 @@ struct Session<'a, L: Write> {
     batch_bytes: usize,
     /// The event refused that stops the run (`stop_on_refused`).
     halt: Option<String>,
+    /// How many refusals were logged lately.
+    refusals: refusals::Logged,
 }
 
 impl<L: Write> Session<'_, L> {
     /// Answers one line (blank lines get no reply); returns what it did.
+    /// From a stream, every line refused is recorded (see
+    /// [`refusals`]).
     fn line(&mut self, line: &mut Prepared<'_>) -> Result<Option<Outcome>, StateError> {
         self.line_no += 1;
         let line_no = self.line_no;
         self.body.clear();
-        let (outcome, envelope) = match line {
+        let (outcome, envelope, raw) = match line {
             Prepared::Blank => return Ok(None),
             &mut Prepared::TooLong { len } => {
                 let text = format!(
@@ -162,33 +169,38 @@ impl<L: Write> Session<'_, L> {
                     self.options.max_line_bytes
                 );
                 reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
-                (Outcome::Refused, None)
+                (Outcome::Refused, None, Cow::Borrowed(""))
             }
-            &mut Prepared::NotUtf8 { column } => {
+            &mut Prepared::NotUtf8 { column, bytes } => {
                 let text = format!("input line {line_no} is not valid UTF-8 at column {column}");
                 reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
-                self.release_later(Peers::default());
-                return Ok(Some(Outcome::Refused));
+                (Outcome::Refused, None, String::from_utf8_lossy(bytes))
             }
             Prepared::Event(message, digest) => {
                 return self.event(message, digest.as_mut()).map(Some)
             }
-            &mut Prepared::Other(text) => match parse(text, line_no) {
-                Ok(Value::Object(message)) => self.message(message)?,
-                Ok(other) => {
-                    let text = format!(
-                        "input line {line_no} must be a JSON object, found {}",
-                        type_name(&other)
-                    );
-                    reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
-                    (Outcome::Refused, None)
-                }
-                Err(text) => {
-                    reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
-                    (Outcome::Refused, None)
-                }
-            },
+            &mut Prepared::Other(text) => {
+                let (outcome, envelope) = match parse(text, line_no) {
+                    Ok(Value::Object(message)) => self.message(message)?,
+                    Ok(other) => {
+                        let text = format!(
+                            "input line {line_no} must be a JSON object, found {}",
+                            type_name(&other)
+                        );
+                        reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
+                        (Outcome::Refused, None)
+                    }
+                    Err(text) => {
+                        reply::error(&mut self.body, None, MALFORMED_REQUEST, &text);
+                        (Outcome::Refused, None)
+                    }
+                };
+                (outcome, envelope, Cow::Borrowed(text))
+            }
         };
+        if outcome == Outcome::Refused && self.options.checkpoints.is_some() {
+            self.rejected(&raw, None)?;
+        }
         self.warnings();
         let peers = match &envelope {
             Some(envelope) => Peers {
@@ -229,29 +241,18 @@ impl<L: Write> Session<'_, L> {
         outcome
     }
 
-    /// Records the event just refused, from a stream, with its sequence.
+    /// Records the message just refused, from a stream, with its sequence:
+    /// a row of `rejections` in the batch's transaction, a log line, and
+    /// the halt that `--on-refused stop` asks for.
     fn rejected(&mut self, line: &str, id: Option<String>) -> Result<(), StateError> {
         let checkpoints = self.options.checkpoints.as_ref().expect("from a stream");
         let position = checkpoints.sequence_of(self.line_no as u64).unwrap_or(0);
-        let reply: Value = serde_json::from_slice(&self.body).unwrap_or_default();
-        let code = reply["code"].as_i64().unwrap_or(0) as i32;
-        let error = reply["text"].as_str().unwrap_or_default().to_owned();
-        let text = line.trim_end().to_owned();
+        let rejection = refusals::rejection(position, id, &self.body, line);
+        self.refusals.log(&mut self.log, &rejection);
         if self.options.stop_on_refused {
-            self.halt = Some(format!(
-                "the event at sequence {position}{} was refused (error {code}): {error}",
-                id.as_deref()
-                    .map(|id| format!(" (id {id})"))
-                    .unwrap_or_default()
-            ));
+            self.halt = Some(refusals::halt(&rejection));
         }
-        self.engine.record_rejection(crate::state::Rejection {
-            position,
-            id,
-            code,
-            error,
-            text,
-        })
+        self.engine.record_rejection(rejection)
     }
 
     fn warnings(&mut self) {
@@ -271,8 +272,17 @@ impl<L: Write> Session<'_, L> {
             true => None,
             false => message.remove("body"),
         };
+        let from_stream = self.options.checkpoints.is_some();
         Ok(match inner {
+            None if from_stream && refusals::not_an_event(&message, &mut self.body) => {
+                (Outcome::Refused, None)
+            }
             None => (self.engine.handle(&message, &mut self.body)?, None),
+            Some(Value::Object(inner))
+                if from_stream && refusals::not_an_event(&inner, &mut self.body) =>
+            {
+                (Outcome::Refused, Some(message))
+            }
             Some(Value::Object(inner)) => {
                 (self.engine.handle(&inner, &mut self.body)?, Some(message))
             }
@@ -382,6 +392,7 @@ pub fn serve(
         pending_messages: 0,
         batch_bytes,
         halt: None,
+        refusals: refusals::Logged::default(),
     };
     let digester = session.engine.digester();
     let reader = Reader::start(input, options.max_line_bytes, Some(digester));
@@ -498,6 +509,7 @@ pub fn replay(
             pending_messages: 0,
             batch_bytes: MAX_BATCH_BYTES,
             halt: None,
+            refusals: refusals::Logged::default(),
         },
         counts: ReplayCounts::default(),
         only: only.map(|lines| lines.iter().peekable()),
