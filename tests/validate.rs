@@ -1,7 +1,8 @@
 //! `projector validate`: golden diagnostics for broken configurations, exit codes.
 //!
-//! Each `tests/fixtures/{invalid,warning}/NAME.toml` has its expected stderr in
-//! `NAME.stderr` and stdout in `NAME.stdout` (absent when empty). After changing a message on
+//! Each `tests/fixtures/{invalid,warning,valid}/NAME.toml` has its expected stderr in
+//! `NAME.stderr` and stdout in `NAME.stdout` (absent when empty); one with a `NAME.ndjson`
+//! beside it is validated against those sample events (`--samples`). After changing a message on
 //! purpose, rewrite them with `BLESS=1 cargo test --test validate` and review
 //! the diff.
 
@@ -39,7 +40,12 @@ fn check_fixtures(folder: &str, code: i32) {
     let mut failures = Vec::new();
     for config in &configs {
         let relative = config.strip_prefix(repo()).unwrap().to_str().unwrap();
-        let out = Run::new().args(&["validate", relative]).go();
+        let mut args = vec!["validate", relative];
+        let samples = Path::new(relative).with_extension("ndjson");
+        if repo().join(&samples).exists() {
+            args.extend(["--samples", samples.to_str().unwrap()]);
+        }
+        let out = Run::new().args(&args).go();
         if out.code != Some(code) {
             failures.push(format!("{relative}: exit {:?}, expected {code}", out.code));
         }
@@ -60,6 +66,11 @@ fn warnings_alone_pass() {
 }
 
 #[test]
+fn valid_configs_pass_without_a_word() {
+    check_fixtures("valid", 0);
+}
+
+#[test]
 fn deny_warnings_fails_on_warnings() {
     Run::new()
         .args(&["validate", "--deny-warnings", "tests/fixtures/warning/no_models.toml"])
@@ -69,6 +80,34 @@ fn deny_warnings_fails_on_warnings() {
         .stderr_is(
             "tests/fixtures/warning/no_models.toml:1:1: warning[P0100]: no read model is declared\n  |\n1 | # Nothing declared yet.\n  | ^\ntests/fixtures/warning/no_models.toml: invalid: 0 errors, 1 warning\n(`projector explain-code CODE` says more about a code)\n",
         );
+}
+
+#[test]
+fn deny_warnings_fails_on_a_misspelt_type_and_a_condition_the_samples_contradict() {
+    let out = Run::new()
+        .args(&[
+            "validate",
+            "--deny-warnings",
+            "tests/fixtures/warning/misspelt_event_type.toml",
+        ])
+        .go();
+    out.code_is(78).stdout_is(&[]);
+    assert!(
+        out.stderr.contains("invalid: 0 errors, 2 warnings"),
+        "{}",
+        out.stderr
+    );
+    Run::new()
+        .args(&[
+            "validate",
+            "--deny-warnings",
+            "tests/fixtures/warning/condition_types.toml",
+            "--samples",
+            "tests/fixtures/warning/condition_types.ndjson",
+        ])
+        .go()
+        .code_is(78)
+        .stdout_is(&[]);
 }
 
 #[test]

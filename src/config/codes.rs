@@ -76,7 +76,7 @@ pub const CODES: &[(&str, &str, &str)] = &[
     ("P0101", "read model never updated",
      "A read model has no binding: no event type changes it, and it stays empty."),
     ("P0102", "no read model reacts to an event type",
-     "A [[tests]] event has a type that no binding names: it will be acknowledged and change nothing. Often a misspelt type."),
+     "A [[tests]] event has a type that no binding names: it will be acknowledged and change nothing. Often a misspelt type: the hint names the bound type it is a slip away from, when there is one."),
     ("P0103", "key may be missing",
      "A binding's key path is read as optional elsewhere in the configuration (a `missing` policy or an `exists` test), so some events may lack it; those events will be refused by this binding unless it is `optional = true`."),
     ("P0104", "no sample of an event type",
@@ -85,6 +85,10 @@ pub const CODES: &[(&str, &str, &str)] = &[
      "`validate --samples LOG`: a path a binding reads is in none of the sample events of its type, often a misspelt field (`$.payload.ammount`). The hint names the nearest path the samples do carry. Until it matches, the field is never written (or, for a key, every such event is refused)."),
     ("P0106", "a sample value the operation cannot use",
      "`validate --samples LOG`: a sample event gives a path a value that what it is read for cannot use, such as text where `increment` needs a number or an object as a document key. Events like it would be refused with error 22 or 12."),
+    ("P0107", "an event type that looks misspelt",
+     "A bound event type differs from another type the configuration names by a slip within one word (`UserCreatd` beside `UserCreated`: one edit in a short word, a few in a long one), and the other is named in more places (bindings and [[tests]] events counted), so it is taken as the one meant: its events never reach this binding. Taken as distinct types: names that differ by a whole word (`OrderCreated`, `OrderUpdated`), by two letters of a short word (`CartCreated`, `CartCleared`), in a word's first letter (`Flagged`, `Tagged`), by a plural (`ItemAdded`, `ItemsAdded`) or only in digits (`OrderPaid`, `OrderPaid2`), and near names written in as many places. The hint names the type meant."),
+    ("P0108", "a condition compares values of different types",
+     "`validate --samples LOG`: a condition compares a path that the samples show as one type of value (a number, say) with a literal of another (`ge = \"500\"`). Values of two types are never equal and have no order, so the condition never holds (or, for `ne`, always holds). The hint writes the literal as the type the samples hold (`ge = 500`) when it reads as one."),
 ];
 
 /// The title and explanation of a code (case-insensitive), if it is one.

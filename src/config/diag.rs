@@ -126,8 +126,30 @@ pub enum Kind {
     },
     /// A test names a read model the configuration does not declare.
     UnknownTestModel { name: String },
-    /// Warning: a test sends an event type no read model reacts to.
-    EventTypeUnused { event_type: String },
+    /// Warning: a test sends an event type no read model reacts to;
+    /// `nearest`: the bound type it looks like a misspelling of.
+    EventTypeUnused {
+        event_type: String,
+        nearest: Option<String>,
+    },
+    /// Warning: a bound event type one slip away from another that the
+    /// configuration names in more places.
+    EventTypeMisspelt {
+        event_type: String,
+        nearest: String,
+        places: usize,
+        nearest_places: usize,
+    },
+    /// Warning (`validate --samples`): a condition compares a path that the
+    /// samples show as one type of value with a literal of another.
+    ConditionTypes {
+        test: &'static str,
+        path: String,
+        sampled: &'static str,
+        literal: &'static str,
+        /// The test with its literal written as the sampled type, when it can be.
+        rewritten: Option<String>,
+    },
     /// Warning: a required key that the configuration itself treats as optional elsewhere.
     KeyMayBeMissing {
         path: String,
@@ -185,6 +207,8 @@ impl Kind {
             Kind::NoSamples { .. } => "P0104",
             Kind::NeverInSamples { .. } => "P0105",
             Kind::SampleUnusable { .. } => "P0106",
+            Kind::EventTypeMisspelt { .. } => "P0107",
+            Kind::ConditionTypes { .. } => "P0108",
         }
     }
 
@@ -268,9 +292,21 @@ impl Kind {
             Kind::UnknownTestModel { name } => {
                 format!("the configuration declares no read model `{name}`")
             }
-            Kind::EventTypeUnused { event_type } => {
+            Kind::EventTypeUnused { event_type, .. } => {
                 format!("no read model reacts to `{event_type}`")
             }
+            Kind::EventTypeMisspelt {
+                event_type,
+                nearest,
+                ..
+            } => format!("event type `{event_type}` looks like a misspelling of `{nearest}`"),
+            Kind::ConditionTypes {
+                test,
+                path,
+                sampled,
+                literal,
+                ..
+            } => format!("`{test}` compares `{path}`, {sampled} in the samples, with {literal}"),
             Kind::KeyMayBeMissing {
                 path,
                 model,
@@ -379,8 +415,39 @@ impl Kind {
             Kind::TypeConflict { .. } => Some(
                 "every binding of a model should write a field as the same type of value".to_owned(),
             ),
-            Kind::EventTypeUnused { .. } => {
-                Some("its events will be acknowledged and change nothing".to_owned())
+            Kind::EventTypeUnused { nearest, .. } => Some(format!(
+                "{}its events will be acknowledged and change nothing",
+                nearest
+                    .as_ref()
+                    .map_or(String::new(), |n| format!("did you mean `{n}`? "))
+            )),
+            Kind::EventTypeMisspelt {
+                event_type,
+                nearest,
+                places,
+                nearest_places,
+            } => Some(format!(
+                "did you mean `{nearest}`? the configuration names it in {}, and `{event_type}` in {}",
+                places_text(*nearest_places),
+                places_text(*places)
+            )),
+            Kind::ConditionTypes {
+                test,
+                sampled,
+                literal,
+                rewritten,
+                ..
+            } => {
+                let fix = match rewritten {
+                    Some(test) => format!("write `{test}`"),
+                    None => format!("compare with {sampled}"),
+                };
+                let why = match *test {
+                    "eq" | "in" => format!("never equals {sampled}, so the condition never holds"),
+                    "ne" => format!("never equals {sampled}, so the condition always holds"),
+                    _ => format!("has no order with {sampled}, so the condition never holds"),
+                };
+                Some(format!("{fix}: {literal} {why}"))
             }
             Kind::KeyMayBeMissing { .. } => Some(
                 "add `optional = true` to skip this model for such events, or `missing = \"fail\"` where it is read"
@@ -455,6 +522,13 @@ fn expected_one_of(found: &str, expected: &[&str]) -> String {
     }
 }
 
+fn places_text(n: usize) -> String {
+    match n {
+        1 => "1 place".to_owned(),
+        n => format!("{n} places"),
+    }
+}
+
 /// The closest candidate by edit distance, when it is close enough to be a typo.
 pub fn did_you_mean<'a>(found: &str, candidates: &[&'a str]) -> Option<&'a str> {
     if found.is_empty() {
@@ -468,21 +542,29 @@ pub fn did_you_mean<'a>(found: &str, candidates: &[&'a str]) -> Option<&'a str> 
         .map(|(_, c)| c)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(above + 1);
-            diagonal = above;
+/// The number of edits between two texts, in characters: insertions,
+/// deletions, substitutions, and swaps of two neighbours (`Craeted`), which
+/// count once, as a slip of the fingers does (Damerau–Levenshtein, each
+/// character edited at most once).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // Three rows of the table: two rows back, the last one, this one.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut last: Vec<usize> = (0..=b.len()).collect();
+    let mut row = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        row[0] = i;
+        for j in 1..=b.len() {
+            let substitution = last[j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            row[j] = substitution.min(last[j] + 1).min(row[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
         }
+        std::mem::swap(&mut before, &mut last);
+        std::mem::swap(&mut last, &mut row);
     }
-    row[b.len()]
+    last[b.len()]
 }
 
 /// One problem, at one place.
@@ -709,7 +791,18 @@ mod tests {
         assert_eq!(did_you_mean("mrege", OPERATIONS), Some("merge"));
         assert_eq!(did_you_mean("incremnt", OPERATIONS), Some("increment"));
         assert_eq!(did_you_mean("replace", OPERATIONS), None);
+        assert_eq!(did_you_mean("mreg", OPERATIONS), Some("merge"));
         assert_eq!(synonym("upsert"), Some("merge"));
+    }
+
+    #[test]
+    fn a_swap_of_neighbours_is_one_edit() {
+        let d = edit_distance;
+        assert_eq!([d("", ""), d("abc", ""), d("", "ab")], [0, 3, 2]);
+        assert_eq!([d("Created", "Craeted"), d("ab", "ba")], [1, 1]);
+        assert_eq!([d("Created", "Creatd"), d("Created", "Updated")], [1, 3]);
+        assert_eq!(d("kitten", "sitting"), 3);
+        assert_eq!(d("ca", "abc"), 3);
     }
 
     #[test]

@@ -79,15 +79,17 @@ pub fn compile(raw: &RawConfig, source: &str, diags: &mut Vec<Diagnostic>) -> Op
     };
     super::types::check_field_types(raw, &map, c.diags);
     super::types::check_keys_may_be_missing(raw, c.diags);
+    super::event_types::check_misspelt(raw, c.diags);
     let errors_after = c.diags.iter().filter(|d| d.is_error()).count();
     // The tests are checked last, and their problems marked: a plan whose
     // read models are sound is returned even when a test is not.
     let before = c.diags.len();
-    let declared = raw
-        .models
-        .iter()
-        .flat_map(|m| m.on.iter().map(|b| b.event_type.value.as_str()))
-        .collect();
+    let mut declared: Vec<&str> = Vec::new();
+    for b in raw.models.iter().flat_map(|m| &m.on) {
+        if !declared.contains(&b.event_type.value.as_str()) {
+            declared.push(&b.event_type.value);
+        }
+    }
     plan.tests = super::config_tests::compile(&raw.tests, &plan, &declared, c.diags);
     Diagnostic::mark_in_tests(&mut c.diags[before..]);
     (errors_after == errors_before).then_some(plan)

@@ -4,7 +4,7 @@ use super::Plan;
 use crate::config::diag::{Diagnostic, Kind};
 use crate::config::raw::RawTest;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// One config test: events in, documents (and replies) expected out.
 #[derive(Debug, Clone)]
@@ -26,11 +26,12 @@ pub struct Expectation {
 
 /// Checks the tests against the compiled models; events of types no model
 /// reacts to (none of `declared`, the types the configuration binds, even
-/// in a binding with an error) are warned about.
+/// in a binding with an error, in the order written) are warned about, with
+/// the bound type each looks like a misspelling of.
 pub fn compile(
     raw: &[RawTest],
     plan: &Plan,
-    declared: &HashSet<&str>,
+    declared: &[&str],
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<ConfigTest> {
     let mut out = Vec::new();
@@ -40,11 +41,13 @@ pub fn compile(
         for event in &test.events {
             match event.value.get("type") {
                 Some(Value::String(ty)) => {
-                    if !declared.contains(ty.as_str()) && warned.insert(ty, ()).is_none() {
+                    if !declared.contains(&ty.as_str()) && warned.insert(ty, ()).is_none() {
                         diags.push(Diagnostic::warning(
                             event.span.clone(),
                             Kind::EventTypeUnused {
                                 event_type: ty.clone(),
+                                nearest: super::event_types::nearest_bound(ty, declared)
+                                    .map(str::to_owned),
                             },
                         ));
                     }

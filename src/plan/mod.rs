@@ -9,6 +9,7 @@ mod compile;
 pub mod config_tests;
 mod definition;
 pub mod event_id;
+mod event_types;
 pub mod path;
 pub mod samples;
 mod types;

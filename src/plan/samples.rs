@@ -1,13 +1,14 @@
 //! A configuration checked against real events (`validate --samples LOG`):
 //! each path a binding reads that no sample of its event type carries (with
 //! the nearest path the samples do carry), each value a sample gives an
-//! operation that the operation cannot use, and each bound event type the
-//! samples lack. What the compiler cannot know (the shape of the events)
-//! the samples tell.
+//! operation that the operation cannot use, each condition that compares a
+//! path with a literal of another type than the samples give it, and each
+//! bound event type the samples lack. What the compiler cannot know (the
+//! shape of the events) the samples tell.
 
 use super::path::{Found, JsonPath};
 use crate::config::diag::{did_you_mean, Diagnostic, Kind, Spanned};
-use crate::config::raw::{FieldOp, RawBinding, RawConfig, RawMapping, Test};
+use crate::config::raw::{FieldOp, RawBinding, RawCondition, RawConfig, RawMapping, Test};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,6 +56,9 @@ pub fn check(raw: &RawConfig, samples: &[Sample], diags: &mut Vec<Diagnostic>) {
             let key = binding.key.as_ref().or(model.key.as_ref());
             for (path, usage) in paths(binding, key) {
                 check_path(path, usage, ty, samples, diags);
+            }
+            for condition in &binding.when {
+                check_condition(condition, samples, diags);
             }
         }
     }
@@ -155,6 +159,90 @@ fn check_path(
     }
 }
 
+/// A condition whose literal has another type than every value the samples
+/// give its path. Values of two types are never equal and have no order, so
+/// the condition never holds (`ne` always does): `ge = "500"` on amounts
+/// that are numbers. Samples that give the path values of several types
+/// say nothing about which one is meant, and are left alone.
+fn check_condition(c: &RawCondition, samples: &[&Sample], diags: &mut Vec<Diagnostic>) {
+    let (test, literals): (&'static str, Vec<&Value>) = match &c.test.value {
+        Test::Exists(_) => return,
+        Test::Eq(v) => ("eq", vec![v]),
+        Test::Ne(v) => ("ne", vec![v]),
+        Test::Lt(v) => ("lt", vec![v]),
+        Test::Le(v) => ("le", vec![v]),
+        Test::Gt(v) => ("gt", vec![v]),
+        Test::Ge(v) => ("ge", vec![v]),
+        Test::In(vs) => ("in", vs.iter().collect()),
+    };
+    // A path that does not compile was reported by the compiler.
+    let Ok(path) = JsonPath::parse(&c.path.value) else {
+        return;
+    };
+    let mut sampled = None;
+    for sample in samples {
+        let found = match path.find(&sample.event) {
+            Found::Nothing => continue,
+            Found::One(v) => vec![v],
+            Found::Many(vs) => vs,
+        };
+        // Null is read as missing, never compared.
+        for ty in found
+            .into_iter()
+            .filter(|v| !v.is_null())
+            .map(super::type_name)
+        {
+            match sampled {
+                None => sampled = Some(ty),
+                Some(seen) if seen == ty => {}
+                Some(_) => return,
+            }
+        }
+    }
+    let Some(sampled) = sampled else { return };
+    let Some(other) = literals.iter().find(|v| super::type_name(v) != sampled) else {
+        return;
+    };
+    let rewritten = match &c.test.value {
+        Test::In(_) => literals
+            .iter()
+            .map(|v| written_as(v, sampled))
+            .collect::<Option<Vec<_>>>()
+            .map(|vs| format!("[{}]", vs.join(", "))),
+        _ => written_as(other, sampled),
+    };
+    diags.push(Diagnostic::warning(
+        c.test.span.clone(),
+        Kind::ConditionTypes {
+            test,
+            path: c.path.value.clone(),
+            sampled,
+            literal: super::type_name(other),
+            rewritten: rewritten.map(|r| format!("{test} = {r}")),
+        },
+    ));
+}
+
+/// A scalar literal as TOML text of the type `ty` names, when it reads as
+/// one: the string "500" as the number 500, the number 7 as "7", the
+/// string "true" as true.
+fn written_as(v: &Value, ty: &str) -> Option<String> {
+    let string = |text: &str| serde_json::to_string(text).ok();
+    match (v, ty) {
+        (Value::String(s), "a string") => string(s),
+        (Value::Number(n), "a string") => string(&n.to_string()),
+        (Value::Bool(b), "a string") => string(&b.to_string()),
+        // JSON's numbers are TOML's too.
+        (Value::String(s), "a number") => Some(s.parse::<serde_json::Number>().ok()?.to_string()),
+        (Value::Number(n), "a number") => Some(n.to_string()),
+        (Value::String(s), "a boolean") => {
+            matches!(s.as_str(), "true" | "false").then(|| s.clone())
+        }
+        (Value::Bool(b), "a boolean") => Some(b.to_string()),
+        _ => None,
+    }
+}
+
 /// The carried path `path` most likely meant: one beside it whose last name
 /// is a near miss of its last name (`$.payload.ammount` → `$.payload.amount`).
 fn nearest(path: &str, carried: &BTreeSet<String>) -> Option<String> {
@@ -215,4 +303,82 @@ fn carried_paths(samples: &[&Sample]) -> BTreeSet<String> {
         walk(&sample.event, "$".to_owned(), &mut out);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The P0108 hints for a condition, against samples of these payloads.
+    fn hints(when: &str, payloads: &[&str]) -> Vec<String> {
+        let config = format!(
+            "[[model]]\nname = \"m\"\nkey = \"$.id\"\non.A = {{ when = {when}, merge = {{ x = 1 }} }}\n"
+        );
+        let samples: Vec<Sample> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Sample {
+                line: i + 1,
+                event: serde_json::from_str(&format!(r#"{{"type":"A","id":"e","payload":{p}}}"#))
+                    .unwrap(),
+            })
+            .collect();
+        let (_, diags) = crate::load_with_samples(&config, Some(&samples)).unwrap();
+        diags
+            .iter()
+            .filter(|d| d.kind.code() == "P0108")
+            .map(|d| format!("{} | {}", d.kind.message(), d.kind.help().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_literal_of_another_type_than_the_samples_is_warned_about() {
+        let amounts = [r#"{"n":5}"#, r#"{"n":2.5}"#, r#"{"n":null}"#, "{}"];
+        assert_eq!(
+            hints(r#"{ path = "$.payload.n", ge = "500" }"#, &amounts),
+            ["`ge` compares `$.payload.n`, a number in the samples, with a string | write `ge = 500`: a string has no order with a number, so the condition never holds"]
+        );
+        assert_eq!(
+            hints(r#"{ path = "$.payload.n", eq = "many" }"#, &amounts),
+            ["`eq` compares `$.payload.n`, a number in the samples, with a string | compare with a number: a string never equals a number, so the condition never holds"]
+        );
+        let codes = [r#"{"c":"7"}"#];
+        assert_eq!(
+            hints(r#"{ path = "$.payload.c", ne = 7 }"#, &codes),
+            ["`ne` compares `$.payload.c`, a string in the samples, with a number | write `ne = \"7\"`: a number never equals a string, so the condition always holds"]
+        );
+        assert_eq!(
+            hints(r#"{ path = "$.payload.c", in = ["6", 7] }"#, &codes)[0]
+                .split(" | ")
+                .nth(1),
+            Some(
+                r#"write `in = ["6", "7"]`: a number never equals a string, so the condition never holds"#
+            )
+        );
+        let flags = [r#"{"f":[true,false]}"#];
+        assert_eq!(
+            hints(r#"{ path = "$.payload.f[*]", eq = "true" }"#, &flags)[0]
+                .split(" | ")
+                .nth(1),
+            Some(
+                "write `eq = true`: a string never equals a boolean, so the condition never holds"
+            )
+        );
+    }
+
+    #[test]
+    fn matching_mixed_or_absent_samples_are_left_alone() {
+        let none: [&str; 0] = [];
+        assert!(hints(r#"{ path = "$.payload.n", ge = 500 }"#, &[r#"{"n":5}"#]).is_empty());
+        assert!(hints(r#"{ path = "$.payload.n", ge = "b" }"#, &[r#"{"n":"a"}"#]).is_empty());
+        let mixed = [r#"{"n":5}"#, r#"{"n":"5"}"#];
+        assert!(hints(r#"{ path = "$.payload.n", eq = "5" }"#, &mixed).is_empty());
+        assert!(hints(
+            r#"{ path = "$.payload.n", exists = true }"#,
+            &[r#"{"n":5}"#]
+        )
+        .is_empty());
+        assert!(hints(r#"{ path = "$.payload.n", eq = "5" }"#, &none).is_empty());
+        assert!(hints(r#"{ path = "$.payload.n", eq = "5" }"#, &[r#"{"m":5}"#]).is_empty());
+    }
 }
