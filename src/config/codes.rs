@@ -16,7 +16,7 @@ pub const CODES: &[(&str, &str, &str)] = &[
     ("P0006", "unknown word",
      "A key takes one of a few words and holds another: `missing` is skip, null or fail; `meta` is event_id, event_type or position."),
     ("P0007", "invalid JSONPath",
-     "A string starting with `$` is not a valid JSONPath; the caret marks where it stops parsing. Paths are rooted at the event: `$.payload.name`, `$.type`, `$.payload.items[0].sku`. A path may search descendants (`..`) once: each search multiplies the work an event takes by its size, so `$..a..a` is refused."),
+     "A string starting with `$` is not a valid JSONPath (RFC 9535); the caret marks where it goes wrong. Paths are rooted at the event: `$.payload.name`, `$.type`, `$.payload.items[0].sku`. Filters are typed: a comparison compares values (literals, singular queries, `length`, `count`, `value`), a test takes a query or `match`/`search`, so `[?length(@.name)]` and `[?length(@.*) > 1]` are refused. A path may search descendants (`..`) once: each search multiplies the work an event takes by its size, so `$..a..a` is refused."),
     ("P0008", "not a JSONPath",
      "A mapping's string does not start with `$`. Strings in mappings are JSONPaths into the event; a literal string is written as { value = \"text\" }, and a number or boolean may be written bare."),
     ("P0009", "path can select several values",

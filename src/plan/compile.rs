@@ -113,14 +113,9 @@ impl Compiler<'_> {
         match JsonPath::parse(&text.value) {
             Ok(path) => Some(path),
             Err(PathError { reason, at }) => {
-                let span = match (at, self.inner(text)) {
-                    (Some(at), Some(inner)) if text.value.starts_with('$') => {
-                        let (offset, width) = text
-                            .value
-                            .char_indices()
-                            .nth(at)
-                            .map_or((text.value.len(), 0), |(i, c)| (i, c.len_utf8()));
-                        inner.start + offset..inner.start + offset + width
+                let span = match self.inner(text) {
+                    Some(inner) if text.value.starts_with('$') => {
+                        inner.start + at.start..inner.start + at.end
                     }
                     _ => text.span.clone(),
                 };

@@ -1,16 +1,23 @@
-//! JSONPaths, parsed once at load time.
+//! JSONPaths (RFC 9535), parsed once at load time.
 //!
 //! A path made of names and indexes only (`$.payload.id`, `$.items[0]`) is
 //! compiled into a direct walk over the event; anything else (wildcards,
-//! slices, filters, descendants) is kept as a parsed jsonpath-rust query.
+//! slices, filters, descendants) is kept as its syntax tree, which [`eval`]
+//! interprets. The RFC's compliance test suite runs in `tests/jsonpath_cts.rs`.
+
+mod eval;
+mod filter;
+mod iregexp;
+mod literal;
+mod parse;
+mod syntax;
 
 use super::{scalar_text, type_name};
 use crate::value::event::{Event, Raw, Val};
-use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
-use jsonpath_rust::parser::parse_json_path;
-use jsonpath_rust::query::js_path_process;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::ops::Range;
+use syntax::{Query, Selector};
 
 #[derive(Debug, Clone)]
 pub struct JsonPath {
@@ -21,7 +28,7 @@ pub struct JsonPath {
 #[derive(Debug, Clone)]
 enum PathKind {
     Walk(Vec<Step>),
-    Query(Box<JpQuery>),
+    Query(Box<Query>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,24 +65,26 @@ impl JsonPath {
         if !text.starts_with('$') {
             return Err(PathError {
                 reason: "a JSONPath starts with `$`".to_owned(),
-                at: Some(0),
+                at: 0..0,
             });
         }
-        let query = parse_json_path(text).map_err(|e| PathError::from_parser(&e.to_string()))?;
-        if let Some(at) = second_descent(text) {
+        let (query, descents) = parse::parse(text)?;
+        if let Some(&at) = descents.get(1) {
             return Err(PathError {
                 reason: "a path may search descendants (`..`) once: each search multiplies the work an event takes by its size".to_owned(),
-                at: Some(at),
+                at: at..at + 2,
             });
         }
         let steps: Option<Vec<Step>> = query
             .segments
             .iter()
-            .map(|segment| match segment {
-                Segment::Selector(Selector::Name(name)) => Some(Step::Key(name.clone())),
-                Segment::Selector(Selector::Index(i)) => Some(Step::Index(*i)),
-                _ => None,
-            })
+            .map(
+                |segment| match (segment.descendant, &segment.selectors[..]) {
+                    (false, [Selector::Name(name)]) => Some(Step::Key(name.clone())),
+                    (false, [Selector::Index(i)]) => Some(Step::Index(*i)),
+                    _ => None,
+                },
+            )
             .collect();
         let kind = match steps {
             Some(steps) => PathKind::Walk(steps),
@@ -118,8 +127,8 @@ impl JsonPath {
                 .segments
                 .iter()
                 .take(2)
-                .map(|s| match s {
-                    Segment::Selector(Selector::Name(k)) => Some(k.as_str()),
+                .map(|s| match (s.descendant, &s.selectors[..]) {
+                    (false, [Selector::Name(k)]) => Some(k.as_str()),
                     _ => None,
                 })
                 .collect(),
@@ -144,12 +153,9 @@ impl JsonPath {
                 Some(v) => Found::One(v),
                 None => Found::Nothing,
             },
-            PathKind::Query(q) => match js_path_process(q, root) {
-                Ok(refs) if refs.len() == 1 => Found::One(refs[0].val),
-                Ok(refs) if !refs.is_empty() => {
-                    Found::Many(refs.into_iter().map(|r| r.val).collect())
-                }
-                _ => Found::Nothing,
+            PathKind::Query(q) => match eval::select(q, root, root) {
+                nodes if nodes.len() > 1 => Found::Many(nodes),
+                nodes => nodes.first().map_or(Found::Nothing, |&v| Found::One(v)),
             },
         }
     }
@@ -230,67 +236,12 @@ fn walk_raw<'r, 'a>(steps: &[Step], mut at: &'r Raw<'a>) -> Option<&'r Raw<'a>> 
     Some(at)
 }
 
-/// Where a path searches descendants (`..`) a second time, outside quoted
-/// names, if it does: a path such as `$..a..a..a` takes time (and memory)
-/// that grows as a power of the event's size, so it is refused.
-fn second_descent(text: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
-    let (mut quote, mut escaped, mut seen) = (None, false, 0);
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if b == b'\\' {
-                    escaped = true;
-                } else if b == q {
-                    quote = None;
-                }
-            }
-            None if b == b'\'' || b == b'"' => quote = Some(b),
-            None if b == b'.' && bytes.get(i + 1) == Some(&b'.') => {
-                seen += 1;
-                if seen == 2 {
-                    return Some(text[..i].chars().count());
-                }
-                i += 2;
-                continue;
-            }
-            None => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Why a JSONPath does not parse, and where (a character index into it).
+/// Why a JSONPath is refused, and where: a range of bytes in its text (empty
+/// at its end).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathError {
     pub reason: String,
-    pub at: Option<usize>,
-}
-
-impl PathError {
-    /// Reads jsonpath-rust's parser message, which pest renders with a
-    /// `--> line:column` marker for the place it stopped.
-    fn from_parser(message: &str) -> PathError {
-        let column = message.split("--> ").nth(1).and_then(|rest| {
-            let place = rest.split_whitespace().next()?;
-            place.split(':').nth(1)?.parse::<usize>().ok()
-        });
-        match column {
-            Some(column) => PathError {
-                reason: format!("unexpected input at character {column}"),
-                at: Some(column - 1),
-            },
-            None => PathError {
-                reason: message.lines().next().unwrap_or(message).to_owned(),
-                at: None,
-            },
-        }
-    }
+    pub at: Range<usize>,
 }
 
 #[cfg(test)]
@@ -349,7 +300,7 @@ mod tests {
         assert!(JsonPath::parse("$..a").is_ok());
         assert!(JsonPath::parse("$.items[?@.name == '..x..']..price").is_ok());
         let err = JsonPath::parse("$..a..a..a..a").err().unwrap();
-        assert_eq!(err.at, Some(4));
+        assert_eq!(err.at, 4..6);
         assert!(err.reason.contains("once"));
         assert!(JsonPath::parse("$.payload[?@..a]..b").is_err());
     }
