@@ -12,7 +12,13 @@
 //! - `_projector_units`: each version's units: name, schema and models.
 //! - `_projector_instances`: each instance and when it last said it was
 //!   alive; an instance not heard from for a lease is not counted.
-//! - `rejections`: events the engine refused (see [`crate::cluster`]).
+//! - `rejections`: messages a unit did not project (see [`crate::cluster`]):
+//!   `unit`, `position` (the stream sequence), `id`, `code`, `error`, `text`
+//!   (the message: whole when parked, else its first bytes), `at`, `status`
+//!   (`recorded`: passed by; `parked`: held, with every later event of its
+//!   `documents`, a JSON array of `[model, key]`; `retry`: asked to be
+//!   applied again; `retried`; `dropped`), `behind` (the position of the
+//!   parked event a held one waits behind; null when refused itself).
 //! - `"<model>"`: a view, the union of the model's documents over its units.
 //!
 //! Each unit's state is a PostgreSQL state of its own (see
@@ -105,7 +111,13 @@ impl Registry {
                  unit text NOT NULL, position bigint NOT NULL, id text, code int NOT NULL,
                  error text NOT NULL, text text NOT NULL,
                  at timestamptz NOT NULL DEFAULT now(),
-                 PRIMARY KEY (unit, position));"
+                 PRIMARY KEY (unit, position));
+             ALTER TABLE {s}.{REJECTIONS}
+                 ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'recorded',
+                 ADD COLUMN IF NOT EXISTS documents jsonb NOT NULL DEFAULT '[]',
+                 ADD COLUMN IF NOT EXISTS behind bigint;
+             CREATE INDEX IF NOT EXISTS {REJECTIONS}_open ON {s}.{REJECTIONS} (unit, position)
+                 WHERE status IN ('parked', 'retry');"
         ))
         .map_err(failed)?;
         let parts = requested.unwrap_or(default_parts) as i32;

@@ -8,7 +8,7 @@
 
 use crate::protocol::code::NOT_SUPPORTED;
 use crate::protocol::reply;
-use crate::state::Rejection;
+use crate::state::{Rejection, RejectionStatus};
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -45,6 +45,9 @@ pub fn rejection(position: u64, id: Option<String>, reply: &[u8], line: &str) ->
         code: reply["code"].as_i64().unwrap_or(0) as i32,
         error: reply["text"].as_str().unwrap_or_default().to_owned(),
         text: first_bytes(line.trim_end(), KEPT_BYTES).to_owned(),
+        status: RejectionStatus::Recorded,
+        documents: Vec::new(),
+        behind: None,
     }
 }
 

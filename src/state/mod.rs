@@ -160,8 +160,39 @@ pub struct Rejection {
     /// The error's code (12, 22) and text, as the reply says them.
     pub code: i32,
     pub error: String,
-    /// The message that carried the event, as received.
+    /// The message that carried the event, as received (its first bytes
+    /// unless it is parked: then whole, to be applied again).
     pub text: String,
+    /// What became of it.
+    pub status: RejectionStatus,
+    /// The documents it would change, `(model, key)`: a parked event holds
+    /// every later event of them.
+    pub documents: Vec<(String, String)>,
+    /// The position of the parked event it waits behind, when it was not
+    /// refused itself.
+    pub behind: Option<u64>,
+}
+
+/// What became of a message a unit did not project: the `status` column
+/// of `rejections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionStatus {
+    /// Refused and passed by (`--on-refused record`, or not an event).
+    Recorded,
+    /// Held, with every later event of its documents.
+    Parked,
+    /// Applied again (`projector rejections retry`).
+    Retried,
+}
+
+impl RejectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectionStatus::Recorded => "recorded",
+            RejectionStatus::Parked => "parked",
+            RejectionStatus::Retried => "retried",
+        }
+    }
 }
 
 /// The in-memory mode: nothing outlives the process.

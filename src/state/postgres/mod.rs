@@ -48,6 +48,7 @@ use crate::plan::Plan;
 use lease::Heartbeat;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Transaction};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -732,16 +733,23 @@ impl Books {
             return Ok(());
         };
         let sql = format!(
-            "INSERT INTO {}.{} (unit, position, id, code, error, text)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO {}.{} (unit, position, id, code, error, text, status, documents, behind)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9)
              ON CONFLICT (unit, position) DO UPDATE
              SET id = excluded.id, code = excluded.code, error = excluded.error,
-                 text = excluded.text, at = now()",
+                 text = excluded.text, at = now(), status = excluded.status,
+                 documents = excluded.documents, behind = excluded.behind",
             ident(schema),
             crate::cluster::registry::REJECTIONS
         );
         for r in rejections {
             let id = r.id.as_deref().map(text::to_column);
+            let documents: Vec<[Cow<'_, str>; 2]> = r
+                .documents
+                .iter()
+                .map(|(model, key)| [text::to_column(model), text::to_column(key)])
+                .collect();
+            let documents = serde_json::to_string(&documents).expect("pairs of strings");
             tx.execute(
                 &sql,
                 &[
@@ -751,6 +759,9 @@ impl Books {
                     &r.code,
                     &text::to_column(&r.error).as_ref(),
                     &text::to_column(&r.text).as_ref(),
+                    &r.status.as_str(),
+                    &documents,
+                    &r.behind.map(|b| b as i64),
                 ],
             )
             .map_err(|e| self.failure("recording an event refused", e))?;
