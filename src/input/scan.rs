@@ -86,10 +86,11 @@ pub fn event_message(text: &str) -> Option<EventMessage<'_>> {
 /// envelope and body are read field by field, not built as trees; only the
 /// values kept are.
 fn message(text: &str) -> Option<Message<'_>> {
-    // 0xF4 starts the characters of plane 16, where the general path reads
-    // U+10FFFF specially (see `crate::value::surrogate`): one look at the whole
-    // line is cheaper than one in every string.
-    if memchr::memchr(0xF4, text.as_bytes()).is_some() {
+    // The general path reads U+D7FF specially (see `crate::value::surrogate`):
+    // one look at the whole line is cheaper than one in every string.
+    let bytes = text.as_bytes();
+    let mark = crate::value::surrogate::MARK_UTF8;
+    if memchr::memchr_iter(mark[0], bytes).any(|i| bytes[i..].starts_with(mark)) {
         return None;
     }
     let mut parser = Parser::new(text);
@@ -551,7 +552,8 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(scanned(&deep).is_none());
         // Left to the general path, which reads it specially.
-        assert!(message("{\"type\":\"event\",\"event\":{\"a\":\"\u{10FFFF}\"}}").is_none());
+        assert!(message("{\"type\":\"event\",\"event\":{\"a\":\"\u{D7FF}\"}}").is_none());
+        assert!(message("{\"type\":\"event\",\"event\":{\"a\":\"\u{D7FE}\u{10FFFF}\"}}").is_some());
     }
 
     #[test]
