@@ -226,6 +226,7 @@ pub fn code_points(text: &str) -> impl Iterator<Item = u32> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn read(text: &str) -> String {
         serde_json::from_str(&prepare(text)).unwrap()
@@ -362,5 +363,37 @@ mod tests {
         assert!(matches!(from_earlier("\u{10FFFE}é"), Cow::Borrowed(_)));
         // U+10FFFF that no input held (from a configuration) stays.
         assert_eq!(from_earlier("\u{10FFFF}x"), "\u{10FFFF}x");
+    }
+
+    /// Strings as Python holds them, as code points: mostly those about the
+    /// surrogates, where the held form differs from the text.
+    fn python_strings() -> impl Strategy<Value = Vec<u32>> {
+        let point = prop_oneof![
+            Just(0xD7FF),
+            Just(0x10FFFF),
+            0xD800..0xE000u32,
+            0xD7F0..0xD800u32,
+            0xE000..0x1_0000u32,
+            0x1_0000..0x11_0000u32,
+            0..0x80u32,
+        ];
+        prop::collection::vec(point, 0..6).prop_map(|mut points| {
+            // A high surrogate before a low one reads as one character.
+            points.dedup_by(|b, a| (0xD800..0xDC00).contains(a) && (0xDC00..0xE000).contains(b));
+            points
+        })
+    }
+
+    proptest! {
+        #![proptest_config(crate::util::property::config(256))]
+
+        #[test]
+        fn held_strings_compare_as_their_code_points(a in python_strings(), b in python_strings()) {
+            let (x, y) = (hold(&a), hold(&b));
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            prop_assert_eq!(code_points(&x).collect::<Vec<_>>(), a);
+            let earlier_form = earlier(&x);
+            prop_assert_eq!(from_earlier(&earlier_form), x.as_str());
+        }
     }
 }
