@@ -205,7 +205,7 @@ fn a_state_of_the_format_before_the_filter_is_upgraded() {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let kept: Option<String> = db
         .query_row(
             "SELECT value FROM projector_meta WHERE name = 'filter'",

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{
-    generated_events, replay_in_memory, PgDb, Rng, Run, Stop, TempDir, BIN, USERS_ORDERS,
+    as_strs, generated_events, keyed_pages, meta_as_earlier, replay_in_memory, surrogate_lines,
+    PgDb, Rng, Run, Stop, TempDir, BIN, SURROGATE_MODELS, USERS_ORDERS,
 };
 
 /// A run of `projector --state DB --schema SCHEMA` with the users-orders models.
@@ -179,7 +180,7 @@ fn documents_and_keys_come_back_exactly_and_the_view_holds_what_jsonb_can() {
     restarted.stdout_is(&want);
 
     let view = db.view("projector", "things");
-    assert_eq!(view["nul\u{10FFFF}\u{F0800}key"]["v"], "a\u{FFFD}b");
+    assert_eq!(view["nul\u{1}\u{1}key"]["v"], "a\u{FFFD}b");
     assert_eq!(view["lone"]["v"], "\u{FFFD}x");
     assert_eq!(view["plane16"]["v"], "\u{10FFFF}\u{100000}");
     let big = &view["big"]["v"];
@@ -189,6 +190,150 @@ fn documents_and_keys_come_back_exactly_and_the_view_holds_what_jsonb_can() {
     assert!(big[1].to_string().parse::<f64>().unwrap() == f64::NEG_INFINITY);
     assert_eq!(big[2].to_string(), "18446744073709551617");
     assert_eq!(view["order"]["v"]["m"]["b"], 2);
+}
+
+/// Rewrites the state in schema `projector` into the form a projector of
+/// format 2 wrote: lone surrogates after U+10FFFF, that character twice,
+/// U+D7FF once, a NUL in a column as U+10FFFF U+F0800; the kept filter as
+/// that projector kept it.
+fn as_format_2(db: &PgDb) {
+    use projector::state::filter::{domain, id_hash, key_hash};
+    use projector::value::surrogate::earlier;
+    // A column as the text it holds, and that text as format 2 held it.
+    let held = |column: &str| {
+        column
+            .replace("\u{1}\u{1}", "\0")
+            .replace("\u{1}\u{2}", "\u{1}")
+    };
+    let column = |held: &str| earlier(held).replace('\0', "\u{10FFFF}\u{F0800}");
+    let mut client = db.client();
+    let mut hashes = Vec::new();
+    let tables = client
+        .query("SELECT name, tbl FROM projector._projector_models", &[])
+        .unwrap();
+    for table in &tables {
+        let (model, table): (&str, &str) = (table.get(0), table.get(1));
+        let table = format!("projector.\"{table}\"");
+        let rows = client
+            .query(&format!("SELECT key, body, doc::text FROM {table}"), &[])
+            .unwrap();
+        client
+            .execute(&format!("DELETE FROM {table}"), &[])
+            .unwrap();
+        for row in &rows {
+            let (key, body, doc): (&str, &str, &str) = (row.get(0), row.get(1), row.get(2));
+            hashes.push(key_hash(&domain(model), &earlier(&held(key))));
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {table} (key, body, doc) VALUES ($1, $2, $3::text::jsonb)"
+                    ),
+                    &[&column(&held(key)), &earlier(body).as_ref(), &doc],
+                )
+                .unwrap();
+        }
+    }
+    let ids = client
+        .query("SELECT id, type FROM projector._projector_processed", &[])
+        .unwrap();
+    client
+        .execute("DELETE FROM projector._projector_processed", &[])
+        .unwrap();
+    for row in &ids {
+        let (id, ty): (&str, &str) = (row.get(0), row.get(1));
+        hashes.push(id_hash(&earlier(&held(id))));
+        client
+            .execute(
+                "INSERT INTO projector._projector_processed (id, type) VALUES ($1, $2)",
+                &[&column(&held(id)), &column(&held(ty))],
+            )
+            .unwrap();
+    }
+    let meta = client
+        .query(
+            "SELECT name, value FROM projector._projector_meta WHERE name IN ('rows', 'subscriptions')",
+            &[],
+        )
+        .unwrap();
+    for row in &meta {
+        let (name, value): (&str, &str) = (row.get(0), row.get(1));
+        client
+            .execute(
+                "UPDATE projector._projector_meta SET value = $2 WHERE name = $1",
+                &[&name, &meta_as_earlier(value)],
+            )
+            .unwrap();
+    }
+    client
+        .batch_execute(
+            "DELETE FROM projector._projector_filter; DELETE FROM projector._projector_filter_log;
+             UPDATE projector._projector_meta SET value = 'projector-postgres 2' WHERE name = 'format'",
+        )
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO projector._projector_filter_log (hashes) VALUES ($1)",
+            &[&projector::util::bloom::hashes_to_bytes(&hashes)],
+        )
+        .unwrap();
+}
+
+/// A state written by a projector that held lone surrogates and NUL
+/// characters in their earlier forms (format 2) is upgraded once claimed:
+/// it answers as memory does, knows the events it applied, and pages keys
+/// by code point; its view holds a NUL as U+0001 U+0001.
+#[test]
+fn a_state_of_the_earlier_form_of_lone_surrogates_is_upgraded() {
+    let dir = TempDir::new();
+    let db = PgDb::new("earlier");
+    let first = surrogate_lines(100);
+    let mut second = first.clone();
+    second.extend(surrogate_lines(200));
+    second.extend(keyed_pages(300, &[r#""\ud7ff""#, r#""\udfff\uffff""#]));
+    second.push(r#"{"type":"query","msg_id":99,"model":"values"}"#.to_owned());
+    let all: Vec<&str> = first.iter().chain(&second).map(String::as_str).collect();
+    let memory_dump = dir.path().join("memory.json");
+    let memory = Run::new()
+        .config(SURROGATE_MODELS)
+        .args(&["--dump", memory_dump.to_str().unwrap()])
+        .stdin(&all)
+        .go();
+    memory.success();
+
+    let run = |lines: &[String], dump: Option<&Path>| {
+        let mut run =
+            Run::new()
+                .config(SURROGATE_MODELS)
+                .args(&["--state", &db.url(), "--cache-mb", "0"]);
+        if let Some(dump) = dump {
+            run = run.args(&["--dump", dump.to_str().unwrap()]);
+        }
+        let out = run.stdin(&as_strs(lines)).go();
+        out.success();
+        out.stdout
+    };
+    let before = run(&first, None);
+    as_format_2(&db);
+    let dump = dir.path().join("state.json");
+    let after = run(&second, Some(&dump));
+    assert_eq!(before + &after, memory.stdout);
+    assert_eq!(
+        std::fs::read_to_string(dump).unwrap(),
+        std::fs::read_to_string(memory_dump).unwrap()
+    );
+    let check = Run::new().args(&["check", "--state", &db.url()]).go();
+    check.success();
+    assert!(check.stdout.contains(": sound: "), "{}", check.stdout);
+    let view = db.view("projector", "keyed");
+    assert_eq!(
+        view["\u{1}\u{1}x"]["v"]["\u{10FFFF}"],
+        json_value("[\"\u{FFFD}x\"]")
+    );
+    assert!(view.contains_key("\u{D7FF}\u{F0000}"));
+}
+
+fn json_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
 }
 
 /// Starts `projector --state DB` reading from a pipe that stays open.

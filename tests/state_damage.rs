@@ -251,7 +251,7 @@ fn files_that_are_not_projector_states_are_refused_and_never_written() {
         &b,
         &edited(&b, "PRAGMA user_version = 9"),
         65,
-        "is not a projector state: its format is version 9, and this projector reads version 3",
+        "is not a projector state: its format is version 9, and this projector reads version 4",
     );
     // An index for applications' queries is allowed.
     let copy = b.dir.path().join("indexed.db");

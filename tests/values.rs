@@ -4,7 +4,7 @@
 mod support;
 
 use std::process::Command;
-use support::{repo, Run, TempDir};
+use support::{as_strs, keyed_pages, meta_as_earlier, repo, surrogate_lines, Run, TempDir};
 
 const CONFIG: &str = r#"
 [event_id]
@@ -19,6 +19,11 @@ on.Put = { put = { v = "$.payload.v" } }
 name = "total"
 key = "$.payload.k"
 on.Add = { increment = { n = "$.payload.by" } }
+
+[[model]]
+name = "keyed"
+key = "$.payload.k"
+on.Keyed = { put = { v = "$.payload.v" } }
 "#;
 
 fn put(msg_id: &str, id: &str, key: &str, v: &str) -> String {
@@ -192,4 +197,149 @@ fn thousands_of_random_values_read_back_as_cpython_reads_them() {
             differences.first()
         );
     }
+}
+
+/// Rewrites a state file into the form a projector of format 3 wrote: lone
+/// surrogates after U+10FFFF, that character twice, U+D7FF once; the
+/// checksums and the kept filter as that projector kept them.
+fn as_format_3(file: &std::path::Path) {
+    use projector::state::filter::{domain, id_hash, key_hash};
+    use projector::value::surrogate::earlier;
+    let db = rusqlite::Connection::open(file).unwrap();
+    let sum = |fields: &[&str]| i64::from(crc32fast::hash(fields.join("\0").as_bytes()));
+    let rows = |sql: &str| -> Vec<Vec<String>> {
+        let mut statement = db.prepare(sql).unwrap();
+        let n = statement.column_count();
+        statement
+            .query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let mut hashes = Vec::new();
+    for row in rows("SELECT CAST(code AS TEXT), name FROM event_types") {
+        let name = earlier(&row[1]);
+        db.execute(
+            "UPDATE event_types SET name = ?1, sum = ?2 WHERE code = ?3",
+            rusqlite::params![name, sum(&[&row[0], &name]), row[0]],
+        )
+        .unwrap();
+    }
+    let ids = "SELECT CAST(p.rowid AS TEXT), p.id, t.name FROM processed_events AS p
+               JOIN event_types AS t ON t.code = p.type";
+    for row in rows(ids) {
+        let id = earlier(&row[1]);
+        hashes.push(id_hash(&id));
+        db.execute(
+            "UPDATE processed_events SET id = ?1, sum = ?2 WHERE rowid = ?3",
+            rusqlite::params![id, sum(&[&id, &row[2]]), row[0]],
+        )
+        .unwrap();
+    }
+    let documents = rows("SELECT model, key, doc FROM documents");
+    db.execute("DELETE FROM documents", []).unwrap();
+    for row in documents {
+        let (key, doc) = (earlier(&row[1]), earlier(&row[2]));
+        hashes.push(key_hash(&domain(&row[0]), &key));
+        db.execute(
+            "INSERT INTO documents (model, key, doc, sum) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![row[0], key, doc, sum(&[&row[0], &key, &doc])],
+        )
+        .unwrap();
+    }
+    let meta =
+        rows("SELECT name, value FROM projector_meta WHERE name IN ('rows', 'subscriptions')");
+    for row in meta {
+        let value = meta_as_earlier(&row[1]);
+        db.execute(
+            "UPDATE projector_meta SET value = ?2, sum = ?3 WHERE name = ?1",
+            rusqlite::params![row[0], value, sum(&[&row[0], &value])],
+        )
+        .unwrap();
+    }
+    let log = projector::util::bloom::hashes_to_bytes(&hashes);
+    let format = "projector-state 3";
+    db.execute_batch("DELETE FROM filter; DELETE FROM filter_log; PRAGMA user_version = 3")
+        .unwrap();
+    db.execute(
+        "INSERT INTO filter_log (hashes, sum) VALUES (?1, ?2)",
+        rusqlite::params![log, i64::from(crc32fast::hash(&log))],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE projector_meta SET value = ?1, sum = ?2 WHERE name = 'format'",
+        rusqlite::params![format, sum(&["format", format])],
+    )
+    .unwrap();
+}
+
+/// A state written by a projector that held lone surrogates in the earlier
+/// form (format 3) is upgraded when opened: its documents, ids, types and
+/// subscriptions read back as they were written, events already applied
+/// are known as such, and its keys are paged by code point, as memory does.
+#[test]
+fn a_state_of_the_earlier_form_of_lone_surrogates_is_upgraded() {
+    let dir = TempDir::new();
+    let first = surrogate_lines(100);
+    let mut second = first.clone();
+    second.extend(surrogate_lines(200));
+    second.extend(keyed_pages(
+        300,
+        &[
+            r#""\u0001""#,
+            r#""\ud7ff""#,
+            r#""\ud800""#,
+            r#""\udfff\uffff""#,
+            r#""\udbff\udfff""#,
+        ],
+    ));
+    second.push(query("values"));
+    let all: Vec<&str> = first.iter().chain(&second).map(String::as_str).collect();
+    let memory_dump = dir.path().join("memory.json");
+    let memory = Run::new()
+        .config(CONFIG)
+        .args(&["--dump", memory_dump.to_str().unwrap()])
+        .stdin(&all)
+        .go();
+    memory.success();
+
+    let file = dir.path().join("state.db");
+    let state = file.to_str().unwrap();
+    let before = Run::new()
+        .config(CONFIG)
+        .args(&["--state", state])
+        .stdin(&as_strs(&first))
+        .go();
+    before.success();
+    as_format_3(&file);
+    let dump = dir.path().join("state.json");
+    let after = Run::new()
+        .config(CONFIG)
+        .args(&["--state", state, "--cache-mb", "0"])
+        .args(&["--dump", dump.to_str().unwrap()])
+        .stdin(&as_strs(&second))
+        .go();
+    after.success();
+    assert_eq!(before.stdout + &after.stdout, memory.stdout);
+    assert!(memory
+        .stdout
+        .contains(r#"{"\u0000x": {"v": "\u0000x"}, "\u0001": {"v": "\u0001"}"#));
+    assert!(memory
+        .stdout
+        .contains(r#""\ud7ff\ud800": {"v": "\ud7ff\ud800"}, "\ud800":"#));
+    assert!(memory
+        .stdout
+        .contains(r#""\udfff\uffff": {"v": "\udfff\uffff"}, "\ue000":"#));
+    assert_eq!(
+        std::fs::read_to_string(dump).unwrap(),
+        std::fs::read_to_string(memory_dump).unwrap()
+    );
+    let check = Run::new().args(&["check", "--state", state]).go();
+    check.success();
+    assert!(check.stdout.contains(": sound: "), "{}", check.stdout);
+    let db = rusqlite::Connection::open(&file).unwrap();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
 }

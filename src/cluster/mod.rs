@@ -88,7 +88,7 @@ pub fn unit_schema(main: &str, plan: &Plan, unit: &Unit) -> String {
         built.push('\n');
         built.push_str(&plan.model_definition(m));
     }
-    let fingerprint = units::part_of(&built, u32::MAX);
+    let fingerprint = units::part_of_text(&built, u32::MAX);
     let first = plan.model_name(unit.models[0]);
     let name = format!(
         "{main}_{first}_{}of{}_{fingerprint:08x}",
@@ -98,7 +98,7 @@ pub fn unit_schema(main: &str, plan: &Plan, unit: &Unit) -> String {
     if name.len() <= 63 {
         return name;
     }
-    let hash = units::part_of(&name, u32::MAX);
+    let hash = units::part_of_text(&name, u32::MAX);
     let prefix: String = main.chars().take(40).collect();
     format!("{prefix}_{hash:08x}_{}of{}", unit.part + 1, unit.of)
 }

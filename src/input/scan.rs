@@ -86,10 +86,11 @@ pub fn event_message(text: &str) -> Option<EventMessage<'_>> {
 /// envelope and body are read field by field, not built as trees; only the
 /// values kept are.
 fn message(text: &str) -> Option<Message<'_>> {
-    // 0xF4 starts the characters of plane 16, where the general path reads
-    // U+10FFFF specially (see `crate::value::surrogate`): one look at the whole
-    // line is cheaper than one in every string.
-    if memchr::memchr(0xF4, text.as_bytes()).is_some() {
+    // The general path reads U+D7FF specially (see `crate::value::surrogate`):
+    // one look at the whole line is cheaper than one in every string.
+    let bytes = text.as_bytes();
+    let mark = crate::value::surrogate::MARK_UTF8;
+    if memchr::memchr_iter(mark[0], bytes).any(|i| bytes[i..].starts_with(mark)) {
         return None;
     }
     let mut parser = Parser::new(text);
@@ -447,6 +448,7 @@ fn special(bytes: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::Value;
 
     /// The value serde_json's path reads from `text`, when it parses.
@@ -551,7 +553,8 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(scanned(&deep).is_none());
         // Left to the general path, which reads it specially.
-        assert!(message("{\"type\":\"event\",\"event\":{\"a\":\"\u{10FFFF}\"}}").is_none());
+        assert!(message("{\"type\":\"event\",\"event\":{\"a\":\"\u{D7FF}\"}}").is_none());
+        assert!(message("{\"type\":\"event\",\"event\":{\"a\":\"\u{D7FE}\u{10FFFF}\"}}").is_some());
     }
 
     #[test]
@@ -609,6 +612,274 @@ mod tests {
             r#"{"type":"event","event":{"id":"a\"b"}}"#,
         ] {
             assert!(message(text).is_none(), "{text}");
+        }
+    }
+
+    /// White space as JSON allows it between tokens, mostly none.
+    fn space() -> impl Strategy<Value = &'static str> {
+        prop_oneof![4 => Just(""), 1 => Just(" "), 1 => Just("\t\r\n ")]
+    }
+
+    /// A number's text: what the scanner reads, what it leaves to
+    /// serde_json (`-0`, 19 digits or more), and now and then what JSON
+    /// does not allow.
+    fn number_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            12 => json_number_text(),
+            1 => prop_oneof![
+                Just("01"), Just("-01.5"), Just("00"), Just("1."), Just(".5"), Just("+1"),
+                Just("1e"), Just("1e+"), Just("--1"), Just("-"), Just("0x1"), Just("1.e5"),
+            ]
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    fn json_number_text() -> impl Strategy<Value = String> {
+        let digits = |n| prop::collection::vec(0..=9u8, n);
+        let text = |d: Vec<u8>| d.iter().map(|d| char::from(b'0' + d)).collect::<String>();
+        (
+            any::<bool>(),
+            (0..=9u8, digits(0..22)),
+            prop::option::of(digits(1..20)),
+            prop::option::of((prop_oneof!["e", "E", "e+", "e-", "E-"], 0u32..400)),
+        )
+            .prop_map(move |(negative, (first, rest), fraction, exp)| {
+                let mut t = String::from(if negative { "-" } else { "" });
+                t.push(char::from(b'0' + first));
+                if first != 0 {
+                    t.push_str(&text(rest));
+                }
+                if let Some(f) = fraction {
+                    t.push('.');
+                    t.push_str(&text(f));
+                }
+                if let Some((e, n)) = exp {
+                    t.push_str(&format!("{e}{n}"));
+                }
+                t
+            })
+    }
+
+    /// A string's text: plain, with escapes (which the scanner leaves to
+    /// serde_json), raw characters of every plane, U+D7FF among them.
+    fn string_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            20 => (0x20u8..0x7f)
+                .prop_filter("no quote or backslash", |b| *b != b'"' && *b != b'\\')
+                .prop_map(|b| char::from(b).to_string()),
+            1 => prop_oneof![
+                Just("\\n"), Just("\\\""), Just("\\\\"), Just("\\u00e9"), Just("\\ud83d\\ude00"),
+                Just("é"), Just("日本"), Just("😀"), Just("\u{D7FF}"), Just("\u{10FFFF}"),
+            ]
+            .prop_map(str::to_owned),
+            1 => any::<char>().prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..8).prop_map(|p| format!("\"{}\"", p.concat()))
+    }
+
+    /// A JSON value's text, nested.
+    fn value_text() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            number_text(),
+            string_text(),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                (prop::collection::vec(inner.clone(), 0..5), space())
+                    .prop_map(|(items, s)| format!("[{s}{}{s}]", items.join(&format!("{s},")))),
+                (prop::collection::vec((string_text(), inner), 0..5), space()).prop_map(
+                    |(fields, s)| {
+                        let fields: Vec<String> =
+                            fields.iter().map(|(k, v)| format!("{k}{s}:{v}")).collect();
+                        format!("{{{s}{}}}", fields.join(&format!(",{s}")))
+                    }
+                ),
+            ]
+        })
+    }
+
+    /// An object's text from its fields, in an order of their own.
+    fn object(fields: Vec<(String, String)>) -> impl Strategy<Value = String> {
+        (Just(fields).prop_shuffle(), space()).prop_map(|(fields, s)| {
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("\"{k}\"{s}:{s}{v}"))
+                .collect();
+            format!("{{{s}{}{s}}}", fields.join(","))
+        })
+    }
+
+    /// An event message, as a bare body or in an envelope, with fields in
+    /// any order and now and then one more.
+    fn message_text() -> impl Strategy<Value = String> {
+        let event = (
+            string_text(),
+            prop_oneof![string_text(), number_text()],
+            value_text(),
+        )
+            .prop_flat_map(|(ty, id, payload)| {
+                object(vec![
+                    ("type".into(), ty),
+                    ("id".into(), id),
+                    ("payload".into(), payload),
+                ])
+            });
+        let msg_id = prop_oneof![number_text(), string_text(), Just("null".to_owned())];
+        (event, msg_id, prop::option::of(value_text()), any::<bool>()).prop_flat_map(
+            |(event, msg_id, extra, envelope)| {
+                let mut body = vec![
+                    ("type".to_owned(), "\"event\"".to_owned()),
+                    ("msg_id".to_owned(), msg_id),
+                    ("event".to_owned(), event),
+                ];
+                if let Some(extra) = extra {
+                    body.push(("extra".to_owned(), extra));
+                }
+                object(body).prop_flat_map(move |body| match envelope {
+                    false => Just(body).boxed(),
+                    true => (string_text(), string_text())
+                        .prop_flat_map(move |(src, dest)| {
+                            object(vec![
+                                ("src".into(), src),
+                                ("dest".into(), dest),
+                                ("body".into(), body.clone()),
+                            ])
+                        })
+                        .boxed(),
+                })
+            },
+        )
+    }
+
+    /// One change to a line: a few characters taken out, put in, or
+    /// replaced, at a place given as a fraction of its length.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Remove(prop::sample::Index, usize),
+        Insert(prop::sample::Index, String),
+        Replace(prop::sample::Index, String),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let text = prop_oneof![
+            prop_oneof![
+                Just("\""),
+                Just(","),
+                Just(":"),
+                Just("{"),
+                Just("}"),
+                Just("["),
+                Just("]"),
+                Just("\\"),
+                Just("-"),
+                Just("0"),
+                Just("e"),
+                Just("."),
+                Just(" "),
+                Just("null"),
+                Just("\"event\""),
+                Just("\"type\":"),
+                Just("\u{D7FF}"),
+                Just("\u{1}"),
+            ]
+            .prop_map(str::to_owned),
+            any::<char>().prop_map(String::from),
+        ];
+        prop_oneof![
+            (any::<prop::sample::Index>(), 1..4usize).prop_map(|(at, n)| Edit::Remove(at, n)),
+            (any::<prop::sample::Index>(), text.clone()).prop_map(|(at, t)| Edit::Insert(at, t)),
+            (any::<prop::sample::Index>(), text).prop_map(|(at, t)| Edit::Replace(at, t)),
+        ]
+    }
+
+    fn edited(line: &str, edits: &[Edit]) -> String {
+        let mut chars: Vec<char> = line.chars().collect();
+        for edit in edits {
+            let at = |i: &prop::sample::Index| i.index(chars.len() + 1);
+            match edit {
+                Edit::Remove(i, n) => {
+                    let at = at(i).min(chars.len());
+                    let end = (at + n).min(chars.len());
+                    chars.drain(at..end);
+                }
+                Edit::Insert(i, t) => {
+                    let at = at(i);
+                    chars.splice(at..at, t.chars());
+                }
+                Edit::Replace(i, t) => {
+                    let at = at(i).min(chars.len().saturating_sub(1));
+                    let end = (at + 1).min(chars.len());
+                    chars.splice(at..end, t.chars());
+                }
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    /// What the scanner reads from `line`, if anything, is what serde_json
+    /// reads: the line parses, and the message's event, `msg_id`, `src`
+    /// and `dest` are its fields (of the body in an envelope).
+    fn agrees(line: &str) -> Result<(), TestCaseError> {
+        if let Some(value) = scanned(line) {
+            prop_assert_eq!(Some(value), general(line));
+        }
+        let Some(message) = event_message(line) else {
+            return Ok(());
+        };
+        let value = general(line);
+        prop_assert!(value.is_some(), "serde_json does not read {:?}", line);
+        let value = value.unwrap();
+        let field = |v: &Value, name: &str| v.get(name).filter(|f| !f.is_null()).cloned();
+        let bare =
+            value.get("type") == Some(&Value::from("event")) && field(&value, "event").is_some();
+        let body = if bare { &value } else { &value["body"] };
+        prop_assert_eq!(Some(message.event.to_value()), field(body, "event"));
+        prop_assert_eq!(message.msg_id.map(|m| m.to_value()), field(body, "msg_id"));
+        let (src, dest) = match bare {
+            true => (None, None),
+            false => (field(&value, "src"), field(&value, "dest")),
+        };
+        prop_assert_eq!(message.src.map(Value::from), src);
+        prop_assert_eq!(message.dest.map(Value::from), dest);
+        prop_assert_eq!(message.line, line);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::util::property::config(256))]
+
+        #[test]
+        fn any_text_is_read_as_serde_json_reads_it_or_declined(line in any::<String>()) {
+            agrees(&line)?;
+        }
+
+        #[test]
+        fn any_bytes_are_read_as_serde_json_reads_them_or_declined(
+            bytes in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            agrees(&String::from_utf8_lossy(&bytes))?;
+        }
+
+        #[test]
+        fn event_messages_are_read_as_serde_json_reads_them(line in message_text()) {
+            agrees(&line)?;
+        }
+
+    }
+
+    proptest! {
+        // Most changed lines are declined: more cases, for enough read.
+        #![proptest_config(crate::util::property::config(1024))]
+
+        #[test]
+        fn event_messages_changed_here_and_there_are_read_as_serde_json_reads_them_or_declined(
+            line in message_text(),
+            edits in prop::collection::vec(edit(), 1..4),
+        ) {
+            agrees(&edited(&line, &edits))?;
         }
     }
 }

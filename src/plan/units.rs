@@ -150,10 +150,17 @@ fn group_key(plan: &Plan, models: &[ModelId]) -> Option<Key> {
 }
 
 /// The part (of `of`) a document key belongs to: FNV-1a of its text, which
-/// every instance and version computes alike.
+/// every instance and version computes alike. A key that holds a lone
+/// surrogate, U+D7FF or U+10FFFF is hashed in the form earlier versions held
+/// it in ([`crate::value::surrogate::earlier`]), so that it stays in its part.
 pub fn part_of(key: &str, of: u32) -> u32 {
+    part_of_text(&crate::value::surrogate::earlier(key), of)
+}
+
+/// The part (of `of`) a text belongs to: FNV-1a of its bytes.
+pub fn part_of_text(text: &str, of: u32) -> u32 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key.as_bytes() {
+    for &b in text.as_bytes() {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -330,5 +337,13 @@ mod tests {
             part_of("a", 1_000_000_007),
             (0xaf63_dc4c_8601_ec8cu64 % 1_000_000_007) as u32
         );
+        // A lone surrogate and U+10FFFF as earlier versions held them.
+        for (key, earlier) in [
+            ("\u{D7FF}\u{F0000}k", "\u{10FFFF}\u{F0000}k"),
+            ("\u{10FFFF}", "\u{10FFFF}\u{10FFFF}"),
+            ("\u{D7FF}\u{D7FF}", "\u{D7FF}"),
+        ] {
+            assert_eq!(part_of(key, u32::MAX), part_of_text(earlier, u32::MAX));
+        }
     }
 }

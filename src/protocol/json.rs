@@ -116,19 +116,21 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
             '\u{8}' => out.extend_from_slice(b"\\b"),
             '\u{c}' => out.extend_from_slice(b"\\f"),
             crate::value::surrogate::MARK => {
-                // A lone surrogate, or a real U+10FFFF held as two marks.
+                // A lone surrogate, or a real U+D7FF held as two marks (or
+                // as one, in a name that no input held).
                 let next = s[i + c.len_utf8()..].chars().next();
-                match next.map(|n| (n, crate::value::surrogate::held(n))) {
+                let unit = match next.map(|n| (n, crate::value::surrogate::held(n))) {
                     Some((n, Some(unit))) => {
-                        out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
                         i += n.len_utf8();
+                        unit
                     }
                     Some((crate::value::surrogate::MARK, None)) => {
-                        out.extend_from_slice(b"\\udbff\\udfff");
                         i += c.len_utf8();
+                        0xD7FF
                     }
-                    _ => out.extend_from_slice(b"\\udbff\\udfff"),
-                }
+                    _ => 0xD7FF,
+                };
+                out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
             }
             _ => {
                 let mut units = [0u16; 2];
@@ -195,6 +197,20 @@ mod tests {
         );
         assert_eq!(text(json!("😀")), r#""\ud83d\ude00""#);
         assert_eq!(text(json!("plain / text")), r#""plain / text""#);
+    }
+
+    #[test]
+    fn object_keys_sort_by_code_point_as_sort_keys_sorts_them() {
+        // As `json.dumps(json.loads(text), sort_keys=True)` writes it.
+        let text = r#"{"\ud83d\ude00": 1, "\uffff": 2, "\udfff": 3, "\ue000": 4, "\ud800x": 5,
+            "\ud7ff": 6, "\ud800": 7, "\udbff\udfff": 8, "z": {"\ud801": 9, "\ud7ff\ud800": 10}}"#;
+        let sorted = r#"{"z": {"\ud7ff\ud800": 10, "\ud801": 9}, "\ud7ff": 6, "\ud800": 7, "\ud800x": 5, "\udfff": 3, "\ue000": 4, "\uffff": 2, "\ud83d\ude00": 1, "\udbff\udfff": 8}"#;
+        let value: Value = serde_json::from_str(&crate::value::surrogate::prepare(text)).unwrap();
+        assert_eq!(self::text(value.clone()), sorted);
+        let doc = crate::store::Document::from(value.as_object().unwrap().clone());
+        let mut out = Vec::new();
+        document(&mut out, doc.iter());
+        assert_eq!(String::from_utf8(out).unwrap(), sorted);
     }
 
     #[test]

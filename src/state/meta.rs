@@ -35,9 +35,9 @@ impl<'a> Meta<'a> {
 
     /// Refuses a format other than `current` and the `older` ones this
     /// projector upgrades.
-    pub fn check_format(&self, current: &str, older: &str) -> Result<(), StateError> {
+    pub fn check_format(&self, current: &str, older: &[&str]) -> Result<(), StateError> {
         let format = self.get("format").map(String::as_str);
-        if format == Some(current) || format == Some(older) {
+        if format.is_some_and(|f| f == current || older.contains(&f)) {
             return Ok(());
         }
         Err(self.damaged(format!(

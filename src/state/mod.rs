@@ -18,6 +18,7 @@ pub mod batch;
 pub mod checksum;
 pub mod crash;
 pub mod dedup;
+pub mod earlier;
 pub mod filter;
 pub mod meta;
 pub mod open;

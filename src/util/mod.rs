@@ -1,7 +1,9 @@
 //! Small tools: a fast hasher and a cache prefetch hint for the hot path,
-//! a lock-free histogram for metrics.
+//! a lock-free histogram for metrics, the settings of the property tests.
 
 pub mod bloom;
 pub mod hash;
 pub mod histogram;
 pub mod prefetch;
+#[cfg(test)]
+pub mod property;

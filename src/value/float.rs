@@ -126,3 +126,147 @@ fn scientific(args: std::fmt::Arguments<'_>) -> ([u8; 17], usize, u32) {
         .expect("an integer exponent");
     (digits, len, (exp + 400) as u32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn repr(f: f64) -> String {
+        let mut out = Vec::new();
+        float(&mut out, f);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// `f` (finite) as Python's `repr` writes it, by the rule Python
+    /// documents, worked out from the exact value of `f` and without the
+    /// shortest-digits search that [`float`] uses: the fewest significant
+    /// digits that read back as `f`; of two such, the nearer to `f`, and at
+    /// a tie the one ending in an even digit. Positional when the first
+    /// digit's power of ten is from -4 to 15 (`0.0001`, `1000000000000000.0`),
+    /// else `1e-05`, `1.5e+16`: at least two digits of exponent, with a sign.
+    fn python_repr(f: f64) -> String {
+        let sign = if f.is_sign_negative() { "-" } else { "" };
+        if f == 0.0 {
+            return format!("{sign}0.0");
+        }
+        let (digits, exp) = fewest_digits(f.abs());
+        let body = if (-4..16).contains(&exp) {
+            let point = exp + 1;
+            if point <= 0 {
+                format!("0.{}{digits}", "0".repeat((-point) as usize))
+            } else if point as usize >= digits.len() {
+                format!("{digits}{}.0", "0".repeat(point as usize - digits.len()))
+            } else {
+                let (whole, fraction) = digits.split_at(point as usize);
+                format!("{whole}.{fraction}")
+            }
+        } else {
+            let (first, rest) = digits.split_at(1);
+            let point = if rest.is_empty() { "" } else { "." };
+            let exp_sign = if exp < 0 { '-' } else { '+' };
+            format!("{first}{point}{rest}e{exp_sign}{:02}", exp.abs())
+        };
+        format!("{sign}{body}")
+    }
+
+    /// The fewest digits that read back as `f` (positive, finite), and the
+    /// power of ten of the first.
+    fn fewest_digits(f: f64) -> (String, i32) {
+        // The exact value: no double has more than 767 significant digits.
+        let exact = format!("{f:.800e}");
+        let (mantissa, exp) = exact.split_once('e').unwrap();
+        let exact_digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+        let exp: i32 = exp.parse().unwrap();
+        let reads_back = |digits: &str, exp: i32| {
+            format!("{digits}e{}", exp - digits.len() as i32 + 1).parse::<f64>() == Ok(f)
+        };
+        for len in 1..=17 {
+            let (head, rest) = exact_digits.split_at(len);
+            let below = head.to_owned();
+            let mut above = (head.parse::<u64>().unwrap() + 1).to_string();
+            let mut above_exp = exp;
+            if above.len() > len {
+                above.truncate(len);
+                above_exp += 1;
+            }
+            let exact_here = rest.bytes().all(|b| b == b'0');
+            let below_ok = reads_back(&below, exp);
+            let above_ok = !exact_here && reads_back(&above, above_exp);
+            let half = format!("5{}", "0".repeat(rest.len() - 1));
+            let pick = match (below_ok, above_ok) {
+                (false, false) => continue,
+                (true, false) => (below, exp),
+                (false, true) => (above, above_exp),
+                (true, true) => match rest.cmp(&half) {
+                    std::cmp::Ordering::Less => (below, exp),
+                    std::cmp::Ordering::Greater => (above, above_exp),
+                    std::cmp::Ordering::Equal if below.ends_with(['0', '2', '4', '6', '8']) => {
+                        (below, exp)
+                    }
+                    std::cmp::Ordering::Equal => (above, above_exp),
+                },
+            };
+            return (pick.0.trim_end_matches('0').to_owned(), pick.1);
+        }
+        unreachable!("17 digits read back as any double")
+    }
+
+    /// 2^k, for k from -1074 (the least subnormal) to 1023.
+    fn power_of_two(k: i32) -> f64 {
+        match k {
+            -1022.. => f64::from_bits(((k + 1023) as u64) << 52),
+            _ => f64::from_bits(1 << (k + 1074)),
+        }
+    }
+
+    /// Finite doubles of every kind: any bits, powers of two (where the
+    /// digits below are nearer than those above), whole numbers about 2^53,
+    /// and decimals of up to 17 digits at every scale, among them the ties
+    /// between two shortest forms.
+    fn doubles() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<u64>().prop_map(f64::from_bits),
+            any::<f64>(),
+            (-1074i32..1024).prop_map(power_of_two),
+            (-1i64 << 20..1 << 20).prop_map(|d| ((1i64 << 53) + d) as f64),
+            (1u64..100_000_000_000_000_000, -330i32..310)
+                .prop_map(|(m, e)| format!("{m}e{e}").parse().unwrap()),
+            (1u64..100_000, -8i32..20).prop_map(|(m, e)| format!("{m}e{e}").parse().unwrap()),
+        ]
+        .prop_filter("finite", |f: &f64| f.is_finite())
+        .prop_flat_map(|f| prop_oneof![Just(f), Just(-f)])
+    }
+
+    proptest! {
+        #![proptest_config(crate::util::property::config(256))]
+
+        #[test]
+        fn doubles_print_as_python_repr_prints_them(f in doubles()) {
+            prop_assert_eq!(repr(f), python_repr(f));
+        }
+    }
+
+    #[test]
+    fn the_rule_is_python_s() {
+        // Values CPython prints so; the rule above must give them too.
+        for (f, want) in [
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (5e-324, "5e-324"),
+            (power_of_two(-1074) * 3.0, "1.5e-323"),
+            (1860080658555479.2, "1860080658555479.2"),
+            (9007199254740993.0, "9007199254740992.0"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (power_of_two(1023), "8.98846567431158e+307"),
+            (power_of_two(-1022), "2.2250738585072014e-308"),
+            (123e-20, "1.23e-18"),
+            (-0.0, "-0.0"),
+        ] {
+            assert_eq!(python_repr(f), want, "{f:?}");
+            assert_eq!(repr(f), want, "{f:?}");
+        }
+    }
+}

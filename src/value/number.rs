@@ -419,6 +419,7 @@ fn sub_magnitudes(a: &[u8], b: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn text(n: Num<'_>) -> String {
         let mut out = Vec::new();
@@ -598,5 +599,73 @@ mod tests {
             key_text(read("18446744073709551617")),
             "18446744073709551617"
         );
+    }
+
+    /// An integer's text: an optional `-` and up to `max` digits, without
+    /// leading zeros.
+    fn integer(max: usize) -> impl Strategy<Value = String> {
+        (
+            any::<bool>(),
+            1..=9u8,
+            prop::collection::vec(0..=9u8, 0..max),
+        )
+            .prop_map(|(negative, first, rest)| {
+                let sign = if negative { "-" } else { "" };
+                let rest: String = rest.iter().map(|d| char::from(b'0' + d)).collect();
+                format!("{sign}{first}{rest}")
+            })
+    }
+
+    fn sum(a: &str, b: &str) -> String {
+        let sum = add(Some(read(a)), read(b)).unwrap();
+        text(sum.as_num())
+    }
+
+    fn negated(t: &str) -> String {
+        match t.strip_prefix('-') {
+            Some(magnitude) => magnitude.to_owned(),
+            None if t == "0" => t.to_owned(),
+            None => format!("-{t}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::util::property::config(256))]
+
+        #[test]
+        fn integers_of_any_length_keep_every_digit(t in integer(MAX_DIGITS + 100)) {
+            prop_assert_eq!(text(read(&t)), t.clone());
+            let mut out = Vec::new();
+            write_text(&mut out, &t);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), t.clone());
+            prop_assert_eq!(key_text(read(&t)), t);
+        }
+
+        #[test]
+        fn sums_across_64_bits_are_exact(a in any::<i128>(), b in any::<i128>()) {
+            let (a, b) = (a >> 1, b >> 1);
+            prop_assert_eq!(sum(&a.to_string(), &b.to_string()), (a + b).to_string());
+        }
+
+        #[test]
+        fn a_sum_taken_back_leaves_the_integer(a in integer(MAX_DIGITS - 1), b in integer(MAX_DIGITS - 1)) {
+            let total = sum(&a, &b);
+            prop_assert_eq!(sum(&b, &a), total.clone());
+            prop_assert_eq!(sum(&total, &negated(&b)), a);
+        }
+
+        #[test]
+        fn decimals_read_as_the_nearest_double(
+            whole in integer(25),
+            fraction in prop::collection::vec(0..=9u8, 1..25),
+            exp in prop::option::of(-400i32..400),
+        ) {
+            let fraction: String = fraction.iter().map(|d| char::from(b'0' + d)).collect();
+            let mut t = format!("{whole}.{fraction}");
+            if let Some(exp) = exp {
+                t.push_str(&format!("e{exp}"));
+            }
+            prop_assert_eq!(read(&t), Num::Float(t.parse().unwrap()));
+        }
     }
 }

@@ -31,6 +31,7 @@ mod connect;
 mod lease;
 mod reader;
 mod text;
+mod upgrade;
 
 pub use connect::{describe, ident, is_connection_error, Target, DEFAULT_SCHEMA};
 pub use lease::holder;
@@ -53,8 +54,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const FORMAT: &str = "projector-postgres 2";
-/// The format before the filter was kept, which is upgraded when opened.
+const FORMAT: &str = "projector-postgres 3";
+/// The format before lone surrogates took their present held form, which
+/// is upgraded once the state is claimed (see [`upgrade`]).
+const FORMAT_2: &str = "projector-postgres 2";
+/// The format before the filter was kept, which is upgraded to format 2
+/// when opened.
 const FORMAT_1: &str = "projector-postgres 1";
 
 /// What format 2 adds to format 1, in schema `{s}`.
@@ -164,6 +169,7 @@ impl PostgresState {
             heartbeat,
             crash: CrashPoint::from_env(),
         };
+        state.upgrade()?;
         let (restored, rebuilding, report) = open::restore(&mut state, plan, request, created)?;
         state.sync_indexes()?;
         let reader = reader::PostgresReader::open(
@@ -1157,13 +1163,13 @@ fn create_schema(client: &mut Client, target: &Target) -> Result<bool, StateErro
                 .map_err(failed)?;
             tx.execute(
                 &format!("UPDATE {s}._projector_meta SET value = $1 WHERE name = 'format'"),
-                &[&FORMAT],
+                &[&FORMAT_2],
             )
             .map_err(failed)?;
             tx.commit().map_err(failed)?;
             return Ok(false);
         }
-        if format.as_deref() != Some(FORMAT) {
+        if format.as_deref() != Some(FORMAT) && format.as_deref() != Some(FORMAT_2) {
             return Err(StateError::NotAState {
                 path: target.path(),
                 reason: format!("its format is {format:?}, and this projector reads \"{FORMAT}\""),
@@ -1223,7 +1229,7 @@ fn read_meta(
         .map_err(|e| target.failed("reading the state", e))?;
     let meta: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let path = target.path();
-    Meta::new(&meta, "_projector_meta", &path).check_format(FORMAT, FORMAT_1)?;
+    Meta::new(&meta, "_projector_meta", &path).check_format(FORMAT, &[FORMAT_2, FORMAT_1])?;
     Ok(meta)
 }
 

@@ -4,27 +4,63 @@
 //! stored reversibly, and each document keeps its exact JSON text in
 //! `body` beside a `jsonb` form for applications to query.
 
-use crate::value::surrogate::{held, MARK};
+use crate::value::surrogate::{held, MARK, MARK_UTF8};
 use std::borrow::Cow;
 
-/// What a NUL character is held as in a column, after a [`MARK`]: a
-/// private-use character the held form of strings never puts there.
-const NUL: char = '\u{F0800}';
+/// What a NUL character and U+0001 are held as in a column: U+0001 then
+/// [`NUL`] or [`ONE`]. Columns sort (byte for byte, `COLLATE "C"`) as the
+/// text they hold: a NUL before U+0001, both before anything else.
+const ESCAPE: char = '\u{1}';
+const NUL: char = '\u{1}';
+const ONE: char = '\u{2}';
 
-/// `text` as a `text` column holds it: a NUL as [`MARK`] and [`NUL`].
+/// `text` as a `text` column holds it: a NUL and U+0001 after an
+/// [`ESCAPE`].
 pub fn to_column(text: &str) -> Cow<'_, str> {
-    match text.contains('\0') {
-        false => Cow::Borrowed(text),
-        true => Cow::Owned(text.replace('\0', &format!("{MARK}{NUL}"))),
+    if !text.contains(['\0', ESCAPE]) {
+        return Cow::Borrowed(text);
     }
+    let mut out = String::with_capacity(text.len() + 4);
+    for c in text.chars() {
+        match c {
+            '\0' => out.extend([ESCAPE, NUL]),
+            ESCAPE => out.extend([ESCAPE, ONE]),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The text a column holds, as it was before [`to_column`].
 pub fn from_column(text: &str) -> Cow<'_, str> {
-    let pair = format!("{MARK}{NUL}");
-    match text.contains(&pair) {
+    if !text.contains(ESCAPE) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != ESCAPE {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(NUL) => out.push('\0'),
+            Some(ONE) | None => out.push(ESCAPE),
+            Some(other) => out.extend([ESCAPE, other]),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The text a column of a state of format 2 or earlier holds, as it was
+/// before it was written: a NUL was held as U+10FFFF U+F0800 (and the
+/// text's lone surrogates are in their earlier form, see
+/// [`crate::value::surrogate::from_earlier`]).
+pub fn from_earlier_column(text: &str) -> Cow<'_, str> {
+    let pair = "\u{10FFFF}\u{F0800}";
+    match text.contains(pair) {
         false => Cow::Borrowed(text),
-        true => Cow::Owned(text.replace(&pair, "\0")),
+        true => Cow::Owned(text.replace(pair, "\0")),
     }
 }
 
@@ -39,8 +75,7 @@ pub fn jsonb_text(text: &str) -> Option<String> {
 }
 
 /// Whether `jsonb` reads the JSON text as it is: outside strings there is
-/// no `Infinity` or `NaN`, inside them no `\u0000` and no character of
-/// plane 16 (where [`MARK`] is).
+/// no `Infinity` or `NaN`, inside them no `\u0000` and no [`MARK`].
 fn jsonb_reads(bytes: &[u8]) -> bool {
     let mut at = 0;
     loop {
@@ -50,7 +85,7 @@ fn jsonb_reads(bytes: &[u8]) -> bool {
             Some(_) => return false,
         }
         loop {
-            let Some(i) = memchr::memchr3(b'"', b'\\', 0xF4, &bytes[at..]) else {
+            let Some(i) = memchr::memchr3(b'"', b'\\', MARK_UTF8[0], &bytes[at..]) else {
                 return true;
             };
             at += i;
@@ -61,7 +96,8 @@ fn jsonb_reads(bytes: &[u8]) -> bool {
                 }
                 b'\\' if bytes[at + 1..].starts_with(b"u0000") => return false,
                 b'\\' => at += 2,
-                _ => return false,
+                _ if bytes[at..].starts_with(MARK_UTF8) => return false,
+                _ => at += 1,
             }
         }
     }
@@ -126,10 +162,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn columns_hold_nul_reversibly() {
-        for text in ["plain", "a\0b", "\0", "\u{10FFFF}\u{F0000}", ""] {
-            assert_eq!(from_column(&to_column(text)), text);
+    fn columns_hold_nul_reversibly_and_sort_as_the_text() {
+        let sorted = [
+            "",
+            "\0",
+            "\0\0",
+            "\0\u{1}",
+            "\0\u{2}",
+            "\u{1}",
+            "\u{1}\0",
+            "\u{1}\u{1}",
+            "\u{2}",
+            "a",
+            "a\0",
+            "a\u{1}",
+            "ab",
+            "\u{10FFFF}\u{F0800}",
+        ];
+        for (i, text) in sorted.iter().enumerate() {
+            assert_eq!(from_column(&to_column(text)), *text);
             assert!(!to_column(text).contains('\0'));
+            for (j, other) in sorted.iter().enumerate() {
+                assert_eq!(to_column(text).cmp(&to_column(other)), i.cmp(&j));
+            }
+        }
+        assert!(matches!(to_column("plain \u{10FFFF}"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn columns_of_the_earlier_form_read_back() {
+        for (earlier, text) in [
+            ("plain", "plain"),
+            ("nul\u{10FFFF}\u{F0800}key\u{10FFFF}\u{F0800}", "nul\0key\0"),
+            ("\u{10FFFF}\u{F0001}\u{1}", "\u{10FFFF}\u{F0001}\u{1}"),
+        ] {
+            assert_eq!(from_earlier_column(earlier), text, "{earlier:?}");
         }
     }
 
@@ -151,7 +218,8 @@ mod tests {
         let held = format!("{{\"a\":\"{MARK}\u{F0000}|{MARK}{MARK}|\u{100000}\"}}");
         assert_eq!(
             jsonb_text(&held).as_deref(),
-            Some("{\"a\":\"\u{FFFD}|\u{10FFFF}|\u{100000}\"}")
+            Some("{\"a\":\"\u{FFFD}|\u{D7FF}|\u{100000}\"}")
         );
+        assert_eq!(jsonb_text("{\"a\":\"\u{10FFFF}\u{D7FE}한\"}"), None);
     }
 }

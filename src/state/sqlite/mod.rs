@@ -20,7 +20,7 @@
 //! appended to and indexed by id, which batches look up. The filter's
 //! blobs are checked by their CRC-32. The file's header carries the
 //! application id "PRJS" and
-//! `user_version` 3 (a state of version 2 is upgraded when opened).
+//! `user_version` 4 (a state of version 2 or 3 is upgraded when opened).
 //!
 //! The file is opened in WAL mode with `synchronous = FULL`, so other
 //! processes read it while the projector writes; a projector holds an
@@ -32,6 +32,7 @@
 mod file;
 mod load;
 mod reader;
+mod upgrade;
 
 use super::batch::Batch;
 use super::checksum;
@@ -52,10 +53,11 @@ use std::time::Duration;
 
 pub use file::APPLICATION_ID;
 
-const FORMAT: &str = "projector-state 3";
+const FORMAT: &str = "projector-state 4";
 /// `PRAGMA user_version` of this format.
-const FORMAT_VERSION: i64 = 3;
-/// The format before the filter was kept, which is upgraded when opened.
+const FORMAT_VERSION: i64 = 4;
+/// The format before the filter was kept, which is upgraded when opened
+/// (see [`upgrade`], as format 3 is).
 const FORMAT_2: &str = "projector-state 2";
 
 /// Event ids are inserted this many to a statement.
@@ -390,36 +392,6 @@ impl SqliteState {
         )
     }
 
-    /// Makes a state of format 2 one of format 3: the filter's tables, the
-    /// format. It keeps no filter (what it holds is not in one): its runs
-    /// read the ids and documents they need, as a run of format 2 did.
-    fn upgrade(&mut self) -> Result<(), StateError> {
-        let format: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM projector_meta WHERE name = 'format'",
-                [],
-                |r| r.get(0),
-            )
-            .ok();
-        if format.as_deref() != Some(FORMAT_2) {
-            return Ok(());
-        }
-        let doing = "upgrading the state to format 3";
-        self.execute("BEGIN IMMEDIATE", doing)?;
-        let upgraded = self
-            .execute(FILTER_TABLES, doing)
-            .and_then(|()| self.put_one_meta("format", FORMAT))
-            .and_then(|()| self.execute(&format!("PRAGMA user_version = {FORMAT_VERSION}"), doing));
-        match upgraded {
-            Ok(()) => self.execute("COMMIT", doing),
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
-    }
-
     /// Commits `opening` in a transaction of its own.
     fn commit_opening(&mut self, opening: &Opening) -> Result<(), StateError> {
         if opening.is_empty() {
@@ -745,7 +717,7 @@ fn read_in(conn: &Connection, path: &Path) -> Result<Read, StateError> {
     {
         let entries = load::meta(conn, path)?;
         let meta = Meta::new(&entries, "projector_meta", path);
-        meta.check_format(FORMAT, FORMAT_2)?;
+        meta.check_format(FORMAT, &[FORMAT_2, upgrade::FORMAT_3])?;
         let mut rows = meta.rows()?;
         let definitions = load::definitions(conn, path)?;
         let types = load::event_types(conn, path)?;
@@ -818,7 +790,7 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), StateError> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(read_failed(path, "the header"))?;
-    if version != FORMAT_VERSION && version != 2 {
+    if !(2..=FORMAT_VERSION).contains(&version) {
         return Err(StateError::NotAState {
             path: path.to_owned(),
             reason: format!(
