@@ -512,7 +512,7 @@ fn refused_events_are_recorded_with_their_position_and_the_rest_goes_on_or_stops
         &config,
         &dir,
         "record",
-        &["--metrics", "127.0.0.1:0"],
+        &["--metrics", "127.0.0.1:0", "--on-refused", "record"],
     );
     caught_up(&db, last, Duration::from_secs(30));
     // The metrics count this instance's events, and the units' lag once the
@@ -812,4 +812,140 @@ fn no_message_in_a_stream_is_lost_joined_or_obeyed_each_one_refused_is_recorded(
         "{:?}",
         checkpoints(&db)
     );
+}
+
+/// Each row of rejections: its position, status and the event it waits behind.
+type Statuses = Vec<(i64, String, Option<i64>)>;
+
+#[test]
+fn a_refused_event_is_parked_with_the_later_events_of_its_documents_and_retried_in_order() {
+    let nats = NatsServer::start();
+    let dir = TempDir::new();
+    let config = dir.write("c.toml", USERS_ORDERS);
+    let order = |id: &str, user: &str, amount: &str| {
+        format!(
+            r#"{{"type":"OrderPlaced","id":"{id}","payload":{{"order_id":"{id}","user_id":"{user}","amount":{amount}}}}}"#
+        )
+    };
+    // Sequence 2 is refused (an amount that is text): u1's later orders
+    // wait behind it, u2's go on.
+    let stream = [
+        order("o1", "u1", "10"),
+        order("bad", "u1", "\"ten\""),
+        order("o2", "u1", "20"),
+        order("o3", "u2", "30"),
+        order("o4", "u1", "40"),
+    ];
+    let last = publish(
+        &nats,
+        &stream.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let events = |ids: &[usize]| {
+        ids.iter()
+            .map(|&i| format!(r#"{{"type":"event","event":{}}}"#, stream[i]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let db = PgDb::new("parked");
+    let status = |db: &PgDb| -> Statuses {
+        db.client()
+            .query(
+                "SELECT position, status, behind FROM projector.rejections ORDER BY position",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    let run = Instance::start_with(
+        &nats,
+        &db,
+        &config,
+        &dir,
+        "park",
+        &["--metrics", "127.0.0.1:0"],
+    );
+    caught_up(&db, last, Duration::from_secs(30));
+    let parked = |p: i64, behind: Option<i64>| (p, "parked".to_owned(), behind);
+    assert_eq!(
+        status(&db),
+        [parked(2, None), parked(3, Some(2)), parked(5, Some(2))]
+    );
+    assert_same(&db, &in_memory(&dir, &config, &events(&[0, 3])), "u1 held");
+    let metrics = scrape(&run.log());
+    assert!(
+        metrics.contains("projector_events_parked_total 2\n"),
+        "{metrics}"
+    );
+    let documents: String = db
+        .client()
+        .query_one(
+            "SELECT documents::text FROM projector.rejections WHERE position = 2",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        documents,
+        r#"[["orders", "bad"], ["user_order_stats", "u1"]]"#
+    );
+    run.terminate();
+
+    // Held across a restart: a new order of u1 waits too.
+    let last = publish(&nats, &[&order("o5", "u1", "50")]);
+    let run = Instance::start(&nats, &db, &config, &dir, "restarted");
+    caught_up(&db, last, Duration::from_secs(30));
+    assert_eq!(status(&db).last(), Some(&parked(6, Some(2))));
+
+    // Retrying the refused one alone: refused again, it and its sequence stay.
+    let ask = |sql: &str| {
+        db.client().execute(sql, &[]).unwrap();
+    };
+    ask("UPDATE projector.rejections SET status = 'retry' WHERE position = 2");
+    let settled = |want: &dyn Fn(&Statuses) -> bool| {
+        let started = Instant::now();
+        loop {
+            let now = status(&db);
+            if want(&now) {
+                return now;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "{now:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let error_of = |p: i64| -> String {
+        db.client()
+            .query_one(
+                "SELECT error FROM projector.rejections WHERE position = $1",
+                &[&p],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let before = error_of(3);
+    settled(&|rows| rows.iter().all(|r| r.1 == "parked") && error_of(3) != before);
+    assert!(
+        error_of(3).starts_with("not retried: an earlier event of its documents was refused again")
+    );
+    assert!(error_of(2).contains("was not applied"), "{}", error_of(2));
+
+    // Dropped, and what waited behind it retried: applied in order, once.
+    ask("UPDATE projector.rejections SET status = 'dropped' WHERE position = 2");
+    ask("UPDATE projector.rejections SET status = 'retry' WHERE position = 3");
+    let rows = settled(&|rows| rows.iter().all(|r| r.1 != "parked" && r.1 != "retry"));
+    let statuses: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(statuses, ["dropped", "retried", "retried", "retried"]);
+    let all = (0..5).filter(|&i| i != 1).collect::<Vec<_>>();
+    let mut with_o5 = events(&all);
+    with_o5.push_str(&format!(
+        "\n{{\"type\":\"event\",\"event\":{}}}",
+        order("o5", "u1", "50")
+    ));
+    assert_same(&db, &in_memory(&dir, &config, &with_o5), "retried in order");
+    // u1 is free again: its next order is applied at once.
+    let last = publish(&nats, &[&order("o6", "u1", "60")]);
+    caught_up(&db, last, Duration::from_secs(30));
+    assert_eq!(status(&db).len(), 4);
+    run.terminate();
 }

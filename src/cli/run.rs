@@ -58,9 +58,11 @@ pub struct RunArgs {
     /// Default: 4.
     #[arg(long, value_name = "N", requires = "source", value_parser = clap::value_parser!(u32).range(1..=1024))]
     units: Option<u32>,
-    /// With --source, what an event the engine refuses does: `record` it in the table
-    /// "rejections" and go on, or `stop` there (what came before it is committed).
-    #[arg(long, value_enum, value_name = "WHAT", default_value_t = OnRefused::Record, requires = "source")]
+    /// With --source, what an event the engine refuses does: `park` it in the table
+    /// "rejections" with every later event of its documents, while other documents go on (see
+    /// `projector rejections`); `record` it there and go on; or `stop` there (what came before it
+    /// is committed). Messages that are no event are recorded.
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = OnRefused::Park, requires = "source")]
     on_refused: OnRefused,
     /// With --source, serve Prometheus metrics at http://ADDR/metrics (events applied, skipped
     /// and refused, batch commit latency, lag per unit, units owned). ADDR: HOST:PORT.
@@ -70,6 +72,7 @@ pub struct RunArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum OnRefused {
+    Park,
     Record,
     Stop,
 }
@@ -198,6 +201,7 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
         stop,
         stop_on_refused: args.on_refused == OnRefused::Stop,
         max_line_bytes: args.max_line_bytes,
+        park: args.on_refused == OnRefused::Park,
     };
     match cluster::run(settings) {
         Ok(ran) => {
@@ -210,6 +214,13 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
             ExitCode::SUCCESS
         }
         Err(cluster::Stopped::State(e)) => refused(&e, &config.name, None),
+        Err(cluster::Stopped::Refused { unit, why }) if args.on_refused == OnRefused::Park => {
+            log(&format!(
+                "projector: unit {unit}: {why}; stopped. The parked events are in the table {}.rejections",
+                args.schema
+            ));
+            ExitCode::from(EX_DATAERR)
+        }
         Err(cluster::Stopped::Refused { unit, why }) => {
             log(&format!(
                 "projector: unit {unit}: {why}; stopped (--on-refused stop). It is in the table {}.rejections; fix the configuration or the event, and start again: the unit resumes at that event",

@@ -2,7 +2,8 @@
 //! at `http://ADDR/metrics`.
 //!
 //! - `projector_events_applied_total`, `_skipped_total` (already
-//!   processed), `_refused_total`: events of this instance's units;
+//!   processed), `_refused_total` (messages refused), `_parked_total`
+//!   (events held behind a parked one): events of this instance's units;
 //! - `projector_batch_commit_seconds`: a histogram of batch commits;
 //! - `projector_units_owned`, and per unit `projector_unit_owned` (1 when
 //!   this instance owns it) and `projector_unit_lag` (stream messages the
@@ -54,8 +55,14 @@ pub fn render() -> String {
     counter(
         &mut out,
         "projector_events_refused_total",
-        "Events refused by the engine (recorded in the table rejections).",
+        "Messages refused (in the table rejections: parked, or recorded when no event).",
         load(&COUNTERS.refused),
+    );
+    counter(
+        &mut out,
+        "projector_events_parked_total",
+        "Events held behind an event parked on one of their documents (in the table rejections).",
+        load(&COUNTERS.parked),
     );
     let (cumulative, sum) = COMMITS.read();
     out.push_str("# HELP projector_batch_commit_seconds Time to commit one batch.\n");

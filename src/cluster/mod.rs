@@ -14,6 +14,7 @@
 //! are free once its leases lapse; the others take them over.
 
 pub mod metrics;
+mod parked;
 pub mod registry;
 pub mod share;
 pub mod worker;
@@ -53,6 +54,9 @@ pub struct Settings {
     pub cache_mb: usize,
     /// `--max-line-bytes`: a longer message is refused, unread.
     pub max_line_bytes: usize,
+    /// `--on-refused park`: an event refused is parked with every later
+    /// event of its documents.
+    pub park: bool,
 }
 
 /// Why an instance stopped before it was asked to.
@@ -140,6 +144,7 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         stop_on_refused,
         cache_mb,
         max_line_bytes,
+        park,
     } = settings;
     let (registry, parts) = Registry::open(&target, parts, DEFAULT_PARTS, &config, |parts| {
         layout(&plan, parts, &target.schema)
@@ -160,6 +165,7 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
             stop_on_refused,
             budget: crate::engine::durable::Budget::of_megabytes(cache_mb / parts.max(1) as usize),
             max_line_bytes,
+            park,
         },
         ran: Ran::default(),
         warned: false,

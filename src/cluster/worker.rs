@@ -100,6 +100,8 @@ pub struct How {
     pub budget: Budget,
     /// `--max-line-bytes`.
     pub max_line_bytes: usize,
+    /// `--on-refused park`.
+    pub park: bool,
 }
 
 fn work(
@@ -153,7 +155,22 @@ fn work(
         Ok(started) => started,
         Err(why) => return Report::Lost { unit, why },
     };
+    let park = match (how.park, &target.rejections) {
+        (true, Some((schema, name))) => {
+            let main = Target {
+                schema: schema.clone(),
+                rejections: None,
+                ..target.clone()
+            };
+            match super::parked::Parked::open(main, name) {
+                Ok(parked) => Some(std::sync::Arc::new(parked) as _),
+                Err(error) => return Report::Failed { unit, error },
+            }
+        }
+        _ => None,
+    };
     let options = Options {
+        park,
         checkpoints: Some(checkpoints),
         stop_on_refused: how.stop_on_refused,
         max_line_bytes: how.max_line_bytes,

@@ -169,6 +169,16 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// The binding's place among its event type's bindings.
+    pub fn binding(&self) -> usize {
+        self.binding
+    }
+
+    /// The document's key.
+    pub fn key(&self) -> &crate::store::Key {
+        &self.key
+    }
+
     /// Starts loading what the engine reads of this besides itself: its
     /// operations.
     pub fn prefetch(&self) {
@@ -402,7 +412,7 @@ pub(crate) fn resolve_key<'a>(
 /// Whether a `when` condition holds for the event. For a path that selects
 /// several values, a test holds when one of them passes it (`ne`: when none
 /// equals the value; `exists`: when it selects any).
-fn holds(c: &Condition, event: &Event<'_>) -> bool {
+pub(crate) fn holds(c: &Condition, event: &Event<'_>) -> bool {
     let found = c.path.select(event);
     if !c.path.is_singular() {
         let Some(Value::Array(items)) = found.as_deref() else {

@@ -77,6 +77,9 @@ pub enum Outcome {
     /// Another unit of work's event (see [`crate::plan::units`]): not
     /// applied, not recorded, not answered.
     Elsewhere,
+    /// Held, not applied, behind an event parked on one of its documents
+    /// (see `--on-refused park`).
+    Parked,
     Other,
 }
 

@@ -9,7 +9,7 @@
 //! commit and one write per batch. [`replay`] runs the same handling over an
 //! event log.
 
-use crate::engine::digest::Digest;
+use crate::engine::digest::{Digest, Digester};
 use crate::engine::{Engine, Outcome};
 use crate::input::reader::{Delivery, Prepared, Reader};
 use crate::input::scan::EventMessage;
@@ -17,10 +17,11 @@ use crate::input::source::Input;
 use crate::plan::type_name;
 use crate::protocol::code::MALFORMED_REQUEST;
 use crate::protocol::{json, reply};
-use crate::state::StateError;
+use crate::state::{RejectionStatus, StateError};
 use crate::util::prefetch::prefetch_all;
 use crate::value::event::{Event, Raw};
 
+pub mod parking;
 mod refusals;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -55,6 +56,9 @@ pub struct Options {
     /// Stop at the first event refused from a stream, committing what came
     /// before it: `--on-refused stop`.
     pub stop_on_refused: bool,
+    /// Park an event refused from a stream, and every later event of its
+    /// documents, where this keeps them (`--on-refused park`).
+    pub park: Option<std::sync::Arc<dyn parking::ParkStore>>,
     /// Where to count what each message did, when something watches.
     pub counters: Option<&'static Counters>,
 }
@@ -65,6 +69,7 @@ pub struct Counters {
     pub applied: std::sync::atomic::AtomicU64,
     pub skipped: std::sync::atomic::AtomicU64,
     pub refused: std::sync::atomic::AtomicU64,
+    pub parked: std::sync::atomic::AtomicU64,
 }
 
 impl Counters {
@@ -74,6 +79,7 @@ impl Counters {
             applied: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            parked: AtomicU64::new(0),
         }
     }
 
@@ -82,6 +88,7 @@ impl Counters {
             Outcome::Applied => &self.applied,
             Outcome::Skipped => &self.skipped,
             Outcome::Refused => &self.refused,
+            Outcome::Parked => &self.parked,
             _ => return,
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -95,6 +102,7 @@ impl Default for Options {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             checkpoints: None,
             stop_on_refused: false,
+            park: None,
             counters: None,
         }
     }
@@ -151,6 +159,8 @@ struct Session<'a, L: Write> {
     halt: Option<String>,
     /// How many refusals were logged lately.
     refusals: refusals::Logged,
+    /// What a unit holds back behind parked events (`--on-refused park`).
+    parking: Option<parking::Parking>,
 }
 
 impl<L: Write> Session<'_, L> {
@@ -178,6 +188,9 @@ impl<L: Write> Session<'_, L> {
             }
             Prepared::Event(message, digest) => {
                 return self.event(message, digest.as_mut()).map(Some)
+            }
+            &mut Prepared::Other(text) if self.park_if_held(text, None, None)? => {
+                return Ok(Some(Outcome::Parked))
             }
             &mut Prepared::Other(text) => {
                 let (outcome, envelope) = match parse(text, line_no) {
@@ -222,6 +235,10 @@ impl<L: Write> Session<'_, L> {
         digest: Option<&mut Digest<'_>>,
     ) -> Result<Outcome, StateError> {
         let mut digest = digest;
+        let id = digest.as_ref().map(|d| &*d.id_text);
+        if self.park_if_held(message.line, id, digest.as_deref())? {
+            return Ok(Outcome::Parked);
+        }
         let event = Event::new(std::mem::replace(&mut message.event, Raw::Null));
         let outcome = self.engine.handle_event(
             message.msg_id.as_ref(),
@@ -245,14 +262,140 @@ impl<L: Write> Session<'_, L> {
     /// a row of `rejections` in the batch's transaction, a log line, and
     /// the halt that `--on-refused stop` asks for.
     fn rejected(&mut self, line: &str, id: Option<String>) -> Result<(), StateError> {
-        let checkpoints = self.options.checkpoints.as_ref().expect("from a stream");
-        let position = checkpoints.sequence_of(self.line_no as u64).unwrap_or(0);
-        let rejection = refusals::rejection(position, id, &self.body, line);
+        let position = self.position();
+        let mut rejection = refusals::rejection(position, id, &self.body, line);
+        if let Some(parking) = &mut self.parking {
+            // An event is parked, whole, with its documents; what is no
+            // event cannot be applied again, and is recorded.
+            if let Some(documents) = parking::documents_of_line(self.engine.plan(), line) {
+                if !parking.hold(&documents, position) {
+                    self.halt = Some(parking::overflow());
+                }
+                rejection.status = RejectionStatus::Parked;
+                rejection.text = line.trim_end().to_owned();
+                rejection.documents = documents;
+            }
+        }
         self.refusals.log(&mut self.log, &rejection);
         if self.options.stop_on_refused {
             self.halt = Some(refusals::halt(&rejection));
         }
         self.engine.record_rejection(rejection)
+    }
+
+    /// The stream sequence of the line being handled.
+    fn position(&self) -> u64 {
+        let checkpoints = self.options.checkpoints.as_ref().expect("from a stream");
+        checkpoints.sequence_of(self.line_no as u64).unwrap_or(0)
+    }
+
+    /// While documents are held behind parked events: parks the event of
+    /// `line` when it would change one of them, and says so.
+    fn park_if_held(
+        &mut self,
+        line: &str,
+        id: Option<&str>,
+        digest: Option<&Digest<'_>>,
+    ) -> Result<bool, StateError> {
+        let Some(parking) = self.parking.as_mut().filter(|p| p.holds_any()) else {
+            return Ok(false);
+        };
+        if digest.is_some_and(|d| !d.mine) {
+            return Ok(false);
+        }
+        let plan = self.engine.plan();
+        let documents = digest
+            .and_then(|d| parking::documents_of_digest(plan, d))
+            .or_else(|| parking::documents_of_line(plan, line))
+            .unwrap_or_default();
+        let Some(head) = parking.held_behind(&documents) else {
+            return Ok(false);
+        };
+        if !parking.hold(&documents, head) {
+            self.halt = Some(parking::overflow());
+        }
+        let position = self.position();
+        let row = parking::behind(position, id.map(str::to_owned), line, documents, head);
+        self.engine.record_rejection(row)?;
+        Ok(true)
+    }
+
+    /// Applies again, in order, the parked events asked to be retried
+    /// (see [`parking::retries`]), once everything handled is committed;
+    /// commits them with their new status.
+    fn retry(&mut self, out: &mut impl Write) -> Result<(), ServeError> {
+        let Some(parking) = self.parking.as_mut().filter(|p| p.due()) else {
+            return Ok(());
+        };
+        let Some(rows) = parking.asked()? else {
+            if !parking.reload()? {
+                return Err(ServeError::Refused(parking::overflow()));
+            }
+            return Ok(());
+        };
+        let (apply, stay) = parking::retries(rows);
+        for rejection in stay {
+            self.engine
+                .record_rejection(parking::still_parked(rejection))?;
+        }
+        let mut failed: std::collections::HashSet<parking::Document> = Default::default();
+        let digester = self.engine.digester();
+        for mut rejection in apply {
+            if rejection.documents.iter().any(|d| failed.contains(d)) {
+                rejection.error = format!(
+                    "not retried: an earlier event of its documents was refused again ({})",
+                    rejection.error
+                );
+            } else {
+                self.body.clear();
+                match self.reapply(&rejection.text, &digester)? {
+                    Outcome::Refused => {
+                        let again = refusals::rejection(0, None, &self.body, "");
+                        (rejection.code, rejection.error) = (again.code, again.error);
+                        rejection.behind = None;
+                    }
+                    outcome => {
+                        if let Some(counters) = self.options.counters {
+                            counters.count(outcome);
+                        }
+                        rejection.status = RejectionStatus::Retried;
+                    }
+                }
+            }
+            if rejection.status == RejectionStatus::Parked {
+                failed.extend(rejection.documents.iter().cloned());
+            }
+            self.engine.record_rejection(rejection)?;
+        }
+        self.release(out)?;
+        match self.parking.as_mut().expect("parking").reload()? {
+            true => Ok(()),
+            false => Err(ServeError::Refused(parking::overflow())),
+        }
+    }
+
+    /// Handles a parked event again, as its line was (digested, its
+    /// documents and id read from the state first); its reply is not
+    /// written.
+    fn reapply(&mut self, text: &str, digester: &Digester) -> Result<Outcome, StateError> {
+        let value = parse(text, 0).unwrap_or_default();
+        let body = match value.get("type") {
+            Some(_) => Some(&value),
+            None => value.get("body"),
+        };
+        let Some(found) = body.and_then(|b| b.get("event")) else {
+            let text = "a parked message carries no event";
+            reply::error(&mut self.body, None, MALFORMED_REQUEST, text);
+            return Ok(Outcome::Refused);
+        };
+        let msg_id = body.and_then(|b| b.get("msg_id")).map(Raw::from);
+        let event = Event::from(found);
+        let mut digest = digester.digest(&event);
+        if let Some(digest) = &digest {
+            self.engine.preload(std::iter::once(digest))?;
+        }
+        self.engine
+            .handle_event(msg_id.as_ref(), &event, digest.as_mut(), &mut self.body)
     }
 
     fn warnings(&mut self) {
@@ -393,6 +536,10 @@ pub fn serve(
         batch_bytes,
         halt: None,
         refusals: refusals::Logged::default(),
+        parking: match &options.park {
+            Some(store) => Some(parking::Parking::open(store.clone())?),
+            None => None,
+        },
     };
     let digester = session.engine.digester();
     let reader = Reader::start(input, options.max_line_bytes, Some(digester));
@@ -416,7 +563,13 @@ pub fn serve(
                     return Err(ServeError::Refused(text));
                 }
                 if session.batch_full() {
-                    session.hand_off(&mut output)?;
+                    match session.parking.as_ref().is_some_and(|p| p.due()) {
+                        true => {
+                            session.release(&mut output)?;
+                            session.retry(&mut output)?;
+                        }
+                        false => session.hand_off(&mut output)?,
+                    }
                 }
             }
             Ok::<(), ServeError>(())
@@ -424,6 +577,7 @@ pub fn serve(
         reader.done(chunk);
         if idle {
             session.release(&mut output)?;
+            session.retry(&mut output)?;
         }
     }
     session.release(&mut output)?;
@@ -510,6 +664,7 @@ pub fn replay(
             batch_bytes: MAX_BATCH_BYTES,
             halt: None,
             refusals: refusals::Logged::default(),
+            parking: None,
         },
         counts: ReplayCounts::default(),
         only: only.map(|lines| lines.iter().peekable()),
@@ -569,7 +724,7 @@ impl<W: Write> Replay<'_, '_, W> {
                         let _ = writeln!(self.log, "replay: line {}: {text}", session.line_no);
                     }
                 }
-                Outcome::Other | Outcome::Elsewhere => {}
+                Outcome::Other | Outcome::Elsewhere | Outcome::Parked => {}
             }
         }
         if outcome.is_some() && session.batch_full() {

@@ -30,7 +30,7 @@
 mod connect;
 mod lease;
 mod reader;
-mod text;
+pub mod text;
 mod upgrade;
 
 pub use connect::{describe, ident, is_connection_error, Target, DEFAULT_SCHEMA};
