@@ -15,6 +15,7 @@
 
 pub mod metrics;
 pub mod registry;
+pub mod rejections;
 pub mod share;
 pub mod worker;
 
