@@ -203,6 +203,7 @@ fn help_documents_every_command_and_option() {
         "projections.toml",
         "SIGTERM",
         "78",
+        "rejections",
     ] {
         assert!(
             out.stdout.contains(word),
@@ -239,6 +240,37 @@ fn help_documents_every_command_and_option() {
             "plan --help lacks {word}:\n{}",
             out.stdout
         );
+    }
+    let out = Run::new().args(&["rejections", "--help"]).go();
+    for word in ["list", "retry", "drop"] {
+        assert!(
+            out.stdout.contains(word),
+            "rejections --help lacks {word}:\n{}",
+            out.stdout
+        );
+    }
+    let filters = [
+        "--state",
+        "--schema",
+        "--unit",
+        "--model",
+        "--key",
+        "--code",
+        "--position",
+    ];
+    for (command, more) in [
+        ("list", &["--status", "--json"][..]),
+        ("retry", &[]),
+        ("drop", &["--all"]),
+    ] {
+        let out = Run::new().args(&["rejections", command, "--help"]).go();
+        for word in filters.iter().chain(more) {
+            assert!(
+                out.stdout.contains(word),
+                "rejections {command} --help lacks {word}:\n{}",
+                out.stdout
+            );
+        }
     }
 }
 

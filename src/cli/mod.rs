@@ -7,6 +7,7 @@ mod explain;
 mod explain_code;
 mod plan;
 mod publish;
+mod rejections;
 mod replay;
 mod run;
 mod signals;
@@ -86,6 +87,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Show how far a PostgreSQL state stands behind its JetStream source (the lag), and its owner.
     Status(status::StatusArgs),
+    /// List, retry or drop the events a cluster's units did not project (its table rejections).
+    Rejections(rejections::RejectionsArgs),
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
 }
@@ -126,6 +129,7 @@ pub fn main() -> ExitCode {
         Some(Command::ExplainCode(args)) => explain_code::explain_code(&args),
         Some(Command::Publish(args)) => publish::publish(&args),
         Some(Command::Status(args)) => status::status(&args),
+        Some(Command::Rejections(args)) => rejections::rejections(&args),
         Some(Command::Check(args)) => check::check(&args),
         Some(Command::Completions(args)) => {
             use clap::CommandFactory;

@@ -16,6 +16,7 @@
 pub mod metrics;
 mod parked;
 pub mod registry;
+pub mod rejections;
 pub mod share;
 pub mod worker;
 

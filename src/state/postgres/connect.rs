@@ -117,11 +117,23 @@ impl Target {
 }
 
 /// What went wrong, said whole: a server's error by its message and code
-/// (the error's own text is only "db error").
+/// (the error's own text is only "db error"), any other by its causes too
+/// ("error connecting to server" says nothing of why).
 pub fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({}: {})", db.message(), db.severity(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                let said = c.to_string();
+                if !text.contains(&said) {
+                    text = format!("{text}: {said}");
+                }
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 

@@ -35,6 +35,7 @@ mod upgrade;
 
 pub use connect::{describe, ident, is_connection_error, Target, DEFAULT_SCHEMA};
 pub use lease::holder;
+pub use text::{from_column, to_column};
 
 use super::batch::Batch;
 use super::crash::CrashPoint;
