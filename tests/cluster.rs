@@ -898,11 +898,22 @@ fn a_refused_event_is_parked_with_the_later_events_of_its_documents_and_retried_
     caught_up(&db, last, Duration::from_secs(30));
     assert_eq!(status(&db).last(), Some(&parked(6, Some(2))));
 
-    // Retrying the refused one alone: refused again, it and its sequence stay.
-    let ask = |sql: &str| {
-        db.client().execute(sql, &[]).unwrap();
+    // Retrying the refused one: refused again, it and its sequence stay.
+    let ask = |args: &[&str]| {
+        Run::new()
+            .arg("rejections")
+            .args(args)
+            .args(&["--state", &db.url()])
+            .go()
+            .success()
+            .stdout
+            .clone()
     };
-    ask("UPDATE projector.rejections SET status = 'retry' WHERE position = 2");
+    let asked = ask(&["retry", "--position", "2"]);
+    assert!(
+        asked.starts_with("asked to retry 4 events: orders+user_order_stats at 2, 3, 5, 6"),
+        "{asked}"
+    );
     let settled = |want: &dyn Fn(&Statuses) -> bool| {
         let started = Instant::now();
         loop {
@@ -931,8 +942,8 @@ fn a_refused_event_is_parked_with_the_later_events_of_its_documents_and_retried_
     assert!(error_of(2).contains("was not applied"), "{}", error_of(2));
 
     // Dropped, and what waited behind it retried: applied in order, once.
-    ask("UPDATE projector.rejections SET status = 'dropped' WHERE position = 2");
-    ask("UPDATE projector.rejections SET status = 'retry' WHERE position = 3");
+    ask(&["drop", "--position", "2"]);
+    ask(&["retry", "--model", "user_order_stats", "--key", "u1"]);
     let rows = settled(&|rows| rows.iter().all(|r| r.1 != "parked" && r.1 != "retry"));
     let statuses: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
     assert_eq!(statuses, ["dropped", "retried", "retried", "retried"]);
