@@ -54,3 +54,115 @@ fn failure(case: &Value) -> Option<String> {
         )
     })
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The suite's selectors and documents.
+    fn suite() -> &'static [(String, Value)] {
+        static SUITE: std::sync::OnceLock<Vec<(String, Value)>> = std::sync::OnceLock::new();
+        SUITE.get_or_init(|| {
+            let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/jsonpath-cts/cts.json");
+            let suite: Value =
+                serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            suite["tests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    let document = c.get("document").cloned().unwrap_or(Value::Null);
+                    (c["selector"].as_str().unwrap().to_owned(), document)
+                })
+                .collect()
+        })
+    }
+
+    /// Pieces a changed selector is made of: JSONPath's own, and odd ones.
+    const PIECES: &[&str] = &[
+        "$",
+        "@",
+        ".",
+        "..",
+        "[",
+        "]",
+        "?",
+        "*",
+        ":",
+        ",",
+        "'",
+        "\"",
+        "(",
+        ")",
+        "==",
+        "!=",
+        "<=",
+        ">",
+        "!",
+        "&&",
+        "||",
+        "-",
+        "0",
+        "1",
+        "-0",
+        "9007199254740993",
+        "1e400",
+        "length(",
+        "count(",
+        "match(",
+        "search(",
+        "value(",
+        " ",
+        "\\",
+        "\\u",
+        "é",
+        "\u{10FFFF}",
+        "\u{0}",
+        "true",
+        "null",
+        "a",
+    ];
+
+    fn changed(selector: &str, at: usize, cut: usize, piece: &str) -> String {
+        let chars: Vec<char> = selector.chars().collect();
+        let at = at % (chars.len() + 1);
+        let end = (at + cut % 3).min(chars.len());
+        let mut out: String = chars[..at].iter().collect();
+        out.push_str(piece);
+        out.extend(&chars[end..]);
+        out
+    }
+
+    proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 2048,
+            failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5EED),
+            ..Default::default()
+        })]
+
+        /// A selector of the suite changed here and there is parsed or
+        /// refused without a panic; a refusal points inside the text, at
+        /// character boundaries; what parses selects without a panic.
+        #[test]
+        fn a_changed_selector_is_refused_at_its_place_or_selects(
+            case in 0usize..10_000,
+            edits in prop::collection::vec((any::<usize>(), any::<usize>(), prop::sample::select(PIECES)), 1..4),
+        ) {
+            let (selector, document) = &suite()[case % suite().len()];
+            let mut text = selector.clone();
+            for (at, cut, piece) in edits {
+                text = changed(&text, at, cut, piece);
+            }
+            match JsonPath::parse(&text) {
+                Ok(path) => {
+                    let _ = path.find(document);
+                }
+                Err(e) => {
+                    prop_assert!(e.at.start <= e.at.end && e.at.end <= text.len(), "{text:?}: {:?}", e.at);
+                    prop_assert!(text.is_char_boundary(e.at.start) && text.is_char_boundary(e.at.end), "{text:?}: {:?}", e.at);
+                }
+            }
+        }
+    }
+}

@@ -395,6 +395,46 @@ mod tests {
         }
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A well-formed event message on one line.
+        fn line() -> impl Strategy<Value = String> {
+            crate::input::scan::tests::message_text()
+                .prop_map(|t| t.replace('\n', " "))
+                .prop_filter("well-formed JSON", |t| {
+                    serde_json::from_str::<serde_json::Value>(t).is_ok()
+                })
+        }
+
+        proptest! {
+            #![proptest_config(crate::util::property::config(256))]
+
+            /// For every cut point of a message line, the complete messages
+            /// after the cut line are read as they are without it: the cut
+            /// line is one message of its own.
+            #[test]
+            fn a_cut_line_never_takes_the_messages_after_it(
+                cut in line(),
+                at in any::<prop::sample::Index>(),
+                after in prop::collection::vec(line(), 1..4),
+            ) {
+                let mut end = at.index(cut.len().max(1));
+                while !cut.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let cut = &cut[..end];
+                let whole = kinds(Box::leak(format!("{}\n", after.join("\n")).into_boxed_str()).as_bytes());
+                let input = format!("{cut}\n{}\n", after.join("\n"));
+                let seen = kinds(Box::leak(input.into_boxed_str()).as_bytes());
+                let skip = usize::from(!cut.trim().is_empty());
+                prop_assert_eq!(seen.len(), whole.len() + skip, "{:?}", seen);
+                prop_assert_eq!(&seen[skip..], &whole[..]);
+            }
+        }
+    }
+
     #[test]
     fn a_message_over_several_lines_is_one_and_ends_where_it_must() {
         let pretty =

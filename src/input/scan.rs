@@ -446,7 +446,7 @@ fn special(bytes: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::Value;
@@ -714,7 +714,7 @@ mod tests {
 
     /// An event message, as a bare body or in an envelope, with fields in
     /// any order and now and then one more.
-    fn message_text() -> impl Strategy<Value = String> {
+    pub(crate) fn message_text() -> impl Strategy<Value = String> {
         let event = (
             string_text(),
             prop_oneof![string_text(), number_text()],

@@ -113,11 +113,13 @@ impl Logged {
         }
         self.logged += 1;
         // A log that cannot be written is no reason to stop.
-        let _ = writeln!(
-            log,
-            "projector: {}; recorded in rejections",
-            halt(rejection)
-        );
+        let kept = match rejection.status {
+            RejectionStatus::Parked => {
+                "parked in rejections with every later event of its documents"
+            }
+            _ => "recorded in rejections",
+        };
+        let _ = writeln!(log, "projector: {}; {kept}", halt(rejection));
     }
 }
 
