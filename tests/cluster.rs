@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{generated_events, NatsServer, PgDb, Run, TempDir};
+use support::{generated_events, unit_checkpoints, NatsServer, PgDb, Run, TempDir, SERVING};
 
 /// The benchmark's read models: user_listing splits in 4 (all its bindings
 /// key alike); orders and user_order_stats share OrderPlaced and key it
@@ -136,35 +136,11 @@ fn publish(nats: &NatsServer, lines: &[&str]) -> u64 {
     nats.messages("EVENTS").len() as u64
 }
 
-/// The schemas of the serving version's units.
-const SERVING: &str = "SELECT schema FROM projector._projector_units
-     JOIN projector._projector_versions USING (version) WHERE status = 'serving'";
-
-/// Each unit's checkpoint (none before its state exists).
-fn checkpoints(db: &PgDb) -> Vec<Option<u64>> {
-    let mut client = db.client();
-    let Ok(rows) = client.query(SERVING, &[]) else {
-        return Vec::new();
-    };
-    rows.iter()
-        .map(|r| {
-            let schema: String = r.get(0);
-            let sql =
-                format!("SELECT value FROM \"{schema}\"._projector_meta WHERE name = 'checkpoint'");
-            client
-                .query_opt(&sql, &[])
-                .ok()
-                .flatten()
-                .and_then(|r| r.get::<_, String>(0).parse().ok())
-        })
-        .collect()
-}
-
 /// Waits until every unit has applied the stream up to `last`.
 fn caught_up(db: &PgDb, last: u64, within: Duration) {
     let started = Instant::now();
     loop {
-        let at = checkpoints(db);
+        let at = unit_checkpoints(db);
         if !at.is_empty() && at.iter().all(|c| *c == Some(last)) {
             return;
         }
@@ -578,7 +554,7 @@ fn refused_events_are_recorded_with_their_position_and_the_rest_goes_on_or_stops
     out.code_is(65).stderr_has(
         "unit orders+user_order_stats: the message at sequence 6 (id bad-key) was refused (error 12)",
     );
-    let at = checkpoints(&db);
+    let at = unit_checkpoints(&db);
     assert!(at.contains(&Some(5)), "{at:?}");
     let recorded: i64 = db
         .client()
@@ -808,9 +784,9 @@ fn no_message_in_a_stream_is_lost_joined_or_obeyed_each_one_refused_is_recorded(
     out.code_is(65)
         .stderr_has("the message at sequence 2 was refused (error 12)");
     assert!(
-        checkpoints(&db).iter().all(|c| c.unwrap_or(0) <= 1),
+        unit_checkpoints(&db).iter().all(|c| c.unwrap_or(0) <= 1),
         "{:?}",
-        checkpoints(&db)
+        unit_checkpoints(&db)
     );
 }
 

@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{NatsServer, Output, PgDb, Run, TempDir};
+use support::{unit_checkpoints, NatsServer, Output, PgDb, Run, TempDir};
 
 const USERS_ORDERS: &str = include_str!("../bench/users-orders.toml");
 
@@ -82,7 +82,7 @@ fn run_to_the_end(nats: &NatsServer, db: &PgDb, config: &Path, dir: &TempDir, la
         .unwrap();
     let started = Instant::now();
     loop {
-        let at = checkpoints(db);
+        let at = unit_checkpoints(db);
         if !at.is_empty() && at.iter().all(|c| *c == Some(last)) {
             break;
         }
@@ -103,30 +103,6 @@ fn run_to_the_end(nats: &NatsServer, db: &PgDb, config: &Path, dir: &TempDir, la
         "{status}: {}",
         std::fs::read_to_string(&log).unwrap()
     );
-}
-
-/// Each unit's checkpoint (none before its state exists).
-fn checkpoints(db: &PgDb) -> Vec<Option<u64>> {
-    let mut client = db.client();
-    let Ok(rows) = client.query(
-        "SELECT schema FROM projector._projector_units
-         JOIN projector._projector_versions USING (version) WHERE status = 'serving'",
-        &[],
-    ) else {
-        return Vec::new();
-    };
-    rows.iter()
-        .map(|r| {
-            let schema: String = r.get(0);
-            let sql =
-                format!("SELECT value FROM \"{schema}\"._projector_meta WHERE name = 'checkpoint'");
-            client
-                .query_opt(&sql, &[])
-                .ok()
-                .flatten()
-                .and_then(|r| r.get::<_, String>(0).parse().ok())
-        })
-        .collect()
 }
 
 /// `projector rejections ARGS --state <db>`.

@@ -689,6 +689,31 @@ impl Drop for NatsServer {
     }
 }
 
+/// The schemas of a cluster's serving units (main schema `projector`).
+pub const SERVING: &str = "SELECT schema FROM projector._projector_units
+     JOIN projector._projector_versions USING (version) WHERE status = 'serving'";
+
+/// Each serving unit's checkpoint in a cluster's database (none before its
+/// state exists).
+pub fn unit_checkpoints(db: &PgDb) -> Vec<Option<u64>> {
+    let mut client = db.client();
+    let Ok(rows) = client.query(SERVING, &[]) else {
+        return Vec::new();
+    };
+    rows.iter()
+        .map(|r| {
+            let schema: String = r.get(0);
+            let sql =
+                format!("SELECT value FROM \"{schema}\"._projector_meta WHERE name = 'checkpoint'");
+            client
+                .query_opt(&sql, &[])
+                .ok()
+                .flatten()
+                .and_then(|r| r.get::<_, String>(0).parse().ok())
+        })
+        .collect()
+}
+
 /// Models for [`surrogate_lines`]: `Put` puts `v` into `values`, `Keyed`
 /// into `keyed`.
 pub const SURROGATE_MODELS: &str = r#"
