@@ -849,9 +849,21 @@ fn a_refused_event_is_parked_with_the_later_events_of_its_documents_and_retried_
         [parked(2, None), parked(3, Some(2)), parked(5, Some(2))]
     );
     assert_same(&db, &in_memory(&dir, &config, &events(&[0, 3])), "u1 held");
-    let metrics = scrape(&run.log());
+    let started = Instant::now();
+    let metrics = loop {
+        let metrics = scrape(&run.log());
+        if metrics.contains("projector_unit_parked{unit=\"orders+user_order_stats\"} 3\n") {
+            break metrics;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(
         metrics.contains("projector_events_parked_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("projector_unit_parked{unit=\"user_listing 1/4\"} 0\n"),
         "{metrics}"
     );
     let documents: String = db

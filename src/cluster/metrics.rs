@@ -22,11 +22,23 @@ use std::time::Duration;
 /// What this process's workers did.
 pub static COUNTERS: Counters = Counters::new();
 
-/// Per unit: its name, whether this instance owns it, its lag (when known).
-static UNITS: Mutex<Vec<(String, bool, Option<u64>)>> = Mutex::new(Vec::new());
+/// What is known of a unit.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub name: String,
+    /// This instance owns it.
+    pub owned: bool,
+    /// Stream messages it has not applied yet, when known.
+    pub lag: Option<u64>,
+    /// Events it holds parked, or asked to be retried.
+    pub parked: u64,
+}
+
+/// Per unit, what is known of it.
+static UNITS: Mutex<Vec<Unit>> = Mutex::new(Vec::new());
 
 /// Sets what is known of the units, at each of the coordinator's turns.
-pub fn set_units(units: Vec<(String, bool, Option<u64>)>) {
+pub fn set_units(units: Vec<Unit>) {
     *UNITS.lock().unwrap_or_else(|e| e.into_inner()) = units;
 }
 
@@ -81,26 +93,42 @@ pub fn render() -> String {
     let _ = writeln!(out, "projector_batch_commit_seconds_sum {sum}");
     let _ = writeln!(out, "projector_batch_commit_seconds_count {total}");
     let units = UNITS.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let owned = units.iter().filter(|(_, owned, _)| *owned).count();
+    let owned = units.iter().filter(|u| u.owned).count();
     out.push_str("# HELP projector_units_owned Units of work this instance owns.\n");
     out.push_str("# TYPE projector_units_owned gauge\n");
     let _ = writeln!(out, "projector_units_owned {owned}");
     out.push_str("# HELP projector_unit_owned 1 when this instance owns the unit.\n");
     out.push_str("# TYPE projector_unit_owned gauge\n");
-    for (name, owned, _) in &units {
+    for unit in &units {
         let _ = writeln!(
             out,
             "projector_unit_owned{{unit=\"{}\"}} {}",
-            label(name),
-            u8::from(*owned)
+            label(&unit.name),
+            u8::from(unit.owned)
         );
     }
     out.push_str("# HELP projector_unit_lag Stream messages the unit has not applied yet.\n");
     out.push_str("# TYPE projector_unit_lag gauge\n");
-    for (name, _, lag) in &units {
-        if let Some(lag) = lag {
-            let _ = writeln!(out, "projector_unit_lag{{unit=\"{}\"}} {lag}", label(name));
+    for unit in &units {
+        if let Some(lag) = unit.lag {
+            let _ = writeln!(
+                out,
+                "projector_unit_lag{{unit=\"{}\"}} {lag}",
+                label(&unit.name)
+            );
         }
+    }
+    out.push_str(
+        "# HELP projector_unit_parked Events the unit holds parked in rejections (see projector rejections).\n",
+    );
+    out.push_str("# TYPE projector_unit_parked gauge\n");
+    for unit in &units {
+        let _ = writeln!(
+            out,
+            "projector_unit_parked{{unit=\"{}\"}} {}",
+            label(&unit.name),
+            unit.parked
+        );
     }
     out
 }

@@ -340,17 +340,19 @@ impl Coordinator {
             Err(_) => return,
         };
         let last = self.tail.last().ok();
+        let parked = self.registry.parked().unwrap_or_default();
         metrics::set_units(
             listed
                 .iter()
                 .zip(&states)
-                .map(|(unit, state)| {
-                    let owned = self
+                .map(|(unit, state)| metrics::Unit {
+                    name: unit.name.clone(),
+                    owned: self
                         .workers
                         .iter()
-                        .any(|w| w.unit == unit.schema && w.claimed);
-                    let lag = last.map(|l| l.saturating_sub(state.checkpoint.unwrap_or(0)));
-                    (unit.name.clone(), owned, lag)
+                        .any(|w| w.unit == unit.schema && w.claimed),
+                    lag: last.map(|l| l.saturating_sub(state.checkpoint.unwrap_or(0))),
+                    parked: parked.get(&unit.name).copied().unwrap_or(0),
                 })
                 .collect(),
         );

@@ -28,6 +28,7 @@
 use crate::state::postgres::{ident, is_connection_error, Target};
 use crate::state::StateError;
 use postgres::Client;
+use std::collections::HashMap;
 
 /// A unit as the main schema lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,6 +325,23 @@ impl Registry {
     /// Where each of `units` stands.
     pub fn states(&mut self, units: &[Listed]) -> Result<Vec<UnitState>, postgres::Error> {
         self.with(|c| unit_states(c, units))
+    }
+
+    /// How many events each unit has parked (or asked to be retried), by
+    /// the unit's name; units with none are left out.
+    pub fn parked(&mut self) -> Result<HashMap<String, u64>, postgres::Error> {
+        let sql = format!(
+            "SELECT unit, count(*) FROM {}.{REJECTIONS}
+             WHERE status IN ('parked', 'retry') GROUP BY unit",
+            self.target.schema_ident()
+        );
+        self.with(|c| {
+            let rows = c.query(&sql, &[])?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+                .collect())
+        })
     }
 
     /// Makes each model's view the union of its documents over `units`
