@@ -259,7 +259,7 @@ fn help_documents_every_command_and_option() {
         "--position",
     ];
     for (command, more) in [
-        ("list", &["--status", "--json"][..]),
+        ("list", &["--status", "--format"][..]),
         ("retry", &[]),
         ("drop", &["--all"]),
     ] {

@@ -948,3 +948,58 @@ fn a_refused_event_is_parked_with_the_later_events_of_its_documents_and_retried_
     assert_eq!(status(&db).len(), 4);
     run.terminate();
 }
+
+#[test]
+fn an_event_parked_without_a_document_holds_nothing_and_is_retried_alone() {
+    let nats = NatsServer::start();
+    let dir = TempDir::new();
+    let config = dir.write("c.toml", USERS_ORDERS);
+    let last = publish(
+        &nats,
+        &[
+            r#"{"type":"OrderPlaced","id":"nokey","payload":{"amount":1}}"#,
+            r#"{"type":"OrderPlaced","id":"o1","payload":{"order_id":"o1","user_id":"u1","amount":2}}"#,
+        ],
+    );
+    let db = PgDb::new("parked_alone");
+    let run = Instance::start(&nats, &db, &config, &dir, "alone");
+    caught_up(&db, last, Duration::from_secs(30));
+    let row = |db: &PgDb| -> (String, String, String) {
+        let r = db
+            .client()
+            .query_one(
+                "SELECT status, documents::text, at::text FROM projector.rejections",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    let (status, documents, at) = row(&db);
+    assert_eq!((status.as_str(), documents.as_str()), ("parked", "[]"));
+    assert_eq!(db.view("projector", "orders").len(), 1, "o1 is not held");
+    Run::new()
+        .args(&[
+            "rejections",
+            "retry",
+            "--position",
+            "1",
+            "--state",
+            &db.url(),
+        ])
+        .go()
+        .success();
+    // Applied again, refused again: parked anew.
+    let started = Instant::now();
+    loop {
+        let (status, _, again) = row(&db);
+        if status == "parked" && again != at {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{status} {again}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run.terminate();
+}

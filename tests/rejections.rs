@@ -145,12 +145,12 @@ fn list_prints_the_open_rejections_as_a_table_and_every_column_as_json() {
         "      10  orders+user_order_stats  parked     0  o10  orders/o10, user_order_stats/u3  held behind the parked …",
         "7 events: 7 parked",
     ]);
-    rejections(&db, &["list", "--key", "u1", "--json"]).success().stdout_is(&[
+    rejections(&db, &["list", "--key", "u1", "--format", "json"]).success().stdout_is(&[
         r#"{"unit":"orders+user_order_stats","position":3,"id":"o3","code":22,"error":"event o3 (OrderPlaced) was not applied, and no read model changed: read model \"user_order_stats\": incrementing field \"total_spent\" of document \"u1\" by \"ten\", which is not a number","text":"{\"type\":\"OrderPlaced\",\"id\":\"o3\",\"payload\":{\"order_id\":\"o3\",\"user_id\":\"u1\",\"amount\":\"ten\"}}","at":"2026-03-01T12:00:03.000000Z","status":"parked","documents":[["orders","o3"],["user_order_stats","u1"]],"behind":null}"#,
         r#"{"unit":"orders+user_order_stats","position":4,"id":"o4","code":0,"error":"held behind the parked event at sequence 3","text":"{\"type\":\"OrderPlaced\",\"id\":\"o4\",\"payload\":{\"order_id\":\"o4\",\"user_id\":\"u1\",\"amount\":4}}","at":"2026-03-01T12:00:04.000000Z","status":"parked","documents":[["orders","o4"],["user_order_stats","u1"]],"behind":3}"#,
         r#"{"unit":"user_listing 2/4","position":8,"id":"c8","code":22,"error":"$.payload.email is not text","text":"{\"type\":\"UserUpdated\",\"id\":\"c8\",\"payload\":{\"id\":\"u1\",\"email\":8}}","at":"2026-03-01T12:00:08.000000Z","status":"parked","documents":[["user_listing","u1"]],"behind":null}"#,
     ]);
-    rejections(&db, &["list", "--status", "recorded", "--json"]).success().stdout_is(&[
+    rejections(&db, &["list", "--status", "recorded", "--format", "json"]).success().stdout_is(&[
         r#"{"unit":"orders+user_order_stats","position":6,"id":null,"code":12,"error":"input line 6 is not JSON: expected value at line 1 column 1","text":"not json","at":"2026-03-01T12:00:06.000000Z","status":"recorded","documents":[],"behind":null}"#,
     ]);
     rejections(&db, &["list", "--status", "all", "--code", "12"]).success().stdout_is(&[

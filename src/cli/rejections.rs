@@ -77,9 +77,10 @@ struct ListArgs {
         help_heading = "Filters"
     )]
     status: Vec<Status>,
-    /// One JSON object per event and line, with every column (the message whole).
-    #[arg(long)]
-    json: bool,
+    /// `human` (a table, the error cut to fit) or `json` (one object per event and line, with
+    /// every column, the message whole).
+    #[arg(long, value_enum, default_value_t = super::Format::Human)]
+    format: super::Format,
 }
 
 #[derive(Args)]
@@ -167,7 +168,7 @@ fn list(args: &ListArgs) -> Result<ExitCode, ExitCode> {
     let filter = args.selection.filter();
     let rows =
         rejections::list(&mut client, &target, &filter, &statuses).map_err(|e| failed(&e))?;
-    let text = match args.json {
+    let text = match args.format == super::Format::Json {
         true => rows.iter().map(json_line).collect(),
         false if rows.is_empty() => {
             let which = match args.status.contains(&Status::All) {
@@ -213,7 +214,7 @@ fn print(text: &str) {
     let _ = io::stdout().lock().write_all(text.as_bytes());
 }
 
-/// A row as `list --json` prints it, every column in the table's order.
+/// A row as `list --format json` prints it, every column in the table's order.
 #[derive(Serialize)]
 struct JsonRow<'a> {
     unit: &'a str,

@@ -56,6 +56,18 @@ impl ParkStore for Parked {
             .collect())
     }
 
+    fn open(&self) -> Result<u64, StateError> {
+        let sql = format!(
+            "SELECT count(*) FROM {}.{REJECTIONS} WHERE unit = $1 AND status IN ('parked', 'retry')",
+            self.main.schema_ident()
+        );
+        let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        client
+            .query_one(&sql, &[&self.unit])
+            .map(|row| row.get::<_, i64>(0) as u64)
+            .map_err(|e| self.main.failed("counting the parked events", e))
+    }
+
     fn asked(&self) -> Result<bool, StateError> {
         let sql = format!(
             "SELECT EXISTS (SELECT 1 FROM {}.{REJECTIONS} WHERE unit = $1 AND status = 'retry')",

@@ -48,6 +48,8 @@ pub trait ParkStore: Send + Sync + Debug {
     fn held(&self, limit: usize) -> Result<Vec<(Document, u64)>, StateError>;
     /// Whether an open row is asked to be retried.
     fn asked(&self) -> Result<bool, StateError>;
+    /// How many rows are open.
+    fn open(&self) -> Result<u64, StateError>;
 }
 
 /// What a unit holds back.
@@ -56,6 +58,8 @@ pub struct Parking {
     store: Arc<dyn ParkStore>,
     /// Each held document and the position of the first event parked on it.
     held: HashMap<Document, u64>,
+    /// Parked events, or asked to be retried (some hold no document).
+    open: u64,
     polled: Instant,
 }
 
@@ -72,6 +76,7 @@ impl Parking {
         let mut parking = Parking {
             store,
             held: HashMap::new(),
+            open: 0,
             polled: Instant::now(),
         };
         parking.reload()?;
@@ -82,6 +87,7 @@ impl Parking {
     /// nothing parked is waiting to be committed. False when they are more
     /// than [`MAX_HELD`].
     pub fn reload(&mut self) -> Result<bool, StateError> {
+        self.open = self.store.open()?;
         let held = self.store.held(MAX_HELD + 1)?;
         let within = held.len() <= MAX_HELD;
         self.held = held.into_iter().take(MAX_HELD).collect();
@@ -99,9 +105,10 @@ impl Parking {
         }
     }
 
-    /// Whether it is time to ask for retries.
+    /// Whether it is time to ask for retries: only this unit parks its
+    /// events, so with none parked there is nothing to retry.
     pub fn due(&self) -> bool {
-        self.polled.elapsed() >= POLL
+        self.open > 0 && self.polled.elapsed() >= POLL
     }
 
     /// Whether any document is held.
@@ -121,6 +128,7 @@ impl Parking {
     /// Holds `documents` behind the event parked at `position`; false when
     /// that would hold more than [`MAX_HELD`].
     pub fn hold(&mut self, documents: &[Document], position: u64) -> bool {
+        self.open += 1;
         for document in documents {
             if self.held.len() >= MAX_HELD && !self.held.contains_key(document) {
                 return false;
@@ -308,6 +316,9 @@ mod tests {
             }
             fn asked(&self) -> Result<bool, StateError> {
                 Ok(false)
+            }
+            fn open(&self) -> Result<u64, StateError> {
+                Ok(0)
             }
         }
         let mut parking = Parking::open(Arc::new(Empty)).unwrap();
