@@ -4,8 +4,14 @@
 //! batch commits only if the row still holds that token (checked in the
 //! batch's own transaction), so a projector that lost its claim (stopped
 //! past its lease, cut off from the database) can never commit again.
-//! A claim not renewed lapses after the lease: a projector killed without
-//! releasing it keeps a successor waiting no longer than that.
+//! A claim not renewed lapses after the lease. It also ends with the
+//! connection its batches are written on: the claim records that
+//! connection's server process (`backend_pid`, `backend_start`, renewed by
+//! every batch), and a claim whose process the server no longer lists in
+//! `pg_stat_activity` is free at once, so a projector killed without
+//! releasing its claim keeps no successor waiting. (Behind a pooler that
+//! hands one session to several clients this cannot be told; the lease
+//! still holds.)
 
 use super::super::StateError;
 use super::connect::Target;
@@ -28,9 +34,9 @@ pub fn claim(client: &mut Client, target: &Target) -> Result<i64, StateError> {
     let row = tx
         .query_one(
             &format!(
-                "SELECT holder, expires > clock_timestamp(),
+                "SELECT holder, expires > clock_timestamp() AND {WRITER_LIVES},
                         EXTRACT(EPOCH FROM expires - clock_timestamp())::float8
-                 FROM {s}._projector_lease WHERE id = 1 FOR UPDATE"
+                 FROM {s}._projector_lease l WHERE id = 1 FOR UPDATE"
             ),
             &[],
         )
@@ -49,7 +55,7 @@ pub fn claim(client: &mut Client, target: &Target) -> Result<i64, StateError> {
             &format!(
                 "UPDATE {s}._projector_lease
                  SET holder = $1, token = token + 1,
-                     expires = clock_timestamp() + make_interval(secs => $2)
+                     expires = clock_timestamp() + make_interval(secs => $2), {THIS_WRITER}
                  WHERE id = 1 RETURNING token"
             ),
             &[&holder(), &target.lease.as_secs_f64()],
@@ -68,6 +74,53 @@ pub fn renew_sql(target: &Target) -> String {
          WHERE id = 1 AND token = $1",
         target.schema_ident()
     )
+}
+
+/// The same for a batch, on the connection it writes on: the claim names
+/// that connection's server process, which may be a new one since the last
+/// batch (after a lost connection).
+pub fn renew_writer_sql(target: &Target) -> String {
+    format!(
+        "UPDATE {}._projector_lease
+         SET expires = clock_timestamp() + make_interval(secs => $2), {THIS_WRITER}
+         WHERE id = 1 AND token = $1",
+        target.schema_ident()
+    )
+}
+
+/// The claim's writer, in the lease row `l`, is still connected: the
+/// server lists its process (or the claim names none, as one made before
+/// claims named it).
+const WRITER_LIVES: &str = "(l.backend_pid IS NULL OR EXISTS (
+    SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.backend_pid
+    AND (a.backend_start IS NULL OR a.backend_start = l.backend_start)))";
+
+/// The assignments that name this connection's server process as the
+/// claim's writer.
+const THIS_WRITER: &str = "backend_pid = pg_backend_pid(),
+    backend_start = (SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid()))";
+
+/// Adds the writer's columns to a lease table made before claims named
+/// their writer; nothing when it has them.
+pub fn add_backend_columns(
+    tx: &mut postgres::Transaction<'_>,
+    schema: &str,
+) -> Result<(), postgres::Error> {
+    let has: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute
+                WHERE attrelid = to_regclass(format('%s._projector_lease', $1::text))
+                AND attname = 'backend_pid' AND NOT attisdropped)",
+            &[&schema],
+        )?
+        .get(0);
+    if !has {
+        tx.batch_execute(&format!(
+            "ALTER TABLE {schema}._projector_lease
+                 ADD COLUMN backend_pid int, ADD COLUMN backend_start timestamptz"
+        ))?;
+    }
+    Ok(())
 }
 
 /// Gives the claim up, so that a successor need not wait for it to lapse.
@@ -224,6 +277,29 @@ mod tests {
         release(&mut b, &target, second).unwrap();
         let third = claim(&mut a, &target).unwrap();
         assert_eq!(third, second + 1);
+
+        // A claim whose writer's connection is gone is free at once.
+        let mut c = target.connect().unwrap();
+        release(&mut a, &target, third).unwrap();
+        let fourth = claim(&mut c, &target).unwrap();
+        assert!(claim(&mut b, &target).is_err(), "c is connected");
+        drop(c);
+        let dropped = std::time::Instant::now();
+        let fifth = loop {
+            match claim(&mut b, &target) {
+                Ok(token) => break token,
+                Err(_) => {
+                    assert!(
+                        dropped.elapsed() < Duration::from_secs(1),
+                        "c's claim outlived it"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        assert_eq!(fifth, fourth + 1);
+        release(&mut b, &target, fifth).unwrap();
+        let third = claim(&mut a, &target).unwrap();
 
         // The heartbeat keeps a claim alive past many leases, and stops
         // once the claim is taken over.

@@ -15,7 +15,8 @@
 //! _projector_processed(id, type)                  -- every event id applied
 //! _projector_filter(id, bits), _projector_filter_log(seq, hashes)  -- the filter of ids and keys
 //! _projector_meta(name PRIMARY KEY, value)        -- format, event_id rule, rows, subscriptions, commits
-//! _projector_lease(id, holder, token, expires)    -- who writes (see [`lease`])
+//! _projector_lease(id, holder, token, expires, backend_pid, backend_start)
+//!                                                 -- who writes (see [`lease`])
 //! _projector_rebuild_seen, _projector_rebuild_covered  -- what a rebuild stages, while it runs
 //! ```
 //!
@@ -321,17 +322,23 @@ impl PostgresState {
                 Err(Failure::State(e)) => return Err(e),
                 Err(Failure::Connection(e)) => e,
             };
-            let target = &self.books.target;
-            if started.elapsed() >= target.retry_for {
-                return Err(target.failed(doing, error));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(2));
-            self.client = target.connect()?;
-            // The commit may have landed before the connection was lost.
-            let commits = self
-                .committed()
-                .map_err(|e| self.books.target.failed(doing, e))?;
+            let mut error = error;
+            // The commit may have landed before the connection was lost:
+            // asked on a new connection, which may be lost too.
+            let commits = loop {
+                let target = &self.books.target;
+                if started.elapsed() >= target.retry_for {
+                    return Err(target.failed(doing, error));
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
+                self.client = target.connect()?;
+                match self.committed() {
+                    Ok(commits) => break commits,
+                    Err(e) if is_connection_error(&e) || self.client.is_closed() => error = e,
+                    Err(e) => return Err(self.books.target.failed(doing, e)),
+                }
+            };
             let landed = commits == self.books.commits + 1;
             eprintln!(
                 "projector: {}: the connection was lost while {doing} ({}); reconnected after {:.1} s; {}",
@@ -358,7 +365,7 @@ impl PostgresState {
         let mut tx = self.client.transaction().map_err(Failure::Connection)?;
         let held = tx
             .execute(
-                &lease::renew_sql(&books.target),
+                &lease::renew_writer_sql(&books.target),
                 &[&books.token, &books.target.lease.as_secs_f64()],
             )
             .map_err(|e| books.failure("checking the claim", e))?;
@@ -1167,6 +1174,7 @@ fn create_schema(client: &mut Client, target: &Target) -> Result<bool, StateErro
                 &[&FORMAT_2],
             )
             .map_err(failed)?;
+            lease::add_backend_columns(&mut tx, &s).map_err(failed)?;
             tx.commit().map_err(failed)?;
             return Ok(false);
         }
@@ -1176,6 +1184,8 @@ fn create_schema(client: &mut Client, target: &Target) -> Result<bool, StateErro
                 reason: format!("its format is {format:?}, and this projector reads \"{FORMAT}\""),
             });
         }
+        lease::add_backend_columns(&mut tx, &s).map_err(failed)?;
+        tx.commit().map_err(failed)?;
         return Ok(false);
     }
     if objects > 0 {
@@ -1194,7 +1204,8 @@ fn create_schema(client: &mut Client, target: &Target) -> Result<bool, StateErro
          CREATE TABLE {s}._projector_models (name text PRIMARY KEY, definition text NOT NULL, tbl text NOT NULL);
          CREATE TABLE {s}._projector_processed (id text NOT NULL, type text NOT NULL);
          CREATE TABLE {s}._projector_lease (id int PRIMARY KEY CHECK (id = 1), holder text,
-             token bigint NOT NULL, expires timestamptz NOT NULL);
+             token bigint NOT NULL, expires timestamptz NOT NULL,
+             backend_pid int, backend_start timestamptz);
          INSERT INTO {s}._projector_lease VALUES (1, NULL, 0, clock_timestamp());
          CREATE SEQUENCE {s}._projector_tables;
          CREATE INDEX _projector_processed_id ON {s}._projector_processed (id);
