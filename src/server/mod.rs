@@ -379,10 +379,7 @@ impl<L: Write> Session<'_, L> {
     /// written.
     fn reapply(&mut self, text: &str, digester: &Digester) -> Result<Outcome, StateError> {
         let value = parse(text, 0).unwrap_or_default();
-        let body = match value.get("type") {
-            Some(_) => Some(&value),
-            None => value.get("body"),
-        };
+        let body = parking::body_of(&value);
         let Some(found) = body.and_then(|b| b.get("event")) else {
             let text = "a parked message carries no event";
             reply::error(&mut self.body, None, MALFORMED_REQUEST, text);

@@ -178,16 +178,22 @@ pub fn still_parked(mut rejection: Rejection) -> Rejection {
 /// unit's models; `None` when `line` carries no readable event.
 pub fn documents_of_line(plan: &Plan, line: &str) -> Option<Vec<Document>> {
     let value: Value = serde_json::from_str(&crate::value::surrogate::prepare(line)).ok()?;
-    let body = match value.get("type") {
-        Some(_) => &value,
-        None => value.get("body")?,
-    };
+    let body = body_of(&value)?;
     if body.get("type")?.as_str()? != "event" {
         return None;
     }
     let event = Event::from(body.get("event")?);
     checked_event(event.root()).ok()?;
     Some(documents_of_event(plan, &event))
+}
+
+/// A message's body: the message itself, or its envelope's `body` when
+/// it has no `type` of its own.
+pub fn body_of(message: &Value) -> Option<&Value> {
+    match message.get("type") {
+        Some(_) => Some(message),
+        None => message.get("body"),
+    }
 }
 
 /// The documents `event` would change: each binding of its type whose

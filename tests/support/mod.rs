@@ -626,15 +626,7 @@ impl NatsServer {
     /// subject `STREAM.events` of a stream it creates if need be; returns
     /// the stream's last sequence.
     pub fn publish_raw(&self, stream: &str, payloads: &[Vec<u8>]) -> u64 {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let client = async_nats::connect(format!("127.0.0.1:{}", self.port))
-                .await
-                .unwrap();
-            let js = async_nats::jetstream::new(client);
+        self.with_jetstream(|js| async move {
             let subject = format!("{stream}.events");
             let mut created = js
                 .get_or_create_stream(async_nats::jetstream::stream::Config {
@@ -655,8 +647,11 @@ impl NatsServer {
         })
     }
 
-    /// Every message the stream holds, in order: its Nats-Msg-Id and payload.
-    pub fn messages(&self, stream: &str) -> Vec<(Option<String>, String)> {
+    /// Runs `work` with a JetStream context on this server, to its end.
+    fn with_jetstream<T, F>(&self, work: impl FnOnce(async_nats::jetstream::Context) -> F) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -665,7 +660,13 @@ impl NatsServer {
             let client = async_nats::connect(format!("127.0.0.1:{}", self.port))
                 .await
                 .unwrap();
-            let js = async_nats::jetstream::new(client);
+            work(async_nats::jetstream::new(client)).await
+        })
+    }
+
+    /// Every message the stream holds, in order: its Nats-Msg-Id and payload.
+    pub fn messages(&self, stream: &str) -> Vec<(Option<String>, String)> {
+        self.with_jetstream(|js| async move {
             let mut stream = js.get_stream(stream).await.unwrap();
             let count = stream.info().await.unwrap().state.messages;
             let mut messages = Vec::new();
