@@ -8,7 +8,7 @@
 //!   number, with its text and status: `serving` (the views read its
 //!   units), `building` (a changed configuration whose units are built
 //!   from the stream's start beside the serving ones, until they catch up
-//!   and it is switched to), or `retired`.
+//!   and it is switched to), or `retired` (since `retired`).
 //! - `_projector_units`: each version's units: name, schema and models.
 //! - `_projector_instances`: each instance and when it last said it was
 //!   alive; an instance not heard from for a lease is not counted.
@@ -102,6 +102,7 @@ impl Registry {
              CREATE TABLE IF NOT EXISTS {s}._projector_versions (
                  version int PRIMARY KEY, config text NOT NULL, status text NOT NULL,
                  created timestamptz NOT NULL DEFAULT now(), switched timestamptz);
+             ALTER TABLE {s}._projector_versions ADD COLUMN IF NOT EXISTS retired timestamptz;
              CREATE TABLE IF NOT EXISTS {s}._projector_units (
                  version int NOT NULL, position int NOT NULL, name text NOT NULL,
                  schema text NOT NULL, models text[] NOT NULL,
@@ -176,7 +177,7 @@ impl Registry {
             (serving, _) => {
                 tx.execute(
                     &format!(
-                        "UPDATE {s}._projector_versions SET status = 'retired'
+                        "UPDATE {s}._projector_versions SET status = 'retired', retired = now()
                          WHERE status = 'building'"
                     ),
                     &[],
@@ -245,7 +246,8 @@ impl Registry {
             }
             tx.execute(
                 &format!(
-                    "UPDATE {s}._projector_versions SET status = 'retired' WHERE version = $1"
+                    "UPDATE {s}._projector_versions SET status = 'retired', retired = now()
+                     WHERE version = $1"
                 ),
                 &[&from],
             )?;
