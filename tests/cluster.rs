@@ -58,6 +58,18 @@ impl Instance {
         Instance { child, log }
     }
 
+    /// Its exit status, once it exited within `within`.
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
@@ -126,6 +138,19 @@ impl Setup {
 }
 
 /// Publishes `lines`; returns the stream's last sequence.
+/// Waits until `instance` logged `text`.
+fn wait_for_log(instance: &Instance, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !instance.log().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "not logged: {text}\n{}",
+            instance.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn publish(nats: &NatsServer, lines: &[&str]) -> u64 {
     Run::new()
         .args(&["publish", "--to", &nats.stream("EVENTS")])
@@ -141,7 +166,7 @@ fn caught_up(db: &PgDb, last: u64, within: Duration) {
     let started = Instant::now();
     loop {
         let at = unit_checkpoints(db);
-        if !at.is_empty() && at.iter().all(|c| *c == Some(last)) {
+        if !at.is_empty() && at.iter().all(|c| *c == Some(last)) && views_made(db) {
             return;
         }
         assert!(
@@ -150,6 +175,16 @@ fn caught_up(db: &PgDb, last: u64, within: Duration) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether the read models' views show the serving version.
+fn views_made(db: &PgDb) -> bool {
+    db.client()
+        .query_one(
+            "SELECT views FROM projector._projector_versions WHERE status = 'serving'",
+            &[],
+        )
+        .is_ok_and(|r| r.get(0))
 }
 
 /// The read models, through their views in the main schema.
@@ -354,7 +389,10 @@ fn connections_cut_and_a_broker_restarted_mid_stream_lose_and_double_nothing() {
         10,
         Duration::from_millis(200),
     );
-    // Every connection of the instances to the database, cut twice.
+    // Every connection of the instances to the database, cut twice once
+    // they have joined (when the stream exists).
+    wait_for_log(&a, "claimed unit");
+    wait_for_log(&b, "claimed unit");
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(700));
         let cut: i64 = db
@@ -618,12 +656,27 @@ fn a_changed_definition_is_built_beside_the_serving_one_and_the_views_switch_whe
     out.code_is(2)
         .stdout_has("unit orders+user_order_stats: definition changed: built from the stream's start in schema projector_orders_1of1_")
         .stdout_has("unit user_listing 1/4: unchanged")
-        .stdout_has("builds version 2 beside version 1");
+        .stdout_has("`projector run --source … --deploy` with this configuration builds version 2 beside version 1");
 
-    // A new instance brings version 2; the old one keeps serving version 1
+    // Without --deploy, an instance of another configuration is refused.
+    let mut refused = Instance::start(&nats, &db, &v2, &dir, "refused");
+    let code = refused.wait_exit(Duration::from_secs(20));
+    let said = refused.log();
+    assert_eq!(code, Some(78), "{said}");
+    assert!(
+        said.contains("serves version 1 of the configuration, live since 20") && said.contains(&format!(
+            "and {} differs from it; nothing was claimed. See what deploying it changes with `projector plan --config {} --state {}`, then start this instance with --deploy",
+            v2.display(),
+            v2.display(),
+            db.url()
+        )),
+        "{said}"
+    );
+
+    // A new instance deploys version 2; the old one keeps serving version 1
     // (and helps build version 2) while more events come in.
     let before = read_models(&db);
-    let new = Instance::start(&nats, &db, &v2, &dir, "new");
+    let new = Instance::start_with(&nats, &db, &v2, &dir, "new", &["--deploy"]);
     let publisher = publish_over_time(
         &nats,
         second.iter().map(|l| l.to_string()).collect(),
@@ -664,15 +717,35 @@ fn a_changed_definition_is_built_beside_the_serving_one_and_the_views_switch_whe
     let report = status(&nats, &db, &v2);
     assert_eq!(report["version"], 2, "{report}");
     assert_eq!(report["building"], Value::Null, "{report}");
+    // The instance of version 1 stands by, and one started again with it is
+    // refused: a retired configuration never switches the views back.
+    wait_for_log(&old, "this instance's configuration is no longer served or built (version 2 is live): it gives its units up and claims none");
+    let mut again = Instance::start(&nats, &db, &v1, &dir, "again");
+    let code = again.wait_exit(Duration::from_secs(20));
+    let said = again.log();
+    assert_eq!(code, Some(78), "{said}");
+    assert!(
+        said.contains("serves version 2 of the configuration, live since 20")
+            && said.contains(&format!("and {} is version 1, retired at 20", v1.display())),
+        "{said}"
+    );
+    let report = status(&nats, &db, &v2);
+    assert_eq!(report["version"], 2, "{report}");
     let log = new.terminate() + &old.terminate();
     assert!(
         log.contains(
-            "building version 2 beside it, from the stream's start: orders+user_order_stats\n"
+            "--deploy: this configuration is version 2, built beside the live one and switched to once it has caught up\n"
         ),
         "{log}"
     );
     assert!(
-        log.contains("the read models' views switched to it from version 1"),
+        log.contains(
+            "building version 2 beside it: orders+user_order_stats (each from its checkpoint: the stream's start for a new one)\n"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("version 2 of the configuration caught up: the read models' views switched to it from version 1"),
         "{log}"
     );
     // Nothing left to do with version 2's configuration.

@@ -228,7 +228,8 @@ fn cluster_plan(
     let needs = rebuilt > 0 || !removed.is_empty();
     if needs {
         text.push_str(&format!(
-            "`projector run --source …` with this configuration builds version {} beside version {}; when every unit of it has caught up, the read models' views switch to it in one transaction (`projector status` shows its lag){}.",
+            "`projector run --source …{}` with this configuration builds version {} beside version {}; when every unit of it has caught up, the read models' views switch to it in one transaction (`projector status` shows its lag){}.",
+            if same_as_building { "" } else { " --deploy" },
             if same_as_building {
                 building.map_or(0, |b| b.number)
             } else {

@@ -3,9 +3,10 @@
 
 use super::signals::{self, Stop};
 use super::state::{finish, open_engine, refused};
-use super::{load_plan, log, plural, EX_DATAERR, EX_IOERR, EX_USAGE};
+use super::{load_plan, log, plural, EX_CONFIG, EX_DATAERR, EX_IOERR, EX_USAGE};
 use clap::Args;
 use projector::cluster;
+use projector::cluster::deploy::NotDeployed;
 use projector::input::nats::StreamAddress;
 use projector::input::source::Stoppable;
 use projector::server::{self, Options, ServeError, DEFAULT_MAX_LINE_BYTES};
@@ -13,7 +14,7 @@ use projector::state::postgres::DEFAULT_SCHEMA;
 use projector::state::reconcile::Request;
 use projector::state::Location;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -68,6 +69,12 @@ pub struct RunArgs {
     /// and refused, batch commit latency, lag per unit, units owned). ADDR: HOST:PORT.
     #[arg(long, value_name = "ADDR", requires = "source")]
     metrics: Option<String>,
+    /// With --source: when this configuration differs from the live one recorded in the state,
+    /// build it beside the live one (unchanged units are shared) and switch the read models' views
+    /// to it once it has caught up. Without it such an instance is refused; `projector plan`
+    /// shows what a deploy changes.
+    #[arg(long, requires = "source")]
+    deploy: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -202,7 +209,17 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
         stop_on_refused: args.on_refused == OnRefused::Stop,
         max_line_bytes: args.max_line_bytes,
         park: args.on_refused == OnRefused::Park,
+        deploy: args.deploy,
     };
+    let plan_command = format!(
+        "projector plan --config {} --state {}{}",
+        super::shell_word(&config.name),
+        super::path_word(args.state.as_deref().expect("--source requires --state")),
+        match args.schema.as_str() {
+            DEFAULT_SCHEMA => String::new(),
+            schema => format!(" --schema {}", super::shell_word(schema)),
+        }
+    );
     match cluster::run(settings) {
         Ok(ran) => {
             if let Some((signal, _)) = signals::received() {
@@ -214,6 +231,27 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
             ExitCode::SUCCESS
         }
         Err(cluster::Stopped::State(e)) => refused(&e, &config.name, None),
+        Err(cluster::Stopped::OtherStream { recorded, given }) => {
+            log(&format!(
+                "projector: {state} follows {recorded}, and {source} is {given}: its checkpoints are positions in the stream it follows, so it cannot take another. Give --source that stream, or start on another --schema or database to build from this one{again}",
+                state = location_text(args),
+                again = if recorded.name == given.name {
+                    " (a stream deleted and made again under its name is another stream)"
+                } else {
+                    ""
+                }
+            ));
+            ExitCode::from(EX_CONFIG)
+        }
+        Err(cluster::Stopped::NotDeployed(not)) => {
+            log(&not_deployed(
+                &not,
+                &config.name,
+                &location_text(args),
+                &plan_command,
+            ));
+            ExitCode::from(EX_CONFIG)
+        }
         Err(cluster::Stopped::Refused { unit, why }) if args.on_refused == OnRefused::Park => {
             log(&format!(
                 "projector: unit {unit}: {why}; stopped. The parked events are in the table {}.rejections",
@@ -229,6 +267,37 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
             ExitCode::from(EX_DATAERR)
         }
     }
+}
+
+/// The state `--state` and `--schema` name, as messages say it.
+fn location_text(args: &RunArgs) -> String {
+    let state = args.state.as_deref().map(Path::display);
+    match args.schema.as_str() {
+        DEFAULT_SCHEMA => format!("{}", state.expect("--source requires --state")),
+        schema => format!(
+            "{} (schema {schema})",
+            state.expect("--source requires --state")
+        ),
+    }
+}
+
+/// Why an instance whose configuration is not the live one was refused, and
+/// what to do.
+fn not_deployed(not: &NotDeployed, config: &str, state: &str, plan: &str) -> String {
+    let what = match &not.retired {
+        Some((version, at)) => format!(
+            "{config} is version {version}, retired at {at}: an instance of a retired configuration never brings it back by itself"
+        ),
+        None => format!("{config} differs from it"),
+    };
+    let building = not.building.map_or_else(String::new, |b| {
+        format!(" (version {b} is being built beside it, and would be given up)")
+    });
+    format!(
+        "projector: {state} serves version {live} of the configuration, live since {since}, and {what}; nothing was claimed. See what deploying it changes with `{plan}`, then start this instance with --deploy to build it beside the live version and switch the read models to it once it has caught up{building}; or start it with the live configuration",
+        live = not.live,
+        since = not.since,
+    )
 }
 
 /// The stream `--source` names, which needs a PostgreSQL state to keep its

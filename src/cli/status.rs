@@ -57,6 +57,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
                 number: 0,
                 config: String::new(),
                 building: false,
+                views: false,
                 units: cluster::layout(&config.plan, cluster::DEFAULT_PARTS, &target.schema),
             });
         }

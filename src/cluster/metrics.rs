@@ -42,6 +42,15 @@ pub fn set_units(units: Vec<Unit>) {
     *UNITS.lock().unwrap_or_else(|e| e.into_inner()) = units;
 }
 
+/// Says whether this instance owns the unit `name` as soon as it changes,
+/// between the coordinator's turns.
+pub fn set_owned(name: &str, owned: bool) {
+    let mut units = UNITS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(unit) = units.iter_mut().find(|u| u.name == name) {
+        unit.owned = owned;
+    }
+}
+
 /// The metrics, as Prometheus reads them.
 pub fn render() -> String {
     let mut out = String::new();

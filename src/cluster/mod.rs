@@ -13,11 +13,14 @@
 //! free ones up to it, a third of a lease apart. A dead instance's units
 //! are free once its leases lapse; the others take them over.
 
+pub mod deploy;
 pub mod metrics;
 mod parked;
 pub mod registry;
 pub mod rejections;
 pub mod share;
+pub mod stream;
+mod views;
 pub mod worker;
 
 use crate::input::nats::{StreamAddress, Tail};
@@ -31,6 +34,11 @@ use std::os::fd::OwnedFd;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 use worker::{Report, Worker};
+
+/// How often an instance says it is alive and looks for units to claim or
+/// give up (a third of the lease when that is shorter): a dead instance's
+/// units are found free, and claimed, within about this long.
+const TURN: Duration = Duration::from_millis(500);
 
 /// Parts a splittable group is split in unless `--units` says otherwise.
 pub const DEFAULT_PARTS: u32 = 4;
@@ -58,6 +66,9 @@ pub struct Settings {
     /// `--on-refused park`: an event refused is parked with every later
     /// event of its documents.
     pub park: bool,
+    /// `--deploy`: a configuration that differs from the live one is built
+    /// beside it and switched to, instead of refused.
+    pub deploy: bool,
 }
 
 /// Why an instance stopped before it was asked to.
@@ -67,11 +78,30 @@ pub enum Stopped {
     State(StateError),
     /// An event was refused under `--on-refused stop`.
     Refused { unit: String, why: String },
+    /// The state follows another stream than the one given.
+    OtherStream {
+        recorded: stream::Stream,
+        given: stream::Stream,
+    },
+    /// The configuration is not the live one, and `--deploy` was not given.
+    NotDeployed(deploy::NotDeployed),
 }
 
 impl From<StateError> for Stopped {
     fn from(e: StateError) -> Self {
         Stopped::State(e)
+    }
+}
+
+impl From<registry::Refusal> for Stopped {
+    fn from(refusal: registry::Refusal) -> Self {
+        match refusal {
+            registry::Refusal::State(e) => Stopped::State(e),
+            registry::Refusal::OtherStream { recorded, given } => {
+                Stopped::OtherStream { recorded, given }
+            }
+            registry::Refusal::NotDeployed(not) => Stopped::NotDeployed(not),
+        }
     }
 }
 
@@ -146,14 +176,34 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         cache_mb,
         max_line_bytes,
         park,
+        deploy,
     } = settings;
-    let (registry, parts) = Registry::open(&target, parts, DEFAULT_PARTS, &config, |parts| {
-        layout(&plan, parts, &target.schema)
-    })?;
+    let Some(given) = find_stream(&address, stop.as_ref()) else {
+        return Ok(Ran::default());
+    };
+    let offered = deploy::Offer {
+        config: &config,
+        deploy,
+        stream: &given,
+    };
+    let (registry, parts, joined) =
+        Registry::open(&target, parts, DEFAULT_PARTS, &offered, |parts| {
+            layout(&plan, parts, &target.schema)
+        })?;
+    log(&joined_text(&joined));
+    let own = layout(&plan, parts, &target.schema)
+        .into_iter()
+        .map(|u| u.schema)
+        .collect();
     let mut coordinator = Coordinator {
         target,
         parts,
         registry,
+        own,
+        standby: false,
+        views: views::Views::default(),
+        held: false,
+        soon: false,
         plans: HashMap::new(),
         versions: Vec::new(),
         work: Vec::new(),
@@ -171,7 +221,7 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         ran: Ran::default(),
         warned: false,
     };
-    let tick = coordinator.target.lease / 3;
+    let tick = TURN.min(coordinator.target.lease / 3);
     let mut next = Instant::now();
     let result = loop {
         if stop
@@ -180,7 +230,7 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         {
             break Ok(());
         }
-        if Instant::now() >= next {
+        if Instant::now() >= next || std::mem::take(&mut coordinator.soon) {
             coordinator.balance();
             next = Instant::now() + tick;
         }
@@ -199,6 +249,7 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         }
     };
     coordinator.shut_down();
+    coordinator.show_before_leaving();
     coordinator.registry.leave();
     result.map(|()| coordinator.ran)
 }
@@ -208,6 +259,17 @@ struct Coordinator {
     address: StreamAddress,
     parts: u32,
     registry: Registry,
+    /// The unit schemas of this instance's own configuration.
+    own: Vec<String>,
+    /// Its configuration is neither served nor built: it claims nothing.
+    standby: bool,
+    /// Changes of the read models' views, on a thread of their own.
+    views: views::Views,
+    /// Whether readers holding the views were said to delay a change.
+    held: bool,
+    /// The next turn is due at once (a unit was claimed whose state may
+    /// complete the views).
+    soon: bool,
     /// Each version's plan, compiled from its stored text (`None`: it does
     /// not compile here).
     plans: HashMap<i32, Option<Plan>>,
@@ -233,12 +295,17 @@ impl Coordinator {
     /// Reads the versions served and built; returns whether they changed.
     fn read_versions(&mut self) -> Result<bool, postgres::Error> {
         let versions = self.registry.versions()?;
-        let numbers = |v: &[Version]| -> Vec<(i32, bool)> {
-            v.iter().map(|v| (v.number, v.building)).collect()
+        let numbers = |v: &[Version]| -> Vec<(i32, bool, bool)> {
+            v.iter().map(|v| (v.number, v.building, v.views)).collect()
         };
         if numbers(&versions) == numbers(&self.versions) && !self.work.is_empty() {
             return Ok(false);
         }
+        self.follow_own(&versions);
+        let said = |v: &[Version]| -> Vec<(i32, bool)> {
+            v.iter().map(|v| (v.number, v.building)).collect()
+        };
+        let quiet = said(&versions) == said(&self.versions);
         let mut work: Vec<Work> = Vec::new();
         for version in &versions {
             let plan = self.plans.entry(version.number).or_insert_with(|| {
@@ -276,6 +343,11 @@ impl Coordinator {
             .iter()
             .find(|v| !v.building)
             .map_or(0, |v| v.number);
+        if quiet {
+            self.versions = versions;
+            self.work = work;
+            return Ok(true);
+        }
         log(&format!(
             "serving version {serving} of the configuration: {} units of work: {}",
             names(false).len(),
@@ -283,7 +355,7 @@ impl Coordinator {
         ));
         if let Some(building) = versions.iter().find(|v| v.building) {
             log(&format!(
-                "building version {} beside it, from the stream's start: {}",
+                "building version {} beside it: {} (each from its checkpoint: the stream's start for a new one)",
                 building.number,
                 names(true).join(", ")
             ));
@@ -293,16 +365,49 @@ impl Coordinator {
         Ok(true)
     }
 
-    /// Says this instance is alive, follows the versions, gives up units
-    /// beyond its share or claims free ones up to it, and switches to a
-    /// version built once it has caught up.
-    fn balance(&mut self) {
-        let live = match self.registry.beat(self.workers.len()) {
-            Ok(live) => {
+    /// Stands by while this instance's configuration is neither served nor
+    /// built (a deploy replaced it): its units are given up and none is
+    /// claimed until it is served or built again.
+    fn follow_own(&mut self, versions: &[Version]) {
+        let mine = versions.iter().find(|v| {
+            v.units.len() == self.own.len()
+                && v.units.iter().zip(&self.own).all(|(u, o)| u.schema == *o)
+        });
+        match (mine, self.standby) {
+            (None, false) if !versions.is_empty() => {
+                let live = versions
+                    .iter()
+                    .find(|v| !v.building)
+                    .map_or(0, |v| v.number);
+                log(&format!(
+                    "this instance's configuration is no longer served or built (version {live} is live): it gives its units up and claims none; start it with the live configuration, or with --deploy to go back to this one"
+                ));
+                self.standby = true;
+                for mut worker in self.workers.drain(..) {
+                    worker.stop();
+                    self.stopping.push(worker);
+                }
+                self.registry.leave();
+            }
+            (Some(v), true) => {
+                log(&format!(
+                    "this instance's configuration is version {} again: it claims units again",
+                    v.number
+                ));
+                self.standby = false;
+            }
+            _ => {}
+        }
+    }
+
+    /// What the database answered; `None`, said once, when it did not.
+    fn answered<T>(&mut self, result: Result<T, postgres::Error>) -> Option<T> {
+        match result {
+            Ok(answer) => {
                 if std::mem::take(&mut self.warned) {
                     log("the database answers again");
                 }
-                live
+                Some(answer)
             }
             Err(e) => {
                 if !std::mem::replace(&mut self.warned, true) {
@@ -312,12 +417,84 @@ impl Coordinator {
                         crate::state::postgres::describe(&e)
                     ));
                 }
-                return;
+                None
             }
-        };
-        if self.read_versions().is_err() {
+        }
+    }
+
+    /// Follows the views' change under way, and starts the next one: the
+    /// switch to a version built once it has caught up, or the first views
+    /// of a serving version once its units all exist.
+    fn views_turn(&mut self, states: &[registry::UnitState]) {
+        if let Some((job, outcome)) = self.views.ended() {
+            self.views_ended(&job, outcome);
+        }
+        if self.views.busy() {
             return;
         }
+        if let Some(job) = self.switch_due(states) {
+            self.views.start(&self.target, job);
+            return;
+        }
+        let Some(serving) = self.versions.iter().find(|v| !v.building) else {
+            return;
+        };
+        let exist = serving.units.iter().all(|u| {
+            self.work
+                .iter()
+                .position(|w| w.listed.schema == u.schema)
+                .is_some_and(|i| states[i].exists)
+        });
+        if !serving.views && exist {
+            self.views
+                .start(&self.target, views::Job::Show(serving.clone()));
+        }
+    }
+
+    fn views_ended(&mut self, job: &views::Job, outcome: views::Outcome) {
+        use views::{Job, Outcome};
+        let what = match job {
+            Job::Show(v) => format!("showing version {}", v.number),
+            Job::Switch { to, .. } => format!("switching to version {}", to.number),
+        };
+        match outcome {
+            Outcome::Done => {
+                self.held = false;
+                match job {
+                    Job::Show(v) => log(&format!(
+                        "the read models' views show version {} of the configuration",
+                        v.number
+                    )),
+                    Job::Switch { from, to, .. } => log(&format!(
+                        "version {} of the configuration caught up: the read models' views switched to it from version {from}",
+                        to.number
+                    )),
+                }
+            }
+            Outcome::NotNow => {}
+            Outcome::Held => {
+                if !std::mem::replace(&mut self.held, true) {
+                    log(&format!(
+                        "{what}: readers hold the views in open transactions; tried again until they let go (they are not kept waiting)"
+                    ));
+                }
+            }
+            Outcome::Failed(why) => log(&format!("{what}: {why}; tried again")),
+        }
+    }
+
+    /// Says this instance is alive, follows the versions, gives up units
+    /// beyond its share or claims free ones up to it, and switches to a
+    /// version built once it has caught up.
+    fn balance(&mut self) {
+        let read = self.read_versions();
+        if self.answered(read).is_none() || self.standby {
+            return;
+        }
+        let beat = self.registry.beat(self.workers.len());
+        let Some(live) = self.answered(beat) else {
+            return;
+        };
         // Units of a version retired: given up.
         for at in (0..self.workers.len()).rev() {
             if !self
@@ -424,18 +601,14 @@ impl Coordinator {
                 Err(e) => log(&format!("cannot start a thread: {e}")),
             }
         }
-        self.switch_when_built(&states);
+        self.views_turn(&states);
     }
 
-    /// Switches the views to the version being built once each of its
-    /// units has caught up with the serving version's slowest unit.
-    fn switch_when_built(&mut self, states: &[registry::UnitState]) {
-        let Some(building) = self.versions.iter().find(|v| v.building) else {
-            return;
-        };
-        let Some(serving) = self.versions.iter().find(|v| !v.building) else {
-            return;
-        };
+    /// The switch to the version being built, once each of its units has
+    /// caught up with the serving version's slowest unit.
+    fn switch_due(&self, states: &[registry::UnitState]) -> Option<views::Job> {
+        let building = self.versions.iter().find(|v| v.building)?;
+        let serving = self.versions.iter().find(|v| !v.building)?;
         let checkpoint = |schema: &str| {
             self.work
                 .iter()
@@ -452,9 +625,9 @@ impl Coordinator {
             .units
             .iter()
             .map(|u| checkpoint(&u.schema))
-            .collect::<Option<Vec<u64>>>();
-        if !built.is_some_and(|b| b.iter().all(|&c| c >= served)) {
-            return;
+            .collect::<Option<Vec<u64>>>()?;
+        if !built.iter().all(|&c| c >= served) {
+            return None;
         }
         let kept: Vec<&str> = building
             .units
@@ -468,21 +641,11 @@ impl Coordinator {
             .filter(|m| !kept.contains(&m.as_str()))
             .cloned()
             .collect();
-        let (from, to) = (serving.number, building.clone());
-        match self.registry.switch(from, &to, &dropped) {
-            Ok(true) => log(&format!(
-                "version {} of the configuration caught up (sequence {served}): the read models' views switched to it from version {from}",
-                to.number
-            )),
-            Ok(false) => {}
-            Err(e) => log(&format!(
-                "cannot switch to version {}: {}",
-                to.number,
-                crate::state::postgres::describe(&e)
-            )),
-        }
-        // Read again at the next turn.
-        self.versions.clear();
+        Some(views::Job::Switch {
+            from: serving.number,
+            to: building.clone(),
+            dropped,
+        })
     }
 
     fn name(&self, schema: &str) -> String {
@@ -512,18 +675,8 @@ impl Coordinator {
                     if building { " (being built)" } else { "" },
                     checkpoint + 1
                 ));
-                let serving: Vec<Listed> = self
-                    .versions
-                    .iter()
-                    .filter(|v| !v.building)
-                    .flat_map(|v| v.units.clone())
-                    .collect();
-                if let Err(e) = self.registry.refresh_views(&serving) {
-                    log(&format!(
-                        "cannot make the read models' views: {}",
-                        crate::state::postgres::describe(&e)
-                    ));
-                }
+                metrics::set_owned(&self.name(&unit), true);
+                self.soon = self.versions.iter().any(|v| !v.building && !v.views);
             }
             Report::Busy { unit } => {
                 let _ = self.end(&unit);
@@ -566,6 +719,7 @@ impl Coordinator {
     /// Forgets the worker of `unit`, which has ended; returns whether its
     /// unit was found lost before.
     fn end(&mut self, unit: &str) -> bool {
+        metrics::set_owned(&self.name(unit), false);
         for list in [&mut self.workers, &mut self.stopping] {
             if let Some(at) = list.iter().position(|w| w.unit == unit) {
                 let worker = list.remove(at);
@@ -575,6 +729,22 @@ impl Coordinator {
             }
         }
         false
+    }
+
+    /// Makes the views of a serving version that has none yet, if its
+    /// units all exist, before the instance leaves: the read models are
+    /// there to query whatever stopped it.
+    fn show_before_leaving(&mut self) {
+        let Some(serving) = self.versions.iter().find(|v| !v.building && !v.views) else {
+            return;
+        };
+        let job = views::Job::Show(serving.clone());
+        if let views::Outcome::Done = views::apply(&self.target, &job) {
+            log(&format!(
+                "the read models' views show version {} of the configuration",
+                serving.number
+            ));
+        }
     }
 
     /// Stops every worker and waits for them: what each applied is
@@ -600,4 +770,52 @@ impl Coordinator {
 
 fn log(text: &str) {
     eprintln!("projector: {text}");
+}
+
+/// The stream `address` names, waited for while its broker does not
+/// answer or it does not exist; `None` when the instance is stopped first.
+fn find_stream(address: &StreamAddress, stop: Option<&OwnedFd>) -> Option<stream::Stream> {
+    let mut said = false;
+    loop {
+        match stream::identity(address) {
+            Ok(found) => return Some(found),
+            Err(e) if !std::mem::replace(&mut said, true) => {
+                log(&format!("{e}; waiting for it"));
+            }
+            Err(_) => {}
+        }
+        let stopped = match stop {
+            Some(stop) => crate::input::source::readable(stop, Duration::from_millis(250)),
+            None => {
+                std::thread::sleep(Duration::from_millis(250));
+                false
+            }
+        };
+        if stopped {
+            return None;
+        }
+    }
+}
+
+/// What an instance's configuration is to the cluster, as the log says it.
+fn joined_text(joined: &deploy::Joined) -> String {
+    use deploy::Joined;
+    match joined {
+        Joined::Recorded(v) => format!(
+            "no configuration was live: this one is recorded as version {v}, the live one"
+        ),
+        Joined::Live(v) => format!("this configuration is version {v}, the live one"),
+        Joined::Building(v) => {
+            format!("this configuration is version {v}, being built beside the live one")
+        }
+        Joined::Deployed { version, replaced } => format!(
+            "--deploy: this configuration is version {version}, built beside the live one and switched to once it has caught up{}",
+            replaced.map_or_else(String::new, |r| format!(
+                "; version {r}, which was being built, is given up"
+            ))
+        ),
+        Joined::Kept { version, replaced } => format!(
+            "--deploy: this configuration is version {version}, the live one; version {replaced}, which was being built, is given up"
+        ),
+    }
 }

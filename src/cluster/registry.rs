@@ -4,11 +4,15 @@
 //!
 //! - `_projector_layout`: how many parts a splittable group has; fixed by
 //!   the first instance, since every document's unit depends on it.
+//! - `_projector_stream`: the stream the cluster follows: its name, its
+//!   creation time in JetStream (a stream deleted and made again under the
+//!   same name is another one) and its first sequence when recorded.
 //! - `_projector_versions`: each configuration the cluster has run, by
-//!   number, with its text and status: `serving` (the views read its
-//!   units), `building` (a changed configuration whose units are built
-//!   from the stream's start beside the serving ones, until they catch up
-//!   and it is switched to), or `retired` (since `retired`).
+//!   number, with its text and status: `serving` (the live one: the views
+//!   read its units once `views`), `building` (deployed with `--deploy`:
+//!   its changed units are built from the stream's start beside the
+//!   serving ones, until they catch up and it is switched to), or
+//!   `retired` (since `retired`).
 //! - `_projector_units`: each version's units: name, schema and models.
 //! - `_projector_instances`: each instance and when it last said it was
 //!   alive; an instance not heard from for a lease is not counted.
@@ -25,7 +29,9 @@
 //! [`crate::state::postgres`]) in its own schema, claimed by the instance
 //! that applies its events with a lease and a fencing token.
 
-use crate::state::postgres::{ident, is_connection_error, Target};
+use super::deploy::{offer, Joined, NotDeployed, Offer};
+use super::stream::{follow_stream, Stream};
+use crate::state::postgres::{ident, is_connection_error, Target, THIS_WRITER, WRITER_LIVES};
 use crate::state::StateError;
 use postgres::Client;
 use std::collections::HashMap;
@@ -41,7 +47,10 @@ pub struct Listed {
 /// Where a unit's state stands.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnitState {
-    /// The holder of a live claim, and its seconds left.
+    /// Its state exists.
+    pub exists: bool,
+    /// The holder of a live claim (its writer still connected), and its
+    /// seconds left.
     pub owner: Option<(String, f64)>,
     pub checkpoint: Option<u64>,
 }
@@ -56,215 +65,50 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Makes the main schema's tables if they are missing and fixes the
+    /// Makes the main schema's tables if they are missing, fixes the
     /// number of parts (the stored one wins; a different `requested` one is
-    /// refused). Then offers `config`, whose units `layout` lists for a
-    /// number of parts: it is the serving version when there is none, or
-    /// when its units are the serving version's (its text replaces the
-    /// stored one); otherwise it is built beside it (a version being built
-    /// for another configuration is retired). Returns the number of parts.
+    /// refused) and the stream followed (another one is refused). Then
+    /// offers the instance's configuration, whose units `layout` lists for
+    /// a number of parts (see [`offer`]). Returns the number of parts and
+    /// what the configuration is to the cluster.
     pub fn open(
         target: &Target,
         requested: Option<u32>,
         default_parts: u32,
-        config: &str,
+        offered: &Offer<'_>,
         layout: impl Fn(u32) -> Vec<Listed>,
-    ) -> Result<(Registry, u32), StateError> {
+    ) -> Result<(Registry, u32, Joined), Refusal> {
         let mut client = target.connect()?;
-        let failed = |e| target.failed("preparing the cluster's tables", e);
-        let s = target.schema_ident();
+        let failed = |e| Refusal::State(target.failed("preparing the cluster's tables", e));
         let mut tx = client.transaction().map_err(failed)?;
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext('projector schema ' || $1::text))",
             &[&target.schema],
         )
         .map_err(failed)?;
-        let single: bool = tx
-            .query_one(
-                "SELECT to_regclass(format('%I._projector_meta', $1::text)) IS NOT NULL",
-                &[&target.schema],
-            )
-            .map_err(failed)?
-            .get(0);
-        if single {
-            return Err(StateError::NotAState {
-                path: target.path(),
-                reason: format!(
-                    "schema \"{}\" holds the state of a projector that reads stdin; a --source run keeps its units elsewhere: choose another --schema",
-                    target.schema
-                ),
-            });
-        }
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {s};
-             CREATE TABLE IF NOT EXISTS {s}._projector_layout (
-                 id int PRIMARY KEY CHECK (id = 1), parts int NOT NULL);
-             CREATE TABLE IF NOT EXISTS {s}._projector_versions (
-                 version int PRIMARY KEY, config text NOT NULL, status text NOT NULL,
-                 created timestamptz NOT NULL DEFAULT now(), switched timestamptz);
-             ALTER TABLE {s}._projector_versions ADD COLUMN IF NOT EXISTS retired timestamptz;
-             CREATE TABLE IF NOT EXISTS {s}._projector_units (
-                 version int NOT NULL, position int NOT NULL, name text NOT NULL,
-                 schema text NOT NULL, models text[] NOT NULL,
-                 PRIMARY KEY (version, position));
-             CREATE TABLE IF NOT EXISTS {s}._projector_instances (
-                 holder text PRIMARY KEY, seen timestamptz NOT NULL, units int NOT NULL);
-             CREATE TABLE IF NOT EXISTS {s}.{REJECTIONS} (
-                 unit text NOT NULL, position bigint NOT NULL, id text, code int NOT NULL,
-                 error text NOT NULL, text text NOT NULL,
-                 at timestamptz NOT NULL DEFAULT now(),
-                 PRIMARY KEY (unit, position));
-             ALTER TABLE {s}.{REJECTIONS}
-                 ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'recorded',
-                 ADD COLUMN IF NOT EXISTS documents jsonb NOT NULL DEFAULT '[]',
-                 ADD COLUMN IF NOT EXISTS behind bigint;
-             CREATE INDEX IF NOT EXISTS {REJECTIONS}_open ON {s}.{REJECTIONS} (unit, position)
-                 WHERE status IN ('parked', 'retry');"
-        ))
-        .map_err(failed)?;
-        let parts = requested.unwrap_or(default_parts) as i32;
-        tx.execute(
-            &format!("INSERT INTO {s}._projector_layout VALUES (1, $1) ON CONFLICT DO NOTHING"),
-            &[&parts],
-        )
-        .map_err(failed)?;
-        let stored: i32 = tx
-            .query_one(&format!("SELECT parts FROM {s}._projector_layout"), &[])
-            .map_err(failed)?
-            .get(0);
-        if requested.is_some_and(|r| r as i32 != stored) {
-            return Err(StateError::Unsupported {
-                path: target.path(),
-                reason: format!(
-                    "its read models are split in {stored} parts per group, and --units asks for {parts}: every document's unit depends on it. Leave --units out, or build the split anew in another --schema"
-                ),
-            });
-        }
-        let units = layout(stored as u32);
-        let schemas: Vec<&str> = units.iter().map(|u| u.schema.as_str()).collect();
-        let active = tx
-            .query(
-                &format!(
-                    "SELECT v.version, v.status,
-                            array(SELECT schema FROM {s}._projector_units u
-                                  WHERE u.version = v.version ORDER BY position)
-                     FROM {s}._projector_versions v
-                     WHERE status IN ('serving', 'building') ORDER BY version"
-                ),
-                &[],
-            )
-            .map_err(failed)?;
-        let same = |row: &postgres::Row| row.get::<_, Vec<String>>(2) == schemas;
-        let serving = active.iter().find(|r| r.get::<_, &str>(1) == "serving");
-        let building = active.iter().find(|r| r.get::<_, &str>(1) == "building");
-        let next: i32 = tx
-            .query_one(
-                &format!("SELECT coalesce(max(version), 0) + 1 FROM {s}._projector_versions"),
-                &[],
-            )
-            .map_err(failed)?
-            .get(0);
-        let update = format!("UPDATE {s}._projector_versions SET config = $2 WHERE version = $1");
-        match (serving, building) {
-            (Some(row), _) if same(row) => {
-                tx.execute(&update, &[&row.get::<_, i32>(0), &config])
-                    .map_err(failed)?;
-            }
-            (_, Some(row)) if same(row) => {
-                tx.execute(&update, &[&row.get::<_, i32>(0), &config])
-                    .map_err(failed)?;
-            }
-            (serving, _) => {
-                tx.execute(
-                    &format!(
-                        "UPDATE {s}._projector_versions SET status = 'retired', retired = now()
-                         WHERE status = 'building'"
-                    ),
-                    &[],
-                )
-                .map_err(failed)?;
-                let status = if serving.is_some() {
-                    "building"
-                } else {
-                    "serving"
-                };
-                tx.execute(
-                    &format!(
-                        "INSERT INTO {s}._projector_versions (version, config, status)
-                         VALUES ($1, $2, $3)"
-                    ),
-                    &[&next, &config, &status],
-                )
-                .map_err(failed)?;
-                for (i, unit) in units.iter().enumerate() {
-                    tx.execute(
-                        &format!("INSERT INTO {s}._projector_units VALUES ($1, $2, $3, $4, $5)"),
-                        &[&next, &(i as i32), &unit.name, &unit.schema, &unit.models],
-                    )
-                    .map_err(failed)?;
-                }
-            }
-        }
+        prepare_tables(&mut tx, target)?;
+        let parts = fix_parts(
+            &mut tx,
+            target,
+            requested.map(|r| r as i32),
+            default_parts as i32,
+        )?;
+        follow_stream(&mut tx, target, offered.stream)?;
+        let joined = offer(&mut tx, target, offered, &layout(parts as u32)).map_err(failed)?;
+        let joined = joined?;
         tx.commit().map_err(failed)?;
         let registry = Registry {
             target: target.clone(),
             client: Some(client),
             holder: crate::state::postgres::holder(),
         };
-        Ok((registry, stored as u32))
+        Ok((registry, parts as u32, joined))
     }
 
     /// The versions being served and built, with their units.
     pub fn versions(&mut self) -> Result<Vec<Version>, postgres::Error> {
         let target = self.target.clone();
         self.with(|c| active(c, &target))
-    }
-
-    /// Makes `to` (being built) the serving version in place of `from`, and
-    /// the read models' views its units', in one transaction; false when
-    /// another instance did it first.
-    pub fn switch(
-        &mut self,
-        from: i32,
-        to: &Version,
-        dropped: &[String],
-    ) -> Result<bool, postgres::Error> {
-        let s = self.target.schema_ident();
-        let schema = self.target.schema.clone();
-        self.with(|c| {
-            let mut tx = views_locked(c, &schema)?;
-            let row = tx.query_one(
-                &format!(
-                    "SELECT (SELECT status FROM {s}._projector_versions WHERE version = $1),
-                            (SELECT status FROM {s}._projector_versions WHERE version = $2)"
-                ),
-                &[&from, &to.number],
-            )?;
-            let (old, new): (Option<String>, Option<String>) = (row.get(0), row.get(1));
-            if old.as_deref() != Some("serving") || new.as_deref() != Some("building") {
-                return Ok(false);
-            }
-            tx.execute(
-                &format!(
-                    "UPDATE {s}._projector_versions SET status = 'retired', retired = now()
-                     WHERE version = $1"
-                ),
-                &[&from],
-            )?;
-            tx.execute(
-                &format!(
-                    "UPDATE {s}._projector_versions SET status = 'serving', switched = now()
-                     WHERE version = $1"
-                ),
-                &[&to.number],
-            )?;
-            for model in dropped {
-                tx.batch_execute(&format!("DROP VIEW IF EXISTS {s}.{}", ident(model)))?;
-            }
-            make_views(&mut tx, &s, &to.units)?;
-            tx.commit()?;
-            Ok(true)
-        })
     }
 
     fn client(&mut self) -> Result<&mut Client, postgres::Error> {
@@ -292,7 +136,10 @@ impl Registry {
     }
 
     /// Says this instance is alive and owns `owned` units; returns the
-    /// instances alive, this one among them, in a fixed order.
+    /// instances alive, this one among them, in a fixed order. An instance
+    /// is alive while it says so every lease and the server lists the
+    /// process of the connection it said it on, so that one killed is
+    /// counted out at once.
     pub fn beat(&mut self, owned: usize) -> Result<Vec<String>, postgres::Error> {
         let s = self.target.schema_ident();
         let lease = self.target.lease.as_secs_f64();
@@ -300,8 +147,11 @@ impl Registry {
         self.with(|c| {
             c.execute(
                 &format!(
-                    "INSERT INTO {s}._projector_instances VALUES ($1, clock_timestamp(), $2)
-                     ON CONFLICT (holder) DO UPDATE SET seen = clock_timestamp(), units = $2"
+                    "INSERT INTO {s}._projector_instances
+                     VALUES ($1, clock_timestamp(), $2, pg_backend_pid(),
+                         (SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid())))
+                     ON CONFLICT (holder) DO UPDATE SET seen = clock_timestamp(), units = $2,
+                     {THIS_WRITER}"
                 ),
                 &[&holder, &(owned as i32)],
             )?;
@@ -314,9 +164,9 @@ impl Registry {
             )?;
             let rows = c.query(
                 &format!(
-                    "SELECT holder FROM {s}._projector_instances
+                    "SELECT holder FROM {s}._projector_instances l
                      WHERE seen > clock_timestamp() - make_interval(secs => $1::float8)
-                     ORDER BY holder"
+                     AND {WRITER_LIVES} ORDER BY holder"
                 ),
                 &[&lease],
             )?;
@@ -346,18 +196,6 @@ impl Registry {
         })
     }
 
-    /// Makes each model's view the union of its documents over `units`
-    /// (the serving version's) whose state exists.
-    pub fn refresh_views(&mut self, units: &[Listed]) -> Result<(), postgres::Error> {
-        let s = self.target.schema_ident();
-        let schema = self.target.schema.clone();
-        self.with(|c| {
-            let mut tx = views_locked(c, &schema)?;
-            make_views(&mut tx, &s, units)?;
-            tx.commit()
-        })
-    }
-
     /// Says this instance has left.
     pub fn leave(&mut self) {
         let s = self.target.schema_ident();
@@ -371,6 +209,141 @@ impl Registry {
     }
 }
 
+/// Why an instance is not let in.
+#[derive(Debug)]
+pub enum Refusal {
+    State(StateError),
+    /// The state follows another stream than the one given.
+    OtherStream {
+        recorded: Stream,
+        given: Stream,
+    },
+    /// The configuration is not the live one, and `--deploy` was not given.
+    NotDeployed(NotDeployed),
+}
+
+impl From<StateError> for Refusal {
+    fn from(e: StateError) -> Self {
+        Refusal::State(e)
+    }
+}
+
+/// The tables of the main schema and their columns, in the order made.
+const TABLES: &str = "
+    CREATE SCHEMA IF NOT EXISTS {s};
+    CREATE TABLE IF NOT EXISTS {s}._projector_layout (
+        id int PRIMARY KEY CHECK (id = 1), parts int NOT NULL);
+    CREATE TABLE IF NOT EXISTS {s}._projector_stream (
+        id int PRIMARY KEY CHECK (id = 1), name text NOT NULL, created text NOT NULL,
+        first_sequence bigint NOT NULL, recorded timestamptz NOT NULL DEFAULT now());
+    CREATE TABLE IF NOT EXISTS {s}._projector_versions (
+        version int PRIMARY KEY, config text NOT NULL, status text NOT NULL,
+        created timestamptz NOT NULL DEFAULT now(), switched timestamptz);
+    ALTER TABLE {s}._projector_versions
+        ADD COLUMN IF NOT EXISTS retired timestamptz,
+        ADD COLUMN IF NOT EXISTS views boolean NOT NULL DEFAULT false;
+    CREATE TABLE IF NOT EXISTS {s}._projector_units (
+        version int NOT NULL, position int NOT NULL, name text NOT NULL,
+        schema text NOT NULL, models text[] NOT NULL,
+        PRIMARY KEY (version, position));
+    CREATE TABLE IF NOT EXISTS {s}._projector_instances (
+        holder text PRIMARY KEY, seen timestamptz NOT NULL, units int NOT NULL);
+    ALTER TABLE {s}._projector_instances
+        ADD COLUMN IF NOT EXISTS backend_pid int,
+        ADD COLUMN IF NOT EXISTS backend_start timestamptz;
+    CREATE TABLE IF NOT EXISTS {s}.{REJECTIONS} (
+        unit text NOT NULL, position bigint NOT NULL, id text, code int NOT NULL,
+        error text NOT NULL, text text NOT NULL,
+        at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (unit, position));
+    ALTER TABLE {s}.{REJECTIONS}
+        ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'recorded',
+        ADD COLUMN IF NOT EXISTS documents jsonb NOT NULL DEFAULT '[]',
+        ADD COLUMN IF NOT EXISTS behind bigint;
+    CREATE INDEX IF NOT EXISTS {REJECTIONS}_open ON {s}.{REJECTIONS} (unit, position)
+        WHERE status IN ('parked', 'retry');";
+
+/// The columns last added to each table: when they are all there, the
+/// tables are as [`TABLES`] makes them.
+const NEWEST: [(&str, &str); 4] = [
+    ("_projector_stream", "recorded"),
+    ("_projector_versions", "views"),
+    ("_projector_instances", "backend_start"),
+    (REJECTIONS, "behind"),
+];
+
+/// Makes the main schema's tables, or adds what a table made by an earlier
+/// projector lacks; nothing (no lock taken on a table an operator may be
+/// reading) when they are complete.
+fn prepare_tables(tx: &mut postgres::Transaction<'_>, target: &Target) -> Result<(), Refusal> {
+    let failed = |e| Refusal::State(target.failed("preparing the cluster's tables", e));
+    let single: bool = tx
+        .query_one(
+            "SELECT to_regclass(format('%I._projector_meta', $1::text)) IS NOT NULL",
+            &[&target.schema],
+        )
+        .map_err(failed)?
+        .get(0);
+    if single {
+        return Err(Refusal::State(StateError::NotAState {
+            path: target.path(),
+            reason: format!(
+                "schema \"{}\" holds the state of a projector that reads stdin; a --source run keeps its units elsewhere: choose another --schema",
+                target.schema
+            ),
+        }));
+    }
+    let (tables, columns): (Vec<&str>, Vec<&str>) = NEWEST.iter().copied().unzip();
+    let complete: bool = tx
+        .query_one(
+            "SELECT count(*) = cardinality($2::text[]) FROM unnest($2::text[], $3::text[]) AS n(t, c)
+             WHERE EXISTS (SELECT 1 FROM pg_attribute
+                 WHERE attrelid = to_regclass(format('%I.%I', $1::text, t))
+                 AND attname = c AND NOT attisdropped)",
+            &[&target.schema, &tables, &columns],
+        )
+        .map_err(failed)?
+        .get(0);
+    if !complete {
+        let tables = TABLES
+            .replace("{s}", &target.schema_ident())
+            .replace("{REJECTIONS}", REJECTIONS);
+        tx.batch_execute(&tables).map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// The number of parts of a splittable group: the stored one, recorded
+/// when none is; a different `requested` one is refused.
+fn fix_parts(
+    tx: &mut postgres::Transaction<'_>,
+    target: &Target,
+    requested: Option<i32>,
+    default_parts: i32,
+) -> Result<i32, Refusal> {
+    let failed = |e| Refusal::State(target.failed("preparing the cluster's tables", e));
+    let s = target.schema_ident();
+    let parts = requested.unwrap_or(default_parts);
+    tx.execute(
+        &format!("INSERT INTO {s}._projector_layout VALUES (1, $1) ON CONFLICT DO NOTHING"),
+        &[&parts],
+    )
+    .map_err(failed)?;
+    let stored: i32 = tx
+        .query_one(&format!("SELECT parts FROM {s}._projector_layout"), &[])
+        .map_err(failed)?
+        .get(0);
+    if requested.is_some_and(|r| r != stored) {
+        return Err(Refusal::State(StateError::Unsupported {
+            path: target.path(),
+            reason: format!(
+                "its read models are split in {stored} parts per group, and --units asks for {parts}: every document's unit depends on it. Leave --units out, or build the split anew in another --schema"
+            ),
+        }));
+    }
+    Ok(stored)
+}
+
 /// A configuration the cluster serves or builds.
 #[derive(Debug, Clone)]
 pub struct Version {
@@ -378,6 +351,9 @@ pub struct Version {
     pub config: String,
     /// Being built beside the serving version.
     pub building: bool,
+    /// The read models' views show it (a serving version's units all
+    /// exist and its views were made).
+    pub views: bool,
     pub units: Vec<Listed>,
 }
 
@@ -396,7 +372,9 @@ pub fn active(client: &mut Client, target: &Target) -> Result<Vec<Version>, post
     let s = target.schema_ident();
     let rows = client.query(
         &format!(
-            "SELECT version, config, status = 'building' FROM {s}._projector_versions
+            "SELECT version, config, status = 'building',
+                    (to_jsonb(v) ->> 'views') IS DISTINCT FROM 'false'
+             FROM {s}._projector_versions v
              WHERE status IN ('serving', 'building') ORDER BY status = 'building', version"
         ),
         &[],
@@ -423,63 +401,11 @@ pub fn active(client: &mut Client, target: &Target) -> Result<Vec<Version>, post
             number,
             config: row.get(1),
             building: row.get(2),
+            views: row.get(3),
             units,
         });
     }
     Ok(versions)
-}
-
-/// A transaction that alone, among the instances on the main schema
-/// `schema`, changes its views.
-fn views_locked<'c>(
-    client: &'c mut Client,
-    schema: &str,
-) -> Result<postgres::Transaction<'c>, postgres::Error> {
-    let mut tx = client.transaction()?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('projector views ' || $1::text))",
-        &[&schema],
-    )?;
-    Ok(tx)
-}
-
-/// Each model's view, the union of its documents over `units` whose state
-/// exists, made in `tx`.
-fn make_views(
-    tx: &mut postgres::Transaction<'_>,
-    s: &str,
-    units: &[Listed],
-) -> Result<(), postgres::Error> {
-    let mut models: Vec<(&str, Vec<&str>)> = Vec::new();
-    for unit in units {
-        for model in &unit.models {
-            let exists: bool = tx
-                .query_one(
-                    "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
-                    &[&unit.schema, model],
-                )?
-                .get(0);
-            if !exists {
-                continue;
-            }
-            match models.iter_mut().find(|(m, _)| m == model) {
-                Some((_, schemas)) => schemas.push(&unit.schema),
-                None => models.push((model, vec![&unit.schema])),
-            }
-        }
-    }
-    for (model, schemas) in models {
-        let union: Vec<String> = schemas
-            .iter()
-            .map(|u| format!("SELECT key, doc FROM {}.{}", ident(u), ident(model)))
-            .collect();
-        tx.batch_execute(&format!(
-            "CREATE OR REPLACE VIEW {s}.{} AS {}",
-            ident(model),
-            union.join(" UNION ALL ")
-        ))?;
-    }
-    Ok(())
 }
 
 /// Where each unit stands: its claim and checkpoint, read from its state
@@ -498,6 +424,7 @@ pub fn unit_states(
     let existing: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     let mut states = vec![
         UnitState {
+            exists: false,
             owner: None,
             checkpoint: None,
         };
@@ -513,10 +440,10 @@ pub fn unit_states(
         .map(|(i, u)| {
             let s = ident(&u.schema);
             format!(
-                "SELECT {i}, holder, expires > clock_timestamp(),
+                "SELECT {i}, holder, expires > clock_timestamp() AND {WRITER_LIVES},
                         EXTRACT(EPOCH FROM expires - clock_timestamp())::float8,
                         (SELECT value FROM {s}._projector_meta WHERE name = 'checkpoint')
-                 FROM {s}._projector_lease WHERE id = 1"
+                 FROM {s}._projector_lease l WHERE id = 1"
             )
         })
         .collect();
@@ -526,6 +453,7 @@ pub fn unit_states(
             (row.get(1), row.get(2), row.get(3));
         let checkpoint: Option<String> = row.get(4);
         states[i as usize] = UnitState {
+            exists: true,
             owner: holder.filter(|_| live).map(|h| (h, left.max(0.0))),
             checkpoint: checkpoint.and_then(|c| c.parse().ok()),
         };

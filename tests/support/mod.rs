@@ -664,6 +664,13 @@ impl NatsServer {
         })
     }
 
+    /// Deletes the stream `stream`, messages and all.
+    pub fn delete_stream(&self, stream: &str) {
+        self.with_jetstream(|js| async move {
+            js.delete_stream(stream).await.unwrap();
+        })
+    }
+
     /// Every message the stream holds, in order: its Nats-Msg-Id and payload.
     pub fn messages(&self, stream: &str) -> Vec<(Option<String>, String)> {
         self.with_jetstream(|js| async move {

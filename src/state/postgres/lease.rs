@@ -91,13 +91,13 @@ pub fn renew_writer_sql(target: &Target) -> String {
 /// The claim's writer, in the lease row `l`, is still connected: the
 /// server lists its process (or the claim names none, as one made before
 /// claims named it).
-const WRITER_LIVES: &str = "(l.backend_pid IS NULL OR EXISTS (
+pub const WRITER_LIVES: &str = "(l.backend_pid IS NULL OR EXISTS (
     SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.backend_pid
     AND (a.backend_start IS NULL OR a.backend_start = l.backend_start)))";
 
 /// The assignments that name this connection's server process as the
 /// claim's writer.
-const THIS_WRITER: &str = "backend_pid = pg_backend_pid(),
+pub const THIS_WRITER: &str = "backend_pid = pg_backend_pid(),
     backend_start = (SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid()))";
 
 /// Adds the writer's columns to a lease table made before claims named

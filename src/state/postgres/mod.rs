@@ -35,7 +35,7 @@ pub mod text;
 mod upgrade;
 
 pub use connect::{describe, ident, is_connection_error, Target, DEFAULT_SCHEMA};
-pub use lease::holder;
+pub use lease::{holder, THIS_WRITER, WRITER_LIVES};
 pub use text::{from_column, to_column};
 
 use super::batch::Batch;
@@ -581,36 +581,36 @@ impl Books {
     fn index(&self, tx: &mut Transaction<'_>, model: &str, table: &str) -> Result<(), Failure> {
         let s = self.target.schema_ident();
         let indexing = |e| self.failure("creating the declared indexes", e);
+        let ours: Vec<String> = tx
+            .query(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2
+                 AND starts_with(indexname, $2 || '_ix_')",
+                &[&self.target.schema, &table],
+            )
+            .map_err(indexing)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         let mut declared = Vec::new();
         for path in self.indexes.get(model).map_or(&[][..], Vec::as_slice) {
             let name = format!(
                 "{table}_ix_{:08x}",
                 crc32fast::hash(path.join("\0").as_bytes())
             );
-            let literal = |field: &String| format!("'{}'", field.replace('\'', "''"));
-            let (last, through) = path.split_last().expect("a path names a field");
-            let mut expression = String::from("doc");
-            for field in through {
-                expression.push_str(&format!(" -> {}", literal(field)));
+            // Only what is missing: an index made takes a lock on the table
+            // its readers would queue behind.
+            if !ours.contains(&name) {
+                tx.batch_execute(&format!(
+                    "CREATE INDEX {} ON {s}.{} (({}))",
+                    ident(&name),
+                    ident(table),
+                    index_expression(path)
+                ))
+                .map_err(indexing)?;
             }
-            expression.push_str(&format!(" ->> {}", literal(last)));
-            tx.batch_execute(&format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {s}.{} (({expression}))",
-                ident(&name),
-                ident(table)
-            ))
-            .map_err(indexing)?;
             declared.push(name);
         }
-        let ours = tx
-            .query(
-                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2
-                 AND starts_with(indexname, $2 || '_ix_')",
-                &[&self.target.schema, &table],
-            )
-            .map_err(indexing)?;
-        for row in ours {
-            let name: String = row.get(0);
+        for name in ours {
             if !declared.contains(&name) {
                 tx.batch_execute(&format!("DROP INDEX {s}.{}", ident(&name)))
                     .map_err(indexing)?;
@@ -1093,6 +1093,19 @@ impl Drop for PostgresState {
 }
 
 /// Whether the schema holds a state.
+/// The expression a declared index indexes, the one applications query a
+/// field with: `doc ->> 'email'`, `doc -> 'address' ->> 'city'`.
+fn index_expression(path: &[String]) -> String {
+    let literal = |field: &String| format!("'{}'", field.replace('\'', "''"));
+    let (last, through) = path.split_last().expect("a path names a field");
+    let mut expression = String::from("doc");
+    for field in through {
+        expression.push_str(&format!(" -> {}", literal(field)));
+    }
+    expression.push_str(&format!(" ->> {}", literal(last)));
+    expression
+}
+
 fn exists(client: &mut Client, target: &Target) -> Result<bool, StateError> {
     client
         .query_one(
