@@ -2,6 +2,7 @@
 //! reading the configuration, printing diagnostics, opening the state.
 //! Only this module prints and chooses exit codes.
 
+mod changes;
 mod check;
 mod explain;
 mod explain_code;
