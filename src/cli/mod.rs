@@ -4,6 +4,7 @@
 
 mod changes;
 mod check;
+mod diff;
 mod explain;
 mod explain_code;
 mod plan;
