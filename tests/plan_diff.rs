@@ -254,6 +254,50 @@ fn a_document_the_new_configuration_makes_under_another_key_is_shown_gone() {
     );
 }
 
+/// A state of its own in PostgreSQL, built from a log that subscribes to
+/// OrderPlaced alone: the shipments count neither before nor after.
+#[test]
+fn a_postgresql_state_is_diffed_with_the_subscriptions_of_its_log() {
+    let db = PgDb::new("plan_diff_state");
+    let dir = TempDir::new();
+    dir.write("v2.toml", V2);
+    let mut lines =
+        vec![r#"{"type":"subscribe","msg_id":0,"event_types":["OrderPlaced"]}"#.to_owned()];
+    lines.extend(log());
+    dir.write("log.ndjson", &(lines.join("\n") + "\n"));
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    Run::new()
+        .config(V1)
+        .args(&["--state", &db.url()])
+        .stdin(&lines)
+        .go()
+        .success();
+    let out = in_dir(&dir)
+        .args(&["plan", "--config", "v2.toml", "--state", &db.url()])
+        .args(&["--diff", "1", "--source", "log.ndjson"])
+        .go();
+    out.code_is(2);
+    let diff = out.stdout.split_once("\nDiff, ").unwrap().1;
+    assert_eq!(
+        diff,
+        with_newlines(&[
+            "up to 1 document per read model: before, as the state holds them; after, as v2.toml makes them from their events in log.ndjson (6 messages read; 3 events applied to them):",
+            "  orders  changed",
+            "    \"o1\"  +currency",
+            "      before  {\"amount\": 20, \"order_id\": \"o1\"}",
+            "      after   {\"amount\": 20, \"currency\": \"USD\", \"order_id\": \"o1\"}",
+            "  big_orders  new",
+            "    \"c1\"  new",
+            "      before  (none)",
+            "      after   {\"order_ids\": [\"o2\", \"o3\"]}",
+            "  customers  removed",
+            "    \"c1\"  removed",
+            "      before  {\"orders\": 2, \"total\": 450}",
+            "      after   (none)",
+        ])
+    );
+}
+
 #[test]
 fn diff_needs_a_source_and_a_source_needs_diff() {
     let dir = built(&log());

@@ -108,6 +108,7 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
             .map(|name| Touched {
                 name: name.to_owned(),
                 status: Status::New.word(),
+                live: false,
             })
             .collect();
         let live = Live::Nowhere;
@@ -347,6 +348,7 @@ fn touched(r: &Reconciliation) -> Vec<Touched> {
         .map(|m| Touched {
             name: m.name.clone(),
             status: m.status.word(),
+            live: m.status != Status::New,
         })
         .collect()
 }
@@ -379,10 +381,12 @@ fn cluster_touched(
         .map(|m| Touched {
             name: m.to_owned(),
             status: if served(m) { "rebuilt" } else { "new" },
+            live: served(m),
         });
     let removed = removed.iter().map(|m| Touched {
         name: (*m).clone(),
         status: Status::Removed.word(),
+        live: true,
     });
     configured.chain(removed).collect()
 }

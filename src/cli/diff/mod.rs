@@ -30,6 +30,8 @@ pub struct Request {
 pub struct Touched {
     pub name: String,
     pub status: &'static str,
+    /// Whether the state serves it now.
+    pub live: bool,
 }
 
 /// Where the documents before the change are.
@@ -127,7 +129,11 @@ fn live_documents(
     touched: &[Touched],
     n: usize,
 ) -> Result<Vec<before::Documents>, ExitCode> {
-    let names: Vec<&str> = touched.iter().map(|m| m.name.as_str()).collect();
+    let names: Vec<&str> = touched
+        .iter()
+        .filter(|m| m.live)
+        .map(|m| m.name.as_str())
+        .collect();
     let read = match live {
         Live::State(location) => before::of_state(location, &names, n),
         Live::Cluster { target, units } => names
@@ -136,10 +142,19 @@ fn live_documents(
             .collect(),
         Live::Nowhere => Ok(vec![Vec::new(); names.len()]),
     };
-    read.map_err(|e| {
-        log(&format!("projector: {e}"));
-        ExitCode::from(e.exit_code())
-    })
+    let mut read = read
+        .map_err(|e| {
+            log(&format!("projector: {e}"));
+            ExitCode::from(e.exit_code())
+        })?
+        .into_iter();
+    Ok(touched
+        .iter()
+        .map(|m| match m.live {
+            true => read.next().unwrap_or_default(),
+            false => Vec::new(),
+        })
+        .collect())
 }
 
 /// Each document of `model` before and after, in key order: the live
