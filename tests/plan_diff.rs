@@ -225,9 +225,10 @@ fn the_events_of_other_documents_are_not_applied_and_change_nothing() {
     );
 }
 
-/// A key made another way: the live documents have none after, and say so.
+/// A key made another way: the live documents have none after, and the
+/// first ones the new configuration makes are shown beside them.
 #[test]
-fn a_document_the_new_configuration_makes_under_another_key_is_shown_gone() {
+fn a_key_made_another_way_shows_the_live_documents_gone_and_the_first_ones_made() {
     let dir = built(&log());
     dir.write(
         "v2.toml",
@@ -245,11 +246,14 @@ fn a_document_the_new_configuration_makes_under_another_key_is_shown_gone() {
     assert_eq!(
         diff,
         with_newlines(&[
-            "up to 1 document per read model: before, as the state holds them; after, as v2.toml makes them from their events in log.ndjson (5 messages read; 0 events applied to them):",
+            "up to 1 document per read model: before, as the state holds them; after, as v2.toml makes them from their events in log.ndjson (5 messages read; 1 event applied to them):",
             "  orders  changed",
             "    \"o1\"  gone",
             "      before  {\"amount\": 20, \"order_id\": \"o1\", \"shipped\": true}",
             "      after   (none)",
+            "    \"c1/o2\"  new",
+            "      before  (none)",
+            "      after   {\"amount\": 150, \"order_id\": \"o2\"}",
         ])
     );
 }
@@ -410,6 +414,35 @@ fn a_cluster_change_is_shown_on_its_serving_documents_from_its_stream() {
             "    \"o02\"  unchanged",
             "      before  {\"amount\": 20, \"order_id\": \"o02\"}",
             "      after   {\"amount\": 20, \"order_id\": \"o02\"}",
+        ])
+    );
+
+    // Keys made another way: the stream is read again, up to the same
+    // sequence, for the first documents they make.
+    dir.write(
+        "v3.toml",
+        &CLUSTER_V1.replace(
+            "key = \"$.payload.order_id\"",
+            "key = \"n{$.payload.order_id}\"",
+        ),
+    );
+    let out = Run::new()
+        .cwd(dir.path())
+        .args(&["plan", "--config", "v3.toml", "--state", &db.url()])
+        .args(&["--diff", "1", "--source", &nats.stream("EVENTS")])
+        .go();
+    out.code_is(2);
+    assert_eq!(
+        out.stdout.split_once("Diff, ").unwrap().1,
+        with_newlines(&[
+            &format!("up to 1 document per read model: before, as the state holds them; after, as v3.toml makes them from their events in {} up to sequence 51 (51 messages read; 2 events applied to them):", nats.stream("EVENTS")),
+            "  orders  rebuilt",
+            "    \"o01\"  gone",
+            "      before  {\"amount\": 10, \"order_id\": \"o01\", \"shipped\": true}",
+            "      after   (none)",
+            "    \"no01\"  new",
+            "      before  (none)",
+            "      after   {\"amount\": 10, \"order_id\": \"o01\", \"shipped\": true}",
         ])
     );
 }

@@ -1,67 +1,77 @@
-//! The documents before a change: the first ones of a read model in key
-//! order, as the state serves them now, read without claiming it (a running
-//! projector's state too).
+//! The documents before a change, as the state serves them now, read
+//! without claiming it (a running projector's state too): a read model's
+//! first ones in key order, or those with given keys.
 
-use projector::cluster::registry::Listed;
+use super::Live;
 use projector::plan::ModelId;
 use projector::state::postgres::Target;
 use projector::state::reader::Reader;
 use projector::state::{Location, StateError};
 use projector::store::Document;
-use std::path::Path;
+use std::path::PathBuf;
 
 /// Documents by key, in key order.
 pub type Documents = Vec<(String, Document)>;
 
-/// The first `n` documents of each of `models`, as a state of its own
-/// holds them (none where there is no state).
-pub fn of_state(
-    location: &Location,
-    models: &[&str],
-    n: usize,
-) -> Result<Vec<Documents>, StateError> {
-    let names = models.iter().map(|m| (*m).to_owned()).collect();
-    let Some(mut reader) = location.reader(names)? else {
-        return Ok(vec![Vec::new(); models.len()]);
-    };
-    let path = location.path();
-    (0..models.len())
-        .map(|i| first(&mut *reader, &path, (ModelId(i as u32), models[i]), n))
-        .collect()
-}
-
-/// The first `n` documents of `model` over the units of a cluster that
-/// serve it (`units`, the serving version's).
-pub fn of_cluster(
-    target: &Target,
-    units: &[Listed],
-    model: &str,
-    n: usize,
-) -> Result<Documents, StateError> {
+/// The first `n` documents of `model`, in key order.
+pub fn first(live: &Live<'_>, model: &str, n: usize) -> Result<Documents, StateError> {
     let mut documents = Vec::new();
-    for unit in units.iter().filter(|u| u.models.iter().any(|m| m == model)) {
-        let location = Location::Postgres(Target::new(&target.url, &unit.schema));
-        if let Some(mut reader) = location.reader(vec![model.to_owned()])? {
-            let path = location.path();
-            documents.extend(first(&mut *reader, &path, (ModelId(0), model), n)?);
-        }
+    for (mut reader, path) in readers(live, model)? {
+        let mut texts = Vec::new();
+        reader.page(ModelId(0), None, n, &mut |key, text| {
+            texts.push((key.to_owned(), text.to_owned()))
+        })?;
+        documents.extend(parsed(texts, &path, model)?);
     }
     documents.sort_by(|a, b| a.0.cmp(&b.0));
     documents.truncate(n);
     Ok(documents)
 }
 
-/// The first `n` documents of `model` (its id for `reader`, and its name).
-fn first(
-    reader: &mut dyn Reader,
-    path: &Path,
-    (model, name): (ModelId, &str),
-    n: usize,
+/// The documents of `model` with these keys, in key order.
+pub fn with_keys(live: &Live<'_>, model: &str, keys: &[&str]) -> Result<Documents, StateError> {
+    let mut documents = Vec::new();
+    for (mut reader, path) in readers(live, model)? {
+        let mut texts = Vec::new();
+        reader.documents(ModelId(0), keys, &mut |key, text| {
+            texts.push((key.to_owned(), text.to_owned()))
+        })?;
+        documents.extend(parsed(texts, &path, model)?);
+    }
+    documents.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(documents)
+}
+
+/// A reader of a state, and the state it reads.
+type Opened = (Box<dyn Reader>, PathBuf);
+
+/// Readers of `model` (as their model 0), and the state each reads: the
+/// state of its own, or each unit of a cluster that serves it.
+fn readers(live: &Live<'_>, model: &str) -> Result<Vec<Opened>, StateError> {
+    let locations: Vec<Location> = match live {
+        Live::State(location) => vec![(*location).clone()],
+        Live::Cluster { target, units } => units
+            .iter()
+            .filter(|u| u.models.iter().any(|m| m == model))
+            .map(|u| Location::Postgres(Target::new(&target.url, &u.schema)))
+            .collect(),
+        Live::Nowhere => Vec::new(),
+    };
+    let mut readers = Vec::new();
+    for location in locations {
+        if let Some(reader) = location.reader(vec![model.to_owned()])? {
+            readers.push((reader, location.path()));
+        }
+    }
+    Ok(readers)
+}
+
+/// Documents from their JSON text, as read from the state at `path`.
+fn parsed(
+    texts: Vec<(String, String)>,
+    path: &std::path::Path,
+    model: &str,
 ) -> Result<Documents, StateError> {
-    let mut texts = Vec::new();
-    reader.page(model, None, n, &mut |key, text| {
-        texts.push((key.to_owned(), text.to_owned()))
-    })?;
     texts
         .into_iter()
         .map(|(key, text)| match serde_json::from_str::<Document>(&text) {
@@ -69,7 +79,7 @@ fn first(
             Err(e) => Err(StateError::Damaged {
                 path: path.to_owned(),
                 detail: format!(
-                    "the document of read model \"{name}\", key \"{key}\", is not a JSON object: {e}"
+                    "the document of read model \"{model}\", key \"{key}\", is not a JSON object: {e}"
                 ),
             }),
         })

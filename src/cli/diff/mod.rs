@@ -13,9 +13,9 @@ pub use source::Source;
 
 use super::{log, EX_IOERR};
 use projector::cluster::registry::Listed;
-use projector::plan::Plan;
+use projector::plan::{ModelId, Plan};
 use projector::state::postgres::Target;
-use projector::state::Location;
+use projector::state::{Location, StateError};
 use projector::store::Document;
 use std::process::ExitCode;
 
@@ -101,26 +101,38 @@ pub fn diff(
             false => followed.follow(id, documents.iter().map(|(key, _)| key.clone())),
         }
     }
-    let read = request
-        .source
-        .read(followed.digester(), |line| followed.line(line))
-        .map_err(|e| {
-            log(&format!("projector: --source: {e}"));
-            ExitCode::from(EX_IOERR)
-        })?;
-    let models = touched
+    let read = read(request, None, &mut followed)?;
+    let mut models: Vec<ModelDiff> = touched
         .iter()
         .zip(before.iter_mut())
         .map(|(model, documents)| pair(plan, &followed, model, std::mem::take(documents)))
         .collect();
+    let applied = followed.applied + remade(plan, live, request, read.to_sequence, &mut models)?;
     Ok(Diff {
         n: request.n,
         source: request.source.to_string(),
         config: config.to_owned(),
         read,
-        applied: followed.applied,
+        applied,
         models,
     })
+}
+
+/// Applies the source's events (a stream's up to the sequence `to`) to
+/// what `followed` follows.
+fn read(
+    request: &Request,
+    to: Option<u64>,
+    followed: &mut after::Followed,
+) -> Result<source::Read, ExitCode> {
+    let digester = followed.digester();
+    request
+        .source
+        .read(to, digester, |line| followed.line(line))
+        .map_err(|e| {
+            log(&format!("projector: --source: {e}"));
+            ExitCode::from(EX_IOERR)
+        })
 }
 
 /// The first `n` documents of each touched model as the state holds them.
@@ -129,32 +141,18 @@ fn live_documents(
     touched: &[Touched],
     n: usize,
 ) -> Result<Vec<before::Documents>, ExitCode> {
-    let names: Vec<&str> = touched
-        .iter()
-        .filter(|m| m.live)
-        .map(|m| m.name.as_str())
-        .collect();
-    let read = match live {
-        Live::State(location) => before::of_state(location, &names, n),
-        Live::Cluster { target, units } => names
-            .iter()
-            .map(|name| before::of_cluster(target, units, name, n))
-            .collect(),
-        Live::Nowhere => Ok(vec![Vec::new(); names.len()]),
-    };
-    let mut read = read
-        .map_err(|e| {
-            log(&format!("projector: {e}"));
-            ExitCode::from(e.exit_code())
-        })?
-        .into_iter();
-    Ok(touched
+    touched
         .iter()
         .map(|m| match m.live {
-            true => read.next().unwrap_or_default(),
-            false => Vec::new(),
+            true => before::first(live, &m.name, n).map_err(failed),
+            false => Ok(Vec::new()),
         })
-        .collect())
+        .collect()
+}
+
+fn failed(e: StateError) -> ExitCode {
+    log(&format!("projector: {e}"));
+    ExitCode::from(e.exit_code())
 }
 
 /// Each document of `model` before and after, in key order: the live
@@ -195,4 +193,52 @@ fn pair(
         status: model.status,
         documents,
     }
+}
+
+/// For each model none of whose live documents has one after (its key is
+/// made another way, say), adds the first `n` documents the new
+/// configuration makes for it, reading the source again (a stream up to
+/// the sequence `to`, as the first time). Returns the events applied.
+fn remade(
+    plan: &Plan,
+    live: &Live<'_>,
+    request: &Request,
+    to: Option<u64>,
+    models: &mut [ModelDiff],
+) -> Result<u64, ExitCode> {
+    let gone: Vec<(usize, ModelId)> = models
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| {
+            !m.documents.is_empty()
+                && m.documents
+                    .iter()
+                    .all(|d| d.before.is_some() && d.after.is_none())
+        })
+        .filter_map(|(i, m)| Some((i, plan.model_by_name(&m.name)?)))
+        .collect();
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    let mut followed = after::Followed::new(plan.clone(), live.obeys_subscriptions());
+    for (_, id) in &gone {
+        followed.follow_first(*id, request.n);
+    }
+    read(request, to, &mut followed)?;
+    for (i, id) in gone {
+        let keys = followed.keys(id);
+        let wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let stored = before::with_keys(live, &models[i].name, &wanted).map_err(failed)?;
+        for key in keys {
+            let before = stored
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, d)| d.clone());
+            let after = followed.document(id, &key).cloned();
+            models[i]
+                .documents
+                .push(DocumentDiff { key, before, after });
+        }
+    }
+    Ok(followed.applied)
 }

@@ -39,9 +39,11 @@ impl Source {
     }
 
     /// Hands each line of the source to `each`, in order, prepared with
-    /// the digests of `digester`.
+    /// the digests of `digester`; a stream up to the sequence `to`, else up
+    /// to its last one now.
     pub fn read(
         &self,
+        to: Option<u64>,
         digester: Digester,
         each: impl FnMut(&mut Prepared<'_>),
     ) -> Result<Read, String> {
@@ -56,7 +58,13 @@ impl Source {
                     to_sequence: None,
                 })
             }
-            Source::Stream(address) => stream(address, digester, each),
+            Source::Stream(address) => {
+                let last = match to {
+                    Some(last) => last,
+                    None => Tail::new(address).last()?,
+                };
+                stream(address, last, digester, each)
+            }
         }
     }
 }
@@ -80,13 +88,13 @@ enum Flow {
     Stop,
 }
 
-/// The stream's messages from its first to its last sequence as it is now.
+/// The stream's messages from its first sequence to `last`.
 fn stream(
     address: &StreamAddress,
+    last: u64,
     digester: Digester,
     each: impl FnMut(&mut Prepared<'_>),
 ) -> Result<Read, String> {
-    let last = Tail::new(address).last()?;
     if last == 0 {
         return Ok(Read {
             messages: 0,
