@@ -14,7 +14,7 @@
 //! an invalid configuration, and a state's own (65, 74) when it cannot be
 //! read.
 
-use super::diff::{self, Live, Source, Touched};
+use super::diff::{self, Live, Touched};
 use super::{load_plan, log, path_word, plural, shell_word, Format, EX_USAGE};
 use clap::Args;
 use projector::cluster;
@@ -315,28 +315,12 @@ fn cluster_plan(
     }
 }
 
-/// `--diff N --source ADDR`: both or neither.
+/// `--diff N --source ADDR`, checked.
 fn diff_request(args: &PlanArgs) -> Result<Option<diff::Request>, ExitCode> {
-    let usage = |text: &str| {
-        log(&format!("projector: {text}"));
+    diff::Request::from_flags(args.diff, args.source.as_deref()).map_err(|e| {
+        log(&format!("projector: {e}"));
         ExitCode::from(EX_USAGE)
-    };
-    match (args.diff, &args.source) {
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(usage(
-            "--diff needs --source: the events the documents after the change are computed from (nats://HOST:PORT/STREAM, or a file of messages as `replay` reads them)",
-        )),
-        (None, Some(_)) => Err(usage(
-            "--source is read only with --diff N: the number of documents to show per read model",
-        )),
-        (Some(n), Some(source)) => match Source::parse(source) {
-            Ok(source) => Ok(Some(diff::Request {
-                n: n as usize,
-                source,
-            })),
-            Err(e) => Err(usage(&format!("--source: {e}"))),
-        },
-    }
+    })
 }
 
 /// The read models a change touches in a state of its own: every one that

@@ -25,6 +25,26 @@ pub struct Request {
     pub source: Source,
 }
 
+impl Request {
+    /// The request the flags make: both or neither; what is wrong
+    /// otherwise.
+    pub fn from_flags(n: Option<u64>, source: Option<&str>) -> Result<Option<Request>, String> {
+        match (n, source) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(
+                "--diff needs --source: the events the documents after the change are computed from (nats://HOST:PORT/STREAM, or a file of messages as `replay` reads them)".to_owned(),
+            ),
+            (None, Some(_)) => Err(
+                "--source is read only with --diff N: the number of documents to show per read model".to_owned(),
+            ),
+            (Some(n), Some(source)) => Ok(Some(Request {
+                n: n as usize,
+                source: Source::parse(source).map_err(|e| format!("--source: {e}"))?,
+            })),
+        }
+    }
+}
+
 /// A read model the change touches, and how, as the plan words it
 /// (changed, new, removed, ...).
 pub struct Touched {
