@@ -2,12 +2,12 @@
 //! memory. Each event that changed it (its line in the log, id and type),
 //! and each field it changed, old → new: field lineage.
 
+use super::changes::{self, shown, FieldChange};
 use super::{load_plan, log, plural, Format, EX_IOERR, EX_USAGE};
 use clap::Args;
 use projector::engine::{Engine, Outcome};
 use projector::store::{DocumentStore, Key};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,14 +32,6 @@ pub struct ExplainArgs {
     /// The document's key.
     #[arg(value_name = "KEY")]
     key: String,
-}
-
-/// One field that an event changed: its value before and after (`None`:
-/// absent).
-struct FieldChange {
-    field: String,
-    old: Option<Value>,
-    new: Option<Value>,
 }
 
 /// One event that changed the document.
@@ -111,8 +103,7 @@ pub fn explain(args: &ExplainArgs) -> ExitCode {
             .store(model)
             .get(&key)
             .map(|doc| serde_json::to_value(doc).expect("documents serialize"));
-        let mut fields = Vec::new();
-        diff("", before.as_ref(), after.as_ref(), &mut fields);
+        let mut fields = changes::fields(before.as_ref(), after.as_ref());
         if let Some(only) = &args.field {
             fields.retain(|f| f.field == *only || f.field.starts_with(&format!("{only}.")));
         }
@@ -151,49 +142,6 @@ fn message(line: &[u8]) -> Option<(Map<String, Value>, String)> {
     };
     let event_type = body.get("event")?.get("type")?.as_str()?.to_owned();
     Some((body, event_type))
-}
-
-/// The fields that differ between two versions of a document (`None`:
-/// none), as dotted paths into nested objects; lists and other values are
-/// compared whole.
-fn diff(prefix: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
-    fn as_object<'a>(
-        value: Option<&'a Value>,
-        empty: &'a Map<String, Value>,
-    ) -> Option<&'a Map<String, Value>> {
-        match value {
-            None => Some(empty),
-            Some(Value::Object(map)) => Some(map),
-            Some(_) => None,
-        }
-    }
-    let empty = Map::new();
-    match (as_object(old, &empty), as_object(new, &empty)) {
-        (Some(old_map), Some(new_map)) if !prefix.is_empty() || old.is_some() || new.is_some() => {
-            let names: BTreeMap<&String, ()> = old_map
-                .keys()
-                .chain(new_map.keys())
-                .map(|k| (k, ()))
-                .collect();
-            for name in names.keys() {
-                let field = match prefix {
-                    "" => (*name).clone(),
-                    _ => format!("{prefix}.{name}"),
-                };
-                diff(&field, old_map.get(*name), new_map.get(*name), out);
-            }
-        }
-        _ if old == new => {}
-        _ => out.push(FieldChange {
-            field: prefix.to_owned(),
-            old: old.cloned(),
-            new: new.cloned(),
-        }),
-    }
-}
-
-fn shown(value: Option<&Value>) -> String {
-    value.map_or_else(|| "(absent)".to_owned(), Value::to_string)
 }
 
 fn print_human(args: &ExplainArgs, steps: &[Step], now: Option<&Value>) {

@@ -2,7 +2,9 @@
 //! reading the configuration, printing diagnostics, opening the state.
 //! Only this module prints and chooses exit codes.
 
+mod changes;
 mod check;
+mod diff;
 mod explain;
 mod explain_code;
 mod plan;

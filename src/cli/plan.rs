@@ -6,11 +6,16 @@
 //! resolves it. The same lines explain why `run` and `replay` refuse a
 //! state.
 //!
+//! With `--diff N --source ADDR`, the plan is followed by N documents of
+//! each read model the change touches, before and after it (see
+//! [`super::diff`]).
+//!
 //! Exit status: 0 when nothing needs doing, 2 when something does, 78 for
 //! an invalid configuration, and a state's own (65, 74) when it cannot be
 //! read.
 
-use super::{load_plan, log, path_word, plural, shell_word, Format};
+use super::diff::{self, Live, Touched};
+use super::{load_plan, log, path_word, plural, shell_word, Format, EX_USAGE};
 use clap::Args;
 use projector::cluster;
 use projector::cluster::registry::{self, Version};
@@ -41,9 +46,21 @@ pub struct PlanArgs {
     /// `human` (aligned lines, with commands) or `json` (one object on stdout).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+    /// Also show, for each read model the change touches, its first N documents as the state
+    /// holds them and as the new configuration makes them from their events in --source.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    diff: Option<u64>,
+    /// With --diff, where the events are: nats://HOST:PORT/STREAM (read from its first message
+    /// to its last as it was when plan started), or a file of messages as `replay` reads them.
+    #[arg(long, value_name = "ADDR|FILE")]
+    source: Option<String>,
 }
 
 pub fn plan(args: &PlanArgs) -> ExitCode {
+    let request = match diff_request(args) {
+        Ok(request) => request,
+        Err(code) => return code,
+    };
     let config = match load_plan(args.config.as_deref(), false) {
         Ok(config) => config,
         Err(code) => return code,
@@ -51,7 +68,9 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     let location = Location::new(&args.state, &args.schema);
     if let Location::Postgres(target) = &location {
         match cluster_versions(target) {
-            Ok(Some(versions)) => return cluster_plan(args, &config, target, &versions),
+            Ok(Some(versions)) => {
+                return cluster_plan(args, &config, target, &versions, request.as_ref())
+            }
             Ok(None) => {}
             Err(e) => {
                 log(&format!("projector: {e}"));
@@ -83,8 +102,25 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
             "models": [],
             "command": null,
         });
-        print(args.format, &text, &report);
-        return ExitCode::SUCCESS;
+        let touched: Vec<Touched> = config
+            .plan
+            .model_names()
+            .map(|name| Touched {
+                name: name.to_owned(),
+                status: Status::New.word(),
+                live: false,
+            })
+            .collect();
+        let live = Live::Nowhere;
+        let shown = show(
+            args,
+            &config,
+            (text, report),
+            &touched,
+            live,
+            request.as_ref(),
+        );
+        return shown.err().unwrap_or(ExitCode::SUCCESS);
     };
     let reconciliation = Reconciliation::new(&config.plan, &stored, &Request::default())
         .expect("a plan without flags names no model");
@@ -122,7 +158,18 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         "models": reconciliation.models.iter().map(|m| model_json(m, &commands)).collect::<Vec<_>>(),
         "command": all,
     });
-    print(args.format, &text, &report);
+    let touched = touched(&reconciliation);
+    let live = Live::State(&location);
+    if let Err(code) = show(
+        args,
+        &config,
+        (text, report),
+        &touched,
+        live,
+        request.as_ref(),
+    ) {
+        return code;
+    }
     match reconciliation.needs_action() {
         true => ExitCode::from(NEEDS_ACTION),
         false => ExitCode::SUCCESS,
@@ -147,6 +194,7 @@ fn cluster_plan(
     config: &super::Loaded,
     target: &Target,
     versions: &[Version],
+    request: Option<&diff::Request>,
 ) -> ExitCode {
     let serving = versions
         .iter()
@@ -254,11 +302,99 @@ fn cluster_plan(
         "units": rows,
         "removed": removed,
     });
-    print(args.format, &text, &report);
+    let touched = cluster_touched(config, &units, serving, &removed);
+    let live = Live::Cluster {
+        target,
+        units: &serving.units,
+    };
+    if let Err(code) = show(args, config, (text, report), &touched, live, request) {
+        return code;
+    }
     match needs {
         true => ExitCode::from(NEEDS_ACTION),
         false => ExitCode::SUCCESS,
     }
+}
+
+/// `--diff N --source ADDR`, checked.
+fn diff_request(args: &PlanArgs) -> Result<Option<diff::Request>, ExitCode> {
+    diff::Request::from_flags(args.diff, args.source.as_deref()).map_err(|e| {
+        log(&format!("projector: {e}"));
+        ExitCode::from(EX_USAGE)
+    })
+}
+
+/// The read models a change touches in a state of its own: every one that
+/// is not unchanged, or that is rebuilt since the event-id rule changed.
+fn touched(r: &Reconciliation) -> Vec<Touched> {
+    r.models
+        .iter()
+        .filter(|m| m.status != Status::Unchanged || m.need == Need::Rebuild)
+        .map(|m| Touched {
+            name: m.name.clone(),
+            status: m.status.word(),
+            live: m.status != Status::New,
+        })
+        .collect()
+}
+
+/// The read models a change touches in a cluster: those of the units it
+/// rebuilds (`rebuilt`, or `new` when no serving unit has them), in the
+/// configuration's order, then the removed ones.
+fn cluster_touched(
+    config: &super::Loaded,
+    units: &[registry::Listed],
+    serving: &Version,
+    removed: &[&String],
+) -> Vec<Touched> {
+    let kept = |schema: &str| serving.units.iter().any(|u| u.schema == schema);
+    let served = |model: &str| {
+        serving
+            .units
+            .iter()
+            .any(|u| u.models.iter().any(|m| m == model))
+    };
+    let rebuilt = |model: &str| {
+        units
+            .iter()
+            .any(|u| !kept(&u.schema) && u.models.iter().any(|m| m == model))
+    };
+    let configured = config
+        .plan
+        .model_names()
+        .filter(|m| rebuilt(m))
+        .map(|m| Touched {
+            name: m.to_owned(),
+            status: if served(m) { "rebuilt" } else { "new" },
+            live: served(m),
+        });
+    let removed = removed.iter().map(|m| Touched {
+        name: (*m).clone(),
+        status: Status::Removed.word(),
+        live: true,
+    });
+    configured.chain(removed).collect()
+}
+
+/// Prints the plan (`text`, or `report` as JSON), followed by the diff of
+/// the `touched` read models when `--diff` asks for it.
+fn show(
+    args: &PlanArgs,
+    config: &super::Loaded,
+    (mut text, mut report): (String, Value),
+    touched: &[Touched],
+    live: Live<'_>,
+    request: Option<&diff::Request>,
+) -> Result<(), ExitCode> {
+    if let Some(request) = request {
+        let diff = diff::diff(&config.plan, &config.name, touched, &live, request)?;
+        text.push('\n');
+        text.push_str(diff.human().trim_end());
+        report["diff"] = diff.json();
+        report["diff_source"] = diff.source_json();
+    }
+    print(args.format, &text, &report);
+    Ok(())
 }
 
 fn print(format: Format, text: &str, report: &Value) {

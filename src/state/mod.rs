@@ -89,6 +89,19 @@ impl Location {
             Location::Postgres(target) => postgres::PostgresState::inspect(target),
         }
     }
+
+    /// A reader of what the state has committed of `models` (by
+    /// [`ModelId`], in this order), reading only: a running projector's
+    /// state too. `None` when there is none.
+    pub fn reader(
+        &self,
+        models: Vec<String>,
+    ) -> Result<Option<Box<dyn reader::Reader>>, StateError> {
+        match self {
+            Location::Sqlite(path) => sqlite::SqliteState::reader(path, models),
+            Location::Postgres(target) => postgres::PostgresState::reader(target, models),
+        }
+    }
 }
 
 /// What a journal records, and when it makes it durable.

@@ -188,6 +188,20 @@ impl PostgresState {
         })
     }
 
+    /// A reader of what the state in `target` has committed of `models`
+    /// (by [`crate::plan::ModelId`], in this order), reading only (without
+    /// claiming it); `None` when there is none.
+    pub fn reader(
+        target: &Target,
+        models: Vec<String>,
+    ) -> Result<Option<Box<dyn super::reader::Reader>>, StateError> {
+        if !exists(&mut target.connect()?, target)? {
+            return Ok(None);
+        }
+        let reader = reader::PostgresReader::open(target, models, BTreeMap::new())?;
+        Ok(Some(Box::new(reader)))
+    }
+
     /// What the state in `target` holds, every row read and checked (see
     /// [`crate::state::Location::check`]); `None` when there is none.
     pub fn check(target: &Target) -> Result<Option<Stored>, StateError> {

@@ -292,6 +292,23 @@ impl SqliteState {
         Ok(Some(read.stored))
     }
 
+    /// A reader of what the state at `path` has committed of `models` (by
+    /// [`crate::plan::ModelId`], in this order), reading only; `None` when
+    /// there is no file. It may be in use by a running projector.
+    pub fn reader(
+        path: &Path,
+        models: Vec<String>,
+    ) -> Result<Option<Box<dyn super::reader::Reader>>, StateError> {
+        match file::open_for_reading(path)? {
+            None => return Ok(None),
+            Some(Found::OtherSqlite) => return Err(not_ours(path)),
+            Some(_) => {}
+        }
+        let staged = vec![false; models.len()];
+        let reader = reader::SqliteReader::open(path, models, staged)?;
+        Ok(Some(Box::new(reader)))
+    }
+
     /// What the state at `path` holds, every row read and checked (see
     /// [`super::Location::check`]); `None` when there is no file.
     pub fn check(path: &Path) -> Result<Option<Stored>, StateError> {
