@@ -137,7 +137,6 @@ impl Setup {
     }
 }
 
-/// Publishes `lines`; returns the stream's last sequence.
 /// Waits until `instance` logged `text`.
 fn wait_for_log(instance: &Instance, text: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -151,6 +150,7 @@ fn wait_for_log(instance: &Instance, text: &str) {
     }
 }
 
+/// Publishes `lines`; returns the stream's last sequence.
 fn publish(nats: &NatsServer, lines: &[&str]) -> u64 {
     Run::new()
         .args(&["publish", "--to", &nats.stream("EVENTS")])
@@ -1075,4 +1075,149 @@ fn an_event_parked_without_a_document_holds_nothing_and_is_retried_alone() {
         std::thread::sleep(Duration::from_millis(100));
     }
     run.terminate();
+}
+
+#[test]
+fn a_state_follows_one_stream_and_refuses_another_or_one_made_again_under_its_name() {
+    let Setup {
+        nats,
+        db,
+        dir,
+        config,
+        events,
+        ..
+    } = Setup::new("streams", (300, 20, 5));
+    let lines: Vec<&str> = events.lines().collect();
+    let last = publish(&nats, &lines);
+    let first = Instance::start(&nats, &db, &config, &dir, "first");
+    caught_up(&db, last, Duration::from_secs(30));
+    first.terminate();
+    let before = unit_checkpoints(&db);
+    let recorded: (String, String) = db
+        .client()
+        .query_one("SELECT name, created FROM projector._projector_stream", &[])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(recorded.0, "EVENTS");
+    let run_on = |stream: &str| {
+        Run::new()
+            .args(&["run", "--config", config.to_str().unwrap()])
+            .args(&["--state", &db.url(), "--source", &nats.stream(stream)])
+            .env("PROJECTOR_LEASE_SECONDS", &LEASE_SECONDS.to_string())
+            .go()
+    };
+
+    nats.publish_raw("OTHER", &[lines[0].as_bytes().to_vec()]);
+    let out = run_on("OTHER");
+    out.code_is(78)
+        .stderr_has(&format!(
+            "projector: {} follows stream \"EVENTS\" (created {}), and {} is stream \"OTHER\" (created 20",
+            db.url(),
+            recorded.1,
+            nats.stream("OTHER")
+        ))
+        .stderr_has("its checkpoints are positions in the stream it follows, so it cannot take another. Give --source that stream, or start on another --schema or database to build from this one\n");
+
+    // The same name, deleted and made again, is another stream.
+    nats.delete_stream("EVENTS");
+    publish(&nats, &lines);
+    let out = run_on("EVENTS");
+    out.code_is(78).stderr_has(
+        "(a stream deleted and made again under its name is another stream)\n",
+    );
+    assert_eq!(unit_checkpoints(&db), before, "nothing was applied");
+}
+
+/// `SELECT count(*)` on the view `model` by a reader of its own, which
+/// gives up after 2 s: whether it answered.
+fn fresh_read(db: &PgDb, model: &str) -> bool {
+    let mut client = db.client();
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = '2s'; SELECT count(*) FROM projector.{model}"
+        ))
+        .is_ok()
+}
+
+#[test]
+fn a_readers_long_transaction_holds_up_neither_claims_nor_other_readers_and_a_switch_waits_for_it(
+) {
+    let Setup {
+        nats,
+        db,
+        dir,
+        config,
+        events,
+        ..
+    } = Setup::new("readers", (3000, 200, 8));
+    let lines: Vec<&str> = events.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let last = publish(&nats, first);
+    let a = Instance::start(&nats, &db, &config, &dir, "a");
+    caught_up(&db, last, Duration::from_secs(30));
+
+    // A reader holds every view in an open transaction.
+    let mut reader = db.client();
+    let mut held = reader.transaction().unwrap();
+    for model in MODELS {
+        held.batch_execute(&format!("SELECT count(*) FROM projector.{model}"))
+            .unwrap();
+    }
+
+    // A second instance joins: units move, every fresh reader answers.
+    let b = Instance::start(&nats, &db, &config, &dir, "b");
+    let started = Instant::now();
+    while b.log().matches("claimed unit").count() < 2 {
+        for model in MODELS {
+            assert!(fresh_read(&db, model), "a read of {model} timed out");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{}", b.log());
+    }
+
+    // A deploy builds version 2 and catches up; the switch waits for the
+    // reader, whom nobody queues behind.
+    let changed = USERS_ORDERS.replace(
+        "merge = { last_order_id = \"$.payload.order_id\" }",
+        "merge = { last_order_id = \"$.payload.order_id\" }\n\
+         when = { path = \"$.payload.amount\", ge = 100 }",
+    );
+    let v2 = dir.write("v2.toml", &changed);
+    let c = Instance::start_with(&nats, &db, &v2, &dir, "c", &["--deploy"]);
+    let last = publish(&nats, second);
+    let started = Instant::now();
+    let held_said = "switching to version 2: readers hold the views in open transactions";
+    while ![&a, &b, &c].iter().any(|i| i.log().contains(held_said)) {
+        for model in MODELS {
+            assert!(fresh_read(&db, model), "a read of {model} timed out");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}{}{}",
+            a.log(),
+            b.log(),
+            c.log()
+        );
+    }
+    let serving = |db: &PgDb| -> i32 {
+        db.client()
+            .query_one(
+                "SELECT version FROM projector._projector_versions WHERE status = 'serving'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(serving(&db), 1);
+    held.commit().unwrap();
+    let started = Instant::now();
+    while serving(&db) != 2 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no switch");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    caught_up(&db, last, Duration::from_secs(30));
+    assert_same(&db, &in_memory(&dir, &v2, &events), "switched after the reader");
+    for instance in [c, b] {
+        instance.terminate();
+    }
+    a.terminate();
 }

@@ -10,8 +10,13 @@
 //! commits nothing more. Every instance says in the main schema that it is
 //! alive ([`registry`]); each works out its fair share of the units from
 //! the live instances ([`share`]), gives up units beyond it and claims
-//! free ones up to it, a third of a lease apart. A dead instance's units
-//! are free once its leases lapse; the others take them over.
+//! free ones up to it, every [`TURN`]. A dead instance is counted out, and
+//! its claims are free, as soon as the server no longer lists the
+//! processes of its connections (or its leases lapse); the others take its
+//! units over. Which configuration is served is a recorded fact
+//! ([`deploy`]), and so is the stream followed ([`stream`]); the read
+//! models' views change only at a switch, off the coordinator's path
+//! ([`views`]).
 
 pub mod deploy;
 pub mod metrics;
@@ -426,9 +431,6 @@ impl Coordinator {
     /// switch to a version built once it has caught up, or the first views
     /// of a serving version once its units all exist.
     fn views_turn(&mut self, states: &[registry::UnitState]) {
-        if let Some((job, outcome)) = self.views.ended() {
-            self.views_ended(&job, outcome);
-        }
         if self.views.busy() {
             return;
         }
@@ -487,6 +489,9 @@ impl Coordinator {
     /// beyond its share or claims free ones up to it, and switches to a
     /// version built once it has caught up.
     fn balance(&mut self) {
+        if let Some((job, outcome)) = self.views.ended() {
+            self.views_ended(&job, outcome);
+        }
         let read = self.read_versions();
         if self.answered(read).is_none() || self.standby {
             return;
