@@ -759,6 +759,33 @@ fn a_changed_definition_is_built_beside_the_serving_one_and_the_views_switch_whe
         ])
         .go()
         .success();
+
+    // Going back is a deploy: the plan shows the retired unit resumed where
+    // it stopped, and version 3 (version 1's configuration) is switched to.
+    Run::new()
+        .args(&["plan", "--config", v1.to_str().unwrap(), "--state", &db.url()])
+        .go()
+        .code_is(2)
+        .stdout_has("unit orders+user_order_stats: definition changed: built from sequence ")
+        .stdout_has(", where a retired version left it, in schema projector_orders_1of1_")
+        .stdout_has("`projector run --source … --deploy` with this configuration builds version 3 beside version 2");
+    let back = Instance::start_with(&nats, &db, &v1, &dir, "back", &["--deploy"]);
+    let started = Instant::now();
+    while status(&nats, &db, &v1)["version"] != 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            back.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    caught_up(&db, last, Duration::from_secs(30));
+    assert_same(
+        &db,
+        &in_memory(&dir, &v1, &events),
+        "version 3, back to version 1's configuration",
+    );
+    back.terminate();
 }
 
 #[test]
@@ -1122,9 +1149,8 @@ fn a_state_follows_one_stream_and_refuses_another_or_one_made_again_under_its_na
     nats.delete_stream("EVENTS");
     publish(&nats, &lines);
     let out = run_on("EVENTS");
-    out.code_is(78).stderr_has(
-        "(a stream deleted and made again under its name is another stream)\n",
-    );
+    out.code_is(78)
+        .stderr_has("(a stream deleted and made again under its name is another stream)\n");
     assert_eq!(unit_checkpoints(&db), before, "nothing was applied");
 }
 
@@ -1140,8 +1166,8 @@ fn fresh_read(db: &PgDb, model: &str) -> bool {
 }
 
 #[test]
-fn a_readers_long_transaction_holds_up_neither_claims_nor_other_readers_and_a_switch_waits_for_it(
-) {
+fn a_readers_long_transaction_holds_up_neither_claims_nor_other_readers_and_a_switch_waits_for_it()
+{
     let Setup {
         nats,
         db,
@@ -1215,7 +1241,11 @@ fn a_readers_long_transaction_holds_up_neither_claims_nor_other_readers_and_a_sw
         std::thread::sleep(Duration::from_millis(50));
     }
     caught_up(&db, last, Duration::from_secs(30));
-    assert_same(&db, &in_memory(&dir, &v2, &events), "switched after the reader");
+    assert_same(
+        &db,
+        &in_memory(&dir, &v2, &events),
+        "switched after the reader",
+    );
     for instance in [c, b] {
         instance.terminate();
     }

@@ -226,9 +226,16 @@ fn cluster_plan(
         )),
         config.name
     );
+    // A unit whose schema a retired version left resumes where it stopped.
+    let left = target
+        .connect()
+        .ok()
+        .and_then(|mut c| registry::unit_states(&mut c, &units).ok())
+        .unwrap_or_default();
     let mut rows = Vec::new();
     let mut rebuilt = 0;
-    for unit in &units {
+    for (i, unit) in units.iter().enumerate() {
+        let resumed = left.get(i).and_then(|s| s.checkpoint);
         let (status, line) = if kept.contains(&unit.schema.as_str()) {
             ("unchanged", format!("  unit {}: unchanged", unit.name))
         } else {
@@ -252,8 +259,13 @@ fn cluster_plan(
             (
                 "rebuilt",
                 format!(
-                    "  unit {}: {what}: built from the stream's start in schema {} beside the serving one, which keeps serving and keeping up",
-                    unit.name, unit.schema
+                    "  unit {}: {what}: built {} in schema {} beside the serving one, which keeps serving and keeping up",
+                    unit.name,
+                    resumed.map_or_else(
+                        || "from the stream's start".to_owned(),
+                        |c| format!("from sequence {}, where a retired version left it,", c + 1)
+                    ),
+                    unit.schema
                 ),
             )
         };
