@@ -745,6 +745,80 @@ fn names_postgres_cannot_hold_are_refused_before_anything_is_written() {
 }
 
 #[test]
+fn a_schema_name_is_never_sql_and_one_postgresql_would_cut_is_refused() {
+    let db = PgDb::new("hostile");
+    let config = "[[model]]\nname = \"things\"\nkey = \"$.payload.id\"\non.T = { put = { a = \"$.payload.a\" } }\n";
+    let event =
+        r#"{"type":"event","msg_id":1,"event":{"type":"T","id":"e1","payload":{"id":"k","a":1}}}"#;
+    let longest = "s".repeat(63);
+    for schema in [
+        "' || (SELECT 1/0)::text || '",
+        "a\"b'c\\d$1",
+        "x'); DROP SCHEMA public CASCADE; --",
+        "Größe ünïcödé",
+        longest.as_str(),
+    ] {
+        Run::new()
+            .config(config)
+            .args(&["--state", &db.url(), "--schema", schema])
+            .stdin(&[event])
+            .go()
+            .success()
+            .stdout_is(&[r#"{"type": "read_models_updated", "in_reply_to": 1, "event_id": "e1", "updated_models": ["things"]}"#]);
+        let docs: i64 = db
+            .client()
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM \"{}\".things",
+                    schema.replace('"', "\"\"")
+                ),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(docs, 1, "{schema}");
+        for command in ["plan", "status"] {
+            let out = Run::new()
+                .config(config)
+                .args(&[command, "--state", &db.url(), "--schema", schema])
+                .go();
+            assert!(
+                !out.stderr.contains("syntax error") && !out.stderr.contains("division by zero"),
+                "{command} {schema}: {}",
+                out.stderr
+            );
+        }
+    }
+    // 64 bytes: PostgreSQL would cut it to another schema's name.
+    let long = "s".repeat(64);
+    Run::new()
+        .config(config)
+        .args(&["--state", &db.url(), "--schema", &long])
+        .stdin(&[event])
+        .go()
+        .code_is(78)
+        .stderr_has("--schema cannot be a PostgreSQL schema name: it is 64 bytes long, and PostgreSQL keeps names of at most 63; choose another");
+    let schemas: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'sss%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(schemas, 1, "only the 63-byte one");
+    let public: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(public, 1);
+}
+
+#[test]
 fn declared_indexes_are_made_kept_in_step_with_the_config_and_rebuilt() {
     let db = PgDb::new("indexes");
     let config = |indexes: &str| {

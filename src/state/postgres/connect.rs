@@ -78,9 +78,34 @@ impl Target {
         ident(&self.schema)
     }
 
+    /// Refuses a schema name PostgreSQL cannot hold as it is: empty, with a
+    /// NUL character, or longer than 63 bytes (which PostgreSQL would cut
+    /// short without a word, to another schema's name).
+    pub fn check_schema(&self) -> Result<(), StateError> {
+        let reason = if self.schema.is_empty() {
+            "it is empty".to_owned()
+        } else if self.schema.contains('\0') {
+            "it holds a NUL character".to_owned()
+        } else if self.schema.len() > MAX_NAME_BYTES {
+            format!(
+                "it is {} bytes long, and PostgreSQL keeps names of at most {MAX_NAME_BYTES}",
+                self.schema.len()
+            )
+        } else {
+            return Ok(());
+        };
+        Err(StateError::Unsupported {
+            path: self.path(),
+            reason: format!(
+                "--schema cannot be a PostgreSQL schema name: {reason}; choose another"
+            ),
+        })
+    }
+
     /// Connects, retrying while the server cannot be reached (it may be
     /// restarting) for up to [`Target::retry_for`].
     pub fn connect(&self) -> Result<Client, StateError> {
+        self.check_schema()?;
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
@@ -138,6 +163,9 @@ pub fn describe(e: &postgres::Error) -> String {
 }
 
 /// `name` as a quoted SQL identifier.
+/// The longest name PostgreSQL keeps whole, in bytes (`NAMEDATALEN - 1`).
+pub const MAX_NAME_BYTES: usize = 63;
+
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -34,7 +34,7 @@ mod reader;
 pub mod text;
 mod upgrade;
 
-pub use connect::{describe, ident, is_connection_error, Target, DEFAULT_SCHEMA};
+pub use connect::{describe, ident, is_connection_error, Target, DEFAULT_SCHEMA, MAX_NAME_BYTES};
 pub use lease::{holder, THIS_WRITER, WRITER_LIVES};
 pub use text::{from_column, to_column};
 
@@ -94,9 +94,6 @@ DROP TABLE IF EXISTS {s}._projector_rebuild_seen;
 DROP TABLE IF EXISTS {s}._projector_rebuild_covered;
 DELETE FROM {s}._projector_meta WHERE name = 'rebuild';
 ";
-
-/// The longest name PostgreSQL keeps whole (`NAMEDATALEN - 1`).
-const MAX_NAME_BYTES: usize = 63;
 
 /// What every name of the projector's own tables starts with; a read
 /// model's view may not.
@@ -576,7 +573,10 @@ impl Books {
         let s = self.target.schema_ident();
         let creating = |e| self.failure("creating a read model's table", e);
         let n: i64 = tx
-            .query_one(&format!("SELECT nextval('{s}._projector_tables')"), &[])
+            .query_one(
+                "SELECT nextval($1::text::regclass)",
+                &[&format!("{s}._projector_tables")],
+            )
             .map_err(creating)?
             .get(0);
         let table = format!("{OWN_PREFIX}_doc_{n}");
