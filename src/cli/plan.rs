@@ -589,11 +589,11 @@ impl Commands {
         let state = match state {
             Location::Sqlite(path) => path_word(path),
             Location::Postgres(target) if target.schema == DEFAULT_SCHEMA => {
-                shell_word(&target.url)
+                shell_word(&projector::state::postgres::secret::redacted(&target.url))
             }
             Location::Postgres(target) => format!(
                 "{} --schema {}",
-                shell_word(&target.url),
+                shell_word(&projector::state::postgres::secret::redacted(&target.url)),
                 shell_word(&target.schema)
             ),
         };

@@ -214,7 +214,14 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
     let plan_command = format!(
         "projector plan --config {} --state {}{}",
         super::shell_word(&config.name),
-        super::path_word(args.state.as_deref().expect("--source requires --state")),
+        super::shell_word(&projector::state::postgres::secret::redacted(
+            &args
+                .state
+                .as_deref()
+                .expect("--source requires --state")
+                .display()
+                .to_string()
+        )),
         match args.schema.as_str() {
             DEFAULT_SCHEMA => String::new(),
             schema => format!(" --schema {}", super::shell_word(schema)),
@@ -271,14 +278,8 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
 
 /// The state `--state` and `--schema` name, as messages say it.
 fn location_text(args: &RunArgs) -> String {
-    let state = args.state.as_deref().map(Path::display);
-    match args.schema.as_str() {
-        DEFAULT_SCHEMA => format!("{}", state.expect("--source requires --state")),
-        schema => format!(
-            "{} (schema {schema})",
-            state.expect("--source requires --state")
-        ),
-    }
+    let state = args.state.as_deref().expect("--source requires --state");
+    projector::state::postgres::Target::new(&state.display().to_string(), &args.schema).display()
 }
 
 /// Why an instance whose configuration is not the live one was refused, and

@@ -55,13 +55,7 @@ impl Target {
     /// The state as messages name it: the URL without its password, and
     /// the schema.
     pub fn display(&self) -> String {
-        let url = match (self.url.find("://"), self.url.rfind('@')) {
-            (Some(scheme), Some(at)) if self.url[scheme + 3..at].contains(':') => {
-                let colon = scheme + 3 + self.url[scheme + 3..at].find(':').expect("found");
-                format!("{}:***{}", &self.url[..colon], &self.url[at..])
-            }
-            _ => self.url.clone(),
-        };
+        let url = super::secret::redacted(&self.url);
         match self.schema == DEFAULT_SCHEMA {
             true => url,
             false => format!("{url} (schema {})", self.schema),

@@ -31,6 +31,7 @@
 mod connect;
 mod lease;
 mod reader;
+pub mod secret;
 pub mod text;
 mod upgrade;
 
