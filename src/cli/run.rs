@@ -14,7 +14,7 @@ use projector::state::postgres::DEFAULT_SCHEMA;
 use projector::state::reconcile::Request;
 use projector::state::Location;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args)]
