@@ -75,7 +75,7 @@ fn no_command_prints_a_password_given_in_the_url_whether_it_succeeds_or_fails() 
         // A cluster: run until stopped by the end of its budget, then the
         // refusals that suggest commands.
         let source = nats.stream("EVENTS");
-        let mut cluster = std::process::Command::new(support::BIN)
+        let cluster = std::process::Command::new(support::BIN)
             .args(["run", "-c", c, "--source", &source, "--state", &url])
             .stderr(std::process::Stdio::piped())
             .spawn()
