@@ -308,3 +308,63 @@ fn a_state_that_is_no_cluster_s_and_an_unreachable_database_are_named_without_a_
         .code_is(64)
         .stderr_is("projector: --state: rejections are kept by a cluster's PostgreSQL state: postgres://USER@HOST:PORT/DATABASE\n");
 }
+
+#[test]
+fn every_event_refused_is_recorded_under_the_unit_of_its_own_group() {
+    let nats = NatsServer::start();
+    let dir = TempDir::new();
+    let config = dir.write("c.toml", USERS_ORDERS);
+    let event = |e: &str| format!(r#"{{"type":"event","event":{e}}}"#).into_bytes();
+    let last = nats.publish_raw(
+        "EVENTS",
+        &[
+            event(r#"{"type":"UserCreated","id":"e1","payload":{"id":"u1","name":"Ann"}}"#),
+            // 2: no id; 3: no key; 4: no id; 5: no key of orders; 6: no type
+            event(r#"{"type":"UserCreated","payload":{"id":"u7","name":"Bo"}}"#),
+            event(r#"{"type":"UserCreated","id":"e3","payload":{"name":"Cy"}}"#),
+            event(r#"{"type":"OrderPlaced","payload":{"order_id":"o4","user_id":"u4","amount":4}}"#),
+            event(r#"{"type":"OrderPlaced","id":"e5","payload":{"user_id":"u5","amount":5}}"#),
+            event(r#"{"id":"e6","payload":{"id":"u1"}}"#),
+            event(r#"{"type":"OrderPlaced","id":"e7","payload":{"order_id":"o7","user_id":"u1","amount":7}}"#),
+        ],
+    );
+    let db = PgDb::new("rejections_units");
+    run_to_the_end(&nats, &db, &config, &dir, last);
+    let rows: Vec<String> = db
+        .client()
+        .query(
+            "SELECT position, unit, code, status, documents::text, error FROM projector.rejections
+             ORDER BY position, unit",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let (position, unit, code, status, documents, error): (
+                i64,
+                String,
+                i32,
+                String,
+                String,
+                String,
+            ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+            format!("{position} | {unit} | {code} {status} {documents} | {error}")
+        })
+        .collect();
+    // Each is refused once, by the unit its type and key send it to.
+    assert_eq!(
+        rows,
+        [
+            r#"2 | user_listing 2/4 | 12 parked [["user_listing", "u7"]] | the event has no id at $.id"#,
+            r#"3 | user_listing 1/4 | 12 parked [] | event e3 (UserCreated) was not applied, and no read model changed: read model "user_listing" needs a document key at $.payload.id, which the event does not have"#,
+            r#"4 | orders+user_order_stats | 12 parked [["orders", "o4"], ["user_order_stats", "u4"]] | the event has no id at $.id"#,
+            r#"5 | orders+user_order_stats | 12 parked [["user_order_stats", "u5"]] | event e5 (OrderPlaced) was not applied, and no read model changed: read model "orders" needs a document key at $.payload.order_id, which the event does not have"#,
+            r#"6 | user_listing 1/4 | 12 recorded [] | the event has no "type""#,
+        ],
+        "{rows:#?}"
+    );
+    let orders: Vec<String> = db.view("projector", "orders").into_keys().collect();
+    assert_eq!(orders, ["o7"]);
+    let users: Vec<String> = db.view("projector", "user_listing").into_keys().collect();
+    assert_eq!(users, ["u1"]);
+}

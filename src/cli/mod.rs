@@ -7,6 +7,7 @@ mod check;
 mod diff;
 mod explain;
 mod explain_code;
+mod gc;
 mod plan;
 mod publish;
 mod rejections;
@@ -15,6 +16,8 @@ mod run;
 mod signals;
 mod state;
 mod status;
+mod status_cluster;
+mod status_stdin;
 mod test;
 mod validate;
 
@@ -87,10 +90,13 @@ enum Command {
     /// Read every row of a state and check it (checksums, documents, row counts): a run checks
     /// only the rows it reads.
     Check(check::CheckArgs),
-    /// Show how far a PostgreSQL state stands behind its JetStream source (the lag), and its owner.
+    /// Show what a state is and who applies it: a cluster's units, owners and lag behind its
+    /// JetStream source, or a stdin-mode state's holder and contents.
     Status(status::StatusArgs),
     /// List, retry or drop the events a cluster's units did not project (its table rejections).
     Rejections(rejections::RejectionsArgs),
+    /// Drop the schemas of a cluster's retired versions that no version served or built uses.
+    Gc(gc::GcArgs),
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
 }
@@ -133,6 +139,7 @@ pub fn main() -> ExitCode {
         Some(Command::Status(args)) => status::status(&args),
         Some(Command::Rejections(args)) => rejections::rejections(&args),
         Some(Command::Check(args)) => check::check(&args),
+        Some(Command::Gc(args)) => gc::gc(&args),
         Some(Command::Completions(args)) => {
             use clap::CommandFactory;
             let mut command = Cli::command();

@@ -18,7 +18,9 @@ use super::diff::{self, Live, Touched};
 use super::{load_plan, log, path_word, plural, shell_word, Format, EX_USAGE};
 use clap::Args;
 use projector::cluster;
+use projector::cluster::gc::{self, Retired};
 use projector::cluster::registry::{self, Version};
+use projector::cluster::tally::Tally;
 use projector::state::postgres::{Target, DEFAULT_SCHEMA};
 use projector::state::reconcile::{ModelPlan, Need, Reconciliation, Request, RulePlan, Status};
 use projector::state::Location;
@@ -27,6 +29,7 @@ use serde_json::{json, Value};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Exit status when something needs doing.
 const NEEDS_ACTION: u8 = 2;
@@ -68,8 +71,8 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     let location = Location::new(&args.state, &args.schema);
     if let Location::Postgres(target) = &location {
         match cluster_versions(target) {
-            Ok(Some(versions)) => {
-                return cluster_plan(args, &config, target, &versions, request.as_ref())
+            Ok(Some(cluster)) => {
+                return cluster_plan(args, &config, target, &cluster, request.as_ref())
             }
             Ok(None) => {}
             Err(e) => {
@@ -176,13 +179,38 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     }
 }
 
-/// The versions a cluster (`run --source`) serves and builds in the
-/// schema; `None` when it holds none.
-fn cluster_versions(target: &Target) -> Result<Option<Vec<Version>>, StateError> {
+/// What a cluster (`run --source`) keeps in the schema: the versions it
+/// serves and builds, and the retired schemas no version uses; `None`
+/// when it holds no version.
+fn cluster_versions(target: &Target) -> Result<Option<Cluster>, StateError> {
     let mut client = target.connect()?;
-    let versions = registry::active(&mut client, target)
-        .map_err(|e| target.failed("reading the cluster's versions", e))?;
-    Ok((!versions.is_empty()).then_some(versions))
+    let failed = |e| target.failed("reading the cluster's versions", e);
+    let versions = registry::active(&mut client, target).map_err(failed)?;
+    if versions.is_empty() {
+        return Ok(None);
+    }
+    let retired = gc::retired(&mut client, target, Duration::ZERO).map_err(failed)?;
+    Ok(Some(Cluster { versions, retired }))
+}
+
+struct Cluster {
+    versions: Vec<Version>,
+    retired: Vec<Retired>,
+}
+
+/// The retired schemas `projector gc` would drop, after a plan's lines.
+fn retired_lines(retired: &[Retired], target: &Target) -> String {
+    if retired.is_empty() {
+        return String::new();
+    }
+    let mut text = format!(
+        "\nRetired schemas that no version uses ({} drops them):",
+        super::gc::command(target)
+    );
+    for r in retired {
+        text.push_str(&format!("\n  {}", r.describe()));
+    }
+    text
 }
 
 /// What starting `run --source` with this configuration does to a cluster:
@@ -193,9 +221,10 @@ fn cluster_plan(
     args: &PlanArgs,
     config: &super::Loaded,
     target: &Target,
-    versions: &[Version],
+    cluster: &Cluster,
     request: Option<&diff::Request>,
 ) -> ExitCode {
+    let versions = &cluster.versions;
     let serving = versions
         .iter()
         .find(|v| !v.building)
@@ -216,8 +245,10 @@ fn cluster_plan(
             .map(|u| u.schema.as_str())
             .eq(units.iter().map(|u| u.schema.as_str()))
     });
+    let now = Tally::of(&serving.units, building.map_or(&[][..], |b| &b.units));
+    let planned = Tally::of(&serving.units, &units);
     let mut text = format!(
-        "Plan for the cluster {} (serving version {}{}) with {}:\n",
+        "Plan for the cluster {} (serving version {}{}: {now}) with {}:\n",
         target.display(),
         serving.number,
         building.map_or(String::new(), |b| format!(
@@ -288,7 +319,7 @@ fn cluster_plan(
     let needs = rebuilt > 0 || !removed.is_empty();
     if needs {
         text.push_str(&format!(
-            "`projector run --source …{}` with this configuration builds version {} beside version {}; when every unit of it has caught up, the read models' views switch to it in one transaction (`projector status` shows its lag){}.",
+            "`projector run --source …{}` with this configuration builds version {} beside version {} ({planned}); when every unit of it has caught up, the read models' views switch to it in one transaction (`projector status` shows its lag){}.",
             if same_as_building { "" } else { " --deploy" },
             if same_as_building {
                 building.map_or(0, |b| b.number)
@@ -304,6 +335,7 @@ fn cluster_plan(
     } else {
         text.push_str("Nothing to do: every unit is served as it is.");
     }
+    text.push_str(&retired_lines(&cluster.retired, target));
     let report = json!({
         "state": target.display(),
         "config": config.name,
@@ -311,8 +343,21 @@ fn cluster_plan(
         "serving_version": serving.number,
         "building_version": building.map(|b| b.number),
         "needs_action": needs,
+        "unit_count": now.units,
+        "units_being_built": now.building,
+        "planned": needs.then(|| json!({
+            "unit_count": planned.units,
+            "units_being_built": planned.building,
+        })),
         "units": rows,
         "removed": removed,
+        "retired_schemas": cluster.retired.iter().map(|r| json!({
+            "schema": r.unit.schema,
+            "unit": r.unit.name,
+            "version": r.version,
+            "retired_seconds_ago": r.age.map(f64::round),
+        })).collect::<Vec<_>>(),
+        "gc_command": (!cluster.retired.is_empty()).then(|| super::gc::command(target)),
     });
     let touched = cluster_touched(config, &units, serving, &removed);
     let live = Live::Cluster {

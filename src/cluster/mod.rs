@@ -19,12 +19,14 @@
 //! ([`views`]).
 
 pub mod deploy;
+pub mod gc;
 pub mod metrics;
 mod parked;
 pub mod registry;
 pub mod rejections;
 pub mod share;
 pub mod stream;
+pub mod tally;
 mod views;
 pub mod worker;
 
@@ -200,6 +202,9 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         .into_iter()
         .map(|u| u.schema)
         .collect();
+    // Schemas retired longer than PROJECTOR_GC_SECONDS are dropped while
+    // the instance runs (by one instance at a time).
+    let _collector = gc::Collector::start(target.clone(), gc::grace());
     let mut coordinator = Coordinator {
         target,
         parts,
@@ -344,27 +349,12 @@ impl Coordinator {
                 .map(|w| w.listed.name.as_str())
                 .collect()
         };
-        let serving = versions
-            .iter()
-            .find(|v| !v.building)
-            .map_or(0, |v| v.number);
         if quiet {
             self.versions = versions;
             self.work = work;
             return Ok(true);
         }
-        log(&format!(
-            "serving version {serving} of the configuration: {} units of work: {}",
-            names(false).len(),
-            names(false).join(", ")
-        ));
-        if let Some(building) = versions.iter().find(|v| v.building) {
-            log(&format!(
-                "building version {} beside it: {} (each from its checkpoint: the stream's start for a new one)",
-                building.number,
-                names(true).join(", ")
-            ));
-        }
+        log(&tally::said(&versions, &names(false), &names(true)));
         self.versions = versions;
         self.work = work;
         Ok(true)

@@ -618,7 +618,7 @@ impl Engine {
         if let Some(partition) = self.plan.partition() {
             let mine = match &digest {
                 Some(digest) => digest.mine,
-                None => partition.takes_unreadable(),
+                None => partition.takes_undigested(&self.plan, event),
             };
             if !mine {
                 return Ok(Outcome::Elsewhere);

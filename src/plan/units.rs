@@ -12,9 +12,11 @@
 //!
 //! Each unit is built by an engine over [`Plan::for_unit`]: the group's
 //! models alone, and a [`Partition`] that lets through only the unit's
-//! events. An event that cannot be routed (malformed, without an id, or
-//! without the key) goes to the first unit of its group, or of the first
-//! group when it has no type, where it is refused once.
+//! events. An event is routed by its type and key alone, its id or not:
+//! one without the key goes to the first unit of its group, and one whose
+//! type cannot be read (or that no model reacts to, when it cannot be
+//! applied anyway) to the first unit of the first group; each is refused
+//! once, by the unit it went to.
 
 use super::binding::{Binding, Key};
 use super::{ModelId, Plan, TypeId};
@@ -44,6 +46,9 @@ pub struct Partition {
     part: u32,
     of: u32,
     first: bool,
+    /// Per event type of the whole configuration: whether any model reacts
+    /// to it.
+    bound: Vec<bool>,
 }
 
 impl Partition {
@@ -61,9 +66,18 @@ impl Partition {
         }
     }
 
-    /// Whether this unit takes an event whose type or id cannot be read.
-    pub fn takes_unreadable(&self) -> bool {
-        self.first
+    /// Whether this unit takes an event that cannot be digested (no id,
+    /// or malformed), to refuse it: by its type and key when they can be
+    /// read, as any other event; else the first unit of the first group.
+    pub fn takes_undigested(&self, plan: &Plan, event: &Event<'_>) -> bool {
+        let ty = crate::engine::digest::checked_event(event.root())
+            .ok()
+            .and_then(|name| plan.event_type(name));
+        match ty {
+            Some(ty) if !plan.bindings(ty).is_empty() => self.takes(plan.bindings(ty), event),
+            Some(ty) if self.bound[ty.0 as usize] => false,
+            _ => self.first,
+        }
     }
 }
 
@@ -210,6 +224,7 @@ impl Plan {
                 part: unit.part,
                 of: unit.of,
                 first: unit.first,
+                bound: self.routes.iter().map(|b| !b.is_empty()).collect(),
             }),
         }
     }
@@ -325,6 +340,31 @@ mod tests {
         );
         assert!(q.bindings(created).is_empty());
         assert_eq!(q.bindings(placed)[1].model, ModelId(1));
+    }
+
+    #[test]
+    fn an_event_that_cannot_be_digested_goes_where_its_type_and_key_send_it() {
+        let p = plan(USERS_ORDERS);
+        let plans: Vec<Plan> = units(&p, 4).iter().map(|u| p.for_unit(u)).collect();
+        let takers = |e: serde_json::Value| -> Vec<usize> {
+            let event = Event::from(&e);
+            plans
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| q.partition.as_ref().unwrap().takes_undigested(q, &event))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let u7 = part_of("u7", 4) as usize;
+        assert_eq!(
+            takers(json!({"type": "UserCreated", "payload": {"id": "u7"}})),
+            [u7]
+        );
+        assert_eq!(takers(json!({"type": "UserCreated", "payload": {}})), [0]);
+        assert_eq!(takers(json!({"type": "OrderPlaced", "payload": {}})), [4]);
+        assert_eq!(takers(json!({"type": "Unknown", "payload": {}})), [0]);
+        assert_eq!(takers(json!({"payload": {}})), [0]);
+        assert_eq!(takers(json!([1])), [0]);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Drives the real `projector` binary: write stdin, compare stdout and stderr in full.
 #![allow(dead_code)]
 
+pub mod versions;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

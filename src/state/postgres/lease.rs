@@ -25,6 +25,58 @@ pub fn holder() -> String {
     format!("projector pid {} on {}", std::process::id(), host.trim())
 }
 
+/// A claim as the lease row of a state holds it, for those who watch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// `projector pid N on HOST`.
+    pub holder: String,
+    /// Seconds until the lease lapses unless renewed (negative: lapsed).
+    pub seconds_left: f64,
+    /// Whether the server still lists the writer's connection (true when
+    /// the claim names none).
+    pub writer_connected: bool,
+}
+
+impl Claim {
+    /// Whether it still excludes another projector.
+    pub fn is_live(&self) -> bool {
+        self.seconds_left > 0.0 && self.writer_connected
+    }
+}
+
+/// The claim on the state in `schema`, if a projector made one and did
+/// not give it up; `None` too when the schema has no lease row.
+pub fn claim_of(
+    client: &mut impl postgres::GenericClient,
+    schema: &str,
+) -> Result<Option<Claim>, postgres::Error> {
+    let columns = client.query_one(
+        "SELECT to_regclass(format('%I._projector_lease', $1::text)) IS NOT NULL,
+                    EXISTS (SELECT 1 FROM pg_attribute
+                        WHERE attrelid = to_regclass(format('%I._projector_lease', $1::text))
+                        AND attname = 'backend_pid' AND NOT attisdropped)",
+        &[&schema],
+    )?;
+    let (table, named): (bool, bool) = (columns.get(0), columns.get(1));
+    if !table {
+        return Ok(None);
+    }
+    let lives = if named { WRITER_LIVES } else { "true" };
+    let row = client.query_opt(
+        &format!(
+            "SELECT holder, EXTRACT(EPOCH FROM expires - clock_timestamp())::float8, {lives}
+             FROM {}._projector_lease l WHERE id = 1 AND holder IS NOT NULL",
+            super::ident(schema)
+        ),
+        &[],
+    )?;
+    Ok(row.map(|r| Claim {
+        holder: r.get(0),
+        seconds_left: r.get(1),
+        writer_connected: r.get(2),
+    }))
+}
+
 /// Claims the state for this process; returns the claim's token. Refused
 /// while another projector's claim is live.
 pub fn claim(client: &mut Client, target: &Target) -> Result<i64, StateError> {

@@ -30,6 +30,7 @@
 //! server writes a batch's replies only after that has committed.
 
 mod file;
+mod holder;
 mod load;
 mod reader;
 mod upgrade;
@@ -52,6 +53,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use file::APPLICATION_ID;
+pub use holder::lock_holder;
 
 const FORMAT: &str = "projector-state 4";
 /// `PRAGMA user_version` of this format.
