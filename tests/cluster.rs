@@ -613,7 +613,7 @@ fn scrape(log: &str) -> String {
     let addr = url.strip_suffix("/metrics").unwrap();
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
@@ -1250,4 +1250,104 @@ fn a_readers_long_transaction_holds_up_neither_claims_nor_other_readers_and_a_sw
         instance.terminate();
     }
     a.terminate();
+}
+
+/// `projector_events_applied_total` in a scrape.
+fn applied(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("projector_events_applied_total "))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+/// One HTTP/1.1 request on a connection of its own: the status line and the
+/// body.
+fn http(addr: &str, method: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[test]
+fn the_metrics_server_answers_fifty_clients_at_once_while_idle_ones_hold_connections_open() {
+    use std::io::Write;
+    let nats = NatsServer::start();
+    let dir = TempDir::new();
+    let config = dir.write("users-orders.toml", USERS_ORDERS);
+    let events = generated_events(200, 20, 7);
+    let last = publish(&nats, &events.lines().collect::<Vec<_>>());
+    let db = PgDb::new("metrics_server");
+    let run = Instance::start_with(
+        &nats,
+        &db,
+        &config,
+        &dir,
+        "m",
+        &["--metrics", "127.0.0.1:0"],
+    );
+    caught_up(&db, last, Duration::from_secs(30));
+    let log = run.log();
+    let addr = log
+        .lines()
+        .find_map(|l| l.strip_prefix("projector: metrics at http://"))
+        .and_then(|url| url.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no metrics address: {log}"))
+        .to_owned();
+
+    // Twenty-five clients that connect and say nothing, or half a request.
+    let idle: Vec<std::net::TcpStream> = (0..25)
+        .map(|i| {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            if i % 2 == 1 {
+                stream.write_all(b"GET /metr").unwrap();
+            }
+            stream
+        })
+        .collect();
+    // Fifty at once, each answered in full; a server that served one
+    // connection at a time would wait on every idle one first.
+    let answers: Vec<(String, String)> = std::thread::scope(|s| {
+        let asking: Vec<_> = (0..50)
+            .map(|_| s.spawn(|| http(&addr, "GET", "/metrics")))
+            .collect();
+        asking.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    for (status, body) in &answers {
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        // Caught up: every scrape counts the same events.
+        assert_eq!(applied(body), applied(&answers[0].1));
+        assert!(applied(body) > 0, "{body}");
+        assert!(
+            body.contains("# TYPE projector_batch_commit_seconds histogram\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("projector_batch_commit_seconds_bucket{le=\"+Inf\"} "),
+            "{body}"
+        );
+    }
+    drop(idle);
+
+    // Only GET (and HEAD) of /metrics.
+    for method in ["POST", "PUT", "DELETE"] {
+        let (status, _) = http(&addr, method, "/metrics");
+        assert_eq!(status, "HTTP/1.1 405 Method Not Allowed", "{method}");
+    }
+    assert_eq!(http(&addr, "GET", "/").0, "HTTP/1.1 404 Not Found");
+    assert_eq!(http(&addr, "GET", "/metrics/x").0, "HTTP/1.1 404 Not Found");
+    let (status, body) = http(&addr, "HEAD", "/metrics");
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", ""));
 }
