@@ -6,7 +6,7 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::sync::mpsc;
 use std::time::Duration;
-use support::{repo, Run};
+use support::{repo, PgDb, Run, TempDir, BIN};
 
 const CREATED: &str = r#"{"type":"event","msg_id":1,"event":{"type":"UserCreated","id":"e1","payload":{"id":"u1","name":"Ann"}}}"#;
 
@@ -525,5 +525,85 @@ fn a_half_written_line_costs_one_error_reply_and_no_message_after_it() {
             lines[0]
         );
         assert_eq!(lines[1..], whole.stdout_lines()[..], "after {cut}");
+    }
+}
+
+/// `ARGS` with a stdout whose reader went away before anything was
+/// written: no panic, a quiet end.
+fn closed_stdout(args: &[&str], input: &[u8]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = std::process::Command::new(BIN)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn no_command_panics_when_its_reader_goes_away() {
+    let dir = TempDir::new();
+    let config = repo().join("projections.toml");
+    let config = config.to_str().unwrap();
+    let events = std::fs::read(repo().join("examples/events.ndjson")).unwrap();
+    let log = dir.path().join("events.ndjson");
+    std::fs::write(&log, &events).unwrap();
+    let log = log.to_str().unwrap();
+    let state = dir.path().join("state.db");
+    let state = state.to_str().unwrap();
+    let rebuilt = dir.path().join("rebuilt.db");
+    let db = PgDb::new("closed_stdout");
+    let url = db.url();
+    Run::new()
+        .args(&["--config", config, "--state", state])
+        .stdin_bytes(&events)
+        .go()
+        .success();
+    Run::new()
+        .args(&["--config", config, "--state", &url])
+        .stdin_bytes(&events)
+        .go()
+        .success();
+    let many = events.repeat(20);
+    let commands: [(&[&str], &[u8]); 13] = [
+        (&["--config", config], &many),
+        (&["status", "--state", state], b""),
+        (&["status", "--state", state, "--format", "json"], b""),
+        (&["status", "--state", &url], b""),
+        (&["status", "--state", &url, "--format", "json"], b""),
+        (&["plan", "--config", config, "--state", state], b""),
+        (&["check", "--state", state], b""),
+        (&["check", "--state", &url], b""),
+        (&["validate", config], b""),
+        (&["test", "--config", config], b""),
+        (
+            &[
+                "replay",
+                "--config",
+                config,
+                "--state",
+                rebuilt.to_str().unwrap(),
+                log,
+            ],
+            b"",
+        ),
+        (&["completions", "bash"], b""),
+        (&["explain-code", "P0102"], b""),
+    ];
+    for (args, input) in commands {
+        let (code, stderr) = closed_stdout(args, input);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(code, Some(101), "{args:?}: {stderr}");
+        assert!(code.is_some(), "{args:?} killed by a signal: {stderr}");
     }
 }

@@ -26,7 +26,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     match location.check() {
         Ok(Some(stored)) => {
             let documents: u64 = stored.documents.values().sum();
-            println!(
+            outln!(
                 "{}: sound: {} in {}, {}, every row read and checked in {:.2} s",
                 location.path().display(),
                 plural(documents, "document"),

@@ -70,14 +70,14 @@ fn collect(args: &GcArgs, target: &Target) -> Result<ExitCode, StateError> {
     let older = Duration::from_secs_f64(args.older_than);
     let found = gc::retired(&mut client, target, older).map_err(failed)?;
     if found.is_empty() {
-        println!("no retired schema to drop: every unit schema is used by a version served or built, or already dropped");
+        outln!("no retired schema to drop: every unit schema is used by a version served or built, or already dropped");
         return Ok(ExitCode::SUCCESS);
     }
     if args.dry_run {
         for retired in &found {
-            println!("would drop schema {}", retired.describe());
+            outln!("would drop schema {}", retired.describe());
         }
-        println!(
+        outln!(
             "{} would be dropped: {}",
             plural(found.len() as u64, "schema"),
             command(target)
@@ -99,7 +99,7 @@ fn collect(args: &GcArgs, target: &Target) -> Result<ExitCode, StateError> {
                 )
             }
         };
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(match left {
         0 => ExitCode::SUCCESS,

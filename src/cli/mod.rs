@@ -2,6 +2,24 @@
 //! reading the configuration, printing diagnostics, opening the state.
 //! Only this module prints and chooses exit codes.
 
+/// `println!` for the command's output: a reader that went away
+/// (`projector status | head -1`) ends the output quietly instead of
+/// panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` as [`outln`] does it.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod changes;
 mod check;
 mod diff;
@@ -143,7 +161,9 @@ pub fn main() -> ExitCode {
         Some(Command::Completions(args)) => {
             use clap::CommandFactory;
             let mut command = Cli::command();
-            clap_complete::generate(args.shell, &mut command, "projector", &mut io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "projector", &mut script);
+            let _ = io::stdout().write_all(&script);
             ExitCode::SUCCESS
         }
         None => run::run(&cli.run),

@@ -39,7 +39,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
     match held(&target) {
         Ok(Held::Stdin) => status_stdin::postgres(&target, args.format),
         Ok(Held::Nothing) if args.source.is_none() => {
-            println!(
+            outln!(
                 "{}: there is no state here: no projector has run with it",
                 target.display()
             );

@@ -68,8 +68,8 @@ pub fn status(
     };
     let view = View::of(&read);
     match format {
-        Format::Json => println!("{}", view.report(&address, target)),
-        Format::Human => print!("{}", view.human(&address, target)),
+        Format::Json => outln!("{}", view.report(&address, target)),
+        Format::Human => out!("{}", view.human(&address, target)),
     }
     ExitCode::SUCCESS
 }

@@ -77,7 +77,7 @@ fn show(
     let (stored, holder) = match read {
         Ok((Some(stored), holder)) => (stored, holder),
         Ok((None, _)) => {
-            println!("{name}: there is no state here: no projector has run with it");
+            outln!("{name}: there is no state here: no projector has run with it");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -86,8 +86,8 @@ fn show(
         }
     };
     match format {
-        Format::Human => println!("{}", human(name, &stored, &holder)),
-        Format::Json => println!("{}", report(name, &stored, &holder)),
+        Format::Human => outln!("{}", human(name, &stored, &holder)),
+        Format::Json => outln!("{}", report(name, &stored, &holder)),
     }
     ExitCode::SUCCESS
 }
