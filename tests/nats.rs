@@ -5,6 +5,7 @@ mod support;
 
 use serde_json::Value;
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 use support::{generated_events, NatsServer, Run, USERS_ORDERS};
 
 #[test]
@@ -112,4 +113,128 @@ fn a_broker_that_does_not_answer_is_an_io_error() {
         .go()
         .code_is(64)
         .stderr_has("cannot name a JetStream stream");
+}
+
+/// `projector publish --to STREAM` with stdin open, fed `lines`.
+fn publishing(
+    nats: &NatsServer,
+    lines: &[String],
+) -> (std::process::Child, std::process::ChildStdin) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(support::BIN)
+        .args(["publish", "--to", &nats.stream("S")])
+        .env(
+            "PROJECTOR_CONFIG",
+            support::repo().join("bench/users-orders.toml"),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    stdin.flush().unwrap();
+    (child, stdin)
+}
+
+/// Waits until the stream `S` holds `n` messages.
+fn stored(nats: &NatsServer, n: u64) {
+    let started = Instant::now();
+    while nats.count("S") < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} stored",
+            nats.count("S")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Distinct events `e1`…: `n` of them from `from` on.
+fn events(from: usize, n: usize) -> Vec<String> {
+    (from..from + n)
+        .map(|i| {
+            format!(
+                r#"{{"type":"UserCreated","id":"e{i}","payload":{{"id":"u{i}","name":"A","email":"a@x"}}}}"#
+            )
+        })
+        .collect()
+}
+
+/// The process's end within `within`: its exit code and stderr.
+fn ended(child: std::process::Child, within: Duration) -> (Option<i32>, String) {
+    let pid = child.id();
+    let started = Instant::now();
+    let watchdog = std::thread::spawn(move || {
+        while started.elapsed() < within {
+            std::thread::sleep(Duration::from_millis(50));
+            if std::fs::metadata(format!("/proc/{pid}")).is_err() {
+                return;
+            }
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = watchdog.join();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_interrupted_publish_says_how_many_events_were_stored_and_from_which_line_to_go_on() {
+    let nats = NatsServer::start();
+    let (child, stdin) = publishing(&nats, &events(1, 100));
+    stored(&nats, 100);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, stderr) = ended(child, Duration::from_secs(15));
+    drop(stdin);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "publish: interrupted by SIGINT: 100 events from 100 lines stored in {} (sequences 1..100); \
+             0 redeliveries dropped by JetStream as already stored; line 101 on not stored: publish \
+             them again (a line stored already is dropped by JetStream as a redelivery within the \
+             stream's duplicate window)\n",
+            nats.stream("S")
+        )
+    );
+}
+
+#[test]
+fn a_publish_that_fails_midway_says_how_many_events_were_stored_and_from_which_line_to_go_on() {
+    use std::io::Write;
+    let mut nats = NatsServer::start();
+    let (child, mut stdin) = publishing(&nats, &events(1, 50));
+    stored(&nats, 50);
+    let address = nats.stream("S");
+    nats.kill();
+    for line in events(51, 10) {
+        let _ = writeln!(stdin, "{line}");
+    }
+    drop(stdin);
+    let (code, stderr) = ended(child, Duration::from_secs(60));
+    assert_eq!(code, Some(74), "{stderr}");
+    let summary = stderr.lines().last().unwrap();
+    assert_eq!(
+        summary,
+        format!(
+            "publish: stopped by that error: 50 events from 60 lines stored in {address} \
+             (sequences 1..50); 0 redeliveries dropped by JetStream as already stored; line 51 on \
+             not stored: publish them again (a line stored already is dropped by JetStream as a \
+             redelivery within the stream's duplicate window)"
+        ),
+        "{stderr}"
+    );
 }

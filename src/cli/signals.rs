@@ -32,6 +32,19 @@ impl Stop {
         Ok(Stop(read))
     }
 
+    /// Installs handlers that only make the pipe readable, at every signal:
+    /// for a command that ends on its own soon after the first and says
+    /// what it did before it exits.
+    pub fn install_without_exit() -> std::io::Result<Stop> {
+        let (read, write) = UnixStream::pair()?;
+        for signal in [SIGTERM, SIGINT] {
+            flag::register(signal, &STOPPING)?;
+            flag::register_usize(signal, &SIGNAL, signal as usize)?;
+            low_level::pipe::register(signal, write.try_clone()?)?;
+        }
+        Ok(Stop(read))
+    }
+
     /// Another handle on the pipe, for one input.
     pub fn fd(&self) -> std::io::Result<OwnedFd> {
         Ok(self.0.try_clone()?.into())

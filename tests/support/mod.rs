@@ -619,6 +619,22 @@ impl NatsServer {
         self.child = NatsServer::spawn(self.port, self._store.path());
     }
 
+    /// Kills the server (for good).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// How many messages the stream `stream` holds (0 before it exists).
+    pub fn count(&self, stream: &str) -> u64 {
+        self.with_jetstream(|js| async move {
+            match js.get_stream(stream).await {
+                Ok(mut stream) => stream.info().await.map_or(0, |i| i.state.messages),
+                Err(_) => 0,
+            }
+        })
+    }
+
     /// `nats://127.0.0.1:PORT/STREAM`.
     pub fn stream(&self, stream: &str) -> String {
         format!("nats://127.0.0.1:{}/{stream}", self.port)
