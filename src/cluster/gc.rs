@@ -315,11 +315,11 @@ fn collect(client: &mut Client, main: &Target, grace: Duration) -> Result<(), po
         for retired in found {
             let schema = &retired.unit.schema;
             if drop_schema(client, main, schema, (1, Duration::ZERO))? == Outcome::Dropped {
-                eprintln!(
-                    "projector: dropped schema {}: retired longer than PROJECTOR_GC_SECONDS ({} s)",
+                crate::util::log::log(&format!(
+                    "dropped schema {}: retired longer than PROJECTOR_GC_SECONDS ({} s)",
                     retired.describe(),
                     grace.as_secs_f64()
-                );
+                ));
             }
         }
         Ok(())

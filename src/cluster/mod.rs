@@ -764,7 +764,7 @@ impl Coordinator {
 }
 
 fn log(text: &str) {
-    eprintln!("projector: {text}");
+    crate::util::log::log(text);
 }
 
 /// The stream `address` names, waited for while its broker does not

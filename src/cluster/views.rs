@@ -74,7 +74,7 @@ impl Views {
             .spawn(move || apply(&target, &doing));
         match thread {
             Ok(thread) => self.running = Some((job, thread)),
-            Err(e) => eprintln!("projector: cannot start a thread: {e}"),
+            Err(e) => crate::util::log::log(&format!("cannot start a thread: {e}")),
         }
     }
 

@@ -1,9 +1,11 @@
 //! Small tools: a fast hasher and a cache prefetch hint for the hot path,
-//! a lock-free histogram for metrics, the settings of the property tests.
+//! a lock-free histogram for metrics, the settings of the property tests,
+//! the log line.
 
 pub mod bloom;
 pub mod hash;
 pub mod histogram;
+pub mod log;
 pub mod prefetch;
 #[cfg(test)]
 pub mod property;

@@ -352,8 +352,8 @@ impl PostgresState {
                 }
             };
             let landed = commits == self.books.commits + 1;
-            eprintln!(
-                "projector: {}: the connection was lost while {doing} ({}); reconnected after {:.1} s; {}",
+            crate::util::log::log(&format!(
+                "{}: the connection was lost while {doing} ({}); reconnected after {:.1} s; {}",
                 self.books.path.display(),
                 describe(&error),
                 started.elapsed().as_secs_f64(),
@@ -361,7 +361,7 @@ impl PostgresState {
                     true => "the commit had landed",
                     false => "trying again",
                 }
-            );
+            ));
             if landed {
                 self.books.commits = commits;
                 return Ok(None);
