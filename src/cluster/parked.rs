@@ -1,10 +1,10 @@
 //! A unit's parked events, as the main schema's `rejections` keeps them
 //! (see [`crate::server::parking`]): read on a connection of their own.
 
-use super::registry::REJECTIONS;
 use crate::server::parking::{Document, OpenRow, ParkStore};
 use crate::state::postgres::text::from_column;
 use crate::state::postgres::Target;
+use crate::state::postgres::REJECTIONS;
 use crate::state::{Rejection, RejectionStatus, StateError};
 use std::sync::Mutex;
 

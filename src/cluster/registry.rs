@@ -31,7 +31,9 @@
 
 use super::deploy::{offer, Joined, NotDeployed, Offer};
 use super::stream::{follow_stream, Stream};
-use crate::state::postgres::{ident, is_connection_error, Target, THIS_WRITER, WRITER_LIVES};
+use crate::state::postgres::{
+    ident, is_connection_error, Target, REJECTIONS, THIS_WRITER, WRITER_LIVES,
+};
 use crate::state::StateError;
 use postgres::Client;
 use std::collections::HashMap;
@@ -56,7 +58,6 @@ pub struct UnitState {
 }
 
 /// The name of the table events refused are recorded in.
-pub const REJECTIONS: &str = "rejections";
 
 pub struct Registry {
     target: Target,

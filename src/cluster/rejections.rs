@@ -11,7 +11,7 @@
 //! the table against writers, so that it sees every event parked before it
 //! and no unit parks one while it decides.
 
-use super::registry::REJECTIONS;
+use crate::state::postgres::REJECTIONS;
 use crate::state::postgres::{from_column, to_column, Target};
 use crate::state::StateError;
 use postgres::Client;

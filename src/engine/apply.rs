@@ -8,8 +8,7 @@
 
 use crate::engine::fields::{self, Lookup};
 use crate::plan::binding::{
-    Action, Binding, Condition, FieldMap, FieldOp, FieldPath, Key, MetaField, Missing, Part,
-    Source, Test,
+    Action, Binding, Condition, FieldMap, FieldOp, FieldPath, MetaField, Missing, Source, Test,
 };
 use crate::plan::{type_name, ModelId, Plan};
 use crate::store::{Document, DocumentStore, FieldValue, Stored};
@@ -310,7 +309,7 @@ fn resolve_binding(
     if !binding.when.iter().all(|c| holds(c, event)) {
         return Ok(None);
     }
-    let key = match resolve_key(&binding.key, event) {
+    let key = match binding.key.resolve(event) {
         Ok(Some(key)) => crate::store::Key::new(&key),
         Ok(None) if binding.optional => return Ok(None),
         Ok(None) => {
@@ -379,34 +378,6 @@ fn resolve_binding(
         key,
         write,
     }))
-}
-
-/// The key's text; `None` when a path in it finds nothing; the path and what
-/// it found when that is not a string or a number.
-pub(crate) fn resolve_key<'a>(
-    key: &'a Key,
-    event: &'a Event<'a>,
-) -> Result<Option<Cow<'a, str>>, (String, &'static str)> {
-    let part = |path: &'a crate::plan::path::JsonPath| {
-        path.text(event)
-            .map_err(|found| (path.as_str().to_owned(), found))
-    };
-    match key {
-        Key::Path(path) => part(path),
-        Key::Template { parts, .. } => {
-            let mut text = String::new();
-            for p in parts {
-                match p {
-                    Part::Text(t) => text.push_str(t),
-                    Part::Path(path) => match part(path)? {
-                        Some(t) => text.push_str(&t),
-                        None => return Ok(None),
-                    },
-                }
-            }
-            Ok(Some(Cow::Owned(text)))
-        }
-    }
 }
 
 /// Whether a `when` condition holds for the event. For a path that selects

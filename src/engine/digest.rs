@@ -8,7 +8,7 @@ use crate::engine::apply::{self, ApplyError, Meta, Resolved};
 use crate::plan::event_id::EventIdRule;
 use crate::plan::{Plan, TypeId};
 use crate::state::dedup::IdHash;
-use crate::value::event::{Event, Raw};
+use crate::value::event::{checked_event, Event};
 use std::borrow::Cow;
 
 /// An event's id hash, type and resolved bindings, worked out ahead of the
@@ -112,31 +112,6 @@ impl Digester {
             old_id,
         })
     }
-}
-
-/// The event's type name, once the event is known to be an object with a
-/// string `type` and a `payload`; what is wrong with it otherwise.
-pub fn checked_event<'a>(event: &Raw<'a>) -> Result<&'a str, String> {
-    if !matches!(event, Raw::Object(_)) {
-        return Err(format!(
-            "\"event\" must be an object, found {}",
-            event.type_name()
-        ));
-    }
-    let type_name = match event.get("type") {
-        Some(Raw::String(ty)) => *ty,
-        None => return Err("the event has no \"type\"".to_owned()),
-        Some(other) => {
-            return Err(format!(
-                "the event's \"type\" must be a string, found {}",
-                other.type_name()
-            ))
-        }
-    };
-    if event.get("payload").is_none() {
-        return Err("the event has no \"payload\"".to_owned());
-    }
-    Ok(type_name)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub mod testing;
 pub use rebuild::Rebuilt;
 
 use crate::engine::apply::{apply_resolved, resolve, ApplyError, Change, Meta, Resolved};
-use crate::engine::digest::{checked_event, Digest};
+use crate::engine::digest::Digest;
 use crate::engine::durable::{Budget, Durable};
 use crate::engine::subscriptions::Subscriptions;
 use crate::plan::binding::Binding;
@@ -27,6 +27,7 @@ use crate::state::dedup::{IdHash, Processed};
 use crate::state::reader::Reader;
 use crate::state::{Journal, NoJournal, Restored, StateError, Totals};
 use crate::store::{DocumentStore, Key, MemoryStore};
+use crate::value::event::checked_event;
 use crate::value::event::Event;
 use crate::value::event::Raw;
 use serde_json::{Map, Value};

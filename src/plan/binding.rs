@@ -3,8 +3,10 @@
 use super::path::JsonPath;
 use super::ModelId;
 pub use crate::config::raw::{FieldOp, MetaField, Missing, Test};
+use crate::value::event::Event;
 use crate::value::name::Name;
 use serde_json::Value;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone)]
 pub struct Binding {
@@ -44,6 +46,34 @@ pub enum Part {
 }
 
 impl Key {
+    /// The key's text; `None` when a path in it finds nothing; the path and
+    /// what it found when that is not a string or a number.
+    pub fn resolve<'a>(
+        &'a self,
+        event: &'a Event<'a>,
+    ) -> Result<Option<Cow<'a, str>>, (String, &'static str)> {
+        let part = |path: &'a JsonPath| {
+            path.text(event)
+                .map_err(|found| (path.as_str().to_owned(), found))
+        };
+        match self {
+            Key::Path(path) => part(path),
+            Key::Template { parts, .. } => {
+                let mut text = String::new();
+                for p in parts {
+                    match p {
+                        Part::Text(t) => text.push_str(t),
+                        Part::Path(path) => match part(path)? {
+                            Some(t) => text.push_str(&t),
+                            None => return Ok(None),
+                        },
+                    }
+                }
+                Ok(Some(Cow::Owned(text)))
+            }
+        }
+    }
+
     /// The key as written, for messages.
     pub fn as_str(&self) -> &str {
         match self {

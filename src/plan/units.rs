@@ -59,7 +59,7 @@ impl Partition {
             return false;
         }
         let Some(key) = &self.key else { return true };
-        match crate::engine::apply::resolve_key(key, event) {
+        match key.resolve(event) {
             Ok(Some(text)) => part_of(&text, self.of) == self.part,
             // Refused by the bindings, or left out: by the first part.
             _ => self.part == 0,
@@ -70,7 +70,7 @@ impl Partition {
     /// or malformed), to refuse it: by its type and key when they can be
     /// read, as any other event; else the first unit of the first group.
     pub fn takes_undigested(&self, plan: &Plan, event: &Event<'_>) -> bool {
-        let ty = crate::engine::digest::checked_event(event.root())
+        let ty = crate::value::event::checked_event(event.root())
             .ok()
             .and_then(|name| plan.event_type(name));
         match ty {

@@ -161,6 +161,42 @@ mod tests {
     use crate::value::float::float;
     use serde_json::json;
 
+    /// A JSON string read as any input is (lone surrogates held).
+    fn read(text: &str) -> String {
+        serde_json::from_str(&crate::value::surrogate::prepare(text)).unwrap()
+    }
+
+    /// A string as the protocol writes it.
+    fn written(s: &str) -> String {
+        let mut out = Vec::new();
+        string(&mut out, s);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn lone_surrogates_read_and_write_back() {
+        for text in [
+            r#""\ud800""#,
+            r#""a\udfffb""#,
+            r#""\udc00\ud800""#,
+            r#""\ud83d\ude00\ud83d""#,
+            r#""\udbff\udfff""#,
+            r#""\\ud800""#,
+            r#""x\\\ud800""#,
+            r#""\ud7ff""#,
+            r#""\ud7ff\ud800\ud7fe""#,
+            r#""\\ud7ff""#,
+        ] {
+            assert_eq!(written(&read(text)), text.to_lowercase(), "{text}");
+        }
+        assert_eq!(written(&read("\"\u{10FFFF}\"")), r#""\udbff\udfff""#);
+        assert_eq!(written(&read("\"\u{D7FF}\u{D7FF}\"")), r#""\ud7ff\ud7ff""#);
+        assert_eq!(written(&read(r#""\uD800\uD7FF""#)), r#""\ud800\ud7ff""#);
+        // A mark that no input made (a name from a configuration).
+        assert_eq!(written("\u{D7FF}x"), r#""\ud7ffx""#);
+        assert_eq!(written("\u{D7FF}"), r#""\ud7ff""#);
+    }
+
     fn text(v: Value) -> String {
         let mut out = Vec::new();
         value(&mut out, &v);

@@ -10,9 +10,10 @@
 //! [`MAX_HELD`]: past that it stops, as `--on-refused stop` would, rather
 //! than grow with the data.
 
-use crate::engine::digest::{checked_event, Digest};
+use crate::engine::digest::Digest;
 use crate::plan::{ModelId, Plan};
 use crate::state::{Rejection, RejectionStatus, StateError};
+use crate::value::event::checked_event;
 use crate::value::event::Event;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -210,7 +211,7 @@ pub fn documents_of_event(plan: &Plan, event: &Event<'_>) -> Vec<Document> {
         .iter()
         .filter(|b| b.when.iter().all(|c| crate::engine::apply::holds(c, event)))
         .filter_map(|b| {
-            let key = crate::engine::apply::resolve_key(&b.key, event).ok()??;
+            let key = b.key.resolve(event).ok()??;
             Some((model_name(plan, b.model), key.into_owned()))
         })
         .collect();

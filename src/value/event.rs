@@ -191,6 +191,31 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// The event's type name, once the event is known to be an object with a
+/// string `type` and a `payload`; what is wrong with it otherwise.
+pub fn checked_event<'a>(event: &Raw<'a>) -> Result<&'a str, String> {
+    if !matches!(event, Raw::Object(_)) {
+        return Err(format!(
+            "\"event\" must be an object, found {}",
+            event.type_name()
+        ));
+    }
+    let type_name = match event.get("type") {
+        Some(Raw::String(ty)) => *ty,
+        None => return Err("the event has no \"type\"".to_owned()),
+        Some(other) => {
+            return Err(format!(
+                "the event's \"type\" must be a string, found {}",
+                other.type_name()
+            ))
+        }
+    };
+    if event.get("payload").is_none() {
+        return Err("the event has no \"payload\"".to_owned());
+    }
+    Ok(type_name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The table of a cluster's main schema that holds the events its units did
+/// not project (see `projector rejections`).
+pub const REJECTIONS: &str = "rejections";
+
 const FORMAT: &str = "projector-postgres 3";
 /// The format before lone surrogates took their present held form, which
 /// is upgraded once the state is claimed (see [`upgrade`]).
@@ -769,7 +773,7 @@ impl Books {
                  text = excluded.text, at = now(), status = excluded.status,
                  documents = excluded.documents, behind = excluded.behind",
             ident(schema),
-            crate::cluster::registry::REJECTIONS
+            REJECTIONS
         );
         for r in rejections {
             let id = r.id.as_deref().map(text::to_column);
