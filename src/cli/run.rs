@@ -229,11 +229,17 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
     );
     match cluster::run(settings) {
         Ok(ran) => {
-            if let Some((signal, _)) = signals::received() {
-                log(&format!(
+            match (signals::received(), ran.abandoned.is_empty()) {
+                (Some((signal, _)), true) => log(&format!(
                     "projector: {signal}: every unit owned committed what it applied and was released ({} claimed in this run); exiting",
                     ran.claimed
-                ));
+                )),
+                (Some((signal, _)), false) => log(&format!(
+                    "projector: {signal}: units {} could not commit their last batch in time (the database does not answer): what they committed is kept, the rest is applied again by their next owner once their claims lapse; the other units committed and were released ({} claimed in this run); exiting",
+                    ran.abandoned.join(", "),
+                    ran.claimed
+                )),
+                (None, _) => {}
             }
             ExitCode::SUCCESS
         }

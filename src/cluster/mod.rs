@@ -47,6 +47,12 @@ use worker::{Report, Worker};
 /// units are found free, and claimed, within about this long.
 const TURN: Duration = Duration::from_millis(500);
 
+/// How long a stopping instance waits for its units to commit what they
+/// applied and give their claims up; past it (the database out of reach),
+/// it leaves without them: what they committed is kept, the rest is
+/// applied again by their next owner, and their claims lapse.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Parts a splittable group is split in unless `--units` says otherwise.
 pub const DEFAULT_PARTS: u32 = 4;
 
@@ -117,6 +123,9 @@ impl From<registry::Refusal> for Stopped {
 pub struct Ran {
     /// Units claimed over the run.
     pub claimed: usize,
+    /// Units that could not commit and give their claims up in time when
+    /// the instance stopped, by name.
+    pub abandoned: Vec<String>,
 }
 
 /// The schema a unit's state lives in: the main schema's name, the unit's
@@ -259,8 +268,11 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         }
     };
     coordinator.shut_down();
-    coordinator.show_before_leaving();
-    coordinator.registry.leave();
+    // The database did not answer: nothing more is asked of it.
+    if coordinator.ran.abandoned.is_empty() && !coordinator.warned {
+        coordinator.show_before_leaving();
+        coordinator.registry.leave();
+    }
     result.map(|()| coordinator.ran)
 }
 
@@ -742,23 +754,32 @@ impl Coordinator {
         }
     }
 
-    /// Stops every worker and waits for them: what each applied is
-    /// committed and its unit given up.
+    /// Stops every worker and waits for them, [`SHUTDOWN_GRACE`] at most:
+    /// what each applied is committed and its unit given up. Those still
+    /// at it then are left to end with the process.
     fn shut_down(&mut self) {
         for worker in &mut self.workers {
             worker.stop();
         }
         self.stopping.append(&mut self.workers);
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
         while !self.stopping.is_empty() {
-            match self.reports.1.recv() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.reports.1.recv_timeout(left) {
+                Ok(Report::Claimed { .. }) => {}
                 Ok(report) => {
-                    if let Report::Claimed { .. } = report {
-                        continue;
-                    }
                     let _ = self.report(report);
                 }
                 Err(_) => break,
             }
+        }
+        for worker in self.stopping.drain(..) {
+            let name = self
+                .work
+                .iter()
+                .find(|w| w.listed.schema == worker.unit)
+                .map_or_else(|| worker.unit.clone(), |w| w.listed.name.clone());
+            self.ran.abandoned.push(name);
         }
     }
 }

@@ -113,7 +113,7 @@ impl Registry {
 
     fn client(&mut self) -> Result<&mut Client, postgres::Error> {
         if self.client.is_none() {
-            self.client = Some(Client::connect(&self.target.url, postgres::NoTls)?);
+            self.client = Some(crate::state::postgres::dial(&self.target.url)?);
         }
         Ok(self.client.as_mut().expect("connected"))
     }

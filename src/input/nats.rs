@@ -61,6 +61,10 @@ impl fmt::Display for StreamAddress {
     }
 }
 
+/// How long the stream's state may take to come, when the cluster's
+/// coordinator asks for it every turn.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A JetStream context on the server of `address`, connected within 5 s.
 pub async fn connect(address: &StreamAddress) -> Result<async_nats::jetstream::Context, String> {
     let client = async_nats::ConnectOptions::new()
@@ -95,7 +99,7 @@ impl Tail {
     pub fn last(&mut self) -> Result<u64, String> {
         let address = &self.address;
         let context = &mut self.context;
-        let result = self.runtime.block_on(async {
+        let asked = async {
             if context.is_none() {
                 *context = Some(connect(address).await?);
             }
@@ -109,6 +113,11 @@ impl Tail {
                 .await
                 .map_err(|e| format!("{address}: cannot read the stream: {e}"))?;
             Ok(info.state.last_sequence)
+        };
+        let result = self.runtime.block_on(async {
+            tokio::time::timeout(PROBE_TIMEOUT, asked)
+                .await
+                .unwrap_or_else(|_| Err(format!("{address}: the broker does not answer")))
         });
         if result.is_err() {
             self.context = None;
