@@ -1,5 +1,6 @@
 //! Cluster instances cut off from their broker or their database (through
-//! a proxy of the test's own): SIGTERM ends an instance within seconds
+//! a proxy of the test's own), and a broker restarted: consumption resumes
+//! soon after a broker restart; SIGTERM ends an instance within seconds
 //! whatever it cannot reach, and nothing committed is lost or applied
 //! twice.
 
@@ -177,6 +178,30 @@ impl Drop for Instance {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[test]
+fn consumption_resumes_soon_after_a_broker_restart() {
+    let mut setup = Setup::new("part_restart", 1500, 32);
+    let last = setup.publish(0..500);
+    let instance = setup.start("a", &setup.source(), &setup.db.url());
+    setup.caught_up(last, Duration::from_secs(60));
+    for (round, range) in [(1, 500..1000), (2, 1000..usize::MAX)] {
+        // Killed, the broker comes back on its port with its store.
+        setup.nats.restart(Duration::from_millis(500));
+        let back = Instant::now();
+        let last = setup.publish(range);
+        setup.caught_up(last, Duration::from_secs(30));
+        let resumed = back.elapsed();
+        println!(
+            "restart {round}: the events published were applied {:.2} s after the broker answered",
+            resumed.as_secs_f64()
+        );
+        assert!(resumed < Duration::from_secs(10), "{}", instance.log());
+    }
+    setup.assert_all_applied_once("after two broker restarts");
+    let (code, _, log) = instance.terminate(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{log}");
 }
 
 /// Runs an instance through `nats` and `pg` (each a proxy or not), cuts

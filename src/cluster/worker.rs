@@ -147,7 +147,7 @@ fn work(
                     drop(engine);
                     return Report::Released { unit };
                 }
-                pause = (pause * 2).min(Duration::from_secs(5));
+                pause = (pause * 2).min(crate::input::nats::RETRY_CAP);
             }
         }
     };
