@@ -1,8 +1,9 @@
 //! Cluster instances cut off from their broker or their database (through
-//! a proxy of the test's own), and a broker restarted: consumption resumes
-//! soon after a broker restart; SIGTERM ends an instance within seconds
-//! whatever it cannot reach, and nothing committed is lost or applied
-//! twice.
+//! a proxy of the test's own), and a broker restarted: an instance that
+//! cannot read its stream gives its units up to the others and claims
+//! again once it can; consumption resumes soon after a broker restart;
+//! SIGTERM ends an instance within seconds whatever it cannot reach, and
+//! nothing committed is lost or applied twice.
 
 mod support;
 
@@ -124,6 +125,49 @@ impl Setup {
             );
         }
     }
+
+    /// The units each instance owns, by the pid in its holder's name.
+    fn owners(&self) -> BTreeMap<u32, usize> {
+        let out = Run::new()
+            .args(&["status", "--config", self.config.to_str().unwrap()])
+            .args(&["--source", &self.source(), "--state", &self.db.url()])
+            .args(&["--format", "json"])
+            .go();
+        out.success();
+        let report: Value = serde_json::from_str(&out.stdout).unwrap();
+        let mut owners = BTreeMap::new();
+        for unit in report["units"].as_array().unwrap() {
+            if let Some(owner) = unit["owner"].as_str() {
+                let pid = owner.split_whitespace().nth(2).unwrap().parse().unwrap();
+                *owners.entry(pid).or_default() += 1;
+            }
+        }
+        owners
+    }
+
+    /// Waits until the units are owned as `want` says (`(pid, units)`, in
+    /// any order); returns how long that took.
+    fn owned(&self, want: &[(u32, usize)], within: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            let got = self.owners();
+            let fits = |shares: &[(u32, usize)]| {
+                got.len() == shares.len() && shares.iter().all(|(p, n)| got.get(p) == Some(n))
+            };
+            let mut swapped = want.to_vec();
+            if want.len() == 2 {
+                (swapped[0].1, swapped[1].1) = (want[1].1, want[0].1);
+            }
+            if fits(want) || fits(&swapped) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "units are owned {got:?}, not {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 struct Instance {
@@ -134,6 +178,10 @@ struct Instance {
 impl Instance {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits until its log holds `text`.
@@ -178,6 +226,57 @@ impl Drop for Instance {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn count(log: &str, text: &str) -> usize {
+    log.matches(text).count()
+}
+
+/// What an instance logs when it loses its stream, and when it reads it
+/// again.
+const STREAM_LOST: &str = "cannot read the stream for longer than its lease";
+const STREAM_BACK: &str = "the stream answers again";
+
+#[test]
+fn an_instance_cut_off_from_its_stream_gives_its_units_up_and_claims_again_once_healed() {
+    let setup = Setup::new("part_nats_cut", 3000, 31);
+    let last = setup.publish(0..1000);
+    let proxy = setup.nats_proxy();
+    let a = setup.start(
+        "a",
+        &proxy.url(&setup.source(), setup.nats.port),
+        &setup.db.url(),
+    );
+    a.wait_for_log("claimed unit", Duration::from_secs(30));
+    let b = setup.start("b", &setup.source(), &setup.db.url());
+    let shared = [(a.pid(), 3), (b.pid(), 2)];
+    setup.owned(&shared, Duration::from_secs(20));
+    setup.caught_up(last, Duration::from_secs(60));
+
+    // Cut off from the broker (not from the database), a gives its units
+    // up once its lease has passed; b takes them and applies what comes.
+    proxy.cut();
+    let took = setup.owned(&[(b.pid(), 5)], Duration::from_secs(20));
+    println!("units taken over {:.1} s after the cut", took.as_secs_f64());
+    let last = setup.publish(1000..2000);
+    setup.caught_up(last, Duration::from_secs(60));
+    a.wait_for_log(STREAM_LOST, Duration::from_secs(5));
+    assert!(!a.log().contains(STREAM_BACK), "{}", a.log());
+
+    // Healed, it claims its share again.
+    proxy.heal();
+    setup.owned(&shared, Duration::from_secs(20));
+    let last = setup.publish(2000..usize::MAX);
+    setup.caught_up(last, Duration::from_secs(60));
+    setup.assert_all_applied_once("after a cut and its healing");
+    let log = a.log();
+    assert_eq!(count(&log, STREAM_LOST), 1, "{log}");
+    assert_eq!(count(&log, STREAM_BACK), 1, "{log}");
+    for instance in [a, b] {
+        let (code, _, log) = instance.terminate(Duration::from_secs(15));
+        assert_eq!(code, Some(0), "{log}");
+    }
+    setup.assert_all_applied_once("at the end");
 }
 
 #[test]

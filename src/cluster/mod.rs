@@ -13,7 +13,9 @@
 //! free ones up to it, every [`TURN`]. A dead instance is counted out, and
 //! its claims are free, as soon as the server no longer lists the
 //! processes of its connections (or its leases lapse); the others take its
-//! units over. Which configuration is served is a recorded fact
+//! units over. An instance that cannot read the stream for longer than its
+//! lease gives its units up to the others and claims none until it can
+//! ([`reach`]). Which configuration is served is a recorded fact
 //! ([`deploy`]), and so is the stream followed ([`stream`]); the read
 //! models' views change only at a switch, off the coordinator's path
 //! ([`views`]).
@@ -22,6 +24,7 @@ pub mod deploy;
 pub mod gc;
 pub mod metrics;
 mod parked;
+mod reach;
 pub mod registry;
 pub mod rejections;
 pub mod share;
@@ -229,6 +232,7 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         workers: Vec::new(),
         stopping: Vec::new(),
         tail: Tail::new(&address),
+        reach: reach::Reach::default(),
         address,
         reports: mpsc::channel(),
         how: worker::How {
@@ -306,8 +310,10 @@ struct Coordinator {
     reports: (mpsc::Sender<Report>, Receiver<Report>),
     /// How each unit is applied.
     how: worker::How,
-    /// Asks the broker how far the stream goes, for the lag.
+    /// Asks the broker how far the stream goes, for the lag and to know
+    /// whether the stream can be read.
     tail: Tail,
+    reach: reach::Reach,
     ran: Ran,
     /// Whether the database's being out of reach was said.
     warned: bool,
@@ -498,6 +504,11 @@ impl Coordinator {
         if self.answered(read).is_none() || self.standby {
             return;
         }
+        let asked = Instant::now();
+        let last = self.tail.last();
+        if !self.follow_stream(&last, asked) {
+            return;
+        }
         let beat = self.registry.beat(self.workers.len());
         let Some(live) = self.answered(beat) else {
             return;
@@ -523,7 +534,7 @@ impl Coordinator {
             Ok(states) => states,
             Err(_) => return,
         };
-        let last = self.tail.last().ok();
+        let last = last.ok();
         let parked = self.registry.parked().unwrap_or_default();
         metrics::set_units(
             listed
@@ -578,7 +589,7 @@ impl Coordinator {
             self.stopping.push(worker);
         }
         for i in share::preference(self.work.len(), count, index) {
-            if self.workers.len() >= share {
+            if self.workers.len() >= share || self.reach.silent() {
                 break;
             }
             let work = &self.work[i];
@@ -609,6 +620,35 @@ impl Coordinator {
             }
         }
         self.views_turn(&states);
+    }
+
+    /// Follows whether the stream answered (`last`, asked at `asked`):
+    /// silent longer than a lease, every unit is given up and the instance
+    /// leaves the live ones until it answers again. Returns whether the
+    /// turn goes on.
+    fn follow_stream(&mut self, last: &Result<u64, String>, asked: Instant) -> bool {
+        let lease = self.target.lease;
+        match self.reach.answered(last.is_ok(), asked, lease) {
+            reach::Change::Lost => {
+                log(&format!(
+                    "{}: cannot read the stream for longer than its lease ({} s): {}; this instance gives its units up to the others and claims none until the stream answers",
+                    self.address,
+                    lease.as_secs_f64(),
+                    last.as_ref().err().map_or("", String::as_str),
+                ));
+                for mut worker in self.workers.drain(..) {
+                    worker.stop();
+                    self.stopping.push(worker);
+                }
+                self.registry.leave();
+            }
+            reach::Change::Back => log(&format!(
+                "{}: the stream answers again: this instance claims units again",
+                self.address
+            )),
+            reach::Change::Same => {}
+        }
+        !self.reach.cut_off()
     }
 
     /// The switch to the version being built, once each of its units has
