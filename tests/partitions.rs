@@ -197,10 +197,15 @@ impl Instance {
         }
     }
 
-    /// SIGTERM once it runs; its exit status and how long it took to exit
-    /// (panics past `within`).
-    fn terminate(mut self, within: Duration) -> (Option<i32>, Duration, String) {
-        self.wait_for_log("claimed unit", Duration::from_secs(30));
+    /// SIGTERM once it claimed a unit; its exit status and how long it
+    /// took to exit (panics past `within`).
+    fn terminate(self, within: Duration) -> (Option<i32>, Duration, String) {
+        self.terminate_after("claimed unit", within)
+    }
+
+    /// SIGTERM once it logged `ready`, as [`Instance::terminate`].
+    fn terminate_after(mut self, ready: &str, within: Duration) -> (Option<i32>, Duration, String) {
+        self.wait_for_log(ready, Duration::from_secs(30));
         let sent = Instant::now();
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -349,4 +354,24 @@ fn sigterm_ends_an_instance_within_seconds_while_its_broker_is_cut_off() {
     let proxy = setup.nats_proxy();
     let source = proxy.url(&setup.source(), setup.nats.port);
     terminated_while_cut(&setup, &source, &setup.db.url(), &proxy, "the broker");
+}
+
+#[test]
+fn sigterm_ends_an_instance_that_starts_while_its_database_is_cut_off() {
+    let setup = Setup::new("part_term_start", 200, 35);
+    setup.publish(0..usize::MAX);
+    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], 5432)));
+    proxy.cut();
+    let state = proxy.url(&setup.db.url(), 5432);
+    let instance = setup.start("a", &setup.source(), &state);
+    instance.wait_for_log("projector: consuming ", Duration::from_secs(30));
+    // Past the stream's lookup, into the first connection's retries.
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, took, log) = instance.terminate_after("consuming ", Duration::from_secs(15));
+    println!(
+        "SIGTERM while starting with the database cut off: exited in {:.2} s",
+        took.as_secs_f64()
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}: {log}");
+    assert_eq!(code, Some(0), "{log}");
 }

@@ -164,6 +164,12 @@ pub fn run(args: &RunArgs) -> ExitCode {
     finish(engine, args.dump.as_deref())
 }
 
+/// How long an instance may take to stop after SIGTERM or SIGINT before it
+/// exits whatever it waits for (its units wait 5 s at most to commit; this
+/// bounds what starts up or leaves while the database or the broker does
+/// not answer).
+const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// `run --source`: one instance of a cluster (see [`projector::cluster`]).
 fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<Stop>) -> ExitCode {
     let location = args
@@ -184,6 +190,7 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
             return ExitCode::from(EX_IOERR);
         }
     };
+    signals::exit_within(STOP_DEADLINE);
     if let Some(addr) = &args.metrics {
         match cluster::metrics::serve(addr) {
             Ok(bound) => log(&format!("projector: metrics at http://{bound}/metrics")),
