@@ -164,6 +164,12 @@ pub fn run(args: &RunArgs) -> ExitCode {
     finish(engine, args.dump.as_deref())
 }
 
+/// How long an instance may take to stop after SIGTERM or SIGINT before it
+/// exits whatever it waits for (its units wait 5 s at most to commit; this
+/// bounds what starts up or leaves while the database or the broker does
+/// not answer).
+const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// `run --source`: one instance of a cluster (see [`projector::cluster`]).
 fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<Stop>) -> ExitCode {
     let location = args
@@ -184,6 +190,7 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
             return ExitCode::from(EX_IOERR);
         }
     };
+    signals::exit_within(STOP_DEADLINE);
     if let Some(addr) = &args.metrics {
         match cluster::metrics::serve(addr) {
             Ok(bound) => log(&format!("projector: metrics at http://{bound}/metrics")),
@@ -229,11 +236,17 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
     );
     match cluster::run(settings) {
         Ok(ran) => {
-            if let Some((signal, _)) = signals::received() {
-                log(&format!(
+            match (signals::received(), ran.abandoned.is_empty()) {
+                (Some((signal, _)), true) => log(&format!(
                     "projector: {signal}: every unit owned committed what it applied and was released ({} claimed in this run); exiting",
                     ran.claimed
-                ));
+                )),
+                (Some((signal, _)), false) => log(&format!(
+                    "projector: {signal}: units {} could not commit their last batch in time (the database does not answer): what they committed is kept, the rest is applied again by their next owner once their claims lapse; the other units committed and were released ({} claimed in this run); exiting",
+                    ran.abandoned.join(", "),
+                    ran.claimed
+                )),
+                (None, _) => {}
             }
             ExitCode::SUCCESS
         }

@@ -8,6 +8,7 @@ use signal_hook::{flag, low_level};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 static STOPPING: AtomicBool = AtomicBool::new(false);
 static SIGNAL: AtomicUsize = AtomicUsize::new(0);
@@ -49,6 +50,29 @@ impl Stop {
     pub fn fd(&self) -> std::io::Result<OwnedFd> {
         Ok(self.0.try_clone()?.into())
     }
+}
+
+/// Ends the process `grace` after the first signal if it is still running
+/// then (the database or the broker does not answer, and something waits
+/// for it), with the status a graceful stop gives: what was committed is
+/// kept, as after a crash.
+pub fn exit_within(grace: Duration) {
+    let watch = move || {
+        while !STOPPING.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(grace);
+        let (signal, _) = received().unwrap_or(("a signal", 0));
+        projector::util::log::log(&format!(
+            "{signal}: still stopping after {} s (the database or the broker does not answer): exiting; what was committed is kept",
+            grace.as_secs_f64()
+        ));
+        std::process::exit(0);
+    };
+    // Without the thread, a stop waits for what it waits for.
+    let _ = std::thread::Builder::new()
+        .name("stop deadline".to_owned())
+        .spawn(watch);
 }
 
 /// The signal that stopped the run, if one did: its name and number.

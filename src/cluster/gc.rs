@@ -273,7 +273,7 @@ impl Collector {
                     if client.is_none() {
                         // One attempt per turn, so that stopping never
                         // waits for a database out of reach.
-                        client = Client::connect(&main.url, postgres::NoTls).ok();
+                        client = crate::state::postgres::dial(&main.url).ok();
                     }
                     let Some(c) = client.as_mut() else { continue };
                     if collect(c, &main, grace).is_err() {

@@ -13,7 +13,9 @@
 //! free ones up to it, every [`TURN`]. A dead instance is counted out, and
 //! its claims are free, as soon as the server no longer lists the
 //! processes of its connections (or its leases lapse); the others take its
-//! units over. Which configuration is served is a recorded fact
+//! units over. An instance that cannot read the stream for longer than its
+//! lease gives its units up to the others and claims none until it can
+//! ([`reach`]). Which configuration is served is a recorded fact
 //! ([`deploy`]), and so is the stream followed ([`stream`]); the read
 //! models' views change only at a switch, off the coordinator's path
 //! ([`views`]).
@@ -22,6 +24,7 @@ pub mod deploy;
 pub mod gc;
 pub mod metrics;
 mod parked;
+mod reach;
 pub mod registry;
 pub mod rejections;
 pub mod share;
@@ -46,6 +49,12 @@ use worker::{Report, Worker};
 /// give up (a third of the lease when that is shorter): a dead instance's
 /// units are found free, and claimed, within about this long.
 const TURN: Duration = Duration::from_millis(500);
+
+/// How long a stopping instance waits for its units to commit what they
+/// applied and give their claims up; past it (the database out of reach),
+/// it leaves without them: what they committed is kept, the rest is
+/// applied again by their next owner, and their claims lapse.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Parts a splittable group is split in unless `--units` says otherwise.
 pub const DEFAULT_PARTS: u32 = 4;
@@ -117,6 +126,9 @@ impl From<registry::Refusal> for Stopped {
 pub struct Ran {
     /// Units claimed over the run.
     pub claimed: usize,
+    /// Units that could not commit and give their claims up in time when
+    /// the instance stopped, by name.
+    pub abandoned: Vec<String>,
 }
 
 /// The schema a unit's state lives in: the main schema's name, the unit's
@@ -220,6 +232,7 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         workers: Vec::new(),
         stopping: Vec::new(),
         tail: Tail::new(&address),
+        reach: reach::Reach::default(),
         address,
         reports: mpsc::channel(),
         how: worker::How {
@@ -259,8 +272,11 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         }
     };
     coordinator.shut_down();
-    coordinator.show_before_leaving();
-    coordinator.registry.leave();
+    // The database did not answer: nothing more is asked of it.
+    if coordinator.ran.abandoned.is_empty() && !coordinator.warned {
+        coordinator.show_before_leaving();
+        coordinator.registry.leave();
+    }
     result.map(|()| coordinator.ran)
 }
 
@@ -294,8 +310,10 @@ struct Coordinator {
     reports: (mpsc::Sender<Report>, Receiver<Report>),
     /// How each unit is applied.
     how: worker::How,
-    /// Asks the broker how far the stream goes, for the lag.
+    /// Asks the broker how far the stream goes, for the lag and to know
+    /// whether the stream can be read.
     tail: Tail,
+    reach: reach::Reach,
     ran: Ran,
     /// Whether the database's being out of reach was said.
     warned: bool,
@@ -486,6 +504,11 @@ impl Coordinator {
         if self.answered(read).is_none() || self.standby {
             return;
         }
+        let asked = Instant::now();
+        let last = self.tail.last();
+        if !self.follow_stream(&last, asked) {
+            return;
+        }
         let beat = self.registry.beat(self.workers.len());
         let Some(live) = self.answered(beat) else {
             return;
@@ -511,7 +534,7 @@ impl Coordinator {
             Ok(states) => states,
             Err(_) => return,
         };
-        let last = self.tail.last().ok();
+        let last = last.ok();
         let parked = self.registry.parked().unwrap_or_default();
         metrics::set_units(
             listed
@@ -566,7 +589,7 @@ impl Coordinator {
             self.stopping.push(worker);
         }
         for i in share::preference(self.work.len(), count, index) {
-            if self.workers.len() >= share {
+            if self.workers.len() >= share || self.reach.silent() {
                 break;
             }
             let work = &self.work[i];
@@ -597,6 +620,35 @@ impl Coordinator {
             }
         }
         self.views_turn(&states);
+    }
+
+    /// Follows whether the stream answered (`last`, asked at `asked`):
+    /// silent longer than a lease, every unit is given up and the instance
+    /// leaves the live ones until it answers again. Returns whether the
+    /// turn goes on.
+    fn follow_stream(&mut self, last: &Result<u64, String>, asked: Instant) -> bool {
+        let lease = self.target.lease;
+        match self.reach.answered(last.is_ok(), asked, lease) {
+            reach::Change::Lost => {
+                log(&format!(
+                    "{}: cannot read the stream for longer than its lease ({} s): {}; this instance gives its units up to the others and claims none until the stream answers",
+                    self.address,
+                    lease.as_secs_f64(),
+                    last.as_ref().err().map_or("", String::as_str),
+                ));
+                for mut worker in self.workers.drain(..) {
+                    worker.stop();
+                    self.stopping.push(worker);
+                }
+                self.registry.leave();
+            }
+            reach::Change::Back => log(&format!(
+                "{}: the stream answers again: this instance claims units again",
+                self.address
+            )),
+            reach::Change::Same => {}
+        }
+        !self.reach.cut_off()
     }
 
     /// The switch to the version being built, once each of its units has
@@ -742,23 +794,32 @@ impl Coordinator {
         }
     }
 
-    /// Stops every worker and waits for them: what each applied is
-    /// committed and its unit given up.
+    /// Stops every worker and waits for them, [`SHUTDOWN_GRACE`] at most:
+    /// what each applied is committed and its unit given up. Those still
+    /// at it then are left to end with the process.
     fn shut_down(&mut self) {
         for worker in &mut self.workers {
             worker.stop();
         }
         self.stopping.append(&mut self.workers);
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
         while !self.stopping.is_empty() {
-            match self.reports.1.recv() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.reports.1.recv_timeout(left) {
+                Ok(Report::Claimed { .. }) => {}
                 Ok(report) => {
-                    if let Report::Claimed { .. } = report {
-                        continue;
-                    }
                     let _ = self.report(report);
                 }
                 Err(_) => break,
             }
+        }
+        for worker in self.stopping.drain(..) {
+            let name = self
+                .work
+                .iter()
+                .find(|w| w.listed.schema == worker.unit)
+                .map_or_else(|| worker.unit.clone(), |w| w.listed.name.clone());
+            self.ran.abandoned.push(name);
         }
     }
 }

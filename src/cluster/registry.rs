@@ -57,8 +57,6 @@ pub struct UnitState {
     pub checkpoint: Option<u64>,
 }
 
-/// The name of the table events refused are recorded in.
-
 pub struct Registry {
     target: Target,
     client: Option<Client>,
@@ -114,7 +112,7 @@ impl Registry {
 
     fn client(&mut self) -> Result<&mut Client, postgres::Error> {
         if self.client.is_none() {
-            self.client = Some(Client::connect(&self.target.url, postgres::NoTls)?);
+            self.client = Some(crate::state::postgres::dial(&self.target.url)?);
         }
         Ok(self.client.as_mut().expect("connected"))
     }

@@ -33,7 +33,7 @@ pub fn identity(address: &StreamAddress) -> Result<Stream, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
+    let asked = async {
         let js = crate::input::nats::connect(address).await?;
         let mut stream = js
             .get_stream(&address.stream)
@@ -48,6 +48,11 @@ pub fn identity(address: &StreamAddress) -> Result<Stream, String> {
             created: utc(info.created.unix_timestamp_nanos()),
             first_sequence: info.state.first_sequence,
         })
+    };
+    runtime.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(5), asked)
+            .await
+            .unwrap_or_else(|_| Err(format!("{address}: the broker does not answer")))
     })
 }
 

@@ -94,7 +94,7 @@ impl Views {
 /// Tries `job` until it is done or [`PERSIST`] has passed.
 pub fn apply(target: &Target, job: &Job) -> Outcome {
     let failed = |e: postgres::Error| Outcome::Failed(describe(&e));
-    let mut client = match Client::connect(&target.url, postgres::NoTls) {
+    let mut client = match crate::state::postgres::dial(&target.url) {
         Ok(client) => client,
         Err(e) => return failed(e),
     };

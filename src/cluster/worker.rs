@@ -141,13 +141,13 @@ fn work(
             Ok(started) => break Ok(started),
             Err(e) => {
                 if pause == Duration::from_millis(200) {
-                    eprintln!("projector: {e}; trying again");
+                    crate::util::log::log(&format!("{e}; trying again"));
                 }
                 if crate::input::source::readable(&stopped, pause) {
                     drop(engine);
                     return Report::Released { unit };
                 }
-                pause = (pause * 2).min(Duration::from_secs(5));
+                pause = (pause * 2).min(crate::input::nats::RETRY_CAP);
             }
         }
     };

@@ -61,14 +61,44 @@ impl fmt::Display for StreamAddress {
     }
 }
 
+/// How long at most between two attempts to reach a broker that does not
+/// answer: once it answers again, it is found within about that long.
+pub const RETRY_CAP: Duration = Duration::from_secs(1);
+
+/// How long a question to the broker (the stream's state, a consumer made)
+/// may take before it counts as unanswered.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the stream's state may take to come, when the cluster's
+/// coordinator asks for it every turn.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A JetStream context on the server of `address`, connected within 5 s.
 pub async fn connect(address: &StreamAddress) -> Result<async_nats::jetstream::Context, String> {
+    Ok(connect_watched(address).await?.0)
+}
+
+/// [`connect`], and a flag raised when the connection is lost. The client
+/// reconnects by itself, but a consumer made on it may not have outlived a
+/// broker's restart (and the client's own waits are long): a consumer is
+/// made again at once instead.
+async fn connect_watched(
+    address: &StreamAddress,
+) -> Result<(async_nats::jetstream::Context, Arc<AtomicBool>), String> {
+    let lost = Arc::new(AtomicBool::new(false));
+    let raised = lost.clone();
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
+        .event_callback(move |event| {
+            if let async_nats::Event::Disconnected = event {
+                raised.store(true, Ordering::SeqCst);
+            }
+            std::future::ready(())
+        })
         .connect(&address.server)
         .await
         .map_err(|e| format!("{address}: cannot connect: {e}"))?;
-    Ok(async_nats::jetstream::new(client))
+    Ok((async_nats::jetstream::new(client), lost))
 }
 
 /// The last sequence of a stream, asked of the broker over one connection
@@ -95,7 +125,7 @@ impl Tail {
     pub fn last(&mut self) -> Result<u64, String> {
         let address = &self.address;
         let context = &mut self.context;
-        let result = self.runtime.block_on(async {
+        let asked = async {
             if context.is_none() {
                 *context = Some(connect(address).await?);
             }
@@ -109,6 +139,11 @@ impl Tail {
                 .await
                 .map_err(|e| format!("{address}: cannot read the stream: {e}"))?;
             Ok(info.state.last_sequence)
+        };
+        let result = self.runtime.block_on(async {
+            tokio::time::timeout(PROBE_TIMEOUT, asked)
+                .await
+                .unwrap_or_else(|_| Err(format!("{address}: the broker does not answer")))
         });
         if result.is_err() {
             self.context = None;
@@ -287,20 +322,25 @@ async fn consume(
     ready: mpsc::Sender<Result<(), String>>,
     shared: Arc<Shared>,
 ) {
-    use futures_core::Stream;
     let mut next = from;
     let mut ready = Some(ready);
     let mut pause = Duration::from_millis(200);
     loop {
-        let mut messages = match subscribe(&address, next).await {
-            Ok(messages) => {
+        let asked = tokio::time::timeout(ASK_TIMEOUT, subscribe(&address, next));
+        let subscribed = asked
+            .await
+            .unwrap_or_else(|_| Err(format!("{address}: the broker does not answer")));
+        let (mut messages, lost) = match subscribed {
+            Ok(subscribed) => {
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(Ok(()));
                 } else {
-                    eprintln!("projector: {address}: consuming again from sequence {next}");
+                    crate::util::log::log(&format!(
+                        "{address}: consuming again from sequence {next}"
+                    ));
                 }
                 pause = Duration::from_millis(200);
-                messages
+                subscribed
             }
             // The first time, the caller reports it; later, the broker is
             // waited for.
@@ -311,57 +351,25 @@ async fn consume(
                 }
                 None => {
                     if pause == Duration::from_millis(200) {
-                        eprintln!("projector: {e}; trying again");
+                        crate::util::log::log(&format!("{e}; trying again"));
                     }
                     if !wait(&shared, pause).await {
                         return;
                     }
-                    pause = (pause * 2).min(Duration::from_secs(5));
+                    pause = (pause * 2).min(RETRY_CAP);
                     continue;
                 }
             },
         };
-        loop {
-            let poll = std::future::poll_fn(|cx| std::pin::Pin::new(&mut messages).poll_next(cx));
-            let next_message = match tokio::time::timeout(Duration::from_secs(1), poll).await {
-                Ok(item) => item,
-                Err(_) if shared.closed.load(Ordering::SeqCst) => return,
-                Err(_) => continue,
-            };
-            let (line, sequence) = match next_message {
-                Some(Ok(message)) => match message.info() {
-                    Ok(info) => {
-                        let mut line: Vec<u8> = message
-                            .payload
-                            .iter()
-                            .map(|&b| if b == b'\n' { b' ' } else { b })
-                            .collect();
-                        line.push(b'\n');
-                        (line, info.stream_sequence)
-                    }
-                    Err(e) => {
-                        eprintln!("projector: {address}: a message without its sequence: {e}");
-                        break;
-                    }
-                },
-                Some(Err(e)) => {
-                    eprintln!("projector: {address}: reading the stream failed: {e}");
-                    break;
-                }
-                None => {
-                    eprintln!("projector: {address}: the stream's consumer ended");
-                    break;
-                }
-            };
-            // Redelivered by a consumer made again: already passed on.
-            if sequence < next {
-                continue;
-            }
-            next = sequence + 1;
-            shared.waiting.fetch_add(1, Ordering::SeqCst);
-            if sender.send(Ok((line, sequence))).is_err() {
-                return;
-            }
+        let passed = pass_on(
+            &address,
+            (&mut messages, &lost),
+            &mut next,
+            &sender,
+            &shared,
+        );
+        if !passed.await {
+            return;
         }
         if !wait(&shared, pause).await {
             return;
@@ -369,14 +377,80 @@ async fn consume(
     }
 }
 
-/// An ordered consumer of the stream from sequence `from`.
+/// Passes the consumer's messages on from sequence `next`, which it
+/// advances, until the consumer fails or its connection is lost (true:
+/// a consumer is to be made again) or the input is gone (false).
+async fn pass_on(
+    address: &StreamAddress,
+    (messages, lost): (&mut Consumer, &AtomicBool),
+    next: &mut u64,
+    sender: &SyncSender<Message>,
+    shared: &Shared,
+) -> bool {
+    use futures_core::Stream;
+    loop {
+        if lost.load(Ordering::SeqCst) {
+            crate::util::log::log(&format!(
+                "{address}: the connection to the broker was lost; consuming again from sequence {next} once it answers"
+            ));
+            return true;
+        }
+        let poll = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *messages).poll_next(cx));
+        let next_message = match tokio::time::timeout(Duration::from_millis(250), poll).await {
+            Ok(item) => item,
+            Err(_) if shared.closed.load(Ordering::SeqCst) => return false,
+            Err(_) => continue,
+        };
+        let (line, sequence) = match next_message {
+            Some(Ok(message)) => match message.info() {
+                Ok(info) => {
+                    let mut line: Vec<u8> = message
+                        .payload
+                        .iter()
+                        .map(|&b| if b == b'\n' { b' ' } else { b })
+                        .collect();
+                    line.push(b'\n');
+                    (line, info.stream_sequence)
+                }
+                Err(e) => {
+                    crate::util::log::log(&format!(
+                        "{address}: a message without its sequence: {e}"
+                    ));
+                    return true;
+                }
+            },
+            Some(Err(e)) => {
+                crate::util::log::log(&format!("{address}: reading the stream failed: {e}"));
+                return true;
+            }
+            None => {
+                crate::util::log::log(&format!("{address}: the stream's consumer ended"));
+                return true;
+            }
+        };
+        // Redelivered by a consumer made again: already passed on.
+        if sequence < *next {
+            continue;
+        }
+        *next = sequence + 1;
+        shared.waiting.fetch_add(1, Ordering::SeqCst);
+        if sender.send(Ok((line, sequence))).is_err() {
+            return false;
+        }
+    }
+}
+
+type Consumer = async_nats::jetstream::consumer::pull::Ordered;
+
+/// An ordered consumer of the stream from sequence `from`, on a connection
+/// of its own, and the flag raised when that connection is lost.
 async fn subscribe(
     address: &StreamAddress,
     from: u64,
-) -> Result<async_nats::jetstream::consumer::pull::Ordered, String> {
+) -> Result<(Consumer, Arc<AtomicBool>), String> {
     use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-    let stream = connect(address)
-        .await?
+    let (context, lost) = connect_watched(address).await?;
+    let stream = context
         .get_stream(&address.stream)
         .await
         .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;
@@ -389,10 +463,11 @@ async fn subscribe(
         })
         .await
         .map_err(|e| format!("{address}: cannot consume the stream: {e}"))?;
-    consumer
+    let messages = consumer
         .messages()
         .await
-        .map_err(|e| format!("{address}: cannot consume the stream: {e}"))
+        .map_err(|e| format!("{address}: cannot consume the stream: {e}"))?;
+    Ok((messages, lost))
 }
 
 /// Waits `pause`; false when the input was dropped meanwhile.

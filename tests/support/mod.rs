@@ -1,6 +1,7 @@
 //! Drives the real `projector` binary: write stdin, compare stdout and stderr in full.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod versions;
 
 use std::io::Write;

@@ -3,7 +3,7 @@
 
 use super::super::StateError;
 use postgres::error::SqlState;
-use postgres::{Client, NoTls};
+use postgres::Client;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -107,7 +107,7 @@ impl Target {
             // would hold its locks, the lease row's among them, for as long
             // as it is stopped: the server ends such a transaction after a
             // lease, so that a successor can claim the state.
-            let session = Client::connect(&self.url, NoTls).and_then(|mut client| {
+            let session = super::dial(&self.url).and_then(|mut client| {
                 let timeout = self.lease.as_millis().max(1000);
                 client.batch_execute(&format!(
                     "SET idle_in_transaction_session_timeout = {timeout}"

@@ -213,7 +213,7 @@ impl Heartbeat {
                     if client.is_none() {
                         // One attempt per beat: a lost connection is tried
                         // again at the next one.
-                        client = postgres::Client::connect(&target.url, postgres::NoTls).ok();
+                        client = super::dial(&target.url).ok();
                     }
                     let Some(c) = client.as_mut() else { continue };
                     match c.execute(&sql, &[&token, &target.lease.as_secs_f64()]) {

@@ -29,6 +29,7 @@
 //! drops the old one, so readers see the old version or the new one, whole.
 
 mod connect;
+mod dial;
 mod lease;
 mod reader;
 pub mod secret;
@@ -36,6 +37,7 @@ pub mod text;
 mod upgrade;
 
 pub use connect::{describe, ident, is_connection_error, Target, DEFAULT_SCHEMA, MAX_NAME_BYTES};
+pub use dial::dial;
 pub use lease::{claim_of, holder, Claim, THIS_WRITER, WRITER_LIVES};
 pub use text::{from_column, to_column};
 
