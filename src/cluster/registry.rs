@@ -31,6 +31,7 @@
 
 use super::deploy::{offer, Joined, NotDeployed, Offer};
 use super::stream::{follow_stream, Stream};
+use crate::state::postgres::settings::Settings;
 use crate::state::postgres::{ident, is_connection_error, Target, THIS_WRITER, WRITER_LIVES};
 use crate::state::StateError;
 use postgres::Client;
@@ -60,6 +61,7 @@ pub const REJECTIONS: &str = "rejections";
 
 pub struct Registry {
     target: Target,
+    settings: Settings,
     client: Option<Client>,
     holder: String,
 }
@@ -78,6 +80,7 @@ impl Registry {
         offered: &Offer<'_>,
         layout: impl Fn(u32) -> Vec<Listed>,
     ) -> Result<(Registry, u32, Joined), Refusal> {
+        let settings = target.settings()?;
         let mut client = target.connect()?;
         let failed = |e| Refusal::State(target.failed("preparing the cluster's tables", e));
         let mut tx = client.transaction().map_err(failed)?;
@@ -99,6 +102,7 @@ impl Registry {
         tx.commit().map_err(failed)?;
         let registry = Registry {
             target: target.clone(),
+            settings,
             client: Some(client),
             holder: crate::state::postgres::holder(),
         };
@@ -113,7 +117,7 @@ impl Registry {
 
     fn client(&mut self) -> Result<&mut Client, postgres::Error> {
         if self.client.is_none() {
-            self.client = Some(Client::connect(&self.target.url, postgres::NoTls)?);
+            self.client = Some(self.settings.connect()?);
         }
         Ok(self.client.as_mut().expect("connected"))
     }
