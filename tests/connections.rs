@@ -124,9 +124,14 @@ impl TlsServer {
                 "scram-sha-256",
             ],
         );
+        // Database `plain` is taken without TLS only; every other one with
+        // TLS only.
         std::fs::write(
             path.join("data/pg_hba.conf"),
-            "hostssl all all 127.0.0.1/32 scram-sha-256\n",
+            "local all all trust\n\
+             hostssl plain all 127.0.0.1/32 reject\n\
+             hostnossl plain all 127.0.0.1/32 scram-sha-256\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n",
         )
         .unwrap();
         let port = free_port();
@@ -144,6 +149,10 @@ impl TlsServer {
             &bin("pg_ctl"),
             &["-D", "data", "-l", "log", "-w", "-t", "30", "start"],
         );
+        let socket = format!("host={} port={port} user=postgres", path.display());
+        postgres::Client::connect(&socket, postgres::NoTls)
+            .and_then(|mut c| c.batch_execute("CREATE DATABASE plain"))
+            .expect("database plain is made");
         TlsServer { dir, port }
     }
 
@@ -268,6 +277,17 @@ fn tls_modes_connect_or_fail_fast_with_the_reason() {
         &[],
         "127.0.0.1",
         "verify-full, a host name the certificate is not for",
+    );
+    connects(
+        &server.url("127.0.0.1", "plain", ""),
+        &[],
+        "prefer, a database the server takes without TLS only",
+    );
+    refused(
+        &server.url("127.0.0.1", "plain", "?sslmode=require"),
+        &[],
+        "pg_hba.conf rejects connection",
+        "require, a database the server takes without TLS only",
     );
     refused(
         &on("127.0.0.1", "?sslmode=disable"),

@@ -20,7 +20,7 @@ pub const DEFAULT_RETRY: Duration = Duration::from_secs(30);
 
 /// A PostgreSQL state: the database's connection settings and the schema
 /// in it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Target {
     /// The connection settings as `--state` gave them: a URL or a
     /// `key=value` string (see [`Settings`]); shown only through
@@ -32,6 +32,19 @@ pub struct Target {
     /// Where events refused are kept, for a unit of work: the schema of
     /// the `rejections` table, and the unit's name.
     pub rejections: Option<(String, String)>,
+}
+
+/// Shows the settings as messages do, without their password.
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("url", &super::secret::redacted(&self.url))
+            .field("schema", &self.schema)
+            .field("lease", &self.lease)
+            .field("retry_for", &self.retry_for)
+            .field("rejections", &self.rejections)
+            .finish()
+    }
 }
 
 impl Target {

@@ -8,6 +8,7 @@
 use super::conninfo;
 use super::passfile::{self, Wanted};
 use super::tls::{self, RootCert, SslMode};
+use postgres::error::SqlState;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_postgres::config::{Config, Host};
@@ -98,9 +99,23 @@ impl Settings {
         })
     }
 
-    /// Connects once.
+    /// Connects once. With `prefer`, a server that refuses the connection
+    /// over TLS (pg_hba.conf's `hostnossl`) is asked again without it, as
+    /// libpq does.
     pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
-        postgres::Config::from(self.config.clone()).connect(self.tls.clone())
+        let connect =
+            |config: &Config| postgres::Config::from(config.clone()).connect(self.tls.clone());
+        match connect(&self.config) {
+            Err(e)
+                if self.ssl == SslMode::Prefer
+                    && e.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION) =>
+            {
+                let mut plain = self.config.clone();
+                plain.ssl_mode(SslMode::Disable.wire());
+                connect(&plain).map_err(|_| e)
+            }
+            other => other,
+        }
     }
 
     /// The servers, as errors name them: `host:port`, comma-separated.
