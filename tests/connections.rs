@@ -243,7 +243,6 @@ fn never_shows_the_password(out: &Output, what: &str) {
 fn tls_modes_connect_or_fail_fast_with_the_reason() {
     let server = TlsServer::start();
     let ca = server.cert("ca.crt");
-    let other = server.cert("other_ca.crt");
     let on = |host: &str, query: &str| server.url(host, "postgres", query);
     connects(&on("127.0.0.1", ""), &[], "prefer (the default)");
     connects(&on("127.0.0.1", "?sslmode=require"), &[], "require");
@@ -260,6 +259,20 @@ fn tls_modes_connect_or_fail_fast_with_the_reason() {
         &[],
         "verify-ca, the right root certificate, another host name",
     );
+    connects(
+        &server.url("127.0.0.1", "plain", ""),
+        &[],
+        "prefer, a database the server takes without TLS only",
+    );
+    every_refusal_is_fast_and_says_why(&server);
+}
+
+/// What the server refuses, or the client refuses of it, is reported at
+/// once with the reason.
+fn every_refusal_is_fast_and_says_why(server: &TlsServer) {
+    let ca = server.cert("ca.crt");
+    let other = server.cert("other_ca.crt");
+    let on = |host: &str, query: &str| server.url(host, "postgres", query);
     refused(
         &on(
             "localhost",
@@ -277,11 +290,6 @@ fn tls_modes_connect_or_fail_fast_with_the_reason() {
         &[],
         "127.0.0.1",
         "verify-full, a host name the certificate is not for",
-    );
-    connects(
-        &server.url("127.0.0.1", "plain", ""),
-        &[],
-        "prefer, a database the server takes without TLS only",
     );
     refused(
         &server.url("127.0.0.1", "plain", "?sslmode=require"),

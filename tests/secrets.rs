@@ -111,8 +111,12 @@ fn no_command_prints_a_password_given_in_the_state_whether_it_succeeds_or_fails(
             never_shows_the_password(&Run::new().args(&args).go(), what);
         }
     }
-    // Failures: a database that does not exist, a server that does not
-    // answer.
+    failures_show_no_password(c, lines[0]);
+}
+
+/// Failures: a database that does not exist, a server that does not
+/// answer.
+fn failures_show_no_password(c: &str, line: &str) {
     for url in with_password("no_such_database_here").into_iter().chain([
         format!("postgres://postgres:{SECRET}@127.0.0.1:1/db"),
         format!("host=127.0.0.1 port=1 dbname=db password={SECRET}"),
@@ -125,7 +129,7 @@ fn no_command_prints_a_password_given_in_the_state_whether_it_succeeds_or_fails(
             let out = Run::new()
                 .args(&args)
                 .env("PROJECTOR_RETRY_SECONDS", "1")
-                .stdin(&lines[..1])
+                .stdin(&[line])
                 .go();
             assert_ne!(out.code, Some(0), "{args:?}");
             never_shows_the_password(&out, &format!("{args:?}"));
