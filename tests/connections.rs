@@ -487,3 +487,68 @@ fn failing_commands_show_no_password_and_a_loose_passfile_is_ignored() {
     assert!(took < FAST, "{took:?}");
     never_shows_the_password(&out, "a loose passfile");
 }
+
+#[test]
+fn a_cluster_instance_works_over_verified_tls_with_a_password_from_the_environment() {
+    let server = TlsServer::start();
+    let nats = support::NatsServer::start();
+    let dir = TempDir::new();
+    let config = dir.write("c.toml", USERS_ORDERS);
+    let events = support::generated_events(200, 20, 7);
+    let lines: Vec<&str> = events.lines().collect();
+    Run::new()
+        .args(&["publish", "--to", &nats.stream("EVENTS")])
+        .config(USERS_ORDERS)
+        .stdin(&lines)
+        .go()
+        .success();
+    let (log, dump) = (
+        dir.write("events.jsonl", &events),
+        dir.path().join("dump.json"),
+    );
+    support::replay_in_memory(&config, &log, &dump);
+    let dumped: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
+    let expected = dumped["user_listing"].as_object().unwrap().len() as i64;
+    let state = format!(
+        "host=localhost port={} user=postgres dbname=postgres sslmode=verify-full sslrootcert={}",
+        server.port,
+        server.cert("ca.crt")
+    );
+    let log = dir.path().join("instance.log");
+    // A lease of a second: the heartbeat, the registry and the switch of
+    // the views connect again and again, each through the same settings.
+    let mut child = Command::new(support::BIN)
+        .args(["run", "-c", config.to_str().unwrap(), "--state", &state])
+        .args(["--source", &nats.stream("EVENTS")])
+        .env("PGPASSWORD", SECRET)
+        .env("PROJECTOR_LEASE_SECONDS", "1")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let socket = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        server.dir.path().display(),
+        server.port
+    );
+    let users = || {
+        postgres::Client::connect(&socket, postgres::NoTls)
+            .and_then(|mut c| c.query_one("SELECT count(*) FROM projector.user_listing", &[]))
+            .map_or(0, |row| row.get::<_, i64>(0))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while users() < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    println!("{said}");
+    assert_eq!(users(), expected, "{said}");
+    assert!(status.success(), "{status}: {said}");
+    assert!(!said.contains(SECRET), "{said}");
+}
