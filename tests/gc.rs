@@ -150,7 +150,7 @@ fn gc_names_what_it_cannot_drop_and_what_is_no_cluster() {
         .args(&["gc", "--state", "state.db"])
         .go()
         .code_is(64)
-        .stderr_is("projector: --state: gc works on a cluster's PostgreSQL state: postgres://USER@HOST:PORT/DATABASE\n");
+        .stderr_is("projector: --state: gc works on a cluster's PostgreSQL state: postgres://USER@HOST:PORT/DATABASE or \"host=HOST dbname=DATABASE …\"\n");
 }
 
 #[test]

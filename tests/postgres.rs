@@ -594,7 +594,7 @@ fn a_database_that_stays_away_stops_the_run_with_a_clear_message() {
         .args(&["--state", "postgres://postgres@127.0.0.1:1/none"])
         .go()
         .code_is(74)
-        .stderr_has("postgres://postgres@127.0.0.1:1/none: connecting failed");
+        .stderr_has("postgres://postgres@127.0.0.1:1/none: connecting to 127.0.0.1:1 failed");
 }
 
 /// `projector replay --config CONFIG --state DB --rebuild MODEL LOG`, which must succeed.

@@ -299,14 +299,14 @@ fn a_state_that_is_no_cluster_s_and_an_unreachable_database_are_named_without_a_
         .env("PROJECTOR_RETRY_SECONDS", "0.2")
         .go();
     out.code_is(74).stderr_is(
-        "projector: postgres://ann:***@127.0.0.1:1/app: connecting failed: error connecting to server: Connection refused (os error 111) (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)\n",
+        "projector: postgres://ann:***@127.0.0.1:1/app: connecting to 127.0.0.1:1 failed: error connecting to server: Connection refused (os error 111) (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)\n",
     );
     assert!(!out.stderr.contains("secret"), "{}", out.stderr);
     Run::new()
         .args(&["rejections", "list", "--state", "state.db"])
         .go()
         .code_is(64)
-        .stderr_is("projector: --state: rejections are kept by a cluster's PostgreSQL state: postgres://USER@HOST:PORT/DATABASE\n");
+        .stderr_is("projector: --state: rejections are kept by a cluster's PostgreSQL state: postgres://USER@HOST:PORT/DATABASE or \"host=HOST dbname=DATABASE …\"\n");
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! A password given with the connection settings is never printed: every
-//! command, on its way to success and on every failure path, against the
-//! local PostgreSQL server (trust authentication: the password is taken
+//! A password given in the connection settings (a URL, its query, libpq's
+//! key=value form) is never printed: every command, on its way to success
+//! and on every failure path, against the local PostgreSQL server (trust authentication: the password is taken
 //! and ignored, so the commands run for real) and a nats-server of the
 //! test's own.
 
@@ -12,11 +12,13 @@ use support::{generated_events, NatsServer, Output, PgDb, Run, TempDir};
 const USERS_ORDERS: &str = include_str!("../bench/users-orders.toml");
 const SECRET: &str = "Sup3rS3cretPW";
 
-/// The ways a URL carries the password.
+/// The ways `--state` carries the password: a URL's user information, its
+/// query, libpq's key=value settings.
 fn with_password(db: &str) -> Vec<String> {
     vec![
         format!("postgres://postgres:{SECRET}@127.0.0.1:5432/{db}"),
         format!("postgres://postgres@127.0.0.1:5432/{db}?password={SECRET}"),
+        format!("host=127.0.0.1 port=5432 user=postgres dbname={db} password='{SECRET}'"),
     ]
 }
 
@@ -30,7 +32,7 @@ fn never_shows_the_password(out: &Output, what: &str) {
 }
 
 #[test]
-fn no_command_prints_a_password_given_in_the_url_whether_it_succeeds_or_fails() {
+fn no_command_prints_a_password_given_in_the_state_whether_it_succeeds_or_fails() {
     let db = PgDb::new("secrets");
     let dir = TempDir::new();
     let config = dir.write("c.toml", USERS_ORDERS);
@@ -87,7 +89,10 @@ fn no_command_prints_a_password_given_in_the_url_whether_it_succeeds_or_fails() 
         let out = cluster.wait_with_output().unwrap();
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(!said.contains(SECRET), "run --source: {said}");
-        assert!(said.contains("postgres://postgres"), "{said}");
+        assert!(
+            said.contains("postgres://postgres") || said.contains("user=postgres"),
+            "{said}"
+        );
         for (what, args) in [
             (
                 "undeployed",
@@ -106,12 +111,16 @@ fn no_command_prints_a_password_given_in_the_url_whether_it_succeeds_or_fails() 
             never_shows_the_password(&Run::new().args(&args).go(), what);
         }
     }
-    // Failures: a database that does not exist, a server that does not
-    // answer.
-    for url in with_password("no_such_database_here")
-        .into_iter()
-        .chain([format!("postgres://postgres:{SECRET}@127.0.0.1:1/db")])
-    {
+    failures_show_no_password(c, lines[0]);
+}
+
+/// Failures: a database that does not exist, a server that does not
+/// answer.
+fn failures_show_no_password(c: &str, line: &str) {
+    for url in with_password("no_such_database_here").into_iter().chain([
+        format!("postgres://postgres:{SECRET}@127.0.0.1:1/db"),
+        format!("host=127.0.0.1 port=1 dbname=db password={SECRET}"),
+    ]) {
         for args in [
             vec!["run", "-c", c, "--state", &url],
             vec!["plan", "-c", c, "--state", &url],
@@ -120,7 +129,7 @@ fn no_command_prints_a_password_given_in_the_url_whether_it_succeeds_or_fails() 
             let out = Run::new()
                 .args(&args)
                 .env("PROJECTOR_RETRY_SECONDS", "1")
-                .stdin(&lines[..1])
+                .stdin(&[line])
                 .go();
             assert_ne!(out.code, Some(0), "{args:?}");
             never_shows_the_password(&out, &format!("{args:?}"));

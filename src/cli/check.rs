@@ -12,7 +12,8 @@ use std::time::Instant;
 
 #[derive(Args)]
 pub struct CheckArgs {
-    /// The state: an SQLite file, or postgres://USER@HOST:PORT/DATABASE.
+    /// The state: an SQLite file, or postgres://USER@HOST:PORT/DATABASE or "host=HOST
+    /// dbname=DATABASE …" (libpq's settings; PGHOST, PGPASSWORD, ~/.pgpass… fill in the rest).
     #[arg(long, value_name = "PATH|URL")]
     state: PathBuf,
     /// The PostgreSQL schema of a `postgres://` state.

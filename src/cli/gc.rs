@@ -22,7 +22,8 @@ const TRIES: (u32, Duration) = (5, Duration::from_secs(1));
 
 #[derive(Args)]
 pub struct GcArgs {
-    /// The PostgreSQL state of the cluster: postgres://USER@HOST:PORT/DATABASE.
+    /// The PostgreSQL state of the cluster: postgres://USER@HOST:PORT/DATABASE or "host=HOST
+    /// dbname=DATABASE …" (libpq's settings; PGHOST, PGPASSWORD, ~/.pgpass… fill in the rest).
     #[arg(long, value_name = "URL")]
     state: String,
     /// The cluster's main schema.
@@ -38,7 +39,7 @@ pub struct GcArgs {
 
 pub fn gc(args: &GcArgs) -> ExitCode {
     if !Target::is_url(&args.state) {
-        log("projector: --state: gc works on a cluster's PostgreSQL state: postgres://USER@HOST:PORT/DATABASE");
+        log("projector: --state: gc works on a cluster's PostgreSQL state: postgres://USER@HOST:PORT/DATABASE or \"host=HOST dbname=DATABASE …\"");
         return ExitCode::from(EX_USAGE);
     }
     if !(args.older_than.is_finite() && args.older_than >= 0.0) {
@@ -135,7 +136,8 @@ fn why(outcome: &Outcome) -> String {
 
 /// The command that drops them.
 pub fn command(target: &Target) -> String {
-    let mut command = format!("projector gc --state {}", shell_word(&target.url));
+    let state = projector::state::postgres::secret::redacted(&target.url);
+    let mut command = format!("projector gc --state {}", shell_word(&state));
     if target.schema != DEFAULT_SCHEMA {
         command.push_str(&format!(" --schema {}", shell_word(&target.schema)));
     }

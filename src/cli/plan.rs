@@ -39,8 +39,8 @@ pub struct PlanArgs {
     /// The configuration. Default: ./projections.toml.
     #[arg(short, long, value_name = "FILE", env = "PROJECTOR_CONFIG")]
     config: Option<PathBuf>,
-    /// The state to compare it with: an SQLite file or postgres://USER@HOST:PORT/DATABASE. It is
-    /// only read, and may be in use by a running projector.
+    /// The state to compare it with: an SQLite file, or postgres://USER@HOST:PORT/DATABASE or
+    /// "host=HOST dbname=DATABASE …". It is only read, and may be in use by a running projector.
     #[arg(long, value_name = "PATH|URL")]
     state: PathBuf,
     /// The PostgreSQL schema of a `postgres://` state.

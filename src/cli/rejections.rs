@@ -41,7 +41,8 @@ enum Action {
 /// The cluster, and the filters every action takes.
 #[derive(Args)]
 struct Selection {
-    /// The PostgreSQL state of the cluster: postgres://USER@HOST:PORT/DATABASE.
+    /// The PostgreSQL state of the cluster: postgres://USER@HOST:PORT/DATABASE or "host=HOST
+    /// dbname=DATABASE …" (libpq's settings; PGHOST, PGPASSWORD, ~/.pgpass… fill in the rest).
     #[arg(long, value_name = "URL")]
     state: String,
     /// The cluster's main schema, which holds the table rejections.
@@ -139,7 +140,7 @@ impl Selection {
     /// The cluster's main schema, connected to.
     fn connect(&self) -> Result<(Target, postgres::Client), ExitCode> {
         if !Target::is_url(&self.state) {
-            log("projector: --state: rejections are kept by a cluster's PostgreSQL state: postgres://USER@HOST:PORT/DATABASE");
+            log("projector: --state: rejections are kept by a cluster's PostgreSQL state: postgres://USER@HOST:PORT/DATABASE or \"host=HOST dbname=DATABASE …\"");
             return Err(ExitCode::from(EX_USAGE));
         }
         let target = Target::new(&self.state, &self.schema);

@@ -30,7 +30,8 @@ pub struct ReplayArgs {
     #[arg(short, long, value_name = "FILE", env = "PROJECTOR_CONFIG")]
     config: Option<PathBuf>,
     /// The state to apply the log to (created if absent): an SQLite file, or
-    /// postgres://USER@HOST:PORT/DATABASE. Without it, the replay runs in memory.
+    /// postgres://USER@HOST:PORT/DATABASE or "host=HOST dbname=DATABASE …". Without it, the replay
+    /// runs in memory.
     #[arg(long, value_name = "PATH|URL")]
     state: Option<PathBuf>,
     /// The PostgreSQL schema of a `postgres://` state: several projectors may share a database,

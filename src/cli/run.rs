@@ -30,7 +30,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
     /// Keep read models, processed event ids and subscriptions in this SQLite file (created if
-    /// absent), or in PostgreSQL: postgres://USER@HOST:PORT/DATABASE.
+    /// absent), or in PostgreSQL: postgres://USER@HOST:PORT/DATABASE or "host=HOST dbname=DATABASE
+    /// …" (libpq's settings; PGHOST, PGPASSWORD, ~/.pgpass… fill in the rest).
     #[arg(long, value_name = "PATH|URL")]
     state: Option<PathBuf>,
     /// The PostgreSQL schema of a `postgres://` state: several projectors may share a database,

@@ -18,8 +18,8 @@ pub struct StatusArgs {
     /// stdin-mode state needs none.
     #[arg(long, value_name = "URL")]
     source: Option<String>,
-    /// The state: postgres://USER@HOST:PORT/DATABASE, or the SQLite file of a projector reading
-    /// stdin.
+    /// The state: postgres://USER@HOST:PORT/DATABASE or "host=HOST dbname=DATABASE …", or the
+    /// SQLite file of a projector reading stdin.
     #[arg(long, value_name = "PATH|URL")]
     state: String,
     /// The PostgreSQL schema of the state.

@@ -264,6 +264,7 @@ impl Collector {
         let thread = std::thread::Builder::new()
             .name("retired schemas".to_owned())
             .spawn(move || {
+                let settings = main.settings().ok();
                 let mut client = None;
                 loop {
                     match stopped.recv_timeout(every) {
@@ -273,7 +274,7 @@ impl Collector {
                     if client.is_none() {
                         // One attempt per turn, so that stopping never
                         // waits for a database out of reach.
-                        client = crate::state::postgres::dial(&main.url).ok();
+                        client = settings.as_ref().and_then(|s| s.connect().ok());
                     }
                     let Some(c) = client.as_mut() else { continue };
                     if collect(c, &main, grace).is_err() {

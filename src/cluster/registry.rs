@@ -31,6 +31,7 @@
 
 use super::deploy::{offer, Joined, NotDeployed, Offer};
 use super::stream::{follow_stream, Stream};
+use crate::state::postgres::settings::Settings;
 use crate::state::postgres::{
     ident, is_connection_error, Target, REJECTIONS, THIS_WRITER, WRITER_LIVES,
 };
@@ -59,6 +60,7 @@ pub struct UnitState {
 
 pub struct Registry {
     target: Target,
+    settings: Settings,
     client: Option<Client>,
     holder: String,
 }
@@ -77,6 +79,7 @@ impl Registry {
         offered: &Offer<'_>,
         layout: impl Fn(u32) -> Vec<Listed>,
     ) -> Result<(Registry, u32, Joined), Refusal> {
+        let settings = target.settings()?;
         let mut client = target.connect()?;
         let failed = |e| Refusal::State(target.failed("preparing the cluster's tables", e));
         let mut tx = client.transaction().map_err(failed)?;
@@ -98,6 +101,7 @@ impl Registry {
         tx.commit().map_err(failed)?;
         let registry = Registry {
             target: target.clone(),
+            settings,
             client: Some(client),
             holder: crate::state::postgres::holder(),
         };
@@ -112,7 +116,7 @@ impl Registry {
 
     fn client(&mut self) -> Result<&mut Client, postgres::Error> {
         if self.client.is_none() {
-            self.client = Some(crate::state::postgres::dial(&self.target.url)?);
+            self.client = Some(self.settings.connect()?);
         }
         Ok(self.client.as_mut().expect("connected"))
     }

@@ -94,9 +94,12 @@ impl Views {
 /// Tries `job` until it is done or [`PERSIST`] has passed.
 pub fn apply(target: &Target, job: &Job) -> Outcome {
     let failed = |e: postgres::Error| Outcome::Failed(describe(&e));
-    let mut client = match crate::state::postgres::dial(&target.url) {
-        Ok(client) => client,
-        Err(e) => return failed(e),
+    let mut client = match target.settings() {
+        Ok(settings) => match settings.connect() {
+            Ok(client) => client,
+            Err(e) => return failed(e),
+        },
+        Err(e) => return Outcome::Failed(e.to_string()),
     };
     if let Err(e) = client.batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'")) {
         return failed(e);

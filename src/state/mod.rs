@@ -334,6 +334,15 @@ pub enum StateError {
         doing: &'static str,
         error: ::postgres::Error,
     },
+    /// Connecting to PostgreSQL failed: the server refused (a wrong
+    /// password, TLS, a certificate that failed its check, no such
+    /// database), or could not be reached for the time a connection is
+    /// retried.
+    Connect {
+        path: PathBuf,
+        servers: String,
+        error: ::postgres::Error,
+    },
     /// Another projector holds the claim on a PostgreSQL state.
     Claimed {
         path: PathBuf,
@@ -362,7 +371,8 @@ impl StateError {
             StateError::CannotOpen { .. }
             | StateError::DiskFull { .. }
             | StateError::Sqlite { .. }
-            | StateError::Postgres { .. } => {
+            | StateError::Postgres { .. }
+            | StateError::Connect { .. } => {
                 74 // EX_IOERR
             }
         }
@@ -437,6 +447,18 @@ impl fmt::Display for StateError {
                     path.display(),
                     postgres::describe(error)
                 )?;
+                if postgres::is_connection_error(error) {
+                    write!(f, " (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)")?;
+                }
+                Ok(())
+            }
+            StateError::Connect {
+                path,
+                servers,
+                error,
+            } => {
+                let reason = postgres::describe(error);
+                write!(f, "{}: connecting to {servers} failed: {reason}", path.display())?;
                 if postgres::is_connection_error(error) {
                     write!(f, " (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)")?;
                 }

@@ -2,6 +2,7 @@
 //! is retried with backoff for a bounded time, then reported.
 
 use super::super::StateError;
+use super::settings::Settings;
 use postgres::error::SqlState;
 use postgres::Client;
 use std::path::PathBuf;
@@ -17,9 +18,13 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 /// How long a lost connection is retried before the run stops.
 pub const DEFAULT_RETRY: Duration = Duration::from_secs(30);
 
-/// A PostgreSQL state: the database's URL and the schema in it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A PostgreSQL state: the database's connection settings and the schema
+/// in it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The connection settings as `--state` gave them: a URL or a
+    /// `key=value` string (see [`Settings`]); shown only through
+    /// [`super::secret::redacted`].
     pub url: String,
     pub schema: String,
     pub lease: Duration,
@@ -29,10 +34,24 @@ pub struct Target {
     pub rejections: Option<(String, String)>,
 }
 
+/// Shows the settings as messages do, without their password.
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("url", &super::secret::redacted(&self.url))
+            .field("schema", &self.schema)
+            .field("lease", &self.lease)
+            .field("retry_for", &self.retry_for)
+            .field("rejections", &self.rejections)
+            .finish()
+    }
+}
+
 impl Target {
-    /// Whether `--state` names a PostgreSQL database rather than a file.
+    /// Whether `--state` names a PostgreSQL database (a URL or libpq's
+    /// `key=value` form) rather than a file.
     pub fn is_url(state: &str) -> bool {
-        state.starts_with("postgres://") || state.starts_with("postgresql://")
+        super::conninfo::names_postgres(state)
     }
 
     pub fn new(url: &str, schema: &str) -> Target {
@@ -96,10 +115,28 @@ impl Target {
         })
     }
 
+    /// The connection settings, read as libpq reads them; a password file
+    /// that is ignored is said once.
+    pub fn settings(&self) -> Result<Settings, StateError> {
+        let settings = Settings::read(&self.url).map_err(|reason| StateError::Unsupported {
+            path: self.path(),
+            reason,
+        })?;
+        if let Some(warning) = &settings.warning {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("projector: warning: {warning}"));
+        }
+        Ok(settings)
+    }
+
     /// Connects, retrying while the server cannot be reached (it may be
-    /// restarting) for up to [`Target::retry_for`].
+    /// restarting) for up to [`Target::retry_for`]. A server that answers
+    /// with a refusal (a wrong password, TLS it will not do or a
+    /// certificate that fails its check, a database that does not exist)
+    /// is not asked again.
     pub fn connect(&self) -> Result<Client, StateError> {
         self.check_schema()?;
+        let settings = self.settings()?;
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
@@ -107,7 +144,7 @@ impl Target {
             // would hold its locks, the lease row's among them, for as long
             // as it is stopped: the server ends such a transaction after a
             // lease, so that a successor can claim the state.
-            let session = super::dial(&self.url).and_then(|mut client| {
+            let session = settings.connect().and_then(|mut client| {
                 let timeout = self.lease.as_millis().max(1000);
                 client.batch_execute(&format!(
                     "SET idle_in_transaction_session_timeout = {timeout}"
@@ -120,7 +157,13 @@ impl Target {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }
-                Err(e) => return Err(self.failed("connecting", e)),
+                Err(error) => {
+                    return Err(StateError::Connect {
+                        path: self.path(),
+                        servers: settings.servers(),
+                        error,
+                    })
+                }
             }
         }
     }
@@ -151,6 +194,9 @@ pub fn describe(e: &postgres::Error) -> String {
                 }
                 cause = c.source();
             }
+            if text.ends_with("password missing") {
+                text.push_str(": the server asks for a password; give it in --state, PGPASSWORD or a password file");
+            }
             text
         }
     }
@@ -165,13 +211,14 @@ pub fn ident(name: &str) -> String {
 }
 
 /// Whether an error means the connection is gone or the server is not
-/// (yet) taking connections, as opposed to a statement that failed.
+/// (yet) taking connections, as opposed to a statement that failed or a
+/// server that refused the connection.
 pub fn is_connection_error(e: &postgres::Error) -> bool {
     if e.is_closed() {
         return true;
     }
     match e.code() {
-        None => e.as_db_error().is_none(),
+        None => e.as_db_error().is_none() && !is_refusal(e),
         Some(code) => {
             code.code().starts_with("08")
                 || [
@@ -182,6 +229,21 @@ pub fn is_connection_error(e: &postgres::Error) -> bool {
                 .contains(code)
         }
     }
+}
+
+/// Whether connecting failed in a way that trying again cannot mend: the
+/// TLS handshake (the server will not do TLS, or its certificate failed
+/// the check), authentication without a password or with one the client
+/// will not send, settings tokio-postgres refuses. Its error kinds are
+/// private; their texts are what it documents of them.
+fn is_refusal(e: &postgres::Error) -> bool {
+    const REFUSALS: [&str; 4] = [
+        "error performing TLS handshake",
+        "authentication error",
+        "invalid configuration",
+        "invalid connection string",
+    ];
+    REFUSALS.contains(&e.to_string().as_str())
 }
 
 #[cfg(test)]
@@ -198,6 +260,7 @@ mod tests {
             "postgresql://postgres@127.0.0.1/test (schema read)"
         );
         assert!(Target::is_url("postgres://x") && !Target::is_url("state.db"));
+        assert!(Target::is_url("host=db dbname=app"));
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
     }
 }

@@ -204,6 +204,7 @@ impl Heartbeat {
             .name("state lease".to_owned())
             .spawn(move || {
                 let sql = renew_sql(&target);
+                let settings = target.settings().ok();
                 let mut client = None;
                 loop {
                     match stopped.recv_timeout(target.lease / 3) {
@@ -213,7 +214,7 @@ impl Heartbeat {
                     if client.is_none() {
                         // One attempt per beat: a lost connection is tried
                         // again at the next one.
-                        client = super::dial(&target.url).ok();
+                        client = settings.as_ref().and_then(|s| s.connect().ok());
                     }
                     let Some(c) = client.as_mut() else { continue };
                     match c.execute(&sql, &[&token, &target.lease.as_secs_f64()]) {

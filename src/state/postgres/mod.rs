@@ -29,15 +29,17 @@
 //! drops the old one, so readers see the old version or the new one, whole.
 
 mod connect;
-mod dial;
+mod conninfo;
 mod lease;
+mod passfile;
 mod reader;
 pub mod secret;
+pub mod settings;
 pub mod text;
+mod tls;
 mod upgrade;
 
 pub use connect::{describe, ident, is_connection_error, Target, DEFAULT_SCHEMA, MAX_NAME_BYTES};
-pub use dial::dial;
 pub use lease::{claim_of, holder, Claim, THIS_WRITER, WRITER_LIVES};
 pub use text::{from_column, to_column};
 
