@@ -6,10 +6,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use support::{unit_checkpoints, NatsServer, PgDb, Run, TempDir};
+use support::{run_until_caught_up, NatsServer, PgDb, Run, TempDir};
 
 /// Orders, and a count per customer: one group (both react to
 /// OrderPlaced, keyed differently).
@@ -382,7 +379,7 @@ fn a_cluster_change_is_shown_on_its_serving_documents_from_its_stream() {
         .stdin(&lines)
         .go()
         .success();
-    run_until_caught_up(&nats, &db, &v1, &dir, lines.len() as u64);
+    run_until_caught_up(&nats, &db, &v1, lines.len() as u64);
 
     let out = Run::new()
         .cwd(dir.path())
@@ -444,44 +441,5 @@ fn a_cluster_change_is_shown_on_its_serving_documents_from_its_stream() {
             "      before  (none)",
             "      after   {\"amount\": 10, \"order_id\": \"o01\", \"shipped\": true}",
         ])
-    );
-}
-
-/// Runs an instance of `config` on the stream until every unit has applied
-/// it up to `last`, then stops it with SIGTERM.
-fn run_until_caught_up(nats: &NatsServer, db: &PgDb, config: &Path, dir: &TempDir, last: u64) {
-    let log = dir.path().join("run.log");
-    let mut child = Command::new(support::BIN)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .args(["--state", &db.url(), "--source", &nats.stream("EVENTS")])
-        .env("PROJECTOR_LEASE_SECONDS", "2")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        let at = unit_checkpoints(db);
-        if !at.is_empty() && at.iter().all(|c| *c == Some(last)) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the units' checkpoints are {at:?}, not all {last}: {}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exited = child.wait().unwrap();
-    assert!(
-        exited.success(),
-        "{exited}: {}",
-        std::fs::read_to_string(&log).unwrap()
     );
 }

@@ -6,10 +6,7 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use support::{unit_checkpoints, NatsServer, Output, PgDb, Run, TempDir};
+use support::{run_until_caught_up, NatsServer, Output, PgDb, Run, TempDir};
 
 const USERS_ORDERS: &str = include_str!("../bench/users-orders.toml");
 
@@ -62,47 +59,9 @@ fn cluster(what: &str) -> (NatsServer, PgDb) {
         .go()
         .success();
     let db = PgDb::new(what);
-    run_to_the_end(&nats, &db, &config, &dir, 2);
+    run_until_caught_up(&nats, &db, &config, 2);
     db.client().batch_execute(ROWS).unwrap();
     (nats, db)
-}
-
-/// `projector run --source … --state …` until every unit has applied the
-/// stream up to `last`, then SIGTERM: it must exit 0.
-fn run_to_the_end(nats: &NatsServer, db: &PgDb, config: &Path, dir: &TempDir, last: u64) {
-    let log = dir.path().join("run.log");
-    let mut child = Command::new(support::BIN)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .args(["--state", &db.url(), "--source", &nats.stream("EVENTS")])
-        .env("PROJECTOR_LEASE_SECONDS", "2")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        let at = unit_checkpoints(db);
-        if !at.is_empty() && at.iter().all(|c| *c == Some(last)) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the units' checkpoints are {at:?}, not all {last}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = child.wait().unwrap();
-    assert!(
-        status.success(),
-        "{status}: {}",
-        std::fs::read_to_string(&log).unwrap()
-    );
 }
 
 /// `projector rejections ARGS --state <db>`.
@@ -329,7 +288,7 @@ fn every_event_refused_is_recorded_under_the_unit_of_its_own_group() {
         ],
     );
     let db = PgDb::new("rejections_units");
-    run_to_the_end(&nats, &db, &config, &dir, last);
+    run_until_caught_up(&nats, &db, &config, last);
     let rows: Vec<String> = db
         .client()
         .query(

@@ -830,3 +830,60 @@ pub fn meta_as_earlier(text: &str) -> String {
     }
     value.to_string()
 }
+
+/// `projector run --config CONFIG --state DB --source STREAM ARGS` (leases
+/// of 2 s, `env` added) until `done` holds, then SIGTERM: it must exit 0.
+/// Returns its log.
+pub fn run_until(
+    nats: &NatsServer,
+    db: &PgDb,
+    config: &Path,
+    (args, env): (&[&str], &[(&str, &str)]),
+    done: impl Fn() -> bool,
+) -> String {
+    let dir = TempDir::new();
+    let log = dir.path().join("run.log");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .args(["--state", &db.url(), "--source", &nats.stream("EVENTS")])
+        .args(args)
+        .env("PROJECTOR_LEASE_SECONDS", "2")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !done() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "exited {status}: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "not done after 60 s: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}: {log}");
+    log
+}
+
+/// [`run_until`] every unit has applied the stream `EVENTS` up to `last`.
+pub fn run_until_caught_up(nats: &NatsServer, db: &PgDb, config: &Path, last: u64) -> String {
+    run_until(nats, db, config, (&[], &[]), || {
+        let at = unit_checkpoints(db);
+        !at.is_empty() && at.iter().all(|c| *c == Some(last))
+    })
+}

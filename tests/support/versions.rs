@@ -2,10 +2,8 @@
 //! the versions of its configuration: the one it serves, and a changed one
 //! registered beside it (built by no instance until one starts).
 
-use super::{unit_checkpoints, NatsServer, PgDb, Run, TempDir, BIN};
+use super::{unit_checkpoints, NatsServer, PgDb, Run, TempDir};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub const USERS_ORDERS: &str = include_str!("../../bench/users-orders.toml");
 
@@ -65,47 +63,7 @@ impl Cluster {
         env: &[(&str, &str)],
         done: impl Fn() -> bool,
     ) -> String {
-        let log = self.dir.path().join("run.log");
-        let mut child = Command::new(BIN)
-            .args(["run", "--config", config.to_str().unwrap()])
-            .args([
-                "--state",
-                &self.db.url(),
-                "--source",
-                &self.nats.stream("EVENTS"),
-                "--deploy",
-            ])
-            .env("PROJECTOR_LEASE_SECONDS", "2")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while !done() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "exited {status}: {}",
-                    std::fs::read_to_string(&log).unwrap()
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "not done after 30 s: {}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let status = child.wait().unwrap();
-        let log = std::fs::read_to_string(&log).unwrap();
-        assert!(status.success(), "{status}: {log}");
-        log
+        super::run_until(&self.nats, &self.db, config, (&["--deploy"], env), done)
     }
 
     /// Runs `config` until every serving unit has applied the stream.
