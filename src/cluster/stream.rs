@@ -35,14 +35,7 @@ pub fn identity(address: &StreamAddress) -> Result<Stream, String> {
         .map_err(|e| e.to_string())?;
     let asked = async {
         let js = crate::input::nats::connect(address).await?;
-        let mut stream = js
-            .get_stream(&address.stream)
-            .await
-            .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| format!("{address}: cannot read the stream: {e}"))?;
+        let info = crate::input::nats::stream_info(&js, address).await?;
         Ok(Stream {
             name: info.config.name.clone(),
             created: utc(info.created.unix_timestamp_nanos()),

@@ -101,6 +101,22 @@ async fn connect_watched(
     Ok((async_nats::jetstream::new(client), lost))
 }
 
+/// What the broker says of the stream `address` names.
+pub async fn stream_info(
+    js: &async_nats::jetstream::Context,
+    address: &StreamAddress,
+) -> Result<async_nats::jetstream::stream::Info, String> {
+    let mut stream = js
+        .get_stream(&address.stream)
+        .await
+        .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;
+    stream
+        .info()
+        .await
+        .map_err(|e| format!("{address}: cannot read the stream: {e}"))
+        .cloned()
+}
+
 /// The last sequence of a stream, asked of the broker over one connection
 /// kept open (made again after a failure).
 pub struct Tail {
@@ -130,15 +146,7 @@ impl Tail {
                 *context = Some(connect(address).await?);
             }
             let js = context.as_ref().expect("connected");
-            let mut stream = js
-                .get_stream(&address.stream)
-                .await
-                .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| format!("{address}: cannot read the stream: {e}"))?;
-            Ok(info.state.last_sequence)
+            Ok(stream_info(js, address).await?.state.last_sequence)
         };
         let result = self.runtime.block_on(async {
             tokio::time::timeout(PROBE_TIMEOUT, asked)
