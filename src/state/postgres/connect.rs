@@ -243,7 +243,22 @@ fn is_refusal(e: &postgres::Error) -> bool {
         "invalid configuration",
         "invalid connection string",
     ];
-    REFUSALS.contains(&e.to_string().as_str())
+    REFUSALS.contains(&e.to_string().as_str()) && !cut_short(e)
+}
+
+/// Whether the connection itself failed under a handshake (reset, closed
+/// half-way), as opposed to what the handshake found (a certificate that
+/// fails its check, which TLS reports as invalid data).
+fn cut_short(e: &postgres::Error) -> bool {
+    use std::io::ErrorKind;
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return !matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::InvalidInput);
+        }
+        cause = c.source();
+    }
+    false
 }
 
 #[cfg(test)]
