@@ -262,60 +262,14 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
     // Schemas retired longer than PROJECTOR_GC_SECONDS are dropped while
     // the instance runs (by one instance at a time).
     let _collector = gc::Collector::start(target.clone(), gc::grace());
-    let mut coordinator = Coordinator {
-        target,
-        parts,
-        registry,
-        own,
-        standby: false,
-        views: views::Views::default(),
-        held: false,
-        soon: false,
-        plans: HashMap::new(),
-        versions: Vec::new(),
-        work: Vec::new(),
-        workers: Vec::new(),
-        stopping: Vec::new(),
-        tail: Tail::new(&address),
-        reach: reach::Reach::default(),
-        address,
-        reports: mpsc::channel(),
-        how: worker::How {
-            stop_on_refused,
-            budget: crate::engine::durable::Budget::of_megabytes(cache_mb / parts.max(1) as usize),
-            max_line_bytes,
-            park,
-        },
-        ran: Ran::default(),
-        warned: false,
+    let how = worker::How {
+        stop_on_refused,
+        budget: crate::engine::durable::Budget::of_megabytes(cache_mb / parts.max(1) as usize),
+        max_line_bytes,
+        park,
     };
-    let tick = TURN.min(coordinator.target.lease / 3);
-    let mut next = Instant::now();
-    let result = loop {
-        if stop
-            .as_ref()
-            .is_some_and(|s| crate::input::source::readable(s, Duration::ZERO))
-        {
-            break Ok(());
-        }
-        if Instant::now() >= next || std::mem::take(&mut coordinator.soon) {
-            coordinator.balance();
-            next = Instant::now() + tick;
-        }
-        match coordinator
-            .reports
-            .1
-            .recv_timeout(Duration::from_millis(100))
-        {
-            Ok(report) => {
-                if let Err(e) = coordinator.report(report) {
-                    break Err(e);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => unreachable!("the coordinator holds a sender"),
-        }
-    };
+    let mut coordinator = Coordinator::new(target, address, parts, registry, own, how);
+    let result = coordinator.turns(stop.as_ref());
     coordinator.shut_down();
     // The database did not answer: nothing more is asked of it.
     if coordinator.ran.abandoned.is_empty() && !coordinator.warned {
@@ -365,6 +319,63 @@ struct Coordinator {
 }
 
 impl Coordinator {
+    /// A coordinator that owns no unit yet, of an instance that joined with
+    /// the units `own`.
+    fn new(
+        target: Target,
+        address: StreamAddress,
+        parts: u32,
+        registry: Registry,
+        own: Vec<String>,
+        how: worker::How,
+    ) -> Coordinator {
+        Coordinator {
+            target,
+            parts,
+            registry,
+            own,
+            standby: false,
+            views: views::Views::default(),
+            held: false,
+            soon: false,
+            plans: HashMap::new(),
+            versions: Vec::new(),
+            work: Vec::new(),
+            workers: Vec::new(),
+            stopping: Vec::new(),
+            tail: Tail::new(&address),
+            reach: reach::Reach::default(),
+            address,
+            reports: mpsc::channel(),
+            how,
+            ran: Ran::default(),
+            warned: false,
+        }
+    }
+
+    /// Balances the units every turn and acts on the workers' reports until
+    /// `stop` becomes readable, or a state cannot be trusted.
+    fn turns(&mut self, stop: Option<&OwnedFd>) -> Result<(), Stopped> {
+        let tick = TURN.min(self.target.lease / 3);
+        let mut next = Instant::now();
+        loop {
+            if stop.is_some_and(|s| crate::input::source::readable(s, Duration::ZERO)) {
+                return Ok(());
+            }
+            if Instant::now() >= next || std::mem::take(&mut self.soon) {
+                self.balance();
+                next = Instant::now() + tick;
+            }
+            match self.reports.1.recv_timeout(Duration::from_millis(100)) {
+                Ok(report) => self.report(report)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    unreachable!("the coordinator holds a sender")
+                }
+            }
+        }
+    }
+
     /// Reads the versions served and built; returns whether they changed.
     fn read_versions(&mut self) -> Result<bool, postgres::Error> {
         let versions = self.registry.versions()?;
