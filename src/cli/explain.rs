@@ -6,6 +6,7 @@ use super::changes::{self, shown, FieldChange};
 use super::{load_plan, log, plural, Format, EX_IOERR, EX_USAGE};
 use clap::Args;
 use projector::engine::{Engine, Outcome};
+use projector::plan::ModelId;
 use projector::store::{DocumentStore, Key};
 use serde_json::{json, Map, Value};
 use std::io::{self, BufRead, Write};
@@ -69,20 +70,38 @@ pub fn explain(args: &ExplainArgs) -> ExitCode {
     };
     let key = Key::new(&args.key);
     let mut engine = Engine::in_memory(config.plan);
+    let (steps, now) = match history(&mut engine, file, model, &key, args.field.as_deref()) {
+        Ok(history) => history,
+        Err(e) => {
+            log(&format!(
+                "projector: cannot read {}: {e}",
+                args.log.display()
+            ));
+            return ExitCode::from(EX_IOERR);
+        }
+    };
+    match args.format {
+        Format::Human => print_human(args, &steps, now.as_ref()),
+        Format::Json => print_json(args, &steps, now.as_ref()),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Replays the log in `file` and keeps each event that changed the document
+/// at `key` of `model` (its `field` alone, if given); returns them and the
+/// document as the log leaves it.
+fn history(
+    engine: &mut Engine,
+    file: std::fs::File,
+    model: ModelId,
+    key: &Key,
+    field: Option<&str>,
+) -> io::Result<(Vec<Step>, Option<Value>)> {
     let mut before: Option<Value> = None;
     let mut steps = Vec::new();
     let mut reply = Vec::new();
     for (i, line) in io::BufReader::new(file).split(b'\n').enumerate() {
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => {
-                log(&format!(
-                    "projector: cannot read {}: {e}",
-                    args.log.display()
-                ));
-                return ExitCode::from(EX_IOERR);
-            }
-        };
+        let line = line?;
         // Lines that are not messages are refused by `replay` too; here they change nothing.
         let Some((body, event_type)) = message(&line) else {
             continue;
@@ -95,37 +114,44 @@ pub fn explain(args: &ExplainArgs) -> ExitCode {
         if !engine
             .changed()
             .iter()
-            .any(|c| c.model == model && c.key == key)
+            .any(|c| c.model == model && c.key == *key)
         {
             continue;
         }
         let after = engine
             .store(model)
-            .get(&key)
+            .get(key)
             .map(|doc| serde_json::to_value(doc).expect("documents serialize"));
-        let mut fields = changes::fields(before.as_ref(), after.as_ref());
-        if let Some(only) = &args.field {
-            fields.retain(|f| f.field == *only || f.field.starts_with(&format!("{only}.")));
-        }
         let id = serde_json::from_slice::<Value>(&reply)
             .ok()
             .and_then(|r| r["event_id"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        if !fields.is_empty() || (args.field.is_none() && before != after) {
-            steps.push(Step {
-                line: i + 1,
-                id,
-                event_type,
-                fields,
-            });
-        }
+        let changed = Step {
+            line: i + 1,
+            id,
+            event_type,
+            fields: Vec::new(),
+        };
+        steps.extend(step(changed, before.as_ref(), after.as_ref(), field));
         before = after;
     }
-    match args.format {
-        Format::Human => print_human(args, &steps, before.as_ref()),
-        Format::Json => print_json(args, &steps, before.as_ref()),
+    Ok((steps, before))
+}
+
+/// An event that changed the document from `before` to `after`, with the
+/// fields it changed (`field` alone and what is inside it, if given); `None`
+/// when it changed nothing that is shown.
+fn step(
+    event: Step,
+    before: Option<&Value>,
+    after: Option<&Value>,
+    field: Option<&str>,
+) -> Option<Step> {
+    let mut fields = changes::fields(before, after);
+    if let Some(only) = field {
+        fields.retain(|f| f.field == *only || f.field.starts_with(&format!("{only}.")));
     }
-    ExitCode::SUCCESS
+    (!fields.is_empty() || (field.is_none() && before != after)).then_some(Step { fields, ..event })
 }
 
 /// A log line's message body, when it is an event message, and the event's type.
@@ -214,4 +240,54 @@ fn print_json(args: &ExplainArgs, steps: &[Step], now: Option<&Value>) {
         "document": now,
     });
     let _ = writeln!(io::stdout(), "{report}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changed(
+        before: Option<Value>,
+        after: Option<Value>,
+        field: Option<&str>,
+    ) -> Option<Vec<String>> {
+        let event = Step {
+            line: 1,
+            id: "e1".to_owned(),
+            event_type: "T".to_owned(),
+            fields: Vec::new(),
+        };
+        step(event, before.as_ref(), after.as_ref(), field)
+            .map(|s| s.fields.into_iter().map(|f| f.field).collect())
+    }
+
+    #[test]
+    fn an_event_is_a_step_when_it_changes_what_is_shown() {
+        let (a, b) = (
+            json!({"n": 1, "address": {"city": "X"}}),
+            json!({"n": 2, "address": {"city": "Y"}}),
+        );
+        assert_eq!(
+            changed(Some(a.clone()), Some(b.clone()), None).unwrap(),
+            ["address.city", "n"]
+        );
+        assert_eq!(
+            changed(Some(a.clone()), Some(b.clone()), Some("address")).unwrap(),
+            ["address.city"]
+        );
+        assert_eq!(changed(Some(a.clone()), Some(a.clone()), None), None);
+        assert_eq!(
+            changed(
+                Some(json!({"n": 1})),
+                Some(json!({"n": 2})),
+                Some("address")
+            ),
+            None
+        );
+        // A document deleted, or made empty, is a step without fields.
+        assert_eq!(
+            changed(Some(json!({})), None, None).unwrap(),
+            Vec::<String>::new()
+        );
+    }
 }

@@ -90,40 +90,7 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         }
     };
     let Some(stored) = stored else {
-        let text = format!(
-            "There is no state at {}: `{}` creates it, with {}. Nothing to do.",
-            location.path().display(),
-            commands.run(&[]),
-            plural(config.plan.model_count() as u64, "read model")
-        );
-        let report = json!({
-            "state": location.path().display().to_string(),
-            "config": config.name,
-            "exists": false,
-            "needs_action": false,
-            "event_id": null,
-            "models": [],
-            "command": null,
-        });
-        let touched: Vec<Touched> = config
-            .plan
-            .model_names()
-            .map(|name| Touched {
-                name: name.to_owned(),
-                status: Status::New.word(),
-                live: false,
-            })
-            .collect();
-        let live = Live::Nowhere;
-        let shown = show(
-            args,
-            &config,
-            (text, report),
-            &touched,
-            live,
-            request.as_ref(),
-        );
-        return shown.err().unwrap_or(ExitCode::SUCCESS);
+        return no_state(args, &config, &location, &commands, request.as_ref());
     };
     let reconciliation = Reconciliation::new(&config.plan, &stored, &Request::default())
         .expect("a plan without flags names no model");
@@ -134,24 +101,7 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     );
     text.push_str(&lines(&reconciliation, &commands, false));
     let all = commands.all(&reconciliation);
-    match &all {
-        None => text.push_str("Nothing to do: `projector run` starts on this state as it is."),
-        Some(all) => {
-            let n = reconciliation
-                .models
-                .iter()
-                .filter(|m| m.need.is_action())
-                .count()
-                + usize::from(reconciliation.event_id.need.is_action());
-            text.push_str(&format!(
-                "{} before `projector run` starts on this state. All at once:\n  {all}",
-                match n {
-                    1 => "1 difference needs a command".to_owned(),
-                    n => format!("{n} differences need a command"),
-                }
-            ));
-        }
-    }
+    text.push_str(&state_verdict(&reconciliation, all.as_deref()));
     let report = json!({
         "state": location.path().display().to_string(),
         "config": config.name,
@@ -177,6 +127,61 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         true => ExitCode::from(NEEDS_ACTION),
         false => ExitCode::SUCCESS,
     }
+}
+
+/// The plan for a state that does not exist yet: `run` creates it, and
+/// every read model is new.
+fn no_state(
+    args: &PlanArgs,
+    config: &super::Loaded,
+    location: &Location,
+    commands: &Commands,
+    request: Option<&diff::Request>,
+) -> ExitCode {
+    let text = format!(
+        "There is no state at {}: `{}` creates it, with {}. Nothing to do.",
+        location.path().display(),
+        commands.run(&[]),
+        plural(config.plan.model_count() as u64, "read model")
+    );
+    let report = json!({
+        "state": location.path().display().to_string(),
+        "config": config.name,
+        "exists": false,
+        "needs_action": false,
+        "event_id": null,
+        "models": [],
+        "command": null,
+    });
+    let touched: Vec<Touched> = config
+        .plan
+        .model_names()
+        .map(|name| Touched {
+            name: name.to_owned(),
+            status: Status::New.word(),
+            live: false,
+        })
+        .collect();
+    let live = Live::Nowhere;
+    let shown = show(args, config, (text, report), &touched, live, request);
+    shown.err().unwrap_or(ExitCode::SUCCESS)
+}
+
+/// The last line of a state's plan: nothing to do, or how many differences
+/// need a command and `all`, the one that resolves them all.
+fn state_verdict(r: &Reconciliation, all: Option<&str>) -> String {
+    let Some(all) = all else {
+        return "Nothing to do: `projector run` starts on this state as it is.".to_owned();
+    };
+    let n = r.models.iter().filter(|m| m.need.is_action()).count()
+        + usize::from(r.event_id.need.is_action());
+    format!(
+        "{} before `projector run` starts on this state. All at once:\n  {all}",
+        match n {
+            1 => "1 difference needs a command".to_owned(),
+            n => format!("{n} differences need a command"),
+        }
+    )
 }
 
 /// What a cluster (`run --source`) keeps in the schema: the versions it
@@ -224,142 +229,22 @@ fn cluster_plan(
     cluster: &Cluster,
     request: Option<&diff::Request>,
 ) -> ExitCode {
-    let versions = &cluster.versions;
-    let serving = versions
-        .iter()
-        .find(|v| !v.building)
-        .unwrap_or(&versions[0]);
-    let building = versions.iter().find(|v| v.building);
-    // The parts are fixed: the serving version's units tell how many.
-    let parts = serving
-        .units
-        .iter()
-        .filter_map(|u| u.name.rsplit_once('/').and_then(|(_, of)| of.parse().ok()))
-        .max()
-        .unwrap_or(cluster::DEFAULT_PARTS);
-    let units = cluster::layout(&config.plan, parts, &target.schema);
-    let kept: Vec<&str> = serving.units.iter().map(|u| u.schema.as_str()).collect();
-    let same_as_building = building.is_some_and(|b| {
-        b.units
-            .iter()
-            .map(|u| u.schema.as_str())
-            .eq(units.iter().map(|u| u.schema.as_str()))
-    });
-    let now = Tally::of(&serving.units, building.map_or(&[][..], |b| &b.units));
-    let planned = Tally::of(&serving.units, &units);
-    let mut text = format!(
-        "Plan for the cluster {} (serving version {}{}: {now}) with {}:\n",
-        target.display(),
-        serving.number,
-        building.map_or(String::new(), |b| format!(
-            ", building version {}",
-            b.number
-        )),
-        config.name
-    );
+    let (serving, _) = serving_and_building(&cluster.versions);
+    let units = cluster::layout(&config.plan, parts(serving), &target.schema);
     // A unit whose schema a retired version left resumes where it stopped.
-    let left = target
+    let resumed: Vec<Option<u64>> = target
         .connect()
         .ok()
         .and_then(|mut c| registry::unit_states(&mut c, &units).ok())
-        .unwrap_or_default();
-    let mut rows = Vec::new();
-    let mut rebuilt = 0;
-    for (i, unit) in units.iter().enumerate() {
-        let resumed = left.get(i).and_then(|s| s.checkpoint);
-        let (status, line) = if kept.contains(&unit.schema.as_str()) {
-            ("unchanged", format!("  unit {}: unchanged", unit.name))
-        } else {
-            rebuilt += 1;
-            let new: Vec<&String> = unit
-                .models
-                .iter()
-                .filter(|m| !serving.units.iter().any(|u| u.models.contains(m)))
-                .collect();
-            let what = match new.len() {
-                0 => "definition changed".to_owned(),
-                _ => format!(
-                    "new read model{} {}",
-                    if new.len() == 1 { "" } else { "s" },
-                    new.iter()
-                        .map(|m| m.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            };
-            (
-                "rebuilt",
-                format!(
-                    "  unit {}: {what}: built {} in schema {} beside the serving one, which keeps serving and keeping up",
-                    unit.name,
-                    resumed.map_or_else(
-                        || "from the stream's start".to_owned(),
-                        |c| format!("from sequence {}, where a retired version left it,", c + 1)
-                    ),
-                    unit.schema
-                ),
-            )
-        };
-        text.push_str(&line);
-        text.push('\n');
-        rows.push(json!({"unit": unit.name, "models": unit.models, "schema": unit.schema, "status": status}));
-    }
-    let configured: Vec<&String> = units.iter().flat_map(|u| &u.models).collect();
-    let removed: Vec<&String> = serving
-        .units
+        .unwrap_or_default()
         .iter()
-        .flat_map(|u| &u.models)
-        .filter(|m| !configured.contains(m))
+        .map(|s| s.checkpoint)
         .collect();
-    for model in &removed {
-        text.push_str(&format!(
-            "  read model {model}: no longer configured: its view is dropped at the switch\n"
-        ));
-    }
-    let needs = rebuilt > 0 || !removed.is_empty();
-    if needs {
-        text.push_str(&format!(
-            "`projector run --source …{}` with this configuration builds version {} beside version {} ({planned}); when every unit of it has caught up, the read models' views switch to it in one transaction (`projector status` shows its lag){}.",
-            if same_as_building { "" } else { " --deploy" },
-            if same_as_building {
-                building.map_or(0, |b| b.number)
-            } else {
-                versions.iter().map(|v| v.number).max().unwrap_or(0) + 1
-            },
-            serving.number,
-            match (building, same_as_building) {
-                (Some(b), false) => format!("; the build of version {} is given up", b.number),
-                _ => String::new(),
-            }
-        ));
-    } else {
-        text.push_str("Nothing to do: every unit is served as it is.");
-    }
+    let change = ClusterChange::decide(&cluster.versions, &units, &resumed);
+    let mut text = change.text(&target.display(), &config.name);
     text.push_str(&retired_lines(&cluster.retired, target));
-    let report = json!({
-        "state": target.display(),
-        "config": config.name,
-        "cluster": true,
-        "serving_version": serving.number,
-        "building_version": building.map(|b| b.number),
-        "needs_action": needs,
-        "unit_count": now.units,
-        "units_being_built": now.building,
-        "planned": needs.then(|| json!({
-            "unit_count": planned.units,
-            "units_being_built": planned.building,
-        })),
-        "units": rows,
-        "removed": removed,
-        "retired_schemas": cluster.retired.iter().map(|r| json!({
-            "schema": r.unit.schema,
-            "unit": r.unit.name,
-            "version": r.version,
-            "retired_seconds_ago": r.age.map(f64::round),
-        })).collect::<Vec<_>>(),
-        "gc_command": (!cluster.retired.is_empty()).then(|| super::gc::command(target)),
-    });
-    let touched = cluster_touched(config, &units, serving, &removed);
+    let report = cluster_report(config, target, cluster, &units, &change);
+    let touched = cluster_touched(config, &units, serving, &change.removed);
     let live = Live::Cluster {
         target,
         units: &serving.units,
@@ -367,10 +252,216 @@ fn cluster_plan(
     if let Err(code) = show(args, config, (text, report), &touched, live, request) {
         return code;
     }
-    match needs {
+    match change.needs() {
         true => ExitCode::from(NEEDS_ACTION),
         false => ExitCode::SUCCESS,
     }
+}
+
+/// The version a cluster serves (else its first), and the one it builds,
+/// if any.
+fn serving_and_building(versions: &[Version]) -> (&Version, Option<&Version>) {
+    let serving = versions
+        .iter()
+        .find(|v| !v.building)
+        .unwrap_or(&versions[0]);
+    (serving, versions.iter().find(|v| v.building))
+}
+
+/// The parts a cluster's streams are split into: fixed, the serving
+/// version's units tell how many.
+fn parts(serving: &Version) -> u32 {
+    serving
+        .units
+        .iter()
+        .filter_map(|u| u.name.rsplit_once('/').and_then(|(_, of)| of.parse().ok()))
+        .max()
+        .unwrap_or(cluster::DEFAULT_PARTS)
+}
+
+/// What a cluster plan decided: per configured unit, kept or rebuilt, and
+/// the read models no unit has any more.
+struct ClusterChange<'a> {
+    serving: &'a Version,
+    building: Option<&'a Version>,
+    /// Per configured unit, its status (`unchanged` or `rebuilt`) and its
+    /// plan line.
+    units: Vec<(&'static str, String)>,
+    rebuilt: usize,
+    removed: Vec<&'a String>,
+    /// The units of the cluster now, and once the plan is carried out.
+    now: Tally,
+    planned: Tally,
+    /// The configured units are those of the version being built.
+    same_as_building: bool,
+    /// The version `run --source` builds.
+    builds: i32,
+}
+
+impl<'a> ClusterChange<'a> {
+    /// Compares the configured `units` with the cluster's `versions`;
+    /// `resumed` holds, per unit, where a retired version left its schema.
+    fn decide(
+        versions: &'a [Version],
+        units: &[registry::Listed],
+        resumed: &[Option<u64>],
+    ) -> ClusterChange<'a> {
+        let (serving, building) = serving_and_building(versions);
+        let kept: Vec<&str> = serving.units.iter().map(|u| u.schema.as_str()).collect();
+        let same_as_building = building.is_some_and(|b| {
+            b.units
+                .iter()
+                .map(|u| u.schema.as_str())
+                .eq(units.iter().map(|u| u.schema.as_str()))
+        });
+        let lines: Vec<(&'static str, String)> = units
+            .iter()
+            .enumerate()
+            .map(|(i, unit)| match kept.contains(&unit.schema.as_str()) {
+                true => ("unchanged", format!("  unit {}: unchanged", unit.name)),
+                false => (
+                    "rebuilt",
+                    rebuilt_line(unit, serving, resumed.get(i).copied().flatten()),
+                ),
+            })
+            .collect();
+        let configured: Vec<&String> = units.iter().flat_map(|u| &u.models).collect();
+        let removed: Vec<&String> = serving
+            .units
+            .iter()
+            .flat_map(|u| &u.models)
+            .filter(|m| !configured.contains(m))
+            .collect();
+        ClusterChange {
+            serving,
+            building,
+            rebuilt: lines
+                .iter()
+                .filter(|(status, _)| *status == "rebuilt")
+                .count(),
+            units: lines,
+            removed,
+            now: Tally::of(&serving.units, building.map_or(&[][..], |b| &b.units)),
+            planned: Tally::of(&serving.units, units),
+            same_as_building,
+            builds: match same_as_building {
+                true => building.map_or(0, |b| b.number),
+                false => versions.iter().map(|v| v.number).max().unwrap_or(0) + 1,
+            },
+        }
+    }
+
+    /// Whether starting `run --source` changes anything.
+    fn needs(&self) -> bool {
+        self.rebuilt > 0 || !self.removed.is_empty()
+    }
+
+    /// The plan's lines for the cluster at `cluster` and the configuration
+    /// `config`.
+    fn text(&self, cluster: &str, config: &str) -> String {
+        let mut text = format!(
+            "Plan for the cluster {cluster} (serving version {}{}: {}) with {config}:\n",
+            self.serving.number,
+            self.building.map_or(String::new(), |b| format!(
+                ", building version {}",
+                b.number
+            )),
+            self.now,
+        );
+        for (_, line) in &self.units {
+            text.push_str(line);
+            text.push('\n');
+        }
+        for model in &self.removed {
+            text.push_str(&format!(
+                "  read model {model}: no longer configured: its view is dropped at the switch\n"
+            ));
+        }
+        if self.needs() {
+            text.push_str(&format!(
+                "`projector run --source …{}` with this configuration builds version {} beside version {} ({}); when every unit of it has caught up, the read models' views switch to it in one transaction (`projector status` shows its lag){}.",
+                if self.same_as_building { "" } else { " --deploy" },
+                self.builds,
+                self.serving.number,
+                self.planned,
+                match (self.building, self.same_as_building) {
+                    (Some(b), false) => format!("; the build of version {} is given up", b.number),
+                    _ => String::new(),
+                }
+            ));
+        } else {
+            text.push_str("Nothing to do: every unit is served as it is.");
+        }
+        text
+    }
+}
+
+/// The line of a unit built anew: what changed, and where its build starts
+/// (`resumed`: where a retired version left its schema).
+fn rebuilt_line(unit: &registry::Listed, serving: &Version, resumed: Option<u64>) -> String {
+    let new: Vec<&str> = unit
+        .models
+        .iter()
+        .filter(|m| !serving.units.iter().any(|u| u.models.contains(m)))
+        .map(|m| m.as_str())
+        .collect();
+    let what = match new.len() {
+        0 => "definition changed".to_owned(),
+        _ => format!(
+            "new read model{} {}",
+            if new.len() == 1 { "" } else { "s" },
+            new.join(", ")
+        ),
+    };
+    format!(
+        "  unit {}: {what}: built {} in schema {} beside the serving one, which keeps serving and keeping up",
+        unit.name,
+        resumed.map_or_else(
+            || "from the stream's start".to_owned(),
+            |c| format!("from sequence {}, where a retired version left it,", c + 1)
+        ),
+        unit.schema
+    )
+}
+
+/// A cluster plan as `--format json` prints it.
+fn cluster_report(
+    config: &super::Loaded,
+    target: &Target,
+    cluster: &Cluster,
+    units: &[registry::Listed],
+    change: &ClusterChange,
+) -> Value {
+    let needs = change.needs();
+    let rows: Vec<Value> = change
+        .units
+        .iter()
+        .zip(units)
+        .map(|((status, _), unit)| json!({"unit": unit.name, "models": unit.models, "schema": unit.schema, "status": status}))
+        .collect();
+    json!({
+        "state": target.display(),
+        "config": config.name,
+        "cluster": true,
+        "serving_version": change.serving.number,
+        "building_version": change.building.map(|b| b.number),
+        "needs_action": needs,
+        "unit_count": change.now.units,
+        "units_being_built": change.now.building,
+        "planned": needs.then(|| json!({
+            "unit_count": change.planned.units,
+            "units_being_built": change.planned.building,
+        })),
+        "units": rows,
+        "removed": change.removed,
+        "retired_schemas": cluster.retired.iter().map(|r| json!({
+            "schema": r.unit.schema,
+            "unit": r.unit.name,
+            "version": r.version,
+            "retired_seconds_ago": r.age.map(f64::round),
+        })).collect::<Vec<_>>(),
+        "gc_command": (!cluster.retired.is_empty()).then(|| super::gc::command(target)),
+    })
 }
 
 /// `--diff N --source ADDR`, checked.
@@ -692,5 +783,112 @@ impl Commands {
                 .map(|name| format!("--drop {}", shell_word(name))),
         );
         Some(self.replay(flags.join(" ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry::Listed;
+
+    fn unit(name: &str, schema: &str, models: &[&str]) -> Listed {
+        Listed {
+            name: name.to_owned(),
+            schema: schema.to_owned(),
+            models: models.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    fn version(number: i32, building: bool, units: Vec<Listed>) -> Version {
+        Version {
+            number,
+            config: String::new(),
+            building,
+            views: !building,
+            units,
+        }
+    }
+
+    #[test]
+    fn a_cluster_plan_keeps_known_units_and_rebuilds_the_others() {
+        let versions = [version(
+            3,
+            false,
+            vec![unit("a/1", "s_a", &["a"]), unit("b/1", "s_b", &["b"])],
+        )];
+        let configured = [unit("a/1", "s_a", &["a"]), unit("c/1", "s_c", &["c"])];
+        let change = ClusterChange::decide(&versions, &configured, &[None, Some(9)]);
+        let statuses: Vec<&str> = change.units.iter().map(|(s, _)| *s).collect();
+        assert_eq!(statuses, ["unchanged", "rebuilt"]);
+        assert_eq!(change.units[0].1, "  unit a/1: unchanged");
+        assert_eq!(
+            change.units[1].1,
+            "  unit c/1: new read model c: built from sequence 10, where a retired version left it, \
+             in schema s_c beside the serving one, which keeps serving and keeping up"
+        );
+        assert_eq!(change.removed, ["b"]);
+        assert!(change.needs());
+        assert!(!change.same_as_building);
+        assert_eq!(change.builds, 4);
+    }
+
+    #[test]
+    fn a_cluster_plan_that_matches_the_build_goes_on_with_it() {
+        let versions = [
+            version(3, false, vec![unit("a/1", "s_a", &["a"])]),
+            version(4, true, vec![unit("a/1", "s_a2", &["a"])]),
+        ];
+        let change = ClusterChange::decide(&versions, &[unit("a/1", "s_a2", &["a"])], &[]);
+        assert!(change.same_as_building);
+        assert_eq!(change.builds, 4);
+        assert!(change.units[0]
+            .1
+            .contains("definition changed: built from the stream's start"));
+        let unchanged = ClusterChange::decide(&versions, &[unit("a/1", "s_a", &["a"])], &[]);
+        assert!(!unchanged.needs());
+        assert!(unchanged
+            .text("c", "p.toml")
+            .ends_with("Nothing to do: every unit is served as it is."));
+    }
+
+    fn reconciliation(model_needs: &[Need], rule: Need) -> Reconciliation {
+        Reconciliation {
+            event_id: RulePlan {
+                status: Status::Unchanged,
+                stored: None,
+                configured: String::new(),
+                processed: 0,
+                need: rule,
+                resolved: false,
+            },
+            models: model_needs
+                .iter()
+                .map(|need| ModelPlan {
+                    name: "m".to_owned(),
+                    id: None,
+                    status: Status::Changed,
+                    documents: 0,
+                    processed: 0,
+                    need: *need,
+                    resolved: false,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_state_verdict_counts_the_differences_that_need_a_command() {
+        let r = reconciliation(&[Need::Nothing], Need::Nothing);
+        assert_eq!(
+            state_verdict(&r, None),
+            "Nothing to do: `projector run` starts on this state as it is."
+        );
+        let r = reconciliation(&[Need::Rebuild], Need::Nothing);
+        assert_eq!(
+            state_verdict(&r, Some("X")),
+            "1 difference needs a command before `projector run` starts on this state. All at once:\n  X"
+        );
+        let r = reconciliation(&[Need::Rebuild, Need::Drop], Need::Rebuild);
+        assert!(state_verdict(&r, Some("X")).starts_with("3 differences need a command"));
     }
 }

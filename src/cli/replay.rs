@@ -16,7 +16,7 @@ use projector::input::source::Stoppable;
 use projector::server::{self, Options, ReplayCounts, ServeError, DEFAULT_MAX_LINE_BYTES};
 use projector::state::postgres::DEFAULT_SCHEMA;
 use projector::state::reconcile::Request;
-use projector::state::Location;
+use projector::state::{Location, Rebuilding};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -82,36 +82,16 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let from_stdin = args.log.as_os_str() == "-";
-    let unreadable = |e: io::Error| {
-        let log_name = match from_stdin {
-            true => "the log on stdin".to_owned(),
-            false => args.log.display().to_string(),
-        };
-        log(&format!("projector: cannot read {log_name}: {e}"));
-        ExitCode::from(EX_IOERR)
-    };
-    // A log on stdin is kept in a file first: a rebuild reads it twice.
-    let spooled = match from_stdin {
-        false => None,
-        true => match Spooled::from_stdin(stop.as_ref()) {
-            Ok(Some(spooled)) => Some(spooled),
-            Ok(None) => {
-                let (name, number) = signals::received().unwrap_or(("a signal", 15));
-                log(&format!(
-                    "replay: {name} while the log was read from stdin; nothing was applied"
-                ));
-                return ExitCode::from(128 + number as u8);
-            }
-            Err(e) => return unreadable(e),
-        },
+    let spooled = match spool(args, stop.as_ref()) {
+        Ok(spooled) => spooled,
+        Err(code) => return code,
     };
     let log_path = spooled
         .as_ref()
         .map_or(args.log.as_path(), |s| s.path.as_path());
     let total = match count_lines(log_path) {
         Ok(total) => total,
-        Err(e) => return unreadable(e),
+        Err(e) => return unreadable(args, e),
     };
     let request = Request {
         rebuild: args.rebuild.clone(),
@@ -128,100 +108,29 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
             Ok(opened) => opened,
             Err(code) => return code,
         };
-    let state = location.as_ref();
-    let failed = |e: ServeError| match e {
-        ServeError::State(e) => refused(&e, &config_name, state),
-        ServeError::Io(e) => unreadable(e),
-        ServeError::Refused(_) => unreachable!("a replay does not stop at refusals"),
-    };
-    let options = Options {
-        envelope: false,
-        max_line_bytes: args.max_line_bytes,
-        ..Options::default()
-    };
-    let pass = |engine: &mut Engine, only: Option<&[usize]>| -> Result<ReplayCounts, ServeError> {
-        let file = File::open(log_path)?;
-        match &stop {
-            Some(stop) => {
-                let input = Stoppable::new(file, stop.fd()?);
-                server::replay(engine, input, total, io::stderr(), &options, only)
-            }
-            None => server::replay(engine, file, total, io::stderr(), &options, only),
-        }
+    let passes = Passes {
+        args,
+        log_path,
+        total,
+        stop: stop.as_ref(),
+        options: Options {
+            envelope: false,
+            max_line_bytes: args.max_line_bytes,
+            ..Options::default()
+        },
+        config_name: &config_name,
+        state: location.as_ref(),
     };
     let started = Instant::now();
-    let mut counts;
-    match rebuilding {
-        None => {
-            counts = match pass(&mut engine, None) {
-                Ok(counts) => counts,
-                Err(e) => return failed(e),
-            };
-            if counts.lines < total {
-                let what = format!("; {} committed", plural(counts.applied as u64, "event"));
-                return interrupted(engine, &counts, total, &what);
-            }
-        }
-        Some(rebuilding) => {
-            let models: Vec<String> = rebuilding
-                .models
-                .iter()
-                .map(|m| engine.plan().model_name(*m).to_owned())
-                .collect();
-            let them = if models.len() > 1 { "them" } else { "it" };
-            let models = models.join(", ");
-            log(&format!(
-                "replay: rebuilding {models} from {} beside the stored version; it is swapped in at the end of the log",
-                match from_stdin {
-                    true => "the log on stdin".to_owned(),
-                    false => path_word(&args.log),
-                }
-            ));
-            engine.rebuild(rebuilding);
-            counts = match pass(&mut engine, None) {
-                Ok(counts) => counts,
-                Err(e) => return failed(e),
-            };
-            if counts.lines < total {
-                let what = format!(
-                    "; {models} was not rebuilt: the state holds the read models as they were"
-                );
-                return interrupted(engine, &counts, total, &what);
-            }
-            let rebuilt = match engine.swap(args.allow_incomplete) {
-                Ok(rebuilt) => rebuilt,
-                Err(e) => return refused(&e, &config_name, state),
-            };
-            let lacking = match rebuilt.missing {
-                0 => String::new(),
-                n => format!(
-                    " (--allow-incomplete: the log lacked {} the state had processed)",
-                    plural(n as u64, "event")
-                ),
-            };
-            log(&format!(
-                "replay: swapped in {models}: {} applied to {them}{lacking}",
-                plural(counts.applied as u64, "event")
-            ));
-            if !counts.deferred.is_empty() {
-                log(&format!(
-                    "replay: applying the {} left for after the swap (events the state had not processed, subscription changes)",
-                    plural(counts.deferred.len() as u64, "message")
-                ));
-                let after = match pass(&mut engine, Some(&counts.deferred)) {
-                    Ok(after) => after,
-                    Err(e) => return failed(e),
-                };
-                counts.applied += after.applied;
-                counts.skipped += after.skipped;
-                counts.refused += after.refused;
-                if after.lines < total {
-                    let what = format!("; {models} was swapped in; the events the state had not processed were applied up to there");
-                    return interrupted(engine, &after, total, &what);
-                }
-            }
-        }
-    }
+    let replayed = match rebuilding {
+        None => passes.plain(&mut engine),
+        Some(rebuilding) => passes.rebuild(&mut engine, rebuilding),
+    };
+    let counts = match replayed {
+        Ok(counts) => counts,
+        Err(Ended::Failed(code)) => return code,
+        Err(Ended::Interrupted { lines, what }) => return interrupted(engine, lines, total, &what),
+    };
     log(&format!(
         "replay: done: {}; {} applied, {} skipped, {} refused",
         server::progress(counts.lines, total, started),
@@ -230,6 +139,185 @@ pub fn replay(args: &ReplayArgs) -> ExitCode {
         counts.refused
     ));
     finish(engine, args.dump.as_deref())
+}
+
+/// The log as the messages name it when it cannot be read.
+fn log_name(args: &ReplayArgs) -> String {
+    match args.log.as_os_str() == "-" {
+        true => "the log on stdin".to_owned(),
+        false => args.log.display().to_string(),
+    }
+}
+
+/// Says the log cannot be read; returns the exit status.
+fn unreadable(args: &ReplayArgs, e: io::Error) -> ExitCode {
+    log(&format!("projector: cannot read {}: {e}", log_name(args)));
+    ExitCode::from(EX_IOERR)
+}
+
+/// A log on stdin, kept in a file first: a rebuild reads it twice. `None`
+/// for a log in a file; the exit status when stdin could not be read whole.
+fn spool(args: &ReplayArgs, stop: Option<&Stop>) -> Result<Option<Spooled>, ExitCode> {
+    if args.log.as_os_str() != "-" {
+        return Ok(None);
+    }
+    match Spooled::from_stdin(stop) {
+        Ok(Some(spooled)) => Ok(Some(spooled)),
+        Ok(None) => {
+            let (name, number) = signals::received().unwrap_or(("a signal", 15));
+            log(&format!(
+                "replay: {name} while the log was read from stdin; nothing was applied"
+            ));
+            Err(ExitCode::from(128 + number as u8))
+        }
+        Err(e) => Err(unreadable(args, e)),
+    }
+}
+
+/// Why a replay ended before its summary.
+enum Ended {
+    /// A failure, already reported, with its exit status.
+    Failed(ExitCode),
+    /// A signal stopped a pass at `lines`; `what` completes the message.
+    Interrupted { lines: usize, what: String },
+}
+
+/// What every pass over the log reads, and where its failures are told.
+struct Passes<'a> {
+    args: &'a ReplayArgs,
+    log_path: &'a Path,
+    total: usize,
+    stop: Option<&'a Stop>,
+    options: Options,
+    config_name: &'a str,
+    state: Option<&'a Location>,
+}
+
+impl Passes<'_> {
+    /// One pass over the log: every line, or only the `only` ones.
+    fn pass(&self, engine: &mut Engine, only: Option<&[usize]>) -> Result<ReplayCounts, Ended> {
+        self.read(engine, only)
+            .map_err(|e| Ended::Failed(self.failed(e)))
+    }
+
+    /// Applies the log's lines to the engine, stopping at a signal.
+    fn read(
+        &self,
+        engine: &mut Engine,
+        only: Option<&[usize]>,
+    ) -> Result<ReplayCounts, ServeError> {
+        let file = File::open(self.log_path)?;
+        let (total, options) = (self.total, &self.options);
+        match self.stop {
+            Some(stop) => {
+                let input = Stoppable::new(file, stop.fd()?);
+                server::replay(engine, input, total, io::stderr(), options, only)
+            }
+            None => server::replay(engine, file, total, io::stderr(), options, only),
+        }
+    }
+
+    /// Reports a failed pass; returns the exit status.
+    fn failed(&self, e: ServeError) -> ExitCode {
+        match e {
+            ServeError::State(e) => refused(&e, self.config_name, self.state),
+            ServeError::Io(e) => unreadable(self.args, e),
+            ServeError::Refused(_) => unreachable!("a replay does not stop at refusals"),
+        }
+    }
+
+    /// A plain replay: one pass, committed in batches.
+    fn plain(&self, engine: &mut Engine) -> Result<ReplayCounts, Ended> {
+        let counts = self.pass(engine, None)?;
+        if counts.lines < self.total {
+            let what = format!("; {} committed", plural(counts.applied as u64, "event"));
+            return Err(Ended::Interrupted {
+                lines: counts.lines,
+                what,
+            });
+        }
+        Ok(counts)
+    }
+
+    /// A rebuild: one pass that rebuilds, the swap, then the lines left for
+    /// after it.
+    fn rebuild(&self, engine: &mut Engine, rebuilding: Rebuilding) -> Result<ReplayCounts, Ended> {
+        let names: Vec<String> = rebuilding
+            .models
+            .iter()
+            .map(|m| engine.plan().model_name(*m).to_owned())
+            .collect();
+        let models = names.join(", ");
+        log(&format!(
+            "replay: rebuilding {models} from {} beside the stored version; it is swapped in at the end of the log",
+            match self.args.log.as_os_str() == "-" {
+                true => "the log on stdin".to_owned(),
+                false => path_word(&self.args.log),
+            }
+        ));
+        engine.rebuild(rebuilding);
+        let mut counts = self.pass(engine, None)?;
+        if counts.lines < self.total {
+            let what =
+                format!("; {models} was not rebuilt: the state holds the read models as they were");
+            return Err(Ended::Interrupted {
+                lines: counts.lines,
+                what,
+            });
+        }
+        let rebuilt = engine
+            .swap(self.args.allow_incomplete)
+            .map_err(|e| Ended::Failed(refused(&e, self.config_name, self.state)))?;
+        log(&swapped(&names, counts.applied, rebuilt.missing));
+        if !counts.deferred.is_empty() {
+            self.after_swap(engine, &models, &mut counts)?;
+        }
+        Ok(counts)
+    }
+
+    /// Applies the lines a rebuild left for after its swap, adding what they
+    /// did to `counts`.
+    fn after_swap(
+        &self,
+        engine: &mut Engine,
+        models: &str,
+        counts: &mut ReplayCounts,
+    ) -> Result<(), Ended> {
+        log(&format!(
+            "replay: applying the {} left for after the swap (events the state had not processed, subscription changes)",
+            plural(counts.deferred.len() as u64, "message")
+        ));
+        let after = self.pass(engine, Some(&counts.deferred))?;
+        counts.applied += after.applied;
+        counts.skipped += after.skipped;
+        counts.refused += after.refused;
+        if after.lines < self.total {
+            let what = format!("; {models} was swapped in; the events the state had not processed were applied up to there");
+            return Err(Ended::Interrupted {
+                lines: after.lines,
+                what,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The line that says a rebuild of `models` was swapped in, after
+/// `applied` events, lacking `missing` the state had processed.
+fn swapped(models: &[String], applied: usize, missing: usize) -> String {
+    let them = if models.len() > 1 { "them" } else { "it" };
+    let lacking = match missing {
+        0 => String::new(),
+        n => format!(
+            " (--allow-incomplete: the log lacked {} the state had processed)",
+            plural(n as u64, "event")
+        ),
+    };
+    format!(
+        "replay: swapped in {}: {} applied to {them}{lacking}",
+        models.join(", "),
+        plural(applied as u64, "event")
+    )
 }
 
 /// A log read from stdin into a temporary file, removed when dropped.
@@ -286,12 +374,30 @@ fn count_lines(path: &Path) -> io::Result<usize> {
 
 /// A replay stopped by a signal before the end of its log: what was
 /// committed stays; the exit status is 128 + the signal.
-fn interrupted(engine: Engine, counts: &ReplayCounts, total: usize, what: &str) -> ExitCode {
+fn interrupted(engine: Engine, lines: usize, total: usize, what: &str) -> ExitCode {
     let (name, number) = signals::received().unwrap_or(("a signal", 15));
     log(&format!(
-        "replay: {name}: stopped at line {} of {total}{what}; run the same command again to finish",
-        counts.lines
+        "replay: {name}: stopped at line {lines} of {total}{what}; run the same command again to finish"
     ));
     engine.close();
     ExitCode::from(128 + number as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swapped_names_the_models_and_what_the_log_lacked() {
+        let models = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            swapped(&models(&["totals"]), 1, 0),
+            "replay: swapped in totals: 1 event applied to it"
+        );
+        assert_eq!(
+            swapped(&models(&["a", "b"]), 3, 2),
+            "replay: swapped in a, b: 3 events applied to them \
+             (--allow-incomplete: the log lacked 2 events the state had processed)"
+        );
+    }
 }

@@ -219,39 +219,26 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
         park: args.on_refused == OnRefused::Park,
         deploy: args.deploy,
     };
-    let plan_command = format!(
-        "projector plan --config {} --state {}{}",
-        super::shell_word(&config.name),
-        super::shell_word(&projector::state::postgres::secret::redacted(
-            &args
-                .state
-                .as_deref()
-                .expect("--source requires --state")
-                .display()
-                .to_string()
-        )),
-        match args.schema.as_str() {
-            DEFAULT_SCHEMA => String::new(),
-            schema => format!(" --schema {}", super::shell_word(schema)),
-        }
-    );
-    match cluster::run(settings) {
+    let ran = cluster::run(settings);
+    ended(args, source, &config.name, ran)
+}
+
+/// Says how an instance of a cluster consuming `source` ended; returns the
+/// exit status.
+fn ended(
+    args: &RunArgs,
+    source: &str,
+    config_name: &str,
+    ran: Result<cluster::Ran, cluster::Stopped>,
+) -> ExitCode {
+    match ran {
         Ok(ran) => {
-            match (signals::received(), ran.abandoned.is_empty()) {
-                (Some((signal, _)), true) => log(&format!(
-                    "projector: {signal}: every unit owned committed what it applied and was released ({} claimed in this run); exiting",
-                    ran.claimed
-                )),
-                (Some((signal, _)), false) => log(&format!(
-                    "projector: {signal}: units {} could not commit their last batch in time (the database does not answer): what they committed is kept, the rest is applied again by their next owner once their claims lapse; the other units committed and were released ({} claimed in this run); exiting",
-                    ran.abandoned.join(", "),
-                    ran.claimed
-                )),
-                (None, _) => {}
+            if let Some(line) = released(signals::received().map(|(name, _)| name), &ran) {
+                log(&line);
             }
             ExitCode::SUCCESS
         }
-        Err(cluster::Stopped::State(e)) => refused(&e, &config.name, None),
+        Err(cluster::Stopped::State(e)) => refused(&e, config_name, None),
         Err(cluster::Stopped::OtherStream { recorded, given }) => {
             log(&format!(
                 "projector: {state} follows {recorded}, and {source} is {given}: its checkpoints are positions in the stream it follows, so it cannot take another. Give --source that stream, or start on another --schema or database to build from this one{again}",
@@ -267,9 +254,9 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
         Err(cluster::Stopped::NotDeployed(not)) => {
             log(&not_deployed(
                 &not,
-                &config.name,
+                config_name,
                 &location_text(args),
-                &plan_command,
+                &plan_command(args, config_name),
             ));
             ExitCode::from(EX_CONFIG)
         }
@@ -288,6 +275,44 @@ fn run_source(args: &RunArgs, source: &str, config: super::Loaded, stop: Option<
             ExitCode::from(EX_DATAERR)
         }
     }
+}
+
+/// The line an instance stopped by `signal` ends with: whether every unit
+/// it owned committed and was released; `None` when no signal stopped it.
+fn released(signal: Option<&str>, ran: &cluster::Ran) -> Option<String> {
+    let signal = signal?;
+    Some(match ran.abandoned.is_empty() {
+        true => format!(
+            "projector: {signal}: every unit owned committed what it applied and was released ({} claimed in this run); exiting",
+            ran.claimed
+        ),
+        false => format!(
+            "projector: {signal}: units {} could not commit their last batch in time (the database does not answer): what they committed is kept, the rest is applied again by their next owner once their claims lapse; the other units committed and were released ({} claimed in this run); exiting",
+            ran.abandoned.join(", "),
+            ran.claimed
+        ),
+    })
+}
+
+/// The command that shows what starting this configuration on this state
+/// would do.
+fn plan_command(args: &RunArgs, config_name: &str) -> String {
+    format!(
+        "projector plan --config {} --state {}{}",
+        super::shell_word(config_name),
+        super::shell_word(&projector::state::postgres::secret::redacted(
+            &args
+                .state
+                .as_deref()
+                .expect("--source requires --state")
+                .display()
+                .to_string()
+        )),
+        match args.schema.as_str() {
+            DEFAULT_SCHEMA => String::new(),
+            schema => format!(" --schema {}", super::shell_word(schema)),
+        }
+    )
 }
 
 /// The state `--state` and `--schema` name, as messages say it.
@@ -326,4 +351,26 @@ fn source_address(source: &str, state: Option<&Location>) -> Result<StreamAddres
         log(&format!("projector: --source: {e}"));
         ExitCode::from(EX_USAGE)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_instance_says_whether_every_unit_was_released() {
+        let ran = |abandoned: &[&str]| cluster::Ran {
+            claimed: 3,
+            abandoned: abandoned.iter().map(|u| u.to_string()).collect(),
+        };
+        assert_eq!(released(None, &ran(&["a/1"])), None);
+        assert_eq!(
+            released(Some("SIGTERM"), &ran(&[])).unwrap(),
+            "projector: SIGTERM: every unit owned committed what it applied and was released \
+             (3 claimed in this run); exiting"
+        );
+        assert!(released(Some("SIGINT"), &ran(&["a/1", "b/2"]))
+            .unwrap()
+            .starts_with("projector: SIGINT: units a/1, b/2 could not commit their last batch"));
+    }
 }

@@ -173,6 +173,51 @@ pub fn layout(plan: &Plan, parts: u32, main: &str) -> Vec<Listed> {
         .collect()
 }
 
+/// The workers (by their index in `owned`, their units' schemas) whose
+/// unit no version in `work` has any more, last first so that each can be
+/// removed in turn.
+fn retired(owned: &[&str], work: &[&str]) -> Vec<usize> {
+    (0..owned.len())
+        .rev()
+        .filter(|&at| !work.contains(&owned[at]))
+        .collect()
+}
+
+/// The workers whose unit another holder than `me` claimed, last first:
+/// pairs of a worker's index in `owned` (its unit's schema, and whether it
+/// claimed it) and its unit's index in `schemas`, whose holders are
+/// `owners`.
+fn taken(
+    owned: &[(&str, bool)],
+    schemas: &[&str],
+    owners: &[Option<&str>],
+    me: &str,
+) -> Vec<(usize, usize)> {
+    (0..owned.len())
+        .rev()
+        .filter_map(|at| {
+            let (unit, claimed) = owned[at];
+            let i = schemas.iter().position(|s| *s == unit)?;
+            let taken = owners[i].is_some_and(|holder| claimed && holder != me);
+            taken.then_some((at, i))
+        })
+        .collect()
+}
+
+/// The units (by index in `schemas`) free to claim, in the order of
+/// `preference`: neither `held` by this instance's workers nor `owned` by
+/// any instance.
+fn free(
+    preference: impl Iterator<Item = usize>,
+    schemas: &[&str],
+    held: &[&str],
+    owned: &[bool],
+) -> Vec<usize> {
+    preference
+        .filter(|&i| !held.contains(&schemas[i]) && !owned[i])
+        .collect()
+}
+
 /// A unit of a version served or built, and the plan its engine runs.
 struct Work {
     listed: Listed,
@@ -217,60 +262,14 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
     // Schemas retired longer than PROJECTOR_GC_SECONDS are dropped while
     // the instance runs (by one instance at a time).
     let _collector = gc::Collector::start(target.clone(), gc::grace());
-    let mut coordinator = Coordinator {
-        target,
-        parts,
-        registry,
-        own,
-        standby: false,
-        views: views::Views::default(),
-        held: false,
-        soon: false,
-        plans: HashMap::new(),
-        versions: Vec::new(),
-        work: Vec::new(),
-        workers: Vec::new(),
-        stopping: Vec::new(),
-        tail: Tail::new(&address),
-        reach: reach::Reach::default(),
-        address,
-        reports: mpsc::channel(),
-        how: worker::How {
-            stop_on_refused,
-            budget: crate::engine::durable::Budget::of_megabytes(cache_mb / parts.max(1) as usize),
-            max_line_bytes,
-            park,
-        },
-        ran: Ran::default(),
-        warned: false,
+    let how = worker::How {
+        stop_on_refused,
+        budget: crate::engine::durable::Budget::of_megabytes(cache_mb / parts.max(1) as usize),
+        max_line_bytes,
+        park,
     };
-    let tick = TURN.min(coordinator.target.lease / 3);
-    let mut next = Instant::now();
-    let result = loop {
-        if stop
-            .as_ref()
-            .is_some_and(|s| crate::input::source::readable(s, Duration::ZERO))
-        {
-            break Ok(());
-        }
-        if Instant::now() >= next || std::mem::take(&mut coordinator.soon) {
-            coordinator.balance();
-            next = Instant::now() + tick;
-        }
-        match coordinator
-            .reports
-            .1
-            .recv_timeout(Duration::from_millis(100))
-        {
-            Ok(report) => {
-                if let Err(e) = coordinator.report(report) {
-                    break Err(e);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => unreachable!("the coordinator holds a sender"),
-        }
-    };
+    let mut coordinator = Coordinator::new(target, address, parts, registry, own, how);
+    let result = coordinator.turns(stop.as_ref());
     coordinator.shut_down();
     // The database did not answer: nothing more is asked of it.
     if coordinator.ran.abandoned.is_empty() && !coordinator.warned {
@@ -320,6 +319,63 @@ struct Coordinator {
 }
 
 impl Coordinator {
+    /// A coordinator that owns no unit yet, of an instance that joined with
+    /// the units `own`.
+    fn new(
+        target: Target,
+        address: StreamAddress,
+        parts: u32,
+        registry: Registry,
+        own: Vec<String>,
+        how: worker::How,
+    ) -> Coordinator {
+        Coordinator {
+            target,
+            parts,
+            registry,
+            own,
+            standby: false,
+            views: views::Views::default(),
+            held: false,
+            soon: false,
+            plans: HashMap::new(),
+            versions: Vec::new(),
+            work: Vec::new(),
+            workers: Vec::new(),
+            stopping: Vec::new(),
+            tail: Tail::new(&address),
+            reach: reach::Reach::default(),
+            address,
+            reports: mpsc::channel(),
+            how,
+            ran: Ran::default(),
+            warned: false,
+        }
+    }
+
+    /// Balances the units every turn and acts on the workers' reports until
+    /// `stop` becomes readable, or a state cannot be trusted.
+    fn turns(&mut self, stop: Option<&OwnedFd>) -> Result<(), Stopped> {
+        let tick = TURN.min(self.target.lease / 3);
+        let mut next = Instant::now();
+        loop {
+            if stop.is_some_and(|s| crate::input::source::readable(s, Duration::ZERO)) {
+                return Ok(());
+            }
+            if Instant::now() >= next || std::mem::take(&mut self.soon) {
+                self.balance();
+                next = Instant::now() + tick;
+            }
+            match self.reports.1.recv_timeout(Duration::from_millis(100)) {
+                Ok(report) => self.report(report)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    unreachable!("the coordinator holds a sender")
+                }
+            }
+        }
+    }
+
     /// Reads the versions served and built; returns whether they changed.
     fn read_versions(&mut self) -> Result<bool, postgres::Error> {
         let versions = self.registry.versions()?;
@@ -513,68 +569,15 @@ impl Coordinator {
         let Some(live) = self.answered(beat) else {
             return;
         };
-        // Units of a version retired: given up.
-        for at in (0..self.workers.len()).rev() {
-            if !self
-                .work
-                .iter()
-                .any(|w| w.listed.schema == self.workers[at].unit)
-            {
-                let mut worker = self.workers.remove(at);
-                log(&format!(
-                    "giving up unit {}: its version of the configuration is retired",
-                    worker.unit
-                ));
-                worker.stop();
-                self.stopping.push(worker);
-            }
-        }
+        self.give_up_retired();
         let listed: Vec<Listed> = self.work.iter().map(|w| w.listed.clone()).collect();
         let states = match self.registry.states(&listed) {
             Ok(states) => states,
             Err(_) => return,
         };
-        let last = last.ok();
-        let parked = self.registry.parked().unwrap_or_default();
-        metrics::set_units(
-            listed
-                .iter()
-                .zip(&states)
-                .map(|(unit, state)| metrics::Unit {
-                    name: unit.name.clone(),
-                    owned: self
-                        .workers
-                        .iter()
-                        .any(|w| w.unit == unit.schema && w.claimed),
-                    lag: last.map(|l| l.saturating_sub(state.checkpoint.unwrap_or(0))),
-                    parked: parked.get(&unit.name).copied().unwrap_or(0),
-                })
-                .collect(),
-        );
+        self.show_units(&listed, &states, last.ok());
         let me = crate::state::postgres::holder();
-        // A unit claimed by another instance while this one could not renew
-        // its lease (stopped, cut off): its worker can commit nothing more.
-        for at in (0..self.workers.len()).rev() {
-            let worker = &self.workers[at];
-            let Some(i) = listed.iter().position(|u| u.schema == worker.unit) else {
-                continue;
-            };
-            let taken = match &states[i].owner {
-                Some((holder, _)) => worker.claimed && *holder != me,
-                None => false,
-            };
-            if taken {
-                let mut worker = self.workers.remove(at);
-                log(&format!(
-                    "lost unit {}: {} claimed it while this instance could not renew its lease",
-                    listed[i].name,
-                    states[i].owner.as_ref().expect("owned").0
-                ));
-                worker.lost = true;
-                worker.stop();
-                self.stopping.push(worker);
-            }
-        }
+        self.give_up_taken(&listed, &states, &me);
         let index = live.iter().position(|h| *h == me).unwrap_or(live.len());
         let count = live.len().max(index + 1);
         let share = share::share(self.work.len(), count, index);
@@ -588,22 +591,100 @@ impl Coordinator {
             worker.stop();
             self.stopping.push(worker);
         }
-        for i in share::preference(self.work.len(), count, index) {
+        self.claim(
+            share,
+            share::preference(self.work.len(), count, index),
+            &states,
+        );
+        self.views_turn(&states);
+    }
+
+    /// Gives up the units of a version retired.
+    fn give_up_retired(&mut self) {
+        let work: Vec<&str> = self.work.iter().map(|w| w.listed.schema.as_str()).collect();
+        let owned: Vec<&str> = self.workers.iter().map(|w| w.unit.as_str()).collect();
+        for at in retired(&owned, &work) {
+            let mut worker = self.workers.remove(at);
+            log(&format!(
+                "giving up unit {}: its version of the configuration is retired",
+                worker.unit
+            ));
+            worker.stop();
+            self.stopping.push(worker);
+        }
+    }
+
+    /// Shows each unit's owner, lag and parked events in the metrics; `last`
+    /// is the stream's last sequence.
+    fn show_units(&mut self, listed: &[Listed], states: &[registry::UnitState], last: Option<u64>) {
+        let parked = self.registry.parked().unwrap_or_default();
+        metrics::set_units(
+            listed
+                .iter()
+                .zip(states)
+                .map(|(unit, state)| metrics::Unit {
+                    name: unit.name.clone(),
+                    owned: self
+                        .workers
+                        .iter()
+                        .any(|w| w.unit == unit.schema && w.claimed),
+                    lag: last.map(|l| l.saturating_sub(state.checkpoint.unwrap_or(0))),
+                    parked: parked.get(&unit.name).copied().unwrap_or(0),
+                })
+                .collect(),
+        );
+    }
+
+    /// Gives up the units another instance claimed while this one (`me`)
+    /// could not renew its lease (stopped, cut off): their workers can
+    /// commit nothing more.
+    fn give_up_taken(&mut self, listed: &[Listed], states: &[registry::UnitState], me: &str) {
+        let schemas: Vec<&str> = listed.iter().map(|u| u.schema.as_str()).collect();
+        let owners: Vec<Option<&str>> = states
+            .iter()
+            .map(|s| s.owner.as_ref().map(|(holder, _)| holder.as_str()))
+            .collect();
+        let owned: Vec<(&str, bool)> = self
+            .workers
+            .iter()
+            .map(|w| (w.unit.as_str(), w.claimed))
+            .collect();
+        for (at, i) in taken(&owned, &schemas, &owners, me) {
+            let mut worker = self.workers.remove(at);
+            log(&format!(
+                "lost unit {}: {} claimed it while this instance could not renew its lease",
+                listed[i].name,
+                states[i].owner.as_ref().expect("owned").0
+            ));
+            worker.lost = true;
+            worker.stop();
+            self.stopping.push(worker);
+        }
+    }
+
+    /// Claims free units, in the order of `preference`, until this
+    /// instance owns its `share`.
+    fn claim(
+        &mut self,
+        share: usize,
+        preference: impl Iterator<Item = usize>,
+        states: &[registry::UnitState],
+    ) {
+        let schemas: Vec<&str> = self.work.iter().map(|w| w.listed.schema.as_str()).collect();
+        let held: Vec<&str> = self
+            .workers
+            .iter()
+            .chain(&self.stopping)
+            .map(|w| w.unit.as_str())
+            .collect();
+        let owned: Vec<bool> = states.iter().map(|s| s.owner.is_some()).collect();
+        for i in free(preference, &schemas, &held, &owned) {
             if self.workers.len() >= share || self.reach.silent() {
                 break;
             }
             let work = &self.work[i];
-            let schema = &work.listed.schema;
-            let mine = self
-                .workers
-                .iter()
-                .chain(&self.stopping)
-                .any(|w| w.unit == *schema);
-            if mine || states[i].owner.is_some() {
-                continue;
-            }
             let target = Target {
-                schema: schema.clone(),
+                schema: work.listed.schema.clone(),
                 rejections: Some((self.target.schema.clone(), work.listed.name.clone())),
                 ..self.target.clone()
             };
@@ -619,7 +700,6 @@ impl Coordinator {
                 Err(e) => log(&format!("cannot start a thread: {e}")),
             }
         }
-        self.views_turn(&states);
     }
 
     /// Follows whether the stream answered (`last`, asked at `asked`):
@@ -873,5 +953,36 @@ fn joined_text(joined: &deploy::Joined) -> String {
         Joined::Kept { version, replaced } => format!(
             "--deploy: this configuration is version {version}, the live one; version {replaced}, which was being built, is given up"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_no_version_has_are_given_up_last_first() {
+        assert_eq!(retired(&["a", "x", "b", "y"], &["a", "b"]), [3, 1]);
+        assert!(retired(&["a"], &["a", "b"]).is_empty());
+    }
+
+    #[test]
+    fn a_unit_claimed_by_another_holder_is_lost_once_claimed_here() {
+        let schemas = ["a", "b", "c"];
+        let owners = [Some("other"), Some("me"), None];
+        let owned = [("a", true), ("b", true), ("c", true), ("gone", true)];
+        assert_eq!(taken(&owned, &schemas, &owners, "me"), [(0, 0)]);
+        // Not yet claimed here: the other holder got it first, not from us.
+        assert!(taken(&[("a", false)], &schemas, &owners, "me").is_empty());
+    }
+
+    #[test]
+    fn free_units_are_neither_held_here_nor_owned_anywhere() {
+        let schemas = ["a", "b", "c", "d"];
+        let owned = [false, true, false, false];
+        assert_eq!(
+            free([2, 3, 0, 1].into_iter(), &schemas, &["d"], &owned),
+            [2, 0]
+        );
     }
 }

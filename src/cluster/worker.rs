@@ -5,8 +5,9 @@
 
 use crate::engine::durable::Budget;
 use crate::engine::Engine;
-use crate::input::nats::{NatsInput, StreamAddress};
+use crate::input::nats::{Checkpoints, NatsInput, StreamAddress};
 use crate::plan::Plan;
+use crate::server::parking::ParkStore;
 use crate::server::{self, Options, ServeError};
 use crate::state::background::Background;
 use crate::state::postgres::{PostgresState, Target};
@@ -15,6 +16,7 @@ use crate::state::StateError;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -104,6 +106,8 @@ pub struct How {
     pub park: bool,
 }
 
+/// Claims the unit, restores its engine, and applies the stream to it from
+/// its checkpoint on until `stopped` becomes readable or the claim is lost.
 fn work(
     unit: String,
     plan: Plan,
@@ -131,43 +135,17 @@ fn work(
         unit: unit.clone(),
         checkpoint,
     });
-    let mut pause = Duration::from_millis(200);
-    let started = loop {
-        let stop = match stopped.try_clone() {
-            Ok(stop) => stop,
-            Err(e) => break Err(e.to_string()),
-        };
-        match NatsInput::start(address, checkpoint + 1, Some(stop)) {
-            Ok(started) => break Ok(started),
-            Err(e) => {
-                if pause == Duration::from_millis(200) {
-                    crate::util::log::log(&format!("{e}; trying again"));
-                }
-                if crate::input::source::readable(&stopped, pause) {
-                    drop(engine);
-                    return Report::Released { unit };
-                }
-                pause = (pause * 2).min(crate::input::nats::RETRY_CAP);
-            }
+    let (input, checkpoints) = match read_stream(address, checkpoint + 1, &stopped) {
+        Reading::Started(input, checkpoints) => (input, checkpoints),
+        Reading::Stopped => {
+            drop(engine);
+            return Report::Released { unit };
         }
+        Reading::Failed(why) => return Report::Lost { unit, why },
     };
-    let (input, checkpoints) = match started {
-        Ok(started) => started,
-        Err(why) => return Report::Lost { unit, why },
-    };
-    let park = match (how.park, &target.rejections) {
-        (true, Some((schema, name))) => {
-            let main = Target {
-                schema: schema.clone(),
-                rejections: None,
-                ..target.clone()
-            };
-            match super::parked::Parked::open(main, name) {
-                Ok(parked) => Some(std::sync::Arc::new(parked) as _),
-                Err(error) => return Report::Failed { unit, error },
-            }
-        }
-        _ => None,
+    let park = match parking(how, target) {
+        Ok(park) => park,
+        Err(error) => return Report::Failed { unit, error },
     };
     let options = Options {
         park,
@@ -184,11 +162,63 @@ fn work(
         std::io::stderr(),
         &options,
     );
-    match served {
-        Ok(_) => {
-            drop(engine);
-            Report::Released { unit }
+    drop(engine);
+    ended(unit, served.map(|_| ()))
+}
+
+/// Where reading a unit's stream stands.
+enum Reading {
+    Started(NatsInput, Arc<Checkpoints>),
+    /// The worker was told to stop before the stream could be read.
+    Stopped,
+    /// The stop signal cannot be watched.
+    Failed(String),
+}
+
+/// Starts reading the stream at `address` from the sequence `from`, trying
+/// again, ever more slowly, until it answers or `stopped` becomes readable.
+fn read_stream(address: &StreamAddress, from: u64, stopped: &OwnedFd) -> Reading {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let stop = match stopped.try_clone() {
+            Ok(stop) => stop,
+            Err(e) => return Reading::Failed(e.to_string()),
+        };
+        match NatsInput::start(address, from, Some(stop)) {
+            Ok((input, checkpoints)) => return Reading::Started(input, checkpoints),
+            Err(e) => {
+                if pause == Duration::from_millis(200) {
+                    crate::util::log::log(&format!("{e}; trying again"));
+                }
+                if crate::input::source::readable(stopped, pause) {
+                    return Reading::Stopped;
+                }
+                pause = (pause * 2).min(crate::input::nats::RETRY_CAP);
+            }
         }
+    }
+}
+
+/// Where refused events are parked under `--on-refused park`: the main
+/// schema's rejections table, for the unit the target names.
+fn parking(how: How, target: &Target) -> Result<Option<Arc<dyn ParkStore>>, StateError> {
+    let (true, Some((schema, name))) = (how.park, &target.rejections) else {
+        return Ok(None);
+    };
+    let main = Target {
+        schema: schema.clone(),
+        rejections: None,
+        ..target.clone()
+    };
+    let parked = super::parked::Parked::open(main, name)?;
+    Ok(Some(Arc::new(parked) as _))
+}
+
+/// What became of a unit whose stream was applied until it ended, as
+/// `served` says.
+fn ended(unit: String, served: Result<(), ServeError>) -> Report {
+    match served {
+        Ok(()) => Report::Released { unit },
         Err(ServeError::State(StateError::Fenced { .. })) => Report::Lost {
             unit,
             why: "its batch was refused: another instance claimed the unit while this one could not renew its lease, so nothing of that batch was committed".to_owned(),
@@ -199,5 +229,25 @@ fn work(
             unit,
             why: format!("reading the stream failed: {e}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn how_a_unit_s_stream_ended_is_reported() {
+        let unit = || "s_a".to_owned();
+        assert!(matches!(ended(unit(), Ok(())), Report::Released { unit } if unit == "s_a"));
+        assert!(matches!(
+            ended(unit(), Err(ServeError::Refused("bad".to_owned()))),
+            Report::Halted { why, .. } if why == "bad"
+        ));
+        let cut = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "cut");
+        assert!(matches!(
+            ended(unit(), Err(ServeError::Io(cut))),
+            Report::Lost { why, .. } if why == "reading the stream failed: cut"
+        ));
     }
 }
