@@ -212,9 +212,21 @@ impl Kind {
         }
     }
 
-    /// The one-line message.
+    /// The one-line message: fixed text from [`FIXED_MESSAGES`], or the
+    /// specifics of the kind written into a sentence.
     pub fn message(&self) -> String {
-        match self {
+        if let Some(text) = by_code(FIXED_MESSAGES, self.code()) {
+            return text.to_owned();
+        }
+        self.value_message()
+            .or_else(|| self.binding_message())
+            .or_else(|| self.check_message())
+            .unwrap_or_else(|| unreachable!("no message for {}", self.code()))
+    }
+
+    /// Messages about keys, values and paths as the TOML writes them.
+    fn value_message(&self) -> Option<String> {
+        Some(match self {
             Kind::Syntax { message } => format!("invalid TOML: {message}"),
             Kind::UnknownKey { key, table, .. } => format!("unknown key `{key}` in {table}"),
             Kind::UnknownOperation { name } => format!("unknown operation `{name}`"),
@@ -236,13 +248,26 @@ impl Kind {
             Kind::DuplicateModel { name, .. } => format!("read model `{name}` is declared twice"),
             Kind::BadName { name, reason } => format!("read model name \"{name}\" {reason}"),
             Kind::BadIndex { index, reason } => format!("index \"{index}\" {reason}"),
+            Kind::BadRegex { reason } => format!("invalid regular expression: {reason}"),
+            Kind::BadLiteral { reason } => format!("invalid literal: {reason}"),
+            Kind::BadJson { reason } => format!("invalid JSON: {reason}"),
+            Kind::BadKeyTemplate { reason } => format!("invalid key template: {reason}"),
+            Kind::WholeEvent { what } => format!(
+                "{what} path `$` selects the whole event, an object, never a string or number"
+            ),
+            _ => return None,
+        })
+    }
+
+    /// Messages about what one binding or one model does.
+    fn binding_message(&self) -> Option<String> {
+        Some(match self {
             Kind::EmptyBinding { event_type } => {
                 format!("the binding for `{event_type}` has no operation")
             }
             Kind::DeleteWithWrites { event_type } => {
                 format!("the binding for `{event_type}` both deletes and writes the document")
             }
-            Kind::DeleteFalse => "`delete = false` does nothing".to_owned(),
             Kind::FieldWrittenTwice { field, first } => {
                 format!("field `{field}` is written twice in one binding (first by `{first}`)")
             }
@@ -255,13 +280,11 @@ impl Kind {
             Kind::NotComparable { op, field, found } => format!(
                 "`{op}` of `{field}` needs a number, a string or a JSONPath, found {found}"
             ),
-            Kind::BadRegex { reason } => format!("invalid regular expression: {reason}"),
             Kind::BadTemplate { group } => {
                 format!(
                     "template refers to capture group `{group}`, which the pattern does not have"
                 )
             }
-            Kind::BadLiteral { reason } => format!("invalid literal: {reason}"),
             Kind::PathAndValue { field } => {
                 format!("the mapping of `{field}` has more than one of `path`, `value` and `meta`")
             }
@@ -272,11 +295,6 @@ impl Kind {
             Kind::ConditionTests { found } => {
                 format!("the condition has {found} tests; write one condition per test")
             }
-            Kind::BadJson { reason } => format!("invalid JSON: {reason}"),
-            Kind::ExpectationShape => {
-                "an expectation needs either `document` or `absent = true`".to_owned()
-            }
-            Kind::BadKeyTemplate { reason } => format!("invalid key template: {reason}"),
             Kind::FieldOverlap { field, other } => {
                 format!("field `{field}` is written together with `{other}`, which contains it")
             }
@@ -289,6 +307,16 @@ impl Kind {
             } => format!(
                 "field `{field}` of read model `{model}` is written as {second} here and as {first} on line {first_line}"
             ),
+            Kind::ModelNeverUpdated { name } => {
+                format!("read model `{name}` reacts to no event type")
+            }
+            _ => return None,
+        })
+    }
+
+    /// Messages from checking the configuration against its tests and samples.
+    fn check_message(&self) -> Option<String> {
+        Some(match self {
             Kind::UnknownTestModel { name } => {
                 format!("the configuration declares no read model `{name}`")
             }
@@ -314,7 +342,6 @@ impl Kind {
             } => format!(
                 "the key of `{model}` on `{event_type}`, {path}, may be missing: this configuration reads it as optional elsewhere, and an event without it will be refused"
             ),
-            Kind::MissingOnLiteral => "`missing` applies to a `path`, not to a `value`".to_owned(),
             Kind::NoSamples { event_type } => {
                 format!("the samples hold no `{event_type}` event: its bindings were not checked")
             }
@@ -333,17 +360,12 @@ impl Kind {
                 found,
                 line,
             } => format!("`{path}` holds {found} in the sample on line {line}, which {what} cannot use"),
-            Kind::WholeEvent { what } => format!(
-                "{what} path `$` selects the whole event, an object, never a string or number"
-            ),
-            Kind::NoModels => "no read model is declared".to_owned(),
-            Kind::ModelNeverUpdated { name } => {
-                format!("read model `{name}` reacts to no event type")
-            }
-        }
+            _ => return None,
+        })
     }
 
-    /// A hint printed under the caret, when there is one.
+    /// A hint printed under the caret, when there is one: fixed text from
+    /// [`FIXED_HELP`], or one built from the specifics of the kind.
     pub fn help(&self) -> Option<String> {
         match self {
             Kind::UnknownKey { key, expected, .. } => Some(expected_one_of(key, expected)),
@@ -360,41 +382,11 @@ impl Kind {
                 "no event would give this a value: the field stays as it is (or, for a key, the event is refused)".to_owned(),
             ),
             Kind::UnknownWord { word, expected, .. } => Some(expected_one_of(word, expected)),
-            Kind::NotAPath { text, numeric } => {
-                let bare = text.trim_start_matches(['.', '@']);
-                let rooted = ["payload", "type", "id"]
-                    .iter()
-                    .any(|f| bare == *f || bare.starts_with(&format!("{f}.")) || bare.starts_with(&format!("{f}[")));
-                let path = if rooted { format!("$.{bare}") } else { format!("$.payload.{bare}") };
-                let literal = match numeric {
-                    true => "`increment` adds a number (as in n = 1) or the number a path selects, never text".to_owned(),
-                    false => format!("write a literal string as {{ value = \"{text}\" }}"),
-                };
-                Some(format!("a JSONPath starts with `$`, as in \"{path}\"; {literal}"))
-            }
-            Kind::NotSingular { .. } => Some(
-                "use a path of names and indexes only, e.g. \"$.payload.id\" or \"$.items[0]\""
-                    .to_owned(),
-            ),
+            Kind::NotAPath { text, numeric } => Some(not_a_path_help(text, *numeric)),
             Kind::DuplicateModel { first_line, .. } => {
                 Some(format!("first declared on line {first_line}"))
             }
             Kind::EmptyBinding { .. } => Some(expected_one_of("", OPERATIONS)),
-            Kind::DeleteWithWrites { .. } => {
-                Some("a binding either deletes the document or writes to it".to_owned())
-            }
-            Kind::DeleteFalse => Some("write `delete = true`, or remove the line".to_owned()),
-            Kind::NoKey { .. } => Some(
-                "set `key = \"$.payload.id\"` (or another JSONPath) on the model or on this binding"
-                    .to_owned(),
-            ),
-            Kind::BadTemplate { .. } => Some(
-                "refer to groups as $1 or ${name}; write a literal dollar as $$".to_owned(),
-            ),
-            Kind::PathAndValue { .. } => Some(
-                "write `{ path = \"$.payload.x\" }` to copy from the event, `{ value = ... }` for a literal, or `{ meta = \"event_id\" }`"
-                    .to_owned(),
-            ),
             Kind::NoSource { field } => Some(format!(
                 "write `{{ path = \"$.payload.x\" }}`, `{{ value = ... }}` or `{{ meta = \"event_id\" }}`; to write a field inside `{field}`, quote its dotted name: \"{field}.x\" = ..."
             )),
@@ -402,19 +394,6 @@ impl Kind {
                 "a condition is {{ path = \"$.payload.x\", <test> = ... }} with one test of {}; give `when` an array for several",
                 Test::WORDS.join(", ")
             )),
-            Kind::ExpectationShape => Some(
-                "{ model = \"m\", key = \"k\", document = { ... } }, or { model = \"m\", key = \"k\", absent = true }"
-                    .to_owned(),
-            ),
-            Kind::BadKeyTemplate { .. } => Some(
-                "a template writes each path in braces: \"{$.payload.tenant}/{$.payload.id}\"".to_owned(),
-            ),
-            Kind::FieldOverlap { .. } => {
-                Some("write the inner field, or the whole object, not both".to_owned())
-            }
-            Kind::TypeConflict { .. } => Some(
-                "every binding of a model should write a field as the same type of value".to_owned(),
-            ),
             Kind::EventTypeUnused { nearest, .. } => Some(format!(
                 "{}its events will be acknowledged and change nothing",
                 nearest
@@ -437,28 +416,94 @@ impl Kind {
                 literal,
                 rewritten,
                 ..
-            } => {
-                let fix = match rewritten {
-                    Some(test) => format!("write `{test}`"),
-                    None => format!("compare with {sampled}"),
-                };
-                let why = match *test {
-                    "eq" | "in" => format!("never equals {sampled}, so the condition never holds"),
-                    "ne" => format!("never equals {sampled}, so the condition always holds"),
-                    _ => format!("has no order with {sampled}, so the condition never holds"),
-                };
-                Some(format!("{fix}: {literal} {why}"))
-            }
-            Kind::KeyMayBeMissing { .. } => Some(
-                "add `optional = true` to skip this model for such events, or `missing = \"fail\"` where it is read"
-                    .to_owned(),
-            ),
-            Kind::ModelNeverUpdated { .. } => {
-                Some("add a binding such as [model.on.SomethingHappened]".to_owned())
-            }
-            _ => None,
+            } => Some(condition_types_help(test, sampled, literal, rewritten.as_deref())),
+            _ => by_code(FIXED_HELP, self.code()).map(str::to_owned),
         }
     }
+}
+
+/// The text for a code in a table of fixed texts.
+fn by_code(table: &[(&str, &'static str)], code: &str) -> Option<&'static str> {
+    table
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, text)| *text)
+}
+
+/// Messages that carry no specifics, by code.
+const FIXED_MESSAGES: &[(&str, &str)] = &[
+    ("P0015", "`delete = false` does nothing"),
+    ("P0024", "`missing` applies to a `path`, not to a `value`"),
+    (
+        "P0028",
+        "an expectation needs either `document` or `absent = true`",
+    ),
+    ("P0100", "no read model is declared"),
+];
+
+/// Hints that carry no specifics, by code.
+const FIXED_HELP: &[(&str, &str)] = &[
+    ("P0009", "use a path of names and indexes only, e.g. \"$.payload.id\" or \"$.items[0]\""),
+    ("P0014", "a binding either deletes the document or writes to it"),
+    ("P0015", "write `delete = true`, or remove the line"),
+    ("P0017", "set `key = \"$.payload.id\"` (or another JSONPath) on the model or on this binding"),
+    ("P0020", "refer to groups as $1 or ${name}; write a literal dollar as $$"),
+    (
+        "P0022",
+        "write `{ path = \"$.payload.x\" }` to copy from the event, `{ value = ... }` for a literal, or `{ meta = \"event_id\" }`",
+    ),
+    (
+        "P0028",
+        "{ model = \"m\", key = \"k\", document = { ... } }, or { model = \"m\", key = \"k\", absent = true }",
+    ),
+    ("P0029", "a template writes each path in braces: \"{$.payload.tenant}/{$.payload.id}\""),
+    ("P0030", "write the inner field, or the whole object, not both"),
+    ("P0031", "every binding of a model should write a field as the same type of value"),
+    (
+        "P0103",
+        "add `optional = true` to skip this model for such events, or `missing = \"fail\"` where it is read",
+    ),
+    ("P0101", "add a binding such as [model.on.SomethingHappened]"),
+];
+
+/// The hint for a mapping string that is not a JSONPath: the path it was
+/// probably meant to be, and how to write a literal instead.
+fn not_a_path_help(text: &str, numeric: bool) -> String {
+    let bare = text.trim_start_matches(['.', '@']);
+    let rooted = ["payload", "type", "id"].iter().any(|f| {
+        bare == *f || bare.starts_with(&format!("{f}.")) || bare.starts_with(&format!("{f}["))
+    });
+    let path = if rooted {
+        format!("$.{bare}")
+    } else {
+        format!("$.payload.{bare}")
+    };
+    let literal = match numeric {
+        true => "`increment` adds a number (as in n = 1) or the number a path selects, never text"
+            .to_owned(),
+        false => format!("write a literal string as {{ value = \"{text}\" }}"),
+    };
+    format!("a JSONPath starts with `$`, as in \"{path}\"; {literal}")
+}
+
+/// The hint for a condition whose literal has another type than the samples
+/// show: how to fix it, and what the condition does as written.
+fn condition_types_help(
+    test: &str,
+    sampled: &str,
+    literal: &str,
+    rewritten: Option<&str>,
+) -> String {
+    let fix = match rewritten {
+        Some(test) => format!("write `{test}`"),
+        None => format!("compare with {sampled}"),
+    };
+    let why = match test {
+        "eq" | "in" => format!("never equals {sampled}, so the condition never holds"),
+        "ne" => format!("never equals {sampled}, so the condition always holds"),
+        _ => format!("has no order with {sampled}, so the condition never holds"),
+    };
+    format!("{fix}: {literal} {why}")
 }
 
 /// The keys a binding takes: three settings, then the operations.
@@ -757,6 +802,53 @@ fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_texts_name_each_code_once() {
+        for table in [FIXED_MESSAGES, FIXED_HELP] {
+            let mut codes: Vec<_> = table.iter().map(|(code, _)| *code).collect();
+            codes.sort_unstable();
+            codes.dedup();
+            assert_eq!(codes.len(), table.len());
+        }
+    }
+
+    #[test]
+    fn fixed_and_built_texts_come_from_their_kind() {
+        assert_eq!(Kind::DeleteFalse.message(), "`delete = false` does nothing");
+        assert_eq!(Kind::NoModels.message(), "no read model is declared");
+        assert_eq!(
+            Kind::ConditionTests { found: 0 }.message(),
+            "the condition has no test"
+        );
+        let delete = Kind::DeleteFalse.help();
+        assert_eq!(
+            delete.as_deref(),
+            Some("write `delete = true`, or remove the line")
+        );
+        assert_eq!(Kind::BadRegex { reason: "x".into() }.help(), None);
+        let model = Kind::ModelNeverUpdated { name: "m".into() };
+        assert_eq!(model.message(), "read model `m` reacts to no event type");
+    }
+
+    #[test]
+    fn not_a_path_help_roots_a_bare_name_in_the_payload() {
+        let help = not_a_path_help(".payload.n", true);
+        assert!(help.starts_with("a JSONPath starts with `$`, as in \"$.payload.n\"; `increment`"));
+        let help = not_a_path_help("name", false);
+        assert!(help.contains("\"$.payload.name\"; write a literal string as { value = \"name\" }"));
+    }
+
+    #[test]
+    fn condition_types_help_says_what_the_condition_does() {
+        let help = condition_types_help("ne", "a number", "a string", Some("ne = 1"));
+        assert_eq!(
+            help,
+            "write `ne = 1`: a string never equals a number, so the condition always holds"
+        );
+        let help = condition_types_help("gt", "a string", "a number", None);
+        assert_eq!(help, "compare with a string: a number has no order with a string, so the condition never holds");
+    }
 
     #[test]
     fn places_count_lines_and_characters_from_one() {

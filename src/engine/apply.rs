@@ -578,25 +578,18 @@ fn check<S: DocumentStore>(
             (FieldOp::Merge, _) => Effect::Set(v),
             (FieldOp::SetIfAbsent, None) => Effect::Set(v),
             (FieldOp::SetIfAbsent, Some(_)) => Effect::Keep,
-            (FieldOp::Increment, current) => {
-                let base = match current {
-                    None => None,
-                    Some(c) => match c.as_number() {
-                        Some(n) => Some(n),
-                        None => return Err(holds(&c.as_json())),
-                    },
-                };
-                let by = v
-                    .as_number()
-                    .expect("resolve keeps only numeric increments");
-                let sum = number::add(base, by).map_err(|why| ApplyError::Overflow {
-                    model,
-                    key: Some(key.as_str().to_owned()),
-                    field: field.text.clone(),
-                    why,
-                })?;
-                Effect::Set(Stored::from_owned(sum))
-            }
+            (FieldOp::Increment, current) => match incremented(current, &v) {
+                Ok(sum) => Effect::Set(sum),
+                Err(NotAdded::Holds(found)) => return Err(holds(&found)),
+                Err(NotAdded::TooLarge(why)) => {
+                    return Err(ApplyError::Overflow {
+                        model,
+                        key: Some(key.as_str().to_owned()),
+                        field: field.text.clone(),
+                        why,
+                    })
+                }
+            },
             (op, current) => {
                 let values = match (*spread, v.into_value()) {
                     (true, Value::Array(items)) => items,
@@ -608,6 +601,32 @@ fn check<S: DocumentStore>(
         };
     }
     Ok(())
+}
+
+/// Why an increment adds nothing.
+enum NotAdded {
+    /// The field holds this, which is not a number.
+    Holds(Value),
+    /// The sum is too large.
+    TooLarge(number::TooLarge),
+}
+
+/// What an increment by `v` writes over the field holding `current`: their
+/// sum (`v` when the field is absent).
+#[inline]
+fn incremented(current: Option<FieldValue<'_>>, v: &Stored) -> Result<Stored, NotAdded> {
+    let base = match current {
+        None => None,
+        Some(c) => match c.as_number() {
+            Some(n) => Some(n),
+            None => return Err(NotAdded::Holds(c.as_json().into_owned())),
+        },
+    };
+    let by = v
+        .as_number()
+        .expect("resolve keeps only numeric increments");
+    let sum = number::add(base, by).map_err(NotAdded::TooLarge)?;
+    Ok(Stored::from_owned(sum))
 }
 
 /// The effect of the operations that compare with or change what is stored

@@ -115,14 +115,7 @@ impl Engine {
     ) -> Result<Outcome, StateError> {
         let rebuild = self.rebuild.as_mut().expect("rebuilding");
         let durable = self.durable.as_mut().expect("a rebuild runs over a state");
-        let old = match &rebuild.old_rule {
-            None => Some((hash, Cow::Borrowed(id))),
-            // An event without an id by the old rule was never recorded.
-            Some(rule) => rule
-                .resolve_event(event)
-                .ok()
-                .map(|old| (IdHash::of(&old), old)),
-        };
+        let old = old_id(rebuild.old_rule.as_ref(), event, hash, id);
         let processed = match &old {
             Some((hash, old)) => durable.state_processed(*hash, old)?,
             None => false,
@@ -230,5 +223,23 @@ impl Engine {
             durable.swapped();
         }
         Ok(Rebuilt { missing })
+    }
+}
+
+/// The id the state recorded `event` by, with its hash: `id` itself, or,
+/// when the ids are found anew, the one `old_rule` finds (`None`: an
+/// event without an id by the old rule was never recorded).
+fn old_id<'a>(
+    old_rule: Option<&EventIdRule>,
+    event: &Event<'a>,
+    hash: IdHash,
+    id: &'a str,
+) -> Option<(IdHash, Cow<'a, str>)> {
+    match old_rule {
+        None => Some((hash, Cow::Borrowed(id))),
+        Some(rule) => rule
+            .resolve_event(event)
+            .ok()
+            .map(|old| (IdHash::of(&old), old)),
     }
 }

@@ -48,6 +48,19 @@ enum State {
     Done,
 }
 
+/// What one byte did to the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The byte was read: go on with the next.
+    Next,
+    /// The byte belongs to what follows: read it again in the new state.
+    Again,
+    /// The value had ended before the byte.
+    Ended,
+    /// The byte cannot stand here.
+    Invalid,
+}
+
 /// The state of a JSON value read so far.
 #[derive(Debug, Clone)]
 pub struct Prefix {
@@ -70,96 +83,12 @@ impl Prefix {
     pub fn feed(&mut self, bytes: &[u8]) -> Status {
         let mut i = 0;
         while i < bytes.len() {
-            let b = bytes[i];
-            match self.state {
-                State::Done => return Status::Complete,
-                State::Str { key, escape } => {
-                    self.state = match (escape, b) {
-                        (true, _) => State::Str { key, escape: false },
-                        (false, b'\\') => State::Str { key, escape: true },
-                        (false, b'"') if key => State::Colon,
-                        (false, b'"') => self.after_value(),
-                        (false, _) => State::Str { key, escape: false },
-                    };
-                }
-                State::Number => {
-                    if b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E') {
-                        i += 1;
-                        continue;
-                    }
-                    // The number ended: this byte belongs to what follows it.
-                    self.state = self.after_value();
-                    continue;
-                }
-                State::Literal(rest) => match rest.split_first() {
-                    Some((expected, rest)) if *expected == b => {
-                        self.state = match rest.is_empty() {
-                            true => self.after_value(),
-                            false => State::Literal(rest),
-                        };
-                    }
-                    _ => return Status::Invalid(i),
-                },
-                _ if b.is_ascii_whitespace() => {}
-                State::Value => match b {
-                    b'{' => {
-                        self.stack.push(true);
-                        self.state = State::KeyOrEnd;
-                    }
-                    b'[' => {
-                        self.stack.push(false);
-                        self.state = State::ValueOrEnd;
-                    }
-                    b'"' => {
-                        self.state = State::Str {
-                            key: false,
-                            escape: false,
-                        }
-                    }
-                    b'-' | b'0'..=b'9' => self.state = State::Number,
-                    b't' => self.state = State::Literal(b"rue"),
-                    b'f' => self.state = State::Literal(b"alse"),
-                    b'n' => self.state = State::Literal(b"ull"),
-                    _ => return Status::Invalid(i),
-                },
-                State::ValueOrEnd => {
-                    if b == b']' {
-                        self.stack.pop();
-                        self.state = self.after_value();
-                    } else {
-                        // Not the end: this byte starts the first value.
-                        self.state = State::Value;
-                        continue;
-                    }
-                }
-                State::KeyOrEnd | State::Key => match b {
-                    b'"' => {
-                        self.state = State::Str {
-                            key: true,
-                            escape: false,
-                        }
-                    }
-                    b'}' if self.state == State::KeyOrEnd => {
-                        self.stack.pop();
-                        self.state = self.after_value();
-                    }
-                    _ => return Status::Invalid(i),
-                },
-                State::Colon => match b {
-                    b':' => self.state = State::Value,
-                    _ => return Status::Invalid(i),
-                },
-                State::CommaOrEnd => match (b, self.stack.last()) {
-                    (b',', Some(true)) => self.state = State::Key,
-                    (b',', Some(false)) => self.state = State::Value,
-                    (b'}', Some(true)) | (b']', Some(false)) => {
-                        self.stack.pop();
-                        self.state = self.after_value();
-                    }
-                    _ => return Status::Invalid(i),
-                },
+            match self.step(bytes[i]) {
+                Step::Next => i += 1,
+                Step::Again => {}
+                Step::Ended => return Status::Complete,
+                Step::Invalid => return Status::Invalid(i),
             }
-            i += 1;
         }
         match self.state {
             State::Done => Status::Complete,
@@ -168,6 +97,119 @@ impl Prefix {
             State::Number if self.stack.is_empty() => Status::Complete,
             _ => Status::Incomplete,
         }
+    }
+
+    /// Reads one byte inside a token (string, number, literal), or passes
+    /// it to [`Prefix::punctuation`] between tokens.
+    #[inline]
+    fn step(&mut self, b: u8) -> Step {
+        match self.state {
+            State::Done => return Step::Ended,
+            State::Str { key, escape } => {
+                self.state = match (escape, b) {
+                    (true, _) => State::Str { key, escape: false },
+                    (false, b'\\') => State::Str { key, escape: true },
+                    (false, b'"') if key => State::Colon,
+                    (false, b'"') => self.after_value(),
+                    (false, _) => State::Str { key, escape: false },
+                };
+            }
+            State::Number => {
+                if b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E') {
+                    return Step::Next;
+                }
+                // The number ended: this byte belongs to what follows it.
+                self.state = self.after_value();
+                return Step::Again;
+            }
+            State::Literal(rest) => match rest.split_first() {
+                Some((expected, rest)) if *expected == b => {
+                    self.state = match rest.is_empty() {
+                        true => self.after_value(),
+                        false => State::Literal(rest),
+                    };
+                }
+                _ => return Step::Invalid,
+            },
+            _ if b.is_ascii_whitespace() => {}
+            _ => return self.punctuation(b),
+        }
+        Step::Next
+    }
+
+    /// Reads one byte between tokens: the start of a value, a key, or the
+    /// punctuation of a container.
+    #[inline]
+    fn punctuation(&mut self, b: u8) -> Step {
+        match self.state {
+            State::Value => return self.start_value(b),
+            State::ValueOrEnd => {
+                if b != b']' {
+                    // Not the end: this byte starts the first value.
+                    self.state = State::Value;
+                    return Step::Again;
+                }
+                self.stack.pop();
+                self.state = self.after_value();
+            }
+            State::KeyOrEnd | State::Key => match b {
+                b'"' => {
+                    self.state = State::Str {
+                        key: true,
+                        escape: false,
+                    }
+                }
+                b'}' if self.state == State::KeyOrEnd => {
+                    self.stack.pop();
+                    self.state = self.after_value();
+                }
+                _ => return Step::Invalid,
+            },
+            State::Colon => match b {
+                b':' => self.state = State::Value,
+                _ => return Step::Invalid,
+            },
+            State::CommaOrEnd => match (b, self.stack.last()) {
+                (b',', Some(true)) => self.state = State::Key,
+                (b',', Some(false)) => self.state = State::Value,
+                (b'}', Some(true)) | (b']', Some(false)) => {
+                    self.stack.pop();
+                    self.state = self.after_value();
+                }
+                _ => return Step::Invalid,
+            },
+            State::Done | State::Str { .. } | State::Number | State::Literal(_) => {
+                unreachable!("tokens are read by step")
+            }
+        }
+        Step::Next
+    }
+
+    /// Reads the first byte of a value.
+    #[inline]
+    fn start_value(&mut self, b: u8) -> Step {
+        match b {
+            b'{' => {
+                self.stack.push(true);
+                self.state = State::KeyOrEnd;
+            }
+            b'[' => {
+                self.stack.push(false);
+                self.state = State::ValueOrEnd;
+            }
+            b'"' => {
+                self.state = State::Str {
+                    key: false,
+                    escape: false,
+                }
+            }
+            b'-' | b'0'..=b'9' => self.state = State::Number,
+            b't' => self.state = State::Literal(b"rue"),
+            b'f' => self.state = State::Literal(b"alse"),
+            b'n' => self.state = State::Literal(b"ull"),
+            _ => return Step::Invalid,
+        }
+        Step::Next
     }
 
     /// Reads `bytes` on after the value proved not to be JSON, following

@@ -403,40 +403,24 @@ impl fmt::Display for StateError {
                 "{}: disk full; the last batch was not committed and its replies were not written",
                 path.display()
             ),
-            StateError::Mismatch { path, reconciliation } => {
-                let unresolved = reconciliation
-                    .models
-                    .iter()
-                    .filter(|m| !m.resolved)
-                    .map(|m| format!("{} ({})", m.name, m.status.word()));
-                let mut what: Vec<String> = unresolved.collect();
-                if !reconciliation.event_id.resolved {
-                    what.insert(0, "the event-id rule".to_owned());
-                }
-                write!(
-                    f,
-                    "{} does not match the configuration: {}",
-                    path.display(),
-                    what.join(", ")
-                )
-            }
+            StateError::Mismatch { path, reconciliation } => write!(
+                f,
+                "{} does not match the configuration: {}",
+                path.display(),
+                unresolved(reconciliation).join(", ")
+            ),
             StateError::Request(e) => write!(f, "{e}"),
             StateError::IncompleteLog {
                 missing,
                 required,
                 models,
                 rekey,
-            } => {
-                let whose = match rekey {
-                    true => "every event the state has processed".to_owned(),
-                    false => format!("the events the state has processed for {}", models.join(", ")),
-                };
-                write!(
-                    f,
-                    "the log lacks {missing} of the {required} events it must hold to rebuild {}: {whose}; nothing was changed. Rebuild from a log that holds them, or pass --allow-incomplete to build from this one anyway (the rebuilt models will lack what those events did)",
-                    models.join(", ")
-                )
-            }
+            } => write!(
+                f,
+                "the log lacks {missing} of the {required} events it must hold to rebuild {}: {}; nothing was changed. Rebuild from a log that holds them, or pass --allow-incomplete to build from this one anyway (the rebuilt models will lack what those events did)",
+                models.join(", "),
+                whose_events(models, *rekey)
+            ),
             StateError::Sqlite { path, doing, error } => {
                 write!(f, "{}: {doing} failed: {error}", path.display())
             }
@@ -447,10 +431,7 @@ impl fmt::Display for StateError {
                     path.display(),
                     postgres::describe(error)
                 )?;
-                if postgres::is_connection_error(error) {
-                    write!(f, " (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)")?;
-                }
-                Ok(())
+                write_retried(f, error)
             }
             StateError::Connect {
                 path,
@@ -459,10 +440,7 @@ impl fmt::Display for StateError {
             } => {
                 let reason = postgres::describe(error);
                 write!(f, "{}: connecting to {servers} failed: {reason}", path.display())?;
-                if postgres::is_connection_error(error) {
-                    write!(f, " (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)")?;
-                }
-                Ok(())
+                write_retried(f, error)
             }
             StateError::Claimed { path, holder, seconds_left } => write!(
                 f,
@@ -480,3 +458,52 @@ impl fmt::Display for StateError {
 }
 
 impl std::error::Error for StateError {}
+
+/// What of a state does not match the configuration, as a mismatch names
+/// it: the event-id rule first, then each model not resolved, with why.
+fn unresolved(reconciliation: &Reconciliation) -> Vec<String> {
+    let rule = (!reconciliation.event_id.resolved).then(|| "the event-id rule".to_owned());
+    let models = reconciliation
+        .models
+        .iter()
+        .filter(|m| !m.resolved)
+        .map(|m| format!("{} ({})", m.name, m.status.word()));
+    rule.into_iter().chain(models).collect()
+}
+
+/// Whose events a rebuild needs: all of them when the event id is re-keyed,
+/// else those of the models rebuilt.
+fn whose_events(models: &[String], rekey: bool) -> String {
+    match rekey {
+        true => "every event the state has processed".to_owned(),
+        false => format!(
+            "the events the state has processed for {}",
+            models.join(", ")
+        ),
+    }
+}
+
+/// Adds, after a PostgreSQL failure that was a lost connection, that it was
+/// retried and nothing uncommitted was replied to.
+fn write_retried(f: &mut fmt::Formatter<'_>, error: &::postgres::Error) -> fmt::Result {
+    if postgres::is_connection_error(error) {
+        write!(f, " (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebuild_needs_every_event_when_it_rekeys_and_its_models_otherwise() {
+        let models = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(
+            whose_events(&models, true),
+            "every event the state has processed"
+        );
+        let theirs = whose_events(&models, false);
+        assert_eq!(theirs, "the events the state has processed for a, b");
+    }
+}

@@ -92,19 +92,7 @@ pub fn restore(
     let rebuilt = rebuilt_models(plan, request)?;
     let path = source.location().to_owned();
     let stored = source.read_back()?;
-    let rekeyed_rule = stored
-        .event_id
-        .clone()
-        .filter(|rule| request.rebuild_all && *rule != plan.event_id_definition());
-    let old_rule = match &rekeyed_rule {
-        None => None,
-        Some(text) => Some(EventIdRule::from_definition(text).ok_or_else(|| {
-            damaged(
-                &path,
-                format!("the stored event-id rule is not one: {text}"),
-            )
-        })?),
-    };
+    let old_rule = old_rule(&stored, plan, request, &path)?;
     let reconciliation =
         Reconciliation::new(plan, &stored, request).map_err(StateError::Request)?;
     if !reconciliation.is_resolved() {
@@ -136,28 +124,7 @@ pub fn restore(
         .map(|m| plan.model_name(*m).to_owned())
         .collect();
     source.stage(&names, rekey)?;
-    let rebuilding = (!rebuilt.is_empty()).then(|| {
-        let required_types = (!rekey).then(|| {
-            let mut types: Vec<String> = rebuilt
-                .iter()
-                .flat_map(|m| plan.model_types(*m))
-                .map(str::to_owned)
-                .collect();
-            types.sort();
-            types.dedup();
-            types
-        });
-        let required = match &required_types {
-            None => stored.processed_total(),
-            Some(types) => stored.processed_of(types.iter().map(String::as_str)),
-        };
-        Rebuilding {
-            models: rebuilt,
-            required,
-            required_types,
-            old_rule,
-        }
-    });
+    let rebuilding = rebuilding(plan, &stored, rebuilt, old_rule);
     let report = Report {
         created,
         documents: plan
@@ -169,6 +136,63 @@ pub fn restore(
         dropped,
     };
     Ok((restored, rebuilding, report))
+}
+
+/// The event-id rule the state's ids were found by, when rebuilding every
+/// model finds them anew by the configuration's rule; `None` when the rule
+/// stays. A stored rule that does not compile marks the state damaged.
+fn old_rule(
+    stored: &Stored,
+    plan: &Plan,
+    request: &Request,
+    path: &Path,
+) -> Result<Option<EventIdRule>, StateError> {
+    let rekeyed = stored
+        .event_id
+        .as_ref()
+        .filter(|rule| request.rebuild_all && **rule != plan.event_id_definition());
+    let Some(text) = rekeyed else {
+        return Ok(None);
+    };
+    let rule = EventIdRule::from_definition(text)
+        .ok_or_else(|| damaged(path, format!("the stored event-id rule is not one: {text}")))?;
+    Ok(Some(rule))
+}
+
+/// The rebuild of `rebuilt`, if any: the events the log must hold for it
+/// (those of the models' types, or every one when the ids are found anew).
+fn rebuilding(
+    plan: &Plan,
+    stored: &Stored,
+    rebuilt: Vec<ModelId>,
+    old_rule: Option<EventIdRule>,
+) -> Option<Rebuilding> {
+    if rebuilt.is_empty() {
+        return None;
+    }
+    let required_types = old_rule.is_none().then(|| required_types(plan, &rebuilt));
+    let required = match &required_types {
+        None => stored.processed_total(),
+        Some(types) => stored.processed_of(types.iter().map(String::as_str)),
+    };
+    Some(Rebuilding {
+        models: rebuilt,
+        required,
+        required_types,
+        old_rule,
+    })
+}
+
+/// The event types any of `models` reacts to, sorted, each once.
+fn required_types(plan: &Plan, models: &[ModelId]) -> Vec<String> {
+    let mut types: Vec<String> = models
+        .iter()
+        .flat_map(|m| plan.model_types(*m))
+        .map(str::to_owned)
+        .collect();
+    types.sort();
+    types.dedup();
+    types
 }
 
 /// What opening decided to write: the definitions of models that needed
@@ -217,5 +241,25 @@ pub fn damaged(path: &Path, detail: String) -> StateError {
     StateError::Damaged {
         path: PathBuf::from(path),
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebuild_requires_each_type_its_models_react_to_once() {
+        let plan = crate::load(
+            "[[model]]\nname = \"a\"\nkey = \"$.payload.id\"\non.B = { delete = true }\non.A = { delete = true }\n[[model]]\nname = \"b\"\nkey = \"$.payload.id\"\non.A = { delete = true }\non.C = { delete = true }\n",
+        )
+        .unwrap()
+        .0;
+        assert_eq!(
+            required_types(&plan, &[ModelId(0), ModelId(1)]),
+            ["A", "B", "C"]
+        );
+        assert_eq!(required_types(&plan, &[ModelId(1)]), ["A", "C"]);
+        assert!(required_types(&plan, &[]).is_empty());
     }
 }

@@ -141,75 +141,20 @@ impl fmt::Display for RequestError {
 }
 
 impl Reconciliation {
+    /// Compares `plan` with what `stored` holds, and says of each
+    /// difference whether `request` resolves it. A request that names a
+    /// model it cannot apply to is refused.
     pub fn new(
         plan: &Plan,
         stored: &Stored,
         request: &Request,
     ) -> Result<Reconciliation, RequestError> {
-        for name in &request.rebuild {
-            if plan.model_by_name(name).is_none() {
-                return Err(RequestError::UnknownModel(name.clone()));
-            }
-        }
-        for name in &request.drop {
-            let removed =
-                stored.definitions.contains_key(name) && plan.model_by_name(name).is_none();
-            if !removed {
-                let configured = plan.model_by_name(name).is_some();
-                return Err(RequestError::NotRemoved {
-                    name: name.clone(),
-                    configured,
-                });
-            }
-        }
-        let configured = plan.event_id_definition();
-        let processed_total = stored.processed_total();
-        let (status, need) = match &stored.event_id {
-            None => (Status::New, Need::Record),
-            Some(rule) if *rule == configured => (Status::Unchanged, Need::Nothing),
-            Some(_) if processed_total == 0 => (Status::Changed, Need::Record),
-            Some(_) => (Status::Changed, Need::Rebuild),
-        };
-        let rekey = need == Need::Rebuild;
-        let event_id = RulePlan {
-            status,
-            stored: stored.event_id.clone(),
-            configured,
-            processed: processed_total,
-            need,
-            resolved: !rekey || request.rebuild_all,
-        };
-
-        let mut models = Vec::new();
-        for id in (0..plan.model_count() as u32).map(ModelId) {
-            let name = plan.model_name(id);
-            let documents = stored.documents_of(name);
-            let processed = stored.processed_of(plan.model_types(id));
-            let empty = documents == 0 && processed == 0;
-            let (status, need) = match stored.definitions.get(name) {
-                Some(old) if *old == plan.model_definition(id) => {
-                    (Status::Unchanged, Need::Nothing)
-                }
-                Some(_) if empty => (Status::Changed, Need::Record),
-                Some(_) => (Status::Changed, Need::Rebuild),
-                None if processed == 0 => (Status::New, Need::Record),
-                None => (Status::New, Need::Backfill),
-            };
-            let need = match need {
-                Need::Nothing | Need::Record if rekey => Need::Rebuild,
-                need => need,
-            };
-            let rebuilt = request.rebuild_all || request.rebuild.iter().any(|r| r == name);
-            models.push(ModelPlan {
-                name: name.to_owned(),
-                id: Some(id),
-                status,
-                documents,
-                processed,
-                need,
-                resolved: !need.is_action() || rebuilt,
-            });
-        }
+        check_request(plan, stored, request)?;
+        let event_id = rule_plan(plan, stored, request);
+        let rekey = event_id.need == Need::Rebuild;
+        let mut models: Vec<ModelPlan> = (0..plan.model_count() as u32)
+            .map(|id| model_plan(plan, stored, request, ModelId(id), rekey))
+            .collect();
         for name in stored.definitions.keys() {
             if plan.model_by_name(name).is_some() {
                 continue;
@@ -251,9 +196,123 @@ impl Reconciliation {
     }
 }
 
+/// Refuses a `--rebuild` of a model the configuration does not declare and
+/// a `--drop` of one that is not a removed model in the state.
+fn check_request(plan: &Plan, stored: &Stored, request: &Request) -> Result<(), RequestError> {
+    for name in &request.rebuild {
+        if plan.model_by_name(name).is_none() {
+            return Err(RequestError::UnknownModel(name.clone()));
+        }
+    }
+    for name in &request.drop {
+        let removed = stored.definitions.contains_key(name) && plan.model_by_name(name).is_none();
+        if !removed {
+            let configured = plan.model_by_name(name).is_some();
+            return Err(RequestError::NotRemoved {
+                name: name.clone(),
+                configured,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The configured event-id rule compared with the stored one.
+fn rule_plan(plan: &Plan, stored: &Stored, request: &Request) -> RulePlan {
+    let configured = plan.event_id_definition();
+    let processed_total = stored.processed_total();
+    let (status, need) = match &stored.event_id {
+        None => (Status::New, Need::Record),
+        Some(rule) if *rule == configured => (Status::Unchanged, Need::Nothing),
+        Some(_) if processed_total == 0 => (Status::Changed, Need::Record),
+        Some(_) => (Status::Changed, Need::Rebuild),
+    };
+    RulePlan {
+        status,
+        stored: stored.event_id.clone(),
+        configured,
+        processed: processed_total,
+        need,
+        resolved: need != Need::Rebuild || request.rebuild_all,
+    }
+}
+
+/// A configured model compared with what the state holds of it; `rekey`:
+/// the event-id rule changed, so that every model is rebuilt.
+fn model_plan(
+    plan: &Plan,
+    stored: &Stored,
+    request: &Request,
+    id: ModelId,
+    rekey: bool,
+) -> ModelPlan {
+    let name = plan.model_name(id);
+    let documents = stored.documents_of(name);
+    let processed = stored.processed_of(plan.model_types(id));
+    let definition = plan.model_definition(id);
+    let old = stored.definitions.get(name).map(String::as_str);
+    let (status, need) = model_status(old, &definition, documents, processed, rekey);
+    let rebuilt = request.rebuild_all || request.rebuild.iter().any(|r| r == name);
+    ModelPlan {
+        name: name.to_owned(),
+        id: Some(id),
+        status,
+        documents,
+        processed,
+        need,
+        resolved: !need.is_action() || rebuilt,
+    }
+}
+
+/// How a configured model differs from the one stored (`old`: its stored
+/// definition, if any), and what that needs, from its counts alone.
+fn model_status(
+    old: Option<&str>,
+    definition: &str,
+    documents: u64,
+    processed: u64,
+    rekey: bool,
+) -> (Status, Need) {
+    let empty = documents == 0 && processed == 0;
+    let (status, need) = match old {
+        Some(old) if old == definition => (Status::Unchanged, Need::Nothing),
+        Some(_) if empty => (Status::Changed, Need::Record),
+        Some(_) => (Status::Changed, Need::Rebuild),
+        None if processed == 0 => (Status::New, Need::Record),
+        None => (Status::New, Need::Backfill),
+    };
+    let need = match need {
+        Need::Nothing | Need::Record if rekey => Need::Rebuild,
+        need => need,
+    };
+    (status, need)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_needs_what_its_counts_and_the_rule_say() {
+        use Need::*;
+        use Status::*;
+        let cases = [
+            (Some("d"), 5, 5, false, (Unchanged, Nothing)),
+            (Some("d"), 5, 5, true, (Unchanged, Rebuild)),
+            (Some("e"), 0, 0, false, (Changed, Record)),
+            (Some("e"), 0, 0, true, (Changed, Rebuild)),
+            (Some("e"), 0, 1, false, (Changed, Rebuild)),
+            (None, 3, 0, false, (New, Record)),
+            (None, 0, 2, false, (New, Backfill)),
+            (None, 0, 2, true, (New, Backfill)),
+        ];
+        for (old, documents, processed, rekey, expected) in cases {
+            assert_eq!(
+                model_status(old, "d", documents, processed, rekey),
+                expected
+            );
+        }
+    }
 
     const CONFIG: &str = r#"
 [[model]]

@@ -104,6 +104,34 @@ DROP TABLE IF EXISTS {s}._projector_rebuild_covered;
 DELETE FROM {s}._projector_meta WHERE name = 'rebuild';
 ";
 
+/// Taken while a state's schema is created, so that of two projectors
+/// starting on a new schema at once one creates it.
+const SCHEMA_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('projector schema ' || $1::text))";
+
+/// Whether schema `$1` holds a state, and how many relations it holds.
+const SCHEMA_CONTENTS: &str =
+    "SELECT to_regclass(format('%I._projector_meta', $1::text)) IS NOT NULL,
+                    (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $1::text)";
+
+/// The tables of a new state in schema `{s}`, but for the filter's.
+const NEW_TABLES: &str = "CREATE SCHEMA IF NOT EXISTS {s};
+         CREATE TABLE {s}._projector_meta (name text PRIMARY KEY, value text NOT NULL);
+         CREATE TABLE {s}._projector_models (name text PRIMARY KEY, definition text NOT NULL, tbl text NOT NULL);
+         CREATE TABLE {s}._projector_processed (id text NOT NULL, type text NOT NULL);
+         CREATE TABLE {s}._projector_lease (id int PRIMARY KEY CHECK (id = 1), holder text,
+             token bigint NOT NULL, expires timestamptz NOT NULL,
+             backend_pid int, backend_start timestamptz);
+         INSERT INTO {s}._projector_lease VALUES (1, NULL, 0, clock_timestamp());
+         CREATE SEQUENCE {s}._projector_tables;
+         CREATE INDEX _projector_processed_id ON {s}._projector_processed (id);
+";
+
+/// The metadata of a new state in schema `{s}`: its format (`$1`), rows
+/// (`$2`), no commits, and a filter kept from the start.
+const NEW_META: &str = "INSERT INTO {s}._projector_meta (name, value)
+             VALUES ('format', $1), ('rows', $2), ('commits', '0'), ('filter', 'kept')";
+
 /// What every name of the projector's own tables starts with; a read
 /// model's view may not.
 const OWN_PREFIX: &str = "_projector";
@@ -1179,48 +1207,13 @@ fn create_schema(client: &mut Client, target: &Target) -> Result<bool, StateErro
     let failed = |e| target.failed("creating the state", e);
     let mut tx = client.transaction().map_err(failed)?;
     // Two projectors starting on a new schema at once: one creates it.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('projector schema ' || $1::text))",
-        &[&target.schema],
-    )
-    .map_err(failed)?;
+    tx.execute(SCHEMA_LOCK, &[&target.schema]).map_err(failed)?;
     let row = tx
-        .query_one(
-            "SELECT to_regclass(format('%I._projector_meta', $1::text)) IS NOT NULL,
-                    (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                     WHERE n.nspname = $1::text)",
-            &[&target.schema],
-        )
+        .query_one(SCHEMA_CONTENTS, &[&target.schema])
         .map_err(failed)?;
     let (exists, objects): (bool, i64) = (row.get(0), row.get(1));
     if exists {
-        let format: Option<String> = tx
-            .query_opt(
-                &format!("SELECT value FROM {s}._projector_meta WHERE name = 'format'"),
-                &[],
-            )
-            .map_err(failed)?
-            .map(|r| r.get(0));
-        if format.as_deref() == Some(FORMAT_1) {
-            // Upgraded: it keeps no filter (what it holds is not in one).
-            tx.batch_execute(&FILTER_TABLES.replace("{s}", &s))
-                .map_err(failed)?;
-            tx.execute(
-                &format!("UPDATE {s}._projector_meta SET value = $1 WHERE name = 'format'"),
-                &[&FORMAT_2],
-            )
-            .map_err(failed)?;
-            lease::add_backend_columns(&mut tx, &s).map_err(failed)?;
-            tx.commit().map_err(failed)?;
-            return Ok(false);
-        }
-        if format.as_deref() != Some(FORMAT) && format.as_deref() != Some(FORMAT_2) {
-            return Err(StateError::NotAState {
-                path: target.path(),
-                reason: format!("its format is {format:?}, and this projector reads \"{FORMAT}\""),
-            });
-        }
-        lease::add_backend_columns(&mut tx, &s).map_err(failed)?;
+        open_schema(&mut tx, target, &s)?;
         tx.commit().map_err(failed)?;
         return Ok(false);
     }
@@ -1234,32 +1227,67 @@ fn create_schema(client: &mut Client, target: &Target) -> Result<bool, StateErro
         });
     }
     let rows = Rows::default().to_json();
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {s};
-         CREATE TABLE {s}._projector_meta (name text PRIMARY KEY, value text NOT NULL);
-         CREATE TABLE {s}._projector_models (name text PRIMARY KEY, definition text NOT NULL, tbl text NOT NULL);
-         CREATE TABLE {s}._projector_processed (id text NOT NULL, type text NOT NULL);
-         CREATE TABLE {s}._projector_lease (id int PRIMARY KEY CHECK (id = 1), holder text,
-             token bigint NOT NULL, expires timestamptz NOT NULL,
-             backend_pid int, backend_start timestamptz);
-         INSERT INTO {s}._projector_lease VALUES (1, NULL, 0, clock_timestamp());
-         CREATE SEQUENCE {s}._projector_tables;
-         CREATE INDEX _projector_processed_id ON {s}._projector_processed (id);
-         {}",
-        FILTER_TABLES.replace("{s}", &s)
-    ))
-    .map_err(failed)?;
+    let tables = NEW_TABLES.replace("{s}", &s) + &FILTER_TABLES.replace("{s}", &s);
+    tx.batch_execute(&tables).map_err(failed)?;
     // A new state keeps its filter from the start: it holds every id and key.
-    tx.execute(
-        &format!(
-            "INSERT INTO {s}._projector_meta (name, value)
-             VALUES ('format', $1), ('rows', $2), ('commits', '0'), ('filter', 'kept')"
-        ),
-        &[&FORMAT, &rows],
-    )
-    .map_err(failed)?;
+    tx.execute(&NEW_META.replace("{s}", &s), &[&FORMAT, &rows])
+        .map_err(failed)?;
     tx.commit().map_err(failed)?;
     Ok(true)
+}
+
+/// What opening does with a schema that holds a state, by its format.
+#[derive(Debug, PartialEq, Eq)]
+enum Existing {
+    /// Format 1: add the filter's tables (it keeps no filter).
+    Upgrade,
+    /// A format this projector reads as it is.
+    Open,
+    /// A format this projector does not read.
+    Refuse,
+}
+
+/// What to do with a state of `format`.
+fn existing(format: Option<&str>) -> Existing {
+    match format {
+        Some(FORMAT_1) => Existing::Upgrade,
+        Some(FORMAT | FORMAT_2) => Existing::Open,
+        _ => Existing::Refuse,
+    }
+}
+
+/// Readies, in `tx`, the state that schema `s` already holds: upgrades
+/// format 1, refuses a format this projector does not read, and adds the
+/// lease's backend columns.
+fn open_schema(tx: &mut Transaction<'_>, target: &Target, s: &str) -> Result<(), StateError> {
+    let failed = |e| target.failed("creating the state", e);
+    let format: Option<String> = tx
+        .query_opt(
+            &format!("SELECT value FROM {s}._projector_meta WHERE name = 'format'"),
+            &[],
+        )
+        .map_err(failed)?
+        .map(|r| r.get(0));
+    match existing(format.as_deref()) {
+        Existing::Upgrade => {
+            // Upgraded: it keeps no filter (what it holds is not in one).
+            tx.batch_execute(&FILTER_TABLES.replace("{s}", s))
+                .map_err(failed)?;
+            tx.execute(
+                &format!("UPDATE {s}._projector_meta SET value = $1 WHERE name = 'format'"),
+                &[&FORMAT_2],
+            )
+            .map_err(failed)?;
+        }
+        Existing::Open => {}
+        Existing::Refuse => {
+            return Err(StateError::NotAState {
+                path: target.path(),
+                reason: format!("its format is {format:?}, and this projector reads \"{FORMAT}\""),
+            })
+        }
+    }
+    lease::add_backend_columns(tx, s).map_err(failed)
 }
 
 fn read_meta(
@@ -1404,4 +1432,18 @@ fn read_state(
     let processed = rows.types.clone().unwrap_or_default();
     let stored = meta.stored(definitions, rows.documents.clone(), processed)?;
     Ok((stored, rows, tables, commits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_state_is_upgraded_opened_or_refused_by_its_format() {
+        assert_eq!(existing(Some(FORMAT_1)), Existing::Upgrade);
+        assert_eq!(existing(Some(FORMAT_2)), Existing::Open);
+        assert_eq!(existing(Some(FORMAT)), Existing::Open);
+        assert_eq!(existing(Some("projector-postgres 9")), Existing::Refuse);
+        assert_eq!(existing(None), Existing::Refuse);
+    }
 }

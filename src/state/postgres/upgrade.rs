@@ -8,6 +8,7 @@ use super::super::earlier::{self, Hashes, MARKS};
 use super::super::StateError;
 use super::{ident, text, Books, Failure, PostgresState, FORMAT, FORMAT_2};
 use crate::value::surrogate::from_earlier;
+use postgres::types::ToSql;
 use postgres::Transaction;
 
 impl PostgresState {
@@ -36,22 +37,26 @@ impl PostgresState {
     }
 }
 
+/// What a failure while upgrading was doing.
+const DOING: &str = "upgrading the state to the present format";
+
+/// Puts the rows of `$1::text[]` (keys), `$2` (bodies) and `$3` (their
+/// JSON, when the body is not) into table `{table}`.
+const INSERT_ROWS: &str = "INSERT INTO {table} (key, body, doc)
+                 SELECT k, b, COALESCE(j, b)::jsonb
+                 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, b, j)";
+
+/// The parameters of [`holds`]: a text in an earlier form shows one of them.
+type Marks<'a> = [&'a (dyn ToSql + Sync); 3];
+
 /// Rewrites every row whose text holds lone surrogates (or U+10FFFF, or
 /// U+D7FF) in their earlier form, or NUL characters in a column (or
 /// U+0001), and the format; logs the new hashes of the ids and keys that
 /// changed in the kept filter.
 fn held_text(books: &mut Books, tx: &mut Transaction<'_>) -> Result<(), Failure> {
+    let books = &*books;
     let s = books.target.schema_ident();
-    let failed = |e| books.failure("upgrading the state to the present format", e);
-    let meta_value = |tx: &mut Transaction<'_>, name: &str| -> Result<Option<String>, Failure> {
-        tx.query_opt(
-            &format!("SELECT value FROM {s}._projector_meta WHERE name = $1"),
-            &[&name],
-        )
-        .map(|row| row.map(|r| r.get(0)))
-        .map_err(failed)
-    };
-    if meta_value(tx, "format")?.as_deref() != Some(FORMAT_2) {
+    if meta_value(books, tx, &s, "format")?.as_deref() != Some(FORMAT_2) {
         return Ok(());
     }
     let (mark, earlier_mark, one) = (
@@ -59,61 +64,99 @@ fn held_text(books: &mut Books, tx: &mut Transaction<'_>) -> Result<(), Failure>
         MARKS[0].to_string(),
         '\u{1}'.to_string(),
     );
-    let holds = |column: &str| {
-        format!(
-            "(strpos({column}, $1) > 0 OR strpos({column}, $2) > 0 OR strpos({column}, $3) > 0)"
-        )
-    };
-    let marks: [&(dyn postgres::types::ToSql + Sync); 3] = [&mark, &earlier_mark, &one];
+    let marks: Marks<'_> = [&mark, &earlier_mark, &one];
     let mut hashes = Hashes::default();
-
     let models: Vec<(String, String)> = tx
         .query(&format!("SELECT name, tbl FROM {s}._projector_models"), &[])
-        .map_err(failed)?
+        .map_err(|e| books.failure(DOING, e))?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     for (model, table) in &models {
         let table = format!("{s}.{}", ident(table));
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT key, body FROM {table} WHERE {} OR {}",
-                    holds("key"),
-                    holds("body")
-                ),
-                &marks,
-            )
-            .map_err(failed)?;
-        let (mut keys, mut bodies, mut docs, mut old) = (vec![], vec![], vec![], vec![]);
-        for row in &rows {
-            let (key, body): (&str, &str) = (row.get(0), row.get(1));
-            let column = column(key, |held| hashes.key(model, held));
-            let body = from_earlier(body).into_owned();
-            docs.push(text::jsonb_text(&body));
-            keys.push(column);
-            bodies.push(body);
-            old.push(key);
-        }
-        if rows.is_empty() {
-            continue;
-        }
-        tx.execute(
-            &format!("DELETE FROM {table} WHERE key = ANY($1::text[])"),
-            &[&old],
-        )
-        .map_err(failed)?;
-        tx.execute(
-            &format!(
-                "INSERT INTO {table} (key, body, doc)
-                 SELECT k, b, COALESCE(j, b)::jsonb
-                 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, b, j)"
-            ),
-            &[&keys, &bodies, &docs],
-        )
-        .map_err(failed)?;
+        rewrite_documents(books, tx, &table, model, &marks, &mut hashes)?;
     }
+    rewrite_processed(books, tx, &s, &marks, &mut hashes)?;
+    rewrite_meta(books, tx, &s, &hashes)
+}
 
+/// The condition that `column` holds one of the marks `$1`, `$2`, `$3`.
+fn holds(column: &str) -> String {
+    format!("(strpos({column}, $1) > 0 OR strpos({column}, $2) > 0 OR strpos({column}, $3) > 0)")
+}
+
+/// The value of meta row `name` in schema `s`.
+fn meta_value(
+    books: &Books,
+    tx: &mut Transaction<'_>,
+    s: &str,
+    name: &str,
+) -> Result<Option<String>, Failure> {
+    tx.query_opt(
+        &format!("SELECT value FROM {s}._projector_meta WHERE name = $1"),
+        &[&name],
+    )
+    .map(|row| row.map(|r| r.get(0)))
+    .map_err(|e| books.failure(DOING, e))
+}
+
+/// Rewrites the documents of `model` in `table` whose key or body holds a
+/// mark, noting the keys that changed in `hashes`.
+fn rewrite_documents(
+    books: &Books,
+    tx: &mut Transaction<'_>,
+    table: &str,
+    model: &str,
+    marks: &Marks<'_>,
+    hashes: &mut Hashes,
+) -> Result<(), Failure> {
+    let failed = |e| books.failure(DOING, e);
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT key, body FROM {table} WHERE {} OR {}",
+                holds("key"),
+                holds("body")
+            ),
+            marks,
+        )
+        .map_err(failed)?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (mut keys, mut bodies, mut docs, mut old) = (vec![], vec![], vec![], vec![]);
+    for row in &rows {
+        let (key, body): (&str, &str) = (row.get(0), row.get(1));
+        let column = column(key, |held| hashes.key(model, held));
+        let body = from_earlier(body).into_owned();
+        docs.push(text::jsonb_text(&body));
+        keys.push(column);
+        bodies.push(body);
+        old.push(key);
+    }
+    tx.execute(
+        &format!("DELETE FROM {table} WHERE key = ANY($1::text[])"),
+        &[&old],
+    )
+    .map_err(failed)?;
+    tx.execute(
+        &INSERT_ROWS.replace("{table}", table),
+        &[&keys, &bodies, &docs],
+    )
+    .map_err(failed)?;
+    Ok(())
+}
+
+/// Rewrites the processed ids and types in schema `s` that hold a mark,
+/// noting the ids that changed in `hashes`.
+fn rewrite_processed(
+    books: &Books,
+    tx: &mut Transaction<'_>,
+    s: &str,
+    marks: &Marks<'_>,
+    hashes: &mut Hashes,
+) -> Result<(), Failure> {
+    let failed = |e| books.failure(DOING, e);
     let ids = tx
         .query(
             &format!(
@@ -121,7 +164,7 @@ fn held_text(books: &mut Books, tx: &mut Transaction<'_>) -> Result<(), Failure>
                 holds("id"),
                 holds("type")
             ),
-            &marks,
+            marks,
         )
         .map_err(failed)?;
     for row in &ids {
@@ -136,15 +179,26 @@ fn held_text(books: &mut Books, tx: &mut Transaction<'_>) -> Result<(), Failure>
         )
         .map_err(failed)?;
     }
+    Ok(())
+}
 
+/// Rewrites the meta rows of schema `s` that hold text (rows,
+/// subscriptions) and the format; logs `hashes` in a kept filter.
+fn rewrite_meta(
+    books: &Books,
+    tx: &mut Transaction<'_>,
+    s: &str,
+    hashes: &Hashes,
+) -> Result<(), Failure> {
+    let failed = |e| books.failure(DOING, e);
     let rewritten = [
         (
             "rows",
-            meta_value(tx, "rows")?.and_then(|t| earlier::rows(&t)),
+            meta_value(books, tx, s, "rows")?.and_then(|t| earlier::rows(&t)),
         ),
         (
             "subscriptions",
-            meta_value(tx, "subscriptions")?.and_then(|t| earlier::subscriptions(&t)),
+            meta_value(books, tx, s, "subscriptions")?.and_then(|t| earlier::subscriptions(&t)),
         ),
         ("format", Some(FORMAT.to_owned())),
     ];
@@ -157,7 +211,8 @@ fn held_text(books: &mut Books, tx: &mut Transaction<'_>) -> Result<(), Failure>
             .map_err(failed)?;
         }
     }
-    if let (Some(log), Some("kept")) = (hashes.log(), meta_value(tx, "filter")?.as_deref()) {
+    let filter = meta_value(books, tx, s, "filter")?;
+    if let (Some(log), Some("kept")) = (hashes.log(), filter.as_deref()) {
         tx.execute(
             &format!("INSERT INTO {s}._projector_filter_log (hashes) VALUES ($1)"),
             &[&log],

@@ -50,16 +50,35 @@ impl SqliteState {
     }
 }
 
+/// What a failure while upgrading was doing.
+const DOING: &str = "upgrading the state to the present format";
+
 /// Rewrites every row whose text holds lone surrogates (or U+10FFFF, or
 /// U+D7FF) in the earlier form, checking each against its checksum first
 /// and giving it its new one; logs the new hashes of the ids and keys that
 /// changed in the kept filter.
 fn held_text(conn: &Connection, path: &Path) -> Result<(), StateError> {
-    let failed = sql(path, "upgrading the state to the present format");
     let marks = MARKS.map(String::from);
-    let holds = |column: &str| format!("(instr({column}, ?1) > 0 OR instr({column}, ?2) > 0)");
     let mut hashes = Hashes::default();
+    rewrite_events(conn, path, &marks, &mut hashes)?;
+    rewrite_documents(conn, path, &marks, &mut hashes)?;
+    rewrite_meta(conn, path, &hashes)
+}
 
+/// The condition that `column` holds one of the marks `?1`, `?2`.
+fn holds(column: &str) -> String {
+    format!("(instr({column}, ?1) > 0 OR instr({column}, ?2) > 0)")
+}
+
+/// Rewrites the event types and processed ids that hold a mark, noting
+/// the ids that change in `hashes`.
+fn rewrite_events(
+    conn: &Connection,
+    path: &Path,
+    marks: &[String; 2],
+    hashes: &mut Hashes,
+) -> Result<(), StateError> {
+    let failed = sql(path, DOING);
     // Event types, then the ids of the types renamed (whose checksums
     // cover the type's name) and the ids that change themselves.
     let types: Vec<(i64, String, i64)> = select(
@@ -68,7 +87,7 @@ fn held_text(conn: &Connection, path: &Path) -> Result<(), StateError> {
             "SELECT code, name, sum FROM event_types WHERE {}",
             holds("name")
         ),
-        &marks,
+        marks,
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .map_err(&failed)?;
@@ -80,7 +99,7 @@ fn held_text(conn: &Connection, path: &Path) -> Result<(), StateError> {
             holds("p.id"),
             holds("t.name")
         ),
-        &marks,
+        marks,
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )
     .map_err(&failed)?;
@@ -110,7 +129,18 @@ fn held_text(conn: &Connection, path: &Path) -> Result<(), StateError> {
         )
         .map_err(&failed)?;
     }
+    Ok(())
+}
 
+/// Rewrites the documents whose key or body holds a mark, noting the keys
+/// that change in `hashes`.
+fn rewrite_documents(
+    conn: &Connection,
+    path: &Path,
+    marks: &[String; 2],
+    hashes: &mut Hashes,
+) -> Result<(), StateError> {
+    let failed = sql(path, DOING);
     // Documents: their key may change, so each is written anew once the
     // old rows are gone.
     let documents: Vec<(String, String, String, i64)> = select(
@@ -120,7 +150,7 @@ fn held_text(conn: &Connection, path: &Path) -> Result<(), StateError> {
             holds("key"),
             holds("doc")
         ),
-        &marks,
+        marks,
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )
     .map_err(&failed)?;
@@ -150,7 +180,13 @@ fn held_text(conn: &Connection, path: &Path) -> Result<(), StateError> {
         )
         .map_err(&failed)?;
     }
+    Ok(())
+}
 
+/// Rewrites the metadata that names types, and logs `hashes` in a kept
+/// filter.
+fn rewrite_meta(conn: &Connection, path: &Path, hashes: &Hashes) -> Result<(), StateError> {
+    let failed = sql(path, DOING);
     // The metadata that names types.
     let meta = load::meta(conn, path)?;
     let rewritten = [
