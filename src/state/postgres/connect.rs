@@ -124,7 +124,7 @@ impl Target {
         })?;
         if let Some(warning) = &settings.warning {
             static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| eprintln!("projector: warning: {warning}"));
+            SAID.call_once(|| crate::util::log::log(&format!("warning: {warning}")));
         }
         Ok(settings)
     }
