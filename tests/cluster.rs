@@ -275,6 +275,12 @@ fn one_two_or_four_instances_build_what_memory_builds_and_share_the_units_fairly
         let report = balanced(&nats, &db, &config, shares);
         assert_eq!(report["lag"], 0, "{report}");
         assert_eq!(report["units_owned"], 5, "{report}");
+        // Each instance reads the stream once, for all of its units.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while nats.consumers("EVENTS") != n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(nats.consumers("EVENTS"), n, "consumers of {n} instances");
         for instance in instances {
             let log = instance.terminate();
             assert!(log.contains("projector: claimed unit "), "{log}");

@@ -15,7 +15,10 @@
 //! processes of its connections (or its leases lapse); the others take its
 //! units over. An instance that cannot read the stream for longer than its
 //! lease gives its units up to the others and claims none until it can
-//! ([`reach`]). Which configuration is served is a recorded fact
+//! ([`reach`]). An instance reads the stream once, whatever the number of
+//! units it owns: one consumer, on the process's one NATS runtime, routes
+//! each message to the unit that takes it ([`crate::input::hub`]). Which
+//! configuration is served is a recorded fact
 //! ([`deploy`]), and so is the stream followed ([`stream`]); the read
 //! models' views change only at a switch, off the coordinator's path
 //! ([`views`]).
@@ -268,7 +271,11 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         max_line_bytes,
         park,
     };
-    let mut coordinator = Coordinator::new(target, address, parts, registry, own, how);
+    // The process's one reader of the stream, and its one NATS runtime.
+    let hub = crate::input::hub::Hub::start(&address, max_line_bytes)
+        .map(std::sync::Arc::new)
+        .expect("the NATS runtime starts");
+    let mut coordinator = Coordinator::new(target, (address, hub), parts, registry, own, how);
     let result = coordinator.turns(stop.as_ref());
     coordinator.shut_down();
     // The database did not answer: nothing more is asked of it.
@@ -282,6 +289,8 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
 struct Coordinator {
     target: Target,
     address: StreamAddress,
+    /// The stream's reader, which the units attach to.
+    hub: std::sync::Arc<crate::input::hub::Hub>,
     parts: u32,
     registry: Registry,
     /// The unit schemas of this instance's own configuration.
@@ -323,7 +332,7 @@ impl Coordinator {
     /// the units `own`.
     fn new(
         target: Target,
-        address: StreamAddress,
+        (address, hub): (StreamAddress, std::sync::Arc<crate::input::hub::Hub>),
         parts: u32,
         registry: Registry,
         own: Vec<String>,
@@ -343,7 +352,8 @@ impl Coordinator {
             work: Vec::new(),
             workers: Vec::new(),
             stopping: Vec::new(),
-            tail: Tail::new(&address),
+            tail: Tail::on(&address, hub.runtime().handle().clone()),
+            hub,
             reach: reach::Reach::default(),
             address,
             reports: mpsc::channel(),
@@ -692,7 +702,7 @@ impl Coordinator {
                 work.listed.name.clone(),
                 work.plan.clone(),
                 target,
-                self.address.clone(),
+                self.hub.clone(),
                 self.how,
                 self.reports.0.clone(),
             ) {

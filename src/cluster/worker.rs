@@ -1,11 +1,12 @@
 //! One unit of work, applied on a thread of its own: its state claimed
-//! (see [`crate::state::postgres`]), its engine restored, and the stream
-//! consumed from the unit's checkpoint on until it is told to stop or its
-//! claim is taken over.
+//! (see [`crate::state::postgres`]), its engine restored, and the messages
+//! of the stream that are its own, from the unit's checkpoint on, taken
+//! from the instance's one reader of the stream ([`crate::input::hub`])
+//! until it is told to stop or its claim is taken over.
 
 use crate::engine::durable::Budget;
 use crate::engine::Engine;
-use crate::input::nats::{Checkpoints, NatsInput, StreamAddress};
+use crate::input::hub::Hub;
 use crate::plan::Plan;
 use crate::server::parking::ParkStore;
 use crate::server::{self, Options, ServeError};
@@ -18,7 +19,11 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+
+/// The most messages a unit commits at once: a unit catching up commits
+/// while it reads on, its checkpoint follows, and a unit taken over hands
+/// on little to apply again.
+const BATCH_MESSAGES: usize = 16_384;
 
 /// What became of a worker, for the coordinator.
 #[derive(Debug)]
@@ -57,7 +62,7 @@ impl Worker {
         name: String,
         plan: Plan,
         target: Target,
-        address: StreamAddress,
+        hub: Arc<Hub>,
         how: How,
         reports: Sender<Report>,
     ) -> std::io::Result<Worker> {
@@ -67,7 +72,7 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("unit {name}"))
             .spawn(move || {
-                let report = work(id, plan, &target, &address, how, stopped.into(), &reports);
+                let report = work(id, plan, &target, &hub, how, stopped.into(), &reports);
                 let _ = reports.send(report);
             })?;
         Ok(Worker {
@@ -112,7 +117,7 @@ fn work(
     unit: String,
     plan: Plan,
     target: &Target,
-    address: &StreamAddress,
+    hub: &Hub,
     how: How,
     stopped: OwnedFd,
     reports: &Sender<Report>,
@@ -123,7 +128,7 @@ fn work(
         Err(error) => return Report::Failed { unit, error },
     };
     let mut engine = Engine::durable(
-        plan,
+        plan.clone(),
         opened.restored,
         Box::new(Background::start(opened.state)),
         opened.reader,
@@ -135,68 +140,29 @@ fn work(
         unit: unit.clone(),
         checkpoint,
     });
-    let (input, checkpoints) = match read_stream(address, checkpoint + 1, &stopped) {
-        Reading::Started(input, checkpoints) => (input, checkpoints),
-        Reading::Stopped => {
-            drop(engine);
-            return Report::Released { unit };
-        }
-        Reading::Failed(why) => return Report::Lost { unit, why },
-    };
     let park = match parking(how, target) {
         Ok(park) => park,
         Err(error) => return Report::Failed { unit, error },
     };
+    let (feed, checkpoints) = hub.attach(plan, engine.digester(), checkpoint + 1, stopped);
     let options = Options {
         park,
         checkpoints: Some(checkpoints),
         stop_on_refused: how.stop_on_refused,
         max_line_bytes: how.max_line_bytes,
         counters: Some(&super::metrics::COUNTERS),
+        batch_messages: BATCH_MESSAGES,
         ..Options::default()
     };
-    let served = server::serve(
+    let served = server::serve_lines(
         &mut engine,
-        input,
+        feed,
         std::io::sink(),
         std::io::stderr(),
         &options,
     );
     drop(engine);
     ended(unit, served.map(|_| ()))
-}
-
-/// Where reading a unit's stream stands.
-enum Reading {
-    Started(NatsInput, Arc<Checkpoints>),
-    /// The worker was told to stop before the stream could be read.
-    Stopped,
-    /// The stop signal cannot be watched.
-    Failed(String),
-}
-
-/// Starts reading the stream at `address` from the sequence `from`, trying
-/// again, ever more slowly, until it answers or `stopped` becomes readable.
-fn read_stream(address: &StreamAddress, from: u64, stopped: &OwnedFd) -> Reading {
-    let mut pause = Duration::from_millis(200);
-    loop {
-        let stop = match stopped.try_clone() {
-            Ok(stop) => stop,
-            Err(e) => return Reading::Failed(e.to_string()),
-        };
-        match NatsInput::start(address, from, Some(stop)) {
-            Ok((input, checkpoints)) => return Reading::Started(input, checkpoints),
-            Err(e) => {
-                if pause == Duration::from_millis(200) {
-                    crate::util::log::log(&format!("{e}; trying again"));
-                }
-                if crate::input::source::readable(stopped, pause) {
-                    return Reading::Stopped;
-                }
-                pause = (pause * 2).min(crate::input::nats::RETRY_CAP);
-            }
-        }
-    }
 }
 
 /// Where refused events are parked under `--on-refused park`: the main

@@ -7,6 +7,7 @@
 //! the engine, scanning each event line ([`scan`]) and working out what the
 //! engine needs of it ([`crate::engine::digest`]).
 
+pub mod hub;
 pub mod lines;
 pub mod multiline;
 pub mod nats;

@@ -67,7 +67,7 @@ pub const RETRY_CAP: Duration = Duration::from_secs(1);
 
 /// How long a question to the broker (the stream's state, a consumer made)
 /// may take before it counts as unanswered.
-const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the stream's state may take to come, when the cluster's
 /// coordinator asks for it every turn.
@@ -121,18 +121,35 @@ pub async fn stream_info(
 /// kept open (made again after a failure).
 pub struct Tail {
     address: StreamAddress,
-    runtime: tokio::runtime::Runtime,
+    runtime: Runtime,
     context: Option<async_nats::jetstream::Context>,
+}
+
+/// Where a [`Tail`]'s questions run.
+enum Runtime {
+    Own(tokio::runtime::Runtime),
+    /// A runtime with threads of its own: the process's NATS runtime.
+    Shared(tokio::runtime::Handle),
 }
 
 impl Tail {
     pub fn new(address: &StreamAddress) -> Tail {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the runtime starts");
         Tail {
             address: address.clone(),
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("the runtime starts"),
+            runtime: Runtime::Own(runtime),
+            context: None,
+        }
+    }
+
+    /// A tail that asks on `runtime`, a multi-threaded runtime's.
+    pub fn on(address: &StreamAddress, runtime: tokio::runtime::Handle) -> Tail {
+        Tail {
+            address: address.clone(),
+            runtime: Runtime::Shared(runtime),
             context: None,
         }
     }
@@ -148,11 +165,15 @@ impl Tail {
             let js = context.as_ref().expect("connected");
             Ok(stream_info(js, address).await?.state.last_sequence)
         };
-        let result = self.runtime.block_on(async {
+        let timed = async {
             tokio::time::timeout(PROBE_TIMEOUT, asked)
                 .await
                 .unwrap_or_else(|_| Err(format!("{address}: the broker does not answer")))
-        });
+        };
+        let result = match &self.runtime {
+            Runtime::Own(runtime) => runtime.block_on(timed),
+            Runtime::Shared(handle) => handle.block_on(timed),
+        };
         if result.is_err() {
             self.context = None;
         }
@@ -215,37 +236,70 @@ impl Line {
 
 /// Which line of input ends each message taken from the stream, and the
 /// message's sequence: the server asks, when it hands a batch over, up to
-/// which sequence the batch goes.
+/// which sequence the batch goes. A unit of work that is given only its own
+/// messages is also told how far the stream went past its last line
+/// ([`Checkpoints::passed`]): its checkpoint moves on over the messages
+/// that were not its own.
 #[derive(Debug, Default)]
 pub struct Checkpoints {
-    ends: Mutex<VecDeque<(u64, u64)>>,
+    ends: Mutex<Ends>,
+}
+
+#[derive(Debug, Default)]
+struct Ends {
+    lines: VecDeque<(u64, u64)>,
+    /// After this line, the stream went on to this sequence.
+    passed: (u64, u64),
+    /// The sequence [`Checkpoints::through`] last answered.
+    answered: u64,
 }
 
 impl Checkpoints {
-    fn push(&self, line: u64, sequence: u64) {
-        self.ends
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back((line, sequence));
+    pub(crate) fn push(&self, line: u64, sequence: u64) {
+        self.lock().lines.push_back((line, sequence));
+    }
+
+    /// Where lines end in the stream (`ends`), and that every message
+    /// after line `passed.0` up to sequence `passed.1` was someone else's.
+    pub(crate) fn add(&self, ends: impl Iterator<Item = (u64, u64)>, passed: (u64, u64)) {
+        let mut held = self.lock();
+        held.lines.extend(ends);
+        held.passed = passed;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ends> {
+        self.ends.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The sequence of the message whose line is `line`, while no batch
     /// has gone past it.
     pub fn sequence_of(&self, line: u64) -> Option<u64> {
-        let ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
-        ends.iter().find(|(end, _)| *end == line).map(|(_, s)| *s)
+        let ends = self.lock();
+        ends.lines
+            .iter()
+            .find(|(end, _)| *end == line)
+            .map(|(_, s)| *s)
     }
 
-    /// The sequence of the last message whose line is at or before `line`
-    /// (counting from 1), once: `None` when no message has ended since the
-    /// last call.
+    /// The sequence the stream is applied through once the lines up to
+    /// `line` (counting from 1) are, once: `None` when it did not move
+    /// since the last call.
     pub fn through(&self, line: u64) -> Option<u64> {
-        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
-        let mut last = None;
-        while ends.front().is_some_and(|(end, _)| *end <= line) {
-            last = ends.pop_front().map(|(_, sequence)| sequence);
+        let mut ends = self.lock();
+        let mut last = 0;
+        while ends.lines.front().is_some_and(|(end, _)| *end <= line) {
+            last = ends
+                .lines
+                .pop_front()
+                .map_or(last, |(_, sequence)| sequence);
         }
-        last
+        if ends.passed.0 <= line {
+            last = last.max(ends.passed.1);
+        }
+        (last > ends.answered).then(|| {
+            ends.answered = last;
+            last
+        })
     }
 }
 
@@ -448,14 +502,39 @@ async fn pass_on(
     }
 }
 
-type Consumer = async_nats::jetstream::consumer::pull::Ordered;
+pub(crate) type Consumer = async_nats::jetstream::consumer::pull::Ordered;
 
 /// An ordered consumer of the stream from sequence `from`, on a connection
 /// of its own, and the flag raised when that connection is lost.
-async fn subscribe(
+pub(crate) async fn subscribe(
     address: &StreamAddress,
     from: u64,
 ) -> Result<(Consumer, Arc<AtomicBool>), String> {
+    let (messages, lost, _) = subscribe_named(address, from).await?;
+    Ok((messages, lost))
+}
+
+/// A consumer the broker keeps (for a while) after its reader left: the
+/// stream it reads and its name, to delete it by.
+pub(crate) struct Made {
+    stream: async_nats::jetstream::stream::Stream,
+    name: String,
+}
+
+impl Made {
+    /// Deletes the consumer, if the broker answers soon: one made again
+    /// does not linger beside its successor.
+    pub(crate) async fn delete(self) {
+        let deleted = self.stream.delete_consumer(&self.name);
+        let _ = tokio::time::timeout(Duration::from_secs(2), deleted).await;
+    }
+}
+
+/// [`subscribe`], and the consumer made.
+pub(crate) async fn subscribe_named(
+    address: &StreamAddress,
+    from: u64,
+) -> Result<(Consumer, Arc<AtomicBool>, Made), String> {
     use async_nats::jetstream::consumer::{pull, DeliverPolicy};
     let (context, lost) = connect_watched(address).await?;
     let stream = context
@@ -471,11 +550,15 @@ async fn subscribe(
         })
         .await
         .map_err(|e| format!("{address}: cannot consume the stream: {e}"))?;
+    let made = Made {
+        name: consumer.cached_info().name.clone(),
+        stream,
+    };
     let messages = consumer
         .messages()
         .await
         .map_err(|e| format!("{address}: cannot consume the stream: {e}"))?;
-    Ok((messages, lost))
+    Ok((messages, lost, made))
 }
 
 /// Waits `pause`; false when the input was dropped meanwhile.
@@ -586,6 +669,23 @@ impl super::source::Input for NatsInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_s_checkpoint_follows_its_lines_and_the_stream_it_was_passed_by() {
+        let c = Checkpoints::default();
+        // Lines 1 and 2 are messages 3 and 7; the stream went on to 9.
+        c.add([(1, 3), (2, 7)].into_iter(), (2, 9));
+        assert_eq!(c.sequence_of(2), Some(7));
+        assert_eq!(c.through(1), Some(3), "line 2 is not handled yet");
+        assert_eq!(c.through(1), None, "once");
+        assert_eq!(c.through(2), Some(9), "messages 8 and 9 were not its own");
+        // Passed by, with no line of its own since.
+        c.add(std::iter::empty(), (2, 12));
+        assert_eq!(c.through(2), Some(12));
+        assert_eq!(c.through(2), None);
+        c.add([(3, 13)].into_iter(), (3, 13));
+        assert_eq!(c.through(3), Some(13));
+    }
 
     #[test]
     fn addresses_name_a_server_and_a_stream() {

@@ -118,6 +118,82 @@ impl Reader {
     }
 }
 
+/// Where the engine's prepared lines come from: the reading thread, or a
+/// stream's messages routed to one unit of work ([`crate::input::hub`]).
+pub trait Lines {
+    /// Adds the next chunks, in input order, to `into`; returns whether no
+    /// more input was waiting after them (the replies so far must go out),
+    /// or `None` at the end of the input.
+    fn next_chunks(&mut self, into: &mut Vec<Chunk>) -> Option<io::Result<bool>>;
+
+    /// Takes back chunks whose lines are answered.
+    fn done(&mut self, chunks: &mut Vec<Chunk>);
+}
+
+impl Lines for Reader {
+    fn next_chunks(&mut self, into: &mut Vec<Chunk>) -> Option<io::Result<bool>> {
+        Some(self.next()?.map(|Delivery { chunk, idle }| {
+            into.push(chunk);
+            idle
+        }))
+    }
+
+    fn done(&mut self, chunks: &mut Vec<Chunk>) {
+        chunks.drain(..).for_each(|chunk| Reader::done(self, chunk));
+    }
+}
+
+/// One message of a stream as a chunk of one line (its line breaks made
+/// spaces), prepared without a digest: [`digest_line`] adds it once the
+/// unit the message goes to is known. A message over `max_line_bytes` is
+/// not held.
+pub fn one_line(mut bytes: Vec<u8>, max_line_bytes: usize) -> Chunk {
+    bytes
+        .iter_mut()
+        .filter(|b| **b == b'\n')
+        .for_each(|b| *b = b' ');
+    let content = bytes.strip_suffix(b"\r").unwrap_or(&bytes);
+    let span = match content.len() > max_line_bytes {
+        true => Span::TooLong {
+            len: content.len(),
+            blank: content.iter().all(u8::is_ascii_whitespace),
+        },
+        false => Span::Text(0..bytes.len()),
+    };
+    if let Span::TooLong { .. } = span {
+        bytes = Vec::new();
+    }
+    Chunk::new(bytes, |bytes| vec![prepare(bytes, span, None)])
+}
+
+/// Digests the events of `chunk` that have no digest yet, as the reading
+/// thread does.
+pub fn digest_lines(chunk: &mut Chunk, digester: &Digester) {
+    chunk.with_dependent_mut(|_, lines| {
+        for line in lines.iter_mut() {
+            if let Prepared::Event(message, digest @ None) = line {
+                *digest = digest_event(message, digester);
+            }
+        }
+    });
+}
+
+/// The digest of an event message's event; the event's tree is freed when
+/// the engine will not read it.
+fn digest_event<'a>(message: &mut EventMessage<'a>, digester: &Digester) -> Option<Digest<'a>> {
+    let event = Event::new(std::mem::replace(&mut message.event, Raw::Null));
+    let digest = digester.digest(&event);
+    // A tree no longer needed is freed now, while it is in the cache, and
+    // its memory is reused for the next one.
+    if digest
+        .as_ref()
+        .is_none_or(|digest| digester.needs_tree(digest))
+    {
+        message.event = event.into_root();
+    }
+    digest
+}
+
 /// Where a line of the chunk being gathered is.
 enum Span {
     Text(Range<usize>),
@@ -326,16 +402,7 @@ fn prepare<'a>(bytes: &'a [u8], span: Span, digester: Option<&Digester>) -> Prep
         },
         Ok(text) => match scan::event_message(text) {
             Some(mut message) => {
-                let digest = digester.and_then(|d| {
-                    let event = Event::new(std::mem::replace(&mut message.event, Raw::Null));
-                    let digest = d.digest(&event);
-                    // A tree no longer needed is freed now, while it is in
-                    // the cache, and its memory is reused for the next one.
-                    if digest.as_ref().is_none_or(|digest| d.needs_tree(digest)) {
-                        message.event = event.into_root();
-                    }
-                    digest
-                });
+                let digest = digester.and_then(|d| digest_event(&mut message, d));
                 Prepared::Event(message, digest)
             }
             None => Prepared::Other(text),

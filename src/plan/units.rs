@@ -81,6 +81,14 @@ impl Partition {
     }
 }
 
+/// What [`Plan::see`] read of an event.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'e> {
+    ty: Option<TypeId>,
+    digested: bool,
+    _event: std::marker::PhantomData<&'e ()>,
+}
+
 /// The units of `plan`, each group split in `parts` where it can be.
 pub fn units(plan: &Plan, parts: u32) -> Vec<Unit> {
     let parts = parts.max(1);
@@ -182,6 +190,45 @@ pub fn part_of_text(text: &str, of: u32) -> u32 {
 }
 
 impl Plan {
+    /// Whether an engine over this plan applies (or refuses) `event`, as
+    /// the scanner read it: as the engine decides with the event's digest
+    /// when it has an id, and without one otherwise (see
+    /// [`crate::engine::digest::Digest::mine`]). Always, when the plan is
+    /// not one unit's. `seen` is what [`Plan::see`] read of the event, by
+    /// this plan or one that [`Plan::reads_like`] it.
+    pub fn takes(&self, seen: &Seen<'_>, event: &Event<'_>) -> bool {
+        let Some(partition) = &self.partition else {
+            return true;
+        };
+        match seen.digested {
+            true => {
+                let bindings = seen.ty.map_or(&[][..], |ty| self.bindings(ty));
+                partition.takes(bindings, event)
+            }
+            false => partition.takes_undigested(self, event),
+        }
+    }
+
+    /// What every unit of this plan's configuration reads alike of an
+    /// event, before each decides whether it takes it: its type, and
+    /// whether it has an id.
+    pub fn see<'e>(&self, event: &Event<'e>) -> Seen<'e> {
+        let name = crate::value::event::checked_event(event.root()).ok();
+        Seen {
+            ty: name.and_then(|name| self.event_type(name)),
+            digested: name.is_some() && self.event_id.resolve_event(event).is_ok(),
+            _event: std::marker::PhantomData,
+        }
+    }
+
+    /// Whether `other` reads events as this plan does (the same event
+    /// types, numbered alike, and the same event-id rule): what
+    /// [`Plan::see`] reads with one holds for the other.
+    pub fn reads_like(&self, other: &Plan) -> bool {
+        self.type_names == other.type_names
+            && self.event_id_definition() == other.event_id_definition()
+    }
+
     /// The plan of one unit: its group's models alone (renumbered in
     /// order), every event type kept (a type bound elsewhere has no
     /// bindings here), and the unit's partition.

@@ -11,7 +11,7 @@
 
 use crate::engine::digest::{Digest, Digester};
 use crate::engine::{Engine, Outcome};
-use crate::input::reader::{Delivery, Prepared, Reader};
+use crate::input::reader::{Delivery, Lines, Prepared, Reader};
 use crate::input::scan::EventMessage;
 use crate::input::source::Input;
 use crate::plan::type_name;
@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 /// The default bound on one input line: 16 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
-/// The most messages answered in one batch.
-const MAX_BATCH_MESSAGES: usize = 200_000;
+/// The most messages answered in one batch, unless the options say less.
+pub const MAX_BATCH_MESSAGES: usize = 200_000;
 /// The most reply bytes held back in one batch, when the state is durable:
 /// a batch is one commit.
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
@@ -61,6 +61,8 @@ pub struct Options {
     pub park: Option<std::sync::Arc<dyn parking::ParkStore>>,
     /// Where to count what each message did, when something watches.
     pub counters: Option<&'static Counters>,
+    /// The most messages in one batch (one commit).
+    pub batch_messages: usize,
 }
 
 /// Messages counted by what they did, over a process.
@@ -104,6 +106,7 @@ impl Default for Options {
             stop_on_refused: false,
             park: None,
             counters: None,
+            batch_messages: MAX_BATCH_MESSAGES,
         }
     }
 }
@@ -461,7 +464,7 @@ impl<L: Write> Session<'_, L> {
     }
 
     fn batch_full(&self) -> bool {
-        self.pending_messages >= MAX_BATCH_MESSAGES
+        self.pending_messages >= self.options.batch_messages
             || self.pending.len() >= self.batch_bytes
             || self.engine.must_submit()
     }
@@ -513,6 +516,20 @@ pub struct Served {
 pub fn serve(
     engine: &mut Engine,
     input: impl Input + Send + 'static,
+    output: impl Write,
+    log: impl Write,
+    options: &Options,
+) -> Result<Served, ServeError> {
+    let digester = engine.digester();
+    let reader = Reader::start(input, options.max_line_bytes, Some(digester));
+    serve_lines(engine, reader, output, log, options)
+}
+
+/// [`serve`], from lines prepared elsewhere: by the reading thread, or
+/// routed from a stream to one unit of work.
+pub fn serve_lines(
+    engine: &mut Engine,
+    mut lines: impl Lines,
     mut output: impl Write,
     log: impl Write,
     options: &Options,
@@ -538,40 +555,18 @@ pub fn serve(
             None => None,
         },
     };
-    let digester = session.engine.digester();
-    let reader = Reader::start(input, options.max_line_bytes, Some(digester));
     let mut served = Served::default();
-    while let Some(delivery) = reader.next() {
-        let Delivery { mut chunk, idle } = delivery?;
-        chunk.with_dependent_mut(|_, lines| {
-            session.engine.preload(digests(lines))?;
-            for at in 0..lines.len() {
-                prefetch(session.engine, lines, at);
-                let outcome = session.line(&mut lines[at])?;
-                if outcome == Some(Outcome::Applied) {
-                    served.applied += 1;
-                }
-                if let (Some(counters), Some(outcome)) = (options.counters, outcome) {
-                    counters.count(outcome);
-                }
-                if session.halt.is_some() {
-                    session.release(&mut output)?;
-                    let text = session.halt.take().expect("halting");
-                    return Err(ServeError::Refused(text));
-                }
-                if session.batch_full() {
-                    match session.parking.as_ref().is_some_and(|p| p.due()) {
-                        true => {
-                            session.release(&mut output)?;
-                            session.retry(&mut output)?;
-                        }
-                        false => session.hand_off(&mut output)?,
-                    }
-                }
-            }
-            Ok::<(), ServeError>(())
-        })?;
-        reader.done(chunk);
+    let mut chunks = Vec::new();
+    while let Some(idle) = lines.next_chunks(&mut chunks) {
+        let idle = idle?;
+        let all = chunks
+            .iter()
+            .flat_map(|chunk| digests(chunk.borrow_dependent()));
+        session.engine.preload(all)?;
+        for chunk in &mut chunks {
+            chunk.with_dependent_mut(|_, lines| session.chunk(lines, &mut served, &mut output))?;
+        }
+        lines.done(&mut chunks);
         if idle {
             session.release(&mut output)?;
             session.retry(&mut output)?;
@@ -579,6 +574,43 @@ pub fn serve(
     }
     session.release(&mut output)?;
     Ok(served)
+}
+
+impl<L: Write> Session<'_, L> {
+    /// Answers the lines of a chunk, counting them in `served`, handing
+    /// full batches over to be committed.
+    fn chunk(
+        &mut self,
+        lines: &mut [Prepared<'_>],
+        served: &mut Served,
+        output: &mut impl Write,
+    ) -> Result<(), ServeError> {
+        for at in 0..lines.len() {
+            prefetch(self.engine, lines, at);
+            let outcome = self.line(&mut lines[at])?;
+            if outcome == Some(Outcome::Applied) {
+                served.applied += 1;
+            }
+            if let (Some(counters), Some(outcome)) = (self.options.counters, outcome) {
+                counters.count(outcome);
+            }
+            if self.halt.is_some() {
+                self.release(output)?;
+                let text = self.halt.take().expect("halting");
+                return Err(ServeError::Refused(text));
+            }
+            if self.batch_full() {
+                match self.parking.as_ref().is_some_and(|p| p.due()) {
+                    true => {
+                        self.release(output)?;
+                        self.retry(output)?;
+                    }
+                    false => self.hand_off(output)?,
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The digests of the events of `lines`, for the engine to read what they

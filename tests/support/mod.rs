@@ -636,6 +636,14 @@ impl NatsServer {
         })
     }
 
+    /// How many consumers the stream `stream` has.
+    pub fn consumers(&self, stream: &str) -> usize {
+        self.with_jetstream(|js| async move {
+            let mut stream = js.get_stream(stream).await.unwrap();
+            stream.info().await.unwrap().state.consumer_count
+        })
+    }
+
     /// `nats://127.0.0.1:PORT/STREAM`.
     pub fn stream(&self, stream: &str) -> String {
         format!("nats://127.0.0.1:{}/{stream}", self.port)
