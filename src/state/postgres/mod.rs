@@ -177,9 +177,7 @@ impl PostgresState {
     /// claimed for this process, and restores it (see [`open::restore`]).
     pub fn open(target: &Target, plan: &Plan, request: &Request) -> Result<Opened, StateError> {
         check_names(target, plan)?;
-        let mut client = target.connect()?;
-        let created = create_schema(&mut client, target)?;
-        let token = lease::claim(&mut client, target)?;
+        let (client, created, token) = claimed(target)?;
         let heartbeat = Heartbeat::start(target, token);
         let mut state = PostgresState {
             client,
@@ -1198,6 +1196,36 @@ fn check_names(target: &Target, plan: &Plan) -> Result<(), StateError> {
         });
     }
     Ok(())
+}
+
+/// A connection to the state, its schema created if need be (and whether
+/// it was), and its claim's token; a connection lost on the way is made
+/// again, for as long as the target's retry time allows.
+fn claimed(target: &Target) -> Result<(Client, bool, i64), StateError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let attempt = target.connect().and_then(|mut client| {
+            let created = create_schema(&mut client, target)?;
+            let token = lease::claim(&mut client, target)?;
+            Ok((client, created, token))
+        });
+        let lost = match &attempt {
+            Err(StateError::Postgres { error, doing, .. }) if is_connection_error(error) => {
+                Some((*doing, describe(error)))
+            }
+            _ => None,
+        };
+        let Some((doing, why)) = lost.filter(|_| started.elapsed() < target.retry_for) else {
+            return attempt;
+        };
+        crate::util::log::log(&format!(
+            "{}: the connection was lost while {doing} ({why}); trying again",
+            target.display()
+        ));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
 }
 
 /// Creates the state's schema and tables, unless they exist; returns
