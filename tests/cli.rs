@@ -607,3 +607,41 @@ fn no_command_panics_when_its_reader_goes_away() {
         assert!(code.is_some(), "{args:?} killed by a signal: {stderr}");
     }
 }
+
+#[test]
+fn log_lines_are_json_objects_under_log_format_json_and_filtered_by_projector_log() {
+    let run = Run::new()
+        .in_empty_dir()
+        .arg("--log-format")
+        .arg("json")
+        .stdin(&[CREATED])
+        .go();
+    run.success();
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["target"], "projector");
+    assert_eq!(
+        line["message"],
+        "no ./projections.toml; using the bundled configuration"
+    );
+    assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    // The same line, filtered out; then a filter that does not parse.
+    for filter in ["projector=warn", "off"] {
+        let quiet = Run::new()
+            .in_empty_dir()
+            .env("PROJECTOR_LOG", filter)
+            .stdin(&[CREATED])
+            .go();
+        quiet.success().stderr_is("");
+    }
+    Run::new()
+        .in_empty_dir()
+        .env("PROJECTOR_LOG", "projector=loud")
+        .stdin(&[CREATED])
+        .go()
+        .success()
+        .stderr_has("projector: warning: PROJECTOR_LOG does not parse")
+        .stderr_has("projector: no ./projections.toml; using the bundled configuration\n");
+}

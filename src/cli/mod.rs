@@ -85,6 +85,18 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     run: run::RunArgs,
+    /// How log lines are written on stderr: human (`projector: …`) or json (one object per
+    /// line, for log shippers). PROJECTOR_LOG (else RUST_LOG) chooses which are written, in
+    /// RUST_LOG's syntax (default: warn,projector=info,replay=info,publish=info).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "human",
+        env = "PROJECTOR_LOG_FORMAT"
+    )]
+    log_format: Format,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +157,10 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    projector::util::log::init(match cli.log_format {
+        Format::Human => projector::util::log::Format::Human,
+        Format::Json => projector::util::log::Format::Json,
+    });
     match cli.command {
         Some(Command::Validate(args)) => validate::validate(&args),
         Some(Command::Run(args)) => run::run(&args),
@@ -178,9 +194,9 @@ fn configured_or_default() -> PathBuf {
         .map_or_else(|| PathBuf::from(DEFAULT_CONFIG), PathBuf::from)
 }
 
-/// Writes a line to stderr. A log that cannot be written is no reason to stop.
+/// Logs a line, `projector: ` (or the command's name) first.
 fn log(line: &str) {
-    let _ = writeln!(io::stderr(), "{line}");
+    projector::util::log::line(line);
 }
 
 /// A configuration's name (for messages) and text. Without a path,

@@ -17,6 +17,7 @@ use projector::server::{self, Options, ReplayCounts, ServeError, DEFAULT_MAX_LIN
 use projector::state::postgres::DEFAULT_SCHEMA;
 use projector::state::reconcile::Request;
 use projector::state::{Location, Rebuilding};
+use projector::util::log::Stderr;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -211,9 +212,9 @@ impl Passes<'_> {
         match self.stop {
             Some(stop) => {
                 let input = Stoppable::new(file, stop.fd()?);
-                server::replay(engine, input, total, io::stderr(), options, only)
+                server::replay(engine, input, total, Stderr::default(), options, only)
             }
-            None => server::replay(engine, file, total, io::stderr(), options, only),
+            None => server::replay(engine, file, total, Stderr::default(), options, only),
         }
     }
 

@@ -11,10 +11,11 @@
 
 use super::registry::{Listed, Version};
 use crate::state::postgres::{describe, ident, Target};
+use crate::util::retry::Backoff;
 use postgres::error::SqlState;
 use postgres::Client;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long one attempt waits for the views' readers before giving way.
 const LOCK_TIMEOUT: &str = "50ms";
@@ -104,8 +105,8 @@ pub fn apply(target: &Target, job: &Job) -> Outcome {
     if let Err(e) = client.batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'")) {
         return failed(e);
     }
-    let until = Instant::now() + PERSIST;
-    let mut pause = Duration::from_millis(100);
+    let mut backoff =
+        Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).within(PERSIST);
     loop {
         let done = match job {
             Job::Show(version) => show(&mut client, target, version),
@@ -115,11 +116,9 @@ pub fn apply(target: &Target, job: &Job) -> Outcome {
             Ok(true) => return Outcome::Done,
             Ok(false) => return Outcome::NotNow,
             Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
-                if Instant::now() + pause > until {
+                if !backoff.sleep() {
                     return Outcome::Held;
                 }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(1));
             }
             Err(e) => return failed(e),
         }

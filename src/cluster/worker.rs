@@ -158,7 +158,7 @@ fn work(
         &mut engine,
         feed,
         std::io::sink(),
-        std::io::stderr(),
+        crate::util::log::Stderr::default(),
         &options,
     );
     drop(engine);

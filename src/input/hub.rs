@@ -22,6 +22,7 @@ use super::reader::{self, Chunk, Lines, Prepared};
 use crate::engine::digest::Digester;
 use crate::plan::Plan;
 use crate::util::log::log;
+use crate::util::retry::Backoff;
 use crate::value::event::{Event, Raw};
 use async_nats::jetstream::consumer::pull::OrderedError as MessagesError;
 use std::io;
@@ -312,8 +313,7 @@ impl Reading {
     }
 
     async fn run(mut self) {
-        let mut pause = Duration::from_millis(200);
-        let mut failing = false;
+        let mut backoff = Backoff::new(Duration::from_millis(200), RETRY_CAP);
         loop {
             self.units.retain(|u| !u.closed.load(Ordering::SeqCst));
             while self.units.is_empty() {
@@ -336,21 +336,21 @@ impl Reading {
             let (mut messages, lost, made) = match subscribed {
                 Ok(subscribed) => subscribed,
                 Err(e) => {
-                    if !std::mem::replace(&mut failing, true) {
+                    if backoff.is_fresh() {
                         log(&format!("{e}; trying again"));
                     }
+                    let pause = backoff.pause().expect("no deadline");
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RETRY_CAP);
                     continue;
                 }
             };
-            if std::mem::take(&mut failing) {
+            if !backoff.is_fresh() {
                 log(&format!(
                     "{}: consuming again from sequence {from}",
                     self.address
                 ));
             }
-            pause = Duration::from_millis(200);
+            backoff.reset();
             let ended = self.read(&mut messages, &lost, from).await;
             drop(messages);
             if let Ended::Gone = ended {

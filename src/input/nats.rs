@@ -2,6 +2,7 @@
 //! it (`nats://HOST:PORT/STREAM`), and input lines as `publish` sends them.
 
 use crate::plan::event_id::EventIdRule;
+use crate::util::retry::Backoff;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::fmt;
@@ -386,7 +387,7 @@ async fn consume(
 ) {
     let mut next = from;
     let mut ready = Some(ready);
-    let mut pause = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), RETRY_CAP);
     loop {
         let asked = tokio::time::timeout(ASK_TIMEOUT, subscribe(&address, next));
         let subscribed = asked
@@ -401,7 +402,7 @@ async fn consume(
                         "{address}: consuming again from sequence {next}"
                     ));
                 }
-                pause = Duration::from_millis(200);
+                backoff.reset();
                 subscribed
             }
             // The first time, the caller reports it; later, the broker is
@@ -412,13 +413,12 @@ async fn consume(
                     return;
                 }
                 None => {
-                    if pause == Duration::from_millis(200) {
+                    if backoff.is_fresh() {
                         crate::util::log::log(&format!("{e}; trying again"));
                     }
-                    if !wait(&shared, pause).await {
+                    if !wait(&shared, backoff.pause().expect("no deadline")).await {
                         return;
                     }
-                    pause = (pause * 2).min(RETRY_CAP);
                     continue;
                 }
             },
@@ -433,7 +433,7 @@ async fn consume(
         if !passed.await {
             return;
         }
-        if !wait(&shared, pause).await {
+        if !wait(&shared, Duration::from_millis(200)).await {
             return;
         }
     }

@@ -1,6 +1,6 @@
 //! Small tools: a fast hasher and a cache prefetch hint for the hot path,
 //! a lock-free histogram for metrics, the settings of the property tests,
-//! the log line.
+//! the log line, the retry policy.
 
 pub mod bloom;
 pub mod hash;
@@ -9,3 +9,4 @@ pub mod log;
 pub mod prefetch;
 #[cfg(test)]
 pub mod property;
+pub mod retry;

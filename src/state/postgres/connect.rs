@@ -3,10 +3,11 @@
 
 use super::super::StateError;
 use super::settings::Settings;
+use crate::util::retry::Backoff;
 use postgres::error::SqlState;
 use postgres::Client;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The schema a state lives in unless `--schema` names another.
 pub const DEFAULT_SCHEMA: &str = "projector";
@@ -82,6 +83,12 @@ impl Target {
     }
 
     /// [`Target::display`], where errors want a path.
+    /// How a step lost with its connection is tried again: from 50 ms to
+    /// 2 s apart, for [`Target::retry_for`].
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(Duration::from_millis(50), Duration::from_secs(2)).within(self.retry_for)
+    }
+
     pub fn path(&self) -> PathBuf {
         PathBuf::from(self.display())
     }
@@ -137,8 +144,7 @@ impl Target {
     pub fn connect(&self) -> Result<Client, StateError> {
         self.check_schema()?;
         let settings = self.settings()?;
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(50);
+        let mut backoff = self.backoff();
         loop {
             // A projector stopped in the middle of a transaction (SIGSTOP)
             // would hold its locks, the lease row's among them, for as long
@@ -153,10 +159,7 @@ impl Target {
             });
             match session {
                 Ok(client) => return Ok(client),
-                Err(e) if is_connection_error(&e) && started.elapsed() < self.retry_for => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
+                Err(e) if is_connection_error(&e) && backoff.sleep() => {}
                 Err(error) => {
                     return Err(StateError::Connect {
                         path: self.path(),

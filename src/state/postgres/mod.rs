@@ -59,7 +59,6 @@ use postgres::{Client, Transaction};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// The table of a cluster's main schema that holds the events its units did
 /// not project (see `projector rejections`).
@@ -356,8 +355,7 @@ impl PostgresState {
         doing: &'static str,
         mut write: impl FnMut(&mut Books, &mut Transaction<'_>) -> Result<T, Failure>,
     ) -> Result<Option<T>, StateError> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(50);
+        let mut backoff = self.books.target.backoff();
         loop {
             self.crash.step();
             let error = match self.attempt(&mut write) {
@@ -373,11 +371,9 @@ impl PostgresState {
             // asked on a new connection, which may be lost too.
             let commits = loop {
                 let target = &self.books.target;
-                if started.elapsed() >= target.retry_for {
+                if !backoff.sleep() {
                     return Err(target.failed(doing, error));
                 }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(2));
                 self.client = target.connect()?;
                 match self.committed() {
                     Ok(commits) => break commits,
@@ -390,7 +386,7 @@ impl PostgresState {
                 "{}: the connection was lost while {doing} ({}); reconnected after {:.1} s; {}",
                 self.books.path.display(),
                 describe(&error),
-                started.elapsed().as_secs_f64(),
+                backoff.elapsed().as_secs_f64(),
                 match landed {
                     true => "the commit had landed",
                     false => "trying again",
@@ -441,16 +437,12 @@ impl PostgresState {
         &mut self,
         mut read: impl FnMut(&mut Client) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(50);
+        let mut backoff = self.books.target.backoff();
         loop {
             match read(&mut self.client) {
                 Err(StateError::Postgres { error, .. })
-                    if is_connection_error(&error)
-                        && started.elapsed() < self.books.target.retry_for =>
+                    if is_connection_error(&error) && backoff.sleep() =>
                 {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(2));
                     self.client = self.books.target.connect()?;
                 }
                 other => return other,
@@ -1202,8 +1194,7 @@ fn check_names(target: &Target, plan: &Plan) -> Result<(), StateError> {
 /// it was), and its claim's token; a connection lost on the way is made
 /// again, for as long as the target's retry time allows.
 fn claimed(target: &Target) -> Result<(Client, bool, i64), StateError> {
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(50);
+    let mut backoff = target.backoff();
     loop {
         let attempt = target.connect().and_then(|mut client| {
             let created = create_schema(&mut client, target)?;
@@ -1216,15 +1207,15 @@ fn claimed(target: &Target) -> Result<(Client, bool, i64), StateError> {
             }
             _ => None,
         };
-        let Some((doing, why)) = lost.filter(|_| started.elapsed() < target.retry_for) else {
+        let Some(pause) = lost.as_ref().and_then(|_| backoff.pause()) else {
             return attempt;
         };
+        let (doing, why) = lost.expect("a lost connection");
         crate::util::log::log(&format!(
             "{}: the connection was lost while {doing} ({why}); trying again",
             target.display()
         ));
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 

@@ -9,7 +9,6 @@ use crate::plan::ModelId;
 use postgres::types::ToSql;
 use postgres::{Client, Row};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 pub struct PostgresReader {
     client: Client,
@@ -61,14 +60,11 @@ impl PostgresReader {
 
     /// Runs `sql`, connecting again while the connection is lost.
     fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StateError> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(50);
+        let mut backoff = self.target.backoff();
         loop {
             match self.client.query(sql, params) {
                 Ok(rows) => return Ok(rows),
-                Err(e) if is_connection_error(&e) && started.elapsed() < self.target.retry_for => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(2));
+                Err(e) if is_connection_error(&e) && backoff.sleep() => {
                     self.client = connect(&self.target)?;
                 }
                 Err(e) => return Err(self.target.failed("reading the state", e)),
