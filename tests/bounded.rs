@@ -4,7 +4,7 @@
 //! the replies and the documents that a run in memory gives, on a stream
 //! whose hot documents grow by one list entry per order.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use support::{generated_events, repo, PgDb, Run, TempDir};

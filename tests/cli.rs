@@ -1,7 +1,7 @@
 //! Behaviour of the running binary that the stdio cases cannot express:
 //! configs written at test time, byte-level input, an interactive peer, help.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::sync::mpsc;

@@ -4,7 +4,7 @@
 //! in-memory run of the same stream, whoever was killed, stopped or cut
 //! off on the way.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -689,9 +689,9 @@ fn a_changed_definition_is_built_beside_the_serving_one_and_the_views_switch_whe
         10,
         Duration::from_millis(150),
     );
-    // Until the switch, the views keep answering, with version 1's documents.
+    // Until the switch, and at it, the views keep answering: version 1's
+    // documents, then version 2's.
     let started = Instant::now();
-    let mut served_old = 0;
     loop {
         let status: Option<String> = db
             .client()
@@ -702,15 +702,13 @@ fn a_changed_definition_is_built_beside_the_serving_one_and_the_views_switch_whe
             .ok()
             .map(|r| r.get(0));
         let stats = db.view("projector", "user_order_stats");
+        assert!(!stats.is_empty());
         if status.as_deref() == Some("serving") {
             break;
         }
-        assert!(!stats.is_empty());
-        served_old += 1;
         assert!(started.elapsed() < Duration::from_secs(30), "no switch");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(served_old > 0);
     assert!(!before["user_order_stats"].is_empty());
     publisher.join().unwrap();
     let last = nats.messages("EVENTS").len() as u64;

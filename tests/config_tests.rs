@@ -1,6 +1,6 @@
 //! `projector test`, and the users-orders example against the reference projector.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! the test's own: TLS only (`hostssl`), SCRAM passwords, a certificate
 //! signed by a certificate authority the test makes with `openssl`.
 
-mod support;
+use crate::support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

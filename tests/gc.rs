@@ -3,7 +3,7 @@
 //! a version served or built uses), and by the instances once retired
 //! longer than PROJECTOR_GC_SECONDS.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 use support::versions::Cluster;

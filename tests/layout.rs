@@ -2,7 +2,7 @@
 //! that one is below it (cluster → server → input → engine → state →
 //! protocol → store → plan → config → value → util), never in a circle.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `projector publish --to nats://…` against a nats-server of its own:
 //! every event stored once, with its id as Nats-Msg-Id, exactly as written.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::HashSet;

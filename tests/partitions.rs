@@ -5,7 +5,7 @@
 //! SIGTERM ends an instance within seconds whatever it cannot reach, and
 //! nothing committed is lost or applied twice.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //! configuration makes them from their events): from a state of its own and
 //! a log file, and from a cluster's PostgreSQL state and its NATS stream.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::{run_until_caught_up, NatsServer, PgDb, Run, TempDir};

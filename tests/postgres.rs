@@ -4,7 +4,7 @@
 //! once across kills and lost connections, and rebuilds readers never see
 //! half done.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};

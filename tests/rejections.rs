@@ -4,7 +4,7 @@
 //! it on its documents and on documents they share, another parked event
 //! with one behind it, one of another unit, one recorded.
 
-mod support;
+use crate::support;
 
 use support::{run_until_caught_up, NatsServer, Output, PgDb, Run, TempDir};
 

@@ -4,7 +4,7 @@
 //! and ignored, so the commands run for real) and a nats-server of the
 //! test's own.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::{generated_events, NatsServer, Output, PgDb, Run, TempDir};

@@ -3,7 +3,7 @@
 //! says how many events were committed, and the exit status is 0, within
 //! 5 s even mid-batch. A line cut short by the signal is not answered.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -2,7 +2,7 @@
 //! projector runs, bad files are refused untouched, and a process killed at
 //! any instant neither loses nor doubles an event.
 
-mod support;
+use crate::support;
 
 use rusqlite::Connection;
 use serde_json::Value;

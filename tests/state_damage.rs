@@ -4,7 +4,7 @@
 //! never written to; each failure has its own exit status (65 damaged or
 //! not a state, 74 cannot open or disk full).
 
-mod support;
+use crate::support;
 
 use rusqlite::Connection;
 use std::path::Path;
@@ -344,7 +344,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 fn a_full_disk_says_disk_full_and_leaves_no_stray_files() {
     let dir = TempDir::new();
     let Some(disk) = SmallDisk::mount(dir.path(), "2m") else {
-        eprintln!("skipped: this process cannot mount a tmpfs to fill up");
+        support::skipped("this process cannot mount a tmpfs to fill up");
         return;
     };
     let config = dir.write("c.toml", USERS_ORDERS);

@@ -2,7 +2,7 @@
 //! says what starting would do, and `run` refuses every difference the
 //! command line does not resolve, naming the command that does.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::path::Path;

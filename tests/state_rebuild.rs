@@ -3,7 +3,7 @@
 //! rebuild stopped at any instant (SIGTERM, SIGKILL, a crash between any
 //! two writes) leaves the old version or the new one, complete.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -445,7 +445,7 @@ fn a_rebuild_killed_at_any_instant_leaves_the_old_or_the_new_version_whole() {
 fn a_rebuild_that_fills_the_disk_leaves_the_old_version_whole() {
     let f = Fixture::new(generated(), 3000);
     let Some(disk) = SmallDisk::mount(f.dir.path(), "8m") else {
-        eprintln!("skipped: this process cannot mount a tmpfs to fill up");
+        support::skipped("this process cannot mount a tmpfs to fill up");
         return;
     };
     let state = disk.0.join("s.db");

@@ -2,7 +2,7 @@
 //! file or a PostgreSQL schema: what it is, who holds it now (a dead
 //! holder told apart), its read models, documents and processed ids.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::io::Write;

@@ -3,7 +3,7 @@
 //! against the binary: one fresh process per case, stdin closed after the
 //! input, stdout compared line by line.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The everyday tools around a configuration: `explain` (a document's
 //! history, field by field, replayed from a log).
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::{Run, TempDir};

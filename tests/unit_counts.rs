@@ -2,7 +2,7 @@
 //! units alike: each unit once, a unit the serving version shares with the
 //! version being built too, and say how many are being built.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::versions::Cluster;

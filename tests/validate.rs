@@ -3,10 +3,10 @@
 //! Each `tests/fixtures/{invalid,warning,valid}/NAME.toml` has its expected stderr in
 //! `NAME.stderr` and stdout in `NAME.stdout` (absent when empty); one with a `NAME.ndjson`
 //! beside it is validated against those sample events (`--samples`). After changing a message on
-//! purpose, rewrite them with `BLESS=1 cargo test --test validate` and review
+//! purpose, rewrite them with `BLESS=1 cargo test --test integration validate::` and review
 //! the diff.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use support::{repo, Run};

@@ -1,7 +1,7 @@
 //! Every value exact: numbers and strings come back as Python's `json`
 //! reads and writes them, checked case by case and against CPython itself.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use support::{as_strs, keyed_pages, meta_as_earlier, repo, surrogate_lines, Run, TempDir};
