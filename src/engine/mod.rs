@@ -616,14 +616,8 @@ impl Engine {
             error(out, msg_id, code, text);
             Ok(Outcome::Refused)
         };
-        if let Some(partition) = self.plan.partition() {
-            let mine = match &digest {
-                Some(digest) => digest.mine,
-                None => partition.takes_undigested(&self.plan, event),
-            };
-            if !mine {
-                return Ok(Outcome::Elsewhere);
-            }
+        if self.elsewhere(event, digest.as_deref()) {
+            return Ok(Outcome::Elsewhere);
         }
         // With a digest the event's tree, built on the reading thread, need
         // not be read here at all.
@@ -669,12 +663,38 @@ impl Engine {
             skipped(out, msg_id, &id, "not_subscribed");
             return Ok(Outcome::Skipped);
         }
-        let bindings = ty.map_or(&[][..], |ty| self.plan.bindings(ty));
         let meta = Meta {
             id: &id,
             event_type: type_name,
             position: self.position,
         };
+        self.apply_new(event, (hash, &meta, ty), resolved, msg_id, out)
+    }
+
+    /// Whether this engine's unit of work leaves `event` to another unit.
+    fn elsewhere(&self, event: &Event<'_>, digest: Option<&Digest<'_>>) -> bool {
+        let Some(partition) = self.plan.partition() else {
+            return false;
+        };
+        !match digest {
+            Some(digest) => digest.mine,
+            None => partition.takes_undigested(&self.plan, event),
+        }
+    }
+
+    /// Applies an event not processed yet, of type `ty`, to the read models
+    /// that react to it, with its bindings `resolved` ahead when they were;
+    /// answers it.
+    fn apply_new(
+        &mut self,
+        event: &Event<'_>,
+        (hash, meta, ty): (IdHash, &Meta<'_>, Option<crate::plan::TypeId>),
+        resolved: Option<&mut Result<Vec<Resolved>, ApplyError>>,
+        msg_id: Option<&Raw<'_>>,
+        out: &mut Vec<u8>,
+    ) -> Result<Outcome, StateError> {
+        let (id, type_name) = (meta.id, meta.event_type);
+        let bindings = ty.map_or(&[][..], |ty| self.plan.bindings(ty));
         let mut target = Target {
             stores: &mut self.stores,
             durable: self.durable.as_deref_mut(),
@@ -684,7 +704,7 @@ impl Engine {
             // Made resident by the preload of its run of lines.
             Some(Ok(resolved)) => target.apply_preloaded(bindings, resolved),
             Some(Err(e)) => Err(e.clone()),
-            None => match resolve(bindings, event, &meta) {
+            None => match resolve(bindings, event, meta) {
                 Ok(mut resolved) => target.apply(bindings, &mut resolved)?,
                 Err(e) => {
                     self.changes.clear();
@@ -702,12 +722,13 @@ impl Engine {
                 "event {id} ({type_name}) was not applied, and no read model changed: {}",
                 e.describe(&self.plan)
             );
-            return refuse(out, code, &text);
+            error(out, msg_id, code, &text);
+            return Ok(Outcome::Refused);
         }
         self.journal
-            .record_event(Some((&id, type_name)), &self.changes)?;
-        self.record_processed(hash, &id);
-        self.updated(out, msg_id, &id);
+            .record_event(Some((id, type_name)), &self.changes)?;
+        self.record_processed(hash, id);
+        self.updated(out, msg_id, id);
         Ok(Outcome::Applied)
     }
 
@@ -747,66 +768,58 @@ impl Engine {
             );
             return malformed(out, &text);
         };
-        if let Some(key) = body.get("key") {
-            let Some(key) = scalar_text(key) else {
-                let text = format!(
-                    "query: \"key\" must be a string or a number, found {}",
-                    type_name(key)
-                );
-                return malformed(out, &text);
+        let Some(key) = body.get("key") else {
+            return match page_asked(body) {
+                Ok((limit, after)) => self.page(model, name, limit, after.as_deref(), msg_id, out),
+                Err(text) => malformed(out, &text),
             };
-            let k = Key::new(&key);
-            let doc = match &mut self.durable {
-                None => self.stores[model.0 as usize].get(&k),
-                Some(durable) => {
-                    durable.ensure(model, &k)?;
-                    durable.stores[model.0 as usize].get(&k)
-                }
-            };
-            Reply::start(out, "query_result", msg_id)
-                .str("model", name)
-                .str("key", &key)
-                .with("document", |o| match doc {
-                    Some(d) => json::document(o, d.iter()),
-                    None => o.extend_from_slice(b"null"),
-                })
-                .end();
-            return Ok(());
-        }
-        let limit = match body.get("limit") {
-            None => Some(DEFAULT_LIST_LIMIT),
-            Some(Value::Number(n)) => n.as_u64().or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
-                    .map(|f| f as u64)
-            }),
-            Some(_) => None,
         };
-        let Some(limit) = limit.filter(|l| *l >= 1) else {
+        let Some(key) = scalar_text(key) else {
             let text = format!(
-                "query: \"limit\" must be a whole number from 1 to {MAX_LIST_LIMIT} (a larger one is cut to {MAX_LIST_LIMIT})"
+                "query: \"key\" must be a string or a number, found {}",
+                type_name(key)
             );
             return malformed(out, &text);
         };
-        let limit = limit.min(MAX_LIST_LIMIT) as usize;
-        let after = match body.get("after") {
-            None | Some(Value::Null) => None,
-            Some(v) => match scalar_text(v) {
-                Some(after) => Some(after),
-                None => {
-                    return malformed(out, "query: \"after\" must be a key (a string or a number)")
-                }
-            },
+        let k = Key::new(&key);
+        let doc = match &mut self.durable {
+            None => self.stores[model.0 as usize].get(&k),
+            Some(durable) => {
+                durable.ensure(model, &k)?;
+                durable.stores[model.0 as usize].get(&k)
+            }
         };
+        Reply::start(out, "query_result", msg_id)
+            .str("model", name)
+            .str("key", &key)
+            .with("document", |o| match doc {
+                Some(d) => json::document(o, d.iter()),
+                None => o.extend_from_slice(b"null"),
+            })
+            .end();
+        Ok(())
+    }
+
+    /// Answers a query for a page of `model`'s documents: at most `limit`,
+    /// from the first key after `after`.
+    fn page(
+        &mut self,
+        model: ModelId,
+        name: &str,
+        limit: usize,
+        after: Option<&str>,
+        msg_id: Option<&Raw<'_>>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
         let total = self.document_count(model);
         let owned;
         let mut page = match &mut self.durable {
-            None => self.stores[model.0 as usize].page(after.as_deref(), limit.saturating_add(1)),
+            None => self.stores[model.0 as usize].page(after, limit.saturating_add(1)),
             Some(_) => {
                 // What the state holds is all there is once everything is committed.
                 self.flush()?;
                 let durable = self.durable.as_mut().expect("durable");
-                owned = durable.page(model, after.as_deref(), limit.saturating_add(1))?;
+                owned = durable.page(model, after, limit.saturating_add(1))?;
                 owned.iter().map(|(k, d)| (k.as_str(), d)).collect()
             }
         };
@@ -828,6 +841,33 @@ impl Engine {
             .end();
         Ok(())
     }
+}
+
+/// The page a query without a key asks for: its `limit` (cut to
+/// [`MAX_LIST_LIMIT`]) and the key it starts `after`; or what is wrong.
+fn page_asked(body: &Map<String, Value>) -> Result<(usize, Option<Cow<'_, str>>), String> {
+    let limit = match body.get("limit") {
+        None => Some(DEFAULT_LIST_LIMIT),
+        Some(Value::Number(n)) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        }),
+        Some(_) => None,
+    };
+    let Some(limit) = limit.filter(|l| *l >= 1) else {
+        return Err(format!(
+            "query: \"limit\" must be a whole number from 1 to {MAX_LIST_LIMIT} (a larger one is cut to {MAX_LIST_LIMIT})"
+        ));
+    };
+    let after = match body.get("after") {
+        None | Some(Value::Null) => None,
+        Some(v) => match scalar_text(v) {
+            Some(after) => Some(after),
+            None => return Err("query: \"after\" must be a key (a string or a number)".to_owned()),
+        },
+    };
+    Ok((limit.min(MAX_LIST_LIMIT) as usize, after))
 }
 
 /// Documents read from a state by a dump, a page at a time.
