@@ -237,7 +237,9 @@ fn interrupted(counts: &mut Counts) -> End {
 /// A JetStream context on the stream (created if need be) and the subject
 /// to publish on.
 async fn open(address: &StreamAddress) -> Result<(jetstream::Context, String), String> {
-    let js = projector::input::nats::connect(address).await?;
+    let js = projector::input::nats::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut stream = js
         .get_or_create_stream(stream::Config {
             name: address.stream.clone(),

@@ -36,6 +36,7 @@ pub mod tally;
 mod views;
 pub mod worker;
 
+use crate::input::broker::BrokerError;
 use crate::input::nats::{StreamAddress, Tail};
 use crate::plan::units::{self, Unit};
 use crate::plan::Plan;
@@ -716,7 +717,7 @@ impl Coordinator {
     /// silent longer than a lease, every unit is given up and the instance
     /// leaves the live ones until it answers again. Returns whether the
     /// turn goes on.
-    fn follow_stream(&mut self, last: &Result<u64, String>, asked: Instant) -> bool {
+    fn follow_stream(&mut self, last: &Result<u64, BrokerError>, asked: Instant) -> bool {
         let lease = self.target.lease;
         match self.reach.answered(last.is_ok(), asked, lease) {
             reach::Change::Lost => {
@@ -724,7 +725,7 @@ impl Coordinator {
                     "{}: cannot read the stream for longer than its lease ({} s): {}; this instance gives its units up to the others and claims none until the stream answers",
                     self.address,
                     lease.as_secs_f64(),
-                    last.as_ref().err().map_or("", String::as_str),
+                    last.as_ref().err().map(ToString::to_string).unwrap_or_default(),
                 ));
                 for mut worker in self.workers.drain(..) {
                     worker.stop();

@@ -6,6 +6,7 @@
 //! is refused.
 
 use super::registry::Refusal;
+use crate::input::broker::BrokerError;
 use crate::input::nats::StreamAddress;
 use crate::state::postgres::Target;
 use postgres::Transaction;
@@ -28,11 +29,11 @@ impl fmt::Display for Stream {
 }
 
 /// The stream `address` names, asked of its broker.
-pub fn identity(address: &StreamAddress) -> Result<Stream, String> {
+pub fn identity(address: &StreamAddress) -> Result<Stream, BrokerError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| BrokerError::new(address, "cannot start a runtime to ask", e))?;
     let asked = async {
         let js = crate::input::nats::connect(address).await?;
         let info = crate::input::nats::stream_info(&js, address).await?;
@@ -45,7 +46,7 @@ pub fn identity(address: &StreamAddress) -> Result<Stream, String> {
     runtime.block_on(async {
         tokio::time::timeout(std::time::Duration::from_secs(5), asked)
             .await
-            .unwrap_or_else(|_| Err(format!("{address}: the broker does not answer")))
+            .unwrap_or_else(|_| Err(BrokerError::silent(address)))
     })
 }
 

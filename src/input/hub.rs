@@ -17,6 +17,7 @@
 //! The consumer is made again, too, when its connection is lost, from the
 //! sequence after the last one read.
 
+use super::broker::BrokerError;
 use super::nats::{Checkpoints, Consumer, StreamAddress, ASK_TIMEOUT, RETRY_CAP};
 use super::reader::{self, Chunk, Lines, Prepared};
 use crate::engine::digest::Digester;
@@ -332,7 +333,7 @@ impl Reading {
             );
             let subscribed = asked
                 .await
-                .unwrap_or_else(|_| Err(format!("{}: the broker does not answer", self.address)));
+                .unwrap_or_else(|_| Err(BrokerError::silent(&self.address)));
             let (mut messages, lost, made) = match subscribed {
                 Ok(subscribed) => subscribed,
                 Err(e) => {
@@ -480,14 +481,18 @@ impl Reading {
             match &mut lines[0] {
                 Prepared::Event(message, None) => {
                     let event = Event::new(std::mem::replace(&mut message.event, Raw::Null));
-                    let mut seen = Vec::with_capacity(0);
+                    // Read once for every unit of one configuration (of the
+                    // first few: a family past them reads it for each unit).
+                    let mut seen = [None; 4];
                     for (i, unit) in waiting {
-                        // Read once for every unit of one configuration.
-                        let read = match seen.iter().find(|(family, _)| *family == unit.family) {
+                        let known = seen.iter().flatten().find(|(f, _)| *f == unit.family);
+                        let read = match known {
                             Some(&(_, read)) => read,
                             None => {
                                 let read = unit.plan.see(&event);
-                                seen.push((unit.family, read));
+                                if let Some(free) = seen.iter_mut().find(|s| s.is_none()) {
+                                    *free = Some((unit.family, read));
+                                }
                                 read
                             }
                         };
@@ -501,9 +506,10 @@ impl Reading {
             }
         });
         let targets = std::mem::take(&mut self.targets);
+        let mut chunk = Some(chunk);
         for (n, &at) in targets.iter().enumerate() {
             let mut own = match n + 1 == targets.len() {
-                true => std::mem::replace(&mut chunk, reader::one_line(Vec::new(), 0)),
+                true => chunk.take().expect("the last target's"),
                 // A message that goes to several units (a version built beside
                 // the one served, or a line every unit answers) is read again
                 // for each: their engines mark up their own copies.

@@ -5,8 +5,11 @@
 //! a signal stops); [`lines`] splits them, bounded, and [`multiline`] joins
 //! a message written over several; the [`reader`] thread does this ahead of
 //! the engine, scanning each event line ([`scan`]) and working out what the
-//! engine needs of it ([`crate::engine::digest`]).
+//! engine needs of it ([`crate::engine::digest`]). A stream is read from
+//! NATS JetStream ([`nats`]), by one [`hub`] per process; what the broker
+//! does not answer is a [`broker::BrokerError`].
 
+pub mod broker;
 pub mod hub;
 pub mod lines;
 pub mod multiline;

@@ -1,6 +1,7 @@
 //! Events to and from NATS JetStream: a stream as the command line names
 //! it (`nats://HOST:PORT/STREAM`), and input lines as `publish` sends them.
 
+use super::broker::BrokerError;
 use crate::plan::event_id::EventIdRule;
 use crate::util::retry::Backoff;
 use serde_json::Value;
@@ -75,7 +76,9 @@ pub(crate) const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A JetStream context on the server of `address`, connected within 5 s.
-pub async fn connect(address: &StreamAddress) -> Result<async_nats::jetstream::Context, String> {
+pub async fn connect(
+    address: &StreamAddress,
+) -> Result<async_nats::jetstream::Context, BrokerError> {
     Ok(connect_watched(address).await?.0)
 }
 
@@ -85,7 +88,7 @@ pub async fn connect(address: &StreamAddress) -> Result<async_nats::jetstream::C
 /// made again at once instead.
 async fn connect_watched(
     address: &StreamAddress,
-) -> Result<(async_nats::jetstream::Context, Arc<AtomicBool>), String> {
+) -> Result<(async_nats::jetstream::Context, Arc<AtomicBool>), BrokerError> {
     let lost = Arc::new(AtomicBool::new(false));
     let raised = lost.clone();
     let client = async_nats::ConnectOptions::new()
@@ -98,7 +101,7 @@ async fn connect_watched(
         })
         .connect(&address.server)
         .await
-        .map_err(|e| format!("{address}: cannot connect: {e}"))?;
+        .map_err(|e| BrokerError::new(address, "cannot connect", e))?;
     Ok((async_nats::jetstream::new(client), lost))
 }
 
@@ -106,15 +109,15 @@ async fn connect_watched(
 pub async fn stream_info(
     js: &async_nats::jetstream::Context,
     address: &StreamAddress,
-) -> Result<async_nats::jetstream::stream::Info, String> {
+) -> Result<async_nats::jetstream::stream::Info, BrokerError> {
     let mut stream = js
         .get_stream(&address.stream)
         .await
-        .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;
+        .map_err(|e| BrokerError::new(address, "cannot find the stream", e))?;
     stream
         .info()
         .await
-        .map_err(|e| format!("{address}: cannot read the stream: {e}"))
+        .map_err(|e| BrokerError::new(address, "cannot read the stream", e))
         .cloned()
 }
 
@@ -156,7 +159,7 @@ impl Tail {
     }
 
     /// The sequence of the stream's last message (0 when it has none).
-    pub fn last(&mut self) -> Result<u64, String> {
+    pub fn last(&mut self) -> Result<u64, BrokerError> {
         let address = &self.address;
         let context = &mut self.context;
         let asked = async {
@@ -169,7 +172,7 @@ impl Tail {
         let timed = async {
             tokio::time::timeout(PROBE_TIMEOUT, asked)
                 .await
-                .unwrap_or_else(|_| Err(format!("{address}: the broker does not answer")))
+                .unwrap_or_else(|_| Err(BrokerError::silent(address)))
         };
         let result = match &self.runtime {
             Runtime::Own(runtime) => runtime.block_on(timed),
@@ -392,7 +395,7 @@ async fn consume(
         let asked = tokio::time::timeout(ASK_TIMEOUT, subscribe(&address, next));
         let subscribed = asked
             .await
-            .unwrap_or_else(|_| Err(format!("{address}: the broker does not answer")));
+            .unwrap_or_else(|_| Err(BrokerError::silent(&address)));
         let (mut messages, lost) = match subscribed {
             Ok(subscribed) => {
                 if let Some(ready) = ready.take() {
@@ -409,7 +412,7 @@ async fn consume(
             // waited for.
             Err(e) => match ready.take() {
                 Some(ready) => {
-                    let _ = ready.send(Err(e));
+                    let _ = ready.send(Err(e.to_string()));
                     return;
                 }
                 None => {
@@ -509,7 +512,7 @@ pub(crate) type Consumer = async_nats::jetstream::consumer::pull::Ordered;
 pub(crate) async fn subscribe(
     address: &StreamAddress,
     from: u64,
-) -> Result<(Consumer, Arc<AtomicBool>), String> {
+) -> Result<(Consumer, Arc<AtomicBool>), BrokerError> {
     let (messages, lost, _) = subscribe_named(address, from).await?;
     Ok((messages, lost))
 }
@@ -534,13 +537,13 @@ impl Made {
 pub(crate) async fn subscribe_named(
     address: &StreamAddress,
     from: u64,
-) -> Result<(Consumer, Arc<AtomicBool>, Made), String> {
+) -> Result<(Consumer, Arc<AtomicBool>, Made), BrokerError> {
     use async_nats::jetstream::consumer::{pull, DeliverPolicy};
     let (context, lost) = connect_watched(address).await?;
     let stream = context
         .get_stream(&address.stream)
         .await
-        .map_err(|e| format!("{address}: cannot find the stream: {e}"))?;
+        .map_err(|e| BrokerError::new(address, "cannot find the stream", e))?;
     let consumer = stream
         .create_consumer(pull::OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartSequence {
@@ -549,7 +552,7 @@ pub(crate) async fn subscribe_named(
             ..Default::default()
         })
         .await
-        .map_err(|e| format!("{address}: cannot consume the stream: {e}"))?;
+        .map_err(|e| BrokerError::new(address, "cannot consume the stream", e))?;
     let made = Made {
         name: consumer.cached_info().name.clone(),
         stream,
@@ -557,7 +560,7 @@ pub(crate) async fn subscribe_named(
     let messages = consumer
         .messages()
         .await
-        .map_err(|e| format!("{address}: cannot consume the stream: {e}"))?;
+        .map_err(|e| BrokerError::new(address, "cannot consume the stream", e))?;
     Ok((messages, lost, made))
 }
 

@@ -36,7 +36,6 @@ use crate::state::batch::Documents;
 use crate::store::Change;
 use reconcile::{Reconciliation, Request, RequestError};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Where a state is: an SQLite file, or a schema in PostgreSQL.
@@ -291,30 +290,42 @@ pub struct Rebuilding {
     pub old_rule: Option<EventIdRule>,
 }
 
-#[derive(Debug)]
+/// Why a state could not be opened, read or written. Each message says
+/// what failed and, where it can, what to do; the error underneath, when
+/// there is one, is its [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// The path cannot be opened or created: permissions, a missing directory.
+    #[error("cannot open the state {}: {error}", .path.display())]
     CannotOpen {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
     /// The file is not a projector state.
+    #[error("{} is not a projector state: {reason}; it was left untouched", .path.display())]
     NotAState { path: PathBuf, reason: String },
     /// Another process holds the state.
+    #[error("{} is in use by another running projector (it holds the state's lock)", .path.display())]
     Locked { path: PathBuf },
     /// The state is damaged: what was found, naming the table and row.
+    #[error("{} is damaged: {detail}; it was left untouched: restore it from a backup, or build a new state from the event log with `projector replay`", .path.display())]
     Damaged { path: PathBuf, detail: String },
     /// The disk is full.
+    #[error("{}: disk full; the last batch was not committed and its replies were not written", .path.display())]
     DiskFull { path: PathBuf },
     /// The configuration differs from what the state was built by, and
     /// the flags given do not resolve it.
+    #[error("{} does not match the configuration: {}", .path.display(), unresolved(.reconciliation).join(", "))]
     Mismatch {
         path: PathBuf,
         reconciliation: Box<Reconciliation>,
     },
     /// A flag names a model it cannot apply to.
+    #[error(transparent)]
     Request(RequestError),
     /// A rebuild's log lacks events the state has processed.
+    #[error("the log lacks {missing} of the {required} events it must hold to rebuild {}: {}; nothing was changed. Rebuild from a log that holds them, or pass --allow-incomplete to build from this one anyway (the rebuilt models will lack what those events did)", .models.join(", "), whose_events(.models, *.rekey))]
     IncompleteLog {
         missing: usize,
         required: usize,
@@ -322,36 +333,45 @@ pub enum StateError {
         rekey: bool,
     },
     /// Reading or writing the database failed.
+    #[error("{}: {doing} failed: {error}", .path.display())]
     Sqlite {
         path: PathBuf,
         doing: &'static str,
+        #[source]
         error: rusqlite::Error,
     },
     /// Reading or writing PostgreSQL failed, or it could not be reached
     /// for the time a lost connection is retried.
+    #[error("{}: {doing} failed: {}{}", .path.display(), postgres::describe(.error), retried(.error))]
     Postgres {
         path: PathBuf,
         doing: &'static str,
+        #[source]
         error: ::postgres::Error,
     },
     /// Connecting to PostgreSQL failed: the server refused (a wrong
     /// password, TLS, a certificate that failed its check, no such
     /// database), or could not be reached for the time a connection is
     /// retried.
+    #[error("{}: connecting to {servers} failed: {}{}", .path.display(), postgres::describe(.error), retried(.error))]
     Connect {
         path: PathBuf,
         servers: String,
+        #[source]
         error: ::postgres::Error,
     },
     /// Another projector holds the claim on a PostgreSQL state.
+    #[error("{} is in use by another running projector ({holder}); its claim lapses in {seconds_left:.1} s unless renewed", .path.display())]
     Claimed {
         path: PathBuf,
         holder: String,
         seconds_left: f64,
     },
     /// This projector's claim was taken over: it may commit nothing more.
+    #[error("{}: another projector has taken the state over (this one's claim lapsed); this one stops without committing its last batch, whose replies were not written", .path.display())]
     Fenced { path: PathBuf },
     /// The configuration cannot be kept in this kind of state.
+    #[error("{}: {reason}", .path.display())]
     Unsupported { path: PathBuf, reason: String },
 }
 
@@ -379,86 +399,6 @@ impl StateError {
     }
 }
 
-impl fmt::Display for StateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StateError::CannotOpen { path, error } => {
-                write!(f, "cannot open the state {}: {error}", path.display())
-            }
-            StateError::NotAState { path, reason } => {
-                write!(f, "{} is not a projector state: {reason}; it was left untouched", path.display())
-            }
-            StateError::Locked { path } => write!(
-                f,
-                "{} is in use by another running projector (it holds the state's lock)",
-                path.display()
-            ),
-            StateError::Damaged { path, detail } => write!(
-                f,
-                "{} is damaged: {detail}; it was left untouched: restore it from a backup, or build a new state from the event log with `projector replay`",
-                path.display()
-            ),
-            StateError::DiskFull { path } => write!(
-                f,
-                "{}: disk full; the last batch was not committed and its replies were not written",
-                path.display()
-            ),
-            StateError::Mismatch { path, reconciliation } => write!(
-                f,
-                "{} does not match the configuration: {}",
-                path.display(),
-                unresolved(reconciliation).join(", ")
-            ),
-            StateError::Request(e) => write!(f, "{e}"),
-            StateError::IncompleteLog {
-                missing,
-                required,
-                models,
-                rekey,
-            } => write!(
-                f,
-                "the log lacks {missing} of the {required} events it must hold to rebuild {}: {}; nothing was changed. Rebuild from a log that holds them, or pass --allow-incomplete to build from this one anyway (the rebuilt models will lack what those events did)",
-                models.join(", "),
-                whose_events(models, *rekey)
-            ),
-            StateError::Sqlite { path, doing, error } => {
-                write!(f, "{}: {doing} failed: {error}", path.display())
-            }
-            StateError::Postgres { path, doing, error } => {
-                write!(
-                    f,
-                    "{}: {doing} failed: {}",
-                    path.display(),
-                    postgres::describe(error)
-                )?;
-                write_retried(f, error)
-            }
-            StateError::Connect {
-                path,
-                servers,
-                error,
-            } => {
-                let reason = postgres::describe(error);
-                write!(f, "{}: connecting to {servers} failed: {reason}", path.display())?;
-                write_retried(f, error)
-            }
-            StateError::Claimed { path, holder, seconds_left } => write!(
-                f,
-                "{} is in use by another running projector ({holder}); its claim lapses in {seconds_left:.1} s unless renewed",
-                path.display()
-            ),
-            StateError::Fenced { path } => write!(
-                f,
-                "{}: another projector has taken the state over (this one's claim lapsed); this one stops without committing its last batch, whose replies were not written",
-                path.display()
-            ),
-            StateError::Unsupported { path, reason } => write!(f, "{}: {reason}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for StateError {}
-
 /// What of a state does not match the configuration, as a mismatch names
 /// it: the event-id rule first, then each model not resolved, with why.
 fn unresolved(reconciliation: &Reconciliation) -> Vec<String> {
@@ -483,18 +423,42 @@ fn whose_events(models: &[String], rekey: bool) -> String {
     }
 }
 
-/// Adds, after a PostgreSQL failure that was a lost connection, that it was
-/// retried and nothing uncommitted was replied to.
-fn write_retried(f: &mut fmt::Formatter<'_>, error: &::postgres::Error) -> fmt::Result {
-    if postgres::is_connection_error(error) {
-        write!(f, " (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)")?;
+/// What a lost connection's error adds: that it was retried.
+fn retried(error: &::postgres::Error) -> &'static str {
+    match postgres::is_connection_error(error) {
+        true => " (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)",
+        false => "",
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_keeps_what_failed_underneath_as_its_source() {
+        use std::error::Error;
+        let denied = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = StateError::CannotOpen {
+            path: "s.db".into(),
+            error: denied,
+        };
+        assert_eq!(e.to_string(), "cannot open the state s.db: denied");
+        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("denied"));
+        let e = StateError::Request(RequestError::NotRemoved {
+            name: "m".to_owned(),
+            configured: true,
+        });
+        assert_eq!(
+            e.to_string(),
+            "--drop m: \"m\" is still configured; only a model removed from the configuration can be dropped"
+        );
+        assert!(StateError::Locked {
+            path: "s.db".into()
+        }
+        .source()
+        .is_none());
+    }
 
     #[test]
     fn a_rebuild_needs_every_event_when_it_rekeys_and_its_models_otherwise() {

@@ -8,7 +8,6 @@
 
 use super::stored::Stored;
 use crate::plan::{ModelId, Plan};
-use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -115,29 +114,17 @@ pub struct Request {
 }
 
 /// A flag that names a model it cannot apply to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     /// `--rebuild` of a model the configuration does not declare.
+    #[error("--rebuild {0}: the configuration declares no read model \"{0}\"")]
     UnknownModel(String),
     /// `--drop` of a model that is not a removed one in the state.
+    #[error("--drop {name}: {}", match .configured {
+        true => format!("\"{name}\" is still configured; only a model removed from the configuration can be dropped"),
+        false => format!("the state holds no read model \"{name}\""),
+    })]
     NotRemoved { name: String, configured: bool },
-}
-
-impl fmt::Display for RequestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RequestError::UnknownModel(name) => {
-                write!(f, "--rebuild {name}: the configuration declares no read model \"{name}\"")
-            }
-            RequestError::NotRemoved { name, configured: true } => write!(
-                f,
-                "--drop {name}: \"{name}\" is still configured; only a model removed from the configuration can be dropped"
-            ),
-            RequestError::NotRemoved { name, configured: false } => {
-                write!(f, "--drop {name}: the state holds no read model \"{name}\"")
-            }
-        }
-    }
 }
 
 impl Reconciliation {

@@ -61,7 +61,7 @@ impl Source {
             Source::Stream(address) => {
                 let last = match to {
                     Some(last) => last,
-                    None => Tail::new(address).last()?,
+                    None => Tail::new(address).last().map_err(|e| e.to_string())?,
                 };
                 stream(address, last, digester, each)
             }
