@@ -373,6 +373,13 @@ pub enum StateError {
     /// The configuration cannot be kept in this kind of state.
     #[error("{}: {reason}", .path.display())]
     Unsupported { path: PathBuf, reason: String },
+    /// The PostgreSQL connection settings cannot be used.
+    #[error("{}: {error}", .path.display())]
+    Settings {
+        path: PathBuf,
+        #[source]
+        error: postgres::SettingsError,
+    },
 }
 
 impl StateError {
@@ -387,7 +394,8 @@ impl StateError {
             }
             StateError::Mismatch { .. }
             | StateError::Request(_)
-            | StateError::Unsupported { .. } => 78, // EX_CONFIG
+            | StateError::Unsupported { .. }
+            | StateError::Settings { .. } => 78, // EX_CONFIG
             StateError::CannotOpen { .. }
             | StateError::DiskFull { .. }
             | StateError::Sqlite { .. }

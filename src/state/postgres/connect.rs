@@ -125,9 +125,9 @@ impl Target {
     /// The connection settings, read as libpq reads them; a password file
     /// that is ignored is said once.
     pub fn settings(&self) -> Result<Settings, StateError> {
-        let settings = Settings::read(&self.url).map_err(|reason| StateError::Unsupported {
+        let settings = Settings::read(&self.url).map_err(|error| StateError::Settings {
             path: self.path(),
-            reason,
+            error,
         })?;
         if let Some(warning) = &settings.warning {
             static SAID: std::sync::Once = std::sync::Once::new();

@@ -41,6 +41,7 @@ mod upgrade;
 
 pub use connect::{describe, ident, is_connection_error, Target, DEFAULT_SCHEMA, MAX_NAME_BYTES};
 pub use lease::{claim_of, holder, Claim, THIS_WRITER, WRITER_LIVES};
+pub use settings::SettingsError;
 pub use text::{from_column, to_column};
 
 use super::batch::Batch;

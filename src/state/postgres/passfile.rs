@@ -3,7 +3,7 @@
 //! and `\` escapes `:` and `\`; the first line that matches is used. A
 //! file that its group or others may read is ignored, with a warning.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What a connection is to, as a line of the file is matched against it.
 pub struct Wanted<'a> {
@@ -15,26 +15,36 @@ pub struct Wanted<'a> {
 
 /// The password `file` holds for `wanted`: `Ok(None)` when there is no
 /// such file or no line matches, `Err` (a warning) when it is ignored.
-pub fn lookup(file: &Path, wanted: &Wanted<'_>) -> Result<Option<String>, String> {
+pub fn lookup(file: &Path, wanted: &Wanted<'_>) -> Result<Option<String>, Ignored> {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::metadata(file) else {
         return Ok(None);
     };
+    let file = file.to_owned();
     if !meta.is_file() {
-        return Err(format!(
-            "password file \"{}\" is not a plain file",
-            file.display()
-        ));
+        return Err(Ignored::NotAFile(file));
     }
     if meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "password file \"{}\" has group or world access; permissions should be u=rw (0600) or less",
-            file.display()
-        ));
+        return Err(Ignored::Open(file));
     }
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("password file \"{}\": {e}", file.display()))?;
+    let text =
+        std::fs::read_to_string(&file).map_err(|error| Ignored::Unreadable { file, error })?;
     Ok(find(&text, wanted))
+}
+
+/// Why a password file is ignored, as libpq warns of it.
+#[derive(Debug, thiserror::Error)]
+pub enum Ignored {
+    #[error("password file \"{}\" is not a plain file", .0.display())]
+    NotAFile(PathBuf),
+    #[error("password file \"{}\" has group or world access; permissions should be u=rw (0600) or less", .0.display())]
+    Open(PathBuf),
+    #[error("password file \"{}\": {error}", .file.display())]
+    Unreadable {
+        file: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
 }
 
 /// The password of the first line of `text` that matches `wanted`.
@@ -131,10 +141,11 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert!(lookup(&path, &wanted)
             .unwrap_err()
+            .to_string()
             .contains("group or world access"));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(lookup(&path, &wanted), Ok(Some("pw".to_owned())));
+        assert_eq!(lookup(&path, &wanted).unwrap(), Some("pw".to_owned()));
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(lookup(&path, &wanted), Ok(None));
+        assert_eq!(lookup(&path, &wanted).unwrap(), None);
     }
 }

@@ -54,11 +54,11 @@ impl Environment for ProcessEnvironment {
 impl Settings {
     /// Reads `text` as libpq would, completed from the process's
     /// environment. The error says what is wrong, never a password.
-    pub fn read(text: &str) -> Result<Settings, String> {
+    pub fn read(text: &str) -> Result<Settings, SettingsError> {
         Settings::read_in(text, &ProcessEnvironment)
     }
 
-    pub fn read_in(text: &str, env: &dyn Environment) -> Result<Settings, String> {
+    pub fn read_in(text: &str, env: &dyn Environment) -> Result<Settings, SettingsError> {
         let (rest, libpq) = conninfo::take(text, LIBPQ_ONLY);
         let given = |key: &str| {
             libpq
@@ -73,12 +73,7 @@ impl Settings {
             }
             _ => rest,
         };
-        let mut config: Config = rest.parse().map_err(|e| {
-            format!(
-                "the connection settings cannot be read: {}",
-                super::describe(&e)
-            )
-        })?;
+        let mut config: Config = rest.parse().map_err(SettingsError::Unreadable)?;
         complete(&mut config, env)?;
         let ssl = match given("sslmode").or_else(|| env.var("PGSSLMODE")) {
             Some(mode) => SslMode::parse(&mode)?,
@@ -141,9 +136,46 @@ impl Settings {
     }
 }
 
+/// Why connection settings cannot be used: what is wrong, never a password.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The text is neither a URL nor libpq's `key=value` settings.
+    #[error("the connection settings cannot be read: {}", super::describe(.0))]
+    Unreadable(#[source] tokio_postgres::Error),
+    /// `PGPORT` holds something else than port numbers.
+    #[error("PGPORT: \"{0}\" is not a port number")]
+    Port(String),
+    /// `sslmode` is none of libpq's.
+    #[error("sslmode \"{0}\" is none of disable, prefer, require, verify-ca, verify-full")]
+    SslMode(String),
+    /// A mode that checks the server's certificate, with nothing to check it against.
+    #[error("sslmode=verify-ca and verify-full check the server's certificate against a root certificate: give sslrootcert=FILE (or PGSSLROOTCERT, or ~/.postgresql/root.crt), or sslrootcert=system")]
+    NoRootCert,
+    /// The root certificate file cannot be opened.
+    #[error("cannot read the root certificate file \"{}\": {error}", .path.display())]
+    RootCertUnreadable {
+        path: PathBuf,
+        #[source]
+        error: rustls::pki_types::pem::Error,
+    },
+    /// A certificate of the root certificate file cannot be read or used.
+    #[error("root certificate file \"{}\": {error}", .path.display())]
+    RootCert {
+        path: PathBuf,
+        #[source]
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The root certificates hold none that can be used.
+    #[error("no root certificate found in {0:?}")]
+    NoRootFound(RootCert),
+    /// rustls refused its configuration.
+    #[error("{0}")]
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Fills in what the text left out: the host, port, user, database and
 /// connect timeout, from the environment, then libpq's defaults.
-fn complete(config: &mut Config, env: &dyn Environment) -> Result<(), String> {
+fn complete(config: &mut Config, env: &dyn Environment) -> Result<(), SettingsError> {
     if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
         let hosts = env.var("PGHOST").unwrap_or_else(|| "localhost".to_owned());
         for host in hosts.split(',') {
@@ -155,7 +187,7 @@ fn complete(config: &mut Config, env: &dyn Environment) -> Result<(), String> {
             for port in ports.split(',') {
                 let port = port
                     .parse()
-                    .map_err(|_| format!("PGPORT: \"{port}\" is not a port number"))?;
+                    .map_err(|_| SettingsError::Port(port.to_owned()))?;
                 config.port(port);
             }
         }
@@ -219,7 +251,7 @@ fn password(config: &mut Config, env: &dyn Environment, file: Option<String>) ->
             None
         }
         Ok(None) => None,
-        Err(warning) => Some(warning),
+        Err(warning) => Some(warning.to_string()),
     }
 }
 
@@ -294,6 +326,7 @@ mod tests {
             let Err(e) = Settings::read_in(text, &env) else {
                 panic!("{text} was taken")
             };
+            let e = e.to_string();
             assert!(e.contains(says) && !e.contains("secret"), "{text}: {e}");
         }
     }

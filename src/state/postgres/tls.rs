@@ -9,6 +9,7 @@
 //! | `verify-ca` | always | checked | |
 //! | `verify-full` | always | checked | checked |
 
+use super::settings::SettingsError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -32,18 +33,14 @@ pub enum SslMode {
 }
 
 impl SslMode {
-    pub fn parse(value: &str) -> Result<SslMode, String> {
+    pub fn parse(value: &str) -> Result<SslMode, SettingsError> {
         Ok(match value {
             "disable" => SslMode::Disable,
             "prefer" => SslMode::Prefer,
             "require" => SslMode::Require,
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
-            _ => {
-                return Err(format!(
-                "sslmode \"{value}\" is none of disable, prefer, require, verify-ca, verify-full"
-            ))
-            }
+            _ => return Err(SettingsError::SslMode(value.to_owned())),
         })
     }
 
@@ -67,19 +64,22 @@ pub enum RootCert {
 }
 
 /// The TLS connector for `mode`, with `root` when one is given.
-pub fn connector(mode: SslMode, root: Option<&RootCert>) -> Result<MakeRustlsConnect, String> {
+pub fn connector(
+    mode: SslMode,
+    root: Option<&RootCert>,
+) -> Result<MakeRustlsConnect, SettingsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match (mode, root) {
         (SslMode::VerifyFull, Some(root)) => webpki(root, &provider)?,
-        (SslMode::VerifyCa | SslMode::Require, Some(root)) => Arc::new(ChainOnly(webpki(root, &provider)?)),
-        (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
-            return Err("sslmode=verify-ca and verify-full check the server's certificate against a root certificate: give sslrootcert=FILE (or PGSSLROOTCERT, or ~/.postgresql/root.crt), or sslrootcert=system".to_owned())
+        (SslMode::VerifyCa | SslMode::Require, Some(root)) => {
+            Arc::new(ChainOnly(webpki(root, &provider)?))
         }
+        (SslMode::VerifyCa | SslMode::VerifyFull, None) => return Err(SettingsError::NoRootCert),
         (_, _) => Arc::new(Unchecked(provider.clone())),
     };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| SettingsError::Tls(Box::new(e)))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
@@ -90,18 +90,23 @@ pub fn connector(mode: SslMode, root: Option<&RootCert>) -> Result<MakeRustlsCon
 fn webpki(
     root: &RootCert,
     provider: &Arc<CryptoProvider>,
-) -> Result<Arc<WebPkiServerVerifier>, String> {
+) -> Result<Arc<WebPkiServerVerifier>, SettingsError> {
     let mut store = RootCertStore::empty();
     match root {
         RootCert::File(path) => {
-            let shown = path.display();
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read the root certificate file \"{shown}\": {e}"))?;
+            let bad = |e: Box<dyn std::error::Error + Send + Sync>| SettingsError::RootCert {
+                path: path.clone(),
+                error: e,
+            };
+            let certs = CertificateDer::pem_file_iter(path).map_err(|e| {
+                SettingsError::RootCertUnreadable {
+                    path: path.clone(),
+                    error: e,
+                }
+            })?;
             for cert in certs {
-                let cert = cert.map_err(|e| format!("root certificate file \"{shown}\": {e}"))?;
-                store
-                    .add(cert)
-                    .map_err(|e| format!("root certificate file \"{shown}\": {e}"))?;
+                let cert = cert.map_err(|e| bad(Box::new(e)))?;
+                store.add(cert).map_err(|e| bad(Box::new(e)))?;
             }
         }
         RootCert::System => {
@@ -110,11 +115,11 @@ fn webpki(
         }
     }
     if store.is_empty() {
-        return Err(format!("no root certificate found in {root:?}"));
+        return Err(SettingsError::NoRootFound(root.clone()));
     }
     WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| SettingsError::Tls(Box::new(e)))
 }
 
 /// `verify-ca`: the chain is checked, the host name is not.
