@@ -89,7 +89,8 @@ fn a_signal_while_waiting_for_input_exits_0_and_leaves_a_cut_line_unanswered() {
         stdout.read_to_string(&mut rest).unwrap();
         let (code, stderr, took) = wait(child);
         assert_eq!(code, Some(0), "SIG{name}: {stderr}");
-        assert!(took < Duration::from_secs(5));
+        // A deadline against a hang, not a speed: stdin stays open.
+        assert!(took < Duration::from_secs(20), "took {took:?}");
         assert_eq!(rest, "", "the cut line was answered");
         let n = applied(&replies).len();
         let kept = if durable {
@@ -112,7 +113,7 @@ fn a_signal_while_waiting_for_input_exits_0_and_leaves_a_cut_line_unanswered() {
 }
 
 /// A signal in the middle of a stream, while batches are applied and
-/// committed: within 5 s, every committed event is answered and every
+/// committed: before its input ends, every committed event is answered and every
 /// answered one committed; the replies are those of a prefix of the input.
 #[test]
 fn a_signal_mid_stream_answers_everything_committed_and_exits_0() {
@@ -144,7 +145,8 @@ fn a_signal_mid_stream_answers_everything_committed_and_exits_0() {
         let (code, stderr, took) = wait(child);
         let replies = reader.join().unwrap();
         assert_eq!(code, Some(0), "SIG{name}: {stderr}");
-        assert!(took < Duration::from_secs(5), "took {took:?}");
+        // The signal ended the run, not the input (open 30 s longer).
+        assert!(took < Duration::from_secs(20), "took {took:?}");
         assert!(
             !replies.is_empty() && replies.len() < 66_000,
             "{} replies",
