@@ -21,24 +21,35 @@ pub struct StreamAddress {
     pub stream: String,
 }
 
+/// Why a text is not a stream's address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("{0:?} is not a nats://HOST:PORT/STREAM address")]
+    NotNats(String),
+    #[error("{0:?} names no stream: nats://HOST:PORT/STREAM")]
+    NoStream(String),
+    #[error("{0:?} names no server: nats://HOST:PORT/STREAM")]
+    NoServer(String),
+    #[error("{0:?} cannot name a JetStream stream: a name is not empty and has no spaces, '.', '*', '>', '/' or '\\'")]
+    StreamName(String),
+}
+
 impl StreamAddress {
     /// Reads `nats://HOST:PORT/STREAM`; says what is wrong otherwise.
-    pub fn parse(text: &str) -> Result<StreamAddress, String> {
+    pub fn parse(text: &str) -> Result<StreamAddress, AddressError> {
         let rest = text
             .strip_prefix("nats://")
-            .ok_or_else(|| format!("{text:?} is not a nats://HOST:PORT/STREAM address"))?;
+            .ok_or_else(|| AddressError::NotNats(text.to_owned()))?;
         let (server, stream) = rest
             .split_once('/')
-            .ok_or_else(|| format!("{text:?} names no stream: nats://HOST:PORT/STREAM"))?;
+            .ok_or_else(|| AddressError::NoStream(text.to_owned()))?;
         if server.is_empty() {
-            return Err(format!("{text:?} names no server: nats://HOST:PORT/STREAM"));
+            return Err(AddressError::NoServer(text.to_owned()));
         }
         // JetStream's rule for stream names.
         let bad = |c: char| c.is_whitespace() || c.is_control() || ".*>/\\".contains(c);
         if stream.is_empty() || stream.chars().any(bad) {
-            return Err(format!(
-                "{stream:?} cannot name a JetStream stream: a name is not empty and has no spaces, '.', '*', '>', '/' or '\\'"
-            ));
+            return Err(AddressError::StreamName(stream.to_owned()));
         }
         let server = match server.contains(':') {
             true => server.to_owned(),

@@ -53,16 +53,21 @@ pub struct Audit {
     pub lacking: Option<String>,
 }
 
+/// What a state keeps as its filter cannot be read as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the kept filter is not one")]
+pub struct NotAFilter;
+
 impl Audit {
     /// An audit of `kept`; `None` (nothing to audit) when the state keeps
     /// no filter, `Err` when what it keeps is not one.
-    pub fn new(kept: Option<&KeptFilter>) -> Result<Audit, String> {
+    pub fn new(kept: Option<&KeptFilter>) -> Result<Audit, NotAFilter> {
         let filter = match kept {
             None => None,
             // At the kept size; without a snapshot, at 32 bytes a hash.
             Some(kept) => match read_back(kept, audit_bytes(kept)) {
                 Some((filter, _)) => Some(filter),
-                None => return Err("the kept filter is not one".to_owned()),
+                None => return Err(NotAFilter),
             },
         };
         Ok(Audit {

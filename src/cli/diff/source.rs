@@ -33,7 +33,9 @@ impl Source {
     /// `nats://HOST:PORT/STREAM`, or the path of a file.
     pub fn parse(text: &str) -> Result<Source, String> {
         match text.starts_with("nats://") {
-            true => StreamAddress::parse(text).map(Source::Stream),
+            true => StreamAddress::parse(text)
+                .map(Source::Stream)
+                .map_err(|e| e.to_string()),
             false => Ok(Source::File(PathBuf::from(text))),
         }
     }

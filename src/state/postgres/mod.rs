@@ -256,7 +256,8 @@ impl PostgresState {
             })?;
         let (_, tables) = read_models(&mut tx, target)?;
         let kept = kept_filter(&mut tx, target)?;
-        let mut audit = super::filter::Audit::new(kept.as_ref()).map_err(|e| damaged(&path, e))?;
+        let mut audit =
+            super::filter::Audit::new(kept.as_ref()).map_err(|e| damaged(&path, e.to_string()))?;
         scan_processed(&mut tx, target, &mut |id, _| audit.id(id))?;
         for (model, table) in &tables {
             let mut docs = tx

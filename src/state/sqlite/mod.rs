@@ -338,8 +338,8 @@ impl SqliteState {
         let checked = (|| {
             let read = read_in(&conn, path)?;
             let kept = load::filter(&conn, path)?;
-            let mut audit =
-                super::filter::Audit::new(kept.as_ref()).map_err(|e| damaged(path, e))?;
+            let mut audit = super::filter::Audit::new(kept.as_ref())
+                .map_err(|e| damaged(path, e.to_string()))?;
             let processed = load::processed(&conn, path, &mut |id, _| audit.id(id))?;
             let documents = load::documents(&conn, path, |model, key, text| {
                 audit.key(model, key);
