@@ -108,3 +108,42 @@ fn a_circle_is_found_where_there_is_one() {
     straight.get_mut("c").unwrap().clear();
     assert_eq!(circle(&straight), None);
 }
+
+/// The files of src/ (the binary's too) whose code, outside comments,
+/// holds `needle`.
+fn files_holding(needle: &str) -> Vec<String> {
+    let src = support::repo().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut holding: Vec<String> = files
+        .iter()
+        .filter(|file| {
+            std::fs::read_to_string(file)
+                .unwrap()
+                .lines()
+                .any(|line| line.split("//").next().unwrap().contains(needle))
+        })
+        .map(|file| file.strip_prefix(&src).unwrap().display().to_string())
+        .collect();
+    holding.sort();
+    holding
+}
+
+/// A process has one tokio runtime: only util/runtime.rs builds one, and
+/// no session of PostgreSQL brings its own (the `postgres` crate makes a
+/// runtime per client: it is a dependency of the tests alone, and src/
+/// uses tokio-postgres through state/postgres/client.rs). One NATS
+/// connection per server: only input/connection.rs connects.
+#[test]
+fn one_runtime_one_broker_connection_and_no_client_with_a_runtime_of_its_own() {
+    assert_eq!(files_holding("Builder::new_"), ["util/runtime.rs"]);
+    assert_eq!(files_holding("Runtime::new"), Vec::<String>::new());
+    assert_eq!(files_holding("ConnectOptions"), ["input/connection.rs"]);
+    assert_eq!(files_holding("async_nats::connect"), Vec::<String>::new());
+    let manifest = std::fs::read_to_string(support::repo().join("Cargo.toml")).unwrap();
+    let dependencies = manifest.split("[dev-dependencies]").next().unwrap();
+    assert!(
+        !dependencies.lines().any(|l| l.starts_with("postgres ")),
+        "the postgres crate is for the tests only"
+    );
+}

@@ -10,6 +10,7 @@
 use super::{log, plural, shell_word, EX_USAGE};
 use clap::Args;
 use projector::cluster::gc::{self, Outcome};
+use projector::state::postgres::client as pg;
 use projector::state::postgres::{Target, DEFAULT_SCHEMA};
 use projector::state::StateError;
 use std::process::ExitCode;
@@ -108,7 +109,7 @@ fn collect(args: &GcArgs, target: &Target) -> Result<ExitCode, StateError> {
     })
 }
 
-fn is_cluster(client: &mut postgres::Client, target: &Target) -> Result<bool, postgres::Error> {
+fn is_cluster(client: &mut pg::Client, target: &Target) -> Result<bool, pg::Error> {
     let row = client.query_one(
         "SELECT to_regclass(format('%I._projector_versions', $1::text)) IS NOT NULL",
         &[&target.schema],

@@ -90,19 +90,14 @@ pub fn publish(args: &PublishArgs) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("the runtime starts");
     let mut counts = Counts::default();
-    let end = runtime.block_on(send(&address, &config.plan.event_id, &mut counts));
+    let end = projector::util::runtime::wait(send(&address, &config.plan.event_id, &mut counts));
     if let End::Failed(e) = &end {
         log(&format!("projector: {e}"));
     }
     log(&summary(&address, &counts, &end));
-    // The reading thread may be blocked on stdin: nothing waits for it.
-    runtime.shutdown_background();
+    // The reading thread may be blocked on stdin: nothing waits for it
+    // (the process ends when this returns).
     match end {
         End::Done if counts.bad == 0 => ExitCode::SUCCESS,
         End::Done => ExitCode::from(EX_DATAERR),

@@ -5,6 +5,7 @@
 use super::{log, plural, EX_USAGE};
 use clap::{Args, Subcommand, ValueEnum};
 use projector::cluster::rejections::{self, Dropped, Filter, Retry, Row, UnitPositions};
+use projector::state::postgres::client as pg;
 use projector::state::postgres::{Target, DEFAULT_SCHEMA};
 use projector::state::StateError;
 use serde::Serialize;
@@ -138,7 +139,7 @@ impl Selection {
     }
 
     /// The cluster's main schema, connected to.
-    fn connect(&self) -> Result<(Target, postgres::Client), ExitCode> {
+    fn connect(&self) -> Result<(Target, pg::Client), ExitCode> {
         if !Target::is_url(&self.state) {
             log("projector: --state: rejections are kept by a cluster's PostgreSQL state: postgres://USER@HOST:PORT/DATABASE or \"host=HOST dbname=DATABASE …\"");
             return Err(ExitCode::from(EX_USAGE));

@@ -14,8 +14,9 @@
 //! back to an earlier configuration is a deploy like any other.
 
 use super::registry::{Listed, Refusal};
+use crate::state::postgres::client as pg;
+use crate::state::postgres::client::Transaction;
 use crate::state::postgres::Target;
-use postgres::Transaction;
 
 /// What an instance brings to the cluster.
 pub struct Offer<'a> {
@@ -70,7 +71,7 @@ pub fn offer(
     target: &Target,
     offered: &Offer<'_>,
     units: &[Listed],
-) -> Result<Result<Joined, Refusal>, postgres::Error> {
+) -> Result<Result<Joined, Refusal>, pg::Error> {
     let s = target.schema_ident();
     let schemas: Vec<String> = units.iter().map(|u| u.schema.clone()).collect();
     let active = active(tx, &s)?;
@@ -110,7 +111,7 @@ pub fn offer(
 }
 
 /// The versions served and built, with their units' schemas.
-fn active(tx: &mut Transaction<'_>, s: &str) -> Result<Vec<Active>, postgres::Error> {
+fn active(tx: &mut Transaction<'_>, s: &str) -> Result<Vec<Active>, pg::Error> {
     let rows = tx.query(
         &format!(
             "SELECT v.version, v.status = 'building',
@@ -138,7 +139,7 @@ fn record(
     config: &str,
     units: &[Listed],
     status: &str,
-) -> Result<i32, postgres::Error> {
+) -> Result<i32, pg::Error> {
     let version: i32 = tx
         .query_one(
             &format!("SELECT coalesce(max(version), 0) + 1 FROM {s}._projector_versions"),
@@ -166,7 +167,7 @@ fn record(
     Ok(version)
 }
 
-fn retire(tx: &mut Transaction<'_>, s: &str, version: i32) -> Result<(), postgres::Error> {
+fn retire(tx: &mut Transaction<'_>, s: &str, version: i32) -> Result<(), pg::Error> {
     tx.execute(
         &format!(
             "UPDATE {s}._projector_versions SET status = 'retired', retired = now()
@@ -185,7 +186,7 @@ fn refusal(
     live: i32,
     building: Option<i32>,
     schemas: &[String],
-) -> Result<Result<Joined, Refusal>, postgres::Error> {
+) -> Result<Result<Joined, Refusal>, pg::Error> {
     const UTC: &str = "'YYYY-MM-DD HH24:MI:SS \"UTC\"'";
     let since: String = tx
         .query_one(

@@ -15,8 +15,9 @@
 //! an hour). `projector gc` does the same at once.
 
 use super::registry::Listed;
+use crate::state::postgres::client as pg;
+use crate::state::postgres::client::Client;
 use crate::state::postgres::{ident, Target};
-use postgres::Client;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -89,7 +90,7 @@ pub fn retired(
     client: &mut Client,
     main: &Target,
     older: Duration,
-) -> Result<Vec<Retired>, postgres::Error> {
+) -> Result<Vec<Retired>, pg::Error> {
     let exists: bool = client
         .query_one(
             "SELECT to_regclass(format('%I._projector_versions', $1::text)) IS NOT NULL",
@@ -147,7 +148,7 @@ pub fn drop_schema(
     main: &Target,
     schema: &str,
     (tries, pause): (u32, Duration),
-) -> Result<Outcome, postgres::Error> {
+) -> Result<Outcome, pg::Error> {
     for attempt in 1..=tries.max(1) {
         match attempt_drop(client, main, schema) {
             Err(e) if is_lock_timeout(&e) => {
@@ -161,15 +162,11 @@ pub fn drop_schema(
     Ok(Outcome::Busy)
 }
 
-fn is_lock_timeout(e: &postgres::Error) -> bool {
-    e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+fn is_lock_timeout(e: &pg::Error) -> bool {
+    e.code() == Some(&pg::SqlState::LOCK_NOT_AVAILABLE)
 }
 
-fn attempt_drop(
-    client: &mut Client,
-    main: &Target,
-    schema: &str,
-) -> Result<Outcome, postgres::Error> {
+fn attempt_drop(client: &mut Client, main: &Target, schema: &str) -> Result<Outcome, pg::Error> {
     let mut tx = client.transaction()?;
     tx.batch_execute(&format!(
         "SET LOCAL lock_timeout = {}",
@@ -209,19 +206,13 @@ fn attempt_drop(
 }
 
 /// Who holds a live claim on the unit state in `schema`, if anyone.
-fn claim_holder(
-    tx: &mut postgres::Transaction<'_>,
-    schema: &str,
-) -> Result<Option<String>, postgres::Error> {
+fn claim_holder(tx: &mut pg::Transaction<'_>, schema: &str) -> Result<Option<String>, pg::Error> {
     let claim = crate::state::postgres::claim_of(tx, schema)?;
     Ok(claim.filter(|c| c.is_live()).map(|c| c.holder))
 }
 
 /// The views outside `schema` that read a table of it, as `schema.view`.
-fn outside_readers(
-    tx: &mut postgres::Transaction<'_>,
-    schema: &str,
-) -> Result<Vec<String>, postgres::Error> {
+fn outside_readers(tx: &mut pg::Transaction<'_>, schema: &str) -> Result<Vec<String>, pg::Error> {
     let rows = tx.query(
         "SELECT DISTINCT vn.nspname || '.' || v.relname
          FROM pg_depend d
@@ -301,7 +292,7 @@ impl Drop for Collector {
 
 /// One turn: when this instance takes the main schema's collector lock,
 /// drops what was retired at least `grace` ago, once each, and logs it.
-fn collect(client: &mut Client, main: &Target, grace: Duration) -> Result<(), postgres::Error> {
+fn collect(client: &mut Client, main: &Target, grace: Duration) -> Result<(), pg::Error> {
     let lock = "hashtext('projector gc ' || $1::text)";
     let taken: bool = client
         .query_one(

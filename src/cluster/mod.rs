@@ -16,7 +16,7 @@
 //! units over. An instance that cannot read the stream for longer than its
 //! lease gives its units up to the others and claims none until it can
 //! ([`reach`]). An instance reads the stream once, whatever the number of
-//! units it owns: one consumer, on the process's one NATS runtime, routes
+//! units it owns: one consumer, on the process's one NATS connection, routes
 //! each message to the unit that takes it ([`crate::input::hub`]). Which
 //! configuration is served is a recorded fact
 //! ([`deploy`]), and so is the stream followed ([`stream`]); the read
@@ -40,6 +40,7 @@ use crate::input::broker::BrokerError;
 use crate::input::nats::{StreamAddress, Tail};
 use crate::plan::units::{self, Unit};
 use crate::plan::Plan;
+use crate::state::postgres::client as pg;
 use crate::state::postgres::Target;
 use crate::state::StateError;
 use registry::{Listed, Registry, Version};
@@ -272,10 +273,8 @@ pub fn run(settings: Settings) -> Result<Ran, Stopped> {
         max_line_bytes,
         park,
     };
-    // The process's one reader of the stream, and its one NATS runtime.
-    let hub = crate::input::hub::Hub::start(&address, max_line_bytes)
-        .map(std::sync::Arc::new)
-        .expect("the NATS runtime starts");
+    // The process's one reader of the stream.
+    let hub = std::sync::Arc::new(crate::input::hub::Hub::start(&address, max_line_bytes));
     let mut coordinator = Coordinator::new(target, (address, hub), parts, registry, own, how);
     let result = coordinator.turns(stop.as_ref());
     coordinator.shut_down();
@@ -353,7 +352,7 @@ impl Coordinator {
             work: Vec::new(),
             workers: Vec::new(),
             stopping: Vec::new(),
-            tail: Tail::on(&address, hub.runtime().handle().clone()),
+            tail: Tail::new(&address),
             hub,
             reach: reach::Reach::default(),
             address,
@@ -388,7 +387,7 @@ impl Coordinator {
     }
 
     /// Reads the versions served and built; returns whether they changed.
-    fn read_versions(&mut self) -> Result<bool, postgres::Error> {
+    fn read_versions(&mut self) -> Result<bool, pg::Error> {
         let versions = self.registry.versions()?;
         let numbers = |v: &[Version]| -> Vec<(i32, bool, bool)> {
             v.iter().map(|v| (v.number, v.building, v.views)).collect()
@@ -481,7 +480,7 @@ impl Coordinator {
     }
 
     /// What the database answered; `None`, said once, when it did not.
-    fn answered<T>(&mut self, result: Result<T, postgres::Error>) -> Option<T> {
+    fn answered<T>(&mut self, result: Result<T, pg::Error>) -> Option<T> {
         match result {
             Ok(answer) => {
                 if std::mem::take(&mut self.warned) {

@@ -2,6 +2,7 @@
 //! (see [`crate::server::parking`]): read on a connection of their own.
 
 use crate::server::parking::{Document, OpenRow, ParkStore};
+use crate::state::postgres::client as pg;
 use crate::state::postgres::text::from_column;
 use crate::state::postgres::Target;
 use crate::state::postgres::REJECTIONS;
@@ -9,7 +10,7 @@ use crate::state::{Rejection, RejectionStatus, StateError};
 use std::sync::Mutex;
 
 pub struct Parked {
-    client: Mutex<postgres::Client>,
+    client: Mutex<pg::Client>,
     main: Target,
     unit: String,
 }

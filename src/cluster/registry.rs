@@ -31,12 +31,13 @@
 
 use super::deploy::{offer, Joined, NotDeployed, Offer};
 use super::stream::{follow_stream, Stream};
+use crate::state::postgres::client as pg;
+use crate::state::postgres::client::Client;
 use crate::state::postgres::settings::Settings;
 use crate::state::postgres::{
     ident, is_connection_error, Target, REJECTIONS, THIS_WRITER, WRITER_LIVES,
 };
 use crate::state::StateError;
-use postgres::Client;
 use std::collections::HashMap;
 
 /// A unit as the main schema lists it.
@@ -109,12 +110,12 @@ impl Registry {
     }
 
     /// The versions being served and built, with their units.
-    pub fn versions(&mut self) -> Result<Vec<Version>, postgres::Error> {
+    pub fn versions(&mut self) -> Result<Vec<Version>, pg::Error> {
         let target = self.target.clone();
         self.with(|c| active(c, &target))
     }
 
-    fn client(&mut self) -> Result<&mut Client, postgres::Error> {
+    fn client(&mut self) -> Result<&mut Client, pg::Error> {
         if self.client.is_none() {
             self.client = Some(self.settings.connect()?);
         }
@@ -122,10 +123,7 @@ impl Registry {
     }
 
     /// Runs `f` on the connection, made again once if it was lost.
-    fn with<T>(
-        &mut self,
-        f: impl Fn(&mut Client) -> Result<T, postgres::Error>,
-    ) -> Result<T, postgres::Error> {
+    fn with<T>(&mut self, f: impl Fn(&mut Client) -> Result<T, pg::Error>) -> Result<T, pg::Error> {
         match f(self.client()?) {
             Err(e)
                 if is_connection_error(&e)
@@ -143,7 +141,7 @@ impl Registry {
     /// is alive while it says so every lease and the server lists the
     /// process of the connection it said it on, so that one killed is
     /// counted out at once.
-    pub fn beat(&mut self, owned: usize) -> Result<Vec<String>, postgres::Error> {
+    pub fn beat(&mut self, owned: usize) -> Result<Vec<String>, pg::Error> {
         let s = self.target.schema_ident();
         let lease = self.target.lease.as_secs_f64();
         let holder = self.holder.clone();
@@ -178,13 +176,13 @@ impl Registry {
     }
 
     /// Where each of `units` stands.
-    pub fn states(&mut self, units: &[Listed]) -> Result<Vec<UnitState>, postgres::Error> {
+    pub fn states(&mut self, units: &[Listed]) -> Result<Vec<UnitState>, pg::Error> {
         self.with(|c| unit_states(c, units))
     }
 
     /// How many events each unit has parked (or asked to be retried), by
     /// the unit's name; units with none are left out.
-    pub fn parked(&mut self) -> Result<HashMap<String, u64>, postgres::Error> {
+    pub fn parked(&mut self) -> Result<HashMap<String, u64>, pg::Error> {
         let sql = format!(
             "SELECT unit, count(*) FROM {}.{REJECTIONS}
              WHERE status IN ('parked', 'retry') GROUP BY unit",
@@ -278,7 +276,7 @@ const NEWEST: [(&str, &str); 4] = [
 /// Makes the main schema's tables, or adds what a table made by an earlier
 /// projector lacks; nothing (no lock taken on a table an operator may be
 /// reading) when they are complete.
-fn prepare_tables(tx: &mut postgres::Transaction<'_>, target: &Target) -> Result<(), Refusal> {
+fn prepare_tables(tx: &mut pg::Transaction<'_>, target: &Target) -> Result<(), Refusal> {
     let failed = |e| Refusal::State(target.failed("preparing the cluster's tables", e));
     let single: bool = tx
         .query_one(
@@ -319,7 +317,7 @@ fn prepare_tables(tx: &mut postgres::Transaction<'_>, target: &Target) -> Result
 /// The number of parts of a splittable group: the stored one, recorded
 /// when none is; a different `requested` one is refused.
 fn fix_parts(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut pg::Transaction<'_>,
     target: &Target,
     requested: Option<i32>,
     default_parts: i32,
@@ -362,7 +360,7 @@ pub struct Version {
 
 /// The versions served and built, serving first; empty when the main
 /// schema has none.
-pub fn active(client: &mut Client, target: &Target) -> Result<Vec<Version>, postgres::Error> {
+pub fn active(client: &mut Client, target: &Target) -> Result<Vec<Version>, pg::Error> {
     let exists: bool = client
         .query_one(
             "SELECT to_regclass(format('%I._projector_versions', $1::text)) IS NOT NULL",
@@ -413,10 +411,7 @@ pub fn active(client: &mut Client, target: &Target) -> Result<Vec<Version>, post
 
 /// Where each unit stands: its claim and checkpoint, read from its state
 /// (nothing for a unit whose state does not exist yet).
-pub fn unit_states(
-    client: &mut Client,
-    units: &[Listed],
-) -> Result<Vec<UnitState>, postgres::Error> {
+pub fn unit_states(client: &mut Client, units: &[Listed]) -> Result<Vec<UnitState>, pg::Error> {
     let schemas: Vec<&str> = units.iter().map(|u| u.schema.as_str()).collect();
     let rows = client.query(
         "SELECT n FROM unnest($1::text[]) AS n

@@ -11,10 +11,11 @@
 //! the table against writers, so that it sees every event parked before it
 //! and no unit parks one while it decides.
 
+use crate::state::postgres::client as pg;
+use crate::state::postgres::client::Client;
 use crate::state::postgres::REJECTIONS;
 use crate::state::postgres::{from_column, to_column, Target};
 use crate::state::StateError;
-use postgres::Client;
 use std::collections::HashSet;
 
 /// A document, as `rejections.documents` names it: `(model, key)`.
@@ -146,7 +147,7 @@ impl Filter {
 }
 
 impl Params {
-    fn sql(&self) -> [&(dyn postgres::types::ToSql + Sync); 5] {
+    fn sql(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 5] {
         [
             &self.unit,
             &self.model,
@@ -353,7 +354,7 @@ pub fn drop(client: &mut Client, target: &Target, filter: &Filter) -> Result<Dro
 
 /// Keeps the units from writing `rejections` until the transaction ends,
 /// once the writes they have begun are committed.
-fn lock(tx: &mut postgres::Transaction<'_>, s: &str) -> Result<(), postgres::Error> {
+fn lock(tx: &mut pg::Transaction<'_>, s: &str) -> Result<(), pg::Error> {
     tx.batch_execute(&format!(
         "LOCK TABLE {s}.{REJECTIONS} IN SHARE ROW EXCLUSIVE MODE"
     ))

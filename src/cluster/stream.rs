@@ -8,8 +8,8 @@
 use super::registry::Refusal;
 use crate::input::broker::BrokerError;
 use crate::input::nats::StreamAddress;
+use crate::state::postgres::client::Transaction;
 use crate::state::postgres::Target;
-use postgres::Transaction;
 use std::fmt;
 
 /// A JetStream stream as the broker describes it.
@@ -30,10 +30,6 @@ impl fmt::Display for Stream {
 
 /// The stream `address` names, asked of its broker.
 pub fn identity(address: &StreamAddress) -> Result<Stream, BrokerError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BrokerError::new(address, "cannot start a runtime to ask", e))?;
     let asked = async {
         let js = crate::input::nats::connect(address).await?;
         let info = crate::input::nats::stream_info(&js, address).await?;
@@ -43,7 +39,7 @@ pub fn identity(address: &StreamAddress) -> Result<Stream, BrokerError> {
             first_sequence: info.state.first_sequence,
         })
     };
-    runtime.block_on(async {
+    crate::util::runtime::wait(async {
         tokio::time::timeout(std::time::Duration::from_secs(5), asked)
             .await
             .unwrap_or_else(|_| Err(BrokerError::silent(address)))

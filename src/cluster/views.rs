@@ -10,10 +10,11 @@
 //! view (a long transaction delays the change, never the readers).
 
 use super::registry::{Listed, Version};
+use crate::state::postgres::client as pg;
+use crate::state::postgres::client::Client;
+use crate::state::postgres::client::SqlState;
 use crate::state::postgres::{describe, ident, Target};
 use crate::util::retry::Backoff;
-use postgres::error::SqlState;
-use postgres::Client;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -94,7 +95,7 @@ impl Views {
 
 /// Tries `job` until it is done or [`PERSIST`] has passed.
 pub fn apply(target: &Target, job: &Job) -> Outcome {
-    let failed = |e: postgres::Error| Outcome::Failed(describe(&e));
+    let failed = |e: pg::Error| Outcome::Failed(describe(&e));
     let mut client = match target.settings() {
         Ok(settings) => match settings.connect() {
             Ok(client) => client,
@@ -127,7 +128,7 @@ pub fn apply(target: &Target, job: &Job) -> Outcome {
 
 /// Makes the views of the serving version `version` when every unit's
 /// state exists and they are not made yet; false when not now.
-fn show(client: &mut Client, target: &Target, version: &Version) -> Result<bool, postgres::Error> {
+fn show(client: &mut Client, target: &Target, version: &Version) -> Result<bool, pg::Error> {
     let s = target.schema_ident();
     let mut tx = locked(client, &target.schema)?;
     let row = tx.query_one(
@@ -155,7 +156,7 @@ fn switch(
     from: i32,
     to: &Version,
     dropped: &[String],
-) -> Result<bool, postgres::Error> {
+) -> Result<bool, pg::Error> {
     let s = target.schema_ident();
     let mut tx = locked(client, &target.schema)?;
     let row = tx.query_one(
@@ -196,10 +197,7 @@ fn switch(
 
 /// A transaction that alone, among the instances on the main schema
 /// `schema`, changes its views.
-fn locked<'c>(
-    client: &'c mut Client,
-    schema: &str,
-) -> Result<postgres::Transaction<'c>, postgres::Error> {
+fn locked<'c>(client: &'c mut Client, schema: &str) -> Result<pg::Transaction<'c>, pg::Error> {
     let mut tx = client.transaction()?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext('projector views ' || $1::text))",
@@ -210,10 +208,7 @@ fn locked<'c>(
 
 /// Whether every model of every one of `units` has its documents' table
 /// (its view in the unit's schema).
-fn all_exist(
-    tx: &mut postgres::Transaction<'_>,
-    units: &[Listed],
-) -> Result<bool, postgres::Error> {
+fn all_exist(tx: &mut pg::Transaction<'_>, units: &[Listed]) -> Result<bool, pg::Error> {
     let (schemas, models): (Vec<&str>, Vec<&str>) = units
         .iter()
         .flat_map(|u| u.models.iter().map(|m| (u.schema.as_str(), m.as_str())))
@@ -229,11 +224,7 @@ fn all_exist(
 }
 
 /// Each model's view, the union of its documents over `units`, made in `tx`.
-fn make(
-    tx: &mut postgres::Transaction<'_>,
-    s: &str,
-    units: &[Listed],
-) -> Result<(), postgres::Error> {
+fn make(tx: &mut pg::Transaction<'_>, s: &str, units: &[Listed]) -> Result<(), pg::Error> {
     let mut models: Vec<(&str, Vec<&str>)> = Vec::new();
     for unit in units {
         for model in &unit.models {

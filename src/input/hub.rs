@@ -18,12 +18,14 @@
 //! sequence after the last one read.
 
 use super::broker::BrokerError;
+use super::connection::Lost;
 use super::nats::{Checkpoints, Consumer, StreamAddress, ASK_TIMEOUT, RETRY_CAP};
 use super::reader::{self, Chunk, Lines, Prepared};
 use crate::engine::digest::Digester;
 use crate::plan::Plan;
 use crate::util::log::log;
 use crate::util::retry::Backoff;
+use crate::util::runtime::{runtime, wait};
 use crate::value::event::{Event, Raw};
 use async_nats::jetstream::consumer::pull::OrderedError as MessagesError;
 use std::io;
@@ -62,9 +64,8 @@ const BEHIND: u64 = BATCH as u64;
 /// retries what is parked.
 const TICK: Duration = Duration::from_secs(1);
 
-/// The process's reader of one stream, on the process's NATS runtime.
+/// The process's reader of one stream, a task on the process's runtime.
 pub struct Hub {
-    runtime: tokio::runtime::Runtime,
     /// Dropped to end the reading task.
     commands: Option<UnboundedSender<Attach>>,
     reading: Option<tokio::task::JoinHandle<()>>,
@@ -76,9 +77,7 @@ impl Drop for Hub {
     fn drop(&mut self) {
         self.commands = None;
         if let Some(reading) = self.reading.take() {
-            self.runtime
-                .block_on(async { tokio::time::timeout(Duration::from_secs(1), reading).await })
-                .ok();
+            wait(async { tokio::time::timeout(Duration::from_secs(1), reading).await }).ok();
         }
     }
 }
@@ -100,12 +99,7 @@ type Routed = (Vec<Chunk>, bool);
 impl Hub {
     /// Starts reading `address` for the units that attach; a message over
     /// `max_line_bytes` is passed on unread.
-    pub fn start(address: &StreamAddress, max_line_bytes: usize) -> io::Result<Hub> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("nats")
-            .enable_all()
-            .build()?;
+    pub fn start(address: &StreamAddress, max_line_bytes: usize) -> Hub {
         let (commands, attached) = unbounded_channel();
         let reading = Reading {
             address: address.clone(),
@@ -116,17 +110,11 @@ impl Hub {
             more: false,
             families: 0,
         };
-        let reading = runtime.spawn(reading.run());
-        Ok(Hub {
-            runtime,
+        let reading = runtime().spawn(reading.run());
+        Hub {
             commands: Some(commands),
             reading: Some(reading),
-        })
-    }
-
-    /// The process's NATS runtime, for whatever else asks the broker.
-    pub fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.runtime
+        }
     }
 
     /// Attaches a unit whose engine runs `plan` (the unit's own) and digests
@@ -355,7 +343,7 @@ impl Reading {
             let ended = self.read(&mut messages, &lost, from).await;
             drop(messages);
             if let Ended::Gone = ended {
-                if !lost.load(Ordering::SeqCst) {
+                if !lost.is_raised() {
                     let _ = tokio::time::timeout(Duration::from_millis(500), made.delete()).await;
                 }
                 return;
@@ -372,11 +360,11 @@ impl Reading {
     }
 
     /// Passes the consumer's messages on from sequence `from`.
-    async fn read(&mut self, messages: &mut Consumer, lost: &AtomicBool, from: u64) -> Ended {
+    async fn read(&mut self, messages: &mut Consumer, lost: &Lost, from: u64) -> Ended {
         use futures_core::Stream;
         let mut next = from;
         loop {
-            if lost.load(Ordering::SeqCst) {
+            if lost.is_raised() {
                 log(&format!(
                     "{}: the connection to the broker was lost; consuming again from sequence {next} once it answers",
                     self.address

@@ -6,10 +6,12 @@
 //! a message written over several; the [`reader`] thread does this ahead of
 //! the engine, scanning each event line ([`scan`]) and working out what the
 //! engine needs of it ([`crate::engine::digest`]). A stream is read from
-//! NATS JetStream ([`nats`]), by one [`hub`] per process; what the broker
-//! does not answer is a [`broker::BrokerError`].
+//! NATS JetStream ([`nats`]), by one [`hub`] per process, over the
+//! process's one [`connection`] to the broker; what the broker does not
+//! answer is a [`broker::BrokerError`].
 
 pub mod broker;
+pub mod connection;
 pub mod hub;
 pub mod lines;
 pub mod multiline;

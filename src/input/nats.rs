@@ -2,6 +2,7 @@
 //! it (`nats://HOST:PORT/STREAM`), and input lines as `publish` sends them.
 
 use super::broker::BrokerError;
+use super::connection::Lost;
 use crate::plan::event_id::EventIdRule;
 use crate::util::retry::Backoff;
 use serde_json::Value;
@@ -86,34 +87,12 @@ pub(crate) const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 /// coordinator asks for it every turn.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A JetStream context on the server of `address`, connected within 5 s.
+/// A JetStream context on the process's connection to the server of
+/// `address` ([`super::connection`]).
 pub async fn connect(
     address: &StreamAddress,
 ) -> Result<async_nats::jetstream::Context, BrokerError> {
-    Ok(connect_watched(address).await?.0)
-}
-
-/// [`connect`], and a flag raised when the connection is lost. The client
-/// reconnects by itself, but a consumer made on it may not have outlived a
-/// broker's restart (and the client's own waits are long): a consumer is
-/// made again at once instead.
-async fn connect_watched(
-    address: &StreamAddress,
-) -> Result<(async_nats::jetstream::Context, Arc<AtomicBool>), BrokerError> {
-    let lost = Arc::new(AtomicBool::new(false));
-    let raised = lost.clone();
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(5))
-        .event_callback(move |event| {
-            if let async_nats::Event::Disconnected = event {
-                raised.store(true, Ordering::SeqCst);
-            }
-            std::future::ready(())
-        })
-        .connect(&address.server)
-        .await
-        .map_err(|e| BrokerError::new(address, "cannot connect", e))?;
-    Ok((async_nats::jetstream::new(client), lost))
+    Ok(super::connection::connect(address).await?.0)
 }
 
 /// What the broker says of the stream `address` names.
@@ -136,35 +115,13 @@ pub async fn stream_info(
 /// kept open (made again after a failure).
 pub struct Tail {
     address: StreamAddress,
-    runtime: Runtime,
     context: Option<async_nats::jetstream::Context>,
-}
-
-/// Where a [`Tail`]'s questions run.
-enum Runtime {
-    Own(tokio::runtime::Runtime),
-    /// A runtime with threads of its own: the process's NATS runtime.
-    Shared(tokio::runtime::Handle),
 }
 
 impl Tail {
     pub fn new(address: &StreamAddress) -> Tail {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("the runtime starts");
         Tail {
             address: address.clone(),
-            runtime: Runtime::Own(runtime),
-            context: None,
-        }
-    }
-
-    /// A tail that asks on `runtime`, a multi-threaded runtime's.
-    pub fn on(address: &StreamAddress, runtime: tokio::runtime::Handle) -> Tail {
-        Tail {
-            address: address.clone(),
-            runtime: Runtime::Shared(runtime),
             context: None,
         }
     }
@@ -185,10 +142,7 @@ impl Tail {
                 .await
                 .unwrap_or_else(|_| Err(BrokerError::silent(address)))
         };
-        let result = match &self.runtime {
-            Runtime::Own(runtime) => runtime.block_on(timed),
-            Runtime::Shared(handle) => handle.block_on(timed),
-        };
+        let result = crate::util::runtime::wait(timed);
         if result.is_err() {
             self.context = None;
         }
@@ -356,16 +310,7 @@ impl NatsInput {
         let shared = Arc::new(Shared::default());
         let counter = shared.clone();
         let address = address.clone();
-        std::thread::Builder::new()
-            .name("nats source".to_owned())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("the runtime starts");
-                runtime.block_on(consume(address, from, sender, ready, counter));
-            })
-            .expect("the source thread starts");
+        crate::util::runtime::runtime().spawn(consume(address, from, sender, ready, counter));
         started
             .recv()
             .unwrap_or_else(|_| Err("the source thread ended".to_owned()))?;
@@ -458,14 +403,14 @@ async fn consume(
 /// a consumer is to be made again) or the input is gone (false).
 async fn pass_on(
     address: &StreamAddress,
-    (messages, lost): (&mut Consumer, &AtomicBool),
+    (messages, lost): (&mut Consumer, &Lost),
     next: &mut u64,
     sender: &SyncSender<Message>,
     shared: &Shared,
 ) -> bool {
     use futures_core::Stream;
     loop {
-        if lost.load(Ordering::SeqCst) {
+        if lost.is_raised() {
             crate::util::log::log(&format!(
                 "{address}: the connection to the broker was lost; consuming again from sequence {next} once it answers"
             ));
@@ -510,20 +455,35 @@ async fn pass_on(
         }
         *next = sequence + 1;
         shared.waiting.fetch_add(1, Ordering::SeqCst);
-        if sender.send(Ok((line, sequence))).is_err() {
+        if !send(sender, Ok((line, sequence))).await {
             return false;
+        }
+    }
+}
+
+/// Sends `message` to the input, waiting (without holding the runtime's
+/// thread) while the input has too much to read; false when it is gone.
+async fn send(sender: &SyncSender<Message>, mut message: Message) -> bool {
+    loop {
+        match sender.try_send(message) {
+            Ok(()) => return true,
+            Err(mpsc::TrySendError::Full(back)) => {
+                message = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return false,
         }
     }
 }
 
 pub(crate) type Consumer = async_nats::jetstream::consumer::pull::Ordered;
 
-/// An ordered consumer of the stream from sequence `from`, on a connection
-/// of its own, and the flag raised when that connection is lost.
+/// An ordered consumer of the stream from sequence `from`, on the
+/// process's connection, and the flag raised when that connection is lost.
 pub(crate) async fn subscribe(
     address: &StreamAddress,
     from: u64,
-) -> Result<(Consumer, Arc<AtomicBool>), BrokerError> {
+) -> Result<(Consumer, Lost), BrokerError> {
     let (messages, lost, _) = subscribe_named(address, from).await?;
     Ok((messages, lost))
 }
@@ -548,9 +508,9 @@ impl Made {
 pub(crate) async fn subscribe_named(
     address: &StreamAddress,
     from: u64,
-) -> Result<(Consumer, Arc<AtomicBool>, Made), BrokerError> {
+) -> Result<(Consumer, Lost, Made), BrokerError> {
     use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-    let (context, lost) = connect_watched(address).await?;
+    let (context, lost) = super::connection::connect(address).await?;
     let stream = context
         .get_stream(&address.stream)
         .await

@@ -347,7 +347,7 @@ pub enum StateError {
         path: PathBuf,
         doing: &'static str,
         #[source]
-        error: ::postgres::Error,
+        error: postgres::client::Error,
     },
     /// Connecting to PostgreSQL failed: the server refused (a wrong
     /// password, TLS, a certificate that failed its check, no such
@@ -358,7 +358,7 @@ pub enum StateError {
         path: PathBuf,
         servers: String,
         #[source]
-        error: ::postgres::Error,
+        error: postgres::client::Error,
     },
     /// Another projector holds the claim on a PostgreSQL state.
     #[error("{} is in use by another running projector ({holder}); its claim lapses in {seconds_left:.1} s unless renewed", .path.display())]
@@ -432,7 +432,7 @@ fn whose_events(models: &[String], rekey: bool) -> String {
 }
 
 /// What a lost connection's error adds: that it was retried.
-fn retried(error: &::postgres::Error) -> &'static str {
+fn retried(error: &postgres::client::Error) -> &'static str {
     match postgres::is_connection_error(error) {
         true => " (retried for the time PROJECTOR_RETRY_SECONDS allows; nothing uncommitted was replied to)",
         false => "",

@@ -1,6 +1,6 @@
 //! Small tools: a fast hasher and a cache prefetch hint for the hot path,
 //! a lock-free histogram for metrics, the settings of the property tests,
-//! the log line, the retry policy.
+//! the log line, the retry policy, the one runtime.
 
 pub mod bloom;
 pub mod hash;
@@ -10,3 +10,4 @@ pub mod prefetch;
 #[cfg(test)]
 pub mod property;
 pub mod retry;
+pub mod runtime;

@@ -23,13 +23,7 @@ pub fn serve(addr: &str) -> io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
-    std::thread::Builder::new()
-        .name("metrics".to_owned())
-        .spawn(move || runtime.block_on(accept(listener)))?;
+    crate::util::runtime::runtime().spawn(accept(listener));
     Ok(bound)
 }
 

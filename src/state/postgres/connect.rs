@@ -2,10 +2,11 @@
 //! is retried with backoff for a bounded time, then reported.
 
 use super::super::StateError;
+use super::client;
+use super::client::Client;
+use super::client::SqlState;
 use super::settings::Settings;
 use crate::util::retry::Backoff;
-use postgres::error::SqlState;
-use postgres::Client;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -172,7 +173,7 @@ impl Target {
     }
 
     /// An error while `doing` something with this state.
-    pub fn failed(&self, doing: &'static str, error: postgres::Error) -> StateError {
+    pub fn failed(&self, doing: &'static str, error: client::Error) -> StateError {
         StateError::Postgres {
             path: self.path(),
             doing,
@@ -184,7 +185,7 @@ impl Target {
 /// What went wrong, said whole: a server's error by its message and code
 /// (the error's own text is only "db error"), any other by its causes too
 /// ("error connecting to server" says nothing of why).
-pub fn describe(e: &postgres::Error) -> String {
+pub fn describe(e: &client::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({}: {})", db.message(), db.severity(), db.code().code()),
         None => {
@@ -216,7 +217,7 @@ pub fn ident(name: &str) -> String {
 /// Whether an error means the connection is gone or the server is not
 /// (yet) taking connections, as opposed to a statement that failed or a
 /// server that refused the connection.
-pub fn is_connection_error(e: &postgres::Error) -> bool {
+pub fn is_connection_error(e: &client::Error) -> bool {
     if e.is_closed() {
         return true;
     }
@@ -239,7 +240,7 @@ pub fn is_connection_error(e: &postgres::Error) -> bool {
 /// the check), authentication without a password or with one the client
 /// will not send, settings tokio-postgres refuses. Its error kinds are
 /// private; their texts are what it documents of them.
-fn is_refusal(e: &postgres::Error) -> bool {
+fn is_refusal(e: &client::Error) -> bool {
     const REFUSALS: [&str; 4] = [
         "error performing TLS handshake",
         "authentication error",
@@ -252,7 +253,7 @@ fn is_refusal(e: &postgres::Error) -> bool {
 /// Whether the connection itself failed under a handshake (reset, closed
 /// half-way), as opposed to what the handshake found (a certificate that
 /// fails its check, which TLS reports as invalid data).
-fn cut_short(e: &postgres::Error) -> bool {
+fn cut_short(e: &client::Error) -> bool {
     use std::io::ErrorKind;
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {

@@ -14,8 +14,9 @@
 //! still holds.)
 
 use super::super::StateError;
+use super::client;
+use super::client::Client;
 use super::connect::Target;
-use postgres::Client;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 
@@ -47,9 +48,9 @@ impl Claim {
 /// The claim on the state in `schema`, if a projector made one and did
 /// not give it up; `None` too when the schema has no lease row.
 pub fn claim_of(
-    client: &mut impl postgres::GenericClient,
+    client: &mut impl client::Queries,
     schema: &str,
-) -> Result<Option<Claim>, postgres::Error> {
+) -> Result<Option<Claim>, client::Error> {
     let columns = client.query_one(
         "SELECT to_regclass(format('%I._projector_lease', $1::text)) IS NOT NULL,
                     EXISTS (SELECT 1 FROM pg_attribute
@@ -155,9 +156,9 @@ pub const THIS_WRITER: &str = "backend_pid = pg_backend_pid(),
 /// Adds the writer's columns to a lease table made before claims named
 /// their writer; nothing when it has them.
 pub fn add_backend_columns(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut client::Transaction<'_>,
     schema: &str,
-) -> Result<(), postgres::Error> {
+) -> Result<(), client::Error> {
     let has: bool = tx
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_attribute
@@ -176,7 +177,7 @@ pub fn add_backend_columns(
 }
 
 /// Gives the claim up, so that a successor need not wait for it to lapse.
-pub fn release(client: &mut Client, target: &Target, token: i64) -> Result<(), postgres::Error> {
+pub fn release(client: &mut Client, target: &Target, token: i64) -> Result<(), client::Error> {
     client
         .execute(
             &format!(
@@ -257,10 +258,14 @@ mod tests {
 
     struct Db(String);
 
+    fn admin_config() -> tokio_postgres::Config {
+        format!("{SERVER}/postgres").parse().unwrap()
+    }
+
     impl Db {
         fn new() -> Db {
             let name = format!("projector_lease_unit_{}", std::process::id());
-            let mut admin = Client::connect(&format!("{SERVER}/postgres"), postgres::NoTls)
+            let mut admin = Client::connect(&admin_config(), tokio_postgres::NoTls)
                 .expect("PostgreSQL answers on 127.0.0.1:5432");
             for sql in [
                 format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -274,7 +279,7 @@ mod tests {
 
     impl Drop for Db {
         fn drop(&mut self) {
-            if let Ok(mut admin) = Client::connect(&format!("{SERVER}/postgres"), postgres::NoTls) {
+            if let Ok(mut admin) = Client::connect(&admin_config(), tokio_postgres::NoTls) {
                 let _ = admin
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
             }

@@ -28,6 +28,7 @@
 //! by batch, and, in the batch that swaps it in, points the view at it and
 //! drops the old one, so readers see the old version or the new one, whole.
 
+pub mod client;
 mod connect;
 mod conninfo;
 mod lease;
@@ -54,9 +55,8 @@ use super::stored::Stored;
 use super::write::{self, Tables};
 use super::{FilterWrite, Rejection, StateError, Swap};
 use crate::plan::Plan;
+use client::{Client, Transaction};
 use lease::Heartbeat;
-use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, Transaction};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -168,7 +168,7 @@ struct Books {
 /// Why a transaction failed: the connection (worth another try) or
 /// anything else.
 enum Failure {
-    Connection(postgres::Error),
+    Connection(client::Error),
     State(StateError),
 }
 
@@ -261,16 +261,13 @@ impl PostgresState {
         scan_processed(&mut tx, target, &mut |id, _| audit.id(id))?;
         for (model, table) in &tables {
             let mut docs = tx
-                .query_raw(
-                    &format!(
-                        "SELECT key, body FROM {}.{}",
-                        target.schema_ident(),
-                        ident(table)
-                    ),
-                    std::iter::empty::<i32>(),
-                )
+                .rows(&format!(
+                    "SELECT key, body FROM {}.{}",
+                    target.schema_ident(),
+                    ident(table)
+                ))
                 .map_err(failed)?;
-            while let Some(row) = docs.next().map_err(failed)? {
+            while let Some(row) = docs.next_row().map_err(failed)? {
                 let key: &str = row.get(0);
                 audit.key(model, &text::from_column(key));
                 if let Err(e) = serde_json::from_str::<crate::store::Document>(row.get(1)) {
@@ -482,7 +479,7 @@ impl PostgresState {
     }
 
     /// How many batches the state says are committed.
-    fn committed(&mut self) -> Result<i64, postgres::Error> {
+    fn committed(&mut self) -> Result<i64, client::Error> {
         let text: String = self
             .client
             .query_one(
@@ -553,7 +550,7 @@ impl PostgresState {
 }
 
 impl Books {
-    fn failure(&self, doing: &'static str, e: postgres::Error) -> Failure {
+    fn failure(&self, doing: &'static str, e: client::Error) -> Failure {
         match is_connection_error(&e) {
             true => Failure::Connection(e),
             false => Failure::State(self.target.failed(doing, e)),
@@ -1160,12 +1157,8 @@ fn exists(client: &mut Client, target: &Target) -> Result<bool, StateError> {
 }
 
 /// A read-only transaction that sees one snapshot.
-fn reading(client: &mut Client) -> Result<Transaction<'_>, postgres::Error> {
-    client
-        .build_transaction()
-        .read_only(true)
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .start()
+fn reading(client: &mut Client) -> Result<Transaction<'_>, client::Error> {
+    client.snapshot()
 }
 
 /// Refuses model names PostgreSQL would cut short or that would take the
@@ -1358,15 +1351,12 @@ fn scan_processed(
 ) -> Result<(), StateError> {
     let failed = |e| target.failed("reading the processed ids", e);
     let mut ids = tx
-        .query_raw(
-            &format!(
-                "SELECT id, type FROM {}._projector_processed",
-                target.schema_ident()
-            ),
-            std::iter::empty::<i32>(),
-        )
+        .rows(&format!(
+            "SELECT id, type FROM {}._projector_processed",
+            target.schema_ident()
+        ))
         .map_err(failed)?;
-    while let Some(row) = ids.next().map_err(failed)? {
+    while let Some(row) = ids.next_row().map_err(failed)? {
         let id: &str = row.get(0);
         let ty: &str = row.get(1);
         each(&text::from_column(id), &text::from_column(ty));

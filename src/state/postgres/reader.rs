@@ -4,11 +4,11 @@
 
 use super::super::reader::Reader;
 use super::super::StateError;
+use super::client::{Client, Row};
 use super::{ident, is_connection_error, text, Target};
 use crate::plan::ModelId;
-use postgres::types::ToSql;
-use postgres::{Client, Row};
 use std::collections::BTreeMap;
+use tokio_postgres::types::ToSql;
 
 pub struct PostgresReader {
     client: Client,

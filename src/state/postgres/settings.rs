@@ -5,10 +5,10 @@
 //! `PGCONNECT_TIMEOUT`), with the TLS its `sslmode` asks for. What the text
 //! says wins over the environment.
 
+use super::client::{Client, Error, SqlState};
 use super::conninfo;
 use super::passfile::{self, Wanted};
 use super::tls::{self, RootCert, SslMode};
-use postgres::error::SqlState;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_postgres::config::{Config, Host};
@@ -102,9 +102,8 @@ impl Settings {
     /// Connects once. With `prefer`, a server that refuses the connection
     /// over TLS (pg_hba.conf's `hostnossl`) is asked again without it, as
     /// libpq does.
-    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
-        let connect =
-            |config: &Config| postgres::Config::from(config.clone()).connect(self.tls.clone());
+    pub fn connect(&self) -> Result<Client, Error> {
+        let connect = |config: &Config| Client::connect(config, self.tls.clone());
         match connect(&self.config) {
             Err(e)
                 if self.ssl == SslMode::Prefer

@@ -6,10 +6,10 @@
 
 use super::super::earlier::{self, Hashes, MARKS};
 use super::super::StateError;
+use super::client::Transaction;
 use super::{ident, text, Books, Failure, PostgresState, FORMAT, FORMAT_2};
 use crate::value::surrogate::from_earlier;
-use postgres::types::ToSql;
-use postgres::Transaction;
+use tokio_postgres::types::ToSql;
 
 impl PostgresState {
     /// Upgrades a state of format 2; nothing for one of the present format.
