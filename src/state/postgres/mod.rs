@@ -524,24 +524,28 @@ impl PostgresState {
     /// Reads back the bookkeeping a commit changed: the tables of the
     /// models and the row counts.
     fn reload(&mut self, doing: &'static str) -> Result<(), StateError> {
+        let target = self.books.target.clone();
+        let s = target.schema_ident();
+        // Read again whole on a new connection when the one it was read on
+        // is lost.
+        let (tables, rows) = self.read_retrying(|client| {
+            let failed = |e| target.failed(doing, e);
+            let tables = client
+                .query(&format!("SELECT name, tbl FROM {s}._projector_models"), &[])
+                .map_err(failed)?
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect();
+            let rows: String = client
+                .query_one(
+                    &format!("SELECT value FROM {s}._projector_meta WHERE name = 'rows'"),
+                    &[],
+                )
+                .map_err(failed)?
+                .get(0);
+            Ok((tables, rows))
+        })?;
         let books = &mut self.books;
-        let failed = |e| books.target.failed(doing, e);
-        let s = books.target.schema_ident();
-        let tables = self
-            .client
-            .query(&format!("SELECT name, tbl FROM {s}._projector_models"), &[])
-            .map_err(failed)?
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-            .collect();
-        let rows: String = self
-            .client
-            .query_one(
-                &format!("SELECT value FROM {s}._projector_meta WHERE name = 'rows'"),
-                &[],
-            )
-            .map_err(failed)?
-            .get(0);
         books.tables = tables;
         books.rows = Rows::from_json(&rows).unwrap_or_default();
         books.opening = None;
