@@ -571,7 +571,10 @@ impl Coordinator {
             return;
         }
         let asked = Instant::now();
-        let last = self.tail.last();
+        let last = match self.hub.last_heard(TURN) {
+            Some(last) => Ok(last),
+            None => self.tail.last(),
+        };
         if !self.follow_stream(&last, asked) {
             return;
         }

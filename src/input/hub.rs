@@ -69,7 +69,13 @@ pub struct Hub {
     /// Dropped to end the reading task.
     commands: Option<UnboundedSender<Attach>>,
     reading: Option<tokio::task::JoinHandle<()>>,
+    heard: Arc<Heard>,
 }
+
+/// The stream's last sequence as the last message read told it (its
+/// sequence and how many came after it), and when.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Option<(u64, Instant)>>);
 
 impl Drop for Hub {
     /// Ends the reading task, which deletes its consumer if the broker
@@ -101,7 +107,9 @@ impl Hub {
     /// `max_line_bytes` is passed on unread.
     pub fn start(address: &StreamAddress, max_line_bytes: usize) -> Hub {
         let (commands, attached) = unbounded_channel();
+        let heard = Arc::new(Heard::default());
         let reading = Reading {
+            heard: heard.clone(),
             address: address.clone(),
             max_line_bytes,
             units: Vec::new(),
@@ -114,7 +122,19 @@ impl Hub {
         Hub {
             commands: Some(commands),
             reading: Some(reading),
+            heard,
         }
+    }
+
+    /// The stream's last sequence, if a message read within `within`
+    /// told it: while messages come, what the broker would answer is known
+    /// without asking it (a question on the connection the messages fill
+    /// waits behind them).
+    pub fn last_heard(&self, within: Duration) -> Option<u64> {
+        let heard = *self.heard.0.lock().unwrap_or_else(|e| e.into_inner());
+        heard
+            .filter(|(_, at)| at.elapsed() < within)
+            .map(|(last, _)| last)
     }
 
     /// Attaches a unit whose engine runs `plan` (the unit's own) and digests
@@ -264,6 +284,7 @@ impl From<Attach> for Unit {
 /// The reading task.
 struct Reading {
     address: StreamAddress,
+    heard: Arc<Heard>,
     max_line_bytes: usize,
     units: Vec<Unit>,
     attached: UnboundedReceiver<Attach>,
@@ -438,7 +459,12 @@ impl Reading {
             }
         };
         let (sequence, more) = match message.info() {
-            Ok(info) => (info.stream_sequence, info.pending >= BEHIND),
+            Ok(info) => {
+                let last = info.stream_sequence + info.pending;
+                *self.heard.0.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((last, Instant::now()));
+                (info.stream_sequence, info.pending >= BEHIND)
+            }
             Err(e) => {
                 log(&format!(
                     "{}: a message without its sequence: {e}",
