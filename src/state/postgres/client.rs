@@ -43,6 +43,50 @@ fn run<T>(connection: &mut Connection, call: impl Future<Output = T>) -> T {
     }))
 }
 
+/// The statements a [`Client`] and a [`Transaction`] both run, each
+/// waited for while the connection moves.
+macro_rules! statements {
+    () => {
+        pub fn query<T>(&mut self, statement: &T, params: Params) -> Result<Vec<Row>, Error>
+        where
+            T: ?Sized + ToStatement,
+        {
+            let (session, connection) = self.parts();
+            run(connection, session.query(statement, params))
+        }
+
+        pub fn query_one<T>(&mut self, statement: &T, params: Params) -> Result<Row, Error>
+        where
+            T: ?Sized + ToStatement,
+        {
+            let (session, connection) = self.parts();
+            run(connection, session.query_one(statement, params))
+        }
+
+        pub fn query_opt<T>(&mut self, statement: &T, params: Params) -> Result<Option<Row>, Error>
+        where
+            T: ?Sized + ToStatement,
+        {
+            let (session, connection) = self.parts();
+            run(connection, session.query_opt(statement, params))
+        }
+
+        pub fn execute<T>(&mut self, statement: &T, params: Params) -> Result<u64, Error>
+        where
+            T: ?Sized + ToStatement,
+        {
+            let (session, connection) = self.parts();
+            run(connection, session.execute(statement, params))
+        }
+
+        /// Runs statements separated by semicolons, without parameters.
+        pub fn batch_execute(&mut self, statements: &str) -> Result<(), Error> {
+            let (session, connection) = self.parts();
+            run(connection, session.batch_execute(statements))
+        }
+    };
+}
+
 /// One session.
 pub struct Client {
     /// `None` only while it is dropped.
@@ -78,43 +122,7 @@ impl Client {
         self.connection.is_none() || self.inner.as_ref().is_none_or(|c| c.is_closed())
     }
 
-    pub fn query<T>(&mut self, statement: &T, params: Params) -> Result<Vec<Row>, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        let (client, connection) = self.parts();
-        run(connection, client.query(statement, params))
-    }
-
-    pub fn query_one<T>(&mut self, statement: &T, params: Params) -> Result<Row, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        let (client, connection) = self.parts();
-        run(connection, client.query_one(statement, params))
-    }
-
-    pub fn query_opt<T>(&mut self, statement: &T, params: Params) -> Result<Option<Row>, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        let (client, connection) = self.parts();
-        run(connection, client.query_opt(statement, params))
-    }
-
-    pub fn execute<T>(&mut self, statement: &T, params: Params) -> Result<u64, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        let (client, connection) = self.parts();
-        run(connection, client.execute(statement, params))
-    }
-
-    /// Runs statements separated by semicolons, without parameters.
-    pub fn batch_execute(&mut self, statements: &str) -> Result<(), Error> {
-        let (client, connection) = self.parts();
-        run(connection, client.batch_execute(statements))
-    }
+    statements!();
 
     /// Begins a transaction; dropped without [`Transaction::commit`], it
     /// is rolled back.
@@ -176,43 +184,7 @@ impl<'c> Transaction<'c> {
         (inner, self.connection)
     }
 
-    pub fn query<T>(&mut self, statement: &T, params: Params) -> Result<Vec<Row>, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        let (transaction, connection) = self.parts();
-        run(connection, transaction.query(statement, params))
-    }
-
-    pub fn query_one<T>(&mut self, statement: &T, params: Params) -> Result<Row, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        let (transaction, connection) = self.parts();
-        run(connection, transaction.query_one(statement, params))
-    }
-
-    pub fn query_opt<T>(&mut self, statement: &T, params: Params) -> Result<Option<Row>, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        let (transaction, connection) = self.parts();
-        run(connection, transaction.query_opt(statement, params))
-    }
-
-    pub fn execute<T>(&mut self, statement: &T, params: Params) -> Result<u64, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        let (transaction, connection) = self.parts();
-        run(connection, transaction.execute(statement, params))
-    }
-
-    /// Runs statements separated by semicolons, without parameters.
-    pub fn batch_execute(&mut self, statements: &str) -> Result<(), Error> {
-        let (transaction, connection) = self.parts();
-        run(connection, transaction.batch_execute(statements))
-    }
+    statements!();
 
     /// The rows of `statement` (without parameters) one by one, as the
     /// server sends them, rather than all at once.
