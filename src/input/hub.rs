@@ -64,6 +64,11 @@ const BEHIND: u64 = BATCH as u64;
 /// retries what is parked.
 const TICK: Duration = Duration::from_secs(1);
 
+/// How long the consumer may deliver nothing, while it is waited for and
+/// the last message said more were pending, before it counts as stuck
+/// (the broker holds no request of its for more) and is made again.
+const STUCK: Duration = Duration::from_secs(2);
+
 /// The process's reader of one stream, a task on the process's runtime.
 pub struct Hub {
     /// Dropped to end the reading task.
@@ -116,6 +121,7 @@ impl Hub {
             attached,
             targets: Vec::new(),
             more: false,
+            pending: 0,
             families: 0,
         };
         let reading = runtime().spawn(reading.run());
@@ -292,6 +298,8 @@ struct Reading {
     targets: Vec<usize>,
     /// The reader was behind the stream at the last message read.
     more: bool,
+    /// Messages after the last one read, as it said.
+    pending: u64,
     /// Families of units numbered so far.
     families: usize,
 }
@@ -384,6 +392,9 @@ impl Reading {
     async fn read(&mut self, messages: &mut Consumer, lost: &Lost, from: u64) -> Ended {
         use futures_core::Stream;
         let mut next = from;
+        // How long the consumer was waited for since it last delivered.
+        let mut waited = Duration::ZERO;
+        self.pending = 0;
         loop {
             if lost.is_raised() {
                 log(&format!(
@@ -428,12 +439,23 @@ impl Reading {
                                 if self.units.is_empty() {
                                     return Ended::Idle;
                                 }
+                                waited += Duration::from_millis(250);
+                                if self.pending > 0 && waited >= STUCK {
+                                    log(&format!(
+                                        "{}: the stream's consumer delivered nothing for {} s with {} messages pending; consuming again from sequence {next}",
+                                        self.address,
+                                        waited.as_secs(),
+                                        self.pending
+                                    ));
+                                    return Ended::Again;
+                                }
                                 continue;
                             }
                         }
                     }
                 }
             };
+            waited = Duration::ZERO;
             if let Some(ended) = self.take(item, &mut next).await {
                 return ended;
             }
@@ -461,6 +483,7 @@ impl Reading {
         let (sequence, more) = match message.info() {
             Ok(info) => {
                 let last = info.stream_sequence + info.pending;
+                self.pending = info.pending;
                 *self.heard.0.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some((last, Instant::now()));
                 (info.stream_sequence, info.pending >= BEHIND)
