@@ -111,42 +111,32 @@ pub async fn stream_info(
         .cloned()
 }
 
-/// The last sequence of a stream, asked of the broker over one connection
-/// kept open (made again after a failure).
+/// The last sequence of a stream, asked of the broker.
 pub struct Tail {
     address: StreamAddress,
-    context: Option<async_nats::jetstream::Context>,
 }
 
 impl Tail {
     pub fn new(address: &StreamAddress) -> Tail {
         Tail {
             address: address.clone(),
-            context: None,
         }
     }
 
-    /// The sequence of the stream's last message (0 when it has none).
-    pub fn last(&mut self) -> Result<u64, BrokerError> {
+    /// The sequence of the stream's last message (0 when it has none),
+    /// asked on the process's one connection to the broker.
+    pub fn last(&self) -> Result<u64, BrokerError> {
         let address = &self.address;
-        let context = &mut self.context;
         let asked = async {
-            if context.is_none() {
-                *context = Some(connect(address).await?);
-            }
-            let js = context.as_ref().expect("connected");
-            Ok(stream_info(js, address).await?.state.last_sequence)
+            let js = connect(address).await?;
+            Ok(stream_info(&js, address).await?.state.last_sequence)
         };
         let timed = async {
             tokio::time::timeout(PROBE_TIMEOUT, asked)
                 .await
                 .unwrap_or_else(|_| Err(BrokerError::silent(address)))
         };
-        let result = crate::util::runtime::wait(timed);
-        if result.is_err() {
-            self.context = None;
-        }
-        result
+        crate::util::runtime::wait(timed)
     }
 }
 
