@@ -19,6 +19,7 @@
 
 use super::broker::BrokerError;
 use super::connection::Lost;
+use super::handoff;
 use super::nats::{Checkpoints, Consumer, StreamAddress, ASK_TIMEOUT, RETRY_CAP};
 use super::reader::{self, Chunk, Lines, Prepared};
 use crate::engine::digest::Digester;
@@ -31,7 +32,7 @@ use async_nats::jetstream::consumer::pull::OrderedError as MessagesError;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -594,21 +595,8 @@ async fn hand_over(unit: &mut Unit, more: bool) {
 
 /// Sends `chunk` to `unit`, waiting while the unit has too much to do; a
 /// unit gone is marked closed.
-async fn send(unit: &Unit, mut chunk: Routed) {
-    loop {
-        match unit.sender.try_send(chunk) {
-            Ok(()) => return,
-            Err(TrySendError::Full(back)) => {
-                if unit.closed.load(Ordering::SeqCst) {
-                    return;
-                }
-                chunk = back;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                unit.closed.store(true, Ordering::SeqCst);
-                return;
-            }
-        }
+async fn send(unit: &Unit, chunk: Routed) {
+    if !handoff::hand(&unit.sender, chunk, &unit.closed).await {
+        unit.closed.store(true, Ordering::SeqCst);
     }
 }

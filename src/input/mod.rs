@@ -7,11 +7,13 @@
 //! the engine, scanning each event line ([`scan`]) and working out what the
 //! engine needs of it ([`crate::engine::digest`]). A stream is read from
 //! NATS JetStream ([`nats`]), by one [`hub`] per process, over the
-//! process's one [`connection`] to the broker; what the broker does not
-//! answer is a [`broker::BrokerError`].
+//! process's one [`connection`] to the broker, and [`handoff`] hands what
+//! it read to the threads that apply it; what the broker does not answer is
+//! a [`broker::BrokerError`].
 
 pub mod broker;
 pub mod connection;
+pub mod handoff;
 pub mod hub;
 pub mod lines;
 pub mod multiline;

@@ -445,23 +445,8 @@ async fn pass_on(
         }
         *next = sequence + 1;
         shared.waiting.fetch_add(1, Ordering::SeqCst);
-        if !send(sender, Ok((line, sequence))).await {
+        if !super::handoff::hand(sender, Ok((line, sequence)), &shared.closed).await {
             return false;
-        }
-    }
-}
-
-/// Sends `message` to the input, waiting (without holding the runtime's
-/// thread) while the input has too much to read; false when it is gone.
-async fn send(sender: &SyncSender<Message>, mut message: Message) -> bool {
-    loop {
-        match sender.try_send(message) {
-            Ok(()) => return true,
-            Err(mpsc::TrySendError::Full(back)) => {
-                message = back;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err(mpsc::TrySendError::Disconnected(_)) => return false,
         }
     }
 }
