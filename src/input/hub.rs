@@ -65,6 +65,11 @@ const BEHIND: u64 = BATCH as u64;
 /// retries what is parked.
 const TICK: Duration = Duration::from_secs(1);
 
+/// How many messages are read, at most, between two times the stream's
+/// last sequence is told to the coordinator ([`Heard`]); it is also told
+/// whenever what was gathered is handed over.
+const TELL_EVERY: u32 = 256;
+
 /// How long the consumer may deliver nothing, while it is waited for and
 /// the last message said more were pending, before it counts as stuck
 /// (the broker holds no request of its for more) and is made again.
@@ -78,8 +83,9 @@ pub struct Hub {
     heard: Arc<Heard>,
 }
 
-/// The stream's last sequence as the last message read told it (its
-/// sequence and how many came after it), and when.
+/// The stream's last sequence as a message read told it (its sequence and
+/// how many came after it), and when it was told: at most [`TELL_EVERY`]
+/// messages back.
 #[derive(Default)]
 struct Heard(std::sync::Mutex<Option<(u64, Instant)>>);
 
@@ -122,7 +128,8 @@ impl Hub {
             attached,
             targets: Vec::new(),
             more: false,
-            pending: 0,
+            last: 0,
+            untold: 0,
             families: 0,
         };
         let reading = runtime().spawn(reading.run());
@@ -299,8 +306,11 @@ struct Reading {
     targets: Vec<usize>,
     /// The reader was behind the stream at the last message read.
     more: bool,
-    /// Messages after the last one read, as it said.
-    pending: u64,
+    /// The stream's last sequence, as the last message read said (its
+    /// sequence and how many came after it).
+    last: u64,
+    /// Messages read since `last` was last told to the coordinator.
+    untold: u32,
     /// Families of units numbered so far.
     families: usize,
 }
@@ -395,7 +405,7 @@ impl Reading {
         let mut next = from;
         // How long the consumer was waited for since it last delivered.
         let mut waited = Duration::ZERO;
-        self.pending = 0;
+        self.last = 0;
         loop {
             if lost.is_raised() {
                 log(&format!(
@@ -441,12 +451,12 @@ impl Reading {
                                     return Ended::Idle;
                                 }
                                 waited += Duration::from_millis(250);
-                                if self.pending > 0 && waited >= STUCK {
+                                if self.last >= next && waited >= STUCK {
                                     log(&format!(
                                         "{}: the stream's consumer delivered nothing for {} s with {} messages pending; consuming again from sequence {next}",
                                         self.address,
                                         waited.as_secs(),
-                                        self.pending
+                                        self.last + 1 - next
                                     ));
                                     return Ended::Again;
                                 }
@@ -483,10 +493,11 @@ impl Reading {
         };
         let (sequence, more) = match message.info() {
             Ok(info) => {
-                let last = info.stream_sequence + info.pending;
-                self.pending = info.pending;
-                *self.heard.0.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((last, Instant::now()));
+                self.last = info.stream_sequence + info.pending;
+                self.untold += 1;
+                if self.untold >= TELL_EVERY {
+                    self.tell();
+                }
                 (info.stream_sequence, info.pending >= BEHIND)
             }
             Err(e) => {
@@ -573,11 +584,21 @@ impl Reading {
     /// Hands every unit what was gathered for it, and tells it how far the
     /// stream went.
     async fn hand_over(&mut self) {
+        self.tell();
         let more = self.more;
         for unit in &mut self.units {
             hand_over(unit, more).await;
         }
         self.units.retain(|u| !u.closed.load(Ordering::SeqCst));
+    }
+
+    /// Tells the coordinator the stream's last sequence as read so far.
+    fn tell(&mut self) {
+        if self.untold > 0 {
+            self.untold = 0;
+            *self.heard.0.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((self.last, Instant::now()));
+        }
     }
 }
 
